@@ -1,0 +1,158 @@
+"""fto-async: asyncio SDK for PatSnap design-patent freedom-to-operate screening.
+
+Example::
+
+    import fto_async
+
+    async with fto_async.FtoClient.from_env() as client:
+        request = fto_async.ImageSearchRequest(
+            url="https://example.com/lamp.png", country=["US", "EU"], lang="en"
+        )
+        task_id = await client.submit_image_search(request)
+        report = await client.wait_image_search(task_id)
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import attrs
+
+from .auth import ApiKey, ClientCredentials
+from .client import FtoClient
+from .config import (
+    DEFAULT_BASE_URL,
+    DEFAULT_QPS,
+    DEFAULT_WORKFLOW_RESULT_PATH,
+    ClientConfig,
+    PollConfig,
+    RateConfig,
+    RetryConfig,
+)
+from .errors import (
+    ApiError,
+    AuthenticationError,
+    BatchAbortedError,
+    BudgetExhaustedError,
+    BusyError,
+    ClientExpiredError,
+    ConfigurationError,
+    ConnectError,
+    FileSpecError,
+    FtoError,
+    IllegalRequestError,
+    InsufficientBalanceError,
+    InvalidParameterError,
+    InvalidRequestError,
+    MalformedResponseError,
+    PathNotFoundError,
+    PermissionDeniedError,
+    QuotaExceededError,
+    RateLimitedError,
+    RequestTimeout,
+    ResponseDecodeError,
+    ServerError,
+    ServiceError,
+    TaskFailedError,
+    TaskTimeoutError,
+    TransportError,
+    ValidationError,
+)
+from .models import (
+    Comparison,
+    ImageSearchReport,
+    ImageSearchRequest,
+    LegalStatus,
+    LocItem,
+    PatentInfo,
+    PatentMessages,
+    Report,
+    RiskLevel,
+    RRFFusionResponse,
+    RRFItem,
+    SimpleLegalStatus,
+    TaskStatus,
+    UploadedImage,
+    WorkflowReport,
+    WorkflowRequest,
+)
+from .ratelimit import RateGate
+from .retry import RetryEvent
+from .transport import TransportStats
+
+__all__ = [
+    "DEFAULT_BASE_URL",
+    "DEFAULT_QPS",
+    "DEFAULT_WORKFLOW_RESULT_PATH",
+    "ApiError",
+    "ApiKey",
+    "AuthenticationError",
+    "BatchAbortedError",
+    "BudgetExhaustedError",
+    "BusyError",
+    "ClientConfig",
+    "ClientCredentials",
+    "ClientExpiredError",
+    "Comparison",
+    "ConfigurationError",
+    "ConnectError",
+    "FileSpecError",
+    "FtoClient",
+    "FtoError",
+    "IllegalRequestError",
+    "ImageSearchReport",
+    "ImageSearchRequest",
+    "InsufficientBalanceError",
+    "InvalidParameterError",
+    "InvalidRequestError",
+    "LegalStatus",
+    "LocItem",
+    "MalformedResponseError",
+    "PatentInfo",
+    "PatentMessages",
+    "PathNotFoundError",
+    "PermissionDeniedError",
+    "PollConfig",
+    "QuotaExceededError",
+    "RRFFusionResponse",
+    "RRFItem",
+    "RateConfig",
+    "RateGate",
+    "RateLimitedError",
+    "Report",
+    "RequestTimeout",
+    "ResponseDecodeError",
+    "RetryConfig",
+    "RetryEvent",
+    "RiskLevel",
+    "ServerError",
+    "ServiceError",
+    "SimpleLegalStatus",
+    "TaskFailedError",
+    "TaskStatus",
+    "TaskTimeoutError",
+    "TransportError",
+    "TransportStats",
+    "UploadedImage",
+    "ValidationError",
+    "WorkflowReport",
+    "WorkflowRequest",
+]
+
+# Show public classes as ``fto_async.X`` in reprs and tracebacks (as httpx does). attrs
+# classes resolve their string annotations first, against their defining module.
+_public_types = [o for o in map(globals().__getitem__, __all__) if isinstance(o, type)]
+for _cls in _public_types:
+    if attrs.has(_cls):
+        attrs.resolve_types(_cls)
+for _cls in _public_types:
+    _cls.__module__ = "fto_async"
+del _public_types, _cls
+
+
+def __getattr__(name: str) -> Any:
+    if name == "__version__":
+        from importlib.metadata import version
+
+        return version("fto-async")
+    raise AttributeError(f"module 'fto_async' has no attribute {name!r}")

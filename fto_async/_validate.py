@@ -1,0 +1,251 @@
+"""Validation rules for request fields. Strictly private: use the classes in :mod:`models`.
+
+Each rule is a small function ``rule(field, value) -> normalised value`` that raises
+:class:`~fto_async.errors.InvalidRequestError` naming ``field`` and the broken rule.
+Rules check types themselves, so a wrong type (an ``int`` for a URL, a ``dict`` for
+``lang``) is reported the same way as a wrong value, never as ``TypeError``.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import datetime as dt
+import re
+from collections.abc import Sequence
+from urllib.parse import urlsplit
+
+from .errors import InvalidRequestError
+
+__all__ = [
+    "LANGS",
+    "MAX_IMAGE_BYTES",
+    "MAX_MAIN_FIELD",
+    "country_codes",
+    "date_order",
+    "image_base64",
+    "lang",
+    "loc_code",
+    "loc_codes",
+    "non_empty_sequence",
+    "simple_legal_status",
+    "text",
+    "url",
+    "yyyymmdd",
+]
+
+#: Report languages the platform accepts.
+LANGS = ("cn", "en")
+#: Largest decoded image the platform accepts (4 MiB).
+MAX_IMAGE_BYTES = 4 * 1024 * 1024
+#: Longest ``main_field`` we send.
+MAX_MAIN_FIELD = 200
+
+_COUNTRY = re.compile(r"[A-Z]{2}")
+_LOC = re.compile(r"([0-9]{2})-[0-9]{2}")
+_DATE = re.compile(r"[0-9]{8}")
+_DATA_URI = re.compile(r"data:image/(png|jpeg|jpg);base64,", re.IGNORECASE)
+_PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+_JPEG_MAGIC = b"\xff\xd8\xff"
+_LEGAL_STATUS_VALUES = frozenset({0, 1, 2})
+
+
+def _show(value: object) -> str:
+    """Return a short repr of ``value`` for an error message (long values are cut)."""
+    text = repr(value)
+    return text if len(text) <= 60 else f"{text[:57]}..."
+
+
+def _type_name(value: object) -> str:
+    return "None" if value is None else type(value).__name__
+
+
+def non_empty_sequence(field: str, value: object, what: str) -> Sequence[object]:
+    """Return ``value`` if it is a non-empty list or tuple; ``what`` names the items."""
+    if isinstance(value, str | bytes | bytearray):
+        raise InvalidRequestError(
+            field, f"must be a list of {what}, not a bare string: pass [{value!r}]"
+        )
+    if not isinstance(value, Sequence):
+        raise InvalidRequestError(field, f"must be a list of {what}, got {_type_name(value)}")
+    if not value:
+        raise InvalidRequestError(field, f"must be a non-empty list of {what}")
+    return value
+
+
+def url(field: str, value: object) -> str:
+    """An http or https URL with a host and no whitespace or control characters."""
+    if not isinstance(value, str):
+        raise InvalidRequestError(
+            field, f"must be an http or https URL (a str), got {_type_name(value)}"
+        )
+    if any(c.isspace() or ord(c) < 0x20 or ord(c) == 0x7F for c in value):
+        raise InvalidRequestError(field, f"must not contain whitespace, got {_show(value)}")
+    try:
+        parts = urlsplit(value)
+        host = parts.hostname
+    except ValueError as exc:  # e.g. an unclosed IPv6 bracket
+        raise InvalidRequestError(
+            field, f"is not a valid URL ({exc}), got {_show(value)}"
+        ) from None
+    if parts.scheme.lower() not in ("http", "https"):
+        raise InvalidRequestError(field, f"must be an http or https URL, got {_show(value)}")
+    if not host:
+        raise InvalidRequestError(field, f"must have a host, got {_show(value)}")
+    return value
+
+
+def country_codes(field: str, value: object) -> tuple[str, ...]:
+    """A non-empty list of distinct two-letter upper-case codes (``"US"``, ``"EU"``)."""
+    seq = non_empty_sequence(field, value, "country codes")
+    codes: list[str] = []
+    for code in seq:
+        if not isinstance(code, str) or not _COUNTRY.fullmatch(code):
+            raise InvalidRequestError(
+                field, f"each code must be two upper-case letters, got {_show(code)}"
+            )
+        if code in codes:
+            raise InvalidRequestError(field, f"codes must be distinct, {code!r} appears twice")
+        codes.append(code)
+    return tuple(codes)
+
+
+def lang(field: str, value: object) -> str:
+    """The report language: ``"cn"`` or ``"en"``."""
+    if not isinstance(value, str) or value not in LANGS:
+        raise InvalidRequestError(field, f"must be 'cn' or 'en', got {_show(value)}")
+    return value
+
+
+def loc_code(field: str, value: object) -> str:
+    """A Locarno class code ``"NN-NN"`` whose class is 01 to 32 (``"14-02"``)."""
+    match = _LOC.fullmatch(value) if isinstance(value, str) else None
+    if match is None or not 1 <= int(match.group(1)) <= 32:
+        raise InvalidRequestError(
+            field, f"each Locarno code must look like '14-02' (class 01-32), got {_show(value)}"
+        )
+    return match.group(0)
+
+
+def loc_codes(field: str, value: object) -> tuple[str, ...]:
+    """A non-empty list of Locarno codes (see :func:`loc_code`)."""
+    return tuple(
+        loc_code(field, item) for item in non_empty_sequence(field, value, "Locarno codes")
+    )
+
+
+def yyyymmdd(field: str, value: object) -> str:
+    """A calendar date as :class:`datetime.date` or ``"yyyyMMdd"``; returns ``"yyyyMMdd"``."""
+    if isinstance(value, dt.date):
+        return f"{value.year:04d}{value.month:02d}{value.day:02d}"
+    if not isinstance(value, str) or not _DATE.fullmatch(value):
+        raise InvalidRequestError(
+            field, f"must be a datetime.date or a 'yyyyMMdd' string, got {_show(value)}"
+        )
+    try:
+        dt.date(int(value[:4]), int(value[4:6]), int(value[6:]))
+    except ValueError:
+        raise InvalidRequestError(field, f"must be a real calendar date, got {value!r}") from None
+    return value
+
+
+def date_order(start_field: str, start: str | None, end_field: str, end: str | None) -> None:
+    """Refuse an end date before the start date (both ``"yyyyMMdd"``); names ``end_field``."""
+    if start is not None and end is not None and end < start:
+        raise InvalidRequestError(
+            end_field, f"must not be before {start_field} ({start!r}), got {end!r}"
+        )
+
+
+def text(field: str, value: object, *, max_len: int | None = None) -> str:
+    """A non-blank str, at most ``max_len`` characters when given."""
+    if not isinstance(value, str):
+        raise InvalidRequestError(field, f"must be a str, got {_type_name(value)}")
+    if not value.strip():
+        raise InvalidRequestError(field, "must be a non-empty string (use None to leave it out)")
+    if max_len is not None and len(value) > max_len:
+        raise InvalidRequestError(field, f"must be at most {max_len} characters, got {len(value)}")
+    return value
+
+
+def image_base64(field: str, value: object) -> str:
+    """Strict base64 of a PNG or JPEG of at most 4 MiB decoded, returned without a data prefix.
+
+    A ``data:image/png;base64,`` or ``data:image/jpeg;base64,`` prefix is accepted and stripped.
+    """
+    if not isinstance(value, str):
+        hint = (
+            " (use WorkflowRequest.from_image_bytes for raw bytes)"
+            if isinstance(value, bytes | bytearray)
+            else ""
+        )
+        raise InvalidRequestError(field, f"must be a base64 str, got {_type_name(value)}{hint}")
+    declared = None
+    prefix = _DATA_URI.match(value)
+    if prefix is not None:
+        declared = "png" if prefix.group(1).lower() == "png" else "jpeg"
+        value = value[prefix.end() :]
+    elif value.startswith("data:"):
+        raise InvalidRequestError(
+            field, "a data URI must start with data:image/png;base64, or data:image/jpeg;base64,"
+        )
+    if not value:
+        raise InvalidRequestError(field, "must not be empty")
+    # 4 base64 characters carry 3 bytes: refuse an oversized image before decoding it.
+    if len(value) > 4 * ((MAX_IMAGE_BYTES + 2) // 3):
+        raise InvalidRequestError(field, f"image must be at most {MAX_IMAGE_BYTES} bytes (4 MiB)")
+    try:
+        data = base64.b64decode(value, validate=True)
+    except (binascii.Error, ValueError):
+        raise InvalidRequestError(
+            field, "must be strict base64 (A-Z a-z 0-9 + / with = padding, no line breaks)"
+        ) from None
+    if len(data) > MAX_IMAGE_BYTES:
+        raise InvalidRequestError(field, f"image must be at most {MAX_IMAGE_BYTES} bytes (4 MiB)")
+    if data.startswith(_PNG_MAGIC):
+        kind = "png"
+    elif data.startswith(_JPEG_MAGIC):
+        kind = "jpeg"
+    else:
+        raise InvalidRequestError(field, "decoded bytes must be a PNG or JPEG image")
+    if declared is not None and declared != kind:
+        raise InvalidRequestError(
+            field, f"the data URI says image/{declared} but the bytes are a {kind.upper()} image"
+        )
+    return value
+
+
+def _legal_status_value(item: object) -> int | None:
+    if isinstance(item, str):
+        return int(item) if item in ("0", "1", "2") else None
+    if isinstance(item, int) and not isinstance(item, bool) and item in _LEGAL_STATUS_VALUES:
+        return int(item)
+    return None
+
+
+def simple_legal_status(field: str, value: object) -> str:
+    """Distinct statuses 0/1/2 as ``"1,2"``, a list of ints or one int; returns ``"1,2"`` sorted."""
+    items: Sequence[object]
+    if isinstance(value, str):
+        items = [part.strip() for part in value.split(",")]
+    elif isinstance(value, int) and not isinstance(value, bool):
+        items = [value]
+    elif isinstance(value, Sequence) and not isinstance(value, bytes | bytearray):
+        items = value
+    else:
+        raise InvalidRequestError(
+            field, f"must be a str like '1,2' or a list of 0/1/2, got {_type_name(value)}"
+        )
+    if not items:
+        raise InvalidRequestError(field, "must name at least one status (0, 1 or 2)")
+    statuses: list[int] = []
+    for item in items:
+        status = _legal_status_value(item)
+        if status is None:
+            raise InvalidRequestError(
+                field, f"each status must be 0, 1 or 2 (comma-separated), got {_show(item)}"
+            )
+        if status in statuses:
+            raise InvalidRequestError(field, f"statuses must be distinct, {status} appears twice")
+        statuses.append(status)
+    return ",".join(str(s) for s in sorted(statuses))

@@ -1,0 +1,193 @@
+"""The two credential schemes, and the token cache with single-flight refresh.
+
+* :class:`ClientCredentials`: enterprise client id and secret. ``POST /oauth/token``
+  (HTTP Basic, ``grant_type=client_credentials``) yields a token valid for 30 minutes;
+  business calls send ``?apikey=<client_id>`` and ``Authorization: Bearer <token>``.
+* :class:`ApiKey`: an ``sk-`` key from the Eureka admin dashboard, sent as
+  ``Authorization: Bearer sk-...`` and ``?apikey=sk-...``; no token exchange.
+
+Neither class ever shows its secret in ``repr()`` or ``str()``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Any, Protocol
+
+import attrs
+
+from .errors import AuthenticationError, ConfigurationError, MalformedResponseError
+
+__all__ = ["ApiKey", "Authenticator", "ClientCredentials", "TokenAuth", "parse_token_reply"]
+
+#: Refresh a token this many seconds before it expires (PatSnap's own client uses 60 s).
+REFRESH_MARGIN = 60.0
+
+TokenFetcher = Callable[["ClientCredentials"], Awaitable[Mapping[str, Any]]]
+
+
+def _mask(value: str) -> str:
+    return f"{value[:3]}…" if len(value) > 8 else "***"
+
+
+@attrs.frozen(repr=False)
+class ClientCredentials:
+    """An enterprise client id and secret (OAuth client credentials).
+
+    Example::
+
+        creds = ClientCredentials("my-client-id", "my-secret")
+    """
+
+    client_id: str
+    client_secret: str
+
+    def __attrs_post_init__(self) -> None:
+        if not self.client_id or not self.client_secret:
+            raise ConfigurationError("client_id and client_secret must both be non-empty")
+
+    def __repr__(self) -> str:
+        return f"ClientCredentials(client_id={_mask(self.client_id)!r}, client_secret='***')"
+
+
+@attrs.frozen(repr=False)
+class ApiKey:
+    """An Eureka open-platform API key (``sk-...``).
+
+    Example::
+
+        key = ApiKey("sk-...")
+    """
+
+    key: str
+
+    def __attrs_post_init__(self) -> None:
+        if not self.key.startswith("sk-") or len(self.key) < 4:
+            raise ConfigurationError("api_key must be an 'sk-' key")
+
+    def __repr__(self) -> str:
+        return "ApiKey(key='sk-***')"
+
+
+def parse_token_reply(body: Mapping[str, Any]) -> tuple[str, float]:
+    """Take ``(token, expires_in)`` from a token reply.
+
+    Accepts the documented ``token`` field, ``access_token``, and ``data.token``.
+
+    Raises:
+        AuthenticationError: the reply carries an error code.
+        MalformedResponseError: the reply holds no token.
+    """
+    data = body.get("data")
+    nested: Mapping[str, Any] = data if isinstance(data, Mapping) else {}
+    token = body.get("token") or body.get("access_token") or nested.get("token")
+    if not isinstance(token, str) or not token:
+        raise MalformedResponseError("token reply holds no token")
+    expires = body.get("expires_in", nested.get("expires_in", 1799))
+    try:
+        expires_in = float(expires)
+    except (TypeError, ValueError):
+        expires_in = 1799.0
+    return token, expires_in
+
+
+class Authenticator(Protocol):
+    """What the transport needs from a credential scheme (private protocol)."""
+
+    #: The value of the ``apikey`` query parameter.
+    apikey: str
+
+    async def bearer(self) -> str:
+        """The value to send after ``Bearer``; may fetch a token."""
+
+    def invalidate(self, bearer: str) -> bool:
+        """Forget ``bearer`` after the platform refused it; True if a refresh can help."""
+
+
+class StaticKeyAuth:
+    """Private: the ``sk-`` scheme. The key is both the bearer and the apikey."""
+
+    __slots__ = ("_key", "apikey")
+
+    def __init__(self, key: ApiKey) -> None:
+        self._key = key
+        self.apikey = key.key
+
+    async def bearer(self) -> str:
+        return self._key.key
+
+    def invalidate(self, bearer: str) -> bool:
+        return False
+
+    def __repr__(self) -> str:
+        return "StaticKeyAuth(apikey='sk-***')"
+
+
+class TokenAuth:
+    """Token cache for client credentials, with single-flight refresh.
+
+    Any number of concurrent callers that find the token missing or about to expire
+    share one token request. Private to the SDK; the transport builds it.
+    """
+
+    __slots__ = ("_clock", "_creds", "_expires_at", "_fetch", "_lock", "_token", "apikey")
+
+    def __init__(
+        self,
+        creds: ClientCredentials,
+        fetch: TokenFetcher,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._creds = creds
+        self._fetch = fetch
+        self._clock = clock
+        self._token: str | None = None
+        self._expires_at = 0.0
+        self._lock: asyncio.Lock | None = None
+        self.apikey = creds.client_id
+
+    def _valid(self) -> bool:
+        return self._token is not None and self._clock() < self._expires_at
+
+    async def bearer(self) -> str:
+        if self._valid():
+            assert self._token is not None
+            return self._token
+        if self._lock is None:
+            self._lock = asyncio.Lock()
+        async with self._lock:
+            if not self._valid():  # another caller may have refreshed while we waited
+                started = self._clock()
+                reply = await self._fetch(self._creds)
+                token, ttl = parse_token_reply(reply)
+                margin = min(REFRESH_MARGIN, ttl / 2)
+                self._token, self._expires_at = token, started + ttl - margin
+            assert self._token is not None
+            return self._token
+
+    def invalidate(self, bearer: str) -> bool:
+        if bearer == self._token:
+            self._token = None
+        return True
+
+    def __repr__(self) -> str:
+        state = "valid" if self._valid() else "none"
+        return f"TokenAuth(apikey={_mask(self.apikey)!r}, token={state})"
+
+
+def token_error(body: Mapping[str, Any], http_status: int) -> AuthenticationError | None:
+    """The error a token reply reports, if any (private helper for the transport)."""
+    code = body.get("error_code")
+    if body.get("status") is False or (code not in (None, 0, "0")):
+        message = str(body.get("error_msg") or body.get("message") or "token request refused")
+        try:
+            num = int(code) if code is not None else None
+        except (TypeError, ValueError):
+            num = None
+        return AuthenticationError(num, message, http_status=http_status)
+    if http_status >= 400 and "token" not in body and "access_token" not in body:
+        return AuthenticationError(None, "token request refused", http_status=http_status)
+    return None

@@ -1,0 +1,348 @@
+"""``FtoClient``: one method per endpoint, typed requests in, typed reports out."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Mapping, Sequence
+from os import PathLike
+from pathlib import Path
+from types import TracebackType
+from typing import Any, Self, TypeVar
+
+import aiohttp
+import attrs
+
+from . import _serde
+from .auth import ApiKey, ClientCredentials
+from .config import ClientConfig, PollConfig, RetryConfig, env_settings
+from .errors import (
+    ConfigurationError,
+    InvalidRequestError,
+    ResponseDecodeError,
+    TaskFailedError,
+    TaskTimeoutError,
+)
+from .models import (
+    ImageSearchReport,
+    ImageSearchRequest,
+    TaskStatus,
+    UploadedImage,
+    WorkflowReport,
+    WorkflowRequest,
+)
+from .ratelimit import RateGateProtocol
+from .retry import RetryHook
+from .transport import FileField, Transport, TransportStats
+
+__all__ = ["FtoClient"]
+
+SUBMIT_PATH = "/ai/image-search/submit"
+REPORT_PATH = "/ai/image-search/report"
+WORKFLOW_SUBMIT_PATH = "/api/mcp/submit-workflow"
+UPLOAD_PATH = "/image-search/image-upload"
+MAX_UPLOAD_BYTES = 4 * 1024 * 1024
+
+R = TypeVar("R", bound=ImageSearchReport)
+
+
+def _image_type(data: bytes) -> tuple[str, str] | None:
+    if data.startswith(b"\x89PNG\r\n\x1a\n"):
+        return "png", "image/png"
+    if data.startswith(b"\xff\xd8\xff"):
+        return "jpg", "image/jpeg"
+    return None
+
+
+class FtoClient:
+    """An async client for the PatSnap design-patent FTO endpoints.
+
+    Use one client per account, shared by every task of the program: it owns the HTTP
+    connection pool, the token and the account's rate gate.
+
+    Example::
+
+        async with FtoClient(client_id="...", client_secret="...", qps=10) as client:
+            task_id = await client.submit_image_search(
+                ImageSearchRequest(url="https://example.com/lamp.png", country=["US"], lang="en")
+            )
+            report = await client.wait_image_search(task_id)
+            print(report.highest_risk)
+
+    Args:
+        client_id: enterprise client id (OAuth client credentials), with ``client_secret``.
+        client_secret: the matching secret.
+        api_key: an ``sk-`` API key, instead of the two above.
+        base_url: see :class:`~fto_async.config.ClientConfig`.
+        qps: the account's QPS limit (see :class:`~fto_async.config.RateConfig`; default 5).
+        workflow_result_path: UNVERIFIED default ``/api/mcp/workflow-result``; see
+            :class:`~fto_async.config.ClientConfig`.
+        max_in_flight, max_calls, daily_limit: see :class:`~fto_async.config.RateConfig`.
+        timeout: seconds per HTTP request, see :class:`~fto_async.config.ClientConfig`.
+        retry: see :class:`~fto_async.config.RetryConfig`.
+        poll: see :class:`~fto_async.config.PollConfig`.
+        config: a whole :class:`~fto_async.config.ClientConfig`; the keyword options above
+            override its fields.
+        retry_hooks: callables receiving a :class:`~fto_async.retry.RetryEvent` per retry.
+        gate: a rate gate to share with other clients of the same account.
+        session: an aiohttp session to use (not closed by the client).
+    """
+
+    def __init__(
+        self,
+        *,
+        client_id: str | None = None,
+        client_secret: str | None = None,
+        api_key: str | None = None,
+        base_url: str | None = None,
+        qps: float | None = None,
+        workflow_result_path: str | None = None,
+        max_in_flight: int | None = None,
+        max_calls: int | None = None,
+        daily_limit: int | None = None,
+        timeout: float | None = None,
+        retry: RetryConfig | None = None,
+        poll: PollConfig | None = None,
+        config: ClientConfig | None = None,
+        retry_hooks: Sequence[RetryHook] = (),
+        gate: RateGateProtocol | None = None,
+        session: aiohttp.ClientSession | None = None,
+    ) -> None:
+        self._credentials = _credentials(client_id, client_secret, api_key)
+        cfg = config or ClientConfig()
+        rate_changes: dict[str, Any] = {
+            k: v
+            for k, v in {
+                "qps": qps,
+                "max_in_flight": max_in_flight,
+                "max_calls": max_calls,
+                "daily_limit": daily_limit,
+            }.items()
+            if v is not None
+        }
+        changes: dict[str, Any] = {
+            k: v
+            for k, v in {
+                "base_url": base_url,
+                "workflow_result_path": workflow_result_path,
+                "timeout": timeout,
+                "retry": retry,
+                "poll": poll,
+            }.items()
+            if v is not None
+        }
+        if rate_changes:
+            changes["rate"] = attrs.evolve(cfg.rate, **rate_changes)
+        self.config: ClientConfig = attrs.evolve(cfg, **changes) if changes else cfg
+        self._converter = _serde.make_converter()
+        self._transport = Transport(
+            self._credentials,
+            self.config,
+            gate=gate,
+            retry_hooks=tuple(retry_hooks),
+            session=session,
+            task_paths=frozenset({SUBMIT_PATH, WORKFLOW_SUBMIT_PATH}),
+        )
+
+    @classmethod
+    def from_env(
+        cls, environ: Mapping[str, str] | None = None, **options: Any
+    ) -> FtoClient:
+        """Build a client from ``PATSNAP_CLIENT_ID`` / ``PATSNAP_CLIENT_SECRET`` or
+        ``PATSNAP_API_KEY``, ``PATSNAP_BASE_URL`` and ``PATSNAP_QPS``.
+
+        Keyword ``options`` override the environment.
+
+        Raises:
+            ConfigurationError: no credentials in the environment.
+        """
+        settings: dict[str, Any] = {k: v for k, v in env_settings(environ).items() if v is not None}
+        if "api_key" in settings and "client_id" in settings:
+            settings.pop("client_id")  # an sk- key wins: it needs no token exchange
+            settings.pop("client_secret", None)
+        settings.update(options)
+        return cls(**settings)
+
+    # -- lifecycle ------------------------------------------------------------------
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        """Close the connection pool (only if the client created it). Idempotent."""
+        await self._transport.aclose()
+
+    @property
+    def closed(self) -> bool:
+        """True once the client is closed; using it then raises ``RuntimeError``."""
+        return self._transport.closed
+
+    @property
+    def stats(self) -> TransportStats:
+        """Traffic counters: calls, token requests, answers by code, ambiguous submits."""
+        return self._transport.stats
+
+    @property
+    def gate(self) -> RateGateProtocol:
+        """The account's rate gate (its ``rate`` is the pace in force)."""
+        return self._transport.gate
+
+    @property
+    def transport(self) -> Transport:
+        """The transport every call goes through (private API; for the batch layer)."""
+        return self._transport
+
+    @property
+    def retries(self) -> int:
+        """Retries performed so far by this client."""
+        return self._transport.retry.retries
+
+    def __repr__(self) -> str:
+        kind = "api_key" if isinstance(self._credentials, ApiKey) else "client_credentials"
+        state = "closed" if self.closed else "open"
+        return f"<FtoClient {self.config.base_url} auth={kind} qps={self.config.rate.qps} {state}>"
+
+    # -- image search (AI39 current) ------------------------------------------------
+
+    async def submit_image_search(self, request: ImageSearchRequest) -> str:
+        """Submit an image-search FTO task (``POST /ai/image-search/submit``).
+
+        Returns:
+            The task id.
+
+        Raises:
+            InvalidRequestError: ``request`` is not an :class:`ImageSearchRequest`.
+            FtoError: the platform refused the call (see :mod:`fto_async.errors`).
+        """
+        _require(request, ImageSearchRequest, "request")
+        return await self._submit(SUBMIT_PATH, request)
+
+    async def get_image_search_report(self, task_id: str) -> ImageSearchReport:
+        """Poll an image-search task once (``POST /ai/image-search/report``)."""
+        return await self._report(REPORT_PATH, task_id, ImageSearchReport)
+
+    async def wait_image_search(
+        self, task_id: str, timeout: float | None = None
+    ) -> ImageSearchReport:
+        """Poll until the task succeeds; see :meth:`wait_workflow` for the rules."""
+        return await self._wait(REPORT_PATH, task_id, ImageSearchReport, timeout)
+
+    # -- full FTO workflow (AI39 enhanced) ------------------------------------------
+
+    async def submit_workflow(self, request: WorkflowRequest) -> str:
+        """Submit a full FTO workflow task (``POST /api/mcp/submit-workflow``)."""
+        _require(request, WorkflowRequest, "request")
+        return await self._submit(WORKFLOW_SUBMIT_PATH, request)
+
+    async def get_workflow_report(self, task_id: str) -> WorkflowReport:
+        """Poll a workflow task once, at ``workflow_result_path`` (UNVERIFIED path)."""
+        return await self._report(self.config.workflow_result_path, task_id, WorkflowReport)
+
+    async def wait_workflow(self, task_id: str, timeout: float | None = None) -> WorkflowReport:
+        """Poll until the task is done, every ``poll.interval`` seconds (2-5 s recommended).
+
+        Args:
+            task_id: the id returned by the submit call.
+            timeout: seconds to wait in all (default ``poll.timeout``; ``None`` there
+                means forever).
+
+        Returns:
+            The report of a task with ``task_status`` 2.
+
+        Raises:
+            TaskFailedError: the task ended with ``task_status`` 3.
+            TaskTimeoutError: still running when the timeout passed.
+        """
+        path = self.config.workflow_result_path
+        return await self._wait(path, task_id, WorkflowReport, timeout)
+
+    # -- upload (P010) --------------------------------------------------------------
+
+    async def upload_image(
+        self, image: str | PathLike[str] | bytes, *, filename: str | None = None
+    ) -> UploadedImage:
+        """Upload a local JPG/PNG under 4 MB; returns its public ``url`` and ``expire``.
+
+        Raises:
+            InvalidRequestError: not a JPG/PNG, too large, or the file cannot be read.
+        """
+        if isinstance(image, bytes):
+            data, name = image, filename
+        elif isinstance(image, str | PathLike):
+            path = Path(image)
+            try:
+                data = await asyncio.to_thread(path.read_bytes)
+            except OSError as exc:
+                reason = f"cannot read {path.name}: {exc.strerror}"
+                raise InvalidRequestError("image", reason) from None
+            name = filename or path.name
+        else:
+            got = type(image).__name__
+            raise InvalidRequestError("image", f"must be a path or bytes, got {got}")
+        kind = _image_type(data)
+        if kind is None:
+            raise InvalidRequestError("image", "must be a JPG or PNG image")
+        if len(data) >= MAX_UPLOAD_BYTES:
+            raise InvalidRequestError("image", f"must be under 4 MB, got {len(data)} bytes")
+        field = FileField("image", name or f"image.{kind[0]}", data, kind[1])
+        answer = await self._transport.call(UPLOAD_PATH, files=(field,))
+        return _serde.structure(self._converter, answer, UploadedImage)
+
+    # -- shared plumbing ------------------------------------------------------------
+
+    async def _submit(self, path: str, request: ImageSearchRequest | WorkflowRequest) -> str:
+        body = _serde.unstructure(self._converter, request)
+        answer = await self._transport.call(path, body)
+        task_id = answer.get("task_id") if isinstance(answer, Mapping) else None
+        if not isinstance(task_id, str) or not task_id:
+            raise ResponseDecodeError(f"{path}: the answer holds no task_id", raw=answer)
+        return task_id
+
+    async def _report(self, path: str, task_id: str, cls: type[R]) -> R:
+        if not isinstance(task_id, str) or not task_id.strip():
+            raise InvalidRequestError("task_id", "must be a non-empty string")
+        answer = await self._transport.call(path, {"task_id": task_id})
+        return _serde.structure(self._converter, answer, cls)
+
+    async def _wait(self, path: str, task_id: str, cls: type[R], timeout: float | None) -> R:
+        poll = self.config.poll
+        limit = poll.timeout if timeout is None else timeout
+        started = time.monotonic()
+        while True:
+            report = await self._report(path, task_id, cls)
+            if report.task_status == TaskStatus.SUCCESS:
+                return report
+            if report.task_status == TaskStatus.FAILED:
+                raise TaskFailedError(task_id)
+            waited = time.monotonic() - started
+            if limit is not None and waited + poll.interval > limit:
+                raise TaskTimeoutError(task_id, waited)
+            await asyncio.sleep(poll.interval)
+
+
+def _require(value: object, cls: type, field: str) -> None:
+    if not isinstance(value, cls):
+        raise InvalidRequestError(field, f"must be a {cls.__name__}, got {type(value).__name__}")
+
+
+def _credentials(
+    client_id: str | None, client_secret: str | None, api_key: str | None
+) -> ClientCredentials | ApiKey:
+    if api_key is not None:
+        if client_id is not None or client_secret is not None:
+            raise ConfigurationError("pass either api_key or client_id/client_secret, not both")
+        return ApiKey(api_key)
+    if client_id is None or client_secret is None:
+        raise ConfigurationError(
+            "no credentials: pass client_id and client_secret, or api_key "
+            "(or set PATSNAP_CLIENT_ID/PATSNAP_CLIENT_SECRET or PATSNAP_API_KEY)"
+        )
+    return ClientCredentials(client_id, client_secret)

@@ -1,0 +1,231 @@
+"""Client options as plain frozen values, and :func:`ClientConfig.from_env`.
+
+Every duration is a float in seconds. Each option is documented once, here; the
+entry points (``FtoClient``, the CLI) point to this module.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import ssl as _ssl
+from collections.abc import Mapping
+
+import attrs
+
+from .errors import ConfigurationError
+
+__all__ = [
+    "DEFAULT_BASE_URL",
+    "DEFAULT_QPS",
+    "DEFAULT_SUBMIT_LATENCY",
+    "DEFAULT_TIMEOUT",
+    "DEFAULT_WORKFLOW_RESULT_PATH",
+    "ClientConfig",
+    "PollConfig",
+    "RateConfig",
+    "RetryConfig",
+    "env_settings",
+]
+
+#: The platform's host.
+DEFAULT_BASE_URL = "https://connect.patsnap.com"
+#: Calls per second when the user states none. The platform publishes no number; 5 is
+#: a conservative guess that most paid packages allow. Set ``qps`` to your account's limit.
+DEFAULT_QPS = 5.0
+#: The typical duration of a submit call (the seed documents: 5 s normal, 10 s max).
+DEFAULT_SUBMIT_LATENCY = 5.0
+#: Per-request timeout. Must exceed the documented 10 s maximum submit time.
+DEFAULT_TIMEOUT = 30.0
+#: UNVERIFIED. The platform has not published where the result of a ``submit-workflow``
+#: task is read; this guess follows the ``/api/mcp/`` prefix. Override it per client.
+DEFAULT_WORKFLOW_RESULT_PATH = "/api/mcp/workflow-result"
+
+
+def _positive(_inst: object, attribute: attrs.Attribute[float], value: float) -> None:
+    if not value > 0:
+        raise ConfigurationError(f"{attribute.name} must be > 0, got {value!r}")
+
+
+def _non_negative(_inst: object, attribute: attrs.Attribute[float], value: float) -> None:
+    if not value >= 0:
+        raise ConfigurationError(f"{attribute.name} must be >= 0, got {value!r}")
+
+
+def _optional_positive_int(
+    _inst: object, attribute: attrs.Attribute[int | None], v: int | None
+) -> None:
+    if v is not None and (not isinstance(v, int) or v <= 0):
+        raise ConfigurationError(f"{attribute.name} must be a positive integer or None, got {v!r}")
+
+
+@attrs.frozen(kw_only=True)
+class RetryConfig:
+    """How failed calls are retried (full-jitter exponential backoff).
+
+    Usage::
+
+        RetryConfig()                          # defaults below
+        RetryConfig(max_attempts=3)            # give up sooner
+        RetryConfig(base=0, cap=0)             # no waiting (tests)
+
+    The wait before retry ``n`` (1-based) is ``uniform(0, min(cap, base * 2**(n-1)))``;
+    a ``Retry-After`` answer waits that long plus ``uniform(0, base)`` instead.
+
+    Attributes:
+        max_attempts: attempts per call, the first included (1 = never retry).
+        base: seconds; the first backoff's upper bound.
+        cap: seconds; no single wait is longer.
+        max_time: seconds; the overall time budget of one call, retries included.
+        budget: the client-wide retry quota in tokens (botocore standard mode). When
+            it is empty, errors surface instead of being retried.
+        retry_cost: tokens one retry takes.
+        timeout_cost: tokens one retry after a timeout takes.
+        success_refund: tokens a successful call gives back (up to ``budget``).
+    """
+
+    max_attempts: int = 8
+    base: float = attrs.field(default=0.5, validator=_non_negative)
+    cap: float = attrs.field(default=20.0, validator=_non_negative)
+    max_time: float = attrs.field(default=300.0, validator=_positive)
+    budget: int = 500
+    retry_cost: int = 5
+    timeout_cost: int = 10
+    success_refund: int = 1
+
+    @classmethod
+    def for_testing(cls, max_attempts: int = 5) -> RetryConfig:
+        """A policy that retries without waiting (like stamina's testing mode)."""
+        return cls(max_attempts=max_attempts, base=0.0, cap=0.0)
+
+
+@attrs.frozen(kw_only=True)
+class RateConfig:
+    """The account's rate gate: pacing, the in-flight bound and call budgets.
+
+    Usage::
+
+        RateConfig(qps=10)                               # the account's QPS limit
+        RateConfig(qps=10, max_calls=5000)               # and stop after 5000 calls
+        RateConfig(qps=10, endpoint_qps={"/ai/image-search/report": 4})
+
+    Attributes:
+        qps: the platform's limit for this account, in calls per second. The gate
+            never lets more than ``qps`` calls into any sliding 1-second window.
+        headroom: fraction of ``qps`` the gate paces at (0.97 leaves a 3% margin for
+            network jitter between our clock and the gateway's).
+        max_in_flight: calls allowed to be waiting for an answer at once. ``None`` follows
+            Little's law: ``ceil(qps * submit_latency * 1.5)``, at least 8.
+        submit_latency: seconds a submit takes on the platform (for the default above).
+        adaptive: lower the rate when the platform answers 67200002, then climb back.
+        min_rate_fraction: the adaptive rate never drops below ``qps`` times this.
+        recovery: seconds the adaptive rate takes to climb back to the rate it was
+            throttled at; above that it probes slowly (5% of ``qps`` per second).
+        max_calls: refuse the call that would exceed this many calls (None: no budget).
+        daily_limit: refuse the call that would exceed this many calls in one UTC day.
+        endpoint_qps: extra per-path limits (calls per second) layered on the account gate.
+    """
+
+    qps: float = attrs.field(default=DEFAULT_QPS, validator=_positive)
+    headroom: float = attrs.field(default=0.97, validator=_positive)
+    max_in_flight: int | None = attrs.field(default=None, validator=_optional_positive_int)
+    submit_latency: float = attrs.field(default=DEFAULT_SUBMIT_LATENCY, validator=_positive)
+    adaptive: bool = True
+    min_rate_fraction: float = attrs.field(default=0.05, validator=_positive)
+    recovery: float = attrs.field(default=5.0, validator=_positive)
+    max_calls: int | None = attrs.field(default=None, validator=_optional_positive_int)
+    daily_limit: int | None = attrs.field(default=None, validator=_optional_positive_int)
+    endpoint_qps: Mapping[str, float] = attrs.field(factory=dict)
+
+    @property
+    def in_flight_limit(self) -> int:
+        """The in-flight bound in force (``max_in_flight`` or its Little's-law default)."""
+        if self.max_in_flight is not None:
+            return self.max_in_flight
+        return max(8, math.ceil(self.qps * self.submit_latency * 1.5))
+
+
+@attrs.frozen(kw_only=True)
+class PollConfig:
+    """How ``wait_*`` polls one task.
+
+    Usage::
+
+        PollConfig()                     # every 3 s, the middle of the documented 2-5 s
+        PollConfig(interval=5)           # gentler
+
+    Attributes:
+        interval: seconds between polls of one task (the platform recommends 2-5 s).
+        min_interval: seconds; no task is ever polled sooner than this after the last poll.
+        max_interval: seconds; the longest gap between two polls of a slow task.
+        timeout: seconds a ``wait_*`` call waits before raising ``TaskTimeoutError``
+            (``None``: forever).
+    """
+
+    interval: float = attrs.field(default=3.0, validator=_positive)
+    min_interval: float = attrs.field(default=2.0, validator=_non_negative)
+    max_interval: float = attrs.field(default=30.0, validator=_positive)
+    timeout: float | None = 1800.0
+
+
+@attrs.frozen(kw_only=True)
+class ClientConfig:
+    """Everything an :class:`~fto_async.FtoClient` needs besides credentials.
+
+    Usage::
+
+        ClientConfig()                                   # production defaults
+        ClientConfig(base_url=emu.base_url, rate=RateConfig(qps=50))
+
+    Attributes:
+        base_url: the platform's scheme and host (``https://connect.patsnap.com``).
+        workflow_result_path: where ``submit-workflow`` results are read; UNVERIFIED,
+            see :data:`DEFAULT_WORKFLOW_RESULT_PATH`.
+        timeout: seconds one HTTP request may take, answer included.
+        connect_timeout: seconds to open a connection.
+        ssl: ``True`` (verify with the system store), an ``ssl.SSLContext`` of your own
+            (custom CA), or ``False`` (no verification; never in production).
+        rate: the rate gate, see :class:`RateConfig`.
+        retry: the retry policy, see :class:`RetryConfig`.
+        poll: polling of single tasks, see :class:`PollConfig`.
+        user_agent: sent as ``User-Agent``.
+    """
+
+    base_url: str = DEFAULT_BASE_URL
+    workflow_result_path: str = DEFAULT_WORKFLOW_RESULT_PATH
+    timeout: float = attrs.field(default=DEFAULT_TIMEOUT, validator=_positive)
+    connect_timeout: float = attrs.field(default=10.0, validator=_positive)
+    ssl: bool | _ssl.SSLContext = True
+    rate: RateConfig = attrs.field(factory=RateConfig)
+    retry: RetryConfig = attrs.field(factory=RetryConfig)
+    poll: PollConfig = attrs.field(factory=PollConfig)
+    user_agent: str = "fto-async"
+
+    def __attrs_post_init__(self) -> None:
+        if not self.base_url.startswith(("http://", "https://")):
+            raise ConfigurationError(f"base_url must be http(s), got {self.base_url!r}")
+        if not self.workflow_result_path.startswith("/"):
+            raise ConfigurationError("workflow_result_path must start with '/'")
+
+
+def env_settings(environ: Mapping[str, str] | None = None) -> dict[str, str | float | None]:
+    """Read the ``PATSNAP_*`` variables (the only code that reads the environment).
+
+    Returns a dict with ``client_id``, ``client_secret``, ``api_key``, ``base_url`` and
+    ``qps`` (``None`` where unset).
+    """
+    env = os.environ if environ is None else environ
+    qps_text = env.get("PATSNAP_QPS")
+    qps: float | None = None
+    if qps_text:
+        try:
+            qps = float(qps_text)
+        except ValueError:
+            raise ConfigurationError(f"PATSNAP_QPS must be a number, got {qps_text!r}") from None
+    return {
+        "client_id": env.get("PATSNAP_CLIENT_ID") or None,
+        "client_secret": env.get("PATSNAP_CLIENT_SECRET") or None,
+        "api_key": env.get("PATSNAP_API_KEY") or None,
+        "base_url": env.get("PATSNAP_BASE_URL") or None,
+        "qps": qps,
+    }

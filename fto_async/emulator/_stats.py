@@ -1,0 +1,153 @@
+"""What the emulator saw: calls by path and code, submits, polls and admission times."""
+
+from __future__ import annotations
+
+from collections import Counter
+from typing import Any
+
+import attrs
+
+__all__ = ["CODE_DROPPED", "EmulatorStats", "SubmitRecord"]
+
+#: Code recorded for a call whose connection was closed without any response.
+CODE_DROPPED = -1
+
+
+@attrs.define(frozen=True, slots=True)
+class SubmitRecord:
+    """One task the emulator created.
+
+    Attributes:
+        task_id: The task's id.
+        account: The client_id or ``sk-`` key that created it.
+        kind: ``"image-search"`` or ``"workflow"``.
+        image: The image identity: the url, or ``sha256:<hex>`` of the base64 text.
+        ambiguous: True when the submit was answered 67200100 although the task was created.
+        at: The event-loop time of creation.
+    """
+
+    task_id: str
+    account: str
+    kind: str
+    image: str
+    ambiguous: bool
+    at: float
+
+
+class EmulatorStats:
+    """Live counters of one emulator, for tests and benchmarks.
+
+    Admin routes (``/_emulator/*``) are never counted. Codes are the ``error_code`` (0 for
+    success), :data:`CODE_DROPPED` (-1) for a dropped connection, or the HTTP status of an
+    answer without an envelope (502 HTML page, 503, 200 truncated JSON, 422 validation).
+
+    Example::
+
+        async with Emulator(EmulatorConfig(qps=5)) as emu:
+            ...
+            assert emu.stats.max_calls_in_window("demo-client") <= 5
+            assert emu.stats.count("/ai/image-search/submit", 0) == 3
+
+    Attributes:
+        calls: Counter of (path, code).
+        token_requests: Number of ``/oauth/token`` requests, successful or not.
+        submits: Every created task, in creation order.
+        admitted_times: Account -> event-loop time of every admitted business call.
+        polls_by_task: task_id -> number of result polls for that task.
+    """
+
+    __slots__ = ("admitted_times", "calls", "polls_by_task", "submits", "token_requests")
+
+    def __init__(self) -> None:
+        """Start with every counter at zero."""
+        self.reset()
+
+    def reset(self) -> None:
+        """Set every counter back to zero (the emulator's tasks and quotas are kept)."""
+        self.calls: Counter[tuple[str, int]] = Counter()
+        self.token_requests = 0
+        self.submits: list[SubmitRecord] = []
+        self.admitted_times: dict[str, list[float]] = {}
+        self.polls_by_task: Counter[str] = Counter()
+
+    def __repr__(self) -> str:
+        """Show the totals."""
+        return (
+            f"<EmulatorStats calls={self.calls.total()} tokens={self.token_requests} "
+            f"submits={len(self.submits)} polls={self.polls_by_task.total()}>"
+        )
+
+    def record_call(self, path: str, code: int) -> None:
+        """Count one answered (or dropped) call."""
+        self.calls[path, code] += 1
+
+    def record_admitted(self, account: str, at: float) -> None:
+        """Note that a business call of ``account`` was admitted at loop time ``at``."""
+        times = self.admitted_times.get(account)
+        if times is None:
+            self.admitted_times[account] = [at]
+        else:
+            times.append(at)
+
+    def count(self, path: str | None = None, code: int | None = None) -> int:
+        """Return how many calls match ``path`` and ``code`` (``None`` matches any).
+
+        Args:
+            path: A request path such as ``"/ai/image-search/report"``.
+            code: An error code, 0, -1 or an HTTP status (see the class docstring).
+
+        Returns:
+            The number of matching calls.
+        """
+        return sum(
+            n
+            for (p, c), n in self.calls.items()
+            if (path is None or p == path) and (code is None or c == code)
+        )
+
+    def max_calls_in_window(self, account: str, window: float = 1.0) -> int:
+        """Return the most admitted calls of ``account`` in any sliding window.
+
+        A window holds the calls at times in ``(t - window, t]``, the rule the emulator's QPS
+        check applies, so with ``qps`` set this never exceeds ``qps``.
+
+        Args:
+            account: A client_id or ``sk-`` key.
+            window: The window length in seconds.
+
+        Returns:
+            The maximum count, 0 when the account made no admitted call.
+        """
+        times = self.admitted_times.get(account, [])
+        best = 0
+        start = 0
+        for end, t in enumerate(times):
+            while times[start] <= t - window:
+                start += 1
+            best = max(best, end - start + 1)
+        return best
+
+    def snapshot(self) -> dict[str, Any]:
+        """Return a JSON-safe copy of every counter.
+
+        Returns:
+            A dict with ``calls`` (path -> {code as string -> count}), ``token_requests``,
+            ``submits`` (list of records as dicts), ``tasks_created``, ``ambiguous_submits``,
+            ``admitted`` (account -> count), ``max_calls_in_window`` (account -> count) and
+            ``polls_by_task``.
+        """
+        calls: dict[str, dict[str, int]] = {}
+        for (path, code), n in sorted(self.calls.items()):
+            calls.setdefault(path, {})[str(code)] = n
+        return {
+            "calls": calls,
+            "token_requests": self.token_requests,
+            "submits": [attrs.asdict(record) for record in self.submits],
+            "tasks_created": len(self.submits),
+            "ambiguous_submits": sum(record.ambiguous for record in self.submits),
+            "admitted": {account: len(t) for account, t in self.admitted_times.items()},
+            "max_calls_in_window": {
+                account: self.max_calls_in_window(account) for account in self.admitted_times
+            },
+            "polls_by_task": dict(self.polls_by_task),
+        }

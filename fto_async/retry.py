@@ -1,0 +1,185 @@
+"""The retry policy: which errors are retried, how long to wait, and the retry budget.
+
+Retries happen in exactly one layer, the transport, which wraps each call's attempt
+with :meth:`RetryPolicy.wrap` (built on :func:`backoff.on_exception`).
+
+* Retried: errors whose ``retryable`` is true: 67200002 (rate), 67200100 (busy),
+  68300008 (service), HTTP 5xx, timeouts, connection faults, non-JSON bodies.
+* Never retried: everything else, and above all the ``fatal`` ones (auth, permission,
+  quota, balance, expired client).
+* Waits: full jitter, ``uniform(0, min(cap, base * 2**(n-1)))`` before retry ``n``;
+  when the platform sends ``Retry-After``, that many seconds plus ``uniform(0, base)``.
+* Budget: a client-wide token bucket (botocore's standard mode). A retry takes
+  ``retry_cost`` tokens (``timeout_cost`` after a timeout), a success gives back
+  ``success_refund``. With the bucket empty errors surface at once, so a throttling
+  storm cannot multiply traffic.
+
+All options are documented on :class:`~fto_async.config.RetryConfig`.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+from collections.abc import Awaitable, Callable, Generator, Sequence
+from typing import Any, ParamSpec, TypeVar
+
+import attrs
+import backoff
+
+from .config import RetryConfig
+from .errors import FtoError, RequestTimeout
+
+__all__ = ["RetryBudget", "RetryEvent", "RetryHook", "RetryPolicy"]
+
+P = ParamSpec("P")
+T = TypeVar("T")
+
+log = logging.getLogger("fto_async.retry")
+
+
+@attrs.frozen
+class RetryEvent:
+    """One retry about to happen, as passed to retry hooks.
+
+    Attributes:
+        path: the endpoint path of the call.
+        attempt: the attempt that just failed (1-based).
+        error: why it failed.
+        wait: seconds before the next attempt.
+    """
+
+    path: str
+    attempt: int
+    error: FtoError
+    wait: float
+
+    @property
+    def code(self) -> int | None:
+        """The platform error code, if the failure carried one."""
+        code = getattr(self.error, "code", None)
+        return code if isinstance(code, int) else None
+
+
+RetryHook = Callable[[RetryEvent], None]
+
+
+class RetryBudget:
+    """The client-wide retry quota (botocore standard mode), private to one client.
+
+    Example::
+
+        budget = RetryBudget(500)
+        if budget.withdraw(5):
+            ...  # retry
+        budget.refund(1)  # after a success
+    """
+
+    __slots__ = ("capacity", "tokens")
+
+    def __init__(self, capacity: int) -> None:
+        self.capacity = capacity
+        self.tokens = capacity
+
+    def withdraw(self, cost: int) -> bool:
+        """Take ``cost`` tokens for one retry; False (and take nothing) if too few are left."""
+        if cost > self.tokens:
+            return False
+        self.tokens -= cost
+        return True
+
+    def refund(self, amount: int) -> None:
+        """Give back ``amount`` tokens, up to the capacity."""
+        if self.tokens < self.capacity:
+            self.tokens = min(self.capacity, self.tokens + amount)
+
+    def __repr__(self) -> str:
+        return f"<RetryBudget {self.tokens}/{self.capacity}>"
+
+
+class RetryPolicy:
+    """Decides, waits and counts retries for one client.
+
+    Args:
+        config: see :class:`~fto_async.config.RetryConfig`.
+        hooks: called with a :class:`RetryEvent` before each retry's wait.
+        rng: ``random.random``-like source for jitter (injectable for tests).
+    """
+
+    def __init__(
+        self,
+        config: RetryConfig | None = None,
+        *,
+        hooks: Sequence[RetryHook] = (),
+        rng: Callable[[], float] = random.random,
+    ) -> None:
+        self.config = config or RetryConfig()
+        self.budget = RetryBudget(self.config.budget)
+        self.hooks = list(hooks)
+        self._rng = rng
+        #: Retries performed so far.
+        self.retries = 0
+        #: Retries refused because the budget was empty.
+        self.budget_refusals = 0
+
+    def _waits(self) -> Generator[float, Any, None]:
+        """backoff wait generator: receives each failure, yields the wait or stops."""
+        cfg = self.config
+        exc = yield 0.0
+        attempt = 0
+        while True:
+            attempt += 1
+            cost = cfg.timeout_cost if isinstance(exc, RequestTimeout) else cfg.retry_cost
+            if not self.budget.withdraw(cost):
+                self.budget_refusals += 1
+                log.warning("retry budget empty: not retrying %s", exc)
+                return  # StopIteration: backoff gives up and raises the error
+            retry_after = getattr(exc, "retry_after", None)
+            if isinstance(retry_after, int | float) and retry_after >= 0:
+                wait = float(retry_after) + self._rng() * cfg.base
+            else:
+                wait = self._rng() * min(cfg.cap, cfg.base * 2 ** (attempt - 1))
+            exc = yield wait
+
+    @staticmethod
+    def _giveup(exc: Exception) -> bool:
+        return not (isinstance(exc, FtoError) and exc.retryable)
+
+    def _on_backoff(self, details: Any) -> None:
+        self.retries += 1
+        exc = details["exception"]
+        path = details["args"][0] if details.get("args") else "?"
+        event = RetryEvent(
+            path=str(path), attempt=details["tries"], error=exc, wait=details["wait"]
+        )
+        log.info(
+            "retrying %s after attempt %d (%s); waiting %.2f s",
+            event.path, event.attempt, exc, event.wait,
+        )
+        for hook in self.hooks:
+            hook(event)
+
+    def _on_success(self, _details: Any) -> None:
+        self.budget.refund(self.config.success_refund)
+
+    def wrap(self, attempt: Callable[P, Awaitable[T]]) -> Callable[P, Awaitable[T]]:
+        """Wrap one attempt coroutine function so that calling it retries as configured.
+
+        The wrapped function's first positional argument must be the endpoint path
+        (it names the call in retry events).
+        """
+        decorate = backoff.on_exception(
+            self._waits,
+            FtoError,
+            max_tries=self.config.max_attempts,
+            max_time=self.config.max_time,
+            jitter=None,  # the wait generator applies the jitter itself
+            giveup=self._giveup,
+            on_backoff=self._on_backoff,
+            on_success=self._on_success,
+            logger=None,
+        )
+        return decorate(attempt)
+
+    def __repr__(self) -> str:
+        return f"<RetryPolicy retries={self.retries} budget={self.budget.tokens}>"

@@ -1,0 +1,314 @@
+"""The single place a call goes out: rate gate, auth, aiohttp, envelope, retries.
+
+One :class:`Transport` belongs to one client (one account). For every call it
+
+1. retries the attempt below as the :class:`~fto_async.retry.RetryPolicy` says;
+2. gets the bearer (fetching a token if needed; single flight);
+3. waits for a slot in the :class:`~fto_async.ratelimit.RateGate`;
+4. sends the POST, reads the answer, and turns aiohttp faults into our errors (the
+   only ``except aiohttp...`` in the package is :func:`_translate_faults`);
+5. decodes the envelope, tells the gate about throttling, and on 67200003 / HTTP 401
+   refreshes the token once and sends again.
+
+URLs are logged with the ``apikey`` value redacted; secrets never reach a log line.
+"""
+
+from __future__ import annotations
+
+import enum
+import logging
+import re
+import time
+import warnings
+from collections import Counter
+from collections.abc import AsyncIterator, Mapping
+from contextlib import asynccontextmanager
+from typing import Any
+
+import aiohttp
+import attrs
+
+from ._envelope import decode_answer
+from .auth import ApiKey, Authenticator, ClientCredentials, StaticKeyAuth, TokenAuth, token_error
+from .config import ClientConfig
+from .errors import (
+    AuthenticationError,
+    BusyError,
+    ConnectError,
+    FtoError,
+    MalformedResponseError,
+    RateLimitedError,
+    RequestTimeout,
+    ServerError,
+)
+from .ratelimit import RateGate, RateGateProtocol
+from .retry import RetryEvent, RetryHook, RetryPolicy
+
+__all__ = ["TOKEN_PATH", "FileField", "Transport", "TransportStats", "redact_url"]
+
+log = logging.getLogger("fto_async.transport")
+
+TOKEN_PATH = "/oauth/token"  # noqa: S105 - a path, not a secret
+_SECRET_PARAM = re.compile(r"((?:api_?key|apiKey|access_token|token)=)[^&#\s]+", re.IGNORECASE)
+
+
+def redact_url(url: str) -> str:
+    """``url`` with the value of ``apikey`` (and any token parameter) replaced by ``***``."""
+    return _SECRET_PARAM.sub(r"\1***", url)
+
+
+@attrs.frozen
+class FileField:
+    """A file to send as one multipart field (private to the upload call)."""
+
+    name: str
+    filename: str
+    content: bytes
+    content_type: str
+
+
+@attrs.define
+class TransportStats:
+    """Counters of one client's traffic (for progress displays and tests).
+
+    Attributes:
+        calls: HTTP requests sent to business paths (every attempt).
+        token_requests: requests to ``/oauth/token``.
+        by_code: answers by platform error code (0 for success, -1 for no answer).
+        ambiguous_submits: submits retried after a failure that may have created a task
+            on the platform anyway (67200100, timeouts, dropped connections, 5xx).
+    """
+
+    calls: int = 0
+    token_requests: int = 0
+    by_code: Counter[int] = attrs.field(factory=Counter)
+    ambiguous_submits: int = 0
+
+
+class _State(enum.Enum):
+    UNOPENED = 1
+    OPENED = 2
+    CLOSED = 3
+
+
+def _maybe_created(exc: FtoError) -> bool:
+    """Could the failed submit have created a task on the platform?"""
+    if isinstance(exc, ConnectError):
+        return getattr(exc, "request_sent", True)
+    return isinstance(exc, BusyError | RequestTimeout | ServerError | MalformedResponseError)
+
+
+@asynccontextmanager
+async def _translate_faults(path: str) -> AsyncIterator[None]:
+    """Turn aiohttp and timeout faults into :class:`~fto_async.errors.TransportError`."""
+    try:
+        yield
+    except TimeoutError as exc:
+        raise RequestTimeout(f"{path}: no answer in time") from exc
+    except aiohttp.ClientConnectorError as exc:
+        err = ConnectError(f"{path}: cannot connect ({exc.os_error.strerror or exc.os_error})")
+        err.request_sent = False  # type: ignore[attr-defined]
+        raise err from exc
+    except aiohttp.ClientPayloadError as exc:
+        raise MalformedResponseError(f"{path}: truncated body ({type(exc).__name__})") from exc
+    except aiohttp.ClientError as exc:
+        raise ConnectError(f"{path}: connection failed ({type(exc).__name__})") from exc
+
+
+class Transport:
+    """Sends every call of one client; owns its aiohttp session (private to the SDK).
+
+    Args:
+        credentials: the account's :class:`~fto_async.auth.ClientCredentials` or
+            :class:`~fto_async.auth.ApiKey`.
+        config: see :class:`~fto_async.config.ClientConfig`.
+        gate: a rate gate to share (default: a new one from ``config.rate``).
+        retry_hooks: called before each retry, see :class:`~fto_async.retry.RetryEvent`.
+        session: an aiohttp session to use; it is not closed by :meth:`aclose`.
+        task_paths: paths whose calls create tasks (to count ambiguous resubmits).
+    """
+
+    def __init__(
+        self,
+        credentials: ClientCredentials | ApiKey,
+        config: ClientConfig,
+        *,
+        gate: RateGateProtocol | None = None,
+        retry_hooks: tuple[RetryHook, ...] = (),
+        session: aiohttp.ClientSession | None = None,
+        task_paths: frozenset[str] = frozenset(),
+    ) -> None:
+        self.config = config
+        self.gate: RateGateProtocol = gate or RateGate(config.rate)
+        self.stats = TransportStats()
+        self._task_paths = task_paths
+        self.retry = RetryPolicy(config.retry, hooks=(self._count_ambiguous, *retry_hooks))
+        self._auth: Authenticator = (
+            StaticKeyAuth(credentials)
+            if isinstance(credentials, ApiKey)
+            else TokenAuth(credentials, self._fetch_token)
+        )
+        self._session = session
+        self._owns_session = session is None
+        self._state = _State.UNOPENED
+        self._base = config.base_url.rstrip("/")
+        self._timeout = aiohttp.ClientTimeout(
+            total=config.timeout, sock_connect=config.connect_timeout
+        )
+        self._send = self.retry.wrap(self._attempt)
+
+    # -- lifecycle ------------------------------------------------------------------
+
+    def _session_or_open(self) -> aiohttp.ClientSession:
+        if self._state is _State.CLOSED:
+            raise RuntimeError("this client is closed; create a new one")
+        if self._session is None:
+            limit = self.config.rate.in_flight_limit + 4
+            connector = aiohttp.TCPConnector(
+                limit=limit, limit_per_host=limit, ssl=self.config.ssl
+            )
+            self._session = aiohttp.ClientSession(
+                connector=connector, headers={"User-Agent": self.config.user_agent}
+            )
+        self._state = _State.OPENED
+        return self._session
+
+    async def aclose(self) -> None:
+        """Close the session if this transport created it. Idempotent."""
+        if self._state is _State.CLOSED:
+            return
+        self._state = _State.CLOSED
+        if self._session is not None and self._owns_session:
+            await self._session.close()
+
+    @property
+    def closed(self) -> bool:
+        """True after :meth:`aclose`."""
+        return self._state is _State.CLOSED
+
+    def __del__(self, _warn: Any = warnings.warn) -> None:
+        if self._state is _State.OPENED and self._owns_session:
+            _warn(f"unclosed {self!r}: use 'async with FtoClient(...)'", ResourceWarning, 2)
+
+    # -- calls ----------------------------------------------------------------------
+
+    async def call(
+        self,
+        path: str,
+        payload: Mapping[str, Any] | None = None,
+        *,
+        files: tuple[FileField, ...] = (),
+    ) -> Any:
+        """Send one call to ``path`` (with retries) and return the answer's data.
+
+        Raises:
+            FtoError: the typed error of the last attempt.
+        """
+        return await self._send(path, payload, files)
+
+    async def _attempt(
+        self, path: str, payload: Mapping[str, Any] | None, files: tuple[FileField, ...]
+    ) -> Any:
+        refreshed = False
+        while True:
+            bearer = await self._auth.bearer()
+            try:
+                return await self._send_once(path, payload, files, bearer)
+            except AuthenticationError as exc:
+                expired = exc.code == 67200003 or (exc.code is None and exc.http_status == 401)
+                if refreshed or not expired or not self._auth.invalidate(bearer):
+                    raise
+                refreshed = True
+                log.info("token refused on %s; refreshing once", path)
+
+    async def _send_once(
+        self,
+        path: str,
+        payload: Mapping[str, Any] | None,
+        files: tuple[FileField, ...],
+        bearer: str,
+    ) -> Any:
+        session = self._session_or_open()
+        url = self._base + path
+        headers = {"Authorization": f"Bearer {bearer}"}
+        params = {"apikey": self._auth.apikey}
+        started = time.monotonic()
+        async with self.gate.slot(path) as permit:
+            self.stats.calls += 1
+            async with _translate_faults(path):
+                kwargs: dict[str, Any] = {}
+                if files:
+                    form = aiohttp.FormData()
+                    for f in files:
+                        form.add_field(
+                            f.name, f.content, filename=f.filename, content_type=f.content_type
+                        )
+                    kwargs["data"] = form
+                else:
+                    kwargs["json"] = payload or {}
+                async with session.post(
+                    url, params=params, headers=headers, timeout=self._timeout, **kwargs
+                ) as resp:
+                    body = await resp.read()
+                    status, resp_headers = resp.status, resp.headers
+        try:
+            data = decode_answer(status, body, resp_headers, now=time.time())
+        except RateLimitedError:
+            self.stats.by_code[67200002] += 1
+            self.gate.on_throttled(permit)
+            raise
+        except FtoError as exc:
+            self.stats.by_code[getattr(exc, "code", None) or -1] += 1
+            self._log(path, status, exc, started)
+            raise
+        self.stats.by_code[0] += 1
+        self.gate.on_success(permit)
+        self._log(path, status, None, started)
+        return data
+
+    def _log(self, path: str, status: int, exc: FtoError | None, started: float) -> None:
+        if log.isEnabledFor(logging.DEBUG):
+            url = redact_url(f"{self._base}{path}?apikey={self._auth.apikey}")
+            ms = (time.monotonic() - started) * 1000
+            outcome = "ok" if exc is None else f"{type(exc).__name__}: {exc}"
+            log.debug("POST %s -> HTTP %d in %.0f ms: %s", url, status, ms, outcome)
+
+    async def _fetch_token(self, creds: ClientCredentials) -> Mapping[str, Any]:
+        session = self._session_or_open()
+        self.stats.token_requests += 1
+        async with _translate_faults(TOKEN_PATH), session.post(
+            self._base + TOKEN_PATH,
+            data={"grant_type": "client_credentials"},
+            auth=aiohttp.BasicAuth(creds.client_id, creds.client_secret),
+            timeout=self._timeout,
+        ) as resp:
+            status = resp.status
+            try:
+                body = await resp.json(content_type=None)
+            except ValueError:
+                body = None
+        if not isinstance(body, Mapping):
+            if status >= 500:
+                raise ServerError(None, f"token request failed (HTTP {status})",
+                                  http_status=status)
+            if status >= 400:
+                raise AuthenticationError(None, f"token request refused (HTTP {status})",
+                                          http_status=status)
+            raise MalformedResponseError(f"token reply is not a JSON object (HTTP {status})",
+                                         http_status=status)
+        err = token_error(body, status)
+        if err is not None:
+            raise err
+        log.debug("fetched a token from %s", TOKEN_PATH)
+        return body
+
+    def _count_ambiguous(self, event: RetryEvent) -> None:
+        if event.path in self._task_paths and _maybe_created(event.error):
+            self.stats.ambiguous_submits += 1
+            log.warning(
+                "resubmitting to %s after %s: the first submit may have created a task",
+                event.path, type(event.error).__name__,
+            )
+
+    def __repr__(self) -> str:
+        return f"<Transport {self._base} {self._state.name.lower()} calls={self.stats.calls}>"
