@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
 from os import PathLike
 from pathlib import Path
 from types import TracebackType
@@ -14,10 +14,13 @@ import aiohttp
 import attrs
 
 from . import _serde
+from . import batch as _batch
 from .auth import ApiKey, ClientCredentials
+from .batch import Items, Outcome, TaskIds
 from .config import ClientConfig, PollConfig, RetryConfig, env_settings
 from .errors import (
     ConfigurationError,
+    FtoError,
     InvalidRequestError,
     ResponseDecodeError,
     TaskFailedError,
@@ -31,6 +34,7 @@ from .models import (
     WorkflowReport,
     WorkflowRequest,
 )
+from .polling import TaskKind, TaskPoller
 from .ratelimit import RateGateProtocol
 from .retry import RetryHook
 from .transport import FileField, Transport, TransportStats
@@ -295,6 +299,68 @@ class FtoClient:
         field = FileField("image", name or f"image.{kind[0]}", data, kind[1])
         answer = await self._transport.call(UPLOAD_PATH, files=(field,))
         return _serde.structure(self._converter, answer, UploadedImage)
+
+    # -- any kind of task -----------------------------------------------------------
+
+    def report_path(self, kind: TaskKind) -> str:
+        """The path a task's report is read from (``kind``: image_search or workflow)."""
+        return REPORT_PATH if kind == "image_search" else self.config.workflow_result_path
+
+    async def submit(self, request: ImageSearchRequest | WorkflowRequest) -> str:
+        """Submit either kind of request; returns the task id."""
+        if isinstance(request, WorkflowRequest):
+            return await self.submit_workflow(request)
+        return await self.submit_image_search(request)
+
+    async def get_report(self, task_id: str, kind: TaskKind = "image_search") -> ImageSearchReport:
+        """Poll a task of either kind once."""
+        cls = ImageSearchReport if kind == "image_search" else WorkflowReport
+        return await self._report(self.report_path(kind), task_id, cls)
+
+    async def wait_report(
+        self, task_id: str, kind: TaskKind = "image_search", timeout: float | None = None
+    ) -> ImageSearchReport:
+        """Wait for a task of either kind; see :meth:`wait_workflow` for the rules."""
+        cls = ImageSearchReport if kind == "image_search" else WorkflowReport
+        return await self._wait(self.report_path(kind), task_id, cls, timeout)
+
+    def poller(self, task_id: str, kind: TaskKind = "image_search") -> TaskPoller:
+        """A :class:`~fto_async.polling.TaskPoller` for an existing task."""
+        return TaskPoller(self, task_id, kind)
+
+    async def begin_screening(self, request: ImageSearchRequest | WorkflowRequest) -> TaskPoller:
+        """Submit a request and return a poller for its task (azure-core's ``begin_*``)."""
+        task_id = await self.submit(request)
+        kind: TaskKind = "workflow" if isinstance(request, WorkflowRequest) else "image_search"
+        return TaskPoller(self, task_id, kind)
+
+    # -- batches (see fto_async.batch) ----------------------------------------------
+
+    def screen_many(self, items: Items, **options: Any) -> AsyncIterator[Outcome]:
+        """Submit and poll many requests; yields an :class:`~fto_async.batch.Outcome` per item
+        as each completes. All options are documented on :func:`fto_async.batch.screen_many`.
+        """
+        return _batch.screen_many(self, items, **options)
+
+    def submit_many(
+        self, items: Items, **options: Any
+    ) -> AsyncIterator[tuple[Any, str | FtoError]]:
+        """Submit many requests; yields ``(key, task_id or error)``. See
+        :func:`fto_async.batch.submit_many`.
+        """
+        return _batch.submit_many(self, items, **options)
+
+    def wait_many(self, task_ids: TaskIds, **options: Any) -> AsyncIterator[Outcome]:
+        """Wait for many existing tasks; yields outcomes as they complete. See
+        :func:`fto_async.batch.wait_many`.
+        """
+        return _batch.wait_many(self, task_ids, **options)
+
+    def poll_many(
+        self, task_ids: TaskIds, **options: Any
+    ) -> AsyncIterator[tuple[Any, ImageSearchReport | FtoError]]:
+        """Poll many existing tasks once each. See :func:`fto_async.batch.poll_many`."""
+        return _batch.poll_many(self, task_ids, **options)
 
     # -- shared plumbing ------------------------------------------------------------
 

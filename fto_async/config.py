@@ -158,14 +158,33 @@ class PollConfig:
         interval: seconds between polls of one task (the platform recommends 2-5 s).
         min_interval: seconds; no task is ever polled sooner than this after the last poll.
         max_interval: seconds; the longest gap between two polls of a slow task.
-        timeout: seconds a ``wait_*`` call waits before raising ``TaskTimeoutError``
-            (``None``: forever).
+        timeout: seconds a ``wait_*`` call (or a batch, per task) waits before giving a
+            ``TaskTimeoutError`` (``None``: forever).
+        initial_estimate: seconds; the batch scheduler's first guess of how long a task
+            takes, before it has learnt from finished ones.
+        quantile: the batch scheduler polls a task first when this fraction of tasks is
+            expected to be done (0.9: one poll finds 9 tasks in 10 finished).
+        backoff: factor by which the gap between polls of a slow task grows.
     """
 
     interval: float = attrs.field(default=3.0, validator=_positive)
     min_interval: float = attrs.field(default=2.0, validator=_non_negative)
     max_interval: float = attrs.field(default=30.0, validator=_positive)
     timeout: float | None = 1800.0
+    initial_estimate: float = attrs.field(default=20.0, validator=_positive)
+    quantile: float = attrs.field(default=0.9, validator=_positive)
+    backoff: float = attrs.field(default=1.5, validator=_positive)
+
+    def scaled(self, factor: float) -> PollConfig:
+        """This config with every duration multiplied by ``factor`` (for emulator runs)."""
+        return attrs.evolve(
+            self,
+            interval=self.interval * factor,
+            min_interval=self.min_interval * factor,
+            max_interval=self.max_interval * factor,
+            timeout=None if self.timeout is None else self.timeout * factor,
+            initial_estimate=self.initial_estimate * factor,
+        )
 
 
 @attrs.frozen(kw_only=True)

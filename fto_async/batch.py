@@ -1,0 +1,479 @@
+"""Batches: submit from any iterable, poll everything concurrently, yield as completed.
+
+The path of an item (DESIGN.md)::
+
+    input (sync or async iterable, read ahead only as far as the in-flight bound)
+      -> submit (through the client's transport and rate gate; journal first if any)
+      -> PollScheduler (one due-time heap for every pending task)
+      -> Outcome, yielded as soon as the task is complete
+
+Memory stays flat in the number of items: at most ``submit_concurrency`` items are
+read ahead, at most ``max_pending`` tasks wait for their reports, and at most
+``buffer`` outcomes wait for the consumer.
+
+Failure semantics:
+
+* A bad item (refused by validation, an invalid parameter, a failed task, a timeout)
+  yields an outcome with its ``error``; the batch goes on.
+* A fatal error (quota, balance, auth, permission, spent budget) stops new submissions
+  at once. Submits already in flight finish and their tasks are still polled (unless
+  polling fails fatally too, which ends them with that error). Every item submitted or
+  attempted gets its outcome; then the iteration raises
+  :class:`~fto_async.errors.BatchAbortedError` saying why and how many items were not
+  attempted.
+* Leaving the loop early (``break``, cancellation, Ctrl-C) cancels every child task.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Iterable
+from typing import TYPE_CHECKING, Any, TypeAlias
+
+import attrs
+
+from .config import PollConfig
+from .errors import BatchAbortedError, FtoError, InvalidRequestError
+from .models import ImageSearchReport, ImageSearchRequest, RiskLevel, WorkflowRequest
+from .polling import PendingTask, PollScheduler, TaskKind
+
+if TYPE_CHECKING:
+    from .client import FtoClient
+
+__all__ = [
+    "Items",
+    "Outcome",
+    "Progress",
+    "ProgressCallback",
+    "TaskIds",
+    "poll_many",
+    "screen_many",
+    "submit_many",
+    "wait_many",
+]
+
+Request: TypeAlias = ImageSearchRequest | WorkflowRequest
+Items: TypeAlias = (
+    Iterable[Request | tuple[Any, Request]] | AsyncIterable[Request | tuple[Any, Request]]
+)
+TaskIds: TypeAlias = Iterable[str | tuple[Any, str]] | AsyncIterable[str | tuple[Any, str]]
+
+
+@attrs.frozen
+class Outcome:
+    """What became of one input item.
+
+    Attributes:
+        key: the item's key (from a ``(key, request)`` pair) or its input position.
+        request: the request, if the item was one.
+        task_id: the platform's task id, once submitted.
+        report: the typed report when the task succeeded, else ``None``.
+        error: why the item failed (an :class:`~fto_async.errors.FtoError`), else ``None``.
+        submitted_at: epoch seconds of the submit's answer (``None`` if never submitted).
+        completed_at: epoch seconds when the outcome was decided.
+        polls: polls spent on the task by this run.
+        resumed: the outcome comes from a journal of an earlier run (no call was made).
+    """
+
+    key: Any
+    request: Request | None
+    task_id: str | None
+    report: ImageSearchReport | None
+    error: FtoError | None
+    submitted_at: float | None = None
+    completed_at: float = attrs.field(factory=time.time)
+    polls: int = 0
+    resumed: bool = False
+
+    @property
+    def ok(self) -> bool:
+        """True when the task succeeded and the report is here."""
+        return self.error is None and self.report is not None
+
+    @property
+    def highest_risk(self) -> RiskLevel | None:
+        """The report's highest risk level, if any."""
+        return self.report.highest_risk if self.report is not None else None
+
+
+@attrs.frozen
+class Progress:
+    """A snapshot of a batch's counters, for progress displays.
+
+    Attributes:
+        read: items taken from the input so far.
+        submitting: submit calls in flight.
+        running: tasks submitted and waiting for their reports.
+        done: items finished with a report.
+        failed: items finished with an error.
+        not_attempted: items left alone after a fatal error.
+        calls: HTTP calls this client sent (every attempt).
+        retries: retries this client made.
+        rate: the rate gate's pace in calls per second.
+        elapsed: seconds since the batch started.
+        total: the number of items, if the caller said (for the ETA).
+        eta: seconds left, estimated from the completion rate (``None`` if unknown).
+    """
+
+    read: int
+    submitting: int
+    running: int
+    done: int
+    failed: int
+    not_attempted: int
+    calls: int
+    retries: int
+    rate: float
+    elapsed: float
+    total: int | None
+    eta: float | None
+
+    @property
+    def finished(self) -> int:
+        """Items with an outcome."""
+        return self.done + self.failed
+
+
+ProgressCallback: TypeAlias = Callable[[Progress], None]
+_END = object()
+
+
+def _kind(request: Request) -> TaskKind:
+    return "workflow" if isinstance(request, WorkflowRequest) else "image_search"
+
+
+async def _pairs(items: Iterable[Any] | AsyncIterable[Any]) -> AsyncIterator[tuple[Any, Any]]:
+    """Yield ``(key, value)`` from plain values (keyed by position) or pairs."""
+    position = 0
+    if isinstance(items, AsyncIterable):
+        async for item in items:
+            yield _pair(item, position)
+            position += 1
+    else:
+        for item in items:
+            yield _pair(item, position)
+            position += 1
+            if position % 256 == 0:
+                await asyncio.sleep(0)  # a long sync input must not starve the loop
+
+
+def _pair(item: Any, position: int) -> tuple[Any, Any]:
+    if isinstance(item, tuple) and len(item) == 2:
+        return item[0], item[1]
+    return position, item
+
+
+class _Batch:
+    """Private: the machinery behind :func:`screen_many` and its siblings."""
+
+    def __init__(
+        self,
+        client: FtoClient,
+        *,
+        mode: str,
+        poll: PollConfig | None,
+        max_pending: int | None,
+        submit_concurrency: int | None,
+        buffer: int,
+        on_progress: ProgressCallback | None,
+        progress_interval: float,
+        total: int | None,
+        count_remaining: bool,
+    ) -> None:
+        self.client = client
+        self.mode = mode
+        in_flight = client.config.rate.in_flight_limit
+        self.submit_slots = asyncio.Semaphore(submit_concurrency or in_flight)
+        self.max_pending = max_pending or max(1000, 20 * in_flight)
+        self.out: asyncio.Queue[Any] = asyncio.Queue(maxsize=buffer)
+        self.scheduler = PollScheduler(
+            self._fetch, self._deliver, poll or client.config.poll,
+            max_concurrent=max(8, in_flight), on_release=self._room_changed,
+        )
+        self.room = asyncio.Event()
+        self.fatal: FtoError | None = None
+        self.on_progress = on_progress
+        self.progress_interval = progress_interval
+        self.total = total
+        self.count_remaining = count_remaining
+        self.started = time.monotonic()
+        self.read = self.submitting = self.done = self.failed = self.not_attempted = 0
+
+    # -- progress -------------------------------------------------------------------
+
+    def progress(self) -> Progress:
+        elapsed = time.monotonic() - self.started
+        finished = self.done + self.failed
+        eta = None
+        if self.total is not None and finished and elapsed > 0:
+            eta = max(0, self.total - finished - self.not_attempted) * elapsed / finished
+        return Progress(
+            read=self.read, submitting=self.submitting, running=self.scheduler.pending,
+            done=self.done, failed=self.failed, not_attempted=self.not_attempted,
+            calls=self.client.stats.calls, retries=self.client.retries,
+            rate=self.client.gate.rate, elapsed=elapsed, total=self.total, eta=eta,
+        )
+
+    async def _report_progress(self, stop: asyncio.Event) -> None:
+        assert self.on_progress is not None
+        while not stop.is_set():
+            self.on_progress(self.progress())
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), self.progress_interval)
+        self.on_progress(self.progress())
+
+    # -- the driver -----------------------------------------------------------------
+
+    async def run(self, feed: Callable[[asyncio.TaskGroup], Awaitable[None]]) -> None:
+        stop = asyncio.Event()
+        try:
+            async with asyncio.TaskGroup() as tg:
+                scheduler = tg.create_task(self.scheduler.run())
+                if self.on_progress is not None:
+                    tg.create_task(self._report_progress(stop))
+                try:
+                    async with asyncio.TaskGroup() as submits:
+                        await feed(submits)
+                finally:
+                    self.scheduler.close()
+                await scheduler
+                stop.set()
+        finally:
+            stop.set()
+        await self.out.put(_END)
+
+    def _room_changed(self) -> None:
+        self.room.set()
+
+    def stop_for(self, error: FtoError) -> None:
+        if self.fatal is None:
+            self.fatal = error
+
+    async def emit(self, outcome: Outcome) -> None:
+        if outcome.error is None:
+            self.done += 1
+        else:
+            self.failed += 1
+        await self.out.put(outcome)
+
+    async def _admit(self) -> bool:
+        """Wait for a submit slot and room among pending tasks; False after a fatal stop."""
+        await self.submit_slots.acquire()
+        while self.fatal is None and self.scheduler.pending + self.submitting >= self.max_pending:
+            self.room.clear()
+            await self.room.wait()
+        if self.fatal is not None:
+            self.submit_slots.release()
+            return False
+        return True
+
+    async def _skip_rest(self, rest: AsyncIterator[Any]) -> None:
+        self.not_attempted += 1
+        if self.count_remaining:
+            async for _ in rest:
+                self.not_attempted += 1
+
+    # -- submitting -----------------------------------------------------------------
+
+    async def feed_requests(self, items: Items, submits: asyncio.TaskGroup) -> None:
+        pairs = _pairs(items)
+        async for key, request in pairs:
+            self.read += 1
+            if not isinstance(request, ImageSearchRequest | WorkflowRequest):
+                got = type(request).__name__
+                err = InvalidRequestError(
+                    "item", f"must be an ImageSearchRequest or WorkflowRequest, got {got}"
+                )
+                await self.emit(Outcome(key, None, None, None, err))
+                continue
+            if not await self._admit():
+                await self._skip_rest(pairs)
+                return
+            self.submitting += 1
+            submits.create_task(self._submit(key, request))
+
+    async def _submit(self, key: Any, request: Request) -> None:
+        try:
+            try:
+                task_id = await self.client.submit(request)
+            except FtoError as exc:
+                if exc.fatal:
+                    self.stop_for(exc)
+                if self.mode == "submit":
+                    await self.out.put((key, exc))
+                    self.failed += 1
+                else:
+                    await self.emit(Outcome(key, request, None, None, exc))
+                return
+            if self.mode == "submit":
+                self.done += 1
+                await self.out.put((key, task_id))
+                return
+            loop = asyncio.get_running_loop()
+            self.scheduler.add(
+                PendingTask(key, task_id, _kind(request), request, submitted_at=loop.time())
+            )
+        finally:
+            self.submitting -= 1
+            self.submit_slots.release()
+            self.room.set()
+
+    async def feed_task_ids(
+        self, task_ids: TaskIds, kind: TaskKind, submits: asyncio.TaskGroup
+    ) -> None:
+        async for key, task_id in _pairs(task_ids):
+            self.read += 1
+            if not isinstance(task_id, str) or not task_id:
+                err = InvalidRequestError("task_id", "must be a non-empty string")
+                await self.emit(Outcome(key, None, None, None, err))
+                continue
+            while self.fatal is None and self.scheduler.pending >= self.max_pending:
+                self.room.clear()
+                await self.room.wait()
+            if self.fatal is not None:
+                self.not_attempted += 1
+                continue
+            self.scheduler.add(PendingTask(key, task_id, kind, submitted_wall=None))
+
+    # -- polling --------------------------------------------------------------------
+
+    async def _fetch(self, task: PendingTask) -> ImageSearchReport:
+        return await self.client.get_report(task.task_id, task.kind)
+
+    async def _deliver(
+        self, task: PendingTask, report: ImageSearchReport | None, error: FtoError | None
+    ) -> None:
+        if error is not None and error.fatal and self.fatal is None:
+            self.stop_for(error)
+            await self.scheduler.abort(error)  # polling is refused too: end the rest now
+        outcome = Outcome(
+            task.key, task.request, task.task_id, report if error is None else None, error,
+            submitted_at=task.submitted_wall, polls=task.polls,
+        )
+        await self.emit(outcome)
+
+
+async def _drive(
+    batch: _Batch, feed: Callable[[asyncio.TaskGroup], Awaitable[None]]
+) -> AsyncIterator[Any]:
+    driver = asyncio.create_task(batch.run(feed))
+    try:
+        while True:
+            item = await batch.out.get()
+            if item is _END:
+                break
+            yield item
+        await driver  # re-raise a crash of the machinery itself
+        if batch.fatal is not None:
+            raise BatchAbortedError(batch.fatal, not_attempted=batch.not_attempted)
+    finally:
+        if not driver.done():
+            driver.cancel()
+            await asyncio.gather(driver, return_exceptions=True)
+
+
+def _make(client: FtoClient, mode: str, options: dict[str, Any]) -> _Batch:
+    return _Batch(
+        client,
+        mode=mode,
+        poll=options.pop("poll", None),
+        max_pending=options.pop("max_pending", None),
+        submit_concurrency=options.pop("submit_concurrency", None),
+        buffer=options.pop("buffer", 256),
+        on_progress=options.pop("on_progress", None),
+        progress_interval=options.pop("progress_interval", 0.5),
+        total=options.pop("total", None),
+        count_remaining=options.pop("count_remaining", True),
+    )
+
+
+def screen_many(client: FtoClient, items: Items, **options: Any) -> AsyncIterator[Outcome]:
+    """Submit every request and poll every task; yield an :class:`Outcome` per item.
+
+    Outcomes come as tasks complete, not in input order. Use it as
+    ``async for outcome in client.screen_many(items): ...``.
+
+    Args:
+        client: the client (its rate gate paces submits and polls alike).
+        items: a sync or async iterable of requests (``ImageSearchRequest`` and
+            ``WorkflowRequest`` may be mixed) or of ``(key, request)`` pairs. Never
+            ``len()``-ed, never held whole.
+        poll: a :class:`~fto_async.config.PollConfig` (default: the client's).
+        max_pending: tasks allowed to wait for reports at once (default
+            ``max(1000, 20 x in-flight bound)``); submitting pauses when it is reached.
+        submit_concurrency: submits in flight at once, which is also how far the input
+            is read ahead (default: the rate gate's in-flight bound).
+        buffer: outcomes held for a slow consumer before the batch waits (default 256).
+        on_progress: called with a :class:`Progress` every ``progress_interval`` seconds
+            (default 0.5) and once at the end.
+        total: the number of items, if known, for the ETA (the input is never counted).
+        count_remaining: after a fatal stop, read the rest of the input to count the
+            items not attempted (default True; set False for endless inputs).
+
+    Raises:
+        BatchAbortedError: after the last outcome, when a fatal error stopped the batch.
+    """
+    batch = _make(client, "screen", dict(options))
+    return _drive(batch, lambda submits: batch.feed_requests(items, submits))
+
+
+def submit_many(
+    client: FtoClient, items: Items, **options: Any
+) -> AsyncIterator[tuple[Any, str | FtoError]]:
+    """Submit every request; yield ``(key, task_id)`` or ``(key, error)`` as each returns.
+
+    Options as for :func:`screen_many` (``poll`` and ``max_pending`` do not apply).
+    """
+    batch = _make(client, "submit", dict(options))
+    return _drive(batch, lambda submits: batch.feed_requests(items, submits))
+
+
+def wait_many(
+    client: FtoClient, task_ids: TaskIds, *, kind: TaskKind = "image_search", **options: Any
+) -> AsyncIterator[Outcome]:
+    """Poll existing tasks until each completes; yield an :class:`Outcome` per task id.
+
+    ``task_ids`` is an iterable of task ids or ``(key, task_id)`` pairs, all of one
+    ``kind``. Options as for :func:`screen_many`.
+    """
+    batch = _make(client, "wait", dict(options))
+    return _drive(batch, lambda submits: batch.feed_task_ids(task_ids, kind, submits))
+
+
+async def poll_many(
+    client: FtoClient,
+    task_ids: TaskIds,
+    *,
+    kind: TaskKind = "image_search",
+    concurrency: int = 32,
+) -> AsyncIterator[tuple[Any, ImageSearchReport | FtoError]]:
+    """Poll each task once; yield ``(key, report or error)`` as answers arrive."""
+    results: asyncio.Queue[Any] = asyncio.Queue()
+    slots = asyncio.Semaphore(concurrency)
+
+    async def one(key: Any, task_id: str) -> None:
+        try:
+            results.put_nowait((key, await client.get_report(task_id, kind)))
+        except FtoError as exc:
+            results.put_nowait((key, exc))
+        finally:
+            slots.release()
+
+    async def feed() -> None:
+        async with asyncio.TaskGroup() as tg:
+            async for key, task_id in _pairs(task_ids):
+                await slots.acquire()
+                tg.create_task(one(key, task_id))
+        results.put_nowait(_END)
+
+    feeder = asyncio.create_task(feed())
+    try:
+        while (item := await results.get()) is not _END:
+            yield item
+        await feeder
+    finally:
+        if not feeder.done():
+            feeder.cancel()
+            await asyncio.gather(feeder, return_exceptions=True)

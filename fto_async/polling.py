@@ -1,0 +1,353 @@
+"""Scheduling of polls: one scheduler for every pending task, and a single-task poller.
+
+:class:`PollScheduler` keeps every pending task in one due-time heap (no sleeping
+coroutine per task) and sends each poll through the client, hence through the
+account's rate gate. It learns how long tasks take and polls each task first when a
+task is likely done, so most tasks cost one poll:
+
+* The first poll of a task comes ``estimate`` seconds after its submit, where
+  ``estimate`` tracks the ``quantile`` (0.9 by default) of task durations. The tracker
+  learns from first polls alone (stochastic approximation of a quantile under
+  censoring): a task still running at or past the estimate pushes it up by
+  ``exp(0.2 * q)``, a task found done at or before it pulls it down by
+  ``exp(-0.2 * (1 - q))``; at equilibrium a fraction ``q`` of first polls find the
+  task done.
+* A task still running is polled again after its age grew by ``backoff`` (1.5x), never
+  sooner than ``min_interval`` (the platform asks for 2-5 s) nor later than
+  ``max_interval`` after the previous poll.
+* A task past its deadline (``PollConfig.timeout`` after its submit) ends with
+  :class:`~fto_async.errors.TaskTimeoutError`.
+
+:class:`TaskPoller` is the single-task view in the shape of azure-core's
+``AsyncLROPoller``: ``done()``, ``status()``, ``await result(timeout)`` and a
+``continuation_token()`` (versioned JSON, never pickle) to resume in another process.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import heapq
+import itertools
+import json
+import math
+import time
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, Any, Literal
+
+import attrs
+
+from .config import PollConfig
+from .errors import FtoError, InvalidRequestError, TaskFailedError, TaskTimeoutError
+from .models import ImageSearchReport, TaskStatus
+
+if TYPE_CHECKING:
+    from .client import FtoClient
+
+__all__ = ["PendingTask", "PollScheduler", "TaskKind", "TaskPoller"]
+
+TaskKind = Literal["image_search", "workflow"]
+_TOKEN_VERSION = 1
+_STEP = 0.2
+
+Fetch = Callable[["PendingTask"], Awaitable[ImageSearchReport]]
+Deliver = Callable[["PendingTask", "ImageSearchReport | None", "FtoError | None"], Awaitable[None]]
+
+
+@attrs.define(eq=False)
+class PendingTask:
+    """A submitted task waiting for its report (private bookkeeping of the batch layer).
+
+    Attributes:
+        key: the caller's key for the item.
+        task_id: the platform's task id.
+        kind: ``"image_search"`` or ``"workflow"`` (which report endpoint to poll).
+        request: the request that created the task (or ``None`` when unknown).
+        submitted_at: loop time of the submit's answer (``None``: unknown, e.g. a task id
+            handed over from another process; such a task is polled at once).
+        submitted_wall: epoch seconds of the same moment (``None``: unknown).
+        polls: polls sent so far.
+    """
+
+    key: Any
+    task_id: str
+    kind: TaskKind
+    request: Any = None
+    submitted_at: float | None = None
+    submitted_wall: float | None = attrs.field(factory=time.time)
+    polls: int = 0
+    last_poll_at: float | None = None
+
+
+class _QuantileTracker:
+    """Private: tracks the ``q`` quantile of task durations from censored first polls."""
+
+    __slots__ = ("floor", "q", "value")
+
+    def __init__(self, initial: float, q: float, floor: float) -> None:
+        self.value = max(initial, floor)
+        self.q = q
+        self.floor = floor
+
+    def observe(self, age: float, done: bool) -> None:
+        if done and age <= self.value * 1.05:
+            self.value = max(self.floor, self.value * math.exp(-_STEP * (1 - self.q)))
+        elif not done and age >= self.value * 0.95:
+            self.value *= math.exp(_STEP * self.q)
+
+
+class PollScheduler:
+    """Polls many pending tasks through one due-time heap.
+
+    Example::
+
+        scheduler = PollScheduler(fetch, deliver, PollConfig())
+        runner = asyncio.create_task(scheduler.run())
+        scheduler.add(PendingTask(key, task_id, "image_search", submitted_at=loop.time()))
+        ...
+        scheduler.close()      # no more tasks will be added
+        await runner           # returns once every task was delivered
+
+    Args:
+        fetch: sends one poll for a task and returns its report.
+        deliver: receives each task once, with its final report or its error.
+        config: see :class:`~fto_async.config.PollConfig`.
+        max_concurrent: polls in flight at once (the rest wait in the heap).
+        on_release: called each time a task leaves the scheduler (``pending`` dropped).
+    """
+
+    def __init__(
+        self,
+        fetch: Fetch,
+        deliver: Deliver,
+        config: PollConfig | None = None,
+        *,
+        max_concurrent: int = 64,
+        on_release: Callable[[], None] | None = None,
+    ) -> None:
+        self.config = config or PollConfig()
+        self._fetch = fetch
+        self._deliver = deliver
+        self._heap: list[tuple[float, int, PendingTask]] = []
+        self._order = itertools.count()
+        self._slots = asyncio.Semaphore(max_concurrent)
+        self._wakeup = asyncio.Event()
+        self._active = 0
+        self._closed = False
+        self._on_release = on_release or (lambda: None)
+        self.estimate = _QuantileTracker(
+            self.config.initial_estimate, self.config.quantile, self.config.min_interval
+        )
+        #: Polls sent, and tasks delivered, so far.
+        self.polls = 0
+        self.delivered = 0
+
+    @property
+    def pending(self) -> int:
+        """Tasks added and not yet delivered."""
+        return len(self._heap) + self._active
+
+    def add(self, task: PendingTask) -> None:
+        """Schedule the first poll of a newly submitted (or resumed) task."""
+        if self._closed:
+            raise RuntimeError("the scheduler is closed")
+        now = asyncio.get_running_loop().time()
+        if task.submitted_at is None:
+            self._push(now, task)
+            return
+        first = task.submitted_at + max(self.config.min_interval, self.estimate.value)
+        self._push(max(first, now), task)
+
+    def close(self) -> None:
+        """No more tasks will be added; :meth:`run` returns when the heap is drained."""
+        self._closed = True
+        self._wakeup.set()
+
+    async def abort(self, error: FtoError) -> None:
+        """Deliver every task now in the heap with ``error``, without polling it."""
+        while self._heap:
+            _, _, task = heapq.heappop(self._heap)
+            self.delivered += 1
+            await self._deliver(task, None, error)
+            self._on_release()
+        self._wakeup.set()
+
+    def _push(self, due: float, task: PendingTask) -> None:
+        heapq.heappush(self._heap, (due, next(self._order), task))
+        self._wakeup.set()
+
+    async def run(self) -> None:
+        """Drive the polls until :meth:`close` was called and every task is delivered."""
+        loop = asyncio.get_running_loop()
+        async with asyncio.TaskGroup() as polls:
+            while self._heap or self._active or not self._closed:
+                if self._heap and self._heap[0][0] <= loop.time():
+                    await self._slots.acquire()
+                    if not self._heap:  # aborted meanwhile
+                        self._slots.release()
+                        continue
+                    _, _, task = heapq.heappop(self._heap)
+                    self._active += 1
+                    polls.create_task(self._poll(task))
+                    continue
+                self._wakeup.clear()
+                timer = loop.call_at(self._heap[0][0], self._wakeup.set) if self._heap else None
+                try:
+                    await self._wakeup.wait()
+                finally:
+                    if timer is not None:
+                        timer.cancel()
+
+    async def _poll(self, task: PendingTask) -> None:
+        loop = asyncio.get_running_loop()
+        rescheduled = False
+        try:
+            try:
+                report = await self._fetch(task)
+            except FtoError as exc:
+                await self._finish(task, None, exc)
+                return
+            finally:
+                task.polls += 1
+                self.polls += 1
+            now = loop.time()
+            if task.submitted_at is None:  # age unknown: count from this first poll
+                task.submitted_at = now
+            age = now - task.submitted_at
+            first = task.polls == 1 and age > 0
+            if report.task_status == TaskStatus.SUCCESS:
+                if first:
+                    self.estimate.observe(age, done=True)
+                await self._finish(task, report, None)
+            elif report.task_status == TaskStatus.FAILED:
+                await self._finish(task, report, TaskFailedError(task.task_id))
+            else:
+                if first:
+                    self.estimate.observe(age, done=False)
+                timeout = self.config.timeout
+                if timeout is not None and age >= timeout:
+                    await self._finish(task, None, TaskTimeoutError(task.task_id, age))
+                else:
+                    self._reschedule(task, now, age)
+                    rescheduled = True
+        finally:
+            self._active -= 1
+            self._slots.release()
+            self._wakeup.set()
+            if not rescheduled:
+                self._on_release()
+
+    def _reschedule(self, task: PendingTask, now: float, age: float) -> None:
+        cfg = self.config
+        task.last_poll_at = now
+        next_age = max(age * cfg.backoff, self.estimate.value)
+        gap = min(cfg.max_interval, max(cfg.min_interval, next_age - age))
+        due = now + gap
+        if cfg.timeout is not None and task.submitted_at is not None:
+            due = min(due, task.submitted_at + cfg.timeout)  # one last poll at the deadline
+        self._push(max(due, now + cfg.min_interval), task)
+
+    async def _finish(
+        self, task: PendingTask, report: ImageSearchReport | None, error: FtoError | None
+    ) -> None:
+        self.delivered += 1
+        await self._deliver(task, report, error)
+
+    def __repr__(self) -> str:
+        return (
+            f"<PollScheduler pending={self.pending} polls={self.polls} "
+            f"estimate={self.estimate.value:.1f}s>"
+        )
+
+
+class TaskPoller:
+    """Follows one task, in the shape of azure-core's ``AsyncLROPoller``.
+
+    Example::
+
+        poller = client.poller(task_id)                      # or begin_image_search(...)
+        token = poller.continuation_token()                  # save it anywhere
+        ...
+        poller = TaskPoller.from_continuation_token(client, token)   # another process
+        report = await poller.result(timeout=600)
+
+    Args:
+        client: the client to poll with.
+        task_id: the platform's task id.
+        kind: ``"image_search"`` or ``"workflow"``.
+    """
+
+    def __init__(self, client: FtoClient, task_id: str, kind: TaskKind = "image_search") -> None:
+        if kind not in ("image_search", "workflow"):
+            raise InvalidRequestError("kind", "must be 'image_search' or 'workflow'")
+        if not isinstance(task_id, str) or not task_id:
+            raise InvalidRequestError("task_id", "must be a non-empty string")
+        self._client = client
+        self.task_id = task_id
+        self.kind: TaskKind = kind
+        self._report: ImageSearchReport | None = None
+
+    @property
+    def endpoint(self) -> str:
+        """The path this task's report is read from."""
+        return self._client.report_path(self.kind)
+
+    def done(self) -> bool:
+        """Whether the last poll saw the task finished (success or failure)."""
+        return self._report is not None and self._report.done
+
+    def status(self) -> str:
+        """``"NotStarted"`` before any poll, else ``running``, ``succeeded`` or ``failed``."""
+        if self._report is None:
+            return "NotStarted"
+        return {1: "running", 2: "succeeded", 3: "failed"}[int(self._report.task_status)]
+
+    async def poll(self) -> ImageSearchReport:
+        """Poll once and return the report as it stands."""
+        self._report = await self._client.get_report(self.task_id, self.kind)
+        return self._report
+
+    async def result(self, timeout: float | None = None) -> ImageSearchReport:
+        """Wait for the task to finish; see :meth:`FtoClient.wait_workflow` for the rules."""
+        if self._report is not None and self._report.task_status == TaskStatus.SUCCESS:
+            return self._report
+        self._report = await self._client.wait_report(self.task_id, self.kind, timeout)
+        return self._report
+
+    def continuation_token(self) -> str:
+        """A versioned JSON string to rebuild this poller elsewhere (no secrets in it)."""
+        return json.dumps(
+            {
+                "version": _TOKEN_VERSION,
+                "kind": self.kind,
+                "endpoint": self.endpoint,
+                "task_id": self.task_id,
+            },
+            separators=(",", ":"),
+        )
+
+    @classmethod
+    def from_continuation_token(cls, client: FtoClient, token: str) -> TaskPoller:
+        """Rebuild a poller from :meth:`continuation_token`'s output.
+
+        Raises:
+            InvalidRequestError: the token is not one of ours, or from a newer version.
+        """
+        try:
+            data = json.loads(token)
+        except (TypeError, ValueError):
+            raise InvalidRequestError("token", "is not a continuation token (not JSON)") from None
+        if not isinstance(data, dict) or data.get("version") != _TOKEN_VERSION:
+            raise InvalidRequestError("token", f"must be a version {_TOKEN_VERSION} token")
+        kind, task_id = data.get("kind"), data.get("task_id")
+        if kind not in ("image_search", "workflow") or not isinstance(task_id, str):
+            raise InvalidRequestError("token", "lacks a valid kind or task_id")
+        poller = cls(client, task_id, kind)
+        if data.get("endpoint") != poller.endpoint:
+            raise InvalidRequestError(
+                "token", f"was made for {data.get('endpoint')!r}, this client polls "
+                f"{poller.endpoint!r}"
+            )
+        return poller
+
+    def __repr__(self) -> str:
+        return f"<TaskPoller {self.kind} {self.task_id} {self.status()}>"
