@@ -12,9 +12,7 @@ Example::
         report = await client.wait_image_search(task_id)
 """
 
-from __future__ import annotations
-
-from typing import Any
+from typing import Any as _Any  # aliased: a public name here would join the API
 
 import attrs
 
@@ -150,7 +148,7 @@ for _cls in _public_types:
 del _public_types, _cls
 
 
-def __getattr__(name: str) -> Any:
+def __getattr__(name: str) -> _Any:
     if name == "__version__":
         from importlib.metadata import version
 

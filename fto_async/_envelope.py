@@ -18,6 +18,7 @@ Rules, in order:
 from __future__ import annotations
 
 import json
+import math
 import re
 from collections.abc import Mapping, Sequence
 from email.utils import parsedate_to_datetime
@@ -42,9 +43,11 @@ def parse_retry_after(value: str | None, now: float) -> float | None:
         return None
     value = value.strip()
     try:
-        return max(0.0, float(value))
+        seconds = float(value)
     except ValueError:
         pass
+    else:  # "inf" or "nan" would make the retry wait forever, or not at all
+        return max(0.0, seconds) if math.isfinite(seconds) else None
     try:
         return max(0.0, parsedate_to_datetime(value).timestamp() - now)
     except (TypeError, ValueError, OverflowError):
@@ -60,8 +63,11 @@ def _code(value: object) -> int | None:
         return None
     if isinstance(value, int):
         return value or None
-    if isinstance(value, str) and value.strip().lstrip("-").isdigit():
-        return int(value) or None
+    if isinstance(value, str):
+        try:  # not str.isdigit(): it accepts "²", which int() refuses
+            return int(value) or None
+        except ValueError:
+            return None
     return None
 
 
@@ -97,7 +103,7 @@ def decode_answer(
     retry_after = parse_retry_after(headers.get("retry-after"), now)
     try:
         obj = json.loads(body) if body.strip() else None
-    except ValueError:
+    except (ValueError, RecursionError):  # RecursionError: absurdly nested JSON
         obj = None
         if http_status < 400:
             raise MalformedResponseError(

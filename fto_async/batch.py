@@ -22,6 +22,19 @@ Failure semantics:
   :class:`~fto_async.errors.BatchAbortedError` saying why and how many items were not
   attempted.
 * Leaving the loop early (``break``, cancellation, Ctrl-C) cancels every child task.
+
+With a :class:`~fto_async.journal.Journal` (keys are stored as ``str(key)``):
+
+* an item ``done`` or ``failed`` in the journal is yielded from it, without a call
+  (``Outcome.resumed``); one ``submitted`` is polled, not resubmitted;
+* an item left ``submitting``/``unknown`` by a run that died mid-submit is resubmitted
+  (``unknown_policy="resubmit"``, counted in ``Progress.resubmitted_unknown``) or
+  yielded with :class:`~fto_async.errors.UnknownSubmissionError` (``"skip"``);
+* ``submitting`` is committed before each submit goes out and the task id before the
+  task is polled, so a crash never loses a paid submission.
+
+A ``stop`` event ends a batch gracefully: no new submissions, in-flight submits finish
+(and are journaled), then the iteration ends without waiting for pending tasks.
 """
 
 from __future__ import annotations
@@ -35,12 +48,26 @@ from typing import TYPE_CHECKING, Any, TypeAlias
 import attrs
 
 from .config import PollConfig
-from .errors import BatchAbortedError, FtoError, InvalidRequestError
+from .errors import (
+    BatchAbortedError,
+    BusyError,
+    FtoError,
+    InvalidRequestError,
+    MalformedResponseError,
+    RecordedError,
+    RequestTimeout,
+    ServerError,
+    TaskFailedError,
+    TaskTimeoutError,
+    TransportError,
+    UnknownSubmissionError,
+)
 from .models import ImageSearchReport, ImageSearchRequest, RiskLevel, WorkflowRequest
 from .polling import PendingTask, PollScheduler, TaskKind
 
 if TYPE_CHECKING:
     from .client import FtoClient
+    from .journal import Journal
 
 __all__ = [
     "Items",
@@ -109,6 +136,9 @@ class Progress:
         done: items finished with a report.
         failed: items finished with an error.
         not_attempted: items left alone after a fatal error.
+        resumed: outcomes taken from the journal without a call.
+        resubmitted_unknown: items resubmitted although an earlier run may have
+            submitted them (it died mid-submit).
         calls: HTTP calls this client sent (every attempt).
         retries: retries this client made.
         rate: the rate gate's pace in calls per second.
@@ -123,6 +153,8 @@ class Progress:
     done: int
     failed: int
     not_attempted: int
+    resumed: int
+    resubmitted_unknown: int
     calls: int
     retries: int
     rate: float
@@ -181,7 +213,12 @@ class _Batch:
         progress_interval: float,
         total: int | None,
         count_remaining: bool,
+        journal: Journal | None,
+        unknown_policy: str,
+        stop: asyncio.Event | None,
     ) -> None:
+        if unknown_policy not in ("resubmit", "skip"):
+            raise InvalidRequestError("unknown_policy", "must be 'resubmit' or 'skip'")
         self.client = client
         self.mode = mode
         in_flight = client.config.rate.in_flight_limit
@@ -193,13 +230,19 @@ class _Batch:
             max_concurrent=max(8, in_flight), on_release=self._room_changed,
         )
         self.room = asyncio.Event()
+        self.feed_done = asyncio.Event()
         self.fatal: FtoError | None = None
         self.on_progress = on_progress
         self.progress_interval = progress_interval
         self.total = total
         self.count_remaining = count_remaining
         self.started = time.monotonic()
+        self.journal = journal
+        self.unknown_policy = unknown_policy
+        self.stop = stop
+        self.stopping = False
         self.read = self.submitting = self.done = self.failed = self.not_attempted = 0
+        self.resumed = self.resubmitted_unknown = 0
 
     # -- progress -------------------------------------------------------------------
 
@@ -212,6 +255,7 @@ class _Batch:
         return Progress(
             read=self.read, submitting=self.submitting, running=self.scheduler.pending,
             done=self.done, failed=self.failed, not_attempted=self.not_attempted,
+            resumed=self.resumed, resubmitted_unknown=self.resubmitted_unknown,
             calls=self.client.stats.calls, retries=self.client.retries,
             rate=self.client.gate.rate, elapsed=elapsed, total=self.total, eta=eta,
         )
@@ -227,22 +271,39 @@ class _Batch:
     # -- the driver -----------------------------------------------------------------
 
     async def run(self, feed: Callable[[asyncio.TaskGroup], Awaitable[None]]) -> None:
-        stop = asyncio.Event()
+        progress_done = asyncio.Event()
         try:
             async with asyncio.TaskGroup() as tg:
                 scheduler = tg.create_task(self.scheduler.run())
                 if self.on_progress is not None:
-                    tg.create_task(self._report_progress(stop))
+                    tg.create_task(self._report_progress(progress_done))
+                watcher = (
+                    tg.create_task(self._watch_stop(self.stop, scheduler))
+                    if self.stop is not None
+                    else None
+                )
                 try:
                     async with asyncio.TaskGroup() as submits:
                         await feed(submits)
                 finally:
                     self.scheduler.close()
-                await scheduler
-                stop.set()
+                    self.feed_done.set()
+                await asyncio.wait([scheduler])  # it ends drained, or cancelled by a stop
+                progress_done.set()  # the progress loop sends its last snapshot and ends
+                if watcher is not None:
+                    watcher.cancel()
         finally:
-            stop.set()
+            progress_done.set()
+            if self.journal is not None:
+                await self.journal.flush()
         await self.out.put(_END)
+
+    async def _watch_stop(self, stop: asyncio.Event, scheduler: asyncio.Task[None]) -> None:
+        await stop.wait()
+        self.stopping = True
+        self.room.set()
+        await self.feed_done.wait()  # in-flight submits have returned and been journaled
+        scheduler.cancel()  # pending tasks stay `submitted` in the journal
 
     def _room_changed(self) -> None:
         self.room.set()
@@ -261,15 +322,21 @@ class _Batch:
     async def _admit(self) -> bool:
         """Wait for a submit slot and room among pending tasks; False after a fatal stop."""
         await self.submit_slots.acquire()
-        while self.fatal is None and self.scheduler.pending + self.submitting >= self.max_pending:
+        while (
+            self.fatal is None
+            and not self.stopping
+            and self.scheduler.pending + self.submitting >= self.max_pending
+        ):
             self.room.clear()
             await self.room.wait()
-        if self.fatal is not None:
+        if self.fatal is not None or self.stopping:
             self.submit_slots.release()
             return False
         return True
 
     async def _skip_rest(self, rest: AsyncIterator[Any]) -> None:
+        if self.stopping and self.fatal is None:
+            return  # a graceful stop: the rest is for the next run
         self.not_attempted += 1
         if self.count_remaining:
             async for _ in rest:
@@ -288,17 +355,70 @@ class _Batch:
                 )
                 await self.emit(Outcome(key, None, None, None, err))
                 continue
+            if self.journal is not None and not await self._resume(key, request):
+                continue
             if not await self._admit():
                 await self._skip_rest(pairs)
                 return
             self.submitting += 1
             submits.create_task(self._submit(key, request))
 
+    async def _resume(self, key: Any, request: Request) -> bool:
+        """Apply the journal to one item; True if it must be submitted now."""
+        assert self.journal is not None
+        row = self.journal.get(str(key))
+        kind = _kind(request)
+        if row is None:
+            body = self.client.encode_request(request)
+            await self.journal.add_pending(str(key), self.read - 1, body, kind)
+            return True
+        state = str(row.state)
+        if state == "done":
+            try:
+                report = self.client.decode_report(row.report, kind)
+            except FtoError:
+                return True  # an unreadable record: screen the item again
+            self.resumed += 1
+            await self.emit(Outcome(key, request, row.task_id, report, None,
+                                    submitted_at=row.submitted_at, resumed=True))
+            return False
+        if state == "failed":
+            self.resumed += 1
+            err = RecordedError(row.error or "failed", error_type=row.error_type)
+            await self.emit(Outcome(key, request, row.task_id, None, err,
+                                    submitted_at=row.submitted_at, resumed=True))
+            return False
+        if state == "submitted" and row.task_id:
+            loop = asyncio.get_running_loop()
+            age = time.time() - row.submitted_at if row.submitted_at else None
+            self.scheduler.add(PendingTask(
+                key, row.task_id, kind, request,
+                submitted_at=None if age is None else loop.time() - max(0.0, age),
+                submitted_wall=row.submitted_at,
+            ))
+            return False
+        if state in ("submitting", "unknown"):
+            if self.unknown_policy == "skip":
+                unknown = UnknownSubmissionError(
+                    f"item {key!r}: an earlier run died while submitting it; a task may "
+                    "exist on the platform (skipped by policy)"
+                )
+                await self.emit(Outcome(key, request, None, None, unknown))
+                return False
+            self.resubmitted_unknown += 1
+            await self.journal.reset_to_pending(str(key))
+        return True
+
     async def _submit(self, key: Any, request: Request) -> None:
+        journal = self.journal
         try:
+            if journal is not None:
+                await journal.mark_submitting(str(key))
             try:
                 task_id = await self.client.submit(request)
             except FtoError as exc:
+                if journal is not None:
+                    await _journal_submit_error(journal, str(key), exc)
                 if exc.fatal:
                     self.stop_for(exc)
                 if self.mode == "submit":
@@ -311,6 +431,8 @@ class _Batch:
                 self.done += 1
                 await self.out.put((key, task_id))
                 return
+            if journal is not None:
+                await journal.mark_submitted(str(key), task_id)
             loop = asyncio.get_running_loop()
             self.scheduler.add(
                 PendingTask(key, task_id, _kind(request), request, submitted_at=loop.time())
@@ -348,11 +470,41 @@ class _Batch:
         if error is not None and error.fatal and self.fatal is None:
             self.stop_for(error)
             await self.scheduler.abort(error)  # polling is refused too: end the rest now
+        if self.journal is not None and self.mode == "screen":
+            await _journal_result(self.journal, str(task.key), report, error)
         outcome = Outcome(
             task.key, task.request, task.task_id, report if error is None else None, error,
             submitted_at=task.submitted_wall, polls=task.polls,
         )
         await self.emit(outcome)
+
+
+def _maybe_created(exc: FtoError) -> bool:
+    """Could a submit that failed this way have created a task anyway?"""
+    if isinstance(exc, TransportError) and getattr(exc, "request_sent", True) is False:
+        return False
+    return isinstance(exc, BusyError | RequestTimeout | ServerError | MalformedResponseError
+                      | TransportError)
+
+
+async def _journal_submit_error(journal: Journal, key: str, exc: FtoError) -> None:
+    if _maybe_created(exc):
+        await journal.mark_unknown(key)  # the platform may hold a task for it
+    else:
+        retry_later = exc.fatal or exc.retryable  # not the item's fault: try again next run
+        await journal.mark_submit_failed(key, str(exc), type(exc).__name__, retry_later)
+
+
+async def _journal_result(
+    journal: Journal, key: str, report: ImageSearchReport | None, error: FtoError | None
+) -> None:
+    if error is None and report is not None:
+        await journal.mark_done(key, dict(report.raw))
+    elif isinstance(error, TaskFailedError) or (error is not None and not (
+        error.fatal or error.retryable or isinstance(error, TaskTimeoutError)
+    )):
+        await journal.mark_failed(key, str(error), type(error).__name__)
+    # timeouts, fatal and transient errors leave the task `submitted`: the next run polls it
 
 
 async def _drive(
@@ -375,7 +527,7 @@ async def _drive(
 
 
 def _make(client: FtoClient, mode: str, options: dict[str, Any]) -> _Batch:
-    return _Batch(
+    batch = _Batch(
         client,
         mode=mode,
         poll=options.pop("poll", None),
@@ -386,7 +538,13 @@ def _make(client: FtoClient, mode: str, options: dict[str, Any]) -> _Batch:
         progress_interval=options.pop("progress_interval", 0.5),
         total=options.pop("total", None),
         count_remaining=options.pop("count_remaining", True),
+        journal=options.pop("journal", None),
+        unknown_policy=options.pop("unknown_policy", "resubmit"),
+        stop=options.pop("stop", None),
     )
+    if options:
+        raise TypeError(f"unexpected options: {', '.join(sorted(options))}")
+    return batch
 
 
 def screen_many(client: FtoClient, items: Items, **options: Any) -> AsyncIterator[Outcome]:
@@ -411,6 +569,11 @@ def screen_many(client: FtoClient, items: Items, **options: Any) -> AsyncIterato
         total: the number of items, if known, for the ETA (the input is never counted).
         count_remaining: after a fatal stop, read the rest of the input to count the
             items not attempted (default True; set False for endless inputs).
+        journal: a :class:`~fto_async.journal.Journal` to record every item in and to
+            resume from (see the module docstring).
+        unknown_policy: ``"resubmit"`` (default) or ``"skip"`` items that an earlier run
+            may have submitted before it died.
+        stop: an :class:`asyncio.Event`; setting it ends the batch gracefully.
 
     Raises:
         BatchAbortedError: after the last outcome, when a fatal error stopped the batch.

@@ -362,6 +362,21 @@ class FtoClient:
         """Poll many existing tasks once each. See :func:`fto_async.batch.poll_many`."""
         return _batch.poll_many(self, task_ids, **options)
 
+    # -- (de)serialisation for the journal ------------------------------------------
+
+    def encode_request(self, request: ImageSearchRequest | WorkflowRequest) -> dict[str, Any]:
+        """The request's wire body (what the journal stores)."""
+        return _serde.unstructure(self._converter, request)
+
+    def decode_report(self, data: object, kind: TaskKind = "image_search") -> ImageSearchReport:
+        """A typed report from its JSON (what the journal stores).
+
+        Raises:
+            ResponseDecodeError: ``data`` is not a report.
+        """
+        cls = ImageSearchReport if kind == "image_search" else WorkflowReport
+        return _serde.structure(self._converter, data, cls)
+
     # -- shared plumbing ------------------------------------------------------------
 
     async def _submit(self, path: str, request: ImageSearchRequest | WorkflowRequest) -> str:

@@ -112,8 +112,8 @@ class RateConfig:
     Attributes:
         qps: the platform's limit for this account, in calls per second. The gate
             never lets more than ``qps`` calls into any sliding 1-second window.
-        headroom: fraction of ``qps`` the gate paces at (0.97 leaves a 3% margin for
-            network jitter between our clock and the gateway's).
+        headroom: fraction of ``qps`` the gate paces at (0.96 leaves a margin for network
+            jitter between our clock and the gateway's; see :mod:`fto_async.ratelimit`).
         max_in_flight: calls allowed to be waiting for an answer at once. ``None`` follows
             Little's law: ``ceil(qps * submit_latency * 1.5)``, at least 8.
         submit_latency: seconds a submit takes on the platform (for the default above).
@@ -127,7 +127,7 @@ class RateConfig:
     """
 
     qps: float = attrs.field(default=DEFAULT_QPS, validator=_positive)
-    headroom: float = attrs.field(default=0.97, validator=_positive)
+    headroom: float = attrs.field(default=0.96, validator=_positive)
     max_in_flight: int | None = attrs.field(default=None, validator=_optional_positive_int)
     submit_latency: float = attrs.field(default=DEFAULT_SUBMIT_LATENCY, validator=_positive)
     adaptive: bool = True

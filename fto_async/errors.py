@@ -28,7 +28,9 @@ Every exception the SDK raises hangs under :class:`FtoError`::
     ├── BudgetExhaustedError                 a client-side call budget is spent (fatal)
     ├── TaskFailedError                      the task ended with task_status 3
     ├── TaskTimeoutError (TimeoutError)      a task did not finish before its deadline
-    └── BatchAbortedError                    a fatal error stopped a batch
+    ├── BatchAbortedError                    a fatal error stopped a batch
+    ├── RecordedError                        an item's failure, as an earlier run journaled it
+    └── UnknownSubmissionError               an earlier run died mid-submit; skipped by policy
 
 Every instance says whether it is worth retrying (``retryable``) and whether it
 must stop a whole batch (``fatal``)::
@@ -67,6 +69,7 @@ __all__ = [
     "PermissionDeniedError",
     "QuotaExceededError",
     "RateLimitedError",
+    "RecordedError",
     "RequestTimeout",
     "ResponseDecodeError",
     "ServerError",
@@ -74,6 +77,7 @@ __all__ = [
     "TaskFailedError",
     "TaskTimeoutError",
     "TransportError",
+    "UnknownSubmissionError",
     "ValidationError",
     "error_from_code",
 ]
@@ -86,6 +90,17 @@ class FtoError(Exception):
     retryable: ClassVar[bool] = False
     #: Whether the error stops a whole batch (credentials, quota, balance).
     fatal: ClassVar[bool] = False
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        # Subclasses take other constructor arguments than ``args``: rebuild without
+        # calling ``__init__`` and restore the attributes (code, task_id, details...).
+        return (_rebuild, (type(self), self.args), self.__dict__)
+
+
+def _rebuild(cls: type[FtoError], args: tuple[Any, ...]) -> FtoError:
+    err = cls.__new__(cls, *args)
+    err.args = args
+    return err
 
 
 class InvalidRequestError(FtoError, ValueError):
@@ -166,20 +181,6 @@ class ApiError(FtoError):
         if self.request_id:
             parts.append(f"(request id {self.request_id})")
         return " ".join(parts)
-
-    def __reduce__(self) -> tuple[Any, ...]:
-        return (
-            _rebuild_api_error,
-            (type(self), self.code, self.message, self.http_status, self.request_id),
-        )
-
-
-def _rebuild_api_error(
-    cls: type[ApiError], code: int | None, message: str, http_status: int | None, rid: str | None
-) -> ApiError:
-    err = ApiError.__new__(cls)
-    ApiError.__init__(err, code, message, http_status=http_status, request_id=rid)
-    return err
 
 
 class RateLimitedError(ApiError):
@@ -307,6 +308,24 @@ class BatchAbortedError(FtoError):
         super().__init__(f"batch stopped by a fatal error ({cause}); {left} items not attempted")
         self.cause = cause
         self.not_attempted = not_attempted
+
+
+class RecordedError(FtoError):
+    """An item's failure as an earlier run recorded it in the journal; no call was made.
+
+    ``error_type`` names the original error class.
+    """
+
+    def __init__(self, message: str, *, error_type: str | None) -> None:
+        super().__init__(f"{error_type or 'error'} (recorded by an earlier run): {message}")
+        self.error_type = error_type
+
+
+class UnknownSubmissionError(FtoError):
+    """An earlier run died while submitting this item: a task may exist on the platform.
+
+    Raised for such items under the ``"skip"`` policy; resubmit them knowingly.
+    """
 
 
 #: Platform ``error_code`` -> error class (reference §8).

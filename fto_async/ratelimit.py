@@ -6,28 +6,36 @@ Every business call of one client passes :meth:`RateGate.slot`, which
    limiter; sized by Little's law, see :class:`~fto_async.config.RateConfig`);
 2. checks the call budgets (``max_calls``, ``daily_limit``) and refuses with
    :class:`~fto_async.errors.BudgetExhaustedError` before anything is sent;
-3. waits for the pacer: an :class:`aiolimiter.AsyncLimiter` of capacity 1 that lets
-   one call through every ``1 / rate`` seconds.
+3. waits for the pacer: an :class:`aiolimiter.AsyncLimiter` that drains at ``rate``
+   calls per second with a capacity ``c`` of one call plus a small credit ``x < 1``.
 
-Why capacity 1: ``AsyncLimiter(Q, 1)`` lets Q calls pass at once after an idle spell
-and Q more over the next second, so one sliding window can hold almost 2Q. With
-capacity 1 two admissions are at least ``1 / rate`` apart, so a closed 1-second window
-holds at most ``floor(rate) + 1`` of them; pacing at ``rate = headroom * qps`` with
-``headroom < 1`` makes that at most ``qps`` for every integer ``qps`` (and leaves a
-3% margin for network jitter at the default headroom).
+Why not ``AsyncLimiter(Q, 1)``: it lets Q calls pass at once after an idle spell and
+Q more over the next second, so one sliding window can hold almost 2Q. A leaky bucket
+of capacity ``c`` admits at most ``c + rate * W`` calls in any window of ``W`` seconds
+(its level starts >= 0, rises by 1 per call, never exceeds ``c`` and drains
+``rate * W``). With ``rate = headroom * qps`` and ``x = min(0.25, qps - rate)`` (minus
+a hair) that is fewer than ``qps + 1`` calls, i.e. at most ``qps``, in every 1-second
+window. At the default headroom (0.96) and ``qps = 50`` the bound is 49.25 calls: the
+0.75 call to spare absorbs 15 ms of network jitter between our clock and the
+gateway's. The credit ``x`` lets a waiter woken a little late catch up instead of
+losing that time, so the gate really runs at ``rate`` (measured: 0.960 Q).
 
-Adaptive mode (after botocore's): a 67200002 answer multiplies the shared rate by 0.7,
-once per throttling episode (answers to calls sent before the last decrease are
-ignored); successes climb back to the rate where throttling happened over
-``recovery`` seconds, then probe above it slowly, up to the configured ceiling.
+Adaptive mode (after botocore's): a 67200002 answer starts a throttling episode, once
+(answers to calls sent before the last decrease are ignored). The gate counts the
+calls that succeeded in the last second: that is the share of the account's limit this
+client actually gets, so the new ceiling estimate is that count times ``headroom``
+and the rate drops to ``min(0.7 * rate, estimate)``. Successes climb back to the
+estimate over ``recovery`` seconds, then probe above it slowly (5% of ``qps`` per
+second) up to the configured rate.
 """
 
 from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator, Callable
-from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from collections import deque
+from collections.abc import Callable
+from contextlib import AbstractAsyncContextManager
 from typing import Protocol
 
 from aiolimiter import AsyncLimiter
@@ -41,27 +49,36 @@ _DECREASE = 0.7
 _PROBE = 0.05  # of the ceiling, per second, above the last throttled rate
 
 
+def _credit(qps: float, rate: float) -> float:
+    """The pacer's catch-up credit: keeps ``1 + credit + rate`` below ``qps + 1``."""
+    return max(0.0, min(0.25, qps - rate - 1e-6))
+
+
 def _loop_time() -> float:
     return asyncio.get_running_loop().time()
 
 
 class _Pacer(AsyncLimiter):
-    """Private: an AsyncLimiter of capacity 1 whose rate can change while in use."""
+    """Private: an AsyncLimiter of capacity ``1 + credit`` whose rate can change."""
 
     __slots__ = ()
 
-    def __init__(self, rate: float) -> None:
-        super().__init__(1, 1 / rate)
+    def __init__(self, rate: float, credit: float = 0.0) -> None:
+        capacity = 1.0 + credit
+        super().__init__(capacity, capacity / rate)
 
     def _leak(self) -> None:
         super()._leak()
-        if self._level < 1e-9:  # float residue would make the waker spin at one instant
+        # Float residue just above a threshold would make the waker spin at one instant.
+        if self._level < 1e-9:
             self._level = 0.0
+        elif 0.0 < self._level - (self.max_rate - 1.0) < 1e-9:
+            self._level = self.max_rate - 1.0
 
     def set_rate(self, rate: float) -> None:
         """Change the pace; capacity already drained stays drained."""
         self._leak()
-        self.time_period = 1 / rate
+        self.time_period = self.max_rate / rate
         self._rate_per_sec = rate  # AsyncLimiter caches max_rate / time_period here
         self._wake_next()
 
@@ -97,6 +114,23 @@ class RateGateProtocol(Protocol):
         """The current pace in calls per second."""
 
 
+class _Slot:
+    """Private: the async context manager :meth:`RateGate.slot` returns (cheaper than a
+    generator-based one on this hot path)."""
+
+    __slots__ = ("_gate", "_path")
+
+    def __init__(self, gate: RateGate, path: str) -> None:
+        self._gate = gate
+        self._path = path
+
+    async def __aenter__(self) -> Permit:
+        return await self._gate._enter(self._path)
+
+    async def __aexit__(self, *exc: object) -> None:
+        self._gate._exit()
+
+
 class RateGate:
     """Paces every call of one account under its QPS limit and enforces call budgets.
 
@@ -127,7 +161,9 @@ class RateGate:
         self._ceiling = self.config.qps * self.config.headroom
         self._floor = self.config.qps * self.config.min_rate_fraction
         self._rate = self._ceiling
-        self._throttled_at_rate = self._ceiling
+        self._credit = _credit(self.config.qps, self._ceiling)
+        self._estimate = self._ceiling  # the adaptive ceiling estimate
+        self._successes: deque[float] = deque()
         self._last_decrease = float("-inf")
         self._last_update = float("-inf")
         self._pacer: _Pacer | None = None
@@ -142,27 +178,39 @@ class RateGate:
 
     # -- the slot -------------------------------------------------------------------
 
-    @asynccontextmanager
-    async def slot(self, path: str) -> AsyncIterator[Permit]:
+    def slot(self, path: str) -> _Slot:
         """Wait for the right to send one call to ``path``; hold it while in flight.
+
+        Use as ``async with gate.slot(path) as permit:``.
 
         Raises:
             BudgetExhaustedError: the call would exceed ``max_calls`` or ``daily_limit``.
         """
+        return _Slot(self, path)
+
+    async def _enter(self, path: str) -> Permit:
         if self._in_flight is None:
             self._in_flight = asyncio.Semaphore(self.config.in_flight_limit)
-            self._pacer = _Pacer(self._rate)
+            self._pacer = _Pacer(self._rate, self._credit)
         assert self._pacer is not None
-        async with self._in_flight:
+        await self._in_flight.acquire()
+        try:
             self._check_budgets()
-            extra = self._endpoint_pacer(path)
+            extra = self._endpoint_pacer(path) if self.config.endpoint_qps else None
             if extra is not None:
                 await extra.acquire()
             await self._pacer.acquire()
             self._check_budgets()  # another caller may have spent the budget meanwhile
-            self.calls += 1
-            self._calls_today += 1
-            yield Permit(path, self._clock())
+        except BaseException:
+            self._in_flight.release()
+            raise
+        self.calls += 1
+        self._calls_today += 1
+        return Permit(path, self._clock())
+
+    def _exit(self) -> None:
+        assert self._in_flight is not None
+        self._in_flight.release()
 
     def _endpoint_pacer(self, path: str) -> _Pacer | None:
         limit = self.config.endpoint_qps.get(path)
@@ -170,7 +218,8 @@ class RateGate:
             return None
         pacer = self._endpoint_pacers.get(path)
         if pacer is None:
-            pacer = self._endpoint_pacers[path] = _Pacer(limit * self.config.headroom)
+            rate = limit * self.config.headroom
+            pacer = self._endpoint_pacers[path] = _Pacer(rate, _credit(limit, rate))
         return pacer
 
     # -- budgets --------------------------------------------------------------------
@@ -230,24 +279,35 @@ class RateGate:
         if not self.config.adaptive or permit.sent_at <= self._last_decrease:
             return  # this answer belongs to an episode we already reacted to
         now = self._clock()
-        self._throttled_at_rate = self._rate
-        self._set_rate(max(self._floor, self._rate * _DECREASE))
+        self._forget_successes(now)
+        share = len(self._successes) * self.config.headroom
+        self._estimate = max(self._floor, min(self._ceiling, share))
+        self._set_rate(max(self._floor, min(self._rate * _DECREASE, self._estimate)))
         self._last_decrease = now
         self._last_update = now
 
     def on_success(self, permit: Permit) -> None:
-        """A call went through: climb back toward the ceiling."""
-        if not self.config.adaptive or self._rate >= self._ceiling:
+        """A call went through: remember it, and climb back toward the ceiling."""
+        if not self.config.adaptive:
             return
         now = self._clock()
+        self._successes.append(now)
+        if len(self._successes) > 4 * self.config.qps + 16:
+            self._forget_successes(now)
+        if self._rate >= self._ceiling:
+            return
         elapsed, self._last_update = now - self._last_update, now
-        target = self._throttled_at_rate
-        if self._rate < target:
-            step = (target - self._floor) * elapsed / self.config.recovery
-            new = min(target, self._rate + step)
+        if self._rate < self._estimate:
+            step = (self._estimate - self._floor) * elapsed / self.config.recovery
+            new = min(self._estimate, self._rate + step)
         else:
-            new = self._rate + self._ceiling * _PROBE * elapsed
+            new = self._rate + self.config.qps * _PROBE * elapsed
         self._set_rate(min(self._ceiling, new))
+
+    def _forget_successes(self, now: float) -> None:
+        successes = self._successes
+        while successes and successes[0] < now - 1.0:
+            successes.popleft()
 
     def _set_rate(self, rate: float) -> None:
         self._rate = rate

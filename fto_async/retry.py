@@ -166,9 +166,18 @@ class RetryPolicy:
         """Wrap one attempt coroutine function so that calling it retries as configured.
 
         The wrapped function's first positional argument must be the endpoint path
-        (it names the call in retry events).
+        (it names the call in retry events). The first attempt runs outside the
+        backoff machinery (the common case costs nothing extra); a retryable failure
+        hands over to :func:`backoff.on_exception`, which counts that failure as
+        attempt 1 (``max_time`` counts from then).
         """
-        decorate = backoff.on_exception(
+
+        async def replay(*args: Any, _first: list[FtoError], **kwargs: Any) -> T:
+            if _first:
+                raise _first.pop()
+            return await attempt(*args, **kwargs)
+
+        retrying = backoff.on_exception(
             self._waits,
             FtoError,
             max_tries=self.config.max_attempts,
@@ -178,8 +187,19 @@ class RetryPolicy:
             on_backoff=self._on_backoff,
             on_success=self._on_success,
             logger=None,
-        )
-        return decorate(attempt)
+        )(replay)
+
+        async def call(*args: P.args, **kwargs: P.kwargs) -> T:
+            try:
+                result = await attempt(*args, **kwargs)
+            except FtoError as exc:
+                if not exc.retryable or self.config.max_attempts <= 1:
+                    raise
+                return await retrying(*args, _first=[exc], **kwargs)
+            self.budget.refund(self.config.success_refund)
+            return result
+
+        return call
 
     def __repr__(self) -> str:
         return f"<RetryPolicy retries={self.retries} budget={self.budget.tokens}>"

@@ -15,14 +15,14 @@ URLs are logged with the ``apikey`` value redacted; secrets never reach a log li
 
 from __future__ import annotations
 
+import base64
 import enum
 import logging
 import re
 import time
 import warnings
 from collections import Counter
-from collections.abc import AsyncIterator, Mapping
-from contextlib import asynccontextmanager
+from collections.abc import Mapping
 from typing import Any
 
 import aiohttp
@@ -55,6 +55,13 @@ _SECRET_PARAM = re.compile(r"((?:api_?key|apiKey|access_token|token)=)[^&#\s]+",
 def redact_url(url: str) -> str:
     """``url`` with the value of ``apikey`` (and any token parameter) replaced by ``***``."""
     return _SECRET_PARAM.sub(r"\1***", url)
+
+
+def _basic_auth(creds: ClientCredentials) -> str:
+    # Built by hand: aiohttp 3.14 deprecates BasicAuth, and its encode_basic_auth()
+    # replacement does not exist in the oldest aiohttp we support (3.9).
+    pair = f"{creds.client_id}:{creds.client_secret}".encode()
+    return "Basic " + base64.b64encode(pair).decode("ascii")
 
 
 @attrs.frozen
@@ -98,20 +105,33 @@ def _maybe_created(exc: FtoError) -> bool:
     return isinstance(exc, BusyError | RequestTimeout | ServerError | MalformedResponseError)
 
 
-@asynccontextmanager
-async def _translate_faults(path: str) -> AsyncIterator[None]:
-    """Turn aiohttp and timeout faults into :class:`~fto_async.errors.TransportError`."""
-    try:
-        yield
-    except TimeoutError as exc:
-        raise RequestTimeout(f"{path}: no answer in time") from exc
-    except aiohttp.ClientConnectorError as exc:
-        err = ConnectError(f"{path}: cannot connect ({exc.os_error.strerror or exc.os_error})")
-        err.request_sent = False  # type: ignore[attr-defined]
-        raise err from exc
-    except aiohttp.ClientPayloadError as exc:
-        raise MalformedResponseError(f"{path}: truncated body ({type(exc).__name__})") from exc
-    except aiohttp.ClientError as exc:
+class _translate_faults:
+    """Turn aiohttp and timeout faults into :class:`~fto_async.errors.TransportError`.
+
+    A class rather than a generator-based context manager: it wraps every call.
+    """
+
+    __slots__ = ("path",)
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+
+    async def __aenter__(self) -> None:
+        return None
+
+    async def __aexit__(self, _t: object, exc: BaseException | None, _tb: object) -> None:
+        if exc is None or not isinstance(exc, TimeoutError | aiohttp.ClientError):
+            return
+        path = self.path
+        if isinstance(exc, TimeoutError):
+            raise RequestTimeout(f"{path}: no answer in time") from exc
+        if isinstance(exc, aiohttp.ClientConnectorError):
+            reason = exc.os_error.strerror or exc.os_error
+            err = ConnectError(f"{path}: cannot connect ({reason})")
+            err.request_sent = False  # type: ignore[attr-defined]
+            raise err from exc
+        if isinstance(exc, aiohttp.ClientPayloadError):
+            raise MalformedResponseError(f"{path}: truncated body ({type(exc).__name__})") from exc
         raise ConnectError(f"{path}: connection failed ({type(exc).__name__})") from exc
 
 
@@ -279,7 +299,7 @@ class Transport:
         async with _translate_faults(TOKEN_PATH), session.post(
             self._base + TOKEN_PATH,
             data={"grant_type": "client_credentials"},
-            auth=aiohttp.BasicAuth(creds.client_id, creds.client_secret),
+            headers={"Authorization": _basic_auth(creds)},
             timeout=self._timeout,
         ) as resp:
             status = resp.status

@@ -89,26 +89,45 @@ def test_default_in_flight_follows_littles_law() -> None:
     assert RateConfig(qps=1).in_flight_limit >= 8
 
 
-def test_throttle_lowers_rate_once_per_episode_and_recovers() -> None:
-    """A 67200002 burst lowers the shared rate once; successes climb back to the ceiling."""
+def test_throttle_lowers_rate_to_measured_share_once_per_episode_and_recovers() -> None:
+    """A 67200002 burst sets the rate to the share that succeeded, once; then it climbs back."""
 
-    async def main() -> tuple[float, float, float]:
+    async def main() -> tuple[float, float, float, float]:
         gate = RateGate(RateConfig(qps=10, recovery=2.0))
         loop = asyncio.get_running_loop()
+        for _ in range(6):  # the platform let 6 calls through in the last second
+            await asyncio.sleep(0.1)
+            gate.on_success(Permit("/p", loop.time()))
         old = Permit("/p", loop.time())
         gate.on_throttled(old)
         after_one = gate.rate
         gate.on_throttled(Permit("/p", old.sent_at))  # same episode: ignored
         same_episode = gate.rate
-        for _ in range(100):
+        await asyncio.sleep(1.0)
+        gate.on_success(Permit("/p", loop.time()))
+        climbing = gate.rate
+        for _ in range(200):
             await asyncio.sleep(0.1)
             gate.on_success(Permit("/p", loop.time()))
-        return after_one, same_episode, gate.rate
+        return after_one, same_episode, climbing, gate.rate
 
-    after_one, same_episode, recovered = run_virtual(main)
-    assert after_one == pytest.approx(10 * 0.97 * 0.7)
+    after_one, same_episode, climbing, recovered = run_virtual(main)
+    assert after_one == pytest.approx(6 * 0.96)
     assert same_episode == after_one
-    assert recovered == pytest.approx(10 * 0.97)
+    assert climbing == pytest.approx(after_one + 10 * 0.05 * 1.0)  # probes 5% of qps per s
+    assert recovered == pytest.approx(10 * 0.96)
+
+
+def test_throttle_never_drops_below_the_floor() -> None:
+    """With no recent success the rate drops to qps * min_rate_fraction, not to zero."""
+
+    async def main() -> float:
+        gate = RateGate(RateConfig(qps=10))
+        loop = asyncio.get_running_loop()
+        gate.on_throttled(Permit("/p", loop.time()))
+        return gate.rate
+
+    assert run_virtual(main) == pytest.approx(10 * 0.05)
 
 
 def test_rate_change_applies_to_waiting_callers() -> None:
@@ -117,13 +136,13 @@ def test_rate_change_applies_to_waiting_callers() -> None:
     async def main() -> float:
         gate = RateGate(RateConfig(qps=10))
         loop = asyncio.get_running_loop()
-        await _fire(gate, 1)
-        gate.on_throttled(Permit("/p", loop.time()))
+        for _ in range(5):
+            gate.on_success(Permit("/p", loop.time()))
         gate.on_throttled(Permit("/p", loop.time() + 1))
         stamps = await _fire(gate, 20)
         return (len(stamps) - 1) / (max(stamps) - min(stamps))
 
-    assert run_virtual(main) == pytest.approx(10 * 0.97 * 0.49, rel=0.02)
+    assert run_virtual(main) == pytest.approx(5 * 0.96, rel=0.03)
 
 
 def test_max_calls_budget_stops_exactly() -> None:
