@@ -17,6 +17,7 @@ from typing import Any as _Any  # aliased: a public name here would join the API
 import attrs
 
 from .auth import ApiKey, ClientCredentials
+from .batch import Outcome, Progress
 from .client import FtoClient
 from .config import (
     DEFAULT_BASE_URL,
@@ -47,6 +48,7 @@ from .errors import (
     PermissionDeniedError,
     QuotaExceededError,
     RateLimitedError,
+    RecordedError,
     RequestTimeout,
     ResponseDecodeError,
     ServerError,
@@ -54,6 +56,7 @@ from .errors import (
     TaskFailedError,
     TaskTimeoutError,
     TransportError,
+    UnknownSubmissionError,
     ValidationError,
 )
 from .models import (
@@ -74,6 +77,7 @@ from .models import (
     WorkflowReport,
     WorkflowRequest,
 )
+from .polling import TaskPoller
 from .ratelimit import RateGate
 from .retry import RetryEvent
 from .transport import TransportStats
@@ -106,17 +110,20 @@ __all__ = [
     "LegalStatus",
     "LocItem",
     "MalformedResponseError",
+    "Outcome",
     "PatentInfo",
     "PatentMessages",
     "PathNotFoundError",
     "PermissionDeniedError",
     "PollConfig",
+    "Progress",
     "QuotaExceededError",
     "RRFFusionResponse",
     "RRFItem",
     "RateConfig",
     "RateGate",
     "RateLimitedError",
+    "RecordedError",
     "Report",
     "RequestTimeout",
     "ResponseDecodeError",
@@ -127,10 +134,12 @@ __all__ = [
     "ServiceError",
     "SimpleLegalStatus",
     "TaskFailedError",
+    "TaskPoller",
     "TaskStatus",
     "TaskTimeoutError",
     "TransportError",
     "TransportStats",
+    "UnknownSubmissionError",
     "UploadedImage",
     "ValidationError",
     "WorkflowReport",

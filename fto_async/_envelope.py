@@ -2,10 +2,12 @@
 
 Rules, in order:
 
-* A body that is not JSON: HTTP 5xx gives :class:`~fto_async.errors.ServerError`, 401,
-  403, 404 and 422 their classes, any other status
-  :class:`~fto_async.errors.MalformedResponseError` (a cut body, an HTML page).
-* JSON that is not an object: :class:`~fto_async.errors.ResponseDecodeError`.
+* A body that is not JSON (a cut body, an HTML page): below HTTP 400
+  :class:`~fto_async.errors.MalformedResponseError`; 5xx
+  :class:`~fto_async.errors.ServerError`; 401, 403, 404 and 422 their classes; any other
+  4xx a plain :class:`~fto_async.errors.ApiError`.
+* JSON that is not an object (or no body) below HTTP 400:
+  :class:`~fto_async.errors.ResponseDecodeError`; from 400 on, as a body that is not JSON.
 * A non-zero ``error_code`` (int or numeric string) decides the class (reference §8).
 * A FastAPI ``detail`` (list of ``{loc, msg, type}`` or a string) gives
   :class:`~fto_async.errors.ValidationError` on 422, the HTTP status's class otherwise.

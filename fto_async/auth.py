@@ -18,7 +18,15 @@ from typing import Any, Protocol
 
 import attrs
 
-from .errors import AuthenticationError, ConfigurationError, MalformedResponseError
+from .errors import (
+    ApiError,
+    AuthenticationError,
+    ConfigurationError,
+    FtoError,
+    MalformedResponseError,
+    ServerError,
+    error_from_code,
+)
 
 __all__ = ["ApiKey", "Authenticator", "ClientCredentials", "TokenAuth", "parse_token_reply"]
 
@@ -129,10 +137,21 @@ class TokenAuth:
     """Token cache for client credentials, with single-flight refresh.
 
     Any number of concurrent callers that find the token missing or about to expire
-    share one token request. Private to the SDK; the transport builds it.
+    share one token request, and its failure too (a wrong secret costs one request, not
+    one per waiting caller). Private to the SDK; the transport builds it.
     """
 
-    __slots__ = ("_clock", "_creds", "_expires_at", "_fetch", "_lock", "_token", "apikey")
+    __slots__ = (
+        "_clock",
+        "_creds",
+        "_expires_at",
+        "_failure",
+        "_fetch",
+        "_fetches",
+        "_lock",
+        "_token",
+        "apikey",
+    )
 
     def __init__(
         self,
@@ -147,6 +166,8 @@ class TokenAuth:
         self._token: str | None = None
         self._expires_at = 0.0
         self._lock: asyncio.Lock | None = None
+        self._fetches = 0  # token requests finished (with a reply or an FtoError)
+        self._failure: FtoError | None = None  # how the last one failed, if it did
         self.apikey = creds.client_id
 
     def _valid(self) -> bool:
@@ -158,15 +179,28 @@ class TokenAuth:
             return self._token
         if self._lock is None:
             self._lock = asyncio.Lock()
+        seen = self._fetches
         async with self._lock:
-            if not self._valid():  # another caller may have refreshed while we waited
-                started = self._clock()
-                reply = await self._fetch(self._creds)
-                token, ttl = parse_token_reply(reply)
-                margin = min(REFRESH_MARGIN, ttl / 2)
-                self._token, self._expires_at = token, started + ttl - margin
+            if self._fetches != seen:  # a fetch ended while we waited: share its outcome
+                if self._failure is not None:
+                    raise self._failure
+                if self._token is not None:  # (None: refused since, fetch again)
+                    return self._token
+            if not self._valid():
+                await self._refresh()
             assert self._token is not None
             return self._token
+
+    async def _refresh(self) -> None:
+        started = self._clock()
+        try:
+            token, ttl = parse_token_reply(await self._fetch(self._creds))
+        except FtoError as exc:
+            self._failure, self._fetches = exc, self._fetches + 1
+            raise
+        margin = min(REFRESH_MARGIN, ttl / 2)
+        self._token, self._expires_at = token, started + ttl - margin
+        self._failure, self._fetches = None, self._fetches + 1
 
     def invalidate(self, bearer: str) -> bool:
         if bearer == self._token:
@@ -178,16 +212,23 @@ class TokenAuth:
         return f"TokenAuth(apikey={_mask(self.apikey)!r}, token={state})"
 
 
-def token_error(body: Mapping[str, Any], http_status: int) -> AuthenticationError | None:
-    """The error a token reply reports, if any (private helper for the transport)."""
+def token_error(body: Mapping[str, Any], http_status: int) -> ApiError | None:
+    """The error a token reply reports, if any (private helper for the transport).
+
+    A platform code decides the class (67200003 is fatal, 67200100 busy is retried);
+    without one, HTTP 5xx is a retryable :class:`ServerError` and anything else refused
+    is an :class:`AuthenticationError`.
+    """
     code = body.get("error_code")
-    if body.get("status") is False or (code not in (None, 0, "0")):
-        message = str(body.get("error_msg") or body.get("message") or "token request refused")
-        try:
-            num = int(code) if code is not None else None
-        except (TypeError, ValueError):
-            num = None
-        return AuthenticationError(num, message, http_status=http_status)
-    if http_status >= 400 and "token" not in body and "access_token" not in body:
-        return AuthenticationError(None, "token request refused", http_status=http_status)
-    return None
+    refused = body.get("status") is False or code not in (None, 0, "0")
+    if not refused and (http_status < 400 or "token" in body or "access_token" in body):
+        return None
+    message = str(body.get("error_msg") or body.get("message") or "token request refused")
+    try:
+        num = int(code) if code is not None else None
+    except (TypeError, ValueError):
+        num = None
+    if num:
+        return error_from_code(num, message, http_status=http_status)
+    cls = ServerError if http_status >= 500 else AuthenticationError
+    return cls(None, message, http_status=http_status)

@@ -354,6 +354,7 @@ CODE_TABLE: Mapping[int, type[ApiError]] = {
 }
 
 _HTTP_TABLE: Mapping[int, type[ApiError]] = {
+    429: RateLimitedError,  # undocumented on the platform; the usual meaning elsewhere
     401: AuthenticationError,
     403: PermissionDeniedError,
     404: PathNotFoundError,
