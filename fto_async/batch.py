@@ -231,6 +231,7 @@ class _Batch:
         )
         self.room = asyncio.Event()
         self.feed_done = asyncio.Event()
+        self.unsent: set[asyncio.Task[Any]] = set()  # submits still waiting in the gate
         self.fatal: FtoError | None = None
         self.on_progress = on_progress
         self.progress_interval = progress_interval
@@ -302,6 +303,8 @@ class _Batch:
         await stop.wait()
         self.stopping = True
         self.room.set()
+        for task in list(self.unsent):  # never sent: they stay `pending` for the next run
+            task.cancel()
         await self.feed_done.wait()  # in-flight submits have returned and been journaled
         scheduler.cancel()  # pending tasks stay `submitted` in the journal
 
@@ -411,11 +414,23 @@ class _Batch:
 
     async def _submit(self, key: Any, request: Request) -> None:
         journal = self.journal
+        me = asyncio.current_task()
+        assert me is not None
+        self.unsent.add(me)
+        sent = False
+
+        async def before_send() -> None:
+            # The gate admitted the call: from here on it may reach the platform.
+            nonlocal sent
+            if not sent:
+                sent = True
+                self.unsent.discard(me)
+                if journal is not None:
+                    await journal.mark_submitting(str(key))
+
         try:
-            if journal is not None:
-                await journal.mark_submitting(str(key))
             try:
-                task_id = await self.client.submit(request)
+                task_id = await self.client.submit(request, before_send=before_send)
             except FtoError as exc:
                 if journal is not None:
                     await _journal_submit_error(journal, str(key), exc)
@@ -438,6 +453,7 @@ class _Batch:
                 PendingTask(key, task_id, _kind(request), request, submitted_at=loop.time())
             )
         finally:
+            self.unsent.discard(me)
             self.submitting -= 1
             self.submit_slots.release()
             self.room.set()

@@ -37,7 +37,7 @@ from .models import (
 from .polling import TaskKind, TaskPoller
 from .ratelimit import RateGateProtocol
 from .retry import RetryHook
-from .transport import FileField, Transport, TransportStats
+from .transport import BeforeSend, FileField, Transport, TransportStats
 
 __all__ = ["FtoClient"]
 
@@ -306,11 +306,23 @@ class FtoClient:
         """The path a task's report is read from (``kind``: image_search or workflow)."""
         return REPORT_PATH if kind == "image_search" else self.config.workflow_result_path
 
-    async def submit(self, request: ImageSearchRequest | WorkflowRequest) -> str:
-        """Submit either kind of request; returns the task id."""
+    async def submit(
+        self,
+        request: ImageSearchRequest | WorkflowRequest,
+        *,
+        before_send: BeforeSend | None = None,
+    ) -> str:
+        """Submit either kind of request; returns the task id.
+
+        Args:
+            request: what to submit.
+            before_send: awaited each time the rate gate admits an attempt, just before
+                it goes out (see :meth:`fto_async.transport.Transport.call`).
+        """
         if isinstance(request, WorkflowRequest):
-            return await self.submit_workflow(request)
-        return await self.submit_image_search(request)
+            return await self._submit(WORKFLOW_SUBMIT_PATH, request, before_send)
+        _require(request, ImageSearchRequest, "request")
+        return await self._submit(SUBMIT_PATH, request, before_send)
 
     async def get_report(self, task_id: str, kind: TaskKind = "image_search") -> ImageSearchReport:
         """Poll a task of either kind once."""
@@ -379,9 +391,14 @@ class FtoClient:
 
     # -- shared plumbing ------------------------------------------------------------
 
-    async def _submit(self, path: str, request: ImageSearchRequest | WorkflowRequest) -> str:
+    async def _submit(
+        self,
+        path: str,
+        request: ImageSearchRequest | WorkflowRequest,
+        before_send: BeforeSend | None = None,
+    ) -> str:
         body = _serde.unstructure(self._converter, request)
-        answer = await self._transport.call(path, body)
+        answer = await self._transport.call(path, body, before_send=before_send)
         task_id = answer.get("task_id") if isinstance(answer, Mapping) else None
         if not isinstance(task_id, str) or not task_id:
             raise ResponseDecodeError(f"{path}: the answer holds no task_id", raw=answer)

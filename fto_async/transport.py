@@ -22,7 +22,7 @@ import re
 import time
 import warnings
 from collections import Counter
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 import aiohttp
@@ -44,7 +44,7 @@ from .errors import (
 from .ratelimit import RateGate, RateGateProtocol
 from .retry import RetryEvent, RetryHook, RetryPolicy
 
-__all__ = ["TOKEN_PATH", "FileField", "Transport", "TransportStats", "redact_url"]
+__all__ = ["TOKEN_PATH", "BeforeSend", "FileField", "Transport", "TransportStats", "redact_url"]
 
 log = logging.getLogger("fto_async.transport")
 
@@ -90,6 +90,9 @@ class TransportStats:
     token_requests: int = 0
     by_code: Counter[int] = attrs.field(factory=Counter)
     ambiguous_submits: int = 0
+
+
+BeforeSend = Callable[[], Awaitable[None]]
 
 
 class _State(enum.Enum):
@@ -218,22 +221,34 @@ class Transport:
         payload: Mapping[str, Any] | None = None,
         *,
         files: tuple[FileField, ...] = (),
+        before_send: BeforeSend | None = None,
     ) -> Any:
         """Send one call to ``path`` (with retries) and return the answer's data.
+
+        Args:
+            path: the endpoint path.
+            payload: the JSON body.
+            files: multipart fields instead of a JSON body.
+            before_send: awaited each time the rate gate has admitted an attempt, just
+                before it goes out (the journal records ``submitting`` there).
 
         Raises:
             FtoError: the typed error of the last attempt.
         """
-        return await self._send(path, payload, files)
+        return await self._send(path, payload, files, before_send)
 
     async def _attempt(
-        self, path: str, payload: Mapping[str, Any] | None, files: tuple[FileField, ...]
+        self,
+        path: str,
+        payload: Mapping[str, Any] | None,
+        files: tuple[FileField, ...],
+        before_send: BeforeSend | None,
     ) -> Any:
         refreshed = False
         while True:
             bearer = await self._auth.bearer()
             try:
-                return await self._send_once(path, payload, files, bearer)
+                return await self._send_once(path, payload, files, bearer, before_send)
             except AuthenticationError as exc:
                 expired = exc.code == 67200003 or (exc.code is None and exc.http_status == 401)
                 if refreshed or not expired or not self._auth.invalidate(bearer):
@@ -247,6 +262,7 @@ class Transport:
         payload: Mapping[str, Any] | None,
         files: tuple[FileField, ...],
         bearer: str,
+        before_send: BeforeSend | None,
     ) -> Any:
         session = self._session_or_open()
         url = self._base + path
@@ -254,6 +270,8 @@ class Transport:
         params = {"apikey": self._auth.apikey}
         started = time.monotonic()
         async with self.gate.slot(path) as permit:
+            if before_send is not None:
+                await before_send()
             self.stats.calls += 1
             async with _translate_faults(path):
                 kwargs: dict[str, Any] = {}
