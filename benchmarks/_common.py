@@ -60,7 +60,8 @@ def table(title: str, header: Sequence[str], rows: Sequence[Sequence[object]]) -
     widths = [max(len(r[i]) for r in cells) for i in range(len(header))]
     lines = [f"### {title}", ""]
     for n, row in enumerate(cells):
-        lines.append("| " + " | ".join(c.ljust(w) for c, w in zip(row, widths)) + " |")
+        padded = (c.ljust(w) for c, w in zip(row, widths, strict=True))
+        lines.append("| " + " | ".join(padded) + " |")
         if n == 0:
             lines.append("|" + "|".join("-" * (w + 2) for w in widths) + "|")
     return "\n".join(lines)

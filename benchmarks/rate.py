@@ -31,17 +31,19 @@ import backoff
 from aiolimiter import AsyncLimiter
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import emulator_process, table  # noqa: E402
+from _common import emulator_process, table
 
-from fto_async import FtoClient, ImageSearchRequest, RateLimitedError  # noqa: E402
-from fto_async.emulator import Emulator, EmulatorConfig  # noqa: E402
+from fto_async import FtoClient, ImageSearchRequest, RateLimitedError
+from fto_async.emulator import Emulator, EmulatorConfig
 
 KEY = "sk-demo"
 SCALE = 0.02  # 5 s submits take 100 ms
 
 
 def requests(n: int) -> list[ImageSearchRequest]:
-    return [ImageSearchRequest(f"https://example.com/p{i}.png", ["US", "EU"], "en") for i in range(n)]
+    return [
+        ImageSearchRequest(f"https://example.com/p{i}.png", ["US", "EU"], "en") for i in range(n)
+    ]
 
 
 def measure(emu: Emulator, qps: float, wall: float) -> dict[str, Any]:
@@ -57,12 +59,14 @@ def measure(emu: Emulator, qps: float, wall: float) -> dict[str, Any]:
 
 
 async def sdk(qps: float, told: float, n: int) -> dict[str, Any]:
-    async with Emulator(EmulatorConfig(qps=qps, time_scale=SCALE)) as emu:
-        async with FtoClient(api_key=KEY, base_url=emu.base_url, qps=told) as client:
-            reqs = requests(n)
-            t0 = time.monotonic()
-            await asyncio.gather(*(client.submit_image_search(r) for r in reqs))
-            return measure(emu, qps, time.monotonic() - t0)
+    async with (
+        Emulator(EmulatorConfig(qps=qps, time_scale=SCALE)) as emu,
+        FtoClient(api_key=KEY, base_url=emu.base_url, qps=told) as client,
+    ):
+        reqs = requests(n)
+        t0 = time.monotonic()
+        await asyncio.gather(*(client.submit_image_search(r) for r in reqs))
+        return measure(emu, qps, time.monotonic() - t0)
 
 
 async def naive(qps: float, n: int) -> dict[str, Any]:
@@ -73,12 +77,11 @@ async def naive(qps: float, n: int) -> dict[str, Any]:
 
             @backoff.on_exception(backoff.expo, RateLimitedError, max_tries=20, logger=None)
             async def submit(i: int) -> str:
-                async with limiter:
-                    async with session.post(
-                        url, params={"apikey": KEY}, headers={"Authorization": f"Bearer {KEY}"},
-                        json={"url": f"https://example.com/p{i}.png", "country": ["US"], "lang": "en"},
-                    ) as resp:
-                        body = await resp.json()
+                async with limiter, session.post(
+                    url, params={"apikey": KEY}, headers={"Authorization": f"Bearer {KEY}"},
+                    json={"url": f"https://e.com/p{i}.png", "country": ["US"], "lang": "en"},
+                ) as resp:
+                    body = await resp.json()
                 if body.get("error_code") == 67200002:
                     raise RateLimitedError(67200002, "rate")
                 return str(body["data"]["task_id"])

@@ -233,6 +233,7 @@ class _Batch:
         self.feed_done = asyncio.Event()
         self.unsent: set[asyncio.Task[Any]] = set()  # submits still waiting in the gate
         self.fatal: FtoError | None = None
+        self.polls_aborted = False
         self.on_progress = on_progress
         self.progress_interval = progress_interval
         self.total = total
@@ -287,7 +288,7 @@ class _Batch:
                     async with asyncio.TaskGroup() as submits:
                         await feed(submits)
                 finally:
-                    self.scheduler.close()
+                    self.scheduler.drain()  # no submit competes for the gate any more
                     self.feed_done.set()
                 await asyncio.wait([scheduler])  # it ends drained, or cancelled by a stop
                 progress_done.set()  # the progress loop sends its last snapshot and ends
@@ -320,7 +321,11 @@ class _Batch:
             self.done += 1
         else:
             self.failed += 1
-        await self.out.put(outcome)
+        if self.mode == "submit":  # submit_many yields (key, task_id or error) pairs
+            result = outcome.error if outcome.error is not None else outcome.task_id
+            await self.out.put((outcome.key, result))
+        else:
+            await self.out.put(outcome)
 
     async def _admit(self) -> bool:
         """Wait for a submit slot and room among pending tasks; False after a fatal stop."""
@@ -436,15 +441,10 @@ class _Batch:
                     await _journal_submit_error(journal, str(key), exc)
                 if exc.fatal:
                     self.stop_for(exc)
-                if self.mode == "submit":
-                    await self.out.put((key, exc))
-                    self.failed += 1
-                else:
-                    await self.emit(Outcome(key, request, None, None, exc))
+                await self.emit(Outcome(key, request, None, None, exc))
                 return
             if self.mode == "submit":
-                self.done += 1
-                await self.out.put((key, task_id))
+                await self.emit(Outcome(key, request, task_id, None, None))
                 return
             if journal is not None:
                 await journal.mark_submitted(str(key), task_id)
@@ -483,8 +483,9 @@ class _Batch:
     async def _deliver(
         self, task: PendingTask, report: ImageSearchReport | None, error: FtoError | None
     ) -> None:
-        if error is not None and error.fatal and self.fatal is None:
+        if error is not None and error.fatal and not self.polls_aborted:
             self.stop_for(error)
+            self.polls_aborted = True
             await self.scheduler.abort(error)  # polling is refused too: end the rest now
         if self.journal is not None and self.mode == "screen":
             await _journal_result(self.journal, str(task.key), report, error)
@@ -528,18 +529,40 @@ async def _drive(
 ) -> AsyncIterator[Any]:
     driver = asyncio.create_task(batch.run(feed))
     try:
-        while True:
-            item = await batch.out.get()
-            if item is _END:
-                break
+        while (item := await _next(batch.out, driver)) is not _END:
             yield item
-        await driver  # re-raise a crash of the machinery itself
+        await driver
         if batch.fatal is not None:
             raise BatchAbortedError(batch.fatal, not_attempted=batch.not_attempted)
     finally:
         if not driver.done():
             driver.cancel()
             await asyncio.gather(driver, return_exceptions=True)
+
+
+async def _next(queue: asyncio.Queue[Any], producer: asyncio.Task[None]) -> Any:
+    """The next queued item; if the producer dies first, raise what killed it."""
+    if not queue.empty():
+        return queue.get_nowait()
+    getter = asyncio.ensure_future(queue.get())
+    try:
+        await asyncio.wait((getter, producer), return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        if not getter.done():
+            getter.cancel()
+    if getter.done() and not getter.cancelled():
+        return getter.result()
+    try:
+        producer.result()
+    except BaseExceptionGroup as group:  # TaskGroups wrap: surface a lone cause as is
+        raise _lone(group) from group
+    return _END  # the producer ended without its end marker; nothing more will come
+
+
+def _lone(error: BaseException) -> BaseException:
+    while isinstance(error, BaseExceptionGroup) and len(error.exceptions) == 1:
+        error = error.exceptions[0]
+    return error
 
 
 def _make(client: FtoClient, mode: str, options: dict[str, Any]) -> _Batch:
@@ -649,7 +672,7 @@ async def poll_many(
 
     feeder = asyncio.create_task(feed())
     try:
-        while (item := await results.get()) is not _END:
+        while (item := await _next(results, feeder)) is not _END:
             yield item
         await feeder
     finally:

@@ -15,6 +15,8 @@ task is likely done, so most tasks cost one poll:
 * A task still running is polled again after its age grew by ``backoff`` (1.5x), never
   sooner than ``min_interval`` (the platform asks for 2-5 s) nor later than
   ``max_interval`` after the previous poll.
+* Once no more tasks will come (the batch is draining), first polls come at 0.6 of
+  the estimate and slow tasks back off by 1.25x: the gate has room to spare then.
 * A task past its deadline (``PollConfig.timeout`` after its submit) ends with
   :class:`~fto_async.errors.TaskTimeoutError`.
 
@@ -48,6 +50,8 @@ __all__ = ["PendingTask", "PollScheduler", "TaskKind", "TaskPoller"]
 TaskKind = Literal["image_search", "workflow"]
 _TOKEN_VERSION = 1
 _STEP = 0.2
+_DRAIN_FACTOR = 0.6
+_DRAIN_BACKOFF = 1.25
 
 Fetch = Callable[["PendingTask"], Awaitable[ImageSearchReport]]
 Deliver = Callable[["PendingTask", "ImageSearchReport | None", "FtoError | None"], Awaitable[None]]
@@ -76,6 +80,7 @@ class PendingTask:
     submitted_wall: float | None = attrs.field(factory=time.time)
     polls: int = 0
     last_poll_at: float | None = None
+    planned: float | None = attrs.field(default=None, repr=False)  # estimate of 1st poll
 
 
 class _QuantileTracker:
@@ -88,10 +93,12 @@ class _QuantileTracker:
         self.q = q
         self.floor = floor
 
-    def observe(self, age: float, done: bool) -> None:
-        if done and age <= self.value * 1.05:
+    def observe(self, age: float, done: bool, planned: float | None = None) -> None:
+        """Learn from a first poll at ``age`` planned for estimate ``planned``."""
+        reference = self.value if planned is None else planned
+        if done and age <= reference * 1.05:
             self.value = max(self.floor, self.value * math.exp(-_STEP * (1 - self.q)))
-        elif not done and age >= self.value * 0.95:
+        elif not done and age >= reference * 0.95:
             self.value *= math.exp(_STEP * self.q)
 
 
@@ -133,6 +140,7 @@ class PollScheduler:
         self._wakeup = asyncio.Event()
         self._active = 0
         self._closed = False
+        self._draining = False
         self._on_release = on_release or (lambda: None)
         self.estimate = _QuantileTracker(
             self.config.initial_estimate, self.config.quantile, self.config.min_interval
@@ -154,12 +162,29 @@ class PollScheduler:
         if task.submitted_at is None:
             self._push(now, task)
             return
-        first = task.submitted_at + max(self.config.min_interval, self.estimate.value)
+        task.planned = self._first_delay()
+        first = task.submitted_at + task.planned
         self._push(max(first, now), task)
 
     def close(self) -> None:
         """No more tasks will be added; :meth:`run` returns when the heap is drained."""
         self._closed = True
+        self._wakeup.set()
+
+    def drain(self) -> None:
+        """Close, and from now on favour latency over calls (see :meth:`_first_delay`).
+
+        For the end of a batch: nothing else competes for the rate gate any more.
+        """
+        self._closed = self._draining = True
+        heap = []
+        for due, order, task in self._heap:
+            if not task.polls and task.submitted_at is not None:
+                task.planned = min(task.planned or math.inf, self._first_delay())
+                due = min(due, task.submitted_at + task.planned)
+            heap.append((due, order, task))
+        heapq.heapify(heap)
+        self._heap = heap
         self._wakeup.set()
 
     async def abort(self, error: FtoError) -> None:
@@ -186,6 +211,8 @@ class PollScheduler:
                         self._slots.release()
                         continue
                     _, _, task = heapq.heappop(self._heap)
+                    if self._first_poll_later(task, loop.time()):
+                        continue
                     self._active += 1
                     polls.create_task(self._poll(task))
                     continue
@@ -216,13 +243,13 @@ class PollScheduler:
             first = task.polls == 1 and age > 0
             if report.task_status == TaskStatus.SUCCESS:
                 if first:
-                    self.estimate.observe(age, done=True)
+                    self.estimate.observe(age, done=True, planned=task.planned)
                 await self._finish(task, report, None)
             elif report.task_status == TaskStatus.FAILED:
                 await self._finish(task, report, TaskFailedError(task.task_id))
             else:
                 if first:
-                    self.estimate.observe(age, done=False)
+                    self.estimate.observe(age, done=False, planned=task.planned)
                 timeout = self.config.timeout
                 if timeout is not None and age >= timeout:
                     await self._finish(task, None, TaskTimeoutError(task.task_id, age))
@@ -236,10 +263,40 @@ class PollScheduler:
             if not rescheduled:
                 self._on_release()
 
+    def _first_delay(self) -> float:
+        """Seconds from submit to a task's first poll.
+
+        While submits keep coming, calls are the scarce resource: poll at the tracked
+        quantile. Once the scheduler drains (:meth:`drain`), the rate gate has room to
+        spare and only latency matters: poll at ``_DRAIN_FACTOR`` of it and back off
+        by at most ``_DRAIN_BACKOFF``, so the last tasks are collected promptly.
+        """
+        delay = self.estimate.value * (_DRAIN_FACTOR if self._draining else 1.0)
+        return max(self.config.min_interval, delay)
+
+    def _first_poll_later(self, task: PendingTask, now: float) -> bool:
+        """Push a never-polled task back if the estimate grew since it was queued.
+
+        The first poll is scheduled when the task is added; tasks added while the
+        estimate was low would all miss. Re-checking at pop time polls each task at the
+        latest estimate (stable durations then cost one poll per task).
+        """
+        if task.polls or task.submitted_at is None:
+            return False
+        delay = self._first_delay()
+        due = task.submitted_at + delay
+        if due <= now + 1e-3:
+            return False
+        task.planned = delay
+        self._slots.release()
+        self._push(due, task)
+        return True
+
     def _reschedule(self, task: PendingTask, now: float, age: float) -> None:
         cfg = self.config
         task.last_poll_at = now
-        next_age = max(age * cfg.backoff, self.estimate.value)
+        backoff = min(cfg.backoff, _DRAIN_BACKOFF) if self._draining else cfg.backoff
+        next_age = max(age * backoff, self._first_delay())
         gap = min(cfg.max_interval, max(cfg.min_interval, next_age - age))
         due = now + gap
         if cfg.timeout is not None and task.submitted_at is not None:
@@ -307,11 +364,25 @@ class TaskPoller:
         return self._report
 
     async def result(self, timeout: float | None = None) -> ImageSearchReport:
-        """Wait for the task to finish; see :meth:`FtoClient.wait_workflow` for the rules."""
-        if self._report is not None and self._report.task_status == TaskStatus.SUCCESS:
-            return self._report
-        self._report = await self._client.wait_report(self.task_id, self.kind, timeout)
-        return self._report
+        """Wait for the task to finish; see :meth:`FtoClient.wait_workflow` for the rules.
+
+        :meth:`status` and :meth:`done` reflect the last poll even when this raises.
+        """
+        poll = self._client.config.poll
+        limit = poll.timeout if timeout is None else timeout
+        started = time.monotonic()
+        while True:
+            report = self._report
+            if report is None or not report.done:
+                report = await self.poll()
+            if report.task_status == TaskStatus.SUCCESS:
+                return report
+            if report.task_status == TaskStatus.FAILED:
+                raise TaskFailedError(self.task_id)
+            waited = time.monotonic() - started
+            if limit is not None and waited + poll.interval > limit:
+                raise TaskTimeoutError(self.task_id, waited)
+            await asyncio.sleep(poll.interval)
 
     def continuation_token(self) -> str:
         """A versioned JSON string to rebuild this poller elsewhere (no secrets in it)."""

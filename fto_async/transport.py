@@ -3,11 +3,12 @@
 One :class:`Transport` belongs to one client (one account). For every call it
 
 1. retries the attempt below as the :class:`~fto_async.retry.RetryPolicy` says;
-2. gets the bearer (fetching a token if needed; single flight);
-3. waits for a slot in the :class:`~fto_async.ratelimit.RateGate`;
-4. sends the POST, reads the answer, and turns aiohttp faults into our errors (the
+2. gets the bearer (fetching a token if needed; single flight), waits for a slot in the
+   :class:`~fto_async.ratelimit.RateGate`, then reads the bearer again, so a call that
+   waited long in the gate never goes out with a token replaced meanwhile;
+3. sends the POST, reads the answer, and turns aiohttp faults into our errors (the
    only ``except aiohttp...`` in the package is :func:`_translate_faults`);
-5. decodes the envelope, tells the gate about throttling, and on 67200003 / HTTP 401
+4. decodes the envelope, tells the gate about throttling, and on 67200003 / HTTP 401
    refreshes the token once and sends again.
 
 URLs are logged with the ``apikey`` value redacted; secrets never reach a log line.
@@ -114,10 +115,11 @@ class _translate_faults:
     A class rather than a generator-based context manager: it wraps every call.
     """
 
-    __slots__ = ("path",)
+    __slots__ = ("path", "stats")
 
-    def __init__(self, path: str) -> None:
+    def __init__(self, path: str, stats: TransportStats | None = None) -> None:
         self.path = path
+        self.stats = stats
 
     async def __aenter__(self) -> None:
         return None
@@ -125,6 +127,9 @@ class _translate_faults:
     async def __aexit__(self, _t: object, exc: BaseException | None, _tb: object) -> None:
         if exc is None or not isinstance(exc, TimeoutError | aiohttp.ClientError):
             return
+        if self.stats is not None:
+            self.stats.by_code[-1] += 1  # no usable answer
+        log.debug("%s: no usable answer (%s)", self.path, type(exc).__name__)
         path = self.path
         if isinstance(exc, TimeoutError):
             raise RequestTimeout(f"{path}: no answer in time") from exc
@@ -246,12 +251,15 @@ class Transport:
     ) -> Any:
         refreshed = False
         while True:
-            bearer = await self._auth.bearer()
+            # A first look before the gate: a burst of callers shares one token fetch,
+            # and one refusal of a wrong secret (the single flight of TokenAuth).
+            await self._auth.bearer()
+            used: list[str] = []  # the bearer the attempt went out with
             try:
-                return await self._send_once(path, payload, files, bearer, before_send)
+                return await self._send_once(path, payload, files, used, before_send)
             except AuthenticationError as exc:
                 expired = exc.code == 67200003 or (exc.code is None and exc.http_status == 401)
-                if refreshed or not expired or not self._auth.invalidate(bearer):
+                if refreshed or not expired or not used or not self._auth.invalidate(used[0]):
                     raise
                 refreshed = True
                 log.info("token refused on %s; refreshing once", path)
@@ -261,19 +269,23 @@ class Transport:
         path: str,
         payload: Mapping[str, Any] | None,
         files: tuple[FileField, ...],
-        bearer: str,
+        used: list[str],
         before_send: BeforeSend | None,
     ) -> Any:
         session = self._session_or_open()
         url = self._base + path
-        headers = {"Authorization": f"Bearer {bearer}"}
         params = {"apikey": self._auth.apikey}
         started = time.monotonic()
         async with self.gate.slot(path) as permit:
+            # The bearer is read again once the gate admits the call: a call can wait in
+            # the gate for long, and the token seen before may have been replaced since.
+            bearer = await self._auth.bearer()
+            used.append(bearer)
+            headers = {"Authorization": f"Bearer {bearer}"}
             if before_send is not None:
                 await before_send()
             self.stats.calls += 1
-            async with _translate_faults(path):
+            async with _translate_faults(path, self.stats):
                 kwargs: dict[str, Any] = {}
                 if files:
                     form = aiohttp.FormData()

@@ -1,0 +1,306 @@
+"""Progress and summary rendering for the ``fto-async`` command. Strictly private.
+
+On a terminal, progress is a ``rich`` progress bar and the summary is ``rich`` tables; on
+anything else (a log file, a pipe, CI) progress is a plain line every few seconds and
+the summary plain aligned text, so logs stay greppable.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from types import TracebackType
+from typing import Final, TextIO
+
+import attrs
+from rich.console import Console, RenderableType
+from rich.progress import BarColumn, MofNCompleteColumn, SpinnerColumn, TaskID, TextColumn
+from rich.progress import Progress as RichProgress
+from rich.table import Table
+from rich.text import Text
+
+from ._results import Tally
+from .batch import Progress
+
+__all__ = ["ProgressView", "Section", "Summary", "format_duration", "render_sections",
+           "summary_sections"]  # fmt: skip
+
+#: Seconds between two plain progress lines.
+LOG_INTERVAL: Final = 5.0
+#: Bad rows reported one by one before the rest are only counted.
+MAX_ROW_MESSAGES: Final = 50
+
+
+def format_duration(seconds: float | None) -> str:
+    """``"42s"``, ``"3m 05s"``, ``"2h 10m"``; ``"?"`` for ``None``."""
+    if seconds is None:
+        return "?"
+    seconds = max(0, round(seconds))
+    if seconds < 60:
+        return f"{seconds}s"
+    if seconds < 3600:
+        return f"{seconds // 60}m {seconds % 60:02d}s"
+    return f"{seconds // 3600}h {seconds % 3600 // 60:02d}m"
+
+
+class _Bar(RichProgress):
+    """Private: a progress bar with a line of counters under it."""
+
+    stats = "starting"
+
+    def get_renderables(self) -> Iterable[RenderableType]:
+        yield self.make_tasks_table(self.tasks)
+        yield Text(self.stats, style="dim", overflow="ellipsis", no_wrap=True)
+
+
+def _isatty(stream: TextIO) -> bool:
+    try:
+        return stream.isatty()
+    except (AttributeError, ValueError):
+        return False
+
+
+class ProgressView:
+    """The live progress of a screening run (a context manager).
+
+    Args:
+        total: catalog rows (``None`` if unknown: no bar, no ETA).
+        stream: where progress and row messages go (default ``sys.stderr``).
+        tty: force the terminal (``True``) or plain (``False``) rendering; default: ask
+            ``stream``.
+        interval: seconds between plain progress lines.
+    """
+
+    def __init__(
+        self,
+        total: int | None,
+        *,
+        stream: TextIO | None = None,
+        tty: bool | None = None,
+        interval: float = LOG_INTERVAL,
+    ) -> None:
+        self.total = total
+        self.stream = stream or sys.stderr
+        self.tty = _isatty(self.stream) if tty is None else tty
+        self.interval = interval
+        self.invalid = 0  #: rows refused before any call, counted by the caller
+        self.latest: Progress | None = None  #: the last snapshot of the batch
+        self._messages = 0
+        self._last_log = time.monotonic()
+        self._bar: _Bar | None = None
+        self._task: TaskID | None = None
+
+    def __enter__(self) -> ProgressView:
+        if self.tty:
+            self._bar = _Bar(
+                SpinnerColumn(),
+                TextColumn("[bold]screening"),
+                BarColumn(),
+                MofNCompleteColumn(),
+                TextColumn("ETA {task.fields[eta]}"),
+                console=Console(file=self.stream),
+                refresh_per_second=4,
+            )
+            self._bar.start()
+            self._task = self._bar.add_task("screening", total=self.total, eta="?")
+        return self
+
+    def __exit__(
+        self, et: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        if self._bar is not None:
+            self._refresh()
+            self._bar.stop()
+            self._bar = None
+        elif self.latest is not None:
+            self.stream.write(self._line() + "\n")
+            self.stream.flush()
+
+    # -- input ----------------------------------------------------------------------
+
+    def update(self, progress: Progress) -> None:
+        """Take a batch snapshot (an ``on_progress`` callback)."""
+        self.latest = progress
+        if self._bar is not None:
+            self._refresh()
+        elif time.monotonic() - self._last_log >= self.interval:
+            self._last_log = time.monotonic()
+            self.stream.write(self._line() + "\n")
+            self.stream.flush()
+
+    def log(self, message: str) -> None:
+        """Print a message above the progress bar (or as a plain line)."""
+        if self._bar is not None:
+            self._bar.console.print(message, markup=False, highlight=False)
+        else:
+            self.stream.write(message + "\n")
+            self.stream.flush()
+
+    def row_message(self, message: str) -> None:
+        """Report a bad row; after :data:`MAX_ROW_MESSAGES` they are only counted."""
+        self._messages += 1
+        if self._messages <= MAX_ROW_MESSAGES:
+            self.log(message)
+        elif self._messages == MAX_ROW_MESSAGES + 1:
+            self.log("(more bad rows: see the summary and the output file)")
+
+    # -- rendering ------------------------------------------------------------------
+
+    @property
+    def finished(self) -> int:
+        """Rows with a result (done, failed or invalid)."""
+        p = self.latest
+        return self.invalid + (p.finished if p is not None else 0)
+
+    def eta(self) -> float | None:
+        """Seconds left, from the pace of rows finished by calls (not journal replays)."""
+        p = self.latest
+        if p is None or self.total is None:
+            return None
+        fresh = p.finished - p.resumed
+        left = self.total - self.finished
+        if left <= 0:
+            return 0.0
+        return left * p.elapsed / fresh if fresh > 0 and p.elapsed > 0 else None
+
+    def _stats(self) -> str:
+        p = self.latest
+        if p is None:
+            return "starting"
+        return (
+            f"done {p.done}, failed {p.failed}, invalid {self.invalid}, "
+            f"running {p.running + p.submitting} | {p.rate:.1f} calls/s, "
+            f"calls {p.calls}, retries {p.retries}"
+        )
+
+    def _refresh(self) -> None:
+        if self._bar is not None and self._task is not None:
+            self._bar.stats = self._stats()
+            self._bar.update(self._task, completed=self.finished,
+                             eta=format_duration(self.eta()))
+
+    def _line(self) -> str:
+        p = self.latest
+        total = "?" if self.total is None else str(self.total)
+        if p is None:
+            return f"progress: 0/{total} rows"
+        return (
+            f"progress: {self.finished}/{total} rows (done {p.done}, failed {p.failed}, "
+            f"invalid {self.invalid}, resumed {p.resumed}); submitting {p.submitting}, "
+            f"running {p.running}; rate {p.rate:.1f} calls/s, calls {p.calls}, "
+            f"retries {p.retries}; elapsed {format_duration(p.elapsed)}, "
+            f"ETA {format_duration(self.eta())}"
+        )
+
+
+# -- tables ------------------------------------------------------------------------------
+
+
+@attrs.frozen
+class Section:
+    """One table of a report: a title, column headings and rows of text."""
+
+    title: str
+    headers: Sequence[str]
+    rows: Sequence[Sequence[str]]
+
+
+def render_sections(
+    sections: Sequence[Section], footer: Sequence[tuple[str, str]], stream: TextIO,
+    *, tty: bool | None = None,
+) -> None:
+    """Print tables then ``label: value`` lines: ``rich`` on a terminal, plain text otherwise."""
+    tty = _isatty(stream) if tty is None else tty
+    if tty:
+        console = Console(file=stream)
+        for section in sections:
+            table = Table(title=section.title, title_justify="left", title_style="bold")
+            for header in section.headers:
+                table.add_column(header, overflow="fold")
+            for row in section.rows:
+                table.add_row(*row)
+            console.print(table)
+        for label, value in footer:
+            console.print(f"[bold]{label}:[/bold] {value}", highlight=False)
+        return
+    lines: list[str] = []
+    for section in sections:
+        lines.append(section.title)
+        cells_by_row = [list(section.headers), *(list(r) for r in section.rows)]
+        widths = [max(len(r[i]) for r in cells_by_row) for i in range(len(section.headers))]
+        for row in cells_by_row:
+            cells = [cell.ljust(width) for cell, width in zip(row, widths, strict=True)]
+            lines.append("  " + "  ".join(cells).rstrip())
+        lines.append("")
+    width = max((len(label) for label, _ in footer), default=0)
+    lines += [f"{label + ':':<{width + 1}} {value}" for label, value in footer]
+    stream.write("\n".join(lines) + "\n")
+    stream.flush()
+
+
+@attrs.frozen
+class Summary:
+    """Everything the end-of-run summary shows."""
+
+    tally: Tally
+    calls: int
+    retries: int
+    ambiguous: int
+    resubmitted_unknown: int
+    recovered_unknown: int
+    uploads: int
+    elapsed: float
+    out: Path
+    journal: Path
+
+
+_RISK_ROWS: Final = (("High", "high risk"), ("Medium", "medium risk"), ("Low", "low risk"),
+                     ("none", "no risk found"))  # fmt: skip
+_STATUS_ROWS: Final = (
+    ("failed", "failed"),
+    ("invalid", "invalid (not sent)"),
+    ("pending", "pending (next run)"),
+    ("unknown", "unknown (see below)"),
+)
+
+
+def summary_sections(summary: Summary) -> tuple[list[Section], list[tuple[str, str]]]:
+    """The summary as tables and footer lines (for :func:`render_sections`)."""
+    tally = summary.tally
+    counts = [[label, str(tally.risk[risk])] for risk, label in _RISK_ROWS if tally.risk[risk]]
+    counts += [[label, str(tally.status[s])] for s, label in _STATUS_ROWS if tally.status[s]]
+    counts.append(["total rows", str(tally.rows)])
+    sections = [Section("Rows by result", ["result", "rows"], counts)]
+    if tally.high_total:
+        top = tally.top_high()
+        title = f"High-risk rows ({len(top)} of {tally.high_total}, most countries first)"
+        sections.append(Section(
+            title, ["key", "product", "high-risk countries"],
+            [[key, title_, ", ".join(countries) or "-"] for key, title_, countries in top],
+        ))  # fmt: skip
+    if tally.failures:
+        rows = sorted(tally.failures.items(), key=lambda item: -item[1][0])
+        sections.append(Section(
+            "Failures", ["reason", "rows", "e.g.", "message"],
+            [[group, str(n), ", ".join(examples), str(message or "")]
+             for group, (n, message, examples) in rows],
+        ))  # fmt: skip
+    ambiguous = f"{summary.ambiguous} retried submits that may have created a task"
+    unknown = summary.resubmitted_unknown + summary.recovered_unknown
+    if unknown:
+        ambiguous += f"; {summary.recovered_unknown} found mid-submit after a crash, " \
+                     f"{summary.resubmitted_unknown} resubmitted"
+    footer = [
+        ("calls used", f"{summary.calls} (uploads {summary.uploads})"),
+        ("retries", str(summary.retries)),
+        ("ambiguous submits", ambiguous),
+        ("wall time", format_duration(summary.elapsed)),
+        ("output", str(summary.out)),
+        ("journal", str(summary.journal)),
+    ]
+    if tally.status["unknown"]:
+        footer.append(("unknown rows", f"{tally.status['unknown']} may hold a task on the "
+                       "platform; the next run resubmits them (--unknown skip leaves them)"))
+    return sections, footer

@@ -1,0 +1,156 @@
+"""The examples run against an in-process emulator and do what their docstrings say."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import runpy
+import sys
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+from aiohttp.test_utils import TestClient, TestServer
+
+from fto_async.emulator import Emulator, EmulatorConfig
+
+ROOT = Path(__file__).resolve().parent.parent
+EXAMPLES = ROOT / "examples"
+PNG = bytes.fromhex(
+    "89504e470d0a1a0a0000000d4948445200000001000000010804000000b51c0c02"
+    "0000000b4944415478da63646000000006000230819d0b0000000049454e44ae426082"
+)
+SCALE = "0.001"
+
+
+@pytest.fixture
+async def emu() -> AsyncIterator[Emulator]:
+    """An emulator 1000x faster than real time, without a QPS limit."""
+    async with Emulator(EmulatorConfig(time_scale=0.001, qps=None)) as emulator:
+        yield emulator
+
+
+@pytest.fixture
+def env(monkeypatch: pytest.MonkeyPatch, emu: Emulator) -> dict[str, str]:
+    """PATSNAP_* variables pointing at the emulator's demo account."""
+    values = {"PATSNAP_API_KEY": "sk-demo", "PATSNAP_BASE_URL": emu.base_url,
+              "PATSNAP_QPS": "500"}
+    for name in ("PATSNAP_CLIENT_ID", "PATSNAP_CLIENT_SECRET"):
+        monkeypatch.delenv(name, raising=False)
+    for name, value in values.items():
+        monkeypatch.setenv(name, value)
+    return values
+
+
+def load(name: str) -> dict[str, Any]:
+    """Import an example by path (its ``__main__`` block does not run)."""
+    return runpy.run_path(str(EXAMPLES / name), run_name=f"example_{name[:-3]}")
+
+
+def test_example_catalog_is_the_bundled_sample():
+    """examples/catalog.csv is byte-for-byte the sample catalog shipped in the package."""
+    bundled = ROOT / "fto_async" / "data" / "sample_catalog.csv"
+    assert (EXAMPLES / "catalog.csv").read_bytes() == bundled.read_bytes()
+
+
+@pytest.mark.parametrize("name", ["screen_catalog.py", "web_app.py", "pipeline_step.py"])
+def test_examples_say_how_to_run_them(name):
+    """Each example's docstring explains how to run it against fto-async emulator."""
+    doc = load(name)["__doc__"]
+    assert "fto-async emulator" in doc
+    assert "PATSNAP_BASE_URL" in doc
+
+
+async def test_screen_catalog(emu, env, capsys):
+    """screen_catalog.py screens every good row once and skips the three bad ones."""
+    main = load("screen_catalog.py")["main"]
+    code = await asyncio.to_thread(main, ["--time-scale", SCALE])
+    out, err = capsys.readouterr()
+    assert code == 0
+    assert len(emu.stats.submits) == 38
+    assert err.count("skipped") == 3
+    assert "Rows by highest risk" in out
+    assert "High-risk products" in out
+
+
+async def test_web_app_json_multipart_and_errors(emu, env):
+    """POST /screen answers a risk summary for JSON and multipart input, 400 for bad input."""
+    app = load("web_app.py")["make_app"](time_scale=0.001)
+    async with TestClient(TestServer(app)) as client:
+        resp = await client.post("/screen", json={
+            "url": "https://example.com/lamp.png", "country": ["US", "EU"], "lang": "en"
+        })
+        assert resp.status == 200
+        body = await resp.json()
+        assert set(body) >= {"task_id", "highest_risk", "high_risk_countries", "patents"}
+
+        form = aiohttp.FormData()
+        form.add_field("image", PNG, filename="lamp.png", content_type="image/png")
+        form.add_field("country", "US,EU")
+        resp = await client.post("/screen", data=form)
+        assert resp.status == 200
+        assert (await resp.json())["task_id"]
+
+        resp = await client.post("/screen", json={"url": "ftp://x", "country": ["US"]})
+        assert resp.status == 400
+        assert (await resp.json())["field"] == "url"
+    assert emu.stats.count("/image-search/image-upload", 0) == 1
+    assert len(emu.stats.submits) == 2
+
+
+async def test_web_app_shares_one_client(emu, env):
+    """The app builds one client on startup and closes it on cleanup."""
+    module = load("web_app.py")
+    app = module["make_app"](time_scale=0.001)
+    async with TestClient(TestServer(app)) as client:
+        shared = app[module["CLIENT"]]
+        for _ in range(2):
+            resp = await client.post("/screen", json={"url": "https://example.com/a.png"})
+            assert resp.status == 200
+        assert app[module["CLIENT"]] is shared
+        assert emu.stats.token_requests == 0  # an sk- key needs no token
+    assert shared.closed
+
+
+async def test_pipeline_step_subprocess(emu, env):
+    """pipeline_step.py reads JSONL on stdin and writes one JSONL outcome per row."""
+    rows = [
+        {"id": 1, "url": "https://example.com/1.png", "country": ["US"]},
+        {"id": 2, "url": "https://example.com/2.png", "country": "US,EU", "lang": "cn"},
+        {"id": 3, "url": "https://example.com/3.png", "country": ["usa"]},
+    ]
+    stdin = "".join(json.dumps(r) + "\n" for r in rows).encode()
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, str(EXAMPLES / "pipeline_step.py"), "--time-scale", SCALE,
+        stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE, env={**os.environ, **env},
+    )
+    try:
+        out, err = await asyncio.wait_for(proc.communicate(stdin), 30)
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+            await proc.wait()
+    assert proc.returncode == 1, err.decode()
+    records = {r["id"]: r for r in map(json.loads, out.decode().splitlines())}
+    assert set(records) == {1, 2, 3}
+    assert records[1]["ok"]
+    assert records[2]["ok"]
+    assert records[1]["task_id"]
+    assert not records[3]["ok"]
+    assert records[3]["error"].startswith("country:")
+    assert len(emu.stats.submits) == 2
+
+
+async def test_pipeline_step_from_a_file(emu, env, tmp_path, capsys):
+    """pipeline_step.py also reads a JSONL file given as its argument."""
+    source = tmp_path / "in.jsonl"
+    source.write_text('{"id": "a", "url": "https://example.com/a.png"}\n\n')
+    main = load("pipeline_step.py")["main"]
+    code = await asyncio.to_thread(main, [str(source), "--time-scale", SCALE])
+    (line,) = capsys.readouterr().out.splitlines()
+    assert code == 0
+    assert json.loads(line)["id"] == "a"
