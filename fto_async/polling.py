@@ -52,6 +52,7 @@ _TOKEN_VERSION = 1
 _STEP = 0.2
 _DRAIN_FACTOR = 0.6
 _DRAIN_BACKOFF = 1.25
+_MAX_ESTIMATE = 86400.0  # a day: the estimate never grows past it
 
 Fetch = Callable[["PendingTask"], Awaitable[ImageSearchReport]]
 Deliver = Callable[["PendingTask", "ImageSearchReport | None", "FtoError | None"], Awaitable[None]]
@@ -93,13 +94,19 @@ class _QuantileTracker:
         self.q = q
         self.floor = floor
 
-    def observe(self, age: float, done: bool, planned: float | None = None) -> None:
-        """Learn from a first poll at ``age`` planned for estimate ``planned``."""
-        reference = self.value if planned is None else planned
-        if done and age <= reference * 1.05:
+    def observe(self, age: float, done: bool) -> None:
+        """Learn from a first poll made when the task was ``age`` seconds old.
+
+        Only informative polls count (censoring): a task found done at or before the
+        estimate says the quantile is lower; one still running at or after it says it
+        is higher. A poll made late (the task re-checked against a grown estimate)
+        finds tasks done more often than ``q``: the bias is upward, towards fewer
+        polls, and the drain phase of a batch absorbs the extra latency.
+        """
+        if done and age <= self.value * 1.05:
             self.value = max(self.floor, self.value * math.exp(-_STEP * (1 - self.q)))
-        elif not done and age >= reference * 0.95:
-            self.value *= math.exp(_STEP * self.q)
+        elif not done and age >= self.value * 0.95:
+            self.value = min(_MAX_ESTIMATE, self.value * math.exp(_STEP * self.q))
 
 
 class PollScheduler:
@@ -139,6 +146,7 @@ class PollScheduler:
         self._slots = asyncio.Semaphore(max_concurrent)
         self._wakeup = asyncio.Event()
         self._active = 0
+        self._fetching: dict[PendingTask, asyncio.Task[Any]] = {}  # polls awaiting answers
         self._closed = False
         self._draining = False
         self._on_release = on_release or (lambda: None)
@@ -188,7 +196,18 @@ class PollScheduler:
         self._wakeup.set()
 
     async def abort(self, error: FtoError) -> None:
-        """Deliver every task now in the heap with ``error``, without polling it."""
+        """Deliver every pending task with ``error``: those in the heap without polling
+        them, and those whose poll still waits (in the rate gate, or for its answer) after
+        cancelling that poll (a poll only reads: dropping it loses nothing).
+        """
+        current = asyncio.current_task()
+        for task, poller in list(self._fetching.items()):
+            if poller is current or task not in self._fetching:
+                continue
+            del self._fetching[task]
+            poller.cancel()
+            self.delivered += 1
+            await self._deliver(task, None, error)
         while self._heap:
             _, _, task = heapq.heappop(self._heap)
             self.delivered += 1
@@ -227,15 +246,22 @@ class PollScheduler:
     async def _poll(self, task: PendingTask) -> None:
         loop = asyncio.get_running_loop()
         rescheduled = False
+        me = asyncio.current_task()
+        assert me is not None
         try:
+            self._fetching[task] = me  # abort() may cancel the poll until it is answered
+            failure: FtoError | None = None
             try:
                 report = await self._fetch(task)
             except FtoError as exc:
-                await self._finish(task, None, exc)
-                return
+                failure = exc
             finally:
+                self._fetching.pop(task, None)
                 task.polls += 1
                 self.polls += 1
+            if failure is not None:
+                await self._finish(task, None, failure)
+                return
             now = loop.time()
             if task.submitted_at is None:  # age unknown: count from this first poll
                 task.submitted_at = now
@@ -243,13 +269,13 @@ class PollScheduler:
             first = task.polls == 1 and age > 0
             if report.task_status == TaskStatus.SUCCESS:
                 if first:
-                    self.estimate.observe(age, done=True, planned=task.planned)
+                    self.estimate.observe(age, done=True)
                 await self._finish(task, report, None)
             elif report.task_status == TaskStatus.FAILED:
                 await self._finish(task, report, TaskFailedError(task.task_id))
             else:
                 if first:
-                    self.estimate.observe(age, done=False, planned=task.planned)
+                    self.estimate.observe(age, done=False)
                 timeout = self.config.timeout
                 if timeout is not None and age >= timeout:
                     await self._finish(task, None, TaskTimeoutError(task.task_id, age))

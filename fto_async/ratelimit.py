@@ -21,12 +21,14 @@ gateway's. The credit ``x`` lets a waiter woken a little late catch up instead o
 losing that time, so the gate really runs at ``rate`` (measured: 0.960 Q).
 
 Adaptive mode (after botocore's): a 67200002 answer starts a throttling episode, once
-(answers to calls sent before the last decrease are ignored). The gate counts the
+(answers to calls sent before the last decrease, or less than a second after it, are
+ignored: the gateway's window still holds the calls that caused it). The gate counts the
 calls that succeeded in the last second: that is the share of the account's limit this
 client actually gets, so the new ceiling estimate is that count times ``headroom``
-and the rate drops to ``min(0.7 * rate, estimate)``. Successes climb back to the
-estimate over ``recovery`` seconds, then probe above it slowly (5% of ``qps`` per
-second) up to the configured rate.
+and the rate drops to ``min(0.7 * rate, estimate)``; and since the gateway's window is
+full, the gate admits nothing until the oldest of those calls has left it. Successes
+climb back to the estimate over ``recovery`` seconds, then probe above it slowly (5% of
+``qps`` per second) up to the configured rate.
 """
 
 from __future__ import annotations
@@ -74,6 +76,12 @@ class _Pacer(AsyncLimiter):
             self._level = 0.0
         elif 0.0 < self._level - (self.max_rate - 1.0) < 1e-9:
             self._level = self.max_rate - 1.0
+
+    def pause(self, seconds: float) -> None:
+        """Admit nothing for ``seconds`` (then resume at the current rate)."""
+        self._leak()
+        self._level = max(self._level, self.max_rate - 1.0 + self._rate_per_sec * seconds)
+        self._wake_next()
 
     def set_rate(self, rate: float) -> None:
         """Change the pace; capacity already drained stays drained."""
@@ -276,13 +284,20 @@ class RateGate:
     def on_throttled(self, permit: Permit) -> None:
         """The platform answered 67200002 to ``permit``'s call: slow the whole account."""
         self.throttled += 1
-        if not self.config.adaptive or permit.sent_at <= self._last_decrease:
-            return  # this answer belongs to an episode we already reacted to
+        if not self.config.adaptive or permit.sent_at <= self._last_decrease + 1.0:
+            # A call sent before the last decrease, or within one window after it (the
+            # gateway's window still holds the calls that caused it), belongs to the
+            # episode we already reacted to: one decrease per episode, no cascade.
+            return
         now = self._clock()
         self._forget_successes(now)
         share = len(self._successes) * self.config.headroom
         self._estimate = max(self._floor, min(self._ceiling, share))
         self._set_rate(max(self._floor, min(self._rate * _DECREASE, self._estimate)))
+        if self._successes and self._pacer is not None:
+            # The gateway's window is full: send nothing until its oldest call we know
+            # of has left it, or every call sent meanwhile is refused too.
+            self._pacer.pause(self._successes[0] + 1.0 - now)
         self._last_decrease = now
         self._last_update = now
 

@@ -167,7 +167,7 @@ def test_lognormal_first_poll_hit_rate_at_least_quantile(sigma: float) -> None:
     rate = hits / len(ids)
     assert rate >= config.quantile - 0.07, rate
     true_q = sorted(durations)[int(config.quantile * n)]
-    assert 0.7 * true_q <= scheduler.estimate.value <= 1.4 * true_q
+    assert 0.7 * true_q <= scheduler.estimate.value <= 2.0 * true_q  # biased up, see observe()
 
 
 def test_slow_task_backs_off_geometrically_up_to_max_interval() -> None:
