@@ -288,7 +288,7 @@ class _Batch:
                     async with asyncio.TaskGroup() as submits:
                         await feed(submits)
                 finally:
-                    self.scheduler.drain()  # no submit competes for the gate any more
+                    self.scheduler.close()
                     self.feed_done.set()
                 await asyncio.wait([scheduler])  # it ends drained, or cancelled by a stop
                 progress_done.set()  # the progress loop sends its last snapshot and ends
@@ -315,6 +315,10 @@ class _Batch:
     def stop_for(self, error: FtoError) -> None:
         if self.fatal is None:
             self.fatal = error
+            # Submits still waiting in the rate gate were never sent: stop them now
+            # rather than send each one into the same fatal answer at the gate's pace.
+            for task in list(self.unsent):
+                task.cancel()
 
     async def emit(self, outcome: Outcome) -> None:
         if outcome.error is None:
@@ -436,6 +440,10 @@ class _Batch:
         try:
             try:
                 task_id = await self.client.submit(request, before_send=before_send)
+            except asyncio.CancelledError:
+                if not sent and self.fatal is not None:
+                    self.not_attempted += 1  # cancelled by stop_for before it went out
+                raise
             except FtoError as exc:
                 if journal is not None:
                     await _journal_submit_error(journal, str(key), exc)

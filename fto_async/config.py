@@ -161,7 +161,8 @@ class PollConfig:
         timeout: seconds a ``wait_*`` call (or a batch, per task) waits before giving a
             ``TaskTimeoutError`` (``None``: forever).
         initial_estimate: seconds; the batch scheduler's first guess of how long a task
-            takes, before it has learnt from finished ones.
+            takes, before it has learnt from finished ones (60: guessing long costs
+            latency once, guessing short costs polls for a whole first cohort).
         quantile: the batch scheduler polls a task first when this fraction of tasks is
             expected to be done (0.9: one poll finds 9 tasks in 10 finished).
         backoff: factor by which the gap between polls of a slow task grows.
@@ -171,7 +172,7 @@ class PollConfig:
     min_interval: float = attrs.field(default=2.0, validator=_non_negative)
     max_interval: float = attrs.field(default=30.0, validator=_positive)
     timeout: float | None = 1800.0
-    initial_estimate: float = attrs.field(default=20.0, validator=_positive)
+    initial_estimate: float = attrs.field(default=60.0, validator=_positive)
     quantile: float = attrs.field(default=0.9, validator=_positive)
     backoff: float = attrs.field(default=1.5, validator=_positive)
 

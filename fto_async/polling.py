@@ -15,8 +15,6 @@ task is likely done, so most tasks cost one poll:
 * A task still running is polled again after its age grew by ``backoff`` (1.5x), never
   sooner than ``min_interval`` (the platform asks for 2-5 s) nor later than
   ``max_interval`` after the previous poll.
-* Once no more tasks will come (the batch is draining), first polls come at 0.6 of
-  the estimate and slow tasks back off by 1.25x: the gate has room to spare then.
 * A task past its deadline (``PollConfig.timeout`` after its submit) ends with
   :class:`~fto_async.errors.TaskTimeoutError`.
 
@@ -50,8 +48,6 @@ __all__ = ["PendingTask", "PollScheduler", "TaskKind", "TaskPoller"]
 TaskKind = Literal["image_search", "workflow"]
 _TOKEN_VERSION = 1
 _STEP = 0.2
-_DRAIN_FACTOR = 0.6
-_DRAIN_BACKOFF = 1.25
 _MAX_ESTIMATE = 86400.0  # a day: the estimate never grows past it
 
 Fetch = Callable[["PendingTask"], Awaitable[ImageSearchReport]]
@@ -101,7 +97,7 @@ class _QuantileTracker:
         estimate says the quantile is lower; one still running at or after it says it
         is higher. A poll made late (the task re-checked against a grown estimate)
         finds tasks done more often than ``q``: the bias is upward, towards fewer
-        polls, and the drain phase of a batch absorbs the extra latency.
+        polls, at the cost of some latency.
         """
         if done and age <= self.value * 1.05:
             self.value = max(self.floor, self.value * math.exp(-_STEP * (1 - self.q)))
@@ -148,7 +144,6 @@ class PollScheduler:
         self._active = 0
         self._fetching: dict[PendingTask, asyncio.Task[Any]] = {}  # polls awaiting answers
         self._closed = False
-        self._draining = False
         self._on_release = on_release or (lambda: None)
         self.estimate = _QuantileTracker(
             self.config.initial_estimate, self.config.quantile, self.config.min_interval
@@ -177,22 +172,6 @@ class PollScheduler:
     def close(self) -> None:
         """No more tasks will be added; :meth:`run` returns when the heap is drained."""
         self._closed = True
-        self._wakeup.set()
-
-    def drain(self) -> None:
-        """Close, and from now on favour latency over calls (see :meth:`_first_delay`).
-
-        For the end of a batch: nothing else competes for the rate gate any more.
-        """
-        self._closed = self._draining = True
-        heap = []
-        for due, order, task in self._heap:
-            if not task.polls and task.submitted_at is not None:
-                task.planned = min(task.planned or math.inf, self._first_delay())
-                due = min(due, task.submitted_at + task.planned)
-            heap.append((due, order, task))
-        heapq.heapify(heap)
-        self._heap = heap
         self._wakeup.set()
 
     async def abort(self, error: FtoError) -> None:
@@ -290,15 +269,13 @@ class PollScheduler:
                 self._on_release()
 
     def _first_delay(self) -> float:
-        """Seconds from submit to a task's first poll.
+        """Seconds from submit to a task's first poll: the tracked quantile.
 
-        While submits keep coming, calls are the scarce resource: poll at the tracked
-        quantile. Once the scheduler drains (:meth:`drain`), the rate gate has room to
-        spare and only latency matters: poll at ``_DRAIN_FACTOR`` of it and back off
-        by at most ``_DRAIN_BACKOFF``, so the last tasks are collected promptly.
+        Polls cost quota as well as QPS, so even at the end of a batch, when the gate
+        has room to spare, the scheduler does not poll sooner (measured: polling at 0.6x
+        the estimate while draining raised a 60 s-task batch to 5.2 calls per task).
         """
-        delay = self.estimate.value * (_DRAIN_FACTOR if self._draining else 1.0)
-        return max(self.config.min_interval, delay)
+        return max(self.config.min_interval, self.estimate.value)
 
     def _first_poll_later(self, task: PendingTask, now: float) -> bool:
         """Push a never-polled task back if the estimate grew since it was queued.
@@ -321,8 +298,7 @@ class PollScheduler:
     def _reschedule(self, task: PendingTask, now: float, age: float) -> None:
         cfg = self.config
         task.last_poll_at = now
-        backoff = min(cfg.backoff, _DRAIN_BACKOFF) if self._draining else cfg.backoff
-        next_age = max(age * backoff, self._first_delay())
+        next_age = max(age * cfg.backoff, self._first_delay())
         gap = min(cfg.max_interval, max(cfg.min_interval, next_age - age))
         due = now + gap
         if cfg.timeout is not None and task.submitted_at is not None:

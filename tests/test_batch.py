@@ -55,7 +55,7 @@ def make_client(emu: Emulator, **options: Any) -> FtoClient:
         "qps": 1000.0,
         "timeout": 10.0,
         "retry": RetryConfig.for_testing(),
-        "poll": PollConfig().scaled(SCALE),
+        "poll": PollConfig(initial_estimate=20.0).scaled(SCALE),  # tests sized for 20 s
         **options,
     }
     return FtoClient(client_id=ACCOUNT, client_secret="demo-secret", base_url=emu.base_url,
