@@ -49,7 +49,14 @@ from aiolimiter import AsyncLimiter
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import admin, emulator_process, table
 
-from fto_async import FtoClient, ImageSearchRequest, PollConfig, RateLimitedError
+from fto_async import (
+    ClientConfig,
+    FtoClient,
+    ImageSearchRequest,
+    PollConfig,
+    RateConfig,
+    RateLimitedError,
+)
 
 KEY = "sk-demo"
 POLL_EVERY = 2.0
@@ -177,8 +184,12 @@ def compare(regime: str, n: int, qps: float, scale: float, median: float, thread
 async def run_memory(url: str, n: int) -> tuple[float, float, int]:
     requests = (ImageSearchRequest(**body(i)) for i in range(n))
     poll = PollConfig(min_interval=0.0, initial_estimate=0.001, interval=0.01)
-    async with FtoClient(api_key=KEY, base_url=url, qps=4000, poll=poll) as client:
-        warm = (ImageSearchRequest(**body(i)) for i in range(2000))
+    # Instant tasks and a local emulator: tell the gate submits take 20 ms, so its
+    # Little's-law in-flight bound (and so the read-ahead) fits this setting.
+    config = ClientConfig(base_url=url, poll=poll,
+                          rate=RateConfig(qps=2000, submit_latency=0.02))
+    async with FtoClient(api_key=KEY, config=config) as client:
+        warm = (ImageSearchRequest(**body(i)) for i in range(5000))
         async for _ in client.screen_many(warm):
             pass
         base = rss_mb()
