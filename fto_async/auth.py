@@ -53,6 +53,9 @@ class ClientCredentials:
     client_secret: str
 
     def __attrs_post_init__(self) -> None:
+        for name in ("client_id", "client_secret"):
+            if not isinstance(getattr(self, name), str):
+                raise ConfigurationError(f"{name} must be a string")
         if not self.client_id or not self.client_secret:
             raise ConfigurationError("client_id and client_secret must both be non-empty")
 
@@ -72,7 +75,7 @@ class ApiKey:
     key: str
 
     def __attrs_post_init__(self) -> None:
-        if not self.key.startswith("sk-") or len(self.key) < 4:
+        if not isinstance(self.key, str) or not self.key.startswith("sk-") or len(self.key) < 4:
             raise ConfigurationError("api_key must be an 'sk-' key")
 
     def __repr__(self) -> str:

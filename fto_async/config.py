@@ -10,6 +10,7 @@ import math
 import os
 import ssl as _ssl
 from collections.abc import Mapping
+from typing import Any
 
 import attrs
 
@@ -42,20 +43,36 @@ DEFAULT_TIMEOUT = 30.0
 DEFAULT_WORKFLOW_RESULT_PATH = "/api/mcp/workflow-result"
 
 
+def _number(attribute: attrs.Attribute[Any], value: object) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+        raise ConfigurationError(f"{attribute.name} must be a finite number, got {value!r}")
+    return float(value)
+
+
 def _positive(_inst: object, attribute: attrs.Attribute[float], value: float) -> None:
-    if not value > 0:
+    if not _number(attribute, value) > 0:
         raise ConfigurationError(f"{attribute.name} must be > 0, got {value!r}")
 
 
 def _non_negative(_inst: object, attribute: attrs.Attribute[float], value: float) -> None:
-    if not value >= 0:
+    if not _number(attribute, value) >= 0:
         raise ConfigurationError(f"{attribute.name} must be >= 0, got {value!r}")
+
+
+def _int_at_least(low: int) -> Any:
+    def check(_inst: object, attribute: attrs.Attribute[int], value: int) -> None:
+        if isinstance(value, bool) or not isinstance(value, int) or value < low:
+            raise ConfigurationError(
+                f"{attribute.name} must be an integer >= {low}, got {value!r}"
+            )
+
+    return check
 
 
 def _optional_positive_int(
     _inst: object, attribute: attrs.Attribute[int | None], v: int | None
 ) -> None:
-    if v is not None and (not isinstance(v, int) or v <= 0):
+    if v is not None and (isinstance(v, bool) or not isinstance(v, int) or v <= 0):
         raise ConfigurationError(f"{attribute.name} must be a positive integer or None, got {v!r}")
 
 
@@ -84,14 +101,14 @@ class RetryConfig:
         success_refund: tokens a successful call gives back (up to ``budget``).
     """
 
-    max_attempts: int = 8
+    max_attempts: int = attrs.field(default=8, validator=_int_at_least(1))
     base: float = attrs.field(default=0.5, validator=_non_negative)
     cap: float = attrs.field(default=20.0, validator=_non_negative)
     max_time: float = attrs.field(default=300.0, validator=_positive)
-    budget: int = 500
-    retry_cost: int = 5
-    timeout_cost: int = 10
-    success_refund: int = 1
+    budget: int = attrs.field(default=500, validator=_int_at_least(0))
+    retry_cost: int = attrs.field(default=5, validator=_int_at_least(0))
+    timeout_cost: int = attrs.field(default=10, validator=_int_at_least(0))
+    success_refund: int = attrs.field(default=1, validator=_int_at_least(0))
 
     @classmethod
     def for_testing(cls, max_attempts: int = 5) -> RetryConfig:
@@ -222,9 +239,13 @@ class ClientConfig:
     user_agent: str = "fto-async"
 
     def __attrs_post_init__(self) -> None:
-        if not self.base_url.startswith(("http://", "https://")):
+        if not isinstance(self.base_url, str) or not self.base_url.startswith(
+            ("http://", "https://")
+        ):
             raise ConfigurationError(f"base_url must be http(s), got {self.base_url!r}")
-        if not self.workflow_result_path.startswith("/"):
+        if not isinstance(self.workflow_result_path, str) or not (
+            self.workflow_result_path.startswith("/")
+        ):
             raise ConfigurationError("workflow_result_path must start with '/'")
 
 

@@ -409,7 +409,8 @@ class TaskPoller:
             data = json.loads(token)
         except (TypeError, ValueError):
             raise InvalidRequestError("token", "is not a continuation token (not JSON)") from None
-        if not isinstance(data, dict) or data.get("version") != _TOKEN_VERSION:
+        version = data.get("version") if isinstance(data, dict) else None
+        if type(version) is not int or version != _TOKEN_VERSION:
             raise InvalidRequestError("token", f"must be a version {_TOKEN_VERSION} token")
         kind, task_id = data.get("kind"), data.get("task_id")
         if kind not in ("image_search", "workflow") or not isinstance(task_id, str):
