@@ -456,41 +456,58 @@ async def _close_quietly(client: FtoClient) -> None:
 
 
 async def test_break_cancels_every_child_task() -> None:
-    """Leaving `async for` early leaves no task behind; the client stays usable, closes cleanly."""
+    """Leaving `async for` early stops submitting and leaves no task behind; client still usable."""
     async with emulator(task_duration_sigma=1.0) as emu:
         client = make_client(emu)
-        got = 0
-        async for _outcome in client.screen_many(image(i) for i in range(100)):
-            got += 1
-            if got == 3:
-                break
-        left = await settle()
-        assert not left, left
-        assert len(emu.stats.submits) < 100
-        await _still_usable(client)
-        await _close_quietly(client)
+        try:
+            read = itertools.count()
+
+            def endless() -> Iterator[ImageSearchRequest]:
+                for i in itertools.count():
+                    next(read)
+                    yield image(i)
+
+            got = 0
+            async for _outcome in client.screen_many(endless(), submit_concurrency=4,
+                                                     max_pending=8):
+                got += 1
+                if got == 3:
+                    break
+            left = await settle()
+            assert not left, left
+            # Calls are stamped as they arrive (a submit is only recorded once it answers).
+            arrived, taken = len(emu.stats.admitted_times[ACCOUNT]), next(read)
+            await asyncio.sleep(0.2)
+            assert len(emu.stats.admitted_times[ACCOUNT]) == arrived  # nothing after the break
+            assert next(read) == taken + 1  # and the input is not read any further
+            assert len(emu.stats.submits) <= 3 + 8 + 4  # yielded + pending + in flight
+            await _still_usable(client)
+        finally:
+            await _close_quietly(client)
 
 
 async def test_cancelling_the_consumer_cancels_every_child_task() -> None:
     """Cancelling the task that runs the iteration cancels the batch's tasks too."""
     async with emulator(task_duration_sigma=1.0) as emu:
         client = make_client(emu)
-        got: list[Outcome] = []
+        try:
+            got: list[Outcome] = []
 
-        async def consume() -> None:
-            async for outcome in client.screen_many(image(i) for i in range(100)):
-                got.append(outcome)
+            async def consume() -> None:
+                async for outcome in client.screen_many(image(i) for i in range(100)):
+                    got.append(outcome)
 
-        consumer = asyncio.create_task(consume())
-        while len(got) < 3:
-            await asyncio.sleep(0.005)
-        consumer.cancel()
-        with pytest.raises(asyncio.CancelledError):
-            await consumer
-        left = await settle()
-        assert not left, left
-        await _still_usable(client)
-        await _close_quietly(client)
+            consumer = asyncio.create_task(consume())
+            while len(got) < 3:
+                await asyncio.sleep(0.005)
+            consumer.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await consumer
+            left = await settle()
+            assert not left, left
+            await _still_usable(client)
+        finally:
+            await _close_quietly(client)
 
 
 async def test_aclose_of_the_iterator_cancels_every_child_task() -> None:
