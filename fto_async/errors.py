@@ -7,6 +7,7 @@ Every exception the SDK raises hangs under :class:`FtoError`::
     ├── ConfigurationError (ValueError)      missing or contradictory client options
     ├── TransportError                       no usable answer from the platform
     │   ├── ConnectError (ConnectionError)   connection refused, reset or dropped
+    │   │   └── TLSError                     TLS handshake or certificate refused (fatal)
     │   ├── RequestTimeout (TimeoutError)    no answer in time
     │   └── MalformedResponseError           body is not JSON (an HTML 502 page, a cut body)
     ├── ResponseDecodeError                  JSON that does not fit the documented shape
@@ -74,6 +75,7 @@ __all__ = [
     "ResponseDecodeError",
     "ServerError",
     "ServiceError",
+    "TLSError",
     "TaskFailedError",
     "TaskTimeoutError",
     "TransportError",
@@ -126,6 +128,17 @@ class TransportError(FtoError):
 
 class ConnectError(TransportError, ConnectionError):
     """The connection was refused, reset or dropped before a full answer arrived."""
+
+
+class TLSError(ConnectError):
+    """The TLS handshake failed: the certificate could not be verified, or the server does
+    not speak TLS. Every call to that host would fail the same way, so it is not retried and
+    it stops a batch. Pass ``ssl=`` an :class:`ssl.SSLContext` that trusts the server's
+    certificate authority (for example a corporate proxy's) rather than turning checks off.
+    """
+
+    retryable = False
+    fatal = True
 
 
 class RequestTimeout(TransportError, TimeoutError):

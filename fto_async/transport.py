@@ -41,6 +41,7 @@ from .errors import (
     RateLimitedError,
     RequestTimeout,
     ServerError,
+    TLSError,
 )
 from .ratelimit import RateGate, RateGateProtocol
 from .retry import RetryEvent, RetryHook, RetryPolicy
@@ -109,6 +110,18 @@ def _maybe_created(exc: FtoError) -> bool:
     return isinstance(exc, BusyError | RequestTimeout | ServerError | MalformedResponseError)
 
 
+def _tls_reason(exc: aiohttp.ClientError) -> str:
+    """A short reason for a failed TLS handshake (never a URL: no query string, no key)."""
+    if isinstance(exc, aiohttp.ClientConnectorCertificateError):
+        cert = exc.certificate_error
+        detail = getattr(cert, "verify_message", None) or getattr(cert, "reason", None)
+        return f"certificate verify failed: {detail}" if detail else "certificate verify failed"
+    if isinstance(exc, aiohttp.ServerFingerprintMismatch):
+        return "certificate fingerprint mismatch"
+    os_error = getattr(exc, "os_error", None)
+    return str(getattr(os_error, "reason", None) or type(exc).__name__)
+
+
 class _translate_faults:
     """Turn aiohttp and timeout faults into :class:`~fto_async.errors.TransportError`.
 
@@ -133,6 +146,10 @@ class _translate_faults:
         path = self.path
         if isinstance(exc, TimeoutError):
             raise RequestTimeout(f"{path}: no answer in time") from exc
+        if isinstance(exc, aiohttp.ClientSSLError | aiohttp.ServerFingerprintMismatch):
+            tls = TLSError(f"{path}: TLS handshake failed ({_tls_reason(exc)})")
+            tls.request_sent = False  # type: ignore[attr-defined]
+            raise tls from exc
         if isinstance(exc, aiohttp.ClientConnectorError):
             reason = exc.os_error.strerror or exc.os_error
             err = ConnectError(f"{path}: cannot connect ({reason})")

@@ -39,6 +39,7 @@ from fto_async.errors import (
     ServiceError,
     TaskFailedError,
     TaskTimeoutError,
+    TLSError,
     TransportError,
     UnknownSubmissionError,
     ValidationError,
@@ -241,6 +242,14 @@ def test_connect_error_is_a_connection_error() -> None:
     assert isinstance(ConnectError("x"), ConnectionError)
 
 
+def test_tls_error_is_fatal_and_not_retried() -> None:
+    """A TLS failure would repeat on every call: a fatal ConnectError, never retried."""
+    err = TLSError("certificate verify failed")
+    assert isinstance(err, ConnectError)
+    assert err.fatal
+    assert not err.retryable
+
+
 def test_everything_hangs_under_fto_error() -> None:
     """Every exception class in errors.__all__ derives from FtoError."""
     for name in errors.__all__:
@@ -257,6 +266,7 @@ def _samples() -> list[FtoError]:
         ConfigurationError("no credentials"),
         TransportError("gone"),
         ConnectError("refused"),
+        TLSError("certificate verify failed"),
         RequestTimeout("slow"),
         MalformedResponseError("html", http_status=502),
         ResponseDecodeError("bad shape", raw={"a": [1]}),

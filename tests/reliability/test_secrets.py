@@ -18,7 +18,8 @@ client secret, its HTTP Basic form, the ``sk-`` key or any token the emulator is
 
 TLS: ``ClientConfig().ssl`` is ``True``, and the connector the transport creates uses
 it; an HTTPS emulator with a throwaway self-signed certificate (``openssl``) is refused
-by a default client (certificate verify failed, raised as ``ConnectError``) and reached
+by a default client (certificate verify failed, raised as ``TLSError``: fatal, never
+retried, it stops a batch) and reached
 by a client given an ``ssl.SSLContext`` that trusts it, which the connector holds as is.
 
 Figures: per scheme 50 items, about 135 calls, 33 retries, 34 errors and 185 log
@@ -46,7 +47,14 @@ from urllib.parse import quote
 import pytest
 from aiohttp.test_utils import TestServer
 
-from fto_async import ClientConfig, ConnectError, FtoClient, PollConfig, RetryConfig
+from fto_async import (
+    BatchAbortedError,
+    ClientConfig,
+    FtoClient,
+    PollConfig,
+    RetryConfig,
+    TLSError,
+)
 from fto_async._results import records_from_journal, write_csv
 from fto_async.emulator import Emulator, EmulatorConfig, create_app
 from fto_async.emulator._state import STATE_KEY, EmulatorState
@@ -270,20 +278,58 @@ async def https_emulator(cert: Path, key: Path) -> TestServer:
 async def test_self_signed_certificate_is_refused_by_default(
     certificate: tuple[Path, Path],
 ) -> None:
-    """A default client refuses an HTTPS server whose certificate it cannot verify."""
+    """A default client refuses an unverifiable certificate at once: TLSError, no retry."""
     server = await https_emulator(*certificate)
+    retries: list[RetryEvent] = []
     try:
         base = str(server.make_url("")).rstrip("/")
         assert base.startswith("https://127.0.0.1:")
-        async with FtoClient(api_key="sk-demo", base_url=base,
-                             retry=RetryConfig(max_attempts=1)) as client:
-            with pytest.raises(ConnectError) as info:
+        async with FtoClient(api_key="sk-demo", base_url=base, retry=RetryConfig.for_testing(),
+                             retry_hooks=[retries.append]) as client:
+            with pytest.raises(TLSError) as info:
                 await client.submit_image_search(request(1))
         assert "certificate verify failed" in str(info.value).lower()
+        assert info.value.fatal
+        assert not info.value.retryable
+        assert not retries  # every attempt would fail the same way
         assert getattr(info.value, "request_sent", True) is False  # nothing went out
         assert not server.app[STATE_KEY].stats.calls  # the handshake failed: no request
     finally:
         await server.close()
+
+
+async def test_a_batch_stops_on_an_unverifiable_certificate(
+    certificate: tuple[Path, Path],
+) -> None:
+    """A TLS failure is fatal for a batch: it aborts instead of trying every item."""
+    server = await https_emulator(*certificate)
+    try:
+        base = str(server.make_url("")).rstrip("/")
+        async with FtoClient(api_key="sk-demo", base_url=base,
+                             retry=RetryConfig.for_testing()) as client:
+            outcomes, raised = await asyncio.wait_for(
+                collect(client.screen_many(request(i) for i in range(1000))), timeout=10)
+        assert isinstance(raised, BatchAbortedError)
+        assert isinstance(raised.cause, TLSError)
+        assert len(outcomes) < 50  # only those already at the gate when the first failed
+        assert all(isinstance(o.error, TLSError) for o in outcomes)
+        assert not server.app[STATE_KEY].stats.calls
+    finally:
+        await server.close()
+
+
+async def test_https_to_a_plain_http_server_is_a_tls_error() -> None:
+    """https:// against a server that does not speak TLS fails with TLSError, unretried."""
+    retries: list[RetryEvent] = []
+    async with Emulator(EmulatorConfig(time_scale=SCALE, qps=None)) as emu:
+        base = emu.base_url.replace("http://", "https://")
+        async with FtoClient(api_key="sk-demo", base_url=base, retry=RetryConfig.for_testing(),
+                             retry_hooks=[retries.append]) as client:
+            with pytest.raises(TLSError) as info:
+                await client.submit_image_search(request(1))
+        assert not retries
+        assert "sk-demo" not in str(info.value)
+        assert emu.stats.count() == 0
 
 
 async def test_custom_ssl_context_reaches_the_connector(certificate: tuple[Path, Path]) -> None:
