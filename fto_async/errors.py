@@ -33,6 +33,10 @@ Every exception the SDK raises hangs under :class:`FtoError`::
     ├── RecordedError                        an item's failure, as an earlier run journaled it
     └── UnknownSubmissionError               an earlier run died mid-submit; skipped by policy
 
+So does :class:`~fto_async.journal.JournalLockedError` (another process holds the journal
+file). :class:`~fto_async.journal.InvalidTransitionError` is left out on purpose: it
+reports a bug, which must not be caught as one item's failure.
+
 Every instance says whether it is worth retrying (``retryable``) and whether it
 must stop a whole batch (``fatal``)::
 

@@ -62,6 +62,8 @@ from typing import Any, NamedTuple, Self
 
 import attrs
 
+from .errors import FtoError
+
 if sys.platform != "win32":
     import fcntl
 
@@ -88,7 +90,7 @@ class InvalidTransitionError(ValueError):
     """A write that the item's current state does not allow (a bug in the caller)."""
 
 
-class JournalLockedError(RuntimeError):
+class JournalLockedError(FtoError, RuntimeError):
     """Another open :class:`Journal`, in this process or another, holds the file."""
 
 
