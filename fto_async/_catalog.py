@@ -195,12 +195,30 @@ class Catalog:
             yield from records
 
     def _csv_records(self, handle: TextIO) -> Iterator[tuple[int, dict[str, Any] | str]]:
-        reader = csv.reader(handle)
+        # strict: a quote left open would otherwise swallow every later row, silently.
+        reader = csv.reader(handle, strict=True)
         line = 0
+        header: list[str] | None = None
         try:
-            header: list[str] | None = None
-            for cells in reader:
-                start, line = line + 1, reader.line_num
+            while True:
+                start = line + 1
+                try:
+                    cells = next(reader)
+                except StopIteration:
+                    break
+                except csv.Error as exc:
+                    if "end of data" in str(exc):
+                        raise CatalogError(
+                            f"{self.path}: line {start}: a quote opened here is never closed, "
+                            "so every later line would be read as part of one value"
+                        ) from None
+                    line = reader.line_num
+                    if header is None:
+                        raise CatalogError(f"{self.path}: line {start}: broken CSV header "
+                                           f"({exc})") from None
+                    yield start, f"broken CSV ({exc})"
+                    continue
+                line = reader.line_num
                 if not any(cell.strip() for cell in cells):
                     continue
                 if header is None:
@@ -213,8 +231,6 @@ class Catalog:
                 yield start, dict(zip(header, cells, strict=False))
         except UnicodeDecodeError:
             raise self._not_utf8() from None
-        except csv.Error as exc:
-            raise CatalogError(f"{self.path}: line {line + 1}: broken CSV ({exc})") from None
         if header is None:
             raise CatalogError(f"{self.path}: the catalog is empty (no header, no rows)")
 

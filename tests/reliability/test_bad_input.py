@@ -10,9 +10,10 @@ outcome's ``error``, which the case raises.
 
 Figures: 125 inputs in :data:`CASES`, all refused as they should be (the 11 gaps this
 suite first found, bad option types given to ``FtoClient`` and a continuation token with
-``"version": true``, are fixed). Plus 14 catalog
-files for :class:`fto_async._catalog.Catalog` (7 unusable files, 4 bad rows, a BOM, bad
-JSONL lines, and one known gap: an unclosed quote silently swallows every later row).
+``"version": true``, are fixed). Plus 15 catalog files for
+:class:`fto_async._catalog.Catalog`: 7 unusable files, 5 bad rows (one with text after a
+closing quote), a BOM, bad JSONL lines, and an unclosed quote, which would swallow every
+later row and so refuses the file (it was a silent gap until strict CSV parsing).
 Its whole-file error :class:`~fto_async._catalog.CatalogError` is *not* an ``FtoError``:
 the module is private and the CLI catches it. Runtime about 2 s.
 """
@@ -381,6 +382,8 @@ CATALOG_ROWS: list[Any] = [
                  {"#line2": "no key (sku or id is empty)"}, id="empty-key"),
     pytest.param(HEADER + "A1,https://a.example/1.png,US,extra\n",
                  {"#line2": "has 4 values but the header has 3 columns"}, id="too-many-cells"),
+    pytest.param(HEADER + '"A1"x,https://a.example/1.png,US\nA2,https://a.example/2.png,US\n',
+                 {"#line2": "broken CSV (',' expected after '\"')"}, id="text-after-quote"),
 ]
 
 
@@ -396,17 +399,13 @@ def test_bad_catalog_rows_are_flagged_not_raised(content: str, errors: dict[str,
     assert all(row.ok for jkey, row in rows.items() if jkey not in errors)
 
 
-@pytest.mark.xfail(strict=True, reason="_catalog.py: csv reads an unclosed quote to the end of "
-                   "the file, so every later row becomes part of one key and is lost silently")
-def test_unclosed_quote_loses_no_row(tmp_path: Path) -> None:
-    """An unclosed quote either stops the catalog with CatalogError or leaves later rows."""
-    path = write(tmp_path / "catalog.csv", (HEADER + '"A1,https://a.example/1.png,US\n'
+def test_unclosed_quote_stops_the_catalog_instead_of_losing_rows(tmp_path: Path) -> None:
+    """An unclosed quote would swallow every later row: the file is refused, naming the line."""
+    path = write(tmp_path / "catalog.csv", (HEADER + "A0,https://a.example/0.png,US\n"
+                                            '"A1,https://a.example/1.png,US\n'
                                             "A2,https://a.example/2.png,US\n").encode())
-    try:
-        keys = [row.key for row in Catalog(path).rows()]
-    except CatalogError:
-        return
-    assert "A2" in keys, keys
+    with pytest.raises(CatalogError, match="line 3: a quote opened here is never closed"):
+        list(Catalog(path).rows())
 
 
 def test_utf8_bom_catalog_is_read_fine(tmp_path: Path) -> None:
