@@ -104,7 +104,7 @@ async def test_task_timeout_error() -> None:
             await client.wait_image_search(task_id, timeout=0.05)
         assert isinstance(info.value, TaskTimeoutError)
         assert info.value.task_id == task_id
-        assert 0 < info.value.waited < 0.5  # a poll's latency may overshoot the deadline
+        assert 0 < info.value.waited < 2.0  # past the 0.05 s deadline by a poll, not the 10 s task
 
 
 async def test_report_of_empty_task_id_is_refused_without_a_call() -> None:
