@@ -37,11 +37,9 @@ from fto_async import (
 )
 from fto_async.batch import Outcome, Progress
 from fto_async.emulator import Emulator, EmulatorConfig
+from tests._shared import CLIENT_ID, REPORT, SUBMIT, collect, credentials, settle
 
 SCALE = 0.005  # 5 s submits take 25 ms, 30 s tasks 150 ms
-SUBMIT = "/ai/image-search/submit"
-REPORT = "/ai/image-search/report"
-ACCOUNT = "demo-client"
 
 
 def emulator(**changes: Any) -> Emulator:
@@ -58,8 +56,7 @@ def make_client(emu: Emulator, **options: Any) -> FtoClient:
         "poll": PollConfig(initial_estimate=20.0).scaled(SCALE),  # tests sized for 20 s
         **options,
     }
-    return FtoClient(client_id=ACCOUNT, client_secret="demo-secret", base_url=emu.base_url,
-                     **settings_)
+    return FtoClient(**credentials("oauth"), base_url=emu.base_url, **settings_)
 
 
 @asynccontextmanager
@@ -89,39 +86,6 @@ def refused_workflow(i: int | str) -> WorkflowRequest:
     request = workflow(i)
     object.__setattr__(request, "simple_legal_status", "7")
     return request
-
-
-async def collect(iterator: AsyncIterator[Any]) -> tuple[list[Any], BaseException | None]:
-    """Every item of ``iterator`` and the exception that ended it, if any."""
-    items: list[Any] = []
-    try:
-        async for item in iterator:
-            items.append(item)
-    except FtoError as exc:
-        return items, exc
-    return items, None
-
-
-def client_tasks() -> set[asyncio.Task[Any]]:
-    """Tasks other than the current one, leaving out the emulator's server-side handlers."""
-    current = asyncio.current_task()
-    left = set()
-    for task in asyncio.all_tasks():
-        code = getattr(task.get_coro(), "cr_code", None)
-        if task is current or (code is not None and code.co_filename.endswith("web_protocol.py")):
-            continue
-        left.add(task)
-    return left
-
-
-async def settle() -> set[asyncio.Task[Any]]:
-    """Let cancelled tasks unwind (a short sleep(0) loop); return the tasks still alive."""
-    for _ in range(200):
-        left = client_tasks()
-        if not left:
-            return left
-        await asyncio.sleep(0)
-    return client_tasks()
 
 
 # -- one outcome per item -------------------------------------------------------------
@@ -358,7 +322,7 @@ async def test_stable_durations_cost_about_two_calls_per_task() -> None:
         per_task = client.stats.calls / n
         assert per_task <= 2.2, per_task
         assert sum(emu.stats.polls_by_task.values()) / n <= 1.2
-        assert emu.stats.max_calls_in_window(ACCOUNT) <= qps
+        assert emu.stats.max_calls_in_window(CLIENT_ID) <= qps
         assert emu.stats.count(code=67200002) == 0
         assert client.stats.by_code[67200002] == 0
 
@@ -476,9 +440,9 @@ async def test_break_cancels_every_child_task() -> None:
             left = await settle()
             assert not left, left
             # Calls are stamped as they arrive (a submit is only recorded once it answers).
-            arrived, taken = len(emu.stats.admitted_times[ACCOUNT]), next(read)
+            arrived, taken = len(emu.stats.admitted_times[CLIENT_ID]), next(read)
             await asyncio.sleep(0.2)
-            assert len(emu.stats.admitted_times[ACCOUNT]) == arrived  # nothing after the break
+            assert len(emu.stats.admitted_times[CLIENT_ID]) == arrived  # nothing after the break
             assert next(read) == taken + 1  # and the input is not read any further
             assert len(emu.stats.submits) <= 3 + 8 + 4  # yielded + pending + in flight
             await _still_usable(client)

@@ -9,11 +9,8 @@ import pytest
 
 from fto_async import ImageSearchRequest, InvalidRequestError, WorkflowRequest
 from fto_async._catalog import Catalog, CatalogError, Defaults, check_defaults, parse_list
+from tests._shared import PNG
 
-PNG = bytes.fromhex(
-    "89504e470d0a1a0a0000000d4948445200000001000000010804000000b51c0c02"
-    "0000000b4944415478da63646000000006000230819d0b0000000049454e44ae426082"
-)
 US = Defaults(country=("US",))
 
 

@@ -24,16 +24,12 @@ import pytest
 from fto_async.cli import main
 from fto_async.emulator import Emulator, EmulatorConfig
 from fto_async.journal import Journal
+from tests._shared import PNG
 
 ROOT = Path(__file__).resolve().parent.parent
 SAMPLE = ROOT / "fto_async" / "data" / "sample_catalog.csv"
 SAMPLE_ROWS, SAMPLE_BAD = 41, 3
 FAST = ["--time-scale", "0.001"]
-SUBMIT = "/ai/image-search/submit"
-PNG = bytes.fromhex(
-    "89504e470d0a1a0a0000000d4948445200000001000000010804000000b51c0c02"
-    "0000000b4944415478da63646000000006000230819d0b0000000049454e44ae426082"
-)
 
 
 @pytest.fixture

@@ -16,13 +16,10 @@ import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
 from fto_async.emulator import Emulator, EmulatorConfig
+from tests._shared import PNG
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLES = ROOT / "examples"
-PNG = bytes.fromhex(
-    "89504e470d0a1a0a0000000d4948445200000001000000010804000000b51c0c02"
-    "0000000b4944415478da63646000000006000230819d0b0000000049454e44ae426082"
-)
 SCALE = "0.001"
 
 

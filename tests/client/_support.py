@@ -12,23 +12,7 @@ from aiohttp.test_utils import TestServer
 
 from fto_async import FtoClient, ImageSearchRequest, PollConfig, RetryConfig
 from fto_async.emulator import Emulator, EmulatorConfig
-
-SUBMIT = "/ai/image-search/submit"
-REPORT = "/ai/image-search/report"
-WORKFLOW = "/api/mcp/submit-workflow"
-WORKFLOW_RESULT = "/api/mcp/workflow-result"
-UPLOAD = "/image-search/image-upload"
-TOKEN = "/oauth/token"
-
-CLIENT_ID = "demo-client"
-CLIENT_SECRET = "demo-secret"
-API_KEY = "sk-demo"
-
-PNG = bytes.fromhex(
-    "89504e470d0a1a0a0000000d4948445200000001000000010804000000b51c0c02"
-    "0000000b4944415478da63646000000006000230819d0b0000000049454e44ae426082"
-)
-JPEG = b"\xff\xd8\xff\xe0" + b"\x00" * 64
+from tests._shared import TOKEN, credentials
 
 #: Client options that never wait long: no backoff, quick polls, no client-side pacing.
 FAST_OPTIONS: dict[str, Any] = {
@@ -42,13 +26,6 @@ FAST_OPTIONS: dict[str, Any] = {
 def emulator(**changes: Any) -> Emulator:
     """An emulator 1000x faster than real time and without a QPS limit."""
     return Emulator(EmulatorConfig(**{"time_scale": 0.001, "qps": None, **changes}))
-
-
-def credentials(scheme: str) -> dict[str, str]:
-    """Constructor keywords for the emulator's demo account in ``scheme`` (oauth or sk)."""
-    if scheme == "sk":
-        return {"api_key": API_KEY}
-    return {"client_id": CLIENT_ID, "client_secret": CLIENT_SECRET}
 
 
 def make_client(base_url: str, scheme: str = "oauth", **options: Any) -> FtoClient:

@@ -18,12 +18,9 @@ from fto_async import (
 )
 from fto_async.auth import TokenAuth, parse_token_reply
 from fto_async.errors import MalformedResponseError, ServerError
+from tests._shared import CLIENT_ID, REPORT, SUBMIT, TOKEN
 
 from ._support import (
-    CLIENT_ID,
-    REPORT,
-    SUBMIT,
-    TOKEN,
     TokenEndpoint,
     base_url,
     business_calls,

@@ -23,24 +23,9 @@ from fto_async import (
     WorkflowReport,
     WorkflowRequest,
 )
+from tests._shared import API_KEY, CLIENT_SECRET, JPEG, PNG, REPORT, SUBMIT, UPLOAD, WORKFLOW
 
-from ._support import (
-    API_KEY,
-    CLIENT_SECRET,
-    JPEG,
-    PNG,
-    REPORT,
-    SUBMIT,
-    UPLOAD,
-    WORKFLOW,
-    base_url,
-    emulator,
-    envelope,
-    handcrafted,
-    image_request,
-    make_client,
-    running,
-)
+from ._support import base_url, emulator, envelope, handcrafted, image_request, make_client, running
 
 # -- image search ----------------------------------------------------------------------
 

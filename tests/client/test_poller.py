@@ -21,16 +21,9 @@ from fto_async import (
     WorkflowRequest,
 )
 from fto_async.polling import TaskPoller
+from tests._shared import API_KEY, CLIENT_SECRET, REPORT, WORKFLOW_RESULT
 
-from ._support import (
-    API_KEY,
-    CLIENT_SECRET,
-    REPORT,
-    WORKFLOW_RESULT,
-    emulator,
-    image_request,
-    make_client,
-)
+from ._support import emulator, image_request, make_client
 
 SCALE = 0.001  # the emulator of _support runs 1000x faster than real time
 POLL = PollConfig().scaled(SCALE)

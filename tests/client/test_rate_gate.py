@@ -15,8 +15,7 @@ from fto_async import (
     RetryConfig,
 )
 from fto_async.emulator import Emulator, EmulatorConfig
-
-KEY = "sk-demo"
+from tests._shared import API_KEY
 
 
 def requests(n: int) -> list[ImageSearchRequest]:
@@ -27,10 +26,10 @@ async def test_many_concurrent_callers_stay_under_the_limit_at_the_gateway() -> 
     """1,000 submits fired at once: no 1-second window at the emulator exceeds qps, no 67200002."""
     async with (
         Emulator(EmulatorConfig(qps=200, time_scale=0.002)) as emu,
-        FtoClient(api_key=KEY, base_url=emu.base_url, qps=200) as client,
+        FtoClient(api_key=API_KEY, base_url=emu.base_url, qps=200) as client,
     ):
         await asyncio.gather(*(client.submit_image_search(r) for r in requests(1000)))
-        assert emu.stats.max_calls_in_window(KEY) <= 200
+        assert emu.stats.max_calls_in_window(API_KEY) <= 200
         assert emu.stats.count(code=67200002) == 0
         assert client.stats.calls == 1000
 
@@ -40,14 +39,14 @@ async def test_over_configured_qps_finishes_with_bounded_rejects() -> None:
     retry = RetryConfig(base=0.05, cap=0.5)
     async with (
         Emulator(EmulatorConfig(qps=100, time_scale=0.002)) as emu,
-        FtoClient(api_key=KEY, base_url=emu.base_url, qps=200, retry=retry) as client,
+        FtoClient(api_key=API_KEY, base_url=emu.base_url, qps=200, retry=retry) as client,
     ):
         ids = await asyncio.gather(*(client.submit_image_search(r) for r in requests(400)))
         assert len(set(ids)) == 400
         rejects = emu.stats.count(code=67200002)
         assert 0 < rejects <= 20  # 5% of the calls at most; a naive client wastes far more
         assert client.gate.rate < 200
-        assert emu.stats.max_calls_in_window(KEY) <= 100
+        assert emu.stats.max_calls_in_window(API_KEY) <= 100
 
 
 async def test_max_calls_budget_stops_a_batch_at_exactly_that_many_calls() -> None:
@@ -55,7 +54,7 @@ async def test_max_calls_budget_stops_a_batch_at_exactly_that_many_calls() -> No
     poll = PollConfig(interval=0.01, min_interval=0.0, initial_estimate=0.01)
     async with (
         Emulator(EmulatorConfig(qps=None, time_scale=0.001)) as emu,
-        FtoClient(api_key=KEY, base_url=emu.base_url, qps=1000, max_calls=100, poll=poll) as c,
+        FtoClient(api_key=API_KEY, base_url=emu.base_url, qps=1000, max_calls=100, poll=poll) as c,
     ):
         outcomes: list[object] = []
 

@@ -26,18 +26,9 @@ from fto_async.errors import (
     ServiceError,
 )
 from fto_async.retry import RetryBudget, RetryPolicy
+from tests._shared import REPORT, SUBMIT
 
-from ._support import (
-    REPORT,
-    SUBMIT,
-    base_url,
-    emulator,
-    envelope,
-    handcrafted,
-    image_request,
-    make_client,
-    running,
-)
+from ._support import base_url, emulator, envelope, handcrafted, image_request, make_client, running
 
 # -- against the emulator ----------------------------------------------------------------
 

@@ -8,13 +8,7 @@ from typing import Any
 import aiohttp
 
 from fto_async.emulator import Emulator, EmulatorConfig
-
-SUBMIT = "/ai/image-search/submit"
-REPORT = "/ai/image-search/report"
-WORKFLOW = "/api/mcp/submit-workflow"
-WORKFLOW_RESULT = "/api/mcp/workflow-result"
-UPLOAD = "/image-search/image-upload"
-TOKEN = "/oauth/token"
+from tests._shared import REPORT, TOKEN
 
 PNG_1X1 = (
     "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAQAAAC1HAwCAAAAC0lEQVR42mNkYAAAAAYAAjCB0C8AAAAASUVORK5CYII="

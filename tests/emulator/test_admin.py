@@ -7,8 +7,9 @@ import json
 import pytest
 
 from fto_async.emulator import Emulator
+from tests._shared import REPORT, SUBMIT, TOKEN
 
-from ._helpers import REPORT, SUBMIT, TOKEN, call, fast, get_token, image_body, wait_done
+from ._helpers import call, fast, get_token, image_body, wait_done
 
 
 async def _admin(session, emu, method, path, body=None):

@@ -5,8 +5,9 @@ from __future__ import annotations
 import asyncio
 
 from fto_async.emulator import Emulator
+from tests._shared import REPORT
 
-from ._helpers import REPORT, call, fast, get_token, oauth_headers
+from ._helpers import call, fast, get_token, oauth_headers
 
 
 async def test_token_grant_returns_the_documented_flat_shape(session, emu):

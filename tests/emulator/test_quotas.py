@@ -6,8 +6,9 @@ import asyncio
 from collections import Counter
 
 from fto_async.emulator import Emulator
+from tests._shared import REPORT, SUBMIT, TOKEN
 
-from ._helpers import REPORT, SUBMIT, TOKEN, call, fast, get_token, image_body
+from ._helpers import call, fast, get_token, image_body
 
 
 async def test_qps_window_rejects_exactly_the_over_limit_calls(session):

@@ -9,8 +9,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from fto_async.emulator._reports import K_VALUE, ReportInputs, build_result, risk_level
+from tests._shared import REPORT, SUBMIT
 
-from ._helpers import REPORT, SUBMIT, call, image_body, wait_done
+from ._helpers import call, image_body, wait_done
 
 COMPARISON_FIELDS = {
     "score",

@@ -8,8 +8,9 @@ from aiohttp.test_utils import TestServer
 
 import fto_async.emulator as emulator_package
 from fto_async.emulator import Emulator, EmulatorConfig, create_app
+from tests._shared import REPORT
 
-from ._helpers import REPORT, fast
+from ._helpers import fast
 
 
 def test_public_names_are_exported_and_sorted():

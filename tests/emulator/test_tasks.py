@@ -10,18 +10,9 @@ import pytest
 
 from fto_async.emulator import Emulator
 from fto_async.emulator._state import STATE_KEY
+from tests._shared import REPORT, SUBMIT, WORKFLOW, WORKFLOW_RESULT
 
-from ._helpers import (
-    PNG_1X1,
-    REPORT,
-    SUBMIT,
-    WORKFLOW,
-    WORKFLOW_RESULT,
-    call,
-    fast,
-    image_body,
-    wait_done,
-)
+from ._helpers import PNG_1X1, call, fast, image_body, wait_done
 
 BAD_IMAGE_SEARCH_BODIES = [
     ([1, 2], "JSON object"),

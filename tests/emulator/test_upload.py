@@ -9,7 +9,9 @@ import io
 import aiohttp
 import pytest
 
-from ._helpers import PNG_1X1, UPLOAD
+from tests._shared import UPLOAD
+
+from ._helpers import PNG_1X1
 
 PNG = base64.b64decode(PNG_1X1)
 JPEG = b"\xff\xd8\xff\xe0" + b"\x00" * 64

@@ -41,8 +41,9 @@ from fto_async import (
 )
 from fto_async._catalog import Catalog, CatalogError, Defaults
 from fto_async.polling import TaskPoller
+from tests._shared import API_KEY, JPEG, PNG
 
-from ._support import API_KEY, JPEG, PNG, emulator, make_client
+from ._support import emulator, make_client
 
 URL = "https://img.example/lamp.png"
 MAX = 4 * 1024 * 1024

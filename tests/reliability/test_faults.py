@@ -88,18 +88,9 @@ from fto_async import (
 from fto_async.batch import Outcome
 from fto_async.emulator import Emulator
 from fto_async.journal import ItemState, Journal, JournalRow
+from tests._shared import API_KEY, CLIENT_ID, SUBMIT, collect
 
-from ._support import (
-    API_KEY,
-    CLIENT_ID,
-    SCALE,
-    SUBMIT,
-    collect,
-    emulator,
-    image_url,
-    make_client,
-    request,
-)
+from ._support import SCALE, emulator, image_url, make_client, request
 
 N = 240
 STORM_QPS = 300.0  # the account's QPS in the rate storms

@@ -51,9 +51,8 @@ from fto_async.errors import (
     ResponseDecodeError,
 )
 from fto_async.polling import TaskPoller
+from tests._shared import API_KEY
 from tests.test_serde import requests as valid_requests
-
-from ._support import API_KEY
 
 CLIENT = FtoClient(api_key=API_KEY)  # never opened: only its converter is used
 CONV = CLIENT._converter

@@ -52,8 +52,9 @@ from fto_async import (
 )
 from fto_async.batch import Outcome
 from fto_async.journal import Journal
+from tests._shared import collect, settle
 
-from ._support import SCALE, collect, emulator, make_client, request, settle
+from ._support import SCALE, emulator, make_client, request
 
 N = 120
 

@@ -60,8 +60,9 @@ from fto_async.emulator import Emulator, EmulatorConfig, create_app
 from fto_async.emulator._state import STATE_KEY, EmulatorState
 from fto_async.journal import Journal
 from fto_async.retry import RetryEvent
+from tests._shared import collect
 
-from ._support import SCALE, collect, request
+from ._support import SCALE, request
 
 CLIENT_ID = "acme-7f3a"
 CLIENT_SECRET = "S3cr3t-Zq9w-do-not-leak"
