@@ -46,6 +46,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import heapq
 import json
 import operator
@@ -106,22 +107,39 @@ class JournalRow:
         report: the report's JSON, once done.
         created_at, updated_at, submitted_at, completed_at: when it was added, last
             changed, given its task_id, done or failed.
+
+    ``request`` and ``report`` are decoded from their stored text on first access, so
+    reading an item's state costs no JSON parsing (a report is tens of kilobytes).
     """
 
     key: str
     seq: int
-    request: dict[str, Any]
     state: ItemState
     task_id: str | None
     kind: str | None
     attempts: int
     error: str | None
     error_type: str | None
-    report: dict[str, Any] | None
     created_at: float
     updated_at: float
     submitted_at: float | None
     completed_at: float | None
+    request_json: str = attrs.field(repr=False)
+    report_json: str | None = attrs.field(repr=False)
+
+    @functools.cached_property
+    def request(self) -> dict[str, Any]:
+        """The request's wire body."""
+        body: dict[str, Any] = json.loads(self.request_json)
+        return body
+
+    @functools.cached_property
+    def report(self) -> dict[str, Any] | None:
+        """The report's JSON, once done."""
+        report: dict[str, Any] | None = (
+            None if self.report_json is None else json.loads(self.report_json)
+        )
+        return report
 
 
 class _Rec(NamedTuple):
@@ -184,9 +202,10 @@ def _dumps(value: dict[str, Any]) -> str:
 
 
 def _to_row(rec: _Rec) -> JournalRow:
-    report = None if rec.report is None else json.loads(rec.report)
-    decoded = {"request": json.loads(rec.request), "state": ItemState(rec.state), "report": report}
-    return JournalRow(**(rec._asdict() | decoded))
+    fields = rec._asdict()
+    fields["state"] = ItemState(rec.state)
+    fields["request_json"], fields["report_json"] = fields.pop("request"), fields.pop("report")
+    return JournalRow(**fields)
 
 
 def _lock(path: Path) -> int | None:
