@@ -47,8 +47,6 @@ PATH_COLUMN: Final = "image_path"
 #: Stands in for the image of an ``image_path`` row until it is uploaded.
 PLACEHOLDER_URL: Final = "https://upload.invalid/pending.png"
 _JSONL_SUFFIXES: Final = (".jsonl", ".ndjson")
-_MAX_IMAGE_BYTES: Final = 4 * 1024 * 1024
-_IMAGE_MAGIC: Final = (b"\x89PNG\r\n\x1a\n", b"\xff\xd8\xff")
 
 
 class CatalogError(Exception):
@@ -119,6 +117,11 @@ class Row:
                 return WorkflowRequest.from_image_bytes(image, **self.fields)
             return WorkflowRequest(url=url, **self.fields)
         return ImageSearchRequest(url=url, **self.fields)  # type: ignore[arg-type]
+
+    @property
+    def kind(self) -> str:
+        """The journal's ``kind`` of the row's request: ``workflow`` or ``image_search``."""
+        return "workflow" if self.workflow else "image_search"
 
 
 def parse_list(value: object) -> list[str] | None:
@@ -365,9 +368,9 @@ class Catalog:
             raise InvalidRequestError(
                 "image_path", f"cannot read {text} ({exc.strerror or exc})"
             ) from None
-        if not head.startswith(_IMAGE_MAGIC):
+        if not head.startswith(v.IMAGE_MAGIC):
             raise InvalidRequestError("image_path", f"{text} is not a JPG or PNG image")
-        if size >= _MAX_IMAGE_BYTES:
+        if size >= v.MAX_IMAGE_BYTES:
             raise InvalidRequestError("image_path", f"{text} is {size} bytes (must be under 4 MB)")
         return path
 

@@ -14,6 +14,7 @@ file can be rebuilt at any time (:func:`write_output`, ``fto-async export``).
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import heapq
 import json
@@ -29,17 +30,19 @@ from . import _serde
 from ._catalog import Catalog
 from .errors import FtoError
 from .journal import ItemState, Journal, JournalRow
-from .models import ImageSearchReport, WorkflowReport
+from .models import Report
 
 __all__ = [
     "CSV_COLUMNS",
     "INVALID_TYPE",
     "Tally",
+    "atomic_write",
     "invalid_body",
     "invalid_record",
     "record_from_journal",
     "records_from_journal",
     "write_csv",
+    "write_jsonl",
     "write_output",
 ]
 
@@ -68,22 +71,19 @@ def _status(row: JournalRow) -> str:
     return "pending"
 
 
-def _risk(report: dict[str, Any] | None, kind: str | None) -> dict[str, Any]:
-    """``highest_risk`` and the countries of a report's JSON."""
+def _risk(report: dict[str, Any] | None) -> dict[str, Any]:
+    """``highest_risk`` and the countries of a report's JSON (only its ``report`` part)."""
     empty: dict[str, Any] = {
         "highest_risk": None, "high_risk_countries": [], "middle_risk_countries": []
     }
-    if report is None:
+    inner_json = None if report is None else report.get("report")
+    if not isinstance(inner_json, dict):
         return empty
-    cls = WorkflowReport if kind == "workflow" else ImageSearchReport
     try:
-        typed = _serde.structure(_converter, report, cls)
+        inner = _serde.structure(_converter, inner_json, Report)
     except FtoError:
         return empty
-    inner = typed.report
-    if inner is None:
-        return empty
-    risk = typed.highest_risk
+    risk = inner.highest_risk
     return {
         "highest_risk": None if risk is None else risk.value,
         "high_risk_countries": list(inner.high_risk_country),
@@ -113,7 +113,7 @@ def record_from_journal(
         "line": line if line is not None else row.seq,
         "task_id": row.task_id,
         "status": status,
-        **_risk(row.report if status == "done" else None, row.kind),
+        **_risk(row.report if status == "done" else None),
         "error": row.error if status != "done" else None,
         "report": row.report if status == "done" else None,
     }
@@ -132,13 +132,13 @@ def records_from_journal(journal: Journal) -> Iterator[dict[str, Any]]:
         yield record_from_journal(row)
 
 
-def _group(record: dict[str, Any]) -> str:
+def _group(record: dict[str, Any], error_type: str | None) -> str:
     """The heading a failure is listed under in the summary."""
     error = str(record.get("error") or "")
     if record["status"] == "invalid":
         field = error.split(":", 1)[0] if ":" in error else "row"
         return f"invalid {field}"
-    return str(record.get("error_type") or error.split(" ", 1)[0] or "error")
+    return str(error_type or error.split(" ", 1)[0] or "error")
 
 
 @attrs.define
@@ -160,8 +160,14 @@ class Tally:
     high_total: int = 0
     failures: dict[str, list[Any]] = attrs.field(factory=dict)
 
-    def add(self, record: dict[str, Any], title: str | None = None) -> None:
-        """Count one record (``title``: the product's name, for the high-risk table)."""
+    def add(
+        self, record: dict[str, Any], title: str | None = None, error_type: str | None = None
+    ) -> None:
+        """Count one record.
+
+        ``title`` is the product's name, for the high-risk table; ``error_type`` the
+        failure's class name, which names its group in the failure table.
+        """
         self.rows += 1
         status = record["status"]
         self.status[status] += 1
@@ -178,7 +184,8 @@ class Tally:
                 else:
                     heapq.heappushpop(self.high, entry)
         elif status in ("failed", "invalid"):
-            group = self.failures.setdefault(_group(record), [0, record["error"], []])
+            group = self.failures.setdefault(_group(record, error_type),
+                                             [0, record["error"], []])
             group[0] += 1
             if len(group[2]) < 3:
                 where = f"{record['key'] or '-'} (line {record['line']})"
@@ -196,22 +203,35 @@ def write_output(catalog: Catalog, journal: Journal, out: Path) -> Tally:
     ``invalid``, one the run never reached is ``pending``.
     """
     tally = Tally()
+    with atomic_write(out) as handle:
+        for row in catalog.rows():
+            if row.error is not None:
+                rec = invalid_record(row.key, row.line, row.error)
+                tally.add(rec, row.title)
+            else:
+                jrow = journal.get(row.jkey)
+                rec = record_from_journal(jrow, key=row.key, line=row.line)
+                tally.add(rec, row.title, None if jrow is None else jrow.error_type)
+            write_jsonl((rec,), handle)
+    return tally
+
+
+@contextlib.contextmanager
+def atomic_write(out: Path) -> Iterator[TextIO]:
+    """A text handle on a temporary file that replaces ``out`` only if the block succeeds."""
     tmp = out.with_name(f".{out.name}.{os.getpid()}.tmp")
     try:
-        with tmp.open("w", encoding="utf-8") as handle:
-            for row in catalog.rows():
-                jrow = journal.get(row.jkey)
-                if row.error is not None:
-                    rec = invalid_record(row.key, row.line, row.error)
-                else:
-                    rec = record_from_journal(jrow, key=row.key, line=row.line)
-                rec_type = jrow.error_type if jrow is not None else None
-                tally.add({**rec, "error_type": rec_type}, row.title)
-                handle.write(json.dumps(rec, ensure_ascii=False) + "\n")
+        with tmp.open("w", encoding="utf-8", newline="") as handle:
+            yield handle
         os.replace(tmp, out)
     finally:
         tmp.unlink(missing_ok=True)
-    return tally
+
+
+def write_jsonl(records: Iterable[dict[str, Any]], handle: TextIO) -> None:
+    """Write records as JSON lines."""
+    for rec in records:
+        handle.write(json.dumps(rec, ensure_ascii=False) + "\n")
 
 
 def write_csv(records: Iterable[dict[str, Any]], handle: TextIO) -> None:

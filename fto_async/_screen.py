@@ -44,7 +44,7 @@ from .journal import ItemState, Journal, JournalLockedError, JournalRow
 from .models import ImageSearchRequest, WorkflowRequest
 
 __all__ = ["EXIT_FATAL", "EXIT_OK", "EXIT_ROWS", "EXIT_STOPPED", "EXIT_USAGE", "Job",
-           "open_journal", "run_screen"]  # fmt: skip
+           "open_journal", "run_screen", "say_error"]  # fmt: skip
 
 EXIT_OK: Final = 0  #: every row done
 EXIT_ROWS: Final = 1  #: some rows failed, were invalid or are unfinished
@@ -76,7 +76,8 @@ class Job:
     tty: bool | None = None
 
 
-def _err(message: str) -> None:
+def say_error(message: str) -> None:
+    """Write ``fto-async: message`` to stderr."""
     sys.stderr.write(f"fto-async: {message}\n")
     sys.stderr.flush()
 
@@ -86,9 +87,9 @@ async def open_journal(path: Path) -> Journal | None:
     try:
         return await Journal.open(path)
     except JournalLockedError:
-        _err(f"the journal {path} is in use by another fto-async run; wait for it to end")
+        say_error(f"the journal {path} is in use by another fto-async run; wait for it to end")
     except (sqlite3.DatabaseError, RuntimeError, OSError) as exc:
-        _err(f"cannot open the journal {path}: {exc}")
+        say_error(f"cannot open the journal {path}: {exc}")
     return None
 
 
@@ -189,7 +190,7 @@ class _Run:
                     continue
                 if jrow is None:
                     body = self.client.encode_request(request)
-                    await self.journal.add_pending(row.jkey, row.line, body, _kind(request))
+                    await self.journal.add_pending(row.jkey, row.line, body, row.kind)
                 yield row.jkey, request
         except CatalogError as exc:  # the file changed under us
             self.catalog_error = exc
@@ -200,12 +201,15 @@ class _Run:
         self.view.row_message(f"line {row.line}: {row.key or '-'}: {reason} (skipped)")
         jrow = self.journal.get(row.jkey)
         if jrow is None:
-            kind = "workflow" if row.workflow else "image_search"
-            await self.journal.add_pending(row.jkey, row.line, invalid_body(row.key, row.line),
-                                           kind)  # fmt: skip
+            await self._add_unsendable(row)
             jrow = self.journal.get(row.jkey)
         if jrow is not None and jrow.state is ItemState.PENDING:
             await self.journal.mark_failed(row.jkey, reason, INVALID_TYPE)
+
+    async def _add_unsendable(self, row: Row) -> None:
+        """Journal a row that has no request to send (the failure is marked next)."""
+        await self.journal.add_pending(row.jkey, row.line, invalid_body(row.key, row.line),
+                                       row.kind)  # fmt: skip
 
     async def _image_request(
         self, row: Row, jrow: JournalRow | None
@@ -236,16 +240,10 @@ class _Run:
                 return None
             self.view.row_message(f"line {row.line}: {row.key}: upload failed: {exc}")
             if not exc.retryable:
-                kind = "workflow" if row.workflow else "image_search"
                 if jrow is None:
-                    await self.journal.add_pending(row.jkey, row.line,
-                                                   invalid_body(row.key, row.line), kind)
+                    await self._add_unsendable(row)
                 await self.journal.mark_failed(row.jkey, f"upload: {exc}", type(exc).__name__)
         return None
-
-
-def _kind(request: ImageSearchRequest | WorkflowRequest) -> str:
-    return "workflow" if isinstance(request, WorkflowRequest) else "image_search"
 
 
 async def run_screen(job: Job, make_client: Callable[[], FtoClient]) -> int:
@@ -253,9 +251,9 @@ async def run_screen(job: Job, make_client: Callable[[], FtoClient]) -> int:
     try:
         client = make_client()
     except ConfigurationError as exc:
-        _err(str(exc))
+        say_error(str(exc))
         if "credentials" in str(exc):
-            _err("set PATSNAP_API_KEY, or PATSNAP_CLIENT_ID and PATSNAP_CLIENT_SECRET "
+            say_error("set PATSNAP_API_KEY, or PATSNAP_CLIENT_ID and PATSNAP_CLIENT_SECRET "
                  "(and PATSNAP_BASE_URL / PATSNAP_QPS if needed)")  # fmt: skip
         return EXIT_USAGE
     journal = await open_journal(job.journal)
@@ -284,7 +282,7 @@ async def run_screen(job: Job, make_client: Callable[[], FtoClient]) -> int:
         with contextlib.suppress(RuntimeError):
             await journal.close()
     latest = view.latest
-    _print_summary(job, tally, Summary(
+    _print_summary(job, Summary(
         tally=tally, calls=client.stats.calls, retries=client.retries,
         ambiguous=client.stats.ambiguous_submits,
         resubmitted_unknown=latest.resubmitted_unknown if latest else 0,
@@ -294,7 +292,7 @@ async def run_screen(job: Job, make_client: Callable[[], FtoClient]) -> int:
     return _exit_code(job, run, tally, hard)
 
 
-def _print_summary(job: Job, tally: Tally, summary: Summary) -> None:
+def _print_summary(job: Job, summary: Summary) -> None:
     sections, footer = summary_sections(summary)
     stream: TextIO = sys.stdout
     stream.write("\n")
@@ -304,15 +302,15 @@ def _print_summary(job: Job, tally: Tally, summary: Summary) -> None:
 def _exit_code(job: Job, run: _Run, tally: Tally, hard: bool) -> int:
     left = tally.status["pending"] + tally.status["unknown"]
     if run.catalog_error is not None:
-        _err(str(run.catalog_error))
+        say_error(str(run.catalog_error))
         return EXIT_USAGE
     if run.fatal is not None:
-        _err(f"stopped by a fatal platform error: {run.fatal} ({type(run.fatal).__name__})")
-        _err(f"{_fatal_hint(run.fatal)}; {left} rows left. Resume with:\n  {job.resume}")
+        say_error(f"stopped by a fatal platform error: {run.fatal} ({type(run.fatal).__name__})")
+        say_error(f"{_fatal_hint(run.fatal)}; {left} rows left. Resume with:\n  {job.resume}")
         return EXIT_FATAL
     if run.signals:
         how = "at once" if hard else "after the in-flight submits"
-        _err(f"stopped {how}; {left} rows left (the journal keeps every task id). "
+        say_error(f"stopped {how}; {left} rows left (the journal keeps every task id). "
              f"Resume with the same command:\n  {job.resume}")
         return EXIT_STOPPED
     return EXIT_OK if tally.status["done"] == tally.rows else EXIT_ROWS

@@ -47,6 +47,8 @@ _DATE = re.compile(r"[0-9]{8}")
 _DATA_URI = re.compile(r"data:image/(png|jpeg|jpg);base64,", re.IGNORECASE)
 _PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 _JPEG_MAGIC = b"\xff\xd8\xff"
+#: How the files the platform accepts begin (PNG, JPEG).
+IMAGE_MAGIC = (_PNG_MAGIC, _JPEG_MAGIC)
 _LEGAL_STATUS_VALUES = frozenset({0, 1, 2})
 
 

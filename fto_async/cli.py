@@ -28,7 +28,6 @@ import asyncio
 import contextlib
 import csv
 import io
-import json
 import os
 import shlex
 import sys
@@ -42,7 +41,7 @@ from typing import Any, TextIO
 
 from ._catalog import Catalog, CatalogError, check_defaults
 from ._display import Section, format_duration, render_sections
-from ._results import INVALID_TYPE, records_from_journal, write_csv
+from ._results import INVALID_TYPE, atomic_write, records_from_journal, write_csv, write_jsonl
 from ._screen import (
     EXIT_OK,
     EXIT_ROWS,
@@ -50,6 +49,7 @@ from ._screen import (
     Job,
     open_journal,
     run_screen,
+    say_error,
 )
 from .client import FtoClient
 from .config import DEFAULT_QPS, DEFAULT_SUBMIT_LATENCY, PollConfig, env_settings
@@ -70,10 +70,6 @@ Bad rows are reported with their line number and skipped. Results go to --out (o
 JSON object per row) and a journal (default OUT.journal.db): rerun the same command
 after an interruption to resume without paying for anything twice.
 """
-
-
-def _err(message: str) -> None:
-    sys.stderr.write(f"fto-async: {message}\n")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -147,7 +143,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return func(args)
     except KeyboardInterrupt:  # before the signal handlers were in place
-        _err("interrupted")
+        say_error("interrupted")
         return 130
     except BrokenPipeError:  # `fto-async export ... | head`: the reader has gone
         with contextlib.suppress(OSError, ValueError):
@@ -162,16 +158,16 @@ def _prepare(args: argparse.Namespace) -> Job | None:
     try:
         defaults = check_defaults(args.country, args.lang, args.loc, args.since, args.workflow)
     except InvalidRequestError as exc:
-        _err(str(exc))
+        say_error(str(exc))
         return None
     if not args.out.parent.is_dir():
-        _err(f"--out: the folder {args.out.parent} does not exist")
+        say_error(f"--out: the folder {args.out.parent} does not exist")
         return None
     catalog = Catalog(args.catalog, defaults)
     try:
         total = catalog.scan()
     except CatalogError as exc:
-        _err(str(exc))
+        say_error(str(exc))
         return None
     journal = args.journal or args.out.with_name(args.out.name + ".journal.db")
     return Job(catalog, total, args.out, journal, unknown_policy=args.unknown,
@@ -203,7 +199,7 @@ async def _dry_run(job: Job, args: argparse.Namespace) -> int:
     try:
         qps = args.qps or env_settings().get("qps") or DEFAULT_QPS
     except ConfigurationError as exc:
-        _err(str(exc))
+        say_error(str(exc))
         return EXIT_USAGE
     journal = await open_journal(job.journal) if job.journal.exists() else None
     count: Counter[str] = Counter()
@@ -254,7 +250,7 @@ async def _dry_run(job: Job, args: argparse.Namespace) -> int:
 
 def _cmd_status(args: argparse.Namespace) -> int:
     if not args.journal.is_file():
-        _err(f"no journal at {args.journal}")
+        say_error(f"no journal at {args.journal}")
         return EXIT_USAGE
     return asyncio.run(_status(args.journal))
 
@@ -304,7 +300,7 @@ async def _status(path: Path) -> int:
 
 def _cmd_export(args: argparse.Namespace) -> int:
     if not args.journal.is_file():
-        _err(f"no journal at {args.journal}")
+        say_error(f"no journal at {args.journal}")
         return EXIT_USAGE
     return asyncio.run(_export(args.journal, args.format, args.out))
 
@@ -317,10 +313,8 @@ async def _export(path: Path, fmt: str, out: Path | None) -> int:
         if out is None:
             _write_records(journal, fmt, sys.stdout)
         else:
-            tmp = out.with_name(f".{out.name}.tmp")
-            with tmp.open("w", encoding="utf-8", newline="") as handle:
+            with atomic_write(out) as handle:
                 _write_records(journal, fmt, handle)
-            tmp.replace(out)
     finally:
         await journal.close()
     return EXIT_OK
@@ -328,11 +322,7 @@ async def _export(path: Path, fmt: str, out: Path | None) -> int:
 
 def _write_records(journal: Journal, fmt: str, handle: TextIO) -> None:
     records = records_from_journal(journal)
-    if fmt == "csv":
-        write_csv(records, handle)
-        return
-    for rec in records:
-        handle.write(json.dumps(rec, ensure_ascii=False) + "\n")
+    (write_csv if fmt == "csv" else write_jsonl)(records, handle)
 
 
 # -- demo and emulator --------------------------------------------------------------------
@@ -392,13 +382,13 @@ def _cmd_emulator(args: argparse.Namespace) -> int:
     try:
         config = config_from_args(args)
     except (TypeError, ValueError) as exc:
-        _err(str(exc))
+        say_error(str(exc))
         return EXIT_USAGE
     try:
         asyncio.run(serve(config, args.host, args.port))
     except KeyboardInterrupt:
         pass
     except OSError as exc:
-        _err(f"cannot serve on {args.host}:{args.port}: {exc}")
+        say_error(f"cannot serve on {args.host}:{args.port}: {exc}")
         return 1
     return EXIT_OK
