@@ -16,7 +16,6 @@ import attrs
 __all__ = [
     "DEFAULT_API_KEYS",
     "DEFAULT_CLIENTS",
-    "FAULT_RATE_FIELDS",
     "EmulatorConfig",
     "config_to_json",
     "evolve_config",
@@ -26,17 +25,6 @@ __all__ = [
 DEFAULT_CLIENTS: Mapping[str, str] = MappingProxyType({"demo-client": "demo-secret"})
 #: API keys (``sk-`` scheme) the emulator accepts out of the box.
 DEFAULT_API_KEYS: frozenset[str] = frozenset({"sk-demo"})
-#: The probability fields, each a float in 0..1.
-FAULT_RATE_FIELDS: tuple[str, ...] = (
-    "busy_rate",
-    "ambiguous_busy_rate",
-    "service_error_rate",
-    "http_5xx_rate",
-    "malformed_rate",
-    "drop_rate",
-    "hang_rate",
-    "fail_rate",
-)
 
 
 def _freeze_clients(value: Mapping[str, str]) -> Mapping[str, str]:

@@ -104,7 +104,6 @@ async def _create(
     request: web.Request,
     kind: str,
     inputs: ReportInputs,
-    body: dict[str, Any],
 ) -> tuple[Task, bool]:
     """Spend balance, wait the submit latency, create the task; return it and the ambiguity."""
     account = request[ACCOUNT_KEY]
@@ -112,7 +111,7 @@ async def _create(
     await state.sleep(state.submit_delay())
     ambiguous = request.get(AMBIGUOUS_KEY, False)
     task = state.create_task(
-        account=account, kind=kind, inputs=inputs, body=body, now=_now(), ambiguous=ambiguous
+        account=account, kind=kind, inputs=inputs, now=_now(), ambiguous=ambiguous
     )
     return task, ambiguous
 
@@ -133,7 +132,7 @@ async def image_search_submit(request: web.Request) -> web.Response:
         loc=tuple(body.get("loc_items") or ()),
         apply_start_time=body.get("apply_start_time"),
     )
-    task, ambiguous = await _create(state, request, "image-search", inputs, body)
+    task, ambiguous = await _create(state, request, "image-search", inputs)
     if ambiguous:
         return envelope_error(67200100)
     return envelope_ok({"task_id": task.task_id})
@@ -168,7 +167,7 @@ async def workflow_submit(request: web.Request) -> web.Response:
     detail = check_workflow_submit(body)
     if detail:
         return json_reply({"detail": detail}, status=422, code=422)
-    task, ambiguous = await _create(state, request, "workflow", _workflow_inputs(body), body)
+    task, ambiguous = await _create(state, request, "workflow", _workflow_inputs(body))
     if ambiguous:
         return envelope_error(67200100)
     return json_reply(

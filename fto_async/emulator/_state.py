@@ -13,7 +13,7 @@ import secrets
 import time
 import uuid
 from collections import Counter, deque
-from typing import Any, Final
+from typing import Final
 
 import attrs
 from aiohttp import web
@@ -36,7 +36,6 @@ class Task:
         account: The client_id or ``sk-`` key that owns it.
         kind: ``"image-search"`` or ``"workflow"``.
         inputs: What the report depends on (image identity, countries, language, filters).
-        body: The request body as received.
         created_at: Event-loop time of creation.
         ready_at: Event-loop time from which the result is available.
         created_wall_ms: Wall-clock creation time in epoch milliseconds.
@@ -47,7 +46,6 @@ class Task:
     account: str
     kind: str
     inputs: ReportInputs
-    body: dict[str, Any]
     created_at: float
     ready_at: float
     created_wall_ms: int
@@ -192,7 +190,6 @@ class EmulatorState:
         account: str,
         kind: str,
         inputs: ReportInputs,
-        body: dict[str, Any],
         now: float,
         ambiguous: bool = False,
     ) -> Task:
@@ -202,7 +199,6 @@ class EmulatorState:
             account: The owner.
             kind: ``"image-search"`` or ``"workflow"``.
             inputs: What the report depends on.
-            body: The validated request body.
             now: The event-loop time of creation.
             ambiguous: Whether the submit will be answered 67200100 (recorded in the stats).
 
@@ -220,7 +216,6 @@ class EmulatorState:
             account=account,
             kind=kind,
             inputs=inputs,
-            body=body,
             created_at=now,
             ready_at=now + duration * config.time_scale,
             created_wall_ms=int(time.time() * 1000),
