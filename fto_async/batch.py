@@ -50,17 +50,13 @@ import attrs
 from .config import PollConfig
 from .errors import (
     BatchAbortedError,
-    BusyError,
     FtoError,
     InvalidRequestError,
-    MalformedResponseError,
     RecordedError,
-    RequestTimeout,
-    ServerError,
     TaskFailedError,
     TaskTimeoutError,
-    TransportError,
     UnknownSubmissionError,
+    may_have_created_task,
 )
 from .models import ImageSearchReport, ImageSearchRequest, RiskLevel, WorkflowRequest
 from .polling import PendingTask, PollScheduler, TaskKind
@@ -504,16 +500,8 @@ class _Batch:
         await self.emit(outcome)
 
 
-def _maybe_created(exc: FtoError) -> bool:
-    """Could a submit that failed this way have created a task anyway?"""
-    if isinstance(exc, TransportError) and getattr(exc, "request_sent", True) is False:
-        return False
-    return isinstance(exc, BusyError | RequestTimeout | ServerError | MalformedResponseError
-                      | TransportError)
-
-
 async def _journal_submit_error(journal: Journal, key: str, exc: FtoError) -> None:
-    if _maybe_created(exc):
+    if may_have_created_task(exc):
         await journal.mark_unknown(key)  # the platform may hold a task for it
     else:
         retry_later = exc.fatal or exc.retryable  # not the item's fault: try again next run

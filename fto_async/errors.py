@@ -86,6 +86,7 @@ __all__ = [
     "UnknownSubmissionError",
     "ValidationError",
     "error_from_code",
+    "may_have_created_task",
 ]
 
 
@@ -125,9 +126,14 @@ class ConfigurationError(FtoError, ValueError):
 
 
 class TransportError(FtoError):
-    """The call got no usable answer: the connection failed, timed out or was garbled."""
+    """The call got no usable answer: the connection failed, timed out or was garbled.
+
+    ``request_sent`` is false when the request never left (no connection, failed TLS
+    handshake): then the platform cannot have acted on it.
+    """
 
     retryable = True
+    request_sent: bool = True
 
 
 class ConnectError(TransportError, ConnectionError):
@@ -143,6 +149,7 @@ class TLSError(ConnectError):
 
     retryable = False
     fatal = True
+    request_sent = False  # the handshake comes before the request
 
 
 class RequestTimeout(TransportError, TimeoutError):
@@ -377,6 +384,17 @@ _HTTP_TABLE: Mapping[int, type[ApiError]] = {
     404: PathNotFoundError,
     422: ValidationError,
 }
+
+
+def may_have_created_task(exc: FtoError) -> bool:
+    """Could a submit that failed with ``exc`` have created a task on the platform anyway?
+
+    Yes for answers that come after the platform may have acted (busy, 5xx, a timeout, a
+    garbled or cut body); no for refusals and for requests that never left.
+    """
+    if isinstance(exc, TransportError):
+        return exc.request_sent
+    return isinstance(exc, BusyError | ServerError)
 
 
 def error_from_code(

@@ -34,7 +34,6 @@ from .auth import ApiKey, Authenticator, ClientCredentials, StaticKeyAuth, Token
 from .config import ClientConfig
 from .errors import (
     AuthenticationError,
-    BusyError,
     ConnectError,
     FtoError,
     MalformedResponseError,
@@ -42,6 +41,7 @@ from .errors import (
     RequestTimeout,
     ServerError,
     TLSError,
+    may_have_created_task,
 )
 from .ratelimit import RateGate, RateGateProtocol
 from .retry import RetryEvent, RetryHook, RetryPolicy
@@ -103,13 +103,6 @@ class _State(enum.Enum):
     CLOSED = 3
 
 
-def _maybe_created(exc: FtoError) -> bool:
-    """Could the failed submit have created a task on the platform?"""
-    if isinstance(exc, ConnectError):
-        return getattr(exc, "request_sent", True)
-    return isinstance(exc, BusyError | RequestTimeout | ServerError | MalformedResponseError)
-
-
 def _tls_reason(exc: aiohttp.ClientError) -> str:
     """A short reason for a failed TLS handshake (never a URL: no query string, no key)."""
     if isinstance(exc, aiohttp.ClientConnectorCertificateError):
@@ -147,13 +140,11 @@ class _translate_faults:
         if isinstance(exc, TimeoutError):
             raise RequestTimeout(f"{path}: no answer in time") from exc
         if isinstance(exc, aiohttp.ClientSSLError | aiohttp.ServerFingerprintMismatch):
-            tls = TLSError(f"{path}: TLS handshake failed ({_tls_reason(exc)})")
-            tls.request_sent = False  # type: ignore[attr-defined]
-            raise tls from exc
+            raise TLSError(f"{path}: TLS handshake failed ({_tls_reason(exc)})") from exc
         if isinstance(exc, aiohttp.ClientConnectorError):
             reason = exc.os_error.strerror or exc.os_error
             err = ConnectError(f"{path}: cannot connect ({reason})")
-            err.request_sent = False  # type: ignore[attr-defined]
+            err.request_sent = False
             raise err from exc
         if isinstance(exc, aiohttp.ClientPayloadError):
             raise MalformedResponseError(f"{path}: truncated body ({type(exc).__name__})") from exc
@@ -370,7 +361,7 @@ class Transport:
         return body
 
     def _count_ambiguous(self, event: RetryEvent) -> None:
-        if event.path in self._task_paths and _maybe_created(event.error):
+        if event.path in self._task_paths and may_have_created_task(event.error):
             self.stats.ambiguous_submits += 1
             log.warning(
                 "resubmitting to %s after %s: the first submit may have created a task",

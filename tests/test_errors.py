@@ -44,6 +44,7 @@ from fto_async.errors import (
     UnknownSubmissionError,
     ValidationError,
     error_from_code,
+    may_have_created_task,
 )
 
 #: The reference sits in ``shared/`` beside the repository (CI checks it out there too).
@@ -240,6 +241,18 @@ def test_timeouts_are_timeout_errors() -> None:
 def test_connect_error_is_a_connection_error() -> None:
     """ConnectError is a ConnectionError."""
     assert isinstance(ConnectError("x"), ConnectionError)
+
+
+def test_may_have_created_task() -> None:
+    """Only answers that may come after the platform acted leave a submit ambiguous."""
+    unsent = ConnectError("refused")
+    unsent.request_sent = False
+    maybe = [BusyError(67200100, "busy"), ServerError(None, "502", http_status=502),
+             RequestTimeout("slow"), MalformedResponseError("html"), ConnectError("reset")]
+    never = [unsent, TLSError("bad certificate"), error_from_code(67200002, "too fast"),
+             error_from_code(68300004, "bad url"), error_from_code(67200005, "no balance")]
+    assert all(may_have_created_task(e) for e in maybe)
+    assert not any(may_have_created_task(e) for e in never)
 
 
 def test_tls_error_is_fatal_and_not_retried() -> None:
