@@ -59,7 +59,7 @@ from .errors import (
     may_have_created_task,
 )
 from .models import ImageSearchReport, ImageSearchRequest, RiskLevel, WorkflowRequest
-from .polling import PendingTask, PollScheduler, TaskKind
+from .polling import PendingTask, PollScheduler, TaskKind, request_kind
 
 if TYPE_CHECKING:
     from .client import FtoClient
@@ -166,10 +166,6 @@ class Progress:
 
 ProgressCallback: TypeAlias = Callable[[Progress], None]
 _END = object()
-
-
-def _kind(request: Request) -> TaskKind:
-    return "workflow" if isinstance(request, WorkflowRequest) else "image_search"
 
 
 async def _pairs(items: Iterable[Any] | AsyncIterable[Any]) -> AsyncIterator[tuple[Any, Any]]:
@@ -375,7 +371,7 @@ class _Batch:
         """Apply the journal to one item; True if it must be submitted now."""
         assert self.journal is not None
         row = self.journal.get(str(key))
-        kind = _kind(request)
+        kind = request_kind(request)
         if row is None:
             body = self.client.encode_request(request)
             await self.journal.add_pending(str(key), self.read - 1, body, kind)
@@ -454,7 +450,7 @@ class _Batch:
                 await journal.mark_submitted(str(key), task_id)
             loop = asyncio.get_running_loop()
             self.scheduler.add(
-                PendingTask(key, task_id, _kind(request), request, submitted_at=loop.time())
+                PendingTask(key, task_id, request_kind(request), request, submitted_at=loop.time())
             )
         finally:
             self.unsent.discard(me)

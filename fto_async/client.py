@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import time
 from collections.abc import AsyncIterator, Mapping, Sequence
 from os import PathLike
 from pathlib import Path
@@ -23,18 +22,15 @@ from .errors import (
     FtoError,
     InvalidRequestError,
     ResponseDecodeError,
-    TaskFailedError,
-    TaskTimeoutError,
 )
 from .models import (
     ImageSearchReport,
     ImageSearchRequest,
-    TaskStatus,
     UploadedImage,
     WorkflowReport,
     WorkflowRequest,
 )
-from .polling import TaskKind, TaskPoller
+from .polling import TaskKind, TaskPoller, request_kind, wait_for_task
 from .ratelimit import RateGateProtocol
 from .retry import RetryHook
 from .transport import BeforeSend, FileField, Transport, TransportStats
@@ -326,15 +322,13 @@ class FtoClient:
 
     async def get_report(self, task_id: str, kind: TaskKind = "image_search") -> ImageSearchReport:
         """Poll a task of either kind once."""
-        cls = ImageSearchReport if kind == "image_search" else WorkflowReport
-        return await self._report(self.report_path(kind), task_id, cls)
+        return await self._report(self.report_path(kind), task_id, _report_class(kind))
 
     async def wait_report(
         self, task_id: str, kind: TaskKind = "image_search", timeout: float | None = None
     ) -> ImageSearchReport:
         """Wait for a task of either kind; see :meth:`wait_workflow` for the rules."""
-        cls = ImageSearchReport if kind == "image_search" else WorkflowReport
-        return await self._wait(self.report_path(kind), task_id, cls, timeout)
+        return await self._wait(self.report_path(kind), task_id, _report_class(kind), timeout)
 
     def poller(self, task_id: str, kind: TaskKind = "image_search") -> TaskPoller:
         """A :class:`~fto_async.polling.TaskPoller` for an existing task."""
@@ -343,8 +337,7 @@ class FtoClient:
     async def begin_screening(self, request: ImageSearchRequest | WorkflowRequest) -> TaskPoller:
         """Submit a request and return a poller for its task (azure-core's ``begin_*``)."""
         task_id = await self.submit(request)
-        kind: TaskKind = "workflow" if isinstance(request, WorkflowRequest) else "image_search"
-        return TaskPoller(self, task_id, kind)
+        return TaskPoller(self, task_id, request_kind(request))
 
     # -- batches (see fto_async.batch) ----------------------------------------------
 
@@ -386,8 +379,7 @@ class FtoClient:
         Raises:
             ResponseDecodeError: ``data`` is not a report.
         """
-        cls = ImageSearchReport if kind == "image_search" else WorkflowReport
-        return _serde.structure(self._converter, data, cls)
+        return _serde.structure(self._converter, data, _report_class(kind))
 
     # -- shared plumbing ------------------------------------------------------------
 
@@ -411,19 +403,12 @@ class FtoClient:
         return _serde.structure(self._converter, answer, cls)
 
     async def _wait(self, path: str, task_id: str, cls: type[R], timeout: float | None) -> R:
-        poll = self.config.poll
-        limit = poll.timeout if timeout is None else timeout
-        started = time.monotonic()
-        while True:
-            report = await self._report(path, task_id, cls)
-            if report.task_status == TaskStatus.SUCCESS:
-                return report
-            if report.task_status == TaskStatus.FAILED:
-                raise TaskFailedError(task_id)
-            waited = time.monotonic() - started
-            if limit is not None and waited + poll.interval > limit:
-                raise TaskTimeoutError(task_id, waited)
-            await asyncio.sleep(poll.interval)
+        return await wait_for_task(lambda: self._report(path, task_id, cls), task_id,
+                                   self.config.poll, timeout)
+
+
+def _report_class(kind: TaskKind) -> type[ImageSearchReport]:
+    return ImageSearchReport if kind == "image_search" else WorkflowReport
 
 
 def _require(value: object, cls: type, field: str) -> None:

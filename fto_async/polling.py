@@ -32,20 +32,33 @@ import json
 import math
 import time
 from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
 import attrs
 
 from .config import PollConfig
 from .errors import FtoError, InvalidRequestError, TaskFailedError, TaskTimeoutError
-from .models import ImageSearchReport, TaskStatus
+from .models import ImageSearchReport, TaskStatus, WorkflowRequest
 
 if TYPE_CHECKING:
     from .client import FtoClient
 
-__all__ = ["PendingTask", "PollScheduler", "TaskKind", "TaskPoller"]
+__all__ = [
+    "PendingTask",
+    "PollScheduler",
+    "TaskKind",
+    "TaskPoller",
+    "request_kind",
+    "wait_for_task",
+]
 
 TaskKind = Literal["image_search", "workflow"]
+
+
+def request_kind(request: object) -> TaskKind:
+    """The kind of task a request creates."""
+    return "workflow" if isinstance(request, WorkflowRequest) else "image_search"
+
 _TOKEN_VERSION = 1
 _STEP = 0.2
 _MAX_ESTIMATE = 86400.0  # a day: the estimate never grows past it
@@ -76,8 +89,6 @@ class PendingTask:
     submitted_at: float | None = None
     submitted_wall: float | None = attrs.field(factory=time.time)
     polls: int = 0
-    last_poll_at: float | None = None
-    planned: float | None = attrs.field(default=None, repr=False)  # estimate of 1st poll
 
 
 class _QuantileTracker:
@@ -165,9 +176,7 @@ class PollScheduler:
         if task.submitted_at is None:
             self._push(now, task)
             return
-        task.planned = self._first_delay()
-        first = task.submitted_at + task.planned
-        self._push(max(first, now), task)
+        self._push(max(task.submitted_at + self._first_delay(), now), task)
 
     def close(self) -> None:
         """No more tasks will be added; :meth:`run` returns when the heap is drained."""
@@ -185,12 +194,10 @@ class PollScheduler:
                 continue
             del self._fetching[task]
             poller.cancel()
-            self.delivered += 1
-            await self._deliver(task, None, error)
+            await self._finish(task, None, error)
         while self._heap:
             _, _, task = heapq.heappop(self._heap)
-            self.delivered += 1
-            await self._deliver(task, None, error)
+            await self._finish(task, None, error)
             self._on_release()
         self._wakeup.set()
 
@@ -286,18 +293,15 @@ class PollScheduler:
         """
         if task.polls or task.submitted_at is None:
             return False
-        delay = self._first_delay()
-        due = task.submitted_at + delay
+        due = task.submitted_at + self._first_delay()
         if due <= now + 1e-3:
             return False
-        task.planned = delay
         self._slots.release()
         self._push(due, task)
         return True
 
     def _reschedule(self, task: PendingTask, now: float, age: float) -> None:
         cfg = self.config
-        task.last_poll_at = now
         next_age = max(age * cfg.backoff, self._first_delay())
         gap = min(cfg.max_interval, max(cfg.min_interval, next_age - age))
         due = now + gap
@@ -316,6 +320,38 @@ class PollScheduler:
             f"<PollScheduler pending={self.pending} polls={self.polls} "
             f"estimate={self.estimate.value:.1f}s>"
         )
+
+
+R = TypeVar("R", bound=ImageSearchReport)
+
+
+async def wait_for_task(
+    poll_once: Callable[[], Awaitable[R]],
+    task_id: str,
+    poll: PollConfig,
+    timeout: float | None,
+    *,
+    known: R | None = None,
+) -> R:
+    """Poll one task every ``poll.interval`` until it ends; return its report.
+
+    ``known`` is a finished report already in hand (no poll is made then). Raises
+    :class:`TaskFailedError` for task_status 3 and :class:`TaskTimeoutError` when the next
+    poll would come after ``timeout`` (default ``poll.timeout``).
+    """
+    limit = poll.timeout if timeout is None else timeout
+    started = time.monotonic()
+    while True:
+        report = known if known is not None else await poll_once()
+        known = None
+        if report.task_status == TaskStatus.SUCCESS:
+            return report
+        if report.task_status == TaskStatus.FAILED:
+            raise TaskFailedError(task_id)
+        waited = time.monotonic() - started
+        if limit is not None and waited + poll.interval > limit:
+            raise TaskTimeoutError(task_id, waited)
+        await asyncio.sleep(poll.interval)
 
 
 class TaskPoller:
@@ -370,21 +406,10 @@ class TaskPoller:
 
         :meth:`status` and :meth:`done` reflect the last poll even when this raises.
         """
-        poll = self._client.config.poll
-        limit = poll.timeout if timeout is None else timeout
-        started = time.monotonic()
-        while True:
-            report = self._report
-            if report is None or not report.done:
-                report = await self.poll()
-            if report.task_status == TaskStatus.SUCCESS:
-                return report
-            if report.task_status == TaskStatus.FAILED:
-                raise TaskFailedError(self.task_id)
-            waited = time.monotonic() - started
-            if limit is not None and waited + poll.interval > limit:
-                raise TaskTimeoutError(self.task_id, waited)
-            await asyncio.sleep(poll.interval)
+        last = self._report
+        known = last if last is not None and last.done else None
+        return await wait_for_task(self.poll, self.task_id, self._client.config.poll, timeout,
+                                   known=known)
 
     def continuation_token(self) -> str:
         """A versioned JSON string to rebuild this poller elsewhere (no secrets in it)."""
