@@ -218,6 +218,10 @@ async def _dry_run(job: Job, args: argparse.Namespace) -> int:
             ):
                 count["finished"] += 1
                 continue
+            if job.unknown_policy == "skip" and state in (ItemState.UNKNOWN,
+                                                          ItemState.SUBMITTING):
+                count["skipped_unknown"] += 1  # left alone: neither submitted nor polled
+                continue
             count["polls"] += 1  # the scheduler's aim: one poll per task
             if state is ItemState.SUBMITTED:
                 continue
@@ -232,6 +236,8 @@ async def _dry_run(job: Job, args: argparse.Namespace) -> int:
     sections = [Section("Dry run (no call made)", ["", "rows"], [
         ["rows", str(count["rows"])], ["invalid (skipped)", str(count["invalid"])],
         ["already finished (journal)", str(count["finished"])],
+        *([["unknown, skipped (--unknown skip)", str(count["skipped_unknown"])]]
+          if count["skipped_unknown"] else []),
         ["to submit", str(count["submits"])],
     ])]  # fmt: skip
     footer = [

@@ -294,6 +294,26 @@ async def test_unknown_rows_follow_the_policy(emu, env, tmp_path):
     assert len(emu.stats.submits) == 3
 
 
+async def test_dry_run_follows_the_unknown_policy(emu, env, tmp_path, capsys):
+    """--dry-run counts a row left mid-submit as a submit, unless --unknown skip."""
+    path = catalog(tmp_path, good_rows(3))
+    out = tmp_path / "r.jsonl"
+    journal = await Journal.open(tmp_path / "r.jsonl.journal.db")
+    body = {"url": "https://example.com/p1.png", "country": ["US"], "lang": "en"}
+    await journal.add_pending("K1", 3, body, "image_search")
+    await journal.mark_submitting("K1")
+    await journal.close()
+
+    assert await cli("screen", str(path), "--out", str(out), "--dry-run") == 0
+    assert "about 6 (submits 3" in capsys.readouterr().out
+    assert await cli("screen", str(path), "--out", str(out), "--dry-run",
+                     "--unknown", "skip") == 0
+    text = capsys.readouterr().out
+    assert "about 4 (submits 2" in text
+    assert "unknown, skipped (--unknown skip)  1" in text
+    assert emu.stats.count() == 0
+
+
 async def test_a_fixed_row_is_screened_on_the_next_run(emu, env, tmp_path):
     """An invalid row corrected in the catalog is screened by the next run, alone."""
     path = catalog(tmp_path, [*good_rows(2), "K9,https://example.com/p9.png,us"])
