@@ -462,14 +462,19 @@ class _Batch:
         self, task_ids: TaskIds, kind: TaskKind, submits: asyncio.TaskGroup
     ) -> None:
         async for key, task_id in _pairs(task_ids):
+            if self.stopping:
+                return  # a graceful stop: the rest is not read
             self.read += 1
             if not isinstance(task_id, str) or not task_id:
                 err = InvalidRequestError("task_id", "must be a non-empty string")
                 await self.emit(Outcome(key, None, None, None, err))
                 continue
-            while self.fatal is None and self.scheduler.pending >= self.max_pending:
+            while (self.fatal is None and not self.stopping
+                   and self.scheduler.pending >= self.max_pending):
                 self.room.clear()
                 await self.room.wait()
+            if self.stopping:
+                return
             if self.fatal is not None:
                 self.not_attempted += 1
                 continue

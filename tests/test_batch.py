@@ -573,6 +573,36 @@ async def test_wait_many_continues_tasks_of_another_client() -> None:
         assert all(o.report is not None and o.report.task_id == o.task_id for o in outcomes)
 
 
+async def test_wait_many_stop_ends_an_endless_input() -> None:
+    """Setting ``stop`` ends wait_many: it reads no further task id and returns promptly."""
+    async with running(task_duration=100) as (_emu, client):
+        ids = [t async for _k, t in client.submit_many([image(i) for i in range(4)])]
+        read = itertools.count()
+
+        def endless() -> Iterator[str]:
+            for task_id in itertools.cycle(ids):
+                next(read)
+                yield task_id
+
+        stop = asyncio.Event()
+        got = 0
+
+        async def consume() -> None:
+            nonlocal got
+            async for _outcome in client.wait_many(endless(), stop=stop, max_pending=8):
+                got += 1
+                stop.set()
+
+        await asyncio.wait_for(consume(), timeout=5)
+        assert got >= 1
+        taken = next(read)
+        # At most: the pending bound, the ids that replaced those finished before the
+        # consumer saw its first outcome (same tasks: they all finish together), the id in
+        # hand. Without the stop it reads for ever (and wait_for times out).
+        assert taken <= 8 + 8 + 2
+        assert not await settle()
+
+
 async def test_wait_many_handles_workflow_ids_and_bad_ids() -> None:
     """wait_many yields one outcome per id: reports for real ids, errors for bad ones."""
     async with running() as (_emu, client):
