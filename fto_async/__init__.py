@@ -16,6 +16,7 @@ from typing import Any as _Any  # aliased: a public name here would join the API
 
 import attrs
 
+from ._poller import TaskPoller
 from .auth import ApiKey, ClientCredentials
 from .batch import Outcome, Progress
 from .client import FtoClient
@@ -78,7 +79,6 @@ from .models import (
     WorkflowReport,
     WorkflowRequest,
 )
-from .polling import TaskPoller
 from .ratelimit import RateGate
 from .retry import RetryEvent
 from .transport import TransportStats

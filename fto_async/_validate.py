@@ -13,6 +13,7 @@ import binascii
 import datetime as dt
 import re
 from collections.abc import Sequence
+from typing import NamedTuple
 from urllib.parse import urlsplit
 
 from .errors import InvalidRequestError
@@ -21,9 +22,11 @@ __all__ = [
     "LANGS",
     "MAX_IMAGE_BYTES",
     "MAX_MAIN_FIELD",
+    "ImageType",
     "country_codes",
     "date_order",
     "image_base64",
+    "image_bytes",
     "lang",
     "loc_code",
     "loc_codes",
@@ -36,7 +39,7 @@ __all__ = [
 
 #: Report languages the platform accepts.
 LANGS = ("cn", "en")
-#: Largest decoded image the platform accepts (4 MiB).
+#: Images must be *under* this many bytes (the platform's "under 4 MB": 4 MiB).
 MAX_IMAGE_BYTES = 4 * 1024 * 1024
 #: Longest ``main_field`` we send.
 MAX_MAIN_FIELD = 200
@@ -47,8 +50,6 @@ _DATE = re.compile(r"[0-9]{8}")
 _DATA_URI = re.compile(r"data:image/(png|jpeg|jpg);base64,", re.IGNORECASE)
 _PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 _JPEG_MAGIC = b"\xff\xd8\xff"
-#: How the files the platform accepts begin (PNG, JPEG).
-IMAGE_MAGIC = (_PNG_MAGIC, _JPEG_MAGIC)
 _LEGAL_STATUS_VALUES = frozenset({0, 1, 2})
 
 
@@ -171,7 +172,7 @@ def text(field: str, value: object, *, max_len: int | None = None) -> str:
 
 
 def image_base64(field: str, value: object) -> str:
-    """Strict base64 of a PNG or JPEG of at most 4 MiB decoded, returned without a data prefix.
+    """Strict base64 of a PNG or JPEG under 4 MiB decoded, returned without a data prefix.
 
     A ``data:image/png;base64,`` or ``data:image/jpeg;base64,`` prefix is accepted and stripped.
     """
@@ -195,26 +196,53 @@ def image_base64(field: str, value: object) -> str:
         raise InvalidRequestError(field, "must not be empty")
     # 4 base64 characters carry 3 bytes: refuse an oversized image before decoding it.
     if len(value) > 4 * ((MAX_IMAGE_BYTES + 2) // 3):
-        raise InvalidRequestError(field, f"image must be at most {MAX_IMAGE_BYTES} bytes (4 MiB)")
+        raise InvalidRequestError(
+            field, f"must be under 4 MiB ({MAX_IMAGE_BYTES} bytes) decoded, got more"
+        )
     try:
         data = base64.b64decode(value, validate=True)
     except (binascii.Error, ValueError):
         raise InvalidRequestError(
             field, "must be strict base64 (A-Z a-z 0-9 + / with = padding, no line breaks)"
         ) from None
-    if len(data) > MAX_IMAGE_BYTES:
-        raise InvalidRequestError(field, f"image must be at most {MAX_IMAGE_BYTES} bytes (4 MiB)")
-    if data.startswith(_PNG_MAGIC):
-        kind = "png"
-    elif data.startswith(_JPEG_MAGIC):
-        kind = "jpeg"
-    else:
-        raise InvalidRequestError(field, "decoded bytes must be a PNG or JPEG image")
+    kind = "jpeg" if image_bytes(field, data).ext == "jpg" else "png"
     if declared is not None and declared != kind:
         raise InvalidRequestError(
             field, f"the data URI says image/{declared} but the bytes are a {kind.upper()} image"
         )
     return value
+
+
+class ImageType(NamedTuple):
+    """What :func:`image_bytes` found: a file extension and a MIME type."""
+
+    ext: str
+    mime: str
+
+
+_PNG = ImageType("png", "image/png")
+_JPEG = ImageType("jpg", "image/jpeg")
+
+
+def image_bytes(
+    field: str, data: bytes, name: str | None = None, *, size: int | None = None
+) -> ImageType:
+    """The one image rule (uploads, base64 bodies, catalog files): a PNG or JPEG under 4 MiB.
+
+    ``data`` is the image, or its first bytes when ``size`` gives the whole file's size.
+    ``name`` (a file name) is only used in messages. Returns the image's type.
+    """
+    what = f"{name} " if name else ""
+    size = len(data) if size is None else size
+    if size >= MAX_IMAGE_BYTES:
+        raise InvalidRequestError(
+            field, f"{what}must be under 4 MiB ({MAX_IMAGE_BYTES} bytes), got {size} bytes"
+        )
+    if data.startswith(_PNG_MAGIC):
+        return _PNG
+    if data.startswith(_JPEG_MAGIC):
+        return _JPEG
+    raise InvalidRequestError(field, f"{what}must be a PNG or JPEG image".strip())
 
 
 def _legal_status_value(item: object) -> int | None:

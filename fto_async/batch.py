@@ -43,11 +43,11 @@ import asyncio
 import contextlib
 import time
 from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Iterable
-from typing import TYPE_CHECKING, Any, TypeAlias
+from typing import TYPE_CHECKING, Any, Literal, Protocol, TypeAlias, TypedDict, Unpack
 
 import attrs
 
-from .config import PollConfig
+from .config import ClientConfig, PollConfig
 from .errors import (
     BatchAbortedError,
     FtoError,
@@ -58,14 +58,17 @@ from .errors import (
     UnknownSubmissionError,
     may_have_created_task,
 )
-from .models import ImageSearchReport, ImageSearchRequest, RiskLevel, WorkflowRequest
-from .polling import PendingTask, PollScheduler, TaskKind, request_kind
+from .models import ImageSearchReport, Request, RiskLevel, TaskKind, request_kind
+from .polling import PendingTask, PollScheduler
+from .ratelimit import RateGateProtocol
+from .transport import BeforeSend, TransportStats
 
-if TYPE_CHECKING:
-    from .client import FtoClient
+if TYPE_CHECKING:  # only for annotations: the journal is handed in by the caller
     from .journal import Journal
 
 __all__ = [
+    "BatchClient",
+    "BatchOptions",
     "Items",
     "Outcome",
     "Progress",
@@ -77,11 +80,45 @@ __all__ = [
     "wait_many",
 ]
 
-Request: TypeAlias = ImageSearchRequest | WorkflowRequest
 Items: TypeAlias = (
     Iterable[Request | tuple[Any, Request]] | AsyncIterable[Request | tuple[Any, Request]]
 )
 TaskIds: TypeAlias = Iterable[str | tuple[Any, str]] | AsyncIterable[str | tuple[Any, str]]
+
+
+class BatchClient(Protocol):
+    """What a batch uses of a client (:class:`~fto_async.FtoClient` is one).
+
+    A test can hand a batch any object with these members: no server, no client needed.
+    """
+
+    @property
+    def config(self) -> ClientConfig:
+        """The options: ``rate.in_flight_limit`` sizes the batch, ``poll`` paces polls."""
+
+    @property
+    def stats(self) -> TransportStats:
+        """Traffic counters (``calls`` feeds :class:`Progress`)."""
+
+    @property
+    def retries(self) -> int:
+        """Retries performed so far."""
+
+    @property
+    def gate(self) -> RateGateProtocol:
+        """The rate gate (its ``rate`` feeds :class:`Progress`)."""
+
+    def encode_request(self, request: Request) -> dict[str, Any]:
+        """The request's wire body, for the journal."""
+
+    def decode_report(self, data: object, kind: TaskKind = "image_search") -> ImageSearchReport:
+        """A typed report from the journal's JSON."""
+
+    async def submit(self, request: Request, *, before_send: BeforeSend | None = None) -> str:
+        """Submit one request; return its task id."""
+
+    async def get_report(self, task_id: str, kind: TaskKind = "image_search") -> ImageSearchReport:
+        """Poll one task once."""
 
 
 @attrs.frozen
@@ -168,6 +205,69 @@ ProgressCallback: TypeAlias = Callable[[Progress], None]
 _END = object()
 
 
+class BatchOptions(TypedDict, total=False):
+    """The options of :func:`screen_many`, :func:`submit_many` and :func:`wait_many`
+    (documented on :func:`screen_many`); keyword arguments checked by the type checker."""
+
+    poll: PollConfig | None
+    max_pending: int | None
+    submit_concurrency: int | None
+    buffer: int
+    on_progress: ProgressCallback | None
+    progress_interval: float
+    total: int | None
+    count_remaining: bool
+    journal: Journal | None
+    unknown_policy: Literal["resubmit", "skip"]
+    stop: asyncio.Event | None
+
+
+@attrs.frozen(kw_only=True)
+class _Options:
+    """Private: :class:`BatchOptions` with defaults filled in and checked once."""
+
+    poll: PollConfig | None = None
+    max_pending: int | None = None
+    submit_concurrency: int | None = None
+    buffer: int = 256
+    on_progress: ProgressCallback | None = None
+    progress_interval: float = 0.5
+    total: int | None = None
+    count_remaining: bool = True
+    journal: Journal | None = None
+    unknown_policy: str = "resubmit"
+    stop: asyncio.Event | None = None
+
+    @classmethod
+    def of(cls, options: BatchOptions) -> _Options:
+        unknown = set(options) - set(attrs.fields_dict(cls))
+        if unknown:
+            raise TypeError(f"unexpected options: {', '.join(sorted(unknown))}")
+        made = cls(**options)
+        if made.unknown_policy not in ("resubmit", "skip"):
+            raise InvalidRequestError("unknown_policy", "must be 'resubmit' or 'skip'")
+        return made
+
+
+@attrs.define
+class _Counters:
+    """Private: the batch's progress counters (one job: counting)."""
+
+    read: int = 0
+    submitting: int = 0
+    done: int = 0
+    failed: int = 0
+    not_attempted: int = 0
+    resumed: int = 0
+    resubmitted_unknown: int = 0
+
+    def count(self, outcome: Outcome) -> None:
+        if outcome.error is None:
+            self.done += 1
+        else:
+            self.failed += 1
+
+
 async def _pairs(items: Iterable[Any] | AsyncIterable[Any]) -> AsyncIterator[tuple[Any, Any]]:
     """Yield ``(key, value)`` from plain values (keyed by position) or pairs."""
     position = 0
@@ -189,36 +289,119 @@ def _pair(item: Any, position: int) -> tuple[Any, Any]:
     return position, item
 
 
+class _Journaling:
+    """Private: the journal policy of a batch (one job: what the journal says and records).
+
+    It decides what an item needs (yield from the record, poll its task, or submit it)
+    and records each step; the batch makes the calls.
+    """
+
+    def __init__(
+        self, journal: Journal, client: BatchClient, counters: _Counters, unknown_policy: str
+    ) -> None:
+        self.journal = journal
+        self.client = client
+        self.counters = counters
+        self.unknown_policy = unknown_policy
+
+    async def resume(
+        self, key: Any, request: Request, position: int
+    ) -> Outcome | PendingTask | None:
+        """What the journal holds for one item: an outcome to yield without a call, a task
+        to poll, or ``None`` when the item must be submitted now."""
+        journal, counters = self.journal, self.counters
+        row = journal.get(str(key))
+        kind = request_kind(request)
+        if row is None:
+            body = self.client.encode_request(request)
+            await journal.add_pending(str(key), position, body, kind)
+            return None
+        state = str(row.state)
+        if state == "done":
+            try:
+                report = self.client.decode_report(row.report, kind)
+            except FtoError:
+                return None  # an unreadable record: screen the item again
+            counters.resumed += 1
+            return Outcome(key, request, row.task_id, report, None,
+                           submitted_at=row.submitted_at, resumed=True)
+        if state == "failed":
+            counters.resumed += 1
+            err = RecordedError(row.error or "failed", error_type=row.error_type)
+            return Outcome(key, request, row.task_id, None, err,
+                           submitted_at=row.submitted_at, resumed=True)
+        if state == "submitted" and row.task_id:
+            loop = asyncio.get_running_loop()
+            age = time.time() - row.submitted_at if row.submitted_at else None
+            return PendingTask(
+                key, row.task_id, kind, request,
+                submitted_at=None if age is None else loop.time() - max(0.0, age),
+                submitted_wall=row.submitted_at,
+            )
+        if state in ("submitting", "unknown"):
+            if self.unknown_policy == "skip":
+                unknown = UnknownSubmissionError(
+                    f"item {key!r}: an earlier run died while submitting it; a task may "
+                    "exist on the platform (skipped by policy)"
+                )
+                return Outcome(key, request, None, None, unknown)
+            counters.resubmitted_unknown += 1
+            await journal.reset_to_pending(str(key))
+        return None
+
+    async def sending(self, key: Any) -> None:
+        await self.journal.mark_submitting(str(key))
+
+    async def submitted(self, key: Any, task_id: str) -> None:
+        await self.journal.mark_submitted(str(key), task_id)
+
+    async def submit_failed(self, key: Any, exc: FtoError) -> None:
+        if may_have_created_task(exc):
+            await self.journal.mark_unknown(str(key))  # the platform may hold a task for it
+        else:
+            retry_later = exc.fatal or exc.retryable  # not the item's fault: try again next run
+            await self.journal.mark_submit_failed(
+                str(key), str(exc), type(exc).__name__, retry_later
+            )
+
+    async def result(
+        self, key: Any, report: ImageSearchReport | None, error: FtoError | None
+    ) -> None:
+        if error is None and report is not None:
+            await self.journal.mark_done(str(key), dict(report.raw))
+        elif isinstance(error, TaskFailedError) or (error is not None and not (
+            error.fatal or error.retryable or isinstance(error, TaskTimeoutError)
+        )):
+            await self.journal.mark_failed(str(key), str(error), type(error).__name__)
+        # timeouts, fatal and transient errors leave the task `submitted`: the next run polls it
+
+
 class _Batch:
-    """Private: the machinery behind :func:`screen_many` and its siblings."""
+    """Private: the machinery behind :func:`screen_many` and its siblings.
+
+    Its own job is flow control: admitting submits (slots, room among pending tasks),
+    the poll scheduler, fatal and graceful stops. Counting belongs to :class:`_Counters`,
+    the journal policy to :class:`_Journaling`, and the shape of what is yielded to the
+    ``shape`` callable.
+    """
 
     def __init__(
         self,
-        client: FtoClient,
+        client: BatchClient,
+        options: _Options,
         *,
-        mode: str,
-        poll: PollConfig | None,
-        max_pending: int | None,
-        submit_concurrency: int | None,
-        buffer: int,
-        on_progress: ProgressCallback | None,
-        progress_interval: float,
-        total: int | None,
-        count_remaining: bool,
-        journal: Journal | None,
-        unknown_policy: str,
-        stop: asyncio.Event | None,
+        shape: Callable[[Outcome], Any] = lambda outcome: outcome,
+        poll_after_submit: bool = True,
     ) -> None:
-        if unknown_policy not in ("resubmit", "skip"):
-            raise InvalidRequestError("unknown_policy", "must be 'resubmit' or 'skip'")
         self.client = client
-        self.mode = mode
+        self.shape = shape
+        self.poll_after_submit = poll_after_submit
         in_flight = client.config.rate.in_flight_limit
-        self.submit_slots = asyncio.Semaphore(submit_concurrency or in_flight)
-        self.max_pending = max_pending or max(1000, 20 * in_flight)
-        self.out: asyncio.Queue[Any] = asyncio.Queue(maxsize=buffer)
+        self.submit_slots = asyncio.Semaphore(options.submit_concurrency or in_flight)
+        self.max_pending = options.max_pending or max(1000, 20 * in_flight)
+        self.out: asyncio.Queue[Any] = asyncio.Queue(maxsize=options.buffer)
         self.scheduler = PollScheduler(
-            self._fetch, self._deliver, poll or client.config.poll,
+            self._fetch, self._deliver, options.poll or client.config.poll,
             max_concurrent=max(8, in_flight), on_release=self._room_changed,
         )
         self.room = asyncio.Event()
@@ -226,30 +409,32 @@ class _Batch:
         self.unsent: set[asyncio.Task[Any]] = set()  # submits still waiting in the gate
         self.fatal: FtoError | None = None
         self.polls_aborted = False
-        self.on_progress = on_progress
-        self.progress_interval = progress_interval
-        self.total = total
-        self.count_remaining = count_remaining
+        self.on_progress = options.on_progress
+        self.progress_interval = options.progress_interval
+        self.total = options.total
+        self.count_remaining = options.count_remaining
         self.started = time.monotonic()
-        self.journal = journal
-        self.unknown_policy = unknown_policy
-        self.stop = stop
+        self.counters = _Counters()
+        self.journaling = (
+            None if options.journal is None
+            else _Journaling(options.journal, client, self.counters, options.unknown_policy)
+        )
+        self.stop = options.stop
         self.stopping = False
-        self.read = self.submitting = self.done = self.failed = self.not_attempted = 0
-        self.resumed = self.resubmitted_unknown = 0
 
     # -- progress -------------------------------------------------------------------
 
     def progress(self) -> Progress:
+        c = self.counters
         elapsed = time.monotonic() - self.started
-        finished = self.done + self.failed
+        finished = c.done + c.failed
         eta = None
         if self.total is not None and finished and elapsed > 0:
-            eta = max(0, self.total - finished - self.not_attempted) * elapsed / finished
+            eta = max(0, self.total - finished - c.not_attempted) * elapsed / finished
         return Progress(
-            read=self.read, submitting=self.submitting, running=self.scheduler.pending,
-            done=self.done, failed=self.failed, not_attempted=self.not_attempted,
-            resumed=self.resumed, resubmitted_unknown=self.resubmitted_unknown,
+            read=c.read, submitting=c.submitting, running=self.scheduler.pending,
+            done=c.done, failed=c.failed, not_attempted=c.not_attempted,
+            resumed=c.resumed, resubmitted_unknown=c.resubmitted_unknown,
             calls=self.client.stats.calls, retries=self.client.retries,
             rate=self.client.gate.rate, elapsed=elapsed, total=self.total, eta=eta,
         )
@@ -288,8 +473,8 @@ class _Batch:
                     watcher.cancel()
         finally:
             progress_done.set()
-            if self.journal is not None:
-                await self.journal.flush()
+            if self.journaling is not None:
+                await self.journaling.journal.flush()
         await self.out.put(_END)
 
     async def _watch_stop(self, stop: asyncio.Event, scheduler: asyncio.Task[None]) -> None:
@@ -313,15 +498,8 @@ class _Batch:
                 task.cancel()
 
     async def emit(self, outcome: Outcome) -> None:
-        if outcome.error is None:
-            self.done += 1
-        else:
-            self.failed += 1
-        if self.mode == "submit":  # submit_many yields (key, task_id or error) pairs
-            result = outcome.error if outcome.error is not None else outcome.task_id
-            await self.out.put((outcome.key, result))
-        else:
-            await self.out.put(outcome)
+        self.counters.count(outcome)
+        await self.out.put(self.shape(outcome))
 
     async def _admit(self) -> bool:
         """Wait for a submit slot and room among pending tasks; False after a fatal stop."""
@@ -329,7 +507,7 @@ class _Batch:
         while (
             self.fatal is None
             and not self.stopping
-            and self.scheduler.pending + self.submitting >= self.max_pending
+            and self.scheduler.pending + self.counters.submitting >= self.max_pending
         ):
             self.room.clear()
             await self.room.wait()
@@ -341,80 +519,40 @@ class _Batch:
     async def _skip_rest(self, rest: AsyncIterator[Any]) -> None:
         if self.stopping and self.fatal is None:
             return  # a graceful stop: the rest is for the next run
-        self.not_attempted += 1
+        self.counters.not_attempted += 1
         if self.count_remaining:
             async for _ in rest:
-                self.not_attempted += 1
+                self.counters.not_attempted += 1
 
     # -- submitting -----------------------------------------------------------------
 
     async def feed_requests(self, items: Items, submits: asyncio.TaskGroup) -> None:
         pairs = _pairs(items)
         async for key, request in pairs:
-            self.read += 1
-            if not isinstance(request, ImageSearchRequest | WorkflowRequest):
+            self.counters.read += 1
+            if not isinstance(request, Request):
                 got = type(request).__name__
                 err = InvalidRequestError(
                     "item", f"must be an ImageSearchRequest or WorkflowRequest, got {got}"
                 )
                 await self.emit(Outcome(key, None, None, None, err))
                 continue
-            if self.journal is not None and not await self._resume(key, request):
-                continue
+            if self.journaling is not None:
+                found = await self.journaling.resume(key, request, self.counters.read - 1)
+                if isinstance(found, Outcome):
+                    await self.emit(found)
+                    continue
+                if found is not None:
+                    self.scheduler.add(found)
+                    continue
             if not await self._admit():
                 await self._skip_rest(pairs)
                 return
-            self.submitting += 1
+            self.counters.submitting += 1
             submits.create_task(self._submit(key, request))
 
-    async def _resume(self, key: Any, request: Request) -> bool:
-        """Apply the journal to one item; True if it must be submitted now."""
-        assert self.journal is not None
-        row = self.journal.get(str(key))
-        kind = request_kind(request)
-        if row is None:
-            body = self.client.encode_request(request)
-            await self.journal.add_pending(str(key), self.read - 1, body, kind)
-            return True
-        state = str(row.state)
-        if state == "done":
-            try:
-                report = self.client.decode_report(row.report, kind)
-            except FtoError:
-                return True  # an unreadable record: screen the item again
-            self.resumed += 1
-            await self.emit(Outcome(key, request, row.task_id, report, None,
-                                    submitted_at=row.submitted_at, resumed=True))
-            return False
-        if state == "failed":
-            self.resumed += 1
-            err = RecordedError(row.error or "failed", error_type=row.error_type)
-            await self.emit(Outcome(key, request, row.task_id, None, err,
-                                    submitted_at=row.submitted_at, resumed=True))
-            return False
-        if state == "submitted" and row.task_id:
-            loop = asyncio.get_running_loop()
-            age = time.time() - row.submitted_at if row.submitted_at else None
-            self.scheduler.add(PendingTask(
-                key, row.task_id, kind, request,
-                submitted_at=None if age is None else loop.time() - max(0.0, age),
-                submitted_wall=row.submitted_at,
-            ))
-            return False
-        if state in ("submitting", "unknown"):
-            if self.unknown_policy == "skip":
-                unknown = UnknownSubmissionError(
-                    f"item {key!r}: an earlier run died while submitting it; a task may "
-                    "exist on the platform (skipped by policy)"
-                )
-                await self.emit(Outcome(key, request, None, None, unknown))
-                return False
-            self.resubmitted_unknown += 1
-            await self.journal.reset_to_pending(str(key))
-        return True
-
     async def _submit(self, key: Any, request: Request) -> None:
-        journal = self.journal
+        journaling = self.journaling
         me = asyncio.current_task()
         assert me is not None
         self.unsent.add(me)
@@ -426,35 +564,35 @@ class _Batch:
             if not sent:
                 sent = True
                 self.unsent.discard(me)
-                if journal is not None:
-                    await journal.mark_submitting(str(key))
+                if journaling is not None:
+                    await journaling.sending(key)
 
         try:
             try:
                 task_id = await self.client.submit(request, before_send=before_send)
             except asyncio.CancelledError:
                 if not sent and self.fatal is not None:
-                    self.not_attempted += 1  # cancelled by stop_for before it went out
+                    self.counters.not_attempted += 1  # cancelled by stop_for, never sent
                 raise
             except FtoError as exc:
-                if journal is not None:
-                    await _journal_submit_error(journal, str(key), exc)
+                if journaling is not None:
+                    await journaling.submit_failed(key, exc)
                 if exc.fatal:
                     self.stop_for(exc)
                 await self.emit(Outcome(key, request, None, None, exc))
                 return
-            if self.mode == "submit":
+            if not self.poll_after_submit:
                 await self.emit(Outcome(key, request, task_id, None, None))
                 return
-            if journal is not None:
-                await journal.mark_submitted(str(key), task_id)
+            if journaling is not None:
+                await journaling.submitted(key, task_id)
             loop = asyncio.get_running_loop()
             self.scheduler.add(
                 PendingTask(key, task_id, request_kind(request), request, submitted_at=loop.time())
             )
         finally:
             self.unsent.discard(me)
-            self.submitting -= 1
+            self.counters.submitting -= 1
             self.submit_slots.release()
             self.room.set()
 
@@ -464,7 +602,7 @@ class _Batch:
         async for key, task_id in _pairs(task_ids):
             if self.stopping:
                 return  # a graceful stop: the rest is not read
-            self.read += 1
+            self.counters.read += 1
             if not isinstance(task_id, str) or not task_id:
                 err = InvalidRequestError("task_id", "must be a non-empty string")
                 await self.emit(Outcome(key, None, None, None, err))
@@ -476,7 +614,7 @@ class _Batch:
             if self.stopping:
                 return
             if self.fatal is not None:
-                self.not_attempted += 1
+                self.counters.not_attempted += 1
                 continue
             self.scheduler.add(PendingTask(key, task_id, kind, submitted_wall=None))
 
@@ -492,33 +630,13 @@ class _Batch:
             self.stop_for(error)
             self.polls_aborted = True
             await self.scheduler.abort(error)  # polling is refused too: end the rest now
-        if self.journal is not None and self.mode == "screen":
-            await _journal_result(self.journal, str(task.key), report, error)
+        if self.journaling is not None and task.request is not None:
+            await self.journaling.result(task.key, report, error)
         outcome = Outcome(
             task.key, task.request, task.task_id, report if error is None else None, error,
             submitted_at=task.submitted_wall, polls=task.polls,
         )
         await self.emit(outcome)
-
-
-async def _journal_submit_error(journal: Journal, key: str, exc: FtoError) -> None:
-    if may_have_created_task(exc):
-        await journal.mark_unknown(key)  # the platform may hold a task for it
-    else:
-        retry_later = exc.fatal or exc.retryable  # not the item's fault: try again next run
-        await journal.mark_submit_failed(key, str(exc), type(exc).__name__, retry_later)
-
-
-async def _journal_result(
-    journal: Journal, key: str, report: ImageSearchReport | None, error: FtoError | None
-) -> None:
-    if error is None and report is not None:
-        await journal.mark_done(key, dict(report.raw))
-    elif isinstance(error, TaskFailedError) or (error is not None and not (
-        error.fatal or error.retryable or isinstance(error, TaskTimeoutError)
-    )):
-        await journal.mark_failed(key, str(error), type(error).__name__)
-    # timeouts, fatal and transient errors leave the task `submitted`: the next run polls it
 
 
 async def _drive(
@@ -530,7 +648,7 @@ async def _drive(
             yield item
         await driver
         if batch.fatal is not None:
-            raise BatchAbortedError(batch.fatal, not_attempted=batch.not_attempted)
+            raise BatchAbortedError(batch.fatal, not_attempted=batch.counters.not_attempted)
     finally:
         if not driver.done():
             driver.cancel()
@@ -562,28 +680,9 @@ def _lone(error: BaseException) -> BaseException:
     return error
 
 
-def _make(client: FtoClient, mode: str, options: dict[str, Any]) -> _Batch:
-    batch = _Batch(
-        client,
-        mode=mode,
-        poll=options.pop("poll", None),
-        max_pending=options.pop("max_pending", None),
-        submit_concurrency=options.pop("submit_concurrency", None),
-        buffer=options.pop("buffer", 256),
-        on_progress=options.pop("on_progress", None),
-        progress_interval=options.pop("progress_interval", 0.5),
-        total=options.pop("total", None),
-        count_remaining=options.pop("count_remaining", True),
-        journal=options.pop("journal", None),
-        unknown_policy=options.pop("unknown_policy", "resubmit"),
-        stop=options.pop("stop", None),
-    )
-    if options:
-        raise TypeError(f"unexpected options: {', '.join(sorted(options))}")
-    return batch
-
-
-def screen_many(client: FtoClient, items: Items, **options: Any) -> AsyncIterator[Outcome]:
+def screen_many(
+    client: BatchClient, items: Items, **options: Unpack[BatchOptions]
+) -> AsyncIterator[Outcome]:
     """Submit every request and poll every task; yield an :class:`Outcome` per item.
 
     Outcomes come as tasks complete, not in input order. Use it as
@@ -614,35 +713,46 @@ def screen_many(client: FtoClient, items: Items, **options: Any) -> AsyncIterato
     Raises:
         BatchAbortedError: after the last outcome, when a fatal error stopped the batch.
     """
-    batch = _make(client, "screen", dict(options))
+    batch = _Batch(client, _Options.of(options))
     return _drive(batch, lambda submits: batch.feed_requests(items, submits))
 
 
+def _submit_result(outcome: Outcome) -> tuple[Any, str | FtoError]:
+    if outcome.error is not None:
+        return outcome.key, outcome.error
+    assert outcome.task_id is not None
+    return outcome.key, outcome.task_id
+
+
 def submit_many(
-    client: FtoClient, items: Items, **options: Any
+    client: BatchClient, items: Items, **options: Unpack[BatchOptions]
 ) -> AsyncIterator[tuple[Any, str | FtoError]]:
     """Submit every request; yield ``(key, task_id)`` or ``(key, error)`` as each returns.
 
     Options as for :func:`screen_many` (``poll`` and ``max_pending`` do not apply).
     """
-    batch = _make(client, "submit", dict(options))
+    batch = _Batch(client, _Options.of(options), shape=_submit_result, poll_after_submit=False)
     return _drive(batch, lambda submits: batch.feed_requests(items, submits))
 
 
 def wait_many(
-    client: FtoClient, task_ids: TaskIds, *, kind: TaskKind = "image_search", **options: Any
+    client: BatchClient,
+    task_ids: TaskIds,
+    *,
+    kind: TaskKind = "image_search",
+    **options: Unpack[BatchOptions],
 ) -> AsyncIterator[Outcome]:
     """Poll existing tasks until each completes; yield an :class:`Outcome` per task id.
 
     ``task_ids`` is an iterable of task ids or ``(key, task_id)`` pairs, all of one
     ``kind``. Options as for :func:`screen_many`.
     """
-    batch = _make(client, "wait", dict(options))
+    batch = _Batch(client, _Options.of(options))
     return _drive(batch, lambda submits: batch.feed_task_ids(task_ids, kind, submits))
 
 
 async def poll_many(
-    client: FtoClient,
+    client: BatchClient,
     task_ids: TaskIds,
     *,
     kind: TaskKind = "image_search",

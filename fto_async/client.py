@@ -7,15 +7,16 @@ from collections.abc import AsyncIterator, Mapping, Sequence
 from os import PathLike
 from pathlib import Path
 from types import TracebackType
-from typing import Any, Self, TypeVar
+from typing import Any, Self, TypeVar, Unpack
 
 import aiohttp
 import attrs
 
-from . import _serde
+from . import _serde, _validate
 from . import batch as _batch
+from ._poller import TaskPoller, wait_for_task
 from .auth import ApiKey, ClientCredentials
-from .batch import Items, Outcome, TaskIds
+from .batch import BatchOptions, Items, Outcome, TaskIds
 from .config import ClientConfig, PollConfig, RetryConfig, env_settings
 from .errors import (
     ConfigurationError,
@@ -24,34 +25,30 @@ from .errors import (
     ResponseDecodeError,
 )
 from .models import (
+    REPORT_PATHS,
+    SUBMIT_PATHS,
+    UPLOAD_PATH,
     ImageSearchReport,
     ImageSearchRequest,
+    Request,
+    TaskKind,
     UploadedImage,
     WorkflowReport,
     WorkflowRequest,
+    report_class,
+    request_kind,
 )
-from .polling import TaskKind, TaskPoller, request_kind, wait_for_task
 from .ratelimit import RateGateProtocol
 from .retry import RetryHook
 from .transport import BeforeSend, FileField, Transport, TransportStats
 
 __all__ = ["FtoClient"]
 
-SUBMIT_PATH = "/ai/image-search/submit"
-REPORT_PATH = "/ai/image-search/report"
-WORKFLOW_SUBMIT_PATH = "/api/mcp/submit-workflow"
-UPLOAD_PATH = "/image-search/image-upload"
-MAX_UPLOAD_BYTES = 4 * 1024 * 1024
+SUBMIT_PATH = SUBMIT_PATHS["image_search"]
+REPORT_PATH = REPORT_PATHS["image_search"]
+WORKFLOW_SUBMIT_PATH = SUBMIT_PATHS["workflow"]
 
 R = TypeVar("R", bound=ImageSearchReport)
-
-
-def _image_type(data: bytes) -> tuple[str, str] | None:
-    if data.startswith(b"\x89PNG\r\n\x1a\n"):
-        return "png", "image/png"
-    if data.startswith(b"\xff\xd8\xff"):
-        return "jpg", "image/jpeg"
-    return None
 
 
 class FtoClient:
@@ -141,7 +138,7 @@ class FtoClient:
             gate=gate,
             retry_hooks=tuple(retry_hooks),
             session=session,
-            task_paths=frozenset({SUBMIT_PATH, WORKFLOW_SUBMIT_PATH}),
+            task_paths=frozenset(SUBMIT_PATHS.values()),
         )
 
     @classmethod
@@ -287,12 +284,8 @@ class FtoClient:
         else:
             got = type(image).__name__
             raise InvalidRequestError("image", f"must be a path or bytes, got {got}")
-        kind = _image_type(data)
-        if kind is None:
-            raise InvalidRequestError("image", "must be a JPG or PNG image")
-        if len(data) >= MAX_UPLOAD_BYTES:
-            raise InvalidRequestError("image", f"must be under 4 MB, got {len(data)} bytes")
-        field = FileField("image", name or f"image.{kind[0]}", data, kind[1])
+        kind = _validate.image_bytes("image", data)
+        field = FileField("image", name or f"image.{kind.ext}", data, kind.mime)
         answer = await self._transport.call(UPLOAD_PATH, files=(field,))
         return _serde.structure(self._converter, answer, UploadedImage)
 
@@ -300,14 +293,11 @@ class FtoClient:
 
     def report_path(self, kind: TaskKind) -> str:
         """The path a task's report is read from (``kind``: image_search or workflow)."""
-        return REPORT_PATH if kind == "image_search" else self.config.workflow_result_path
+        if kind == "workflow":
+            return self.config.workflow_result_path
+        return REPORT_PATHS[kind]
 
-    async def submit(
-        self,
-        request: ImageSearchRequest | WorkflowRequest,
-        *,
-        before_send: BeforeSend | None = None,
-    ) -> str:
+    async def submit(self, request: Request, *, before_send: BeforeSend | None = None) -> str:
         """Submit either kind of request; returns the task id.
 
         Args:
@@ -315,61 +305,67 @@ class FtoClient:
             before_send: awaited each time the rate gate admits an attempt, just before
                 it goes out (see :meth:`fto_async.transport.Transport.call`).
         """
-        if isinstance(request, WorkflowRequest):
-            return await self._submit(WORKFLOW_SUBMIT_PATH, request, before_send)
-        _require(request, ImageSearchRequest, "request")
-        return await self._submit(SUBMIT_PATH, request, before_send)
+        _require(request, Request, "request")
+        return await self._submit(SUBMIT_PATHS[request_kind(request)], request, before_send)
 
     async def get_report(self, task_id: str, kind: TaskKind = "image_search") -> ImageSearchReport:
         """Poll a task of either kind once."""
-        return await self._report(self.report_path(kind), task_id, _report_class(kind))
+        return await self._report(self.report_path(kind), task_id, report_class(kind))
 
     async def wait_report(
         self, task_id: str, kind: TaskKind = "image_search", timeout: float | None = None
     ) -> ImageSearchReport:
         """Wait for a task of either kind; see :meth:`wait_workflow` for the rules."""
-        return await self._wait(self.report_path(kind), task_id, _report_class(kind), timeout)
+        return await self._wait(self.report_path(kind), task_id, report_class(kind), timeout)
 
     def poller(self, task_id: str, kind: TaskKind = "image_search") -> TaskPoller:
         """A :class:`~fto_async.polling.TaskPoller` for an existing task."""
         return TaskPoller(self, task_id, kind)
 
-    async def begin_screening(self, request: ImageSearchRequest | WorkflowRequest) -> TaskPoller:
+    async def begin_screening(self, request: Request) -> TaskPoller:
         """Submit a request and return a poller for its task (azure-core's ``begin_*``)."""
         task_id = await self.submit(request)
         return TaskPoller(self, task_id, request_kind(request))
 
     # -- batches (see fto_async.batch) ----------------------------------------------
 
-    def screen_many(self, items: Items, **options: Any) -> AsyncIterator[Outcome]:
+    def screen_many(
+        self, items: Items, **options: Unpack[BatchOptions]
+    ) -> AsyncIterator[Outcome]:
         """Submit and poll many requests; yields an :class:`~fto_async.batch.Outcome` per item
         as each completes. All options are documented on :func:`fto_async.batch.screen_many`.
         """
         return _batch.screen_many(self, items, **options)
 
     def submit_many(
-        self, items: Items, **options: Any
+        self, items: Items, **options: Unpack[BatchOptions]
     ) -> AsyncIterator[tuple[Any, str | FtoError]]:
         """Submit many requests; yields ``(key, task_id or error)``. See
         :func:`fto_async.batch.submit_many`.
         """
         return _batch.submit_many(self, items, **options)
 
-    def wait_many(self, task_ids: TaskIds, **options: Any) -> AsyncIterator[Outcome]:
+    def wait_many(
+        self,
+        task_ids: TaskIds,
+        *,
+        kind: TaskKind = "image_search",
+        **options: Unpack[BatchOptions],
+    ) -> AsyncIterator[Outcome]:
         """Wait for many existing tasks; yields outcomes as they complete. See
         :func:`fto_async.batch.wait_many`.
         """
-        return _batch.wait_many(self, task_ids, **options)
+        return _batch.wait_many(self, task_ids, kind=kind, **options)
 
     def poll_many(
-        self, task_ids: TaskIds, **options: Any
+        self, task_ids: TaskIds, *, kind: TaskKind = "image_search", concurrency: int = 32
     ) -> AsyncIterator[tuple[Any, ImageSearchReport | FtoError]]:
         """Poll many existing tasks once each. See :func:`fto_async.batch.poll_many`."""
-        return _batch.poll_many(self, task_ids, **options)
+        return _batch.poll_many(self, task_ids, kind=kind, concurrency=concurrency)
 
     # -- (de)serialisation for the journal ------------------------------------------
 
-    def encode_request(self, request: ImageSearchRequest | WorkflowRequest) -> dict[str, Any]:
+    def encode_request(self, request: Request) -> dict[str, Any]:
         """The request's wire body (what the journal stores)."""
         return _serde.unstructure(self._converter, request)
 
@@ -379,14 +375,14 @@ class FtoClient:
         Raises:
             ResponseDecodeError: ``data`` is not a report.
         """
-        return _serde.structure(self._converter, data, _report_class(kind))
+        return _serde.structure(self._converter, data, report_class(kind))
 
     # -- shared plumbing ------------------------------------------------------------
 
     async def _submit(
         self,
         path: str,
-        request: ImageSearchRequest | WorkflowRequest,
+        request: Request,
         before_send: BeforeSend | None = None,
     ) -> str:
         body = _serde.unstructure(self._converter, request)
@@ -407,13 +403,10 @@ class FtoClient:
                                    self.config.poll, timeout)
 
 
-def _report_class(kind: TaskKind) -> type[ImageSearchReport]:
-    return ImageSearchReport if kind == "image_search" else WorkflowReport
-
-
-def _require(value: object, cls: type, field: str) -> None:
+def _require(value: object, cls: Any, field: str) -> None:
     if not isinstance(value, cls):
-        raise InvalidRequestError(field, f"must be a {cls.__name__}, got {type(value).__name__}")
+        name = " or ".join(c.__name__ for c in getattr(cls, "__args__", (cls,)))
+        raise InvalidRequestError(field, f"must be a {name}, got {type(value).__name__}")
 
 
 def _credentials(

@@ -13,14 +13,19 @@ import base64
 import datetime as dt
 from collections.abc import Iterable, Mapping, Sequence
 from enum import IntEnum, StrEnum
-from typing import Any, Self
+from typing import Any, Final, Literal, Self, TypeAlias, get_args
 
 import attrs
 
 from . import _validate as v
+from .config import DEFAULT_WORKFLOW_RESULT_PATH
 from .errors import InvalidRequestError
 
 __all__ = [
+    "REPORT_PATHS",
+    "SUBMIT_PATHS",
+    "TASK_KINDS",
+    "UPLOAD_PATH",
     "Comparison",
     "ImageSearchReport",
     "ImageSearchRequest",
@@ -31,12 +36,17 @@ __all__ = [
     "RRFFusionResponse",
     "RRFItem",
     "Report",
+    "Request",
     "RiskLevel",
     "SimpleLegalStatus",
+    "TaskKind",
     "TaskStatus",
     "UploadedImage",
     "WorkflowReport",
     "WorkflowRequest",
+    "report_class",
+    "request_kind",
+    "task_kind",
 ]
 
 
@@ -531,3 +541,44 @@ class UploadedImage:
     url: str
     expire: int | None = None
     raw: Mapping[str, Any] = attrs.field(factory=dict, eq=False, repr=False)
+
+
+# -- task kinds: the one home of the kind <-> endpoint/report rules -------------------------
+
+#: The kinds of task the platform runs (the journal stores them by these names).
+TaskKind = Literal["image_search", "workflow"]
+TASK_KINDS: Final[tuple[TaskKind, ...]] = get_args(TaskKind)
+
+#: Where each kind of task is submitted.
+SUBMIT_PATHS: Final[Mapping[TaskKind, str]] = {
+    "image_search": "/ai/image-search/submit",
+    "workflow": "/api/mcp/submit-workflow",
+}
+#: Where each kind's report is read by default (the workflow's path is UNVERIFIED and
+#: configurable: :attr:`~fto_async.config.ClientConfig.workflow_result_path`).
+REPORT_PATHS: Final[Mapping[TaskKind, str]] = {
+    "image_search": "/ai/image-search/report",
+    "workflow": DEFAULT_WORKFLOW_RESULT_PATH,
+}
+#: P010: a local image becomes a temporary public URL.
+UPLOAD_PATH: Final = "/image-search/image-upload"
+
+Request: TypeAlias = ImageSearchRequest | WorkflowRequest
+
+
+def request_kind(request: object) -> TaskKind:
+    """The kind of task a request creates."""
+    return "workflow" if isinstance(request, WorkflowRequest) else "image_search"
+
+
+def report_class(kind: TaskKind) -> type[ImageSearchReport]:
+    """The report class a task of ``kind`` answers with."""
+    return WorkflowReport if kind == "workflow" else ImageSearchReport
+
+
+def task_kind(field: str, value: object) -> TaskKind:
+    """``value`` as a :data:`TaskKind`, or :class:`InvalidRequestError` naming ``field``."""
+    for kind in TASK_KINDS:
+        if value == kind:
+            return kind
+    raise InvalidRequestError(field, f"must be {' or '.join(map(repr, TASK_KINDS))}")

@@ -1,4 +1,5 @@
-"""Scheduling of polls: one scheduler for every pending task, and a single-task poller.
+"""Scheduling of polls: one scheduler for every pending task. It knows no client: it
+polls through a ``fetch`` callable and hands each result to a ``deliver`` callable.
 
 :class:`PollScheduler` keeps every pending task in one due-time heap (no sleeping
 coroutine per task) and sends each poll through the client, hence through the
@@ -18,9 +19,7 @@ task is likely done, so most tasks cost one poll:
 * A task past its deadline (``PollConfig.timeout`` after its submit) ends with
   :class:`~fto_async.errors.TaskTimeoutError`.
 
-:class:`TaskPoller` is the single-task view in the shape of azure-core's
-``AsyncLROPoller``: ``done()``, ``status()``, ``await result(timeout)`` and a
-``continuation_token()`` (versioned JSON, never pickle) to resume in another process.
+The single-task view, :class:`~fto_async.TaskPoller`, lives in ``_poller.py``.
 """
 
 from __future__ import annotations
@@ -28,43 +27,26 @@ from __future__ import annotations
 import asyncio
 import heapq
 import itertools
-import json
 import math
 import time
 from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING, Any, Literal, TypeVar
+from typing import Any
 
 import attrs
 
 from .config import PollConfig
-from .errors import FtoError, InvalidRequestError, TaskFailedError, TaskTimeoutError
-from .models import ImageSearchReport, TaskStatus, WorkflowRequest
+from .errors import FtoError, TaskFailedError, TaskTimeoutError
+from .models import ImageSearchReport, TaskKind, TaskStatus
 
-if TYPE_CHECKING:
-    from .client import FtoClient
+__all__ = ["Deliver", "Fetch", "PendingTask", "PollScheduler"]
 
-__all__ = [
-    "PendingTask",
-    "PollScheduler",
-    "TaskKind",
-    "TaskPoller",
-    "request_kind",
-    "wait_for_task",
-]
-
-TaskKind = Literal["image_search", "workflow"]
-
-
-def request_kind(request: object) -> TaskKind:
-    """The kind of task a request creates."""
-    return "workflow" if isinstance(request, WorkflowRequest) else "image_search"
-
-_TOKEN_VERSION = 1
 _STEP = 0.2
 _MAX_ESTIMATE = 86400.0  # a day: the estimate never grows past it
 
+#: Sends one poll for a task and returns its report.
 Fetch = Callable[["PendingTask"], Awaitable[ImageSearchReport]]
-Deliver = Callable[["PendingTask", "ImageSearchReport | None", "FtoError | None"], Awaitable[None]]
+#: Receives each task once, with its final report or its error.
+Deliver = Callable[["PendingTask", ImageSearchReport | None, FtoError | None], Awaitable[None]]
 
 
 @attrs.define(eq=False)
@@ -320,133 +302,3 @@ class PollScheduler:
             f"<PollScheduler pending={self.pending} polls={self.polls} "
             f"estimate={self.estimate.value:.1f}s>"
         )
-
-
-R = TypeVar("R", bound=ImageSearchReport)
-
-
-async def wait_for_task(
-    poll_once: Callable[[], Awaitable[R]],
-    task_id: str,
-    poll: PollConfig,
-    timeout: float | None,
-    *,
-    known: R | None = None,
-) -> R:
-    """Poll one task every ``poll.interval`` until it ends; return its report.
-
-    ``known`` is a finished report already in hand (no poll is made then). Raises
-    :class:`TaskFailedError` for task_status 3 and :class:`TaskTimeoutError` when the next
-    poll would come after ``timeout`` (default ``poll.timeout``).
-    """
-    limit = poll.timeout if timeout is None else timeout
-    started = time.monotonic()
-    while True:
-        report = known if known is not None else await poll_once()
-        known = None
-        if report.task_status == TaskStatus.SUCCESS:
-            return report
-        if report.task_status == TaskStatus.FAILED:
-            raise TaskFailedError(task_id)
-        waited = time.monotonic() - started
-        if limit is not None and waited + poll.interval > limit:
-            raise TaskTimeoutError(task_id, waited)
-        await asyncio.sleep(poll.interval)
-
-
-class TaskPoller:
-    """Follows one task, in the shape of azure-core's ``AsyncLROPoller``.
-
-    Example::
-
-        poller = client.poller(task_id)                      # or begin_image_search(...)
-        token = poller.continuation_token()                  # save it anywhere
-        ...
-        poller = TaskPoller.from_continuation_token(client, token)   # another process
-        report = await poller.result(timeout=600)
-
-    Args:
-        client: the client to poll with.
-        task_id: the platform's task id.
-        kind: ``"image_search"`` or ``"workflow"``.
-    """
-
-    def __init__(self, client: FtoClient, task_id: str, kind: TaskKind = "image_search") -> None:
-        if kind not in ("image_search", "workflow"):
-            raise InvalidRequestError("kind", "must be 'image_search' or 'workflow'")
-        if not isinstance(task_id, str) or not task_id:
-            raise InvalidRequestError("task_id", "must be a non-empty string")
-        self._client = client
-        self.task_id = task_id
-        self.kind: TaskKind = kind
-        self._report: ImageSearchReport | None = None
-
-    @property
-    def endpoint(self) -> str:
-        """The path this task's report is read from."""
-        return self._client.report_path(self.kind)
-
-    def done(self) -> bool:
-        """Whether the last poll saw the task finished (success or failure)."""
-        return self._report is not None and self._report.done
-
-    def status(self) -> str:
-        """``"NotStarted"`` before any poll, else ``running``, ``succeeded`` or ``failed``."""
-        if self._report is None:
-            return "NotStarted"
-        return {1: "running", 2: "succeeded", 3: "failed"}[int(self._report.task_status)]
-
-    async def poll(self) -> ImageSearchReport:
-        """Poll once and return the report as it stands."""
-        self._report = await self._client.get_report(self.task_id, self.kind)
-        return self._report
-
-    async def result(self, timeout: float | None = None) -> ImageSearchReport:
-        """Wait for the task to finish; see :meth:`FtoClient.wait_workflow` for the rules.
-
-        :meth:`status` and :meth:`done` reflect the last poll even when this raises.
-        """
-        last = self._report
-        known = last if last is not None and last.done else None
-        return await wait_for_task(self.poll, self.task_id, self._client.config.poll, timeout,
-                                   known=known)
-
-    def continuation_token(self) -> str:
-        """A versioned JSON string to rebuild this poller elsewhere (no secrets in it)."""
-        return json.dumps(
-            {
-                "version": _TOKEN_VERSION,
-                "kind": self.kind,
-                "endpoint": self.endpoint,
-                "task_id": self.task_id,
-            },
-            separators=(",", ":"),
-        )
-
-    @classmethod
-    def from_continuation_token(cls, client: FtoClient, token: str) -> TaskPoller:
-        """Rebuild a poller from :meth:`continuation_token`'s output.
-
-        Raises:
-            InvalidRequestError: the token is not one of ours, or from a newer version.
-        """
-        try:
-            data = json.loads(token)
-        except (TypeError, ValueError):
-            raise InvalidRequestError("token", "is not a continuation token (not JSON)") from None
-        version = data.get("version") if isinstance(data, dict) else None
-        if type(version) is not int or version != _TOKEN_VERSION:
-            raise InvalidRequestError("token", f"must be a version {_TOKEN_VERSION} token")
-        kind, task_id = data.get("kind"), data.get("task_id")
-        if kind not in ("image_search", "workflow") or not isinstance(task_id, str):
-            raise InvalidRequestError("token", "lacks a valid kind or task_id")
-        poller = cls(client, task_id, kind)
-        if data.get("endpoint") != poller.endpoint:
-            raise InvalidRequestError(
-                "token", f"was made for {data.get('endpoint')!r}, this client polls "
-                f"{poller.endpoint!r}"
-            )
-        return poller
-
-    def __repr__(self) -> str:
-        return f"<TaskPoller {self.kind} {self.task_id} {self.status()}>"

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from fto_async import ImageSearchRequest, InvalidRequestError, WorkflowRequest
-from fto_async._catalog import Catalog, CatalogError, Defaults, check_defaults, parse_list
+from fto_async.cli._catalog import Catalog, CatalogError, Defaults, check_defaults, parse_list
 from tests._shared import PNG
 
 US = Defaults(country=("US",))
@@ -236,7 +236,7 @@ def test_image_path_rows(tmp_path):
     assert rows[0].image_path == tmp_path / "img" / "ok.png"
     assert rows[0].request is None
     assert "cannot read" in (rows[1].error or "")
-    assert "not a JPG or PNG" in (rows[2].error or "")
+    assert "must be a PNG or JPEG" in (rows[2].error or "")
     request = rows[0].make_request(url="https://cdn.example.com/u.png")
     assert request == ImageSearchRequest("https://cdn.example.com/u.png", ["US"], "en")
     wf = Catalog(write(tmp_path, "w.csv", text), Defaults(workflow=True))

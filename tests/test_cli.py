@@ -387,8 +387,8 @@ async def test_emulator_subcommand_serves_until_sigint():
 @pytest.mark.parametrize("tty", [True, False])
 def test_progress_and_tables_render_on_terminals_and_logs(tty):
     """Progress, row messages and tables render with rich on a terminal and as plain lines else."""
-    from fto_async._display import ProgressView, Section, render_sections
     from fto_async.batch import Progress
+    from fto_async.cli._display import ProgressView, Section, render_sections
 
     snapshot = Progress(read=5, submitting=1, running=2, done=3, failed=1, not_attempted=0,
                         resumed=0, resubmitted_unknown=0, calls=9, retries=1, rate=4.5,

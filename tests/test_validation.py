@@ -271,7 +271,7 @@ GOOD = [
     ),
     (
         "workflow",
-        {"url": None, "target_image_base64": base64.b64encode(PNG[:8] + bytes(MAX - 8)).decode()},
+        {"url": None, "target_image_base64": base64.b64encode(PNG[:8] + bytes(MAX - 9)).decode()},
         "url",
         None,
     ),

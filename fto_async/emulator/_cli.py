@@ -151,17 +151,26 @@ async def serve(
             loop.remove_signal_handler(sig)
 
 
-def main(argv: list[str] | None = None) -> int:
-    """Run the emulator from the command line.
+def main(argv: list[str] | None = None, *, prog: str = "python -m fto_async.emulator") -> int:
+    """Run the emulator from the command line (``fto-async emulator`` comes here too).
 
     Args:
         argv: The arguments, default ``sys.argv[1:]``.
+        prog: the command's name in usage and error messages.
 
     Returns:
-        0 after a clean stop (SIGINT/SIGTERM), 1 when the address cannot be bound.
+        0 after a clean stop (SIGINT/SIGTERM) or ``--help``, 1 when the address cannot be
+        bound, 2 for a usage error.
     """
+    try:
+        return _main(argv, prog)
+    except SystemExit as exc:  # --help, or a usage error argparse already printed
+        return exc.code if isinstance(exc.code, int) else 2
+
+
+def _main(argv: list[str] | None, prog: str) -> int:
     parser = argparse.ArgumentParser(
-        prog="python -m fto_async.emulator",
+        prog=prog,
         description="Run the local emulator of the PatSnap open platform (design-patent FTO).",
     )
     add_arguments(parser)

@@ -15,12 +15,12 @@ from fto_async import (
     InvalidRequestError,
     PollConfig,
     TaskFailedError,
+    TaskPoller,
     TaskStatus,
     TaskTimeoutError,
     WorkflowReport,
     WorkflowRequest,
 )
-from fto_async.polling import TaskPoller
 from tests._shared import API_KEY, CLIENT_SECRET, REPORT, WORKFLOW_RESULT
 
 from ._support import emulator, image_request, make_client

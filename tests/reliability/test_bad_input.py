@@ -11,10 +11,10 @@ outcome's ``error``, which the case raises.
 Figures: 125 inputs in :data:`CASES`, all refused as they should be (the 11 gaps this
 suite first found, bad option types given to ``FtoClient`` and a continuation token with
 ``"version": true``, are fixed). Plus 15 catalog files for
-:class:`fto_async._catalog.Catalog`: 7 unusable files, 5 bad rows (one with text after a
+:class:`fto_async.cli._catalog.Catalog`: 7 unusable files, 5 bad rows (one with text after a
 closing quote), a BOM, bad JSONL lines, and an unclosed quote, which would swallow every
 later row and so refuses the file (it was a silent gap until strict CSV parsing).
-Its whole-file error :class:`~fto_async._catalog.CatalogError` is *not* an ``FtoError``:
+Its whole-file error :class:`~fto_async.cli._catalog.CatalogError` is *not* an ``FtoError``:
 the module is private and the CLI catches it. Runtime about 2 s.
 """
 
@@ -37,10 +37,10 @@ from fto_async import (
     InvalidRequestError,
     LocItem,
     RetryConfig,
+    TaskPoller,
     WorkflowRequest,
 )
-from fto_async._catalog import Catalog, CatalogError, Defaults
-from fto_async.polling import TaskPoller
+from fto_async.cli._catalog import Catalog, CatalogError, Defaults
 from tests._shared import API_KEY, JPEG, PNG
 
 from ._support import emulator, make_client
@@ -173,9 +173,9 @@ CASES = [
     case(lambda c, p: wf(target_image_base64=b64(b"GIF89a" + bytes(20))), IRE,
          "must be a PNG or JPEG", "wf-b64-gif"),
     case(lambda c, p: wf(target_image_base64="A" * (4 * (MAX // 3) + 8)), IRE,
-         "at most 4194304 bytes", "wf-b64-huge"),
+         "under 4 MiB", "wf-b64-huge"),
     case(lambda c, p: wf(target_image_base64=b64(PNG + bytes(MAX))), IRE,
-         "at most 4194304 bytes", "wf-b64-decodes-over-4mib"),
+         "under 4 MiB", "wf-b64-decodes-over-4mib"),
     case(lambda c, p: wf(target_image_base64=""), IRE, "must not be empty", "wf-b64-empty"),
     case(lambda c, p: wf(target_image_base64=PNG), IRE, "from_image_bytes", "wf-b64-bytes"),
     case(lambda c, p: wf(target_image_base64="data:image/png;base64," + b64(JPEG)), IRE,
@@ -203,19 +203,19 @@ CASES = [
     case(lambda c, p: WorkflowRequest.from_image_bytes(b"%PDF-1.7"), IRE,
          "must be a PNG or JPEG", "wf-from-bytes-pdf"),
     # -- upload_image ------------------------------------------------------------------
-    case(lambda c, p: c.upload_image(b"hello, not an image"), IRE, "must be a JPG or PNG image",
+    case(lambda c, p: c.upload_image(b"hello, not an image"), IRE, "must be a PNG or JPEG image",
          "upload-bytes-text"),
     case(lambda c, p: c.upload_image(write(p / "notes.txt", b"plain text\n")), IRE,
-         "must be a JPG or PNG image", "upload-text-file"),
+         "must be a PNG or JPEG image", "upload-text-file"),
     case(lambda c, p: c.upload_image(write(p / "big.png", PNG + bytes(MAX))), IRE,
-         "must be under 4 MB", "upload-file-over-4mb"),
-    case(lambda c, p: c.upload_image(PNG + bytes(MAX)), IRE, "must be under 4 MB",
+         "must be under 4 MiB", "upload-file-over-4mb"),
+    case(lambda c, p: c.upload_image(PNG + bytes(MAX)), IRE, "must be under 4 MiB",
          "upload-bytes-over-4mb"),
     case(lambda c, p: c.upload_image(p / "missing.png"), IRE, "cannot read missing.png",
          "upload-missing-path"),
     case(lambda c, p: c.upload_image(str(p)), IRE, "cannot read", "upload-directory"),
     case(lambda c, p: c.upload_image(write(p / "empty.png", b"")), IRE,
-         "must be a JPG or PNG image", "upload-empty-file"),
+         "must be a PNG or JPEG image", "upload-empty-file"),
     case(lambda c, p: c.upload_image(42), IRE, "must be a path or bytes, got int",  # type: ignore[arg-type]
          "upload-int"),
     # -- batches fed items that are not requests ----------------------------------------
@@ -345,7 +345,7 @@ async def test_bad_input_is_refused_before_any_call(
         assert client.stats.calls == 0
 
 
-# -- catalogs (fto_async._catalog, the CLI's reader) -------------------------------------
+# -- catalogs (fto_async.cli._catalog, the CLI's reader) -------------------------------------
 
 HEADER = "sku,image_url,country\n"
 CATALOG_FILES: list[Any] = [

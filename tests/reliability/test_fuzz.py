@@ -40,7 +40,15 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from multidict import CIMultiDict
 
-from fto_async import FtoClient, ImageSearchRequest, LocItem, WorkflowRequest, _serde, models
+from fto_async import (
+    FtoClient,
+    ImageSearchRequest,
+    LocItem,
+    TaskPoller,
+    WorkflowRequest,
+    _serde,
+    models,
+)
 from fto_async._envelope import decode_answer
 from fto_async.errors import (
     CODE_TABLE,
@@ -50,7 +58,6 @@ from fto_async.errors import (
     MalformedResponseError,
     ResponseDecodeError,
 )
-from fto_async.polling import TaskPoller
 from tests._shared import API_KEY
 from tests.test_serde import requests as valid_requests
 

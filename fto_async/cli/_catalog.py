@@ -33,9 +33,9 @@ from typing import Any, Final, TextIO, TypeAlias
 
 import attrs
 
-from . import _validate as v
-from .errors import InvalidRequestError
-from .models import ImageSearchRequest, WorkflowRequest
+from .. import _validate as v
+from ..errors import InvalidRequestError
+from ..models import ImageSearchRequest, WorkflowRequest
 
 __all__ = ["Catalog", "CatalogError", "Defaults", "Row", "check_defaults", "parse_list"]
 
@@ -368,10 +368,7 @@ class Catalog:
             raise InvalidRequestError(
                 "image_path", f"cannot read {text} ({exc.strerror or exc})"
             ) from None
-        if not head.startswith(v.IMAGE_MAGIC):
-            raise InvalidRequestError("image_path", f"{text} is not a JPG or PNG image")
-        if size >= v.MAX_IMAGE_BYTES:
-            raise InvalidRequestError("image_path", f"{text} is {size} bytes (must be under 4 MB)")
+        v.image_bytes("image_path", head, text, size=size)
         return path
 
 

@@ -21,16 +21,13 @@ import sys
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
-from typing import Final, TextIO
+from typing import Final, Literal, TextIO
 
 import attrs
 
-from ._catalog import PLACEHOLDER_URL, Catalog, CatalogError, Row
-from ._display import ProgressView, Summary, render_sections, summary_sections
-from ._results import INVALID_TYPE, Tally, invalid_body, write_output
-from .batch import screen_many
-from .client import FtoClient
-from .errors import (
+from ..batch import screen_many
+from ..client import FtoClient
+from ..errors import (
     AuthenticationError,
     BatchAbortedError,
     BudgetExhaustedError,
@@ -40,8 +37,11 @@ from .errors import (
     PermissionDeniedError,
     QuotaExceededError,
 )
-from .journal import ItemState, Journal, JournalLockedError, JournalRow
-from .models import ImageSearchRequest, WorkflowRequest
+from ..journal import ItemState, Journal, JournalLockedError, JournalRow
+from ..models import ImageSearchRequest, WorkflowRequest
+from ._catalog import PLACEHOLDER_URL, Catalog, CatalogError, Row
+from ._display import ProgressView, Summary, render_sections, summary_sections
+from ._results import INVALID_TYPE, Tally, invalid_body, write_output
 
 __all__ = ["EXIT_FATAL", "EXIT_OK", "EXIT_ROWS", "EXIT_STOPPED", "EXIT_USAGE", "Job",
            "open_journal", "run_screen", "say_error"]  # fmt: skip
@@ -71,7 +71,7 @@ class Job:
     total: int
     out: Path
     journal: Path
-    unknown_policy: str = "resubmit"
+    unknown_policy: Literal["resubmit", "skip"] = "resubmit"
     resume: str = ""
     tty: bool | None = None
 

@@ -26,11 +26,11 @@ from typing import Any, Final, TextIO
 
 import attrs
 
-from . import _serde
+from .. import _serde
+from ..errors import FtoError
+from ..journal import ItemState, Journal, JournalRow
+from ..models import Report
 from ._catalog import Catalog
-from .errors import FtoError
-from .journal import ItemState, Journal, JournalRow
-from .models import Report
 
 __all__ = [
     "CSV_COLUMNS",

@@ -21,8 +21,8 @@ from rich.progress import Progress as RichProgress
 from rich.table import Table
 from rich.text import Text
 
+from ..batch import Progress
 from ._results import Tally
-from .batch import Progress
 
 __all__ = ["ProgressView", "Section", "Summary", "format_duration", "render_sections",
            "summary_sections"]  # fmt: skip

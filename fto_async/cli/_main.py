@@ -39,6 +39,10 @@ from importlib import resources
 from pathlib import Path
 from typing import Any, TextIO
 
+from ..client import FtoClient
+from ..config import DEFAULT_QPS, DEFAULT_SUBMIT_LATENCY, PollConfig, env_settings
+from ..errors import ConfigurationError, InvalidRequestError
+from ..journal import ItemState, Journal
 from ._catalog import Catalog, CatalogError, check_defaults
 from ._display import Section, format_duration, render_sections
 from ._results import INVALID_TYPE, atomic_write, records_from_journal, write_csv, write_jsonl
@@ -51,10 +55,6 @@ from ._screen import (
     run_screen,
     say_error,
 )
-from .client import FtoClient
-from .config import DEFAULT_QPS, DEFAULT_SUBMIT_LATENCY, PollConfig, env_settings
-from .errors import ConfigurationError, InvalidRequestError
-from .journal import ItemState, Journal
 
 __all__ = ["build_parser", "main"]
 
@@ -122,17 +122,18 @@ def build_parser() -> argparse.ArgumentParser:
                       help="emulator speed: 0.02 makes a 30 s task take 0.6 s")
     demo.set_defaults(func=_cmd_demo)
 
-    from .emulator._cli import add_arguments
-
-    emulator = commands.add_parser("emulator", help="run the local platform emulator")
-    add_arguments(emulator)
-    emulator.set_defaults(func=_cmd_emulator)
+    # The emulator (and aiohttp.web) loads only when this command runs: its options are
+    # parsed by the emulator's own parser, the one ``python -m fto_async.emulator`` uses.
+    # main() hands ``emulator ...`` straight to it; this entry is for --help.
+    commands.add_parser("emulator", help="run the local platform emulator", add_help=False)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     """Run ``fto-async`` with ``argv`` (default ``sys.argv[1:]``); return the exit code."""
     argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["emulator"]:
+        return _cmd_emulator(argv[1:])
     parser = build_parser()
     try:
         args = parser.parse_args(argv)
@@ -355,7 +356,7 @@ def _demo_catalog(folder: Path, rows: int | None) -> Path:
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:
-    from .emulator import Emulator, EmulatorConfig
+    from ..emulator import Emulator, EmulatorConfig
 
     scale = args.time_scale
     folder = Path(tempfile.mkdtemp(prefix="fto-async-demo-"))
@@ -382,19 +383,7 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     return EXIT_OK if code in (EXIT_OK, EXIT_ROWS) else code  # failed rows are part of the show
 
 
-def _cmd_emulator(args: argparse.Namespace) -> int:
-    from .emulator._cli import config_from_args, serve
+def _cmd_emulator(argv: list[str]) -> int:
+    from ..emulator._cli import main as emulator_main
 
-    try:
-        config = config_from_args(args)
-    except (TypeError, ValueError) as exc:
-        say_error(str(exc))
-        return EXIT_USAGE
-    try:
-        asyncio.run(serve(config, args.host, args.port))
-    except KeyboardInterrupt:
-        pass
-    except OSError as exc:
-        say_error(f"cannot serve on {args.host}:{args.port}: {exc}")
-        return 1
-    return EXIT_OK
+    return emulator_main(argv, prog="fto-async emulator")
