@@ -28,7 +28,17 @@ from .errors import (
     error_from_code,
 )
 
-__all__ = ["ApiKey", "Authenticator", "ClientCredentials", "TokenAuth", "parse_token_reply"]
+__all__ = [
+    "REFRESH_MARGIN",
+    "ApiKey",
+    "Authenticator",
+    "ClientCredentials",
+    "StaticKeyAuth",
+    "TokenAuth",
+    "TokenFetcher",
+    "parse_token_reply",
+    "token_error",
+]
 
 #: Refresh a token this many seconds before it expires (PatSnap's own client uses 60 s).
 REFRESH_MARGIN = 60.0

@@ -40,15 +40,15 @@ from .models import (
 )
 from .ratelimit import RateGateProtocol
 from .retry import RetryHook
-from .transport import BeforeSend, FileField, Transport, TransportStats
+from .transport import BeforeSend, FileField, HttpSender, Transport, TransportStats
 
 __all__ = ["FtoClient"]
 
-SUBMIT_PATH = SUBMIT_PATHS["image_search"]
-REPORT_PATH = REPORT_PATHS["image_search"]
-WORKFLOW_SUBMIT_PATH = SUBMIT_PATHS["workflow"]
+_SUBMIT_PATH = SUBMIT_PATHS["image_search"]
+_REPORT_PATH = REPORT_PATHS["image_search"]
+_WORKFLOW_SUBMIT_PATH = SUBMIT_PATHS["workflow"]
 
-R = TypeVar("R", bound=ImageSearchReport)
+_R = TypeVar("_R", bound=ImageSearchReport)
 
 
 class FtoClient:
@@ -83,6 +83,8 @@ class FtoClient:
         retry_hooks: callables receiving a :class:`~fto_async.retry.RetryEvent` per retry.
         gate: a rate gate to share with other clients of the same account.
         session: an aiohttp session to use (not closed by the client).
+        transport: the HTTP layer to use instead of aiohttp, e.g.
+            :class:`fto_async.testing.MockTransport` (tests with no server).
     """
 
     def __init__(
@@ -104,6 +106,7 @@ class FtoClient:
         retry_hooks: Sequence[RetryHook] = (),
         gate: RateGateProtocol | None = None,
         session: aiohttp.ClientSession | None = None,
+        transport: HttpSender | None = None,
     ) -> None:
         self._credentials = _credentials(client_id, client_secret, api_key)
         cfg = config or ClientConfig()
@@ -139,6 +142,7 @@ class FtoClient:
             retry_hooks=tuple(retry_hooks),
             session=session,
             task_paths=frozenset(SUBMIT_PATHS.values()),
+            sender=transport,
         )
 
     @classmethod
@@ -220,24 +224,24 @@ class FtoClient:
             FtoError: the platform refused the call (see :mod:`fto_async.errors`).
         """
         _require(request, ImageSearchRequest, "request")
-        return await self._submit(SUBMIT_PATH, request)
+        return await self._submit(_SUBMIT_PATH, request)
 
     async def get_image_search_report(self, task_id: str) -> ImageSearchReport:
         """Poll an image-search task once (``POST /ai/image-search/report``)."""
-        return await self._report(REPORT_PATH, task_id, ImageSearchReport)
+        return await self._report(_REPORT_PATH, task_id, ImageSearchReport)
 
     async def wait_image_search(
         self, task_id: str, timeout: float | None = None
     ) -> ImageSearchReport:
         """Poll until the task succeeds; see :meth:`wait_workflow` for the rules."""
-        return await self._wait(REPORT_PATH, task_id, ImageSearchReport, timeout)
+        return await self._wait(_REPORT_PATH, task_id, ImageSearchReport, timeout)
 
     # -- full FTO workflow (AI39 enhanced) ------------------------------------------
 
     async def submit_workflow(self, request: WorkflowRequest) -> str:
         """Submit a full FTO workflow task (``POST /api/mcp/submit-workflow``)."""
         _require(request, WorkflowRequest, "request")
-        return await self._submit(WORKFLOW_SUBMIT_PATH, request)
+        return await self._submit(_WORKFLOW_SUBMIT_PATH, request)
 
     async def get_workflow_report(self, task_id: str) -> WorkflowReport:
         """Poll a workflow task once, at ``workflow_result_path`` (UNVERIFIED path)."""
@@ -392,13 +396,13 @@ class FtoClient:
             raise ResponseDecodeError(f"{path}: the answer holds no task_id", raw=answer)
         return task_id
 
-    async def _report(self, path: str, task_id: str, cls: type[R]) -> R:
+    async def _report(self, path: str, task_id: str, cls: type[_R]) -> _R:
         if not isinstance(task_id, str) or not task_id.strip():
             raise InvalidRequestError("task_id", "must be a non-empty string")
         answer = await self._transport.call(path, {"task_id": task_id})
         return _serde.structure(self._converter, answer, cls)
 
-    async def _wait(self, path: str, task_id: str, cls: type[R], timeout: float | None) -> R:
+    async def _wait(self, path: str, task_id: str, cls: type[_R], timeout: float | None) -> _R:
         return await wait_for_task(lambda: self._report(path, task_id, cls), task_id,
                                    self.config.poll, timeout)
 
