@@ -65,7 +65,7 @@ async def _screen(folder: Path, monkeypatch: pytest.MonkeyPatch) -> int:
         return await asyncio.to_thread(main, args)
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def screened(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     """Catalog, results, journal and HTML report of one real screening run."""
     folder = tmp_path_factory.mktemp("screened")
