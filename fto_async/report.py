@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import collections
 import contextlib
 import datetime as dt
 import functools
@@ -37,8 +38,8 @@ import json
 import os
 import shutil
 import tempfile
-from collections.abc import Callable, Iterable, Mapping
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import IO, Any, TypeAlias, TypeVar
 
@@ -57,6 +58,8 @@ _T = TypeVar("_T")
 _SQLITE_MAGIC = b"SQLite format 3\x00"
 _MARK = "<!--fto-async:cards-->"
 _CHART_WIDTH = 260  # px of the longest bar
+_WORKERS = min(4, os.cpu_count() or 1)  # threads that build cards (and thumbnails)
+_WINDOW = 64  # cards built ahead of the writer
 
 
 @attrs.frozen
@@ -172,10 +175,7 @@ def _write(
             risk: stack.enter_context(tempfile.TemporaryFile("w+", encoding="utf-8"))
             for risk in RISKS
         }
-        for row in rows:
-            key = row.key if isinstance(row, JournalRow) else str(row.get("key"))
-            values = card(row, None if products is None else products.get(key),
-                          thumb_px=thumb_px)  # fmt: skip
+        for values in _cards(rows, products, thumb_px):
             tally.add(values)
             buckets[values["risk"]].write(str(render_card(values)))
         head, tail = _page(env, tally, title, calls, filters).split(_MARK)
@@ -191,6 +191,26 @@ def _write(
         finally:
             tmp.unlink(missing_ok=True)
     return HtmlReport(out, tally.rows, out.stat().st_size, dict(tally.risk))
+
+
+def _cards(
+    rows: Rows, products: Mapping[str, Product] | None, thumb_px: int
+) -> Iterator[dict[str, Any]]:
+    """The cards' values in row order, built a few at a time on worker threads.
+
+    Pillow decodes and scales images without the GIL, so a catalog of local images
+    uses every core; the window keeps memory bounded.
+    """
+    with ThreadPoolExecutor(_WORKERS, thread_name_prefix="fto-report") as pool:
+        window: collections.deque[Future[dict[str, Any]]] = collections.deque()
+        for row in rows:
+            key = row.key if isinstance(row, JournalRow) else str(row.get("key"))
+            product = None if products is None else products.get(key)
+            window.append(pool.submit(card, row, product, thumb_px=thumb_px))
+            if len(window) >= _WINDOW:
+                yield window.popleft().result()
+        while window:
+            yield window.popleft().result()
 
 
 def _page(

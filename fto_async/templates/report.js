@@ -30,6 +30,17 @@
     return Object.prototype.hasOwnProperty.call(card._cr, code) ? card._cr[code] : null;
   }
 
+  var RANK = { high: 0, medium: 1, low: 2, none: 3, pending: 4, failed: 5, invalid: 6 };
+
+  function searchText(card) {
+    if (card._q === undefined) {
+      var title = card.querySelector(".title");
+      card._q = ((card.getAttribute("data-key") || "") + " " +
+        (title ? title.textContent : "")).toLowerCase();
+    }
+    return card._q;
+  }
+
   function apply() {
     var query = search.value.trim().toLowerCase();
     var code = country.value;
@@ -39,7 +50,7 @@
     all().forEach(function (card) {
       var risk = code ? riskIn(card, code) : card.getAttribute("data-risk");
       var ok = risk !== null && wanted[risk] === true &&
-        (!query || card.getAttribute("data-q").indexOf(query) !== -1);
+        (!query || searchText(card).indexOf(query) !== -1);
       if (card.hidden === ok) { card.hidden = !ok; }
       if (ok) { count += 1; }
     });
@@ -57,7 +68,7 @@
           undefined, { numeric: true });
       }
       if (how === "risk") {
-        var d = num(a, "data-rank") - num(b, "data-rank");
+        var d = RANK[a.getAttribute("data-risk")] - RANK[b.getAttribute("data-risk")];
         if (d !== 0) { return d; }
       }
       return num(a, "data-seq") - num(b, "data-seq");

@@ -6,6 +6,7 @@ import asyncio
 import csv
 import io
 import json
+import re
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -129,7 +130,7 @@ def test_screen_writes_the_report_beside_out(screened):
     html = screened["html"].read_text("utf-8")
     assert html.count('<article class="card') == len(screened["records"])
     assert "Table lamp model 7" in html
-    assert "data:image/jpeg;base64," in html
+    assert re.search(r'<div class="frame"><img src="data:image/(webp|jpeg);base64,', html)
 
 
 def test_report_command_with_and_without_catalog(screened, tmp_path, capsys):

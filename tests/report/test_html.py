@@ -109,7 +109,7 @@ def test_catalog_and_platform_text_is_escaped(tmp_path):
 
 
 def test_local_images_are_embedded_as_small_thumbnails_only_if_pillow_decodes_them(tmp_path):
-    """A local PNG becomes a <=240 px JPEG data URI; a fake or non-image file never embeds."""
+    """A local PNG becomes a <=240 px WebP data URI; a fake or non-image file never embeds."""
     good = tmp_path / "good.png"
     good.write_bytes(product_png((1600, 1200)))
     fake = tmp_path / "fake.png"
@@ -121,10 +121,10 @@ def test_local_images_are_embedded_as_small_thumbnails_only_if_pillow_decodes_th
                 "T": Product(title="text", image_path=text)}
     records = [_done(key, []) for key in products]
     html = write_html(records, tmp_path / "r.html", products=products).path.read_text("utf-8")
-    uris = re.findall(r'src="(data:image/jpeg;base64,[^"]+)"', html)
+    uris = re.findall(r'src="(data:image/(?:webp|jpeg);base64,[^"]+)"', html)
     assert len(uris) == 1
     image = Image.open(io.BytesIO(base64.b64decode(uris[0].split(",", 1)[1])))
-    assert image.format == "JPEG"
+    assert image.format in ("WEBP", "JPEG")
     assert max(image.size) <= 240
     assert "alert(1)" not in html
     assert base64.b64encode(b"<script>").decode()[:8] not in html
@@ -142,7 +142,7 @@ def test_line_drawings_are_verified_and_downscaled(tmp_path):
     bad["report"]["line_drawing_base64"] = "data:image/png;base64," + base64.b64encode(
         svg).decode()
     html = write_html([ok, bad], tmp_path / "r.html").path.read_text("utf-8")
-    uris = re.findall(r'<img src="(data:image/png;base64,[^"]+)" alt="Line drawing"', html)
+    uris = re.findall(r'<img src="(data:image/png;base64,[^"]+)" alt="platform line drawing"', html)
     assert len(uris) == 1
     image = Image.open(io.BytesIO(base64.b64decode(uris[0].split(",", 1)[1])))
     assert max(image.size) <= 120
@@ -159,7 +159,7 @@ def test_matches_are_sorted_by_risk_then_score_with_their_thumbnails(tmp_path):
     html = write_html([rec], tmp_path / "r.html").path.read_text("utf-8")
     order = re.findall(r"<strong>([A-Z0-9]+)</strong>", html)
     assert order == ["HIGH2", "HIGH1", "MED2", "MED1", "LOW1"]
-    assert 'src="https://img.example/img-HIGH2_120.png" alt="Design HIGH2" loading="lazy"' in html
+    assert 'src="https://img.example/img-HIGH2_120.png" alt="HIGH2" loading="lazy"' in html
     # MED2's img_id is unknown: its thumbnail is found by patent_pn.
     assert 'src="https://img.example/img-MED2_120.png"' in html
     assert 'data-risk="high"' in html
