@@ -24,7 +24,7 @@ from PIL import Image, ImageOps, features
 
 from .journal import ItemState, JournalRow
 
-__all__ = ["RISKS", "Product", "Tally", "card", "most", "thumbnail", "web_url"]
+__all__ = ["RISKS", "Product", "Tally", "card", "has_local_image", "most", "thumbnail", "web_url"]
 
 #: ``data-risk`` values, in the report's order, with their labels.
 RISKS: Final = {
@@ -295,6 +295,15 @@ def card(
         "operate_date": inner.get("operate_date") if isinstance(
             inner.get("operate_date"), int) else None,
     }  # fmt: skip
+
+
+def has_local_image(source: JournalRow | Mapping[str, Any], product: Product | None) -> bool:
+    """Whether the row's card embeds an image we must decode (a file or base64 bytes)."""
+    if product is not None and product.image_path is not None:
+        return True
+    if isinstance(source, JournalRow):
+        return '"target_image_base64"' in source.request_json
+    return bool(source.get("image_path"))
 
 
 def _product_image(

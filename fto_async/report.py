@@ -47,7 +47,7 @@ import attrs
 import jinja2
 from markupsafe import Markup
 
-from ._report_cards import RISKS, Product, Tally, card, most
+from ._report_cards import RISKS, Product, Tally, card, has_local_image, most
 from .journal import Journal, JournalRow
 
 __all__ = ["HtmlReport", "Product", "write_html"]
@@ -196,17 +196,23 @@ def _write(
 def _cards(
     rows: Rows, products: Mapping[str, Product] | None, thumb_px: int
 ) -> Iterator[dict[str, Any]]:
-    """The cards' values in row order, built a few at a time on worker threads.
+    """The cards' values in row order.
 
-    Pillow decodes and scales images without the GIL, so a catalog of local images
-    uses every core; the window keeps memory bounded.
+    A row with a local image is built on a worker thread (Pillow decodes and scales
+    without the GIL, so such catalogs use every core); the rest are built here, where
+    threads would only fight over the GIL. The window keeps memory bounded.
     """
     with ThreadPoolExecutor(_WORKERS, thread_name_prefix="fto-report") as pool:
         window: collections.deque[Future[dict[str, Any]]] = collections.deque()
         for row in rows:
             key = row.key if isinstance(row, JournalRow) else str(row.get("key"))
             product = None if products is None else products.get(key)
-            window.append(pool.submit(card, row, product, thumb_px=thumb_px))
+            if has_local_image(row, product):
+                window.append(pool.submit(card, row, product, thumb_px=thumb_px))
+            else:
+                done: Future[dict[str, Any]] = Future()
+                done.set_result(card(row, product, thumb_px=thumb_px))
+                window.append(done)
             if len(window) >= _WINDOW:
                 yield window.popleft().result()
         while window:
