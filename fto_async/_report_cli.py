@@ -69,6 +69,10 @@ def screen_report(catalog: Catalog, results: Path, calls: int | None) -> Path | 
 
 def export_xlsx(journal_path: Path, out: Path) -> int:
     """``fto-async export JOURNAL --format xlsx --out FILE``."""
+    if out.resolve() == journal_path.resolve():
+        say_error("--out must not be the journal")
+        return EXIT_USAGE
+
     async def run() -> int:
         journal = await open_journal(journal_path)
         if journal is None:

@@ -120,9 +120,12 @@ def test_export_xlsx_holds_what_the_jsonl_holds(screened, tmp_path, capsys):
 
 
 def test_export_xlsx_needs_out(screened, capsys):
-    """xlsx is binary: without --out it is a usage error."""
+    """xlsx is binary: without --out, or with --out naming the journal, it is a usage error."""
     assert main(["export", str(screened["journal"]), "--format", "xlsx"]) == 2
     assert "--out" in capsys.readouterr().err
+    journal = str(screened["journal"])
+    assert main(["export", journal, "--format", "xlsx", "--out", journal]) == 2
+    assert "must not be the journal" in capsys.readouterr().err
 
 
 def test_screen_writes_the_report_beside_out(screened):
