@@ -65,6 +65,7 @@ class Job:
         unknown_policy: ``"resubmit"`` or ``"skip"`` rows an earlier run may have submitted.
         resume: the command that resumes this run (shown after a stop).
         tty: force (or forbid) terminal rendering; ``None`` asks the streams.
+        report: write the HTML report ``OUT.html`` beside ``out`` at the end.
     """
 
     catalog: Catalog
@@ -74,6 +75,7 @@ class Job:
     unknown_policy: Literal["resubmit", "skip"] = "resubmit"
     resume: str = ""
     tty: bool | None = None
+    report: bool = True
 
 
 def say_error(message: str) -> None:
@@ -278,6 +280,7 @@ async def run_screen(job: Job, make_client: Callable[[], FtoClient]) -> int:
                         raise
                     hard = True
         tally = write_output(job.catalog, journal, job.out)
+        report = _write_report(job, client.stats.calls)
     finally:
         with contextlib.suppress(RuntimeError):
             await journal.close()
@@ -289,7 +292,18 @@ async def run_screen(job: Job, make_client: Callable[[], FtoClient]) -> int:
         recovered_unknown=journal.recovered_unknown, uploads=run.uploads,
         elapsed=time.monotonic() - started, out=job.out, journal=job.journal,
     ))  # fmt: skip
+    if report is not None:
+        sys.stdout.write(f"report:            {report}\n")
     return _exit_code(job, run, tally, hard)
+
+
+def _write_report(job: Job, calls: int) -> Path | None:
+    """The HTML report beside ``job.out`` (``None``: not asked for, or not written)."""
+    if not job.report:
+        return None
+    from ._report import screen_report  # it imports this module
+
+    return screen_report(job.catalog, job.out, calls)
 
 
 def _print_summary(job: Job, summary: Summary) -> None:
