@@ -53,6 +53,7 @@ from .errors import (
     ResponseDecodeError,
     ServerError,
     ServiceError,
+    SharedGateError,
     TaskFailedError,
     TaskTimeoutError,
     TLSError,
@@ -80,6 +81,7 @@ from .models import (
 )
 from .polling import TaskPoller
 from .ratelimit import RateGate
+from .redisgate import RedisRateGate
 from .retry import RetryEvent
 from .transport import TransportStats
 
@@ -125,6 +127,7 @@ __all__ = [
     "RateGate",
     "RateLimitedError",
     "RecordedError",
+    "RedisRateGate",
     "Report",
     "RequestTimeout",
     "ResponseDecodeError",
@@ -133,6 +136,7 @@ __all__ = [
     "RiskLevel",
     "ServerError",
     "ServiceError",
+    "SharedGateError",
     "SimpleLegalStatus",
     "TLSError",
     "TaskFailedError",
