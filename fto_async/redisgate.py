@@ -499,9 +499,13 @@ class RedisRateGate:
     @staticmethod
     def _is_connection_error(exc: Exception) -> bool:
         from redis.exceptions import ConnectionError as RedisConnectionError
+        from redis.exceptions import ReadOnlyError
         from redis.exceptions import TimeoutError as RedisTimeoutError
 
-        return isinstance(exc, RedisConnectionError | RedisTimeoutError | OSError)
+        # ReadOnlyError: a failover left us on a replica for a moment; wait like a loss.
+        return isinstance(
+            exc, RedisConnectionError | RedisTimeoutError | ReadOnlyError | OSError
+        )
 
     def _scrub(self, text: str) -> str:
         for secret in self._secrets:
