@@ -36,10 +36,11 @@ trip; a waiter refused because the horizon is full is told how long to wait (no 
 loop), so a process never asks more than about once per interval.
 
 Adaptive feedback, shared (the local gate's rules, state in Redis): a 67200002 starts an
-episode once per second; the estimate is the account's grants in the last second times
-``headroom`` (from a short log in Redis), the rate drops to ``min(0.7 * rate,
-estimate)``, and nothing is granted until the oldest of those grants has left the
-window. The climb back is a function of Redis time since the decrease: back to the
+episode once per second; the estimate is the account's successful answers in the last
+second times ``headroom`` (each process adds its successes to a short log in Redis with
+its next grant request, so this costs no round trip), the rate drops to
+``min(0.7 * rate, estimate)``, and nothing is granted until the oldest of those calls
+has left the window. The climb back is a function of Redis time since the decrease: back to the
 estimate over ``recovery`` seconds, then 5% of ``qps`` per second up to the ceiling. So
 a throttle seen by one process slows all of them, and all of them recover together.
 
@@ -54,7 +55,7 @@ for one second (the gateway's window may still hold calls from before) and every
 reconnecting process adds its own calls of the day back to the shared counter.
 
 Nothing outlives a killed process: there are no locks or leases, only the hash (48 h TTL,
-renewed by every grant) and the grant log (10 s TTL); a process killed with SIGKILL
+renewed by every grant) and the success log (10 s TTL); a process killed with SIGKILL
 leaves at most one reserved, unused grant behind.
 """
 
@@ -108,9 +109,9 @@ local function current_rate(dec_rate, dec_at, est, ceiling, floor_, qps, recover
 end
 """.replace("@PROBE@", repr(_PROBE))
 
-# KEYS: state hash, grant log. ARGV: ceiling, tau, floor, qps, recovery, horizon,
+# KEYS: state hash, success log. ARGV: ceiling, tau, floor, qps, recovery, horizon,
 # daily_limit (0: none), my_epoch ('' before the first grant), my_calls_today, unsynced,
-# log_cap.
+# log_cap, successes (answers without 67200002 since this process's last request).
 # Returns {status, a, now, epoch, count, rate}: status 1 = granted (a = send time),
 # 0 = wait (a = seconds), 2 = daily limit reached. Floats travel as strings (Redis
 # would truncate Lua numbers to integers).
@@ -123,6 +124,12 @@ local ceiling, tau, floor_ = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV
 local qps, recovery, horizon = tonumber(ARGV[4]), tonumber(ARGV[5]), tonumber(ARGV[6])
 local limit, my_epoch = tonumber(ARGV[7]), ARGV[8]
 local mine, unsynced, cap = tonumber(ARGV[9]), tonumber(ARGV[10]), tonumber(ARGV[11])
+local ok = tonumber(ARGV[12])
+if ok > 0 then
+  redis.call('LPUSH', KEYS[2], string.format('%.6f:%d', now, ok))
+  redis.call('LTRIM', KEYS[2], 0, cap - 1)
+  redis.call('PEXPIRE', KEYS[2], @LOGTTL@)
+end
 local f = redis.call('HMGET', KEYS[1], 'tat', 'dec_rate', 'dec_at', 'est', 'day', 'count',
                      'epoch')
 local tat = tonumber(f[1]) or 0
@@ -154,11 +161,6 @@ else
   a = allow
   tat = math.max(tat, allow) + 1 / rate
   count = count + 1
-  redis.call('LPUSH', KEYS[2], string.format('%.6f', allow))
-  redis.call('LTRIM', KEYS[2], 0, cap - 1)
-  redis.call('PEXPIRE', KEYS[2], """
-    + str(_LOG_TTL_MS)
-    + """)
 end
 redis.call('HSET', KEYS[1], 'tat', string.format('%.6f', tat), 'day', day, 'count', count,
            'epoch', epoch)
@@ -170,7 +172,8 @@ return {status, string.format('%.6f', a), string.format('%.6f', now), epoch, cou
 """
 )
 
-# KEYS: state hash, grant log. ARGV: sent_at, ceiling, tau, floor, qps, recovery, headroom.
+# KEYS: state hash, success log. ARGV: sent_at, ceiling, tau, floor, qps, recovery,
+# headroom, successes (not yet reported), log_cap.
 # Returns the new rate as a string, or '' when the answer belongs to a known episode.
 _THROTTLE_LUA = (
     _RATE_LUA
@@ -179,7 +182,12 @@ local t = redis.call('TIME')
 local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
 local sent_at, ceiling, tau = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
 local floor_, qps, recovery = tonumber(ARGV[4]), tonumber(ARGV[5]), tonumber(ARGV[6])
-local headroom = tonumber(ARGV[7])
+local headroom, ok, cap = tonumber(ARGV[7]), tonumber(ARGV[8]), tonumber(ARGV[9])
+if ok > 0 then
+  redis.call('LPUSH', KEYS[2], string.format('%.6f:%d', now, ok))
+  redis.call('LTRIM', KEYS[2], 0, cap - 1)
+  redis.call('PEXPIRE', KEYS[2], @LOGTTL@)
+end
 local f = redis.call('HMGET', KEYS[1], 'tat', 'dec_rate', 'dec_at', 'est')
 local dec_at = tonumber(f[3])
 if dec_at and sent_at <= dec_at + 1 then return '' end
@@ -187,8 +195,12 @@ local rate = current_rate(tonumber(f[2]), dec_at, tonumber(f[4]),
                           ceiling, floor_, qps, recovery, now)
 local share, oldest = 0, nil
 for _, v in ipairs(redis.call('LRANGE', KEYS[2], 0, -1)) do
-  local x = tonumber(v)
-  if x > now - 1 then share = share + 1; oldest = x end
+  local x, n = string.match(v, '^([^:]+):(%d+)$')
+  x = tonumber(x)
+  if x and x > now - 1 then
+    share = share + tonumber(n)
+    if not oldest or x < oldest then oldest = x end
+  end
 end
 local est = math.max(floor_, math.min(ceiling, share * headroom))
 local new = math.max(floor_, math.min(rate * """
@@ -205,6 +217,9 @@ redis.call('PEXPIRE', KEYS[1], """
 return string.format('%.6f', new)
 """
 )
+
+_ACQUIRE_LUA = _ACQUIRE_LUA.replace("@LOGTTL@", str(_LOG_TTL_MS))
+_THROTTLE_LUA = _THROTTLE_LUA.replace("@LOGTTL@", str(_LOG_TTL_MS))
 
 
 def account_key(account: str, prefix: str = "") -> str:
@@ -361,6 +376,7 @@ class RedisRateGate:
         self._day: int | None = None
         self._mine_today = 0  # this process's grants of the Redis day ``_day``
         self._unsynced = 0  # grants of the local fallback not yet added in Redis
+        self._ok = 0  # successes not yet reported to the shared log
         self._shared_today = 0  # the shared count at the last reply
         self._connected = False
         self._failures = 0
@@ -426,9 +442,11 @@ class RedisRateGate:
             while True:
                 if self._fallback is not None and loop.time() < self._fallback_until:
                     return await self._admit_locally(path)
+                ok, self._ok = self._ok, 0
                 try:
-                    reply = await self._acquire_script(keys=self._keys, args=self._args())
+                    reply = await self._acquire_script(keys=self._keys, args=self._args(ok))
                 except Exception as exc:  # classified below
+                    self._ok += ok
                     if not self._is_connection_error(exc) or not self._connected:
                         raise self._gate_error(exc) from None
                     if self.config.redis_fallback:
@@ -463,7 +481,7 @@ class RedisRateGate:
                 self._head.release()
         return Permit(path, wait_or_at)
 
-    def _args(self) -> tuple[object, ...]:
+    def _args(self, ok: int) -> tuple[object, ...]:
         cfg = self.config
         return (
             repr(self._ceiling),
@@ -477,6 +495,7 @@ class RedisRateGate:
             self._mine_today,
             self._unsynced,
             self._log_cap,
+            ok,
         )
 
     def _on_reply(self, reply: list[Any]) -> None:
@@ -599,9 +618,13 @@ class RedisRateGate:
         return None if d is None else max(0, d - self._shared_today - self._unsynced)
 
     def on_success(self, permit: Permit) -> None:
-        """A call went through (the shared climb back runs on Redis time by itself)."""
-        if isinstance(permit, _LocalPermit) and self._fallback is not None:
-            self._fallback.on_success(permit)
+        """A call went through: counted in the shared log with the next request (the
+        climb back runs on Redis time by itself)."""
+        if isinstance(permit, _LocalPermit):
+            if self._fallback is not None:
+                self._fallback.on_success(permit)
+        elif self.config.adaptive:
+            self._ok += 1
 
     def on_throttled(self, permit: Permit) -> None:
         """The platform answered 67200002: slow every process of the account."""
@@ -617,6 +640,7 @@ class RedisRateGate:
         task.add_done_callback(self._tasks.discard)
 
     async def _report_throttle(self, sent_at: float) -> None:
+        ok, self._ok = self._ok, 0
         args = (
             repr(sent_at),
             repr(self._ceiling),
@@ -625,10 +649,13 @@ class RedisRateGate:
             repr(self.config.qps),
             repr(self.config.recovery),
             repr(self.config.headroom),
+            ok,
+            self._log_cap,
         )
         try:
             new = await self._throttle_script(keys=self._keys, args=args)
         except Exception as exc:  # feedback is best effort
+            self._ok += ok
             log.warning(
                 "shared rate gate: could not report a 67200002 to Redis at %s (%s)",
                 self._url_shown,
