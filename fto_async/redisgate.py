@@ -19,12 +19,14 @@ least ``T_min`` (the interval of the highest rate used, never above the ceiling
 ``s_n >= TAT_{n-1} - tau >= s_1 + (n - 1) * T_min - tau``. So
 ``n <= 1 + (W + tau) / T_min = 1 + rate * tau + rate * W``. The gate sets
 ``rate * tau = credit = min(0.25, qps - rate)`` (minus a hair), exactly the local pacer's
-credit, so ``n < 1 + credit + rate * W``; for the gateway's window ``W < 1`` that is
-fewer than ``qps + 1`` calls, i.e. at most ``qps``. As in the local gate, the calls to
-spare (``qps + 1 - (1 + credit + rate)``, 1.35 calls at ``qps = 40``) absorb the jitter
-between the grant in Redis and the arrival at the gateway (35 ms at ``qps = 40``).
+credit, so ``n <= 1 + credit + rate * W``; for the gateway's window ``W < 1`` that is
+fewer than ``1 + credit + rate < qps + 1`` calls, i.e. at most ``qps``. As in the local
+gate, the calls to spare (``qps + 1 - (1 + credit + rate)``, 1.35 calls at ``qps = 40``)
+absorb the jitter between the grant in Redis and the arrival at the gateway (35 ms at
+``qps = 40``; across hosts with unequal paths to the gateway, lower ``headroom``).
 Grants are ordered (``s_k > s_{k-1}`` because ``tau < T``), so the proof holds for the
-order Redis granted them in, whichever process asked.
+order Redis granted them in, whichever process asked. (Processes told different ``qps``
+for one account are bounded by the largest: give them all the same.)
 
 Round trips: a grant may lie up to ``horizon`` (0.25 s, at least two intervals) ahead of
 ``now``: the script reserves it and the caller sleeps the difference locally, then
@@ -40,9 +42,10 @@ episode once per second; the estimate is the account's successful answers in the
 second times ``headroom`` (each process adds its successes to a short log in Redis with
 its next grant request, so this costs no round trip), the rate drops to
 ``min(0.7 * rate, estimate)``, and nothing is granted until the oldest of those calls
-has left the window. The climb back is a function of Redis time since the decrease: back to the
-estimate over ``recovery`` seconds, then 5% of ``qps`` per second up to the ceiling. So
-a throttle seen by one process slows all of them, and all of them recover together.
+has left the window. The climb back is a function of Redis time since the decrease:
+back to the estimate over ``recovery`` seconds, then 5% of ``qps`` per second up to the
+ceiling. So a throttle seen by one process slows all of them, and all of them recover
+together.
 
 Failure: if Redis cannot be reached at the first call, the gate raises
 :class:`~fto_async.errors.SharedGateError` (fatal), naming the URL with its password
@@ -50,9 +53,11 @@ redacted. If Redis is lost later, calls wait and the gate reconnects with backof
 call is ever sent without a grant (a grant whose reply was lost is counted but unused,
 which errs on the safe side). With ``redis_fallback=True`` the gate instead paces
 locally at ``qps / expected_processes`` (a warning is logged) until Redis answers again.
-If Redis restarts and loses its state, the first process to reconnect pauses the account
-for one second (the gateway's window may still hold calls from before) and every
-reconnecting process adds its own calls of the day back to the shared counter.
+If Redis restarts and loses its state, the first process that was running before and
+reconnects pauses the account for one second (the gateway's window may still hold calls
+from before), and every such process adds its own calls of the day back to the shared
+counter (a process that started after the restart adds nothing; one that died takes
+its count with it).
 
 Nothing outlives a killed process: there are no locks or leases, only the hash (48 h TTL,
 renewed by every grant) and the success log (10 s TTL); a process killed with SIGKILL
