@@ -67,6 +67,7 @@ leaves at most one reserved, unused grant behind.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import logging
 import random
@@ -267,7 +268,8 @@ class _Turnstile:
             if fut.done() and not fut.cancelled():
                 self.release()  # handed the place just as we were cancelled: pass it on
             else:
-                queue.remove(fut)
+                with contextlib.suppress(ValueError):  # release() may have dropped it
+                    queue.remove(fut)
             raise
 
     def release(self) -> None:

@@ -301,3 +301,21 @@ async def test_opt_in_fallback_paces_locally(
     await admit(g, [])
     assert g.rate == pytest.approx(40 * 0.96)
     await g.aclose()
+
+
+async def test_turnstile_is_cancellation_safe() -> None:
+    """A waiter cancelled while queued, or just as it is handed the place, leaks nothing."""
+    from fto_async.redisgate import _Turnstile
+
+    t = _Turnstile(1)
+    await t.acquire()
+    queued = asyncio.create_task(t.acquire())
+    handed = asyncio.create_task(t.acquire(priority=True))
+    await asyncio.sleep(0)
+    queued.cancel()
+    t.release()  # hands the place to the priority waiter...
+    handed.cancel()  # ...which is cancelled before it runs: it passes the place on
+    await asyncio.gather(queued, handed, return_exceptions=True)
+    assert t.in_use == 0
+    await asyncio.wait_for(t.acquire(), 1)
+    assert t.in_use == 1
