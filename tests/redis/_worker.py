@@ -15,9 +15,11 @@ import time
 
 from fto_async import (
     BudgetExhaustedError,
+    ClientConfig,
     FtoClient,
     FtoError,
     ImageSearchRequest,
+    RateConfig,
     RetryConfig,
 )
 
@@ -32,11 +34,13 @@ async def main() -> None:
     p.add_argument("--daily-limit", type=int)
     p.add_argument("--start-at", type=float, default=0.0)
     p.add_argument("--name", default="w")
+    p.add_argument("--headroom", type=float, default=0.96)
     args = p.parse_args()
     redis_url = None if args.redis_url == "none" else args.redis_url
+    config = ClientConfig(rate=RateConfig(headroom=args.headroom))
     client = FtoClient(
         api_key=args.api_key, base_url=args.base_url, qps=args.qps, redis_url=redis_url,
-        daily_limit=args.daily_limit, timeout=30.0,
+        daily_limit=args.daily_limit, timeout=30.0, config=config,
         retry=RetryConfig(max_attempts=20, base=0.05, cap=1.0, max_time=120.0),
     )
     refused = errors = 0
