@@ -81,6 +81,7 @@ from .errors import (
     ResponseDecodeError,
     ServerError,
     ServiceError,
+    SharedGateError,
     TaskFailedError,
     TaskTimeoutError,
     TLSError,
@@ -107,6 +108,7 @@ from .models import (
     WorkflowRequest,
 )
 from .ratelimit import RateGate
+from .redisgate import RedisRateGate
 from .retry import RetryEvent
 from .transport import TransportStats
 
@@ -152,6 +154,7 @@ __all__ = [
     "RateGate",
     "RateLimitedError",
     "RecordedError",
+    "RedisRateGate",
     "Report",
     "RequestTimeout",
     "ResponseDecodeError",
@@ -160,6 +163,7 @@ __all__ = [
     "RiskLevel",
     "ServerError",
     "ServiceError",
+    "SharedGateError",
     "SimpleLegalStatus",
     "TLSError",
     "TaskFailedError",

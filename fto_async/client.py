@@ -39,6 +39,7 @@ from .models import (
     request_kind,
 )
 from .ratelimit import RateGateProtocol
+from .redisgate import RedisRateGate
 from .retry import RetryHook
 from .transport import BeforeSend, FileField, HttpSender, Transport, TransportStats
 
@@ -75,6 +76,8 @@ class FtoClient:
         workflow_result_path: UNVERIFIED default ``/api/mcp/workflow-result``; see
             :class:`~fto_async.config.ClientConfig`.
         max_in_flight, max_calls, daily_limit: see :class:`~fto_async.config.RateConfig`.
+        redis_url: share the rate gate (``qps``, ``daily_limit``) with every process of the
+            account through Redis; see :class:`~fto_async.config.RateConfig`.
         timeout: seconds per HTTP request, see :class:`~fto_async.config.ClientConfig`.
         retry: see :class:`~fto_async.config.RetryConfig`.
         poll: see :class:`~fto_async.config.PollConfig`.
@@ -107,6 +110,7 @@ class FtoClient:
         gate: RateGateProtocol | None = None,
         session: aiohttp.ClientSession | None = None,
         transport: HttpSender | None = None,
+        redis_url: str | None = None,
     ) -> None:
         self._credentials = _credentials(client_id, client_secret, api_key)
         cfg = config or ClientConfig()
@@ -117,6 +121,7 @@ class FtoClient:
                 "max_in_flight": max_in_flight,
                 "max_calls": max_calls,
                 "daily_limit": daily_limit,
+                "redis_url": redis_url,
             }.items()
             if v is not None
         }
@@ -135,6 +140,11 @@ class FtoClient:
             changes["rate"] = attrs.evolve(cfg.rate, **rate_changes)
         self.config: ClientConfig = attrs.evolve(cfg, **changes) if changes else cfg
         self._converter = _serde.make_converter()
+        self._owned_gate: RedisRateGate | None = None
+        if gate is None and self.config.rate.redis_url:
+            gate = self._owned_gate = RedisRateGate(
+                self.config.rate, account=self._credentials.account_id
+            )
         self._transport = Transport(
             self._credentials,
             self.config,
@@ -150,7 +160,8 @@ class FtoClient:
         cls, environ: Mapping[str, str] | None = None, **options: Any
     ) -> FtoClient:
         """Build a client from ``PATSNAP_CLIENT_ID`` / ``PATSNAP_CLIENT_SECRET`` or
-        ``PATSNAP_API_KEY``, ``PATSNAP_BASE_URL`` and ``PATSNAP_QPS``.
+        ``PATSNAP_API_KEY``, ``PATSNAP_BASE_URL``, ``PATSNAP_QPS`` and
+        ``PATSNAP_REDIS_URL``.
 
         Keyword ``options`` override the environment.
 
@@ -180,6 +191,8 @@ class FtoClient:
     async def aclose(self) -> None:
         """Close the connection pool (only if the client created it). Idempotent."""
         await self._transport.aclose()
+        if self._owned_gate is not None:
+            await self._owned_gate.aclose()
 
     @property
     def closed(self) -> bool:

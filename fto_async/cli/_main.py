@@ -40,7 +40,13 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from ..client import FtoClient
-from ..config import DEFAULT_QPS, DEFAULT_SUBMIT_LATENCY, PollConfig, env_settings
+from ..config import (
+    DEFAULT_QPS,
+    DEFAULT_SUBMIT_LATENCY,
+    PollConfig,
+    env_settings,
+    redact_url_credentials,
+)
 from ..errors import ConfigurationError, InvalidRequestError
 from ..journal import ItemState, Journal
 from ._catalog import Catalog, CatalogError, check_defaults
@@ -99,6 +105,10 @@ def build_parser() -> argparse.ArgumentParser:
                         help="use the full FTO workflow endpoint (local images sent as base64)")
     screen.add_argument("--dry-run", action="store_true",
                         help="validate the catalog and estimate calls and time; call nothing")
+    screen.add_argument("--redis-url", metavar="URL",
+                        help="share the account's QPS and daily limit with every process "
+                             "through Redis (default: PATSNAP_REDIS_URL; a password in the "
+                             "URL is never printed)")
     screen.add_argument("--unknown", choices=("resubmit", "skip"), default="resubmit",
                         help="rows an earlier run may have submitted before it died "
                              "(default resubmit)")
@@ -178,7 +188,7 @@ def _prepare(args: argparse.Namespace) -> Job | None:
         return None
     journal = args.journal or args.out.with_name(args.out.name + ".journal.db")
     return Job(catalog, total, args.out, journal, unknown_policy=args.unknown,
-               resume=shlex.join(["fto-async", *args.argv]),
+               resume=shlex.join(["fto-async", *map(redact_url_credentials, args.argv)]),
                report=not args.no_report)  # fmt: skip
 
 
@@ -197,6 +207,8 @@ def _cmd_screen(args: argparse.Namespace) -> int:
             options["qps"] = args.qps
         if args.time_scale != 1.0:
             options["poll"] = PollConfig().scaled(args.time_scale)
+        if args.redis_url:
+            options["redis_url"] = args.redis_url
         return FtoClient.from_env(**options)
 
     return asyncio.run(run_screen(job, make_client))

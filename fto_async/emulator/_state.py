@@ -142,6 +142,7 @@ class EmulatorState:
             (daily limit) or 67200002 (QPS); a refused call is not counted anywhere.
         """
         config = self.config
+        self.stats.record_attempt(account, now)
         if config.total_limit is not None and self._totals[account] >= config.total_limit:
             return 67200001
         day = int(time.time() // _SECONDS_PER_DAY)

@@ -53,10 +53,19 @@ class EmulatorStats:
         token_requests: Number of ``/oauth/token`` requests, successful or not.
         submits: Every created task, in creation order.
         admitted_times: Account -> event-loop time of every admitted business call.
+        attempt_times: Account -> event-loop time of every authenticated business call
+            that reached the quota and QPS checks, refused ones (67200002...) included.
         polls_by_task: task_id -> number of result polls for that task.
     """
 
-    __slots__ = ("admitted_times", "calls", "polls_by_task", "submits", "token_requests")
+    __slots__ = (
+        "admitted_times",
+        "attempt_times",
+        "calls",
+        "polls_by_task",
+        "submits",
+        "token_requests",
+    )
 
     def __init__(self) -> None:
         """Start with every counter at zero."""
@@ -68,6 +77,7 @@ class EmulatorStats:
         self.token_requests = 0
         self.submits: list[SubmitRecord] = []
         self.admitted_times: dict[str, list[float]] = {}
+        self.attempt_times: dict[str, list[float]] = {}
         self.polls_by_task: Counter[str] = Counter()
 
     def __repr__(self) -> str:
@@ -88,6 +98,10 @@ class EmulatorStats:
             self.admitted_times[account] = [at]
         else:
             times.append(at)
+
+    def record_attempt(self, account: str, at: float) -> None:
+        """Note that a business call of ``account`` reached the checks at loop time ``at``."""
+        self.attempt_times.setdefault(account, []).append(at)
 
     def count(self, path: str | None = None, code: int | None = None) -> int:
         """Return how many calls match ``path`` and ``code`` (``None`` matches any).
@@ -118,14 +132,19 @@ class EmulatorStats:
         Returns:
             The maximum count, 0 when the account made no admitted call.
         """
-        times = self.admitted_times.get(account, [])
-        best = 0
-        start = 0
-        for end, t in enumerate(times):
-            while times[start] <= t - window:
-                start += 1
-            best = max(best, end - start + 1)
-        return best
+        return _max_in_window(self.admitted_times.get(account, []), window)
+
+    def max_attempts_in_window(self, account: str, window: float = 1.0) -> int:
+        """Return the most attempts of ``account`` (refused ones too) in any sliding window.
+
+        Args:
+            account: A client_id or ``sk-`` key.
+            window: The window length in seconds.
+
+        Returns:
+            The maximum count, 0 when the account made no attempt.
+        """
+        return _max_in_window(self.attempt_times.get(account, []), window)
 
     def snapshot(self) -> dict[str, Any]:
         """Return a JSON-safe copy of every counter.
@@ -151,3 +170,13 @@ class EmulatorStats:
             },
             "polls_by_task": dict(self.polls_by_task),
         }
+
+
+def _max_in_window(times: list[float], window: float) -> int:
+    best = 0
+    start = 0
+    for end, t in enumerate(times):
+        while times[start] <= t - window:
+            start += 1
+        best = max(best, end - start + 1)
+    return best
