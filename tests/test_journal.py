@@ -366,7 +366,7 @@ async def test_request_is_copied_when_added(path: Path) -> None:
 async def test_meta(path: Path) -> None:
     """set_meta stores free-form values; the schema version and creation time are preset."""
     async with await Journal.open(path) as journal:
-        assert journal.get_meta("schema_version") == "1"
+        assert journal.get_meta("schema_version") == "2"
         assert float(journal.get_meta("created_at") or 0) > 0
         assert journal.get_meta("fingerprint") is None
         await journal.set_meta("fingerprint", "v1")
