@@ -34,7 +34,7 @@ import sys
 import tempfile
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from importlib import resources
 from pathlib import Path
 from typing import Any, TextIO
@@ -44,13 +44,15 @@ from ..config import DEFAULT_QPS, DEFAULT_SUBMIT_LATENCY, PollConfig, env_settin
 from ..errors import ConfigurationError, InvalidRequestError
 from ..journal import ItemState, Journal
 from ._catalog import Catalog, CatalogError, check_defaults
-from ._display import Section, format_duration, render_sections
+from ._display import Section, clean, format_duration, render_sections
+from ._paths import clash, sqlite_files
 from ._results import INVALID_TYPE, atomic_write, records_from_journal, write_csv, write_jsonl
 from ._screen import (
     EXIT_OK,
     EXIT_ROWS,
     EXIT_USAGE,
     Job,
+    last_run,
     open_journal,
     run_screen,
     say_error,
@@ -114,6 +116,8 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument("journal", metavar="JOURNAL", type=Path)
     export.add_argument("--format", choices=("jsonl", "csv"), default="jsonl")
     export.add_argument("--out", type=Path, help="file to write (default: standard output)")
+    export.add_argument("--all", action="store_true",
+                        help="also rows that were not in the last run's catalog")
     export.set_defaults(func=_cmd_export)
 
     demo = commands.add_parser("demo", help="screen a sample catalog on a local emulator")
@@ -164,6 +168,9 @@ def _prepare(args: argparse.Namespace) -> Job | None:
     if not args.out.parent.is_dir():
         say_error(f"--out: the folder {args.out.parent} does not exist")
         return None
+    if not os.access(args.out.parent, os.W_OK):
+        say_error(f"--out: the folder {args.out.parent} is not writable")
+        return None
     catalog = Catalog(args.catalog, defaults)
     try:
         total = catalog.scan()
@@ -171,8 +178,34 @@ def _prepare(args: argparse.Namespace) -> Job | None:
         say_error(str(exc))
         return None
     journal = args.journal or args.out.with_name(args.out.name + ".journal.db")
+    refused = _output_clash(catalog, args.out, journal)
+    if refused is not None:
+        say_error(refused)
+        return None
     return Job(catalog, total, args.out, journal, unknown_policy=args.unknown,
                resume=shlex.join(["fto-async", *args.argv]))  # fmt: skip
+
+
+def _output_clash(catalog: Catalog, out: Path, journal: Path) -> str | None:
+    """Why ``--out`` or the journal would overwrite an input (``None``: they would not)."""
+
+    def images() -> Iterator[tuple[str, Path]]:
+        for image in catalog.image_paths():
+            yield "an image of the catalog", image
+
+    def out_inputs() -> Iterator[tuple[str, Path]]:
+        yield "the catalog", catalog.path
+        for path in sqlite_files(journal):
+            yield "the journal", path
+        if out.exists():  # a file that does not exist yet is no image
+            yield from images()
+
+    def journal_inputs() -> Iterator[tuple[str, Path]]:
+        yield "the catalog", catalog.path
+        if journal.exists():
+            yield from images()
+
+    return clash(("--out", out), out_inputs()) or clash(("--journal", journal), journal_inputs())
 
 
 def _cmd_screen(args: argparse.Namespace) -> int:
@@ -202,7 +235,9 @@ async def _dry_run(job: Job, args: argparse.Namespace) -> int:
     except ConfigurationError as exc:
         say_error(str(exc))
         return EXIT_USAGE
-    journal = await open_journal(job.journal) if job.journal.exists() else None
+    journal = await open_journal(job.journal, readonly=True) if job.journal.exists() else None
+    if job.journal.exists() and journal is None:
+        return EXIT_USAGE
     count: Counter[str] = Counter()
     try:
         for row in job.catalog.rows():
@@ -210,7 +245,8 @@ async def _dry_run(job: Job, args: argparse.Namespace) -> int:
             if not row.ok:
                 count["invalid"] += 1
                 if count["invalid"] <= 50:
-                    sys.stderr.write(f"line {row.line}: {row.key or '-'}: {row.error}\n")
+                    sys.stderr.write(clean(f"line {row.line}: {row.key or '-'}: {row.error}")
+                                     + "\n")
                 continue
             jrow = journal.get(row.jkey) if journal is not None else None
             state = jrow.state if jrow is not None else None
@@ -263,10 +299,12 @@ def _cmd_status(args: argparse.Namespace) -> int:
 
 
 async def _status(path: Path) -> int:
-    journal = await open_journal(path)
+    journal = await open_journal(path, readonly=True)
     if journal is None:
         return EXIT_USAGE
     try:
+        run = last_run(journal)
+        outside = journal.count_before_run(run) if run else 0
         states: Counter[str] = Counter()
         failures: Counter[str] = Counter()
         oldest: tuple[float, str, str] | None = None
@@ -282,10 +320,9 @@ async def _status(path: Path) -> int:
                 oldest is None or row.submitted_at < oldest[0]
             ):
                 oldest = (row.submitted_at, row.key, row.task_id or "?")
-        recovered = journal.recovered_unknown
     finally:
         await journal.close()
-    order = ("done", "failed", "invalid", "pending", "submitted", "unknown")
+    order = ("done", "failed", "invalid", "pending", "submitting", "submitted", "unknown")
     rows = [[name, str(states[name])] for name in order if states[name]]
     rows.append(["total", str(sum(states.values()))])
     sections = [Section(f"Journal {path}", ["state", "items"], rows)]
@@ -297,10 +334,15 @@ async def _status(path: Path) -> int:
     if oldest is not None:
         footer.append(("oldest unfinished task", f"{oldest[1]} (task {oldest[2]}), submitted "
                                               f"{format_duration(now - oldest[0])} ago"))
+    if states["submitting"]:
+        footer.append(("submitting", f"{states['submitting']} items are being submitted by a "
+                       "run, or were when it died (then the next run treats them as unknown)"))
     if states["unknown"]:
-        footer.append(("unknown", f"{states['unknown']} items may hold a task on the platform "
-                       f"({recovered} found mid-submit now); the next run resubmits them "
-                       "unless --unknown skip"))
+        footer.append(("unknown", f"{states['unknown']} items may hold a task on the platform; "
+                       "the next run resubmits them unless --unknown skip"))
+    if outside:
+        footer.append(("not in the last run", f"{outside} items were not in the last run's "
+                       "catalog (export leaves them out unless --all)"))
     render_sections(sections, footer, sys.stdout)
     return EXIT_OK
 
@@ -309,26 +351,41 @@ def _cmd_export(args: argparse.Namespace) -> int:
     if not args.journal.is_file():
         say_error(f"no journal at {args.journal}")
         return EXIT_USAGE
-    return asyncio.run(_export(args.journal, args.format, args.out))
+    if args.out is not None:
+        journal_files = (("the journal", path) for path in sqlite_files(args.journal))
+        refused = clash(("--out", args.out), journal_files)
+        if refused is not None:
+            say_error(refused)
+            return EXIT_USAGE
+    return asyncio.run(_export(args.journal, args.format, args.out, everything=args.all))
 
 
-async def _export(path: Path, fmt: str, out: Path | None) -> int:
-    journal = await open_journal(path)
+async def _export(path: Path, fmt: str, out: Path | None, *, everything: bool = False) -> int:
+    journal = await open_journal(path, readonly=True)
     if journal is None:
         return EXIT_USAGE
     try:
+        since = None if everything else last_run(journal) or None
         if out is None:
-            _write_records(journal, fmt, sys.stdout)
+            _write_records(journal, fmt, sys.stdout, since)
         else:
-            with atomic_write(out) as handle:
-                _write_records(journal, fmt, handle)
+            try:
+                with atomic_write(out) as handle:
+                    _write_records(journal, fmt, handle, since)
+            except OSError as exc:
+                say_error(f"cannot write {out}: {exc.strerror or exc}")
+                return EXIT_USAGE
+        outside = journal.count_before_run(since) if since else 0
     finally:
         await journal.close()
+    if outside:
+        say_error(f"{outside} rows in the journal were not in the last run's catalog; "
+                  "left out (use --all to include)")
     return EXIT_OK
 
 
-def _write_records(journal: Journal, fmt: str, handle: TextIO) -> None:
-    records = records_from_journal(journal)
+def _write_records(journal: Journal, fmt: str, handle: TextIO, since_run: int | None) -> None:
+    records = records_from_journal(journal, since_run=since_run)
     (write_csv if fmt == "csv" else write_jsonl)(records, handle)
 
 
