@@ -302,6 +302,8 @@ async def _status(path: Path) -> int:
     journal = await open_journal(path, readonly=True)
     if journal is None:
         return EXIT_USAGE
+    live = Journal.is_held(path)  # else rows left `submitting` are from a run that died
+    died = 0
     try:
         run = last_run(journal)
         outside = journal.count_before_run(run) if run else 0
@@ -314,6 +316,9 @@ async def _status(path: Path) -> int:
             if row.state is ItemState.FAILED:
                 name = "invalid" if row.error_type == INVALID_TYPE else "failed"
                 failures[row.error_type or "error"] += 1
+            if row.state is ItemState.SUBMITTING and not live:
+                name = "unknown"
+                died += 1
             states[name] += 1
             last = max(last, row.updated_at)
             if row.state is ItemState.SUBMITTED and row.submitted_at is not None and (
@@ -335,11 +340,12 @@ async def _status(path: Path) -> int:
         footer.append(("oldest unfinished task", f"{oldest[1]} (task {oldest[2]}), submitted "
                                               f"{format_duration(now - oldest[0])} ago"))
     if states["submitting"]:
-        footer.append(("submitting", f"{states['submitting']} items are being submitted by a "
-                       "run, or were when it died (then the next run treats them as unknown)"))
+        footer.append(("submitting", f"{states['submitting']} items are being submitted by "
+                       "the run that holds the journal"))
     if states["unknown"]:
-        footer.append(("unknown", f"{states['unknown']} items may hold a task on the platform; "
-                       "the next run resubmits them unless --unknown skip"))
+        footer.append(("unknown", f"{states['unknown']} items may hold a task on the platform "
+                       f"({died} left mid-submit by a run that died); the next run resubmits "
+                       "them unless --unknown skip"))
     if outside:
         footer.append(("not in the last run", f"{outside} items were not in the last run's "
                        "catalog (export leaves them out unless --all)"))

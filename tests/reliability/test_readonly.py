@@ -73,7 +73,8 @@ async def test_status_and_export_write_nothing(emu, monkeypatch, tmp_path, capsy
         assert await cli("status", str(journal)) == 0
         text = capsys.readouterr().out
         assert re.search(r"done\s+2\n", text)
-        assert re.search(r"submitting\s+1\n", text)
+        assert re.search(r"unknown\s+1\n", text)  # no run holds it: K0's run died
+        assert "1 left mid-submit by a run that died" in text
         assert await cli("export", str(journal)) == 0
         exported = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
         assert [r["status"] for r in exported] == ["unknown", "done", "done", "invalid"]
@@ -100,16 +101,20 @@ async def test_status_and_export_work_while_a_run_holds_the_journal(tmp_path, ca
     async with await Journal.open(path) as journal:
         for key in ("a", "b"):
             await journal.add_pending(key, 1, body, "image_search")
+        await journal.add_pending("c", 2, body, "image_search")
         await journal.mark_submitting("a")
         await journal.mark_submitted("a", "task-1")
+        await journal.mark_submitting("c")  # a live submit, not an unknown one
         await journal.flush()
         assert await cli("status", str(path)) == 0
         text = capsys.readouterr().out
-        assert "submitted  1" in text
-        assert "pending    1" in text
+        assert re.search(r"submitted\s+1\n", text)
+        assert re.search(r"pending\s+1\n", text)
+        assert re.search(r"submitting\s+1\n", text)
+        assert "unknown" not in text
         assert await cli("export", str(path)) == 0
         assert [line.count('"task_id": "task-1"') for line in
-                capsys.readouterr().out.splitlines()] == [1, 0]
+                capsys.readouterr().out.splitlines()] == [1, 0, 0]
         await journal.mark_done("a", {"task_status": 2})
 
 
