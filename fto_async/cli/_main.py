@@ -42,6 +42,7 @@ from typing import Any, TextIO
 from ..client import FtoClient
 from ..config import DEFAULT_QPS, DEFAULT_SUBMIT_LATENCY, PollConfig, env_settings
 from ..errors import ConfigurationError, InvalidRequestError
+from ..fingerprint import request_fingerprint
 from ..journal import ItemState, Journal
 from ._catalog import Catalog, CatalogError, check_defaults
 from ._display import Section, clean, format_duration, render_sections
@@ -56,6 +57,7 @@ from ._screen import (
     open_journal,
     run_screen,
     say_error,
+    stored_fingerprint,
 )
 
 __all__ = ["build_parser", "main"]
@@ -249,6 +251,11 @@ async def _dry_run(job: Job, args: argparse.Namespace) -> int:
                                      + "\n")
                 continue
             jrow = journal.get(row.jkey) if journal is not None else None
+            if jrow is not None and row.request is not None and jrow.state is not \
+                    ItemState.PENDING and stored_fingerprint(row, jrow) not in (
+                        None, request_fingerprint(row.request)):
+                count["changed"] += 1  # the run screens it again
+                jrow = None
             state = jrow.state if jrow is not None else None
             if state is ItemState.DONE or (
                 state is ItemState.FAILED and jrow is not None and jrow.error_type != INVALID_TYPE
@@ -275,6 +282,8 @@ async def _dry_run(job: Job, args: argparse.Namespace) -> int:
         ["already finished (journal)", str(count["finished"])],
         *([["unknown, skipped (--unknown skip)", str(count["skipped_unknown"])]]
           if count["skipped_unknown"] else []),
+        *([["changed since the last run (submitted again)", str(count["changed"])]]
+          if count["changed"] else []),
         ["to submit", str(count["submits"])],
     ])]  # fmt: skip
     footer = [

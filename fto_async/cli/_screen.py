@@ -53,7 +53,8 @@ from ._display import ProgressView, Summary, clean, render_sections, summary_sec
 from ._results import INVALID_TYPE, Tally, invalid_body, write_output
 
 __all__ = ["EXIT_FATAL", "EXIT_OK", "EXIT_ROWS", "EXIT_STOPPED", "EXIT_USAGE", "Job",
-           "last_run", "open_journal", "run_screen", "say_error"]  # fmt: skip
+           "last_run", "open_journal", "run_screen", "say_error",
+           "stored_fingerprint"]  # fmt: skip
 
 EXIT_OK: Final = 0  #: every row done
 EXIT_ROWS: Final = 1  #: some rows failed, were invalid or are unfinished
@@ -103,6 +104,20 @@ async def open_journal(path: Path, *, readonly: bool = False) -> Journal | None:
     except (sqlite3.DatabaseError, RuntimeError, OSError) as exc:
         say_error(f"cannot open the journal {path}: {exc}")
     return None
+
+
+def stored_fingerprint(row: Row, jrow: JournalRow) -> str | None:
+    """The fingerprint of what the journal screened for ``row`` (``None``: cannot tell).
+
+    A schema-1 row has none stored; for a URL row its stored request is the wire body,
+    so the fingerprint is computed from it; a local image's bytes were never recorded.
+    """
+    if jrow.fingerprint is not None or row.image_path is not None or jrow.kind is None:
+        return jrow.fingerprint
+    if jrow.request.get("invalid") is True:
+        return None
+    kind: TaskKind = "workflow" if jrow.kind == "workflow" else "image_search"
+    return wire_fingerprint(kind, jrow.request)
 
 
 def _file_digest(path: Path) -> str:
@@ -266,11 +281,7 @@ class _Run:
         """
         if jrow is None or jrow.request.get("invalid") is True:
             return fingerprint, jrow
-        stored = jrow.fingerprint
-        if stored is None and row.image_path is None and jrow.kind is not None:
-            # Schema 1: the stored request is the wire body of a URL row: compare it.
-            kind: TaskKind = "workflow" if jrow.kind == "workflow" else "image_search"
-            stored = wire_fingerprint(kind, jrow.request)
+        stored = stored_fingerprint(row, jrow)
         if stored is None:
             if jrow.state is ItemState.PENDING:
                 return fingerprint, jrow  # nothing to keep: the batch records it afresh

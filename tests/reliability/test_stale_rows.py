@@ -51,6 +51,8 @@ async def test_a_changed_url_row_is_screened_again(emu, monkeypatch, tmp_path, c
 
     write_catalog(path, ['X1,https://example.com/new.png,"CN,JP"',
                          "X2,https://example.com/two.png,US"])
+    assert await cli("screen", str(path), "--out", str(out), "--dry-run") == 0
+    assert "changed since the last run (submitted again)  1" in capsys.readouterr().out
     assert await cli("screen", str(path), "--out", str(out), *FAST) == 0
     assert "1 rows changed since the last run: screened again" in capsys.readouterr().out
     assert [s.image for s in emu.stats.submits][-1] == "https://example.com/new.png"
