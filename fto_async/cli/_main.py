@@ -207,7 +207,21 @@ def _output_clash(catalog: Catalog, out: Path, journal: Path) -> str | None:
         if journal.exists():
             yield from images()
 
-    return clash(("--out", out), out_inputs()) or clash(("--journal", journal), journal_inputs())
+    refused = clash(("--out", out), out_inputs()) or clash(("--journal", journal),
+                                                             journal_inputs())
+    if refused is None and _is_sqlite(out):
+        refused = (f"--out {out} is a SQLite database (a journal?): an output never "
+                   "overwrites one; choose another --out")
+    return refused
+
+
+def _is_sqlite(path: Path) -> bool:
+    """Whether ``path`` is an existing SQLite file (a journal of another run, say)."""
+    try:
+        with path.open("rb") as handle:
+            return handle.read(16) == b"SQLite format 3\x00"
+    except OSError:
+        return False
 
 
 def _cmd_screen(args: argparse.Namespace) -> int:

@@ -16,7 +16,7 @@ from aiohttp.test_utils import TestServer
 from fto_async import FtoClient, RetryConfig
 from fto_async.emulator import Emulator, EmulatorConfig
 from fto_async.journal import ItemState, Journal
-from tests._shared import CLIENT_ID, CLIENT_SECRET
+from tests._shared import CLIENT_ID, CLIENT_SECRET, PNG
 from tests.reliability._cli import FAST, cli, point_at, records, write_catalog
 
 
@@ -37,7 +37,9 @@ async def test_wrong_oauth_secret_exits_3_and_names_the_variable(emu, monkeypatc
     """A wrong client secret stops the run with exit 3 and 'check PATSNAP_CLIENT_SECRET',
     writes the output (rows pending, never sent) and a rerun with the right one finishes."""
     point_at(monkeypatch, emu, PATSNAP_CLIENT_ID=CLIENT_ID, PATSNAP_CLIENT_SECRET="wrong")
-    path = write_catalog(tmp_path / "c.csv", rows(5))
+    (tmp_path / "lamp.png").write_bytes(PNG)
+    path = write_catalog(tmp_path / "c.csv", [f"{row}," for row in rows(4)]
+                         + ["K9,,US,lamp.png"], header="sku,image_url,country,image_path")
     out = tmp_path / "r.jsonl"
     assert await cli("screen", str(path), "--out", str(out), *FAST) == 3
     err = capsys.readouterr().err
@@ -47,7 +49,7 @@ async def test_wrong_oauth_secret_exits_3_and_names_the_variable(emu, monkeypatc
     assert [r["status"] for r in records(out)] == ["pending"] * 5
     assert emu.stats.submits == []
     async with await Journal.open(tmp_path / "r.jsonl.journal.db", readonly=True) as journal:
-        assert journal.counts()[ItemState.PENDING] == 5  # never sent: no task can exist
+        assert journal.counts()[ItemState.PENDING] == len(journal)  # never sent: no task
 
     monkeypatch.setenv("PATSNAP_CLIENT_SECRET", CLIENT_SECRET)
     assert await cli("screen", str(path), "--out", str(out), *FAST) == 0
@@ -163,3 +165,15 @@ async def test_out_folder_gone_unwritable_mid_run_exits_2(monkeypatch, tmp_path,
         assert await cli(*args) == 0
         assert [r["status"] for r in records(out)] == ["done"] * 4
         assert len(emu.stats.submits) == submits
+
+
+async def test_export_to_an_unwritable_place_exits_2(emu, monkeypatch, tmp_path, capsys):
+    """export --out into a folder that does not exist (or cannot be written) says so, exit 2."""
+    point_at(monkeypatch, emu)
+    path = write_catalog(tmp_path / "c.csv", rows(1))
+    assert await cli("screen", str(path), "--out", str(tmp_path / "r.jsonl"), *FAST) == 0
+    target = tmp_path / "missing" / "e.csv"
+    assert await cli("export", str(tmp_path / "r.jsonl.journal.db"), "--out", str(target)) == 2
+    err = capsys.readouterr().err
+    assert f"cannot write {target}" in err
+    assert "Traceback" not in err

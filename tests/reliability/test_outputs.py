@@ -135,3 +135,16 @@ async def test_export_out_is_never_the_journal(way: Callable[[Path], Path], emu,
     assert journal.read_bytes() == before
     assert await cli("export", str(journal), "--out", str(tmp_path / "e.jsonl")) == 0
     assert records(tmp_path / "e.jsonl") == records(out)
+
+
+async def test_out_is_never_another_runs_journal(emu, monkeypatch, tmp_path, capsys):
+    """--out naming an existing journal (another run's OUT.journal.db) exits 2, unchanged."""
+    point_at(monkeypatch, emu)
+    path = write_catalog(tmp_path / "cat.csv", ["K1,https://example.com/a.png,US"])
+    assert await cli("screen", str(path), "--out", str(tmp_path / "a.jsonl"), *FAST) == 0
+    other = tmp_path / "a.jsonl.journal.db"
+    before = other.read_bytes()
+    assert await cli("screen", str(path), "--out", str(other),
+                     "--journal", str(tmp_path / "b.db"), *FAST) == 2
+    assert "is a SQLite database" in capsys.readouterr().err
+    assert other.read_bytes() == before
