@@ -72,6 +72,7 @@ if TYPE_CHECKING:  # only for annotations: the journal is handed in by the calle
 __all__ = [
     "BatchClient",
     "BatchOptions",
+    "Fingerprinter",
     "Items",
     "Outcome",
     "Progress",
