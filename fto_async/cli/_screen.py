@@ -367,7 +367,7 @@ async def run_screen(job: Job, make_client: Callable[[], FtoClient]) -> int:
                  f"{'resubmitting' if job.unknown_policy == 'resubmit' else 'skipping'} them")
     hard = False
     run_no = last_run(journal) + 1
-    out_error: OSError | None = None
+    out_error: OSError | CatalogError | None = None
     try:
         async with client:
             with view, _signal_handlers(run.on_signal):
@@ -380,13 +380,18 @@ async def run_screen(job: Job, make_client: Callable[[], FtoClient]) -> int:
                     hard = True
         try:
             tally = await write_output(job.catalog, journal, job.out, run=run_no)
-        except OSError as exc:  # the folder became unwritable, the disk is full, ...
-            out_error = exc
+        except (OSError, CatalogError) as exc:  # an unwritable folder, a full disk, a
+            out_error = exc  # catalog changed into something unreadable mid-run, ...
         else:
             await journal.set_meta("last_run", str(run_no))
     finally:
         with contextlib.suppress(RuntimeError):
             await journal.close()
+    if isinstance(out_error, CatalogError):
+        say_error(f"cannot rebuild the output from the catalog: {out_error}")
+        say_error(f"the journal {job.journal} keeps every result; fix the catalog, then "
+                  f"resume with the same command:\n  {job.resume}")
+        return EXIT_USAGE
     if out_error is not None:
         say_error(f"cannot write the output {job.out}: {out_error.strerror or out_error}")
         say_error(f"the journal {job.journal} keeps every result; make the folder writable, "

@@ -177,3 +177,27 @@ async def test_export_to_an_unwritable_place_exits_2(emu, monkeypatch, tmp_path,
     err = capsys.readouterr().err
     assert f"cannot write {target}" in err
     assert "Traceback" not in err
+
+
+async def test_catalog_made_unreadable_mid_run_exits_2(monkeypatch, tmp_path, capsys):
+    """A catalog rewritten mid-run as non-UTF-8 bytes: when the output is rebuilt from it,
+    the message says why and how to resume, exit 2, no traceback; the journal is kept."""
+    async with Emulator(EmulatorConfig(time_scale=0.05, qps=None)) as emu:
+        point_at(monkeypatch, emu)
+        path = write_catalog(tmp_path / "c.csv", rows(3))
+        good = path.read_bytes()
+        args = ["screen", str(path), "--out", str(tmp_path / "r.jsonl"), "--time-scale", "0.05"]
+        run = asyncio.create_task(cli(*args))
+        while not emu.stats.submits:
+            assert not run.done(), "the run ended before its first task was created"
+            await asyncio.sleep(0.005)
+        path.write_bytes(good.replace(b"K1", b"K\xe91"))
+        assert await run == 2
+        err = capsys.readouterr().err
+        assert "not UTF-8" in err
+        assert "Traceback" not in err
+        assert "resume with the same command" in err
+        path.write_bytes(good)
+        submits = len(emu.stats.submits)
+        assert await cli(*args) == 0
+        assert len(emu.stats.submits) == submits
