@@ -336,16 +336,18 @@ class _Journaling:
         if was is None and row.kind is not None:  # schema 1: from the stored wire body
             was = wire_fingerprint("workflow" if row.kind == "workflow" else "image_search",
                                    row.request)
-        if fingerprint is not None and fingerprint != was:
+        state = str(row.state)
+        if fingerprint is not None and fingerprint != was and state != "submitting":
             # The request changed: its old result must never answer for the new one.
+            # (A row `submitting` here is a live submit of this process: a repeated key.)
             await journal.replace(str(key), position, body, kind, fingerprint=fingerprint)
             return None
-        state = str(row.state)
         if state == "done":
             try:
                 report = self.client.decode_report(row.report, kind)
-            except FtoError:
-                return None  # an unreadable record: screen the item again
+            except FtoError:  # an unreadable record: screen the item again
+                await journal.replace(str(key), position, body, kind, fingerprint=fingerprint)
+                return None
             counters.resumed += 1
             return Outcome(key, request, row.task_id, report, None,
                            submitted_at=row.submitted_at, resumed=True)

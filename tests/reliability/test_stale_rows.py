@@ -179,3 +179,20 @@ async def test_a_journal_from_before_fingerprints_is_compared_by_its_request(
     assert await cli("screen", str(path), "--out", str(out), *FAST) == 0
     assert "1 rows changed" in capsys.readouterr().out
     assert [s.image for s in emu.stats.submits][2:] == ["https://example.com/b2.png"]
+
+
+async def test_an_unreadable_done_record_is_screened_again(emu, tmp_path):
+    """A done record whose report cannot be decoded is screened again (it used to crash the
+    batch: mark_submitting from done), the unreadable record kept in the history."""
+    request = ImageSearchRequest(url="https://example.com/a.png", country=["US"], lang="en")
+    async with make_client(emu, "sk") as client, await Journal.open(tmp_path / "j.db") as journal:
+        body = client.encode_request(request)
+        await journal.add_pending("k", 0, body, "image_search")
+        await journal.mark_submitting("k")
+        await journal.mark_submitted("k", "t-old")
+        await journal.mark_done("k", {"task_status": "not a status"})
+        (outcome,), raised = await collect(client.screen_many([("k", request)], journal=journal))
+        assert raised is None
+        assert outcome.ok
+        assert not outcome.resumed
+        assert [row.task_id for row in journal.history("k")] == ["t-old"]
