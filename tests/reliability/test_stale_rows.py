@@ -106,6 +106,8 @@ async def test_a_done_row_keeps_its_result_when_its_image_is_gone(emu, monkeypat
     capsys.readouterr()
 
     image.unlink()
+    assert await cli("screen", str(path), "--out", str(out), "--dry-run") == 0
+    assert "already finished (journal)  1" in capsys.readouterr().out
     assert await cli("screen", str(path), "--out", str(out), *FAST) == 0
     assert records(out) == before
     assert "1 done rows' images are gone; results kept" in capsys.readouterr().out
