@@ -7,6 +7,7 @@ Usage::
     fto-async screen products.csv --out results.jsonl --dry-run
     fto-async status results.jsonl.journal.db
     fto-async export results.jsonl.journal.db --format csv --out results.csv
+    fto-async export results.jsonl.journal.db --all   # also rows no longer in the catalog
     fto-async demo                                          # a local emulator, a sample catalog
     fto-async emulator --port 8765 --time-scale 0.1
 
@@ -19,6 +20,9 @@ Exit codes: 0 every row done; 1 some rows failed, were invalid or are unfinished
 usage, input or configuration error; 3 stopped by a fatal platform error (quota,
 balance, credentials); 130 stopped by Ctrl-C or SIGTERM (rerun the same command to
 resume).
+
+``status`` and ``export`` only read the journal (see :mod:`fto_async.journal`); ``--out``
+never names an input (the catalog, the journal, a catalog image: see ``_paths.py``).
 """
 
 from __future__ import annotations
