@@ -26,7 +26,9 @@ Failure semantics:
 With a :class:`~fto_async.journal.Journal` (keys are stored as ``str(key)``):
 
 * an item ``done`` or ``failed`` in the journal is yielded from it, without a call
-  (``Outcome.resumed``); one ``submitted`` is polled, not resubmitted;
+  (``Outcome.resumed``); one ``submitted`` is polled, not resubmitted; but an item
+  whose request fingerprint differs from the journal's (the request changed) is
+  screened again, its earlier record moved to the journal's history;
 * an item left ``submitting``/``unknown`` by a run that died mid-submit is resubmitted
   (``unknown_policy="resubmit"``, counted in ``Progress.resubmitted_unknown``) or
   yielded with :class:`~fto_async.errors.UnknownSubmissionError` (``"skip"``);
@@ -58,6 +60,7 @@ from .errors import (
     UnknownSubmissionError,
     may_have_created_task,
 )
+from .fingerprint import wire_fingerprint
 from .models import ImageSearchReport, Request, RiskLevel, TaskKind, request_kind
 from .polling import PendingTask, PollScheduler
 from .ratelimit import RateGateProtocol
@@ -69,6 +72,7 @@ if TYPE_CHECKING:  # only for annotations: the journal is handed in by the calle
 __all__ = [
     "BatchClient",
     "BatchOptions",
+    "Fingerprinter",
     "Items",
     "Outcome",
     "Progress",
@@ -202,6 +206,8 @@ class Progress:
 
 
 ProgressCallback: TypeAlias = Callable[[Progress], None]
+#: ``(key, request) -> fingerprint`` for the journal (``None``: unknown, never compared).
+Fingerprinter: TypeAlias = Callable[[Any, Request], str | None]
 _END = object()
 
 
@@ -220,6 +226,7 @@ class BatchOptions(TypedDict, total=False):
     journal: Journal | None
     unknown_policy: Literal["resubmit", "skip"]
     stop: asyncio.Event | None
+    fingerprint: Fingerprinter | None
 
 
 @attrs.frozen(kw_only=True)
@@ -237,6 +244,7 @@ class _Options:
     journal: Journal | None = None
     unknown_policy: str = "resubmit"
     stop: asyncio.Event | None = None
+    fingerprint: Fingerprinter | None = None
 
     @classmethod
     def of(cls, options: BatchOptions) -> _Options:
@@ -297,12 +305,19 @@ class _Journaling:
     """
 
     def __init__(
-        self, journal: Journal, client: BatchClient, counters: _Counters, unknown_policy: str
+        self, journal: Journal, client: BatchClient, counters: _Counters, unknown_policy: str,
+        fingerprint: Fingerprinter | None = None,
     ) -> None:
         self.journal = journal
         self.client = client
         self.counters = counters
         self.unknown_policy = unknown_policy
+        self.fingerprint = fingerprint
+
+    def _fingerprint(self, key: Any, request: Request, body: dict[str, Any]) -> str | None:
+        if self.fingerprint is not None:
+            return self.fingerprint(key, request)
+        return wire_fingerprint(request_kind(request), body)
 
     async def resume(
         self, key: Any, request: Request, position: int
@@ -312,16 +327,27 @@ class _Journaling:
         journal, counters = self.journal, self.counters
         row = journal.get(str(key))
         kind = request_kind(request)
+        body = self.client.encode_request(request)
+        fingerprint = self._fingerprint(key, request, body)
         if row is None:
-            body = self.client.encode_request(request)
-            await journal.add_pending(str(key), position, body, kind)
+            await journal.add_pending(str(key), position, body, kind, fingerprint=fingerprint)
             return None
+        was = row.fingerprint
+        if was is None and row.kind is not None:  # schema 1: from the stored wire body
+            was = wire_fingerprint("workflow" if row.kind == "workflow" else "image_search",
+                                   row.request)
         state = str(row.state)
+        if fingerprint is not None and fingerprint != was and state != "submitting":
+            # The request changed: its old result must never answer for the new one.
+            # (A row `submitting` here is a live submit of this process: a repeated key.)
+            await journal.replace(str(key), position, body, kind, fingerprint=fingerprint)
+            return None
         if state == "done":
             try:
                 report = self.client.decode_report(row.report, kind)
-            except FtoError:
-                return None  # an unreadable record: screen the item again
+            except FtoError:  # an unreadable record: screen the item again
+                await journal.replace(str(key), position, body, kind, fingerprint=fingerprint)
+                return None
             counters.resumed += 1
             return Outcome(key, request, row.task_id, report, None,
                            submitted_at=row.submitted_at, resumed=True)
@@ -355,10 +381,11 @@ class _Journaling:
     async def submitted(self, key: Any, task_id: str) -> None:
         await self.journal.mark_submitted(str(key), task_id)
 
-    async def submit_failed(self, key: Any, exc: FtoError) -> None:
-        if may_have_created_task(exc):
+    async def submit_failed(self, key: Any, exc: FtoError, sent: bool) -> None:
+        if sent and may_have_created_task(exc):
             await self.journal.mark_unknown(str(key))  # the platform may hold a task for it
         else:
+            # Never sent (a token failure before the gate), or refused: no task exists.
             retry_later = exc.fatal or exc.retryable  # not the item's fault: try again next run
             await self.journal.mark_submit_failed(
                 str(key), str(exc), type(exc).__name__, retry_later
@@ -417,7 +444,8 @@ class _Batch:
         self.counters = _Counters()
         self.journaling = (
             None if options.journal is None
-            else _Journaling(options.journal, client, self.counters, options.unknown_policy)
+            else _Journaling(options.journal, client, self.counters, options.unknown_policy,
+                             options.fingerprint)
         )
         self.stop = options.stop
         self.stopping = False
@@ -576,7 +604,7 @@ class _Batch:
                 raise
             except FtoError as exc:
                 if journaling is not None:
-                    await journaling.submit_failed(key, exc)
+                    await journaling.submit_failed(key, exc, sent)
                 if exc.fatal:
                     self.stop_for(exc)
                 await self.emit(Outcome(key, request, None, None, exc))
@@ -709,6 +737,11 @@ def screen_many(
         unknown_policy: ``"resubmit"`` (default) or ``"skip"`` items that an earlier run
             may have submitted before it died.
         stop: an :class:`asyncio.Event`; setting it ends the batch gracefully.
+        fingerprint: ``(key, request) -> str | None``, the fingerprint the journal keeps
+            for an item (default: :func:`~fto_async.fingerprint.wire_fingerprint` of its
+            wire body). Give it when a request's body is not its identity, e.g. a fresh
+            upload URL for the same local file (``request_fingerprint(...,
+            image_sha256=...)``); ``None`` means unknown: the journal's record is kept.
 
     Raises:
         BatchAbortedError: after the last outcome, when a fatal error stopped the batch.

@@ -18,9 +18,19 @@ The state machine (any other write raises :class:`InvalidTransitionError`)::
                  │  │  └─ definite refusal ──────> failed    (mark_submit_failed)
                  │  └──── retryable, batch stopped ─> pending (mark_submit_failed)
                  └─────── died mid-call (found at open), busy after send ─> unknown
+    pending ─> pending | failed    mark_submit_failed of a submit that never went out
+                                   (a token or upload failure before the rate gate let
+                                   it go): no task can exist, the error is recorded
     pending ─> failed              refused before any call was made
     unknown | failed ─> pending    reset_to_pending: the resubmit / retry policy
     unknown ─> submitted           its task was found; else it stays unknown (skip policy)
+    any ─> pending                 replace: the item's request changed (its fingerprint);
+                                   the earlier record moves to the ``history`` table
+
+Each row keeps its request's fingerprint (:mod:`fto_async.fingerprint`; ``None`` for rows
+written before schema 2, "unknown": never taken as a match nor as a change) and the
+number of the last run whose input held it (:meth:`Journal.stamp_run`), so a reader can
+leave out rows that are no longer in the catalog.
 
 Durability: ``journal_mode=WAL`` with ``synchronous=NORMAL``: a commit survives the
 death of the process (SIGKILL, OOM, Ctrl-C), which is the contract; a power loss may
@@ -35,8 +45,15 @@ sees it) and queues it; one writer thread commits everything queued in one trans
 then wakes every caller of that batch, so thousands of concurrent writes cost a handful
 of commits. Cancelling a caller does not take its write back.
 
-One :class:`Journal` holds a file at a time (a ``flock`` on ``<path>.lock``, POSIX only):
-a second process would turn the first one's live submits into ``unknown``.
+One :class:`Journal` holds a file at a time (a ``flock`` on the database file itself,
+POSIX only, so a symlink or a hard link to it is held too): a second process would turn
+the first one's live submits into ``unknown``.
+
+Readers never write: ``Journal.open(path, readonly=True)`` (``fto-async status`` and
+``export``) opens the file with SQLite's ``mode=ro`` (``immutable=1`` when no run has it
+open: no ``-wal`` file), takes no lock, creates nothing and works while a run writes.
+A file that is not a journal (no ``items``/``meta`` tables, no schema version) raises
+:class:`NotAJournalError` in both modes and is left as it was.
 
 Secrets: requests and reports are stored as JSON in a plain file (created mode 0600).
 The journal must never receive credentials, tokens or URLs carrying ``apikey=``.
@@ -54,6 +71,7 @@ import os
 import sqlite3
 import sys
 import time
+import urllib.parse
 from collections import Counter
 from collections.abc import Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -68,9 +86,16 @@ from .errors import FtoError
 if sys.platform != "win32":
     import fcntl
 
-__all__ = ["InvalidTransitionError", "ItemState", "Journal", "JournalLockedError", "JournalRow"]
+__all__ = [
+    "InvalidTransitionError",
+    "ItemState",
+    "Journal",
+    "JournalLockedError",
+    "JournalRow",
+    "NotAJournalError",
+]
 
-_SCHEMA_VERSION = 1
+_SCHEMA_VERSION = 2  # 2: items.fingerprint, items.run, the history table
 _LAZY_DELAY = 0.2  # seconds a lazy write may wait for company before it is committed
 _MAX_QUEUED = 10_000  # queued rows before lazy writes wait for a commit (bounded memory)
 _KINDS = ("image_search", "workflow")
@@ -95,6 +120,10 @@ class JournalLockedError(FtoError, RuntimeError):
     """Another open :class:`Journal`, in this process or another, holds the file."""
 
 
+class NotAJournalError(FtoError, ValueError):
+    """The file is not an fto-async journal (another database, or not SQLite); unchanged."""
+
+
 @attrs.frozen
 class JournalRow:
     """One item as the journal knows it. Times are epoch seconds.
@@ -105,6 +134,7 @@ class JournalRow:
         state: see :class:`ItemState`; task_id: the platform's task id, once known.
         attempts: submits started; error, error_type: the last failure and its class name.
         report: the report's JSON, once done.
+        fingerprint: the request's fingerprint (``None``: written before schema 2).
         created_at, updated_at, submitted_at, completed_at: when it was added, last
             changed, given its task_id, done or failed.
 
@@ -126,6 +156,7 @@ class JournalRow:
     completed_at: float | None
     request_json: str = attrs.field(repr=False)
     report_json: str | None = attrs.field(repr=False)
+    fingerprint: str | None = None
 
     @functools.cached_property
     def request(self) -> dict[str, Any]:
@@ -159,29 +190,43 @@ class _Rec(NamedTuple):
     updated_at: float
     submitted_at: float | None
     completed_at: float | None
+    fingerprint: str | None
 
 
+_V1_COLUMNS = (  # schema 1's items columns, in order
+    "key", "seq", "request", "state", "task_id", "kind", "attempts", "error", "error_type",
+    "report", "created_at", "updated_at", "submitted_at", "completed_at",
+)
+_COLUMNS = ", ".join(_Rec._fields)
 _SCHEMA = (
     """CREATE TABLE IF NOT EXISTS items (key TEXT PRIMARY KEY, seq INTEGER NOT NULL,
     request TEXT NOT NULL, state TEXT NOT NULL CHECK (state IN ('pending', 'submitting',
     'submitted', 'done', 'failed', 'unknown')), task_id TEXT, kind TEXT,
     attempts INTEGER NOT NULL, error TEXT, error_type TEXT, report TEXT,
-    created_at REAL NOT NULL, updated_at REAL NOT NULL, submitted_at REAL, completed_at REAL)""",
+    created_at REAL NOT NULL, updated_at REAL NOT NULL, submitted_at REAL, completed_at REAL,
+    fingerprint TEXT, run INTEGER)""",
     "CREATE INDEX IF NOT EXISTS items_by_seq ON items (seq, key)",
     "CREATE INDEX IF NOT EXISTS items_by_state ON items (state, seq)",
     "CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)",
+    f"""CREATE TABLE IF NOT EXISTS history (id INTEGER PRIMARY KEY AUTOINCREMENT,
+    {_COLUMNS.replace("key,", "key TEXT NOT NULL,", 1)}, replaced_at REAL NOT NULL)""",
+    "CREATE INDEX IF NOT EXISTS history_by_key ON history (key, id)",
 )
-_SELECT = (  # the columns of _Rec, in order
-    "SELECT key, seq, request, state, task_id, kind, attempts, error, error_type, report,"
-    " created_at, updated_at, submitted_at, completed_at FROM items"
+_MIGRATIONS = {"fingerprint": "TEXT", "run": "INTEGER"}  # schema 1 -> 2: columns added
+# S608 below: every name built into SQL here is one of this module's constants.
+_UPSERT = (  # key and created_at never change
+    f"INSERT INTO items ({_COLUMNS}) VALUES ({', '.join('?' * len(_Rec._fields))})"  # noqa: S608
+    " ON CONFLICT (key) DO UPDATE SET (seq, request, kind, fingerprint, state, task_id,"
+    " attempts, error, error_type, report, updated_at, submitted_at, completed_at) ="
+    " (excluded.seq, excluded.request, excluded.kind, excluded.fingerprint, excluded.state,"
+    " excluded.task_id, excluded.attempts, excluded.error, excluded.error_type,"
+    " excluded.report, excluded.updated_at, excluded.submitted_at, excluded.completed_at)"
 )
-_UPSERT = (  # key, seq, request, kind and created_at never change
-    "INSERT INTO items VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (key)"
-    " DO UPDATE SET (state, task_id, attempts, error, error_type, report, updated_at,"
-    " submitted_at, completed_at) = (excluded.state, excluded.task_id, excluded.attempts,"
-    " excluded.error, excluded.error_type, excluded.report, excluded.updated_at,"
-    " excluded.submitted_at, excluded.completed_at)"
+_HISTORY_INSERT = (
+    f"INSERT INTO history ({_COLUMNS}, replaced_at)"  # noqa: S608
+    f" VALUES ({', '.join('?' * (len(_Rec._fields) + 1))})"
 )
+_STAMP = "UPDATE items SET run = ? WHERE key = ?"
 _META_UPSERT = "INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)"
 
 _S = ItemState
@@ -189,7 +234,7 @@ _ORDER = operator.itemgetter(1, 0)  # a _Rec's (seq, key)
 _ALLOWED: dict[str, frozenset[ItemState]] = {
     "mark_submitting": frozenset({_S.PENDING}),
     "mark_submitted": frozenset({_S.SUBMITTING, _S.UNKNOWN}),
-    "mark_submit_failed": frozenset({_S.SUBMITTING}),
+    "mark_submit_failed": frozenset({_S.PENDING, _S.SUBMITTING}),
     "mark_unknown": frozenset({_S.SUBMITTING, _S.UNKNOWN}),
     "mark_done": frozenset({_S.SUBMITTED, _S.FAILED, _S.DONE}),
     "mark_failed": frozenset({_S.PENDING, _S.SUBMITTING, _S.SUBMITTED, _S.UNKNOWN, _S.FAILED}),
@@ -209,15 +254,63 @@ def _to_row(rec: _Rec) -> JournalRow:
 
 
 def _lock(path: Path) -> int | None:
+    """Create ``path`` if needed (mode 0600) and ``flock`` the file itself.
+
+    The lock belongs to the file (its inode), not to a name: a symlink or a hard link
+    reaches the same lock. SQLite's own POSIX locks are separate from ``flock`` ones.
+    """
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
     if sys.platform == "win32":  # pragma: no cover - no advisory lock there
-        return None
-    fd = os.open(f"{path}.lock", os.O_RDWR | os.O_CREAT, 0o600)
+        return fd
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
         os.close(fd)
         raise JournalLockedError(f"journal {str(path)!r} is open elsewhere") from None
     return fd
+
+
+def _read_only_uri(path: Path) -> str:
+    """A URI that opens ``path`` without ever writing to it or beside it.
+
+    ``mode=ro`` while a run has the file open (its ``-wal`` exists: read it as a WAL
+    reader); ``immutable=1`` otherwise, so SQLite creates no ``-wal``/``-shm`` files and
+    needs no write access to the folder.
+    """
+    resolved = path.resolve()
+    quoted = urllib.parse.quote(str(resolved))
+    wal = resolved.with_name(resolved.name + "-wal")
+    return f"file:{quoted}?mode=ro" if wal.exists() else f"file:{quoted}?mode=ro&immutable=1"
+
+
+def _check_journal(db: sqlite3.Connection, path: Path) -> tuple[int, frozenset[str]]:
+    """The schema version and items columns of a journal file; ``(0, {})`` if it is empty.
+
+    Raises:
+        NotAJournalError: the file is another database, or not SQLite at all.
+        RuntimeError: a newer fto-async wrote it.
+    """
+    where = f"{str(path)!r} is not an fto-async journal"
+    try:
+        listed = db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")
+        tables = {row[0] for row in listed}
+        if not tables:
+            return 0, frozenset()
+        if not {"items", "meta"} <= tables:
+            raise NotAJournalError(f"{where} (it has no items and meta tables)")
+        columns = frozenset(row[1] for row in db.execute("PRAGMA table_info(items)"))
+        found = db.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchall()
+    except sqlite3.DatabaseError as exc:
+        raise NotAJournalError(f"{where} ({exc})") from None
+    if not set(_V1_COLUMNS) <= columns or not found:
+        raise NotAJournalError(f"{where} (wrong items columns or no schema version)")
+    try:
+        version = int(found[0][0])
+    except ValueError:
+        raise NotAJournalError(f"{where} (schema version {found[0][0]!r})") from None
+    if version > _SCHEMA_VERSION:
+        raise RuntimeError(f"journal {str(path)!r} needs a newer fto-async")
+    return version, columns
 
 
 class Journal:
@@ -237,6 +330,7 @@ class Journal:
     __slots__ = (
         *("_broken", "_counts", "_dirty", "_executor", "_has_work", "_inflight", "_lock_fd"),
         *("_meta", "_rdb", "_state", "_stopping", "_urgent", "_waiters", "_wdb", "_writer"),
+        *("_columns", "_history", "_readonly", "_select", "_stamps", "_writing"),
         *("commits", "path", "recovered_unknown"),
     )
 
@@ -249,6 +343,12 @@ class Journal:
         self._dirty: dict[str, _Rec] = {}  # rows changed since the last commit began
         self._inflight: dict[str, _Rec] = {}  # rows being committed now
         self._meta: dict[str, str] = {}  # meta values queued for the next commit
+        self._history: list[tuple[Any, ...]] = []  # replaced records for the next commit
+        self._stamps: dict[str, int] = {}  # run stamps queued for the next commit
+        self._writing: tuple[list[tuple[Any, ...]], list[tuple[int, str]]] = ([], [])
+        self._readonly = False
+        self._columns = frozenset((*_Rec._fields, "run"))  # the file's items columns
+        self._select = f"SELECT {_COLUMNS} FROM items"  # noqa: S608 - the columns of _Rec
         self._waiters: list[asyncio.Future[None]] = []  # callers of the next commit
         self._has_work = asyncio.Event()
         self._urgent = asyncio.Event()  # someone awaits the next commit
@@ -261,19 +361,34 @@ class Journal:
         self._writer: asyncio.Task[None] | None = None
 
     @classmethod
-    async def open(cls, path: str | os.PathLike[str]) -> Self:
+    async def open(cls, path: str | os.PathLike[str], *, readonly: bool = False) -> Self:
         """Open (or create) the journal at ``path`` and recover interrupted submits.
 
         Rows left in ``submitting`` by a process that died mid-call become ``unknown``
         (the platform may or may not have created their task): see ``recovered_unknown``.
 
+        Args:
+            path: the database file.
+            readonly: read it only (see the module docstring): no lock, no recovery,
+                nothing created; every write raises ``RuntimeError``.
+
         Raises:
             JournalLockedError: another open journal holds the file.
+            NotAJournalError: the file is not a journal (it is left unchanged).
             RuntimeError: the file was written by a newer schema version.
-            sqlite3.DatabaseError: the file is not a journal.
+            sqlite3.DatabaseError, OSError: the file cannot be read.
         """
         self = cls(path)
         loop = asyncio.get_running_loop()
+        if readonly:
+            self._readonly = True
+            try:
+                self._setup_readonly()
+            except BaseException:
+                await self._release()
+                raise
+            self._state = "open"
+            return self
         try:
             self._lock_fd = _lock(self.path)
             await loop.run_in_executor(self._executor, self._setup)
@@ -284,6 +399,22 @@ class Journal:
         self._writer = loop.create_task(self._run_writer(), name=f"journal:{self.path}")
         return self
 
+    @staticmethod
+    def is_held(path: str | os.PathLike[str]) -> bool:
+        """Whether an open (writable) :class:`Journal`, here or in another process, holds
+        the file. Reading it takes a shared ``flock`` for an instant (nothing is written).
+        """
+        if sys.platform == "win32":  # pragma: no cover - no advisory lock there
+            return False
+        fd = os.open(path, os.O_RDONLY)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return True
+        finally:
+            os.close(fd)  # releases the shared lock
+        return False
+
     async def __aenter__(self) -> Self:
         return self
 
@@ -291,7 +422,9 @@ class Journal:
         await self.close()
 
     def __repr__(self) -> str:
-        return f"<Journal {str(self.path)!r} {self._state} items={sum(self._counts.values())}>"
+        mode = " read-only" if self._readonly else ""
+        return (f"<Journal {str(self.path)!r} {self._state}{mode} "
+                f"items={sum(self._counts.values())}>")
 
     # -- reads: synchronous, committed rows overlaid with every write already made --
 
@@ -309,14 +442,37 @@ class Journal:
         self._check_readable()
         return sum(self._counts.values())
 
-    def rows(self, states: Iterable[ItemState] | None = None) -> Iterator[JournalRow]:
+    def rows(
+        self, states: Iterable[ItemState] | None = None, *, since_run: int | None = None
+    ) -> Iterator[JournalRow]:
         """Stream the items (all, or those in ``states``) ordered by ``(seq, key)``.
 
-        The stream is a snapshot taken at its first ``next()`` and is fetched in pages,
-        so memory stays flat; holding it open for long delays WAL checkpoints.
+        ``since_run`` keeps only the committed rows stamped with that run or a later one
+        (:meth:`stamp_run`). The stream is a snapshot taken at its first ``next()`` and
+        is fetched in pages, so memory stays flat; holding it open for long delays WAL
+        checkpoints.
         """
         self._check_readable()
-        return self._stream(None if states is None else frozenset(map(ItemState, states)))
+        wanted = None if states is None else frozenset(map(ItemState, states))
+        return self._stream(wanted, since_run)
+
+    def count_before_run(self, run: int) -> int:
+        """Committed rows not stamped with ``run`` or a later one (see :meth:`stamp_run`)."""
+        self._check_readable()
+        if "run" not in self._columns:
+            return 0
+        query = "SELECT COUNT(*) FROM items WHERE run IS NULL OR run < ?"
+        return int(self._reader.execute(query, (run,)).fetchone()[0])
+
+    def history(self, key: str) -> list[JournalRow]:
+        """The earlier records of ``key`` (oldest first) that :meth:`replace` moved aside."""
+        self._check_readable()
+        if "fingerprint" not in self._columns:
+            return []  # schema 1, read-only: no history table
+        found = self._reader.execute(
+            f"SELECT {_COLUMNS} FROM history WHERE key = ? ORDER BY id", (key,)  # noqa: S608
+        ).fetchall()
+        return [_to_row(_Rec._make(rec)) for rec in found]
 
     def get_meta(self, key: str) -> str | None:
         """A committed meta value (``schema_version`` and ``created_at`` are preset)."""
@@ -326,7 +482,10 @@ class Journal:
 
     # -- writes --
 
-    async def add_pending(self, key: str, seq: int, request: dict[str, Any], kind: str) -> None:
+    async def add_pending(
+        self, key: str, seq: int, request: dict[str, Any], kind: str,
+        *, fingerprint: str | None = None,
+    ) -> None:
         """Record a new item as ``pending`` (lazy); an existing row is left as it is.
 
         Args:
@@ -334,6 +493,8 @@ class Journal:
             seq: its input position (the order of :meth:`rows`).
             request: the request's wire body: JSON-serialisable, without credentials.
             kind: ``"image_search"`` or ``"workflow"``.
+            fingerprint: the request's :func:`~fto_async.fingerprint.request_fingerprint`
+                (``None``: unknown), so a later run can tell whether the item changed.
         """
         if kind not in _KINDS:
             raise ValueError(f"kind must be one of {_KINDS}, not {kind!r}")
@@ -342,7 +503,43 @@ class Journal:
             now = time.time()
             args = (_S.PENDING, None, kind, 0, None, None, None, now, now, None, None)
             self._counts[_S.PENDING] += 1
-            await self._queue(_Rec(key, seq, _dumps(request), *args), durable=False)
+            rec = _Rec(key, seq, _dumps(request), *args, fingerprint)
+            await self._queue(rec, durable=False)
+
+    async def replace(
+        self, key: str, seq: int, request: dict[str, Any], kind: str,
+        *, fingerprint: str | None,
+    ) -> None:
+        """The item's request changed: start it again as ``pending``; committed.
+
+        Its earlier record (state, task_id, report or error) moves to the history table
+        (:meth:`history`) in the same transaction, unless it was a ``pending`` row that
+        was never attempted. An old result is never shown for the new request.
+        """
+        if kind not in _KINDS:
+            raise ValueError(f"kind must be one of {_KINDS}, not {kind!r}")
+        self._check_writable()
+        rec = self._lookup(key)
+        if rec is None:
+            raise KeyError(key)
+        now = time.time()
+        if rec.state != _S.PENDING or rec.attempts:
+            self._history.append((*rec, now))
+        fresh = _Rec(key, seq, _dumps(request), _S.PENDING, None, kind, 0, None, None, None,
+                     rec.created_at, now, None, None, fingerprint)  # fmt: skip
+        self._counts[ItemState(rec.state)] -= 1
+        self._counts[_S.PENDING] += 1
+        await self._queue(fresh, durable=True)
+
+    async def stamp_run(self, key: str, run: int) -> None:
+        """Record that run number ``run`` found ``key`` in its input (lazy; no-op for a
+        key the journal does not hold). Readers use it to leave out rows that are no
+        longer in the catalog (:meth:`rows` ``since_run``)."""
+        self._check_writable()
+        self._stamps[key] = run
+        self._has_work.set()
+        if len(self._stamps) >= _MAX_QUEUED:
+            await self._commit_wait()
 
     async def mark_submitting(self, key: str) -> None:
         """``pending -> submitting``, committed before return; counts an attempt."""
@@ -438,6 +635,8 @@ class Journal:
             raise RuntimeError(f"journal {str(self.path)!r} is {self._state}")
 
     def _check_writable(self) -> None:
+        if self._readonly:
+            raise RuntimeError(f"journal {str(self.path)!r} was opened read-only")
         if self._state != "open":
             raise RuntimeError(f"journal {str(self.path)!r} is {self._state}")
         if self._broken is not None:
@@ -450,7 +649,7 @@ class Journal:
             rec = self._inflight.get(key)
         if rec is None:
             # fetchall() runs the statement to its end, so it keeps no read snapshot.
-            found = self._reader.execute(_SELECT + " WHERE key = ?", (key,)).fetchall()
+            found = self._reader.execute(self._select + " WHERE key = ?", (key,)).fetchall()
             rec = _Rec._make(found[0]) if found else None
         return rec
 
@@ -487,7 +686,8 @@ class Journal:
     async def _run_writer(self) -> None:
         loop = asyncio.get_running_loop()
         try:
-            while not (self._stopping and not self._dirty and not self._meta):
+            while not (self._stopping and not self._dirty and not self._meta
+                       and not self._history and not self._stamps):
                 await self._has_work.wait()
                 if not self._urgent.is_set():
                     with contextlib.suppress(TimeoutError):
@@ -497,14 +697,18 @@ class Journal:
                 self._urgent.clear()
                 rows, meta, waiters = self._dirty, self._meta, self._waiters
                 self._dirty, self._meta, self._waiters, self._inflight = {}, {}, [], rows
+                history, stamps = self._history, self._stamps
+                self._history, self._stamps = [], {}
+                self._writing = (history, [(run, key) for key, run in stamps.items()])
                 try:
-                    if rows or meta:
+                    if rows or meta or history or stamps:
                         batch = ([*rows.values()], [*meta.items()])
                         await loop.run_in_executor(self._executor, self._write, *batch)
                         self.commits += 1
                 except Exception as exc:  # disk full, I/O error: the batch is not kept
                     self._broken = exc
                     self._dirty = rows | self._dirty  # reads keep showing what was asked
+                    self._history[:0] = history
                     self._waiters[:0] = waiters
                     return
                 finally:
@@ -521,9 +725,28 @@ class Journal:
                     if not waiter.done():
                         waiter.set_exception(error)
 
+    def _setup_readonly(self) -> None:
+        self._rdb = db = sqlite3.connect(
+            _read_only_uri(self.path), uri=True, isolation_level=None, check_same_thread=False
+        )
+        db.execute("PRAGMA query_only=1")
+        _version, columns = _check_journal(db, self.path)
+        if not columns:
+            raise NotAJournalError(f"{str(self.path)!r} is not an fto-async journal (empty)")
+        self._columns = columns
+        listed = ", ".join(name if name in columns else f"NULL AS {name}" for name in _Rec._fields)
+        self._select = f"SELECT {listed} FROM items"  # noqa: S608 - names of _Rec
+        for state, count in db.execute("SELECT state, COUNT(*) FROM items GROUP BY state"):
+            self._counts[ItemState(state)] = count
+
     def _setup(self) -> None:  # in the writer thread
-        # A new file is created private; SQLite gives -wal and -shm the same mode.
-        os.close(os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600))
+        # The file (created private by _lock; SQLite gives -wal and -shm the same mode)
+        # is checked by a reader first: a file that is not a journal is left untouched.
+        probe = sqlite3.connect(_read_only_uri(self.path), uri=True, isolation_level=None)
+        try:
+            _check_journal(probe, self.path)
+        finally:
+            probe.close()
         self._wdb = db = sqlite3.connect(self.path, isolation_level=None)
         mode = db.execute("PRAGMA journal_mode=WAL").fetchone()[0]
         if mode != "wal":
@@ -531,14 +754,16 @@ class Journal:
         db.execute("PRAGMA synchronous=NORMAL")
         db.execute("BEGIN IMMEDIATE")
         try:
+            version, columns = _check_journal(db, self.path)
             for statement in _SCHEMA:
                 db.execute(statement)
-            found = db.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchall()
-            if found and int(found[0][0]) > _SCHEMA_VERSION:
-                raise RuntimeError(f"journal {str(self.path)!r} needs a newer fto-async")
-            if not found:
-                meta = [("schema_version", str(_SCHEMA_VERSION)), ("created_at", str(time.time()))]
-                db.executemany(_META_UPSERT, meta)
+            for name, sql_type in _MIGRATIONS.items():
+                if columns and name not in columns:
+                    db.execute(f"ALTER TABLE items ADD COLUMN {name} {sql_type}")
+            if not version:
+                db.execute(_META_UPSERT, ("created_at", str(time.time())))
+            if version < _SCHEMA_VERSION:
+                db.execute(_META_UPSERT, ("schema_version", str(_SCHEMA_VERSION)))
             self.recovered_unknown = db.execute(
                 "UPDATE items SET state = 'unknown', updated_at = ? WHERE state = 'submitting'",
                 (time.time(),),
@@ -555,9 +780,12 @@ class Journal:
 
     def _write(self, rows: list[_Rec], meta: list[tuple[str, str]]) -> None:  # writer thread
         assert self._wdb is not None
+        history, stamps = self._writing
         self._wdb.execute("BEGIN")
         try:
+            self._wdb.executemany(_HISTORY_INSERT, history)
             self._wdb.executemany(_UPSERT, rows)
+            self._wdb.executemany(_STAMP, stamps)
             self._wdb.executemany(_META_UPSERT, meta)
             self._wdb.execute("COMMIT")
         except BaseException:
@@ -565,12 +793,22 @@ class Journal:
                 self._wdb.execute("ROLLBACK")
             raise
 
-    def _stream(self, wanted: frozenset[ItemState] | None) -> Iterator[JournalRow]:
+    def _stream(
+        self, wanted: frozenset[ItemState] | None, since_run: int | None = None
+    ) -> Iterator[JournalRow]:
         overlay = self._inflight | self._dirty
         mine = [rec for rec in overlay.values() if wanted is None or rec.state in wanted]
-        query, params = _SELECT, tuple(wanted or ())
+        query = self._select
+        params: tuple[Any, ...] = tuple(wanted or ())
+        where = []
         if wanted is not None:
-            query += f" WHERE state IN ({', '.join('?' * len(wanted))})"
+            where.append(f"state IN ({', '.join('?' * len(wanted))})")
+        if since_run is not None and "run" in self._columns:
+            where.append("run >= ?")
+            params += (since_run,)
+            mine = []  # queued rows carry no stamp: only committed rows are filtered
+        if where:
+            query += " WHERE " + " AND ".join(where)
         cursor = self._reader.execute(query + " ORDER BY seq, key", params)
         try:
             pages = iter(lambda: cursor.fetchmany(512), [])

@@ -127,7 +127,7 @@ def _from_file(source: Path, use: Callable[[Rows], _T]) -> _T:
             return use(json.loads(line) for line in text if line.strip())
 
     async def with_journal() -> _T:
-        async with await Journal.open(source) as journal:
+        async with await Journal.open(source, readonly=True) as journal:
             return use(journal.rows())
 
     try:

@@ -366,7 +366,7 @@ async def test_request_is_copied_when_added(path: Path) -> None:
 async def test_meta(path: Path) -> None:
     """set_meta stores free-form values; the schema version and creation time are preset."""
     async with await Journal.open(path) as journal:
-        assert journal.get_meta("schema_version") == "1"
+        assert journal.get_meta("schema_version") == "2"
         assert float(journal.get_meta("created_at") or 0) > 0
         assert journal.get_meta("fingerprint") is None
         await journal.set_meta("fingerprint", "v1")
@@ -463,3 +463,70 @@ async def test_lazy_writes_are_bounded(path: Path, monkeypatch: pytest.MonkeyPat
             await journal.add_pending(f"k{n}", n, REQUEST, "image_search")
         assert journal.commits - before >= 9
         assert len(journal) == 100
+
+
+async def test_replace_moves_the_record_to_history(path: Path) -> None:
+    """replace() restarts a changed item as pending with its new request and fingerprint; the
+    earlier record (task_id, report) is in history(), in the same commit."""
+    changed = {**REQUEST, "country": ["CN"]}
+    async with await Journal.open(path) as journal:
+        await journal.add_pending("a", 0, REQUEST, "image_search", fingerprint="v1:old")
+        await journal.mark_submitting("a")
+        await journal.mark_submitted("a", "t-1")
+        await journal.mark_done("a", {"task_status": 2})
+        await journal.replace("a", 0, changed, "image_search", fingerprint="v1:new")
+        row = journal.get("a")
+        assert row is not None
+        assert (row.state, row.task_id, row.report, row.fingerprint) == (
+            S.PENDING, None, None, "v1:new")
+        assert row.request == changed
+        (old,) = journal.history("a")
+        assert (old.state, old.task_id, old.report, old.fingerprint) == (
+            S.DONE, "t-1", {"task_status": 2}, "v1:old")
+        assert journal.counts()[S.DONE] == 0
+        await journal.add_pending("b", 1, REQUEST, "image_search")
+        await journal.replace("b", 1, changed, "image_search", fingerprint="v1:b")
+        assert journal.history("b") == []  # a pending row never attempted has no past
+    assert raw(path, "SELECT COUNT(*) FROM history") == [(1,)]
+
+
+async def test_run_stamps_filter_rows(path: Path) -> None:
+    """stamp_run marks the keys a run saw; rows(since_run=) and count_before_run use it."""
+    async with await Journal.open(path) as journal:
+        for n, key in enumerate("abc"):
+            await journal.add_pending(key, n, REQUEST, "image_search")
+        await journal.flush()
+        for key in "abc":
+            await journal.stamp_run(key, 1)
+        await journal.flush()
+        for key in "ac":
+            await journal.stamp_run(key, 2)
+        await journal.flush()
+        assert [row.key for row in journal.rows(since_run=2)] == ["a", "c"]
+        assert journal.count_before_run(2) == 1
+        assert journal.count_before_run(1) == 0
+
+
+async def test_a_schema_1_journal_is_migrated(path: Path) -> None:
+    """A schema-1 file gains the fingerprint and run columns and the history table when
+    opened for writing; read-only it is read as it is (fingerprints None)."""
+    with contextlib.closing(sqlite3.connect(path)) as db:
+        db.execute("""CREATE TABLE items (key TEXT PRIMARY KEY, seq INTEGER NOT NULL,
+            request TEXT NOT NULL, state TEXT NOT NULL, task_id TEXT, kind TEXT,
+            attempts INTEGER NOT NULL, error TEXT, error_type TEXT, report TEXT,
+            created_at REAL NOT NULL, updated_at REAL NOT NULL, submitted_at REAL,
+            completed_at REAL)""")
+        db.execute("CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)")
+        db.execute("INSERT INTO meta VALUES ('schema_version', '1')")
+        db.execute("INSERT INTO items VALUES ('a', 0, '{}', 'done', 't', 'image_search', 1,"
+                   " NULL, NULL, '{}', 1, 1, 1, 1)")
+        db.commit()
+    async with await Journal.open(path, readonly=True) as journal:
+        assert journal.get("a").fingerprint is None  # type: ignore[union-attr]
+        assert journal.history("a") == []
+    assert raw(path, "SELECT value FROM meta WHERE key = 'schema_version'") == [("1",)]
+    async with await Journal.open(path) as journal:
+        assert journal.get("a").state is S.DONE  # type: ignore[union-attr]
+        await journal.replace("a", 0, REQUEST, "image_search", fingerprint="v1:x")
+    assert raw(path, "SELECT value FROM meta WHERE key = 'schema_version'") == [("2",)]
+    assert raw(path, "SELECT key, task_id FROM history") == [("a", "t")]

@@ -20,6 +20,10 @@ its line number, and never holds the file. A row that cannot be screened (a
 validation error from the request models, a duplicate or empty key, no image, an
 unreadable ``image_path``, a bad JSON line) is a :class:`Row` with ``error`` set; only
 problems with the whole file raise :class:`CatalogError`.
+
+A row without a usable key (none, or a repeat) is journaled under a stand-in key made
+by :func:`stand_in_key`: it starts with :data:`STAND_IN`, a control character that no
+key can hold (keys holding one are refused), so it never meets a user's key.
 """
 
 from __future__ import annotations
@@ -37,7 +41,8 @@ from .. import _validate as v
 from ..errors import InvalidRequestError
 from ..models import ImageSearchRequest, WorkflowRequest
 
-__all__ = ["Catalog", "CatalogError", "Defaults", "Row", "check_defaults", "parse_list"]
+__all__ = ["STAND_IN", "Catalog", "CatalogError", "Defaults", "Row", "check_defaults",
+           "parse_list", "stand_in_key"]  # fmt: skip
 
 Request: TypeAlias = ImageSearchRequest | WorkflowRequest
 
@@ -47,6 +52,21 @@ PATH_COLUMN: Final = "image_path"
 #: Stands in for the image of an ``image_path`` row until it is uploaded.
 PLACEHOLDER_URL: Final = "https://upload.invalid/pending.png"
 _JSONL_SUFFIXES: Final = (".jsonl", ".ndjson")
+#: The first character of every stand-in journal key (never in a user's key).
+STAND_IN: Final = "\x1f"
+
+
+def stand_in_key(line: int) -> str:
+    """The journal key of the row on ``line`` when it has no usable key of its own."""
+    return f"{STAND_IN}line{line}"
+
+
+def _has_control(text: str) -> bool:
+    return any(ord(ch) < 0x20 or 0x7F <= ord(ch) < 0xA0 for ch in text)
+
+
+class _ImageGone(InvalidRequestError):
+    """Private: an ``image_path`` that cannot be opened (moved, deleted, unreadable)."""
 
 
 class CatalogError(Exception):
@@ -86,6 +106,8 @@ class Row:
         request: the request of a good URL row (``None`` for ``image_path`` rows, whose
             request is made once the image is uploaded or read: :meth:`make_request`).
         image_path: the local image of an ``image_path`` row.
+        image_gone: the row's ``image_path`` cannot be opened (its ``error`` says so): a
+            result the journal already holds for it is kept.
         title: the product's name, for displays.
         fields: the request's keyword arguments besides the image.
         workflow: whether :meth:`make_request` builds a :class:`WorkflowRequest`.
@@ -100,6 +122,7 @@ class Row:
     title: str | None = None
     fields: Mapping[str, Any] = attrs.field(factory=dict)
     workflow: bool = False
+    image_gone: bool = False
 
     @property
     def ok(self) -> bool:
@@ -305,7 +328,7 @@ class Catalog:
         seen: dict[str, int] = {}
         for line, record in self._records():
             if isinstance(record, str):
-                yield Row(line, None, f"#line{line}", error=record)
+                yield Row(line, None, stand_in_key(line), error=record)
                 continue
             yield self._row(line, record, seen)
 
@@ -317,14 +340,19 @@ class Catalog:
         except InvalidRequestError:
             key = None
         if key is None:
-            return Row(line, None, f"#line{line}", error="no key (sku or id is empty)")
+            return Row(line, None, stand_in_key(line), error="no key (sku or id is empty)")
+        if _has_control(key):
+            return Row(line, key, stand_in_key(line),
+                       error="key: holds a control character (sku or id)")
         first = seen.get(key)
         if first is not None:
-            return Row(line, key, f"{key}#line{line}",
+            return Row(line, key, stand_in_key(line),
                        error=f"duplicate key {key!r} (first on line {first})")
         seen[key] = line
         try:
             return self._good_row(line, key, fields)
+        except _ImageGone as exc:
+            return Row(line, key, key, error=str(exc), image_gone=True)
         except InvalidRequestError as exc:
             return Row(line, key, key, error=str(exc))
 
@@ -356,16 +384,25 @@ class Catalog:
         row.make_request(url=PLACEHOLDER_URL)  # check every other field now
         return attrs.evolve(row, image_path=self._check_image(path_text))
 
-    def _check_image(self, text: str) -> Path:
+    def image_paths(self) -> Iterator[Path]:
+        """The ``image_path`` of every record, as :meth:`rows` would resolve it (unchecked)."""
+        for _line, record in self._records():
+            value = record.get(PATH_COLUMN) if isinstance(record, dict) else None
+            if isinstance(value, str) and value.strip():
+                yield self._resolve(value.strip())
+
+    def _resolve(self, text: str) -> Path:
         path = Path(text).expanduser()
-        if not path.is_absolute():
-            path = self.path.parent / path
+        return path if path.is_absolute() else self.path.parent / path
+
+    def _check_image(self, text: str) -> Path:
+        path = self._resolve(text)
         try:
             size = path.stat().st_size
             with path.open("rb") as handle:
                 head = handle.read(8)
         except OSError as exc:
-            raise InvalidRequestError(
+            raise _ImageGone(
                 "image_path", f"cannot read {text} ({exc.strerror or exc})"
             ) from None
         v.image_bytes("image_path", head, text, size=size)

@@ -3,12 +3,17 @@
 On a terminal, progress is a ``rich`` progress bar and the summary is ``rich`` tables; on
 anything else (a log file, a pipe, CI) progress is a plain line every few seconds and
 the summary plain aligned text, so logs stay greppable.
+
+Text from outside (catalog cells, platform messages, paths) is data: every message and
+table cell goes through :func:`clean`, which shows control characters and bidi controls
+as visible escapes, and reaches ``rich`` as :class:`~rich.text.Text`, never as markup.
 """
 
 from __future__ import annotations
 
 import sys
 import time
+import unicodedata
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 from types import TracebackType
@@ -24,13 +29,40 @@ from rich.text import Text
 from ..batch import Progress
 from ._results import Tally
 
-__all__ = ["ProgressView", "Section", "Summary", "format_duration", "render_sections",
+__all__ = ["ProgressView", "Section", "Summary", "clean", "format_duration", "render_sections",
            "summary_sections"]  # fmt: skip
 
 #: Seconds between two plain progress lines.
 LOG_INTERVAL: Final = 5.0
 #: Bad rows reported one by one before the rest are only counted.
 MAX_ROW_MESSAGES: Final = 50
+
+
+#: Bidi embeddings, overrides, isolates and marks: they reorder what a terminal shows.
+_BIDI: Final = frozenset("\u061c\u200e\u200f\u202a\u202b\u202c\u202d\u202e"
+                         "\u2066\u2067\u2068\u2069")
+
+
+def _escape(ch: str) -> str:
+    code = ord(ch)
+    return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"
+
+
+def _unsafe(ch: str) -> bool:
+    return ch in _BIDI or unicodedata.category(ch) in ("Cc", "Zl", "Zp")
+
+
+def clean(text: object) -> str:
+    """``text`` safe to show on a terminal: escape sequences are shown, never executed.
+
+    Control characters (C0, DEL, C1: ``ESC``, ``BEL``, newlines, ...), line and paragraph
+    separators and bidi controls become visible escapes (``\\x1b``, ``\\u202e``); the
+    rest is kept. Use it for every string that comes from a catalog or the platform.
+    """
+    value = str(text)
+    if value.isprintable() and not _BIDI.intersection(value):
+        return value
+    return "".join(_escape(ch) if _unsafe(ch) else ch for ch in value)
 
 
 def format_duration(seconds: float | None) -> str:
@@ -132,8 +164,9 @@ class ProgressView:
 
     def log(self, message: str) -> None:
         """Print a message above the progress bar (or as a plain line)."""
+        message = clean(message)
         if self._bar is not None:
-            self._bar.console.print(message, markup=False, highlight=False)
+            self._bar.console.print(Text(message), highlight=False)
         else:
             self.stream.write(message + "\n")
             self.stream.flush()
@@ -216,19 +249,23 @@ def render_sections(
     if tty:
         console = Console(file=stream)
         for section in sections:
-            table = Table(title=section.title, title_justify="left", title_style="bold")
+            table = Table(title=Text(clean(section.title)), title_justify="left",
+                          title_style="bold")  # fmt: skip
             for header in section.headers:
-                table.add_column(header, overflow="fold")
+                table.add_column(Text(clean(header)), overflow="fold")
             for row in section.rows:
-                table.add_row(*row)
+                table.add_row(*(Text(clean(cell)) for cell in row))
             console.print(table)
         for label, value in footer:
-            console.print(f"[bold]{label}:[/bold] {value}", highlight=False)
+            console.print(Text.assemble((f"{clean(label)}:", "bold"), " ", clean(value)),
+                          highlight=False)  # fmt: skip
         return
     lines: list[str] = []
+    footer = [(clean(label), clean(value)) for label, value in footer]
     for section in sections:
-        lines.append(section.title)
-        cells_by_row = [list(section.headers), *(list(r) for r in section.rows)]
+        lines.append(clean(section.title))
+        cells_by_row = [[clean(c) for c in section.headers],
+                        *([clean(c) for c in r] for r in section.rows)]  # fmt: skip
         widths = [max(len(r[i]) for r in cells_by_row) for i in range(len(section.headers))]
         for row in cells_by_row:
             cells = [cell.ljust(width) for cell, width in zip(row, widths, strict=True)]
@@ -254,6 +291,7 @@ class Summary:
     elapsed: float
     out: Path
     journal: Path
+    notes: Sequence[tuple[str, str]] = ()  #: extra footer lines (label, text)
 
 
 _RISK_ROWS: Final = (("High", "high risk"), ("Medium", "medium risk"), ("Low", "low risk"),
@@ -299,6 +337,7 @@ def summary_sections(summary: Summary) -> tuple[list[Section], list[tuple[str, s
         ("wall time", format_duration(summary.elapsed)),
         ("output", str(summary.out)),
         ("journal", str(summary.journal)),
+        *summary.notes,
     ]
     if tally.status["unknown"]:
         footer.append(("unknown rows", f"{tally.status['unknown']} may hold a task on the "

@@ -7,6 +7,7 @@ Usage::
     fto-async screen products.csv --out results.jsonl --dry-run
     fto-async status results.jsonl.journal.db
     fto-async export results.jsonl.journal.db --format csv --out results.csv
+    fto-async export results.jsonl.journal.db --all   # also rows no longer in the catalog
     fto-async demo                                          # a local emulator, a sample catalog
     fto-async emulator --port 8765 --time-scale 0.1
 
@@ -19,6 +20,9 @@ Exit codes: 0 every row done; 1 some rows failed, were invalid or are unfinished
 usage, input or configuration error; 3 stopped by a fatal platform error (quota,
 balance, credentials); 130 stopped by Ctrl-C or SIGTERM (rerun the same command to
 resume).
+
+``status`` and ``export`` only read the journal (see :mod:`fto_async.journal`); ``--out``
+never names an input (the catalog, the journal, a catalog image: see ``_paths.py``).
 """
 
 from __future__ import annotations
@@ -34,7 +38,7 @@ import sys
 import tempfile
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from importlib import resources
 from pathlib import Path
 from typing import Any, TextIO
@@ -48,9 +52,11 @@ from ..config import (
     redact_url_credentials,
 )
 from ..errors import ConfigurationError, InvalidRequestError
+from ..fingerprint import request_fingerprint
 from ..journal import ItemState, Journal
 from ._catalog import Catalog, CatalogError, check_defaults
-from ._display import Section, format_duration, render_sections
+from ._display import Section, clean, format_duration, render_sections
+from ._paths import clash, sqlite_files
 from ._report import add_report_command, export_xlsx, html_path
 from ._results import INVALID_TYPE, atomic_write, records_from_journal, write_csv, write_jsonl
 from ._screen import (
@@ -58,9 +64,11 @@ from ._screen import (
     EXIT_ROWS,
     EXIT_USAGE,
     Job,
+    last_run,
     open_journal,
     run_screen,
     say_error,
+    stored_fingerprint,
 )
 
 __all__ = ["build_parser", "main"]
@@ -128,6 +136,8 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument("--format", choices=("jsonl", "csv", "xlsx"), default="jsonl",
                         help="xlsx needs --out")
     export.add_argument("--out", type=Path, help="file to write (default: standard output)")
+    export.add_argument("--all", action="store_true",
+                        help="also rows that were not in the last run's catalog")
     export.set_defaults(func=_cmd_export)
 
     add_report_command(commands)
@@ -180,6 +190,9 @@ def _prepare(args: argparse.Namespace) -> Job | None:
     if not args.out.parent.is_dir():
         say_error(f"--out: the folder {args.out.parent} does not exist")
         return None
+    if not os.access(args.out.parent, os.W_OK):
+        say_error(f"--out: the folder {args.out.parent} is not writable")
+        return None
     catalog = Catalog(args.catalog, defaults)
     try:
         total = catalog.scan()
@@ -187,9 +200,49 @@ def _prepare(args: argparse.Namespace) -> Job | None:
         say_error(str(exc))
         return None
     journal = args.journal or args.out.with_name(args.out.name + ".journal.db")
+    refused = _output_clash(catalog, args.out, journal)
+    if refused is not None:
+        say_error(refused)
+        return None
     return Job(catalog, total, args.out, journal, unknown_policy=args.unknown,
                resume=shlex.join(["fto-async", *map(redact_url_credentials, args.argv)]),
                report=not args.no_report)  # fmt: skip
+
+
+def _output_clash(catalog: Catalog, out: Path, journal: Path) -> str | None:
+    """Why ``--out`` or the journal would overwrite an input (``None``: they would not)."""
+
+    def images() -> Iterator[tuple[str, Path]]:
+        for image in catalog.image_paths():
+            yield "an image of the catalog", image
+
+    def out_inputs() -> Iterator[tuple[str, Path]]:
+        yield "the catalog", catalog.path
+        for path in sqlite_files(journal):
+            yield "the journal", path
+        if out.exists():  # a file that does not exist yet is no image
+            yield from images()
+
+    def journal_inputs() -> Iterator[tuple[str, Path]]:
+        yield "the catalog", catalog.path
+        if journal.exists():
+            yield from images()
+
+    refused = clash(("--out", out), out_inputs()) or clash(("--journal", journal),
+                                                             journal_inputs())
+    if refused is None and _is_sqlite(out):
+        refused = (f"--out {out} is a SQLite database (a journal?): an output never "
+                   "overwrites one; choose another --out")
+    return refused
+
+
+def _is_sqlite(path: Path) -> bool:
+    """Whether ``path`` is an existing SQLite file (a journal of another run, say)."""
+    try:
+        with path.open("rb") as handle:
+            return handle.read(16) == b"SQLite format 3\x00"
+    except OSError:
+        return False
 
 
 def _cmd_screen(args: argparse.Namespace) -> int:
@@ -221,17 +274,29 @@ async def _dry_run(job: Job, args: argparse.Namespace) -> int:
     except ConfigurationError as exc:
         say_error(str(exc))
         return EXIT_USAGE
-    journal = await open_journal(job.journal) if job.journal.exists() else None
+    journal = await open_journal(job.journal, readonly=True) if job.journal.exists() else None
+    if job.journal.exists() and journal is None:
+        return EXIT_USAGE
     count: Counter[str] = Counter()
     try:
         for row in job.catalog.rows():
             count["rows"] += 1
+            kept = journal.get(row.jkey) if journal is not None and row.image_gone else None
+            if kept is not None and kept.state is ItemState.DONE:
+                count["finished"] += 1  # the run keeps its result though the image has gone
+                continue
             if not row.ok:
                 count["invalid"] += 1
                 if count["invalid"] <= 50:
-                    sys.stderr.write(f"line {row.line}: {row.key or '-'}: {row.error}\n")
+                    sys.stderr.write(clean(f"line {row.line}: {row.key or '-'}: {row.error}")
+                                     + "\n")
                 continue
             jrow = journal.get(row.jkey) if journal is not None else None
+            if jrow is not None and row.request is not None and jrow.state is not \
+                    ItemState.PENDING and stored_fingerprint(row, jrow) not in (
+                        None, request_fingerprint(row.request)):
+                count["changed"] += 1  # the run screens it again
+                jrow = None
             state = jrow.state if jrow is not None else None
             if state is ItemState.DONE or (
                 state is ItemState.FAILED and jrow is not None and jrow.error_type != INVALID_TYPE
@@ -258,6 +323,8 @@ async def _dry_run(job: Job, args: argparse.Namespace) -> int:
         ["already finished (journal)", str(count["finished"])],
         *([["unknown, skipped (--unknown skip)", str(count["skipped_unknown"])]]
           if count["skipped_unknown"] else []),
+        *([["changed since the last run (submitted again)", str(count["changed"])]]
+          if count["changed"] else []),
         ["to submit", str(count["submits"])],
     ])]  # fmt: skip
     footer = [
@@ -282,10 +349,14 @@ def _cmd_status(args: argparse.Namespace) -> int:
 
 
 async def _status(path: Path) -> int:
-    journal = await open_journal(path)
+    journal = await open_journal(path, readonly=True)
     if journal is None:
         return EXIT_USAGE
+    live = Journal.is_held(path)  # else rows left `submitting` are from a run that died
+    died = 0
     try:
+        run = last_run(journal)
+        outside = journal.count_before_run(run) if run else 0
         states: Counter[str] = Counter()
         failures: Counter[str] = Counter()
         oldest: tuple[float, str, str] | None = None
@@ -295,16 +366,18 @@ async def _status(path: Path) -> int:
             if row.state is ItemState.FAILED:
                 name = "invalid" if row.error_type == INVALID_TYPE else "failed"
                 failures[row.error_type or "error"] += 1
+            if row.state is ItemState.SUBMITTING and not live:
+                name = "unknown"
+                died += 1
             states[name] += 1
             last = max(last, row.updated_at)
             if row.state is ItemState.SUBMITTED and row.submitted_at is not None and (
                 oldest is None or row.submitted_at < oldest[0]
             ):
                 oldest = (row.submitted_at, row.key, row.task_id or "?")
-        recovered = journal.recovered_unknown
     finally:
         await journal.close()
-    order = ("done", "failed", "invalid", "pending", "submitted", "unknown")
+    order = ("done", "failed", "invalid", "pending", "submitting", "submitted", "unknown")
     rows = [[name, str(states[name])] for name in order if states[name]]
     rows.append(["total", str(sum(states.values()))])
     sections = [Section(f"Journal {path}", ["state", "items"], rows)]
@@ -316,10 +389,16 @@ async def _status(path: Path) -> int:
     if oldest is not None:
         footer.append(("oldest unfinished task", f"{oldest[1]} (task {oldest[2]}), submitted "
                                               f"{format_duration(now - oldest[0])} ago"))
+    if states["submitting"]:
+        footer.append(("submitting", f"{states['submitting']} items are being submitted by "
+                       "the run that holds the journal"))
     if states["unknown"]:
         footer.append(("unknown", f"{states['unknown']} items may hold a task on the platform "
-                       f"({recovered} found mid-submit now); the next run resubmits them "
-                       "unless --unknown skip"))
+                       f"({died} left mid-submit by a run that died); the next run resubmits "
+                       "them unless --unknown skip"))
+    if outside:
+        footer.append(("not in the last run", f"{outside} items were not in the last run's "
+                       "catalog (export leaves them out unless --all)"))
     render_sections(sections, footer, sys.stdout)
     return EXIT_OK
 
@@ -328,31 +407,46 @@ def _cmd_export(args: argparse.Namespace) -> int:
     if not args.journal.is_file():
         say_error(f"no journal at {args.journal}")
         return EXIT_USAGE
+    if args.out is not None:
+        journal_files = (("the journal", path) for path in sqlite_files(args.journal))
+        refused = clash(("--out", args.out), journal_files)
+        if refused is not None:
+            say_error(refused)
+            return EXIT_USAGE
     if args.format == "xlsx":
         if args.out is None:
             say_error("--format xlsx needs --out FILE.xlsx")
             return EXIT_USAGE
         return export_xlsx(args.journal, args.out)
-    return asyncio.run(_export(args.journal, args.format, args.out))
+    return asyncio.run(_export(args.journal, args.format, args.out, everything=args.all))
 
 
-async def _export(path: Path, fmt: str, out: Path | None) -> int:
-    journal = await open_journal(path)
+async def _export(path: Path, fmt: str, out: Path | None, *, everything: bool = False) -> int:
+    journal = await open_journal(path, readonly=True)
     if journal is None:
         return EXIT_USAGE
     try:
+        since = None if everything else last_run(journal) or None
         if out is None:
-            _write_records(journal, fmt, sys.stdout)
+            _write_records(journal, fmt, sys.stdout, since)
         else:
-            with atomic_write(out) as handle:
-                _write_records(journal, fmt, handle)
+            try:
+                with atomic_write(out) as handle:
+                    _write_records(journal, fmt, handle, since)
+            except OSError as exc:
+                say_error(f"cannot write {out}: {exc.strerror or exc}")
+                return EXIT_USAGE
+        outside = journal.count_before_run(since) if since else 0
     finally:
         await journal.close()
+    if outside:
+        say_error(f"{outside} rows in the journal were not in the last run's catalog; "
+                  "left out (use --all to include)")
     return EXIT_OK
 
 
-def _write_records(journal: Journal, fmt: str, handle: TextIO) -> None:
-    records = records_from_journal(journal)
+def _write_records(journal: Journal, fmt: str, handle: TextIO, since_run: int | None) -> None:
+    records = records_from_journal(journal, since_run=since_run)
     (write_csv if fmt == "csv" else write_jsonl)(records, handle)
 
 

@@ -69,12 +69,9 @@ def screen_report(catalog: Catalog, results: Path, calls: int | None) -> Path | 
 
 def export_xlsx(journal_path: Path, out: Path) -> int:
     """``fto-async export JOURNAL --format xlsx --out FILE``."""
-    if out.resolve() == journal_path.resolve():
-        say_error("--out must not be the journal")
-        return EXIT_USAGE
-
+    # --out is checked against the journal (links too) by the export command.
     async def run() -> int:
-        journal = await open_journal(journal_path)
+        journal = await open_journal(journal_path, readonly=True)
         if journal is None:
             return EXIT_USAGE
         try:

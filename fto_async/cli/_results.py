@@ -14,6 +14,7 @@ file can be rebuilt at any time (:func:`write_output`, ``fto-async export``).
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import csv
 import heapq
@@ -127,9 +128,12 @@ def invalid_record(key: str | None, line: int, reason: str) -> dict[str, Any]:
     return rec
 
 
-def records_from_journal(journal: Journal) -> Iterator[dict[str, Any]]:
-    """Every journal row as an output record, in catalog order (streaming)."""
-    for row in journal.rows():
+def records_from_journal(
+    journal: Journal, *, since_run: int | None = None
+) -> Iterator[dict[str, Any]]:
+    """Every journal row (or those stamped ``since_run`` or later) as an output record,
+    in catalog order (streaming)."""
+    for row in journal.rows(since_run=since_run):
         yield record_from_journal(row)
 
 
@@ -197,20 +201,29 @@ class Tally:
         return [(k, t, c) for _n, _l, k, t, c in sorted(self.high, reverse=True)]
 
 
-def write_output(catalog: Catalog, journal: Journal, out: Path) -> Tally:
+async def write_output(
+    catalog: Catalog, journal: Journal, out: Path, *, run: int | None = None
+) -> Tally:
     """Write ``out`` atomically: one record per catalog row, in catalog order.
 
     Rows are looked up in the journal by key; a row refused by validation is
-    ``invalid``, one the run never reached is ``pending``.
+    ``invalid`` (but a ``done`` row whose local image has gone keeps its result), one
+    the run never reached is ``pending``. Rows of the journal that are not in the
+    catalog are left out. ``run`` stamps every catalog row's key with that run number
+    (:meth:`~fto_async.journal.Journal.stamp_run`), for ``fto-async export``.
     """
     tally = Tally()
     with atomic_write(out) as handle:
-        for row in catalog.rows():
-            if row.error is not None:
+        for n, row in enumerate(catalog.rows()):
+            if run is not None:
+                await journal.stamp_run(row.jkey, run)
+            elif n % 256 == 255:
+                await asyncio.sleep(0)
+            jrow = journal.get(row.jkey) if row.error is None or row.image_gone else None
+            if row.error is not None and (jrow is None or jrow.state is not ItemState.DONE):
                 rec = invalid_record(row.key, row.line, row.error)
                 tally.add(rec, row.title)
             else:
-                jrow = journal.get(row.jkey)
                 rec = record_from_journal(jrow, key=row.key, line=row.line)
                 tally.add(rec, row.title, None if jrow is None else jrow.error_type)
             write_jsonl((rec,), handle)

@@ -9,6 +9,14 @@ for them and only if the journal has not got past ``pending`` with them, and row
 cannot be screened are recorded ``failed`` with ``error_type`` ``InvalidRequestError``.
 At the end (also after Ctrl-C or a fatal error) the output file is rewritten from the
 journal, one line per catalog row.
+
+Each row's request fingerprint (:mod:`fto_async.fingerprint`; a local image by the
+SHA-256 of its bytes, hashed in a worker thread) is compared with the journal's: a row
+that changed is screened again and its earlier record moves to the journal's history.
+A row the journal holds from before fingerprints (schema 1) is compared by its stored
+request when it has an image URL; one with a local image cannot be checked: its result
+is kept and the summary says so. A ``done`` row whose local image has gone keeps its
+result (the summary says how many).
 """
 
 from __future__ import annotations
@@ -37,14 +45,16 @@ from ..errors import (
     PermissionDeniedError,
     QuotaExceededError,
 )
-from ..journal import ItemState, Journal, JournalLockedError, JournalRow
-from ..models import ImageSearchRequest, WorkflowRequest
+from ..fingerprint import image_digest, request_fingerprint, wire_fingerprint
+from ..journal import ItemState, Journal, JournalLockedError, JournalRow, NotAJournalError
+from ..models import ImageSearchRequest, Request, TaskKind, WorkflowRequest
 from ._catalog import PLACEHOLDER_URL, Catalog, CatalogError, Row
-from ._display import ProgressView, Summary, render_sections, summary_sections
+from ._display import ProgressView, Summary, clean, render_sections, summary_sections
 from ._results import INVALID_TYPE, Tally, invalid_body, write_output
 
 __all__ = ["EXIT_FATAL", "EXIT_OK", "EXIT_ROWS", "EXIT_STOPPED", "EXIT_USAGE", "Job",
-           "open_journal", "run_screen", "say_error"]  # fmt: skip
+           "last_run", "open_journal", "run_screen", "say_error",
+           "stored_fingerprint"]  # fmt: skip
 
 EXIT_OK: Final = 0  #: every row done
 EXIT_ROWS: Final = 1  #: some rows failed, were invalid or are unfinished
@@ -79,20 +89,43 @@ class Job:
 
 
 def say_error(message: str) -> None:
-    """Write ``fto-async: message`` to stderr."""
-    sys.stderr.write(f"fto-async: {message}\n")
+    """Write ``fto-async: message`` to stderr (each line :func:`~._display.clean`-ed)."""
+    text = "\n".join(clean(line) for line in message.split("\n"))
+    sys.stderr.write(f"fto-async: {text}\n")
     sys.stderr.flush()
 
 
-async def open_journal(path: Path) -> Journal | None:
-    """Open a journal, or say why not (and return ``None``)."""
+async def open_journal(path: Path, *, readonly: bool = False) -> Journal | None:
+    """Open a journal (``readonly``: never written), or say why not (and return ``None``)."""
     try:
-        return await Journal.open(path)
+        return await Journal.open(path, readonly=readonly)
     except JournalLockedError:
         say_error(f"the journal {path} is in use by another fto-async run; wait for it to end")
+    except NotAJournalError as exc:
+        say_error(f"{exc}; it was left unchanged")
     except (sqlite3.DatabaseError, RuntimeError, OSError) as exc:
         say_error(f"cannot open the journal {path}: {exc}")
     return None
+
+
+def stored_fingerprint(row: Row, jrow: JournalRow) -> str | None:
+    """The fingerprint of what the journal screened for ``row`` (``None``: cannot tell).
+
+    A schema-1 row has none stored; for a URL row its stored request is the wire body,
+    so the fingerprint is computed from it; a local image's bytes were never recorded.
+    """
+    if jrow.fingerprint is not None or row.image_path is not None or jrow.kind is None:
+        return jrow.fingerprint
+    if jrow.request.get("invalid") is True:
+        return None
+    kind: TaskKind = "workflow" if jrow.kind == "workflow" else "image_search"
+    return wire_fingerprint(kind, jrow.request)
+
+
+def _file_digest(path: Path) -> str:
+    """The :func:`~fto_async.fingerprint.image_digest` of a file (bounded by the image
+    size rule the catalog checked)."""
+    return image_digest(path.read_bytes())
 
 
 @contextlib.contextmanager
@@ -113,11 +146,13 @@ def _signal_handlers(callback: Callable[[], None]) -> Iterator[None]:
             loop.remove_signal_handler(sig)
 
 
-def _fatal_hint(error: FtoError) -> str:
+def _fatal_hint(error: FtoError, oauth: bool) -> str:
     if isinstance(error, QuotaExceededError):
         return "the account's call quota or balance is used up; rerun when it is reset"
     if isinstance(error, AuthenticationError | PermissionDeniedError):
-        return "check the credentials (PATSNAP_API_KEY or PATSNAP_CLIENT_ID/SECRET)"
+        if oauth:
+            return "check PATSNAP_CLIENT_SECRET and PATSNAP_CLIENT_ID (the OAuth client)"
+        return "check PATSNAP_API_KEY (the sk- key)"
     if isinstance(error, BudgetExhaustedError):
         return "a client-side call budget is spent"
     return "fix the cause, then rerun"
@@ -139,7 +174,16 @@ class _Run:
         self.fatal: FtoError | None = None
         self.catalog_error: CatalogError | None = None
         self.work: asyncio.Task[None] | None = None
+        self.changed = 0  #: rows whose request changed since the journal's record
+        self.gone = 0  #: done rows whose local image has gone (result kept)
+        self.unchecked = 0  #: rows of a schema-1 journal with a local image (result kept)
+        self.unsent = 0  #: rows whose submit failed before it went out (left pending)
+        self.unsent_error: FtoError | None = None
+        self.fingerprints: dict[str, str | None] = {}  # handed to the batch, then dropped
 
+    def fingerprint_of(self, key: object, _request: Request) -> str | None:
+        """The batch's ``fingerprint`` hook: what :meth:`items` computed for the row."""
+        return self.fingerprints.pop(str(key), None)
     def on_signal(self) -> None:
         self.signals += 1
         if self.signals == 1:
@@ -162,11 +206,15 @@ class _Run:
         batch = screen_many(
             self.client, self.items(), journal=self.journal, stop=self.stop,
             unknown_policy=self.job.unknown_policy, on_progress=self.view.update,
-            progress_interval=0.25, count_remaining=False,
+            progress_interval=0.25, count_remaining=False, fingerprint=self.fingerprint_of,
         )  # fmt: skip
         try:
-            async for _outcome in batch:
-                pass  # the output is rebuilt from the journal at the end
+            async for outcome in batch:  # the output is rebuilt from the journal at the end
+                error = outcome.error
+                if error is not None and outcome.task_id is None and not outcome.resumed \
+                        and (error.retryable or error.fatal):
+                    self.unsent += 1  # left pending for the next run: say why at the end
+                    self.unsent_error = error
         except BatchAbortedError as exc:
             self.fatal = exc.cause
 
@@ -180,6 +228,9 @@ class _Run:
                 if n % 256 == 255:
                     await asyncio.sleep(0)
                 if not row.ok:
+                    if row.image_gone and self._is_done(row):
+                        self.gone += 1  # its result stays: the image is not needed again
+                        continue
                     await self._invalid(row, row.error or "invalid")
                     continue
                 jrow = self.journal.get(row.jkey)
@@ -187,16 +238,64 @@ class _Run:
                         and jrow.error_type == INVALID_TYPE:
                     await self.journal.reset_to_pending(row.jkey)  # the row was fixed
                     jrow = self.journal.get(row.jkey)
+                try:
+                    computed = await self._fingerprint(row)
+                except OSError as exc:  # the image went away after the scan
+                    if self._is_done(row):
+                        self.gone += 1
+                    else:
+                        name = row.image_path.name if row.image_path else "?"
+                        await self._invalid(row, f"image_path: cannot read {name} ({exc})")
+                    continue
+                fingerprint, jrow = await self._reconcile(row, jrow, computed)
                 request = row.request or await self._image_request(row, jrow)
                 if request is None:
                     continue
                 if jrow is None:
                     body = self.client.encode_request(request)
-                    await self.journal.add_pending(row.jkey, row.line, body, row.kind)
+                    await self.journal.add_pending(row.jkey, row.line, body, row.kind,
+                                                   fingerprint=fingerprint)  # fmt: skip
+                self.fingerprints[row.jkey] = fingerprint
                 yield row.jkey, request
         except CatalogError as exc:  # the file changed under us
             self.catalog_error = exc
             self.stop.set()
+
+    def _is_done(self, row: Row) -> bool:
+        jrow = self.journal.get(row.jkey)
+        return jrow is not None and jrow.state is ItemState.DONE
+
+    async def _fingerprint(self, row: Row) -> str:
+        """The row's request fingerprint; a local image by its bytes' SHA-256 (off-loop)."""
+        if row.request is not None:
+            return request_fingerprint(row.request)
+        assert row.image_path is not None
+        digest = await asyncio.to_thread(_file_digest, row.image_path)
+        return request_fingerprint(row.make_request(url=PLACEHOLDER_URL), image_sha256=digest)
+
+    async def _reconcile(
+        self, row: Row, jrow: JournalRow | None, fingerprint: str
+    ) -> tuple[str | None, JournalRow | None]:
+        """Compare the row with the journal's record; restart it if its request changed.
+
+        Returns the fingerprint to hand the batch (``None``: the record cannot be checked,
+        keep it) and the journal row as it now stands.
+        """
+        if jrow is None or jrow.request.get("invalid") is True:
+            return fingerprint, jrow
+        stored = stored_fingerprint(row, jrow)
+        if stored is None:
+            if jrow.state is ItemState.PENDING:
+                return fingerprint, jrow  # nothing to keep: the batch records it afresh
+            self.unchecked += 1
+            return None, jrow
+        if stored == fingerprint:
+            return fingerprint, jrow
+        self.changed += 1
+        request = row.request or row.make_request(url=PLACEHOLDER_URL)
+        await self.journal.replace(row.jkey, row.line, self.client.encode_request(request),
+                                   row.kind, fingerprint=fingerprint)  # fmt: skip
+        return fingerprint, self.journal.get(row.jkey)
 
     async def _invalid(self, row: Row, reason: str) -> None:
         self.view.invalid += 1
@@ -269,6 +368,9 @@ async def run_screen(job: Job, make_client: Callable[[], FtoClient]) -> int:
         view.log(f"{journal.recovered_unknown} rows were mid-submit when the last run died: "
                  f"{'resubmitting' if job.unknown_policy == 'resubmit' else 'skipping'} them")
     hard = False
+    run_no = last_run(journal) + 1
+    out_error: OSError | CatalogError | None = None
+    report: Path | None = None
     try:
         async with client:
             with view, _signal_handlers(run.on_signal):
@@ -279,11 +381,26 @@ async def run_screen(job: Job, make_client: Callable[[], FtoClient]) -> int:
                     if run.signals < 2:
                         raise
                     hard = True
-        tally = write_output(job.catalog, journal, job.out)
-        report = _write_report(job, client.stats.calls)
+        try:
+            tally = await write_output(job.catalog, journal, job.out, run=run_no)
+        except (OSError, CatalogError) as exc:  # an unwritable folder, a full disk, a
+            out_error = exc  # catalog changed into something unreadable mid-run, ...
+        else:
+            await journal.set_meta("last_run", str(run_no))
+            report = _write_report(job, client.stats.calls)
     finally:
         with contextlib.suppress(RuntimeError):
             await journal.close()
+    if isinstance(out_error, CatalogError):
+        say_error(f"cannot rebuild the output from the catalog: {out_error}")
+        say_error(f"the journal {job.journal} keeps every result; fix the catalog, then "
+                  f"resume with the same command:\n  {job.resume}")
+        return EXIT_USAGE
+    if out_error is not None:
+        say_error(f"cannot write the output {job.out}: {out_error.strerror or out_error}")
+        say_error(f"the journal {job.journal} keeps every result; make the folder writable, "
+                  f"then resume with the same command:\n  {job.resume}")
+        return EXIT_USAGE
     latest = view.latest
     _print_summary(job, Summary(
         tally=tally, calls=client.stats.calls, retries=client.retries,
@@ -291,6 +408,7 @@ async def run_screen(job: Job, make_client: Callable[[], FtoClient]) -> int:
         resubmitted_unknown=latest.resubmitted_unknown if latest else 0,
         recovered_unknown=journal.recovered_unknown, uploads=run.uploads,
         elapsed=time.monotonic() - started, out=job.out, journal=job.journal,
+        notes=_notes(run),
     ))  # fmt: skip
     if report is not None:
         sys.stdout.write(f"report:            {report}\n")
@@ -304,6 +422,29 @@ def _write_report(job: Job, calls: int) -> Path | None:
     from ._report import screen_report  # it imports this module
 
     return screen_report(job.catalog, job.out, calls)
+
+
+def last_run(journal: Journal) -> int:
+    """The number of the journal's last finished run (0: none, or an older journal)."""
+    try:
+        return int(journal.get_meta("last_run") or 0)
+    except ValueError:
+        return 0
+
+
+def _notes(run: _Run) -> list[tuple[str, str]]:
+    """Summary lines about rows whose journal record was not taken as it stands."""
+    notes = []
+    if run.changed:
+        notes.append(("changed rows", f"{run.changed} rows changed since the last run: "
+                      "screened again (earlier results kept in the journal's history)"))
+    if run.gone:
+        notes.append(("images gone", f"{run.gone} done rows' images are gone; results kept"))
+    if run.unchecked:
+        notes.append(("not checked", f"{run.unchecked} rows from an older journal have local "
+                      "images that cannot be compared with what was screened; results kept "
+                      "(delete the journal to screen them again)"))
+    return notes
 
 
 def _print_summary(job: Job, summary: Summary) -> None:
@@ -320,11 +461,17 @@ def _exit_code(job: Job, run: _Run, tally: Tally, hard: bool) -> int:
         return EXIT_USAGE
     if run.fatal is not None:
         say_error(f"stopped by a fatal platform error: {run.fatal} ({type(run.fatal).__name__})")
-        say_error(f"{_fatal_hint(run.fatal)}; {left} rows left. Resume with:\n  {job.resume}")
+        oauth = run.client.stats.token_requests > 0
+        say_error(f"{_fatal_hint(run.fatal, oauth)}; {left} rows left. "
+                  f"Resume with:\n  {job.resume}")
         return EXIT_FATAL
     if run.signals:
         how = "at once" if hard else "after the in-flight submits"
         say_error(f"stopped {how}; {left} rows left (the journal keeps every task id). "
              f"Resume with the same command:\n  {job.resume}")
         return EXIT_STOPPED
+    if run.unsent and run.unsent_error is not None:
+        error = run.unsent_error
+        say_error(f"{run.unsent} rows could not be sent ({type(error).__name__}: {error}); "
+                  f"they stay pending: rerun the same command to retry:\n  {job.resume}")
     return EXIT_OK if tally.status["done"] == tally.rows else EXIT_ROWS

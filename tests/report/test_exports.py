@@ -125,7 +125,7 @@ def test_export_xlsx_needs_out(screened, capsys):
     assert "--out" in capsys.readouterr().err
     journal = str(screened["journal"])
     assert main(["export", journal, "--format", "xlsx", "--out", journal]) == 2
-    assert "must not be the journal" in capsys.readouterr().err
+    assert "is the journal" in capsys.readouterr().err
 
 
 def test_screen_writes_the_report_beside_out(screened):
