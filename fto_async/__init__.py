@@ -62,8 +62,10 @@ from .errors import (
     UnknownSubmissionError,
     ValidationError,
 )
+from .followup import FollowUp
 from .models import (
     Comparison,
+    FollowUpResult,
     ImageSearchReport,
     ImageSearchRequest,
     LegalStatus,
@@ -104,6 +106,8 @@ __all__ = [
     "ConfigurationError",
     "ConnectError",
     "FileSpecError",
+    "FollowUp",
+    "FollowUpResult",
     "FtoClient",
     "FtoError",
     "IllegalRequestError",

@@ -26,6 +26,7 @@ from .errors import (
     ResponseDecodeError,
     TaskExpiredError,
 )
+from .followup import screen_with_follow_ups
 from .models import (
     REPORT_PATHS,
     SUBMIT_PATHS,
@@ -341,8 +342,11 @@ class FtoClient:
         self, items: Items, **options: Unpack[BatchOptions]
     ) -> AsyncIterator[Outcome]:
         """Submit and poll many requests; yields an :class:`~fto_async.batch.Outcome` per item
-        as each completes. All options are documented on :func:`fto_async.batch.screen_many`.
+        as each completes. All options are documented on :func:`fto_async.batch.screen_many`;
+        ``follow_up=FollowUp(...)`` adds 1-vs-1 follow-ups (:mod:`fto_async.followup`).
         """
+        if options.get("follow_up") is not None:
+            return screen_with_follow_ups(self, items, **options)
         return _batch.screen_many(self, items, **options)
 
     def submit_many(

@@ -19,7 +19,7 @@ import attrs
 
 from . import _validate as v
 from .config import DEFAULT_WORKFLOW_RESULT_PATH
-from .errors import InvalidRequestError
+from .errors import FtoError, InvalidRequestError
 
 __all__ = [
     "REPORT_PATHS",
@@ -27,6 +27,7 @@ __all__ = [
     "TASK_KINDS",
     "UPLOAD_PATH",
     "Comparison",
+    "FollowUpResult",
     "ImageSearchReport",
     "ImageSearchRequest",
     "LegalStatus",
@@ -709,3 +710,46 @@ class OneVsOneReport(ImageSearchReport):
     def highest_risk(self) -> RiskLevel | None:
         """The highest ``risk_level`` among the comparisons, ``None`` when there are none."""
         return RiskLevel.max(c.risk_level for c in self.comparisons)
+
+
+@attrs.frozen
+class FollowUpResult:
+    """One 1-vs-1 follow-up of a screened item (``Outcome.follow_ups``): the batch stage
+    of :mod:`fto_async.followup` compared the item's image with ``patent_pn``.
+
+    Usage::
+
+        for fu in outcome.follow_ups:
+            if fu.ok:
+                print(fu.patent_pn, fu.highest_risk, fu.high_risk_countries)
+            else:
+                print(fu.patent_pn, "failed:", fu.error)
+
+    Attributes:
+        patent_pn: the compared patent (from the item's report).
+        task_id: the 1-vs-1 task id, once submitted.
+        report: the finished :class:`OneVsOneReport`, else ``None``.
+        error: why the follow-up failed (it never fails the item itself), else ``None``.
+        resumed: the result comes from the journal of an earlier run (no call made).
+    """
+
+    patent_pn: str
+    task_id: str | None
+    report: OneVsOneReport | None
+    error: FtoError | None
+    resumed: bool = False
+
+    @property
+    def ok(self) -> bool:
+        """True when the 1-vs-1 task succeeded and its report is here."""
+        return self.error is None and self.report is not None
+
+    @property
+    def highest_risk(self) -> RiskLevel | None:
+        """The 1-vs-1 report's highest risk level, if any."""
+        return None if self.report is None else self.report.highest_risk
+
+    @property
+    def high_risk_countries(self) -> tuple[str, ...]:
+        """The 1-vs-1 report's ``high_risk_country`` (empty without a report)."""
+        return () if self.report is None else self.report.high_risk_country
