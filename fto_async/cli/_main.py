@@ -5,6 +5,7 @@ Usage::
     fto-async screen products.csv --out results.jsonl --country US,EU --loc 06-01
     fto-async screen products.csv --out results.jsonl      # again: resumes, pays nothing twice
     fto-async screen products.csv --out results.jsonl --dry-run
+    fto-async screen products.csv --out results.jsonl --follow-up high:3   # + 1-vs-1 (AI67)
     fto-async status results.jsonl.journal.db
     fto-async export results.jsonl.journal.db --format csv --out results.csv
     fto-async demo                                          # a local emulator, a sample catalog
@@ -42,7 +43,9 @@ from typing import Any, TextIO
 from ..client import FtoClient
 from ..config import DEFAULT_QPS, DEFAULT_SUBMIT_LATENCY, PollConfig, env_settings
 from ..errors import ConfigurationError, InvalidRequestError
+from ..followup import FollowUp
 from ..journal import ItemState, Journal
+from ..models import RiskLevel
 from ._catalog import Catalog, CatalogError, check_defaults
 from ._display import Section, format_duration, render_sections
 from ._results import INVALID_TYPE, atomic_write, records_from_journal, write_csv, write_jsonl
@@ -104,6 +107,9 @@ def build_parser() -> argparse.ArgumentParser:
     screen.add_argument("--time-scale", type=float, default=1.0,
                         help="scale the poll schedule, for an emulator run with the same "
                              "--time-scale (default 1)")
+    screen.add_argument("--follow-up", metavar="LEVEL[:N]", type=_follow_up_arg,
+                        help="compare each row's top N matches at LEVEL or above (high, "
+                             "medium, low) 1-vs-1 with the product image (default N 3)")
     screen.set_defaults(func=_cmd_screen)
 
     status = commands.add_parser("status", help="show a journal's progress")
@@ -127,6 +133,17 @@ def build_parser() -> argparse.ArgumentParser:
     # main() hands ``emulator ...`` straight to it; this entry is for --help.
     commands.add_parser("emulator", help="run the local platform emulator", add_help=False)
     return parser
+
+
+def _follow_up_arg(text: str) -> FollowUp:
+    """``--follow-up high:3`` (a level, and an optional top N, default 3) as a FollowUp."""
+    level, _, top = text.partition(":")
+    try:
+        return FollowUp(min_risk=RiskLevel(level), top=int(top) if top else 3)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected LEVEL[:N] with LEVEL high, medium or low and N >= 1, got {text!r}"
+        ) from None
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -172,7 +189,8 @@ def _prepare(args: argparse.Namespace) -> Job | None:
         return None
     journal = args.journal or args.out.with_name(args.out.name + ".journal.db")
     return Job(catalog, total, args.out, journal, unknown_policy=args.unknown,
-               resume=shlex.join(["fto-async", *args.argv]))  # fmt: skip
+               resume=shlex.join(["fto-async", *args.argv]),
+               follow_up=args.follow_up)  # fmt: skip
 
 
 def _cmd_screen(args: argparse.Namespace) -> int:
@@ -218,6 +236,7 @@ async def _dry_run(job: Job, args: argparse.Namespace) -> int:
                 state is ItemState.FAILED and jrow is not None and jrow.error_type != INVALID_TYPE
             ):
                 count["finished"] += 1
+                count["reported"] += state is ItemState.DONE  # may still need its follow-ups
                 continue
             if job.unknown_policy == "skip" and state in (ItemState.UNKNOWN,
                                                           ItemState.SUBMITTING):
@@ -232,6 +251,9 @@ async def _dry_run(job: Job, args: argparse.Namespace) -> int:
         if journal is not None:
             await journal.close()
     calls = count["submits"] + count["polls"] + count["uploads"]
+    # Follow-ups depend on the reports: none, or up to N per row, a submit and a poll each.
+    follow_up_max = (count["polls"] + count["reported"]) * job.follow_up.top * 2 \
+        if job.follow_up is not None else 0
     task = PollConfig().initial_estimate
     seconds = calls / float(qps) + (DEFAULT_SUBMIT_LATENCY + task if calls else 0)
     sections = [Section("Dry run (no call made)", ["", "rows"], [
@@ -246,6 +268,10 @@ async def _dry_run(job: Job, args: argparse.Namespace) -> int:
                          f"uploads {count['uploads']})"),
         ("time at", f"{qps:g} QPS: about {format_duration(seconds)} (calls / QPS, plus "
                     f"~{DEFAULT_SUBMIT_LATENCY + task:.0f} s for the last submit and task)"),
+        *([("follow-up calls", f"0 .. {follow_up_max} (up to {job.follow_up.top} per row "
+                                f"at {job.follow_up.min_risk.value} risk or above, a submit "
+                                "and a poll each; depends on the reports)")]
+          if job.follow_up is not None else []),
         ("output", str(job.out)), ("journal", str(job.journal)),
     ]  # fmt: skip
     render_sections(sections, footer, sys.stdout)
@@ -364,7 +390,8 @@ def _cmd_demo(args: argparse.Namespace) -> int:
                                                                         False))  # fmt: skip
     out = folder / "results.jsonl"
     job = Job(catalog, catalog.scan(), out, folder / "results.jsonl.journal.db",
-              resume="fto-async demo (a demo does not resume; it starts afresh)")  # fmt: skip
+              resume="fto-async demo (a demo does not resume; it starts afresh)",
+              follow_up=FollowUp(min_risk=RiskLevel.HIGH, top=1))  # fmt: skip
     config = EmulatorConfig(time_scale=scale, qps=20, fail_rate=0.05, task_duration_sigma=0.4,
                             seed=7)  # fmt: skip
 

@@ -14,6 +14,7 @@ journal, one line per catalog row.
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
 import signal
 import sqlite3
@@ -37,6 +38,7 @@ from ..errors import (
     PermissionDeniedError,
     QuotaExceededError,
 )
+from ..followup import FollowUp, screen_with_follow_ups
 from ..journal import ItemState, Journal, JournalLockedError, JournalRow
 from ..models import ImageSearchRequest, WorkflowRequest
 from ._catalog import PLACEHOLDER_URL, Catalog, CatalogError, Row
@@ -53,6 +55,8 @@ EXIT_FATAL: Final = 3  #: a fatal platform error (quota, credentials) stopped th
 EXIT_STOPPED: Final = 130  #: stopped by Ctrl-C or SIGTERM
 
 _PAST_PENDING: Final = frozenset({ItemState.DONE, ItemState.SUBMITTED, ItemState.FAILED})
+#: A P010 URL older than its ``expire`` minus this margin is uploaded again for a follow-up.
+_UPLOAD_MARGIN: Final = 600.0
 
 
 @attrs.frozen
@@ -65,6 +69,7 @@ class Job:
         unknown_policy: ``"resubmit"`` or ``"skip"`` rows an earlier run may have submitted.
         resume: the command that resumes this run (shown after a stop).
         tty: force (or forbid) terminal rendering; ``None`` asks the streams.
+        follow_up: 1-vs-1 follow-ups of each row's riskiest matches (``--follow-up``).
     """
 
     catalog: Catalog
@@ -74,6 +79,7 @@ class Job:
     unknown_policy: Literal["resubmit", "skip"] = "resubmit"
     resume: str = ""
     tty: bool | None = None
+    follow_up: FollowUp | None = None
 
 
 def say_error(message: str) -> None:
@@ -137,6 +143,9 @@ class _Run:
         self.fatal: FtoError | None = None
         self.catalog_error: CatalogError | None = None
         self.work: asyncio.Task[None] | None = None
+        # Follow-ups need a row's public image URL again: image_path rows are remembered
+        # (path, and the P010 URL with its expiry) until their follow-ups ask for it.
+        self.images: dict[str, tuple[Path, str | None, float]] = {}
 
     def on_signal(self) -> None:
         self.signals += 1
@@ -161,12 +170,40 @@ class _Run:
             self.client, self.items(), journal=self.journal, stop=self.stop,
             unknown_policy=self.job.unknown_policy, on_progress=self.view.update,
             progress_interval=0.25, count_remaining=False,
+        ) if self.job.follow_up is None else screen_with_follow_ups(
+            self.client, self.items(), journal=self.journal, stop=self.stop,
+            unknown_policy=self.job.unknown_policy, on_progress=self.view.update,
+            progress_interval=0.25, count_remaining=False,
+            follow_up=attrs.evolve(self.job.follow_up, image_url=self.follow_up_image),
         )  # fmt: skip
         try:
             async for _outcome in batch:
                 pass  # the output is rebuilt from the journal at the end
         except BatchAbortedError as exc:
             self.fatal = exc.cause
+
+    async def follow_up_image(self, key: object, request: object) -> str:
+        """The public URL of a row's image for its follow-ups: the run's P010 URL while
+        fresh, else a new upload of its image_path; else the request's own image."""
+        entry = self.images.pop(str(key), None)
+        if entry is not None:
+            path, url, expires = entry
+            if url is not None and time.monotonic() < expires - _UPLOAD_MARGIN:
+                return url
+            uploaded = await self.client.upload_image(path)
+            self.uploads += 1
+            return uploaded.url
+        if isinstance(request, ImageSearchRequest) or (
+            isinstance(request, WorkflowRequest) and request.url is not None
+        ):
+            assert request.url is not None
+            return request.url
+        if isinstance(request, WorkflowRequest) and request.target_image_base64 is not None:
+            data = base64.b64decode(request.target_image_base64)
+            uploaded = await self.client.upload_image(data)
+            self.uploads += 1
+            return uploaded.url
+        raise InvalidRequestError("image", "the row has no image to compare")
 
     # -- the input of the batch -------------------------------------------------------
 
@@ -219,15 +256,20 @@ class _Run:
         skip_unknown = self.job.unknown_policy == "skip" and state in (
             ItemState.UNKNOWN, ItemState.SUBMITTING
         )
+        assert row.image_path is not None
+        if self.job.follow_up is not None:
+            self.images[row.jkey] = (row.image_path, None, 0.0)  # uploaded if followed up
         if state in _PAST_PENDING or skip_unknown:
             return row.make_request(url=PLACEHOLDER_URL)  # never sent: the journal has it
-        assert row.image_path is not None
         try:
             if row.workflow:
                 data = await asyncio.to_thread(row.image_path.read_bytes)
                 return row.make_request(image=data)
             uploaded = await self.client.upload_image(row.image_path)
             self.uploads += 1
+            if self.job.follow_up is not None:  # reused by its follow-ups while fresh
+                expires = time.monotonic() + float(uploaded.expire or 0)
+                self.images[row.jkey] = (row.image_path, uploaded.url, expires)
             return row.make_request(url=uploaded.url)
         except OSError as exc:
             await self._invalid(row, f"image_path: cannot read {row.image_path.name} ({exc})")
