@@ -21,7 +21,9 @@ from fto_async import (
     QuotaExceededError,
     RetryConfig,
     RiskLevel,
+    TaskExpiredError,
     WorkflowRequest,
+    followup,
 )
 from fto_async.batch import Outcome, Progress
 from fto_async.emulator import Emulator, EmulatorConfig
@@ -240,3 +242,33 @@ def test_follow_up_validation() -> None:
     with pytest.raises(InvalidRequestError, match="report_lang"):
         FollowUp(report_lang="de")
     assert FollowUp(min_risk="medium").min_risk is RiskLevel.MEDIUM
+
+
+async def test_journaled_follow_up_older_than_8h_is_expired_without_a_call(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A rerun finding a follow-up task submitted more than 8 h ago records
+    TaskExpiredError without polling it and without paying for a new task."""
+    path = tmp_path / "j.db"
+    async with emulator(seed=3, task_duration=60) as emu, make_client(emu) as client:
+        stop = asyncio.Event()
+        async with await Journal.open(path) as journal:
+            await run(_StopAfter(client, stop, 1), items(), journal=journal, stop=stop,
+                      follow_up=FollowUp(top=3))  # fmt: skip
+        created = sum(one_vs_one_tasks(emu).values())
+        assert created >= 1
+        polls_before = dict(emu.stats.polls_by_task)
+        monkeypatch.setattr(followup, "TASK_VALIDITY", 0.0)  # every journaled task is old
+        async with await Journal.open(path) as journal:
+            got, err = await run(client, items(), journal=journal, follow_up=FollowUp(top=3))
+            assert err is None
+            expired = [fu for o in got for fu in o.follow_ups
+                       if isinstance(fu.error, TaskExpiredError)]  # fmt: skip
+            assert len(expired) == created
+            for fu in expired:
+                row = journal.follow_ups(next(o.key for o in got if fu in o.follow_ups))
+                assert any(r.state is ItemState.FAILED and r.error_type == "TaskExpiredError"
+                           for r in row)  # fmt: skip
+        assert max(one_vs_one_tasks(emu).values()) == 1  # the expired ones not paid again
+        for fu in expired:  # and not polled either
+            assert emu.stats.polls_by_task[fu.task_id] == polls_before.get(fu.task_id, 0)
