@@ -7,6 +7,7 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
+import attrs
 import pytest
 
 from fto_async import (
@@ -42,12 +43,14 @@ def emulator(**changes: Any) -> Emulator:
 
 
 def make_client(emu: Emulator, **options: Any) -> FtoClient:
-    """A client of the demo account, polling at SCALE."""
-    return FtoClient(
-        **credentials("oauth"), base_url=emu.base_url, qps=1000.0, timeout=10.0,
-        retry=RetryConfig.for_testing(), poll=PollConfig(initial_estimate=30.0).scaled(SCALE),
-        **options,
-    )
+    """A client of the demo account, polling at SCALE, with no poll deadline and enough
+    retries that a 30 % busy rate never exhausts them (0.3 ** 12 per call)."""
+    poll = attrs.evolve(PollConfig(initial_estimate=30.0).scaled(SCALE), timeout=None)
+    settings: dict[str, Any] = {
+        "qps": 1000.0, "timeout": 10.0, "retry": RetryConfig.for_testing(max_attempts=12),
+        "poll": poll, **options,
+    }
+    return FtoClient(**credentials("oauth"), base_url=emu.base_url, **settings)
 
 
 def items(n: int = 16) -> list[tuple[str, ImageSearchRequest]]:

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
-
 import pytest
 
 from fto_async import (
@@ -80,12 +78,10 @@ async def test_1v1_poller_kind() -> None:
 
 async def test_expired_task_raises_task_expired_error() -> None:
     """A query of a 1-vs-1 task older than its validity raises TaskExpiredError."""
-    async with running(emu_config={"task_validity": 5.0, "task_duration": 1.0}) as (
-        _emu, client,
-    ):
+    async with running(emu_config={"task_duration": 1.0}) as (emu, client):
         task_id = await client.submit_1v1(one_v_one())
         assert (await client.get_1v1_report(task_id)).succeeded
-        await asyncio.sleep(0.01)  # 5 emulator seconds at time_scale 0.001 is 5 ms
+        emu.reconfigure(task_validity=1e-9)  # the task is now older than its validity
         with pytest.raises(TaskExpiredError) as info:
             await client.get_1v1_report(task_id)
         assert isinstance(info.value, TaskFailedError)
