@@ -177,8 +177,8 @@ class _Run:
             follow_up=attrs.evolve(self.job.follow_up, image_url=self.follow_up_image),
         )  # fmt: skip
         try:
-            async for _outcome in batch:
-                pass  # the output is rebuilt from the journal at the end
+            async for outcome in batch:  # the output is rebuilt from the journal at the end
+                self.images.pop(str(outcome.key), None)  # its follow-ups have ended
         except BatchAbortedError as exc:
             self.fatal = exc.cause
 
