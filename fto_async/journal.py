@@ -506,6 +506,16 @@ class Journal:
             found.update((pn, rec) for (k, pn), rec in overlay.items() if k == key)
         return [_fu_row(found[pn]) for pn in sorted(found)]
 
+    def follow_up_counts(self) -> dict[ItemState, int]:
+        """How many committed follow-ups are in each state (``fto-async status``)."""
+        self._check_readable()
+        counts = dict.fromkeys(ItemState, 0)
+        for state, n in self._reader.execute(
+            "SELECT state, COUNT(*) FROM follow_ups GROUP BY state"
+        ).fetchall():
+            counts[ItemState(state)] = int(n)
+        return counts
+
     async def add_follow_up(self, key: str, patent_pn: str) -> None:
         """Record a follow-up as ``pending`` (lazy); an existing one is left as it is."""
         self._check_writable()

@@ -58,6 +58,11 @@ async def test_follow_up_rows_carry_their_1v1_results(emu, env, tmp_path, capsys
                      *FAST) == 0  # fmt: skip
     assert emu.stats.count() == calls
     journal = tmp_path / "r.jsonl.journal.db"
+    capsys.readouterr()
+    assert await cli("status", str(journal)) == 0
+    status = capsys.readouterr().out
+    assert "Follow-ups (1-vs-1)" in status
+    assert f"done   {total}" in status
     exported = tmp_path / "e.jsonl"
     assert await cli("export", str(journal), "--out", str(exported)) == 0
     assert [r["follow_ups"] for r in records(exported)] == [r["follow_ups"] for r in recs]

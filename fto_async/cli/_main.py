@@ -309,12 +309,16 @@ async def _status(path: Path) -> int:
             ):
                 oldest = (row.submitted_at, row.key, row.task_id or "?")
         recovered = journal.recovered_unknown
+        follow_ups = {str(k): n for k, n in journal.follow_up_counts().items() if n}
     finally:
         await journal.close()
     order = ("done", "failed", "invalid", "pending", "submitted", "unknown")
     rows = [[name, str(states[name])] for name in order if states[name]]
     rows.append(["total", str(sum(states.values()))])
     sections = [Section(f"Journal {path}", ["state", "items"], rows)]
+    if follow_ups:
+        sections.append(Section("Follow-ups (1-vs-1)", ["state", "patents"],
+                                [[k, str(n)] for k, n in sorted(follow_ups.items())]))
     if failures:
         sections.append(Section("Failures by type", ["error", "items"],
                                 [[k, str(n)] for k, n in failures.most_common()]))
