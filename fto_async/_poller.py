@@ -81,7 +81,8 @@ class TaskPoller:
     Args:
         client: the client to poll with.
         task_id: the platform's task id.
-        kind: ``"image_search"`` or ``"workflow"``.
+        kind: ``"image_search"``, ``"workflow"`` or ``"one_vs_one"`` (AI67 1-vs-1; its
+            polls return :class:`~fto_async.OneVsOneReport`).
     """
 
     def __init__(

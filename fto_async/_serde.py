@@ -18,7 +18,7 @@ from cattrs.gen import make_dict_structure_fn, make_dict_unstructure_fn, overrid
 from cattrs.v import format_exception
 
 from .errors import ResponseDecodeError
-from .models import Report, RiskLevel
+from .models import OneVsOneComparison, Report, RiskLevel
 
 __all__ = ["configure_converter", "make_converter", "structure", "unstructure"]
 
@@ -26,6 +26,9 @@ T = TypeVar("T")
 
 #: Fields declared as strings that the platform sends as numbers (reference §2.2).
 _NUMERIC_STR_FIELDS: Mapping[type, tuple[str, ...]] = {Report: ("apply_start_time",)}
+#: Fields whose wire name differs from the attribute (``OneVsOneComparison.score`` is a
+#: property on the 0-1 scale; the value as sent is kept as ``raw_score``).
+_RENAMED_FIELDS: Mapping[type, Mapping[str, str]] = {OneVsOneComparison: {"raw_score": "score"}}
 #: How many decode problems an error message lists before it says "and N more".
 _MAX_PROBLEMS = 3
 
@@ -126,6 +129,8 @@ def configure_converter(conv: cattrs.Converter) -> None:
     * ``RiskLevel`` takes ``High`` / ``Medium`` / ``Low`` in any letter case.
     * ``tuple[X, ...]`` fields take a JSON list; ``null`` gives ``()``. They are
       unstructured as lists.
+    * ``OneVsOneComparison.raw_score`` is read from the wire's ``score`` (its ``score``
+      property is the value on the 0-1 scale).
     * Response classes (attrs classes with a ``raw`` field), at every level: unknown keys
       are ignored, missing required keys are errors, and ``raw`` is set to the JSON object
       the instance was built from. ``raw`` is never emitted when unstructuring.
@@ -162,6 +167,8 @@ def configure_converter(conv: cattrs.Converter) -> None:
         overrides: dict[str, Any] = {"raw": override(omit=True)}
         for name in _NUMERIC_STR_FIELDS.get(cls, ()):
             overrides[name] = override(struct_hook=_str_or_number)
+        for name, wire in _RENAMED_FIELDS.get(cls, {}).items():
+            overrides[name] = override(rename=wire)
         build = make_dict_structure_fn(cls, conv, **overrides)
         set_raw = object.__setattr__  # the classes are frozen; ``raw`` is set after __init__
 

@@ -31,6 +31,7 @@ __all__ = [
     "loc_code",
     "loc_codes",
     "non_empty_sequence",
+    "patent_number",
     "simple_legal_status",
     "text",
     "url",
@@ -279,3 +280,22 @@ def simple_legal_status(field: str, value: object) -> str:
             raise InvalidRequestError(field, f"statuses must be distinct, {status} appears twice")
         statuses.append(status)
     return ",".join(str(s) for s in sorted(statuses))
+
+
+#: A design-patent publication number: a two-letter authority, then 4 to 30 letters and
+#: digits (``EU0065350760001S``, ``USD1055174S1``, ``CN305123456S``). No spaces or dashes.
+_PATENT_NUMBER = re.compile(r"[A-Z]{2}[A-Z0-9]{4,30}")
+
+
+def patent_number(field: str, value: object) -> str:
+    """A publication number such as ``"EU0065350760001S"`` (see ``_PATENT_NUMBER``)."""
+    if not isinstance(value, str):
+        raise InvalidRequestError(field, f"must be a publication number (a str), got "
+                                         f"{_type_name(value)}")  # fmt: skip
+    if not _PATENT_NUMBER.fullmatch(value):
+        raise InvalidRequestError(
+            field,
+            "must be a publication number: two upper-case letters, then 4-30 upper-case "
+            f"letters or digits (e.g. 'EU0065350760001S', 'USD1055174S1'), got {_show(value)}",
+        )
+    return value

@@ -61,12 +61,13 @@ from .errors import (
     may_have_created_task,
 )
 from .fingerprint import wire_fingerprint
-from .models import ImageSearchReport, Request, RiskLevel, TaskKind, request_kind
+from .models import FollowUpResult, ImageSearchReport, Request, RiskLevel, TaskKind, request_kind
 from .polling import PendingTask, PollScheduler
 from .ratelimit import RateGateProtocol
 from .transport import BeforeSend, TransportStats
 
 if TYPE_CHECKING:  # only for annotations: the journal is handed in by the caller
+    from .followup import FollowUp
     from .journal import Journal
 
 __all__ = [
@@ -139,6 +140,8 @@ class Outcome:
         completed_at: epoch seconds when the outcome was decided.
         polls: polls spent on the task by this run.
         resumed: the outcome comes from a journal of an earlier run (no call was made).
+        follow_ups: one :class:`~fto_async.FollowUpResult` per patent the ``follow_up``
+            option compared 1-vs-1 (see :mod:`fto_async.followup`); empty without it.
     """
 
     key: Any
@@ -150,6 +153,7 @@ class Outcome:
     completed_at: float = attrs.field(factory=time.time)
     polls: int = 0
     resumed: bool = False
+    follow_ups: tuple[FollowUpResult, ...] = ()
 
     @property
     def ok(self) -> bool:
@@ -182,6 +186,9 @@ class Progress:
         elapsed: seconds since the batch started.
         total: the number of items, if the caller said (for the ETA).
         eta: seconds left, estimated from the completion rate (``None`` if unknown).
+        follow_ups_running: 1-vs-1 follow-ups started and not ended (``follow_up`` option).
+        follow_ups_done: follow-ups ended with a report (resumed ones included).
+        follow_ups_failed: follow-ups ended with an error.
     """
 
     read: int
@@ -198,6 +205,9 @@ class Progress:
     elapsed: float
     total: int | None
     eta: float | None
+    follow_ups_running: int = 0
+    follow_ups_done: int = 0
+    follow_ups_failed: int = 0
 
     @property
     def finished(self) -> int:
@@ -227,6 +237,7 @@ class BatchOptions(TypedDict, total=False):
     unknown_policy: Literal["resubmit", "skip"]
     stop: asyncio.Event | None
     fingerprint: Fingerprinter | None
+    follow_up: FollowUp | None
 
 
 @attrs.frozen(kw_only=True)
@@ -245,6 +256,7 @@ class _Options:
     unknown_policy: str = "resubmit"
     stop: asyncio.Event | None = None
     fingerprint: Fingerprinter | None = None
+    follow_up: FollowUp | None = None
 
     @classmethod
     def of(cls, options: BatchOptions) -> _Options:
@@ -254,6 +266,9 @@ class _Options:
         made = cls(**options)
         if made.unknown_policy not in ("resubmit", "skip"):
             raise InvalidRequestError("unknown_policy", "must be 'resubmit' or 'skip'")
+        if made.follow_up is not None:  # the stage wraps screen_many: FtoClient routes it
+            raise TypeError("follow_up is an option of FtoClient.screen_many "
+                            "(or fto_async.followup.screen_with_follow_ups)")  # fmt: skip
         return made
 
 
@@ -742,6 +757,10 @@ def screen_many(
             wire body). Give it when a request's body is not its identity, e.g. a fresh
             upload URL for the same local file (``request_fingerprint(...,
             image_sha256=...)``); ``None`` means unknown: the journal's record is kept.
+        follow_up: a :class:`~fto_async.followup.FollowUp`: compare each item's riskiest
+            patents 1-vs-1 before its outcome is yielded (``Outcome.follow_ups``). Only
+            through :meth:`FtoClient.screen_many` (the stage needs the AI67 methods):
+            see :func:`fto_async.followup.screen_with_follow_ups`.
 
     Raises:
         BatchAbortedError: after the last outcome, when a fatal error stopped the batch.

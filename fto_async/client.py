@@ -21,15 +21,20 @@ from .config import ClientConfig, PollConfig, RetryConfig, env_settings
 from .errors import (
     ConfigurationError,
     FtoError,
+    InvalidParameterError,
     InvalidRequestError,
     ResponseDecodeError,
+    TaskExpiredError,
 )
+from .followup import screen_with_follow_ups
 from .models import (
     REPORT_PATHS,
     SUBMIT_PATHS,
     UPLOAD_PATH,
     ImageSearchReport,
     ImageSearchRequest,
+    OneVsOneReport,
+    OneVsOneRequest,
     Request,
     TaskKind,
     UploadedImage,
@@ -48,6 +53,8 @@ __all__ = ["FtoClient"]
 _SUBMIT_PATH = SUBMIT_PATHS["image_search"]
 _REPORT_PATH = REPORT_PATHS["image_search"]
 _WORKFLOW_SUBMIT_PATH = SUBMIT_PATHS["workflow"]
+_ONE_VS_ONE_SUBMIT_PATH = SUBMIT_PATHS["one_vs_one"]
+_ONE_VS_ONE_REPORT_PATH = REPORT_PATHS["one_vs_one"]
 
 _R = TypeVar("_R", bound=ImageSearchReport)
 
@@ -326,7 +333,9 @@ class FtoClient:
         return await self._submit(SUBMIT_PATHS[request_kind(request)], request, before_send)
 
     async def get_report(self, task_id: str, kind: TaskKind = "image_search") -> ImageSearchReport:
-        """Poll a task of either kind once."""
+        """Poll a task of any kind once (``"one_vs_one"``: see :meth:`get_1v1_report`)."""
+        if kind == "one_vs_one":
+            return await self.get_1v1_report(task_id)
         return await self._report(self.report_path(kind), task_id, report_class(kind))
 
     async def wait_report(
@@ -350,8 +359,11 @@ class FtoClient:
         self, items: Items, **options: Unpack[BatchOptions]
     ) -> AsyncIterator[Outcome]:
         """Submit and poll many requests; yields an :class:`~fto_async.batch.Outcome` per item
-        as each completes. All options are documented on :func:`fto_async.batch.screen_many`.
+        as each completes. All options are documented on :func:`fto_async.batch.screen_many`;
+        ``follow_up=FollowUp(...)`` adds 1-vs-1 follow-ups (:mod:`fto_async.followup`).
         """
+        if options.get("follow_up") is not None:
+            return screen_with_follow_ups(self, items, **options)
         return _batch.screen_many(self, items, **options)
 
     def submit_many(
@@ -394,12 +406,50 @@ class FtoClient:
         """
         return _serde.structure(self._converter, data, report_class(kind))
 
+    # -- 1-vs-1 infringement detection (AI67) ---------------------------------------
+
+    async def submit_1v1(self, request: OneVsOneRequest) -> str:
+        """Compare a product image with one design patent
+        (``POST /ai/infringement-detection-1v1-creation``).
+
+        Returns:
+            The task id, valid for 8 hours.
+
+        Raises:
+            InvalidRequestError: ``request`` is not a :class:`~fto_async.OneVsOneRequest`.
+            FtoError: the platform refused the call (see :mod:`fto_async.errors`).
+        """
+        _require(request, OneVsOneRequest, "request")
+        return await self._submit(_ONE_VS_ONE_SUBMIT_PATH, request)
+
+    async def get_1v1_report(self, task_id: str) -> OneVsOneReport:
+        """Poll a 1-vs-1 task once (``POST /ai/infringement-detection-1v1-query``).
+
+        Raises:
+            TaskExpiredError: the platform does not know the task id (68300004 to a query
+                that holds nothing but the id): it expired (8 h) or never existed.
+        """
+        try:
+            return await self._report(_ONE_VS_ONE_REPORT_PATH, task_id, OneVsOneReport)
+        except InvalidParameterError as exc:
+            raise TaskExpiredError(task_id, exc.message) from exc
+
+    async def wait_1v1(self, task_id: str, timeout: float | None = None) -> OneVsOneReport:
+        """Poll a 1-vs-1 task until it succeeds; see :meth:`wait_workflow` for the rules.
+
+        Raises:
+            TaskFailedError: task_status 3. TaskExpiredError: see :meth:`get_1v1_report`.
+            TaskTimeoutError: still running when ``timeout`` passed.
+        """
+        return await wait_for_task(lambda: self.get_1v1_report(task_id), task_id,
+                                   self.config.poll, timeout)
+
     # -- shared plumbing ------------------------------------------------------------
 
     async def _submit(
         self,
         path: str,
-        request: Request,
+        request: Request | OneVsOneRequest,
         before_send: BeforeSend | None = None,
     ) -> str:
         body = _serde.unstructure(self._converter, request)

@@ -29,6 +29,7 @@ Every exception the SDK raises hangs under :class:`FtoError`::
     ├── BudgetExhaustedError                 a client-side call budget is spent (fatal)
     ├── SharedGateError                      the shared rate gate's Redis is unusable (fatal)
     ├── TaskFailedError                      the task ended with task_status 3
+    │   └── TaskExpiredError                 the platform no longer knows the task (AI67: 8 h)
     ├── TaskTimeoutError (TimeoutError)      a task did not finish before its deadline
     ├── BatchAbortedError                    a fatal error stopped a batch
     ├── RecordedError                        an item's failure, as an earlier run journaled it
@@ -82,6 +83,7 @@ __all__ = [
     "ServiceError",
     "SharedGateError",
     "TLSError",
+    "TaskExpiredError",
     "TaskFailedError",
     "TaskTimeoutError",
     "TransportError",
@@ -323,6 +325,21 @@ class TaskFailedError(FtoError):
 
     def __init__(self, task_id: str) -> None:
         super().__init__(f"task {task_id} failed on the platform (task_status 3)")
+        self.task_id = task_id
+
+
+class TaskExpiredError(TaskFailedError):
+    """The platform no longer knows the task: an AI67 (1-vs-1) task id is valid for 8 hours.
+
+    The platform documents no code for an expired task; a query of one is answered like an
+    unknown id (68300004, kept as ``__cause__``). Submit the request again for a new task.
+    """
+
+    def __init__(self, task_id: str, detail: str = "") -> None:
+        FtoError.__init__(
+            self, f"task {task_id} is unknown to the platform or expired (valid 8 h)"
+            + (f": {detail}" if detail else "")
+        )
         self.task_id = task_id
 
 

@@ -55,6 +55,7 @@ _FIELDS: Final[Mapping[TaskKind, Mapping[str, Any]]] = {
         "apply_start_time": None, "apply_end_time": None, "simple_legal_status": "1,2",
         "title": None, "user_id": None,
     },
+    "one_vs_one": {"patent_number": None, "url": None, "report_lang": None},
 }
 _converter = _serde.make_converter()
 

@@ -55,6 +55,12 @@ open: no ``-wal`` file), takes no lock, creates nothing and works while a run wr
 A file that is not a journal (no ``items``/``meta`` tables, no schema version) raises
 :class:`NotAJournalError` in both modes and is left as it was.
 
+Follow-ups (1-vs-1 tasks on an item's riskiest patents, :mod:`fto_async.followup`) have
+their own small table, one row per ``(key, patent_pn)`` with the same states: ``pending``
+-> ``submitting`` (committed before the call) -> ``submitted`` (task_id committed) ->
+``done`` | ``failed``; a row left ``submitting`` by a dead run is ``unknown`` at open. See
+:meth:`Journal.add_follow_up` and :meth:`Journal.mark_follow_up`.
+
 Secrets: requests and reports are stored as JSON in a plain file (created mode 0600).
 The journal must never receive credentials, tokens or URLs carrying ``apikey=``.
 """
@@ -87,6 +93,7 @@ if sys.platform != "win32":
     import fcntl
 
 __all__ = [
+    "FollowUpRow",
     "InvalidTransitionError",
     "ItemState",
     "Journal",
@@ -95,7 +102,7 @@ __all__ = [
     "NotAJournalError",
 ]
 
-_SCHEMA_VERSION = 2  # 2: items.fingerprint, items.run, the history table
+_SCHEMA_VERSION = 3  # 2: items.fingerprint, items.run, history; 3: follow_ups
 _LAZY_DELAY = 0.2  # seconds a lazy write may wait for company before it is committed
 _MAX_QUEUED = 10_000  # queued rows before lazy writes wait for a commit (bounded memory)
 _KINDS = ("image_search", "workflow")
@@ -173,6 +180,52 @@ class JournalRow:
         return report
 
 
+@attrs.frozen
+class FollowUpRow:
+    """One follow-up (a 1-vs-1 task for one patent of an item) as the journal knows it.
+
+    Attributes:
+        key: the item's key; patent_pn: the compared patent.
+        state: see :class:`ItemState`; task_id: the 1-vs-1 task id, once known.
+        error, error_type: the failure and its class name, if it failed.
+        created_at, updated_at, submitted_at: epoch seconds.
+    """
+
+    key: str
+    patent_pn: str
+    state: ItemState
+    task_id: str | None
+    error: str | None
+    error_type: str | None
+    created_at: float
+    updated_at: float
+    submitted_at: float | None
+    report_json: str | None = attrs.field(repr=False)
+
+    @functools.cached_property
+    def report(self) -> dict[str, Any] | None:
+        """The 1-vs-1 report's JSON, once done."""
+        report: dict[str, Any] | None = (
+            None if self.report_json is None else json.loads(self.report_json)
+        )
+        return report
+
+
+class _FuRec(NamedTuple):
+    """Private: a follow-up row as stored, in column order."""
+
+    key: str
+    patent_pn: str
+    state: str
+    task_id: str | None
+    report: str | None
+    error: str | None
+    error_type: str | None
+    created_at: float
+    updated_at: float
+    submitted_at: float | None
+
+
 class _Rec(NamedTuple):
     """Private: a row as stored (JSON as text), in column order."""
 
@@ -211,7 +264,27 @@ _SCHEMA = (
     f"""CREATE TABLE IF NOT EXISTS history (id INTEGER PRIMARY KEY AUTOINCREMENT,
     {_COLUMNS.replace("key,", "key TEXT NOT NULL,", 1)}, replaced_at REAL NOT NULL)""",
     "CREATE INDEX IF NOT EXISTS history_by_key ON history (key, id)",
+    """CREATE TABLE IF NOT EXISTS follow_ups (key TEXT NOT NULL, patent_pn TEXT NOT NULL,
+    state TEXT NOT NULL, task_id TEXT, report TEXT, error TEXT, error_type TEXT,
+    created_at REAL NOT NULL, updated_at REAL NOT NULL, submitted_at REAL,
+    PRIMARY KEY (key, patent_pn))""",
 )
+_FU_SELECT = (
+    "SELECT key, patent_pn, state, task_id, report, error, error_type, created_at,"
+    " updated_at, submitted_at FROM follow_ups"
+)
+_FU_UPSERT = "INSERT OR REPLACE INTO follow_ups VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+#: Follow-up transitions: the state a mark goes to -> the states it may come from.
+_FU_ALLOWED: dict[ItemState, frozenset[ItemState]] = {
+    ItemState.SUBMITTING: frozenset({ItemState.PENDING}),
+    ItemState.SUBMITTED: frozenset({ItemState.SUBMITTING, ItemState.UNKNOWN}),
+    ItemState.UNKNOWN: frozenset({ItemState.SUBMITTING}),
+    ItemState.PENDING: frozenset({ItemState.SUBMITTING, ItemState.UNKNOWN}),
+    ItemState.DONE: frozenset({ItemState.SUBMITTED}),
+    ItemState.FAILED: frozenset(
+        {ItemState.PENDING, ItemState.SUBMITTING, ItemState.SUBMITTED, ItemState.UNKNOWN}
+    ),
+}
 _MIGRATIONS = {"fingerprint": "TEXT", "run": "INTEGER"}  # schema 1 -> 2: columns added
 # S608 below: every name built into SQL here is one of this module's constants.
 _UPSERT = (  # key and created_at never change
@@ -251,6 +324,13 @@ def _to_row(rec: _Rec) -> JournalRow:
     fields["state"] = ItemState(rec.state)
     fields["request_json"], fields["report_json"] = fields.pop("request"), fields.pop("report")
     return JournalRow(**fields)
+
+
+def _fu_row(rec: _FuRec) -> FollowUpRow:
+    fields = rec._asdict()
+    fields["state"] = ItemState(rec.state)
+    fields["report_json"] = fields.pop("report")
+    return FollowUpRow(**fields)
 
 
 def _lock(path: Path) -> int | None:
@@ -331,7 +411,7 @@ class Journal:
         *("_broken", "_counts", "_dirty", "_executor", "_has_work", "_inflight", "_lock_fd"),
         *("_meta", "_rdb", "_state", "_stopping", "_urgent", "_waiters", "_wdb", "_writer"),
         *("_columns", "_history", "_readonly", "_select", "_stamps", "_writing"),
-        *("commits", "path", "recovered_unknown"),
+        *("_fu_dirty", "_fu_inflight", "commits", "path", "recovered_unknown"),
     )
 
     def __init__(self, path: str | os.PathLike[str]) -> None:
@@ -349,6 +429,8 @@ class Journal:
         self._readonly = False
         self._columns = frozenset((*_Rec._fields, "run"))  # the file's items columns
         self._select = f"SELECT {_COLUMNS} FROM items"  # noqa: S608 - the columns of _Rec
+        self._fu_dirty: dict[tuple[str, str], _FuRec] = {}  # follow-up rows, as _dirty
+        self._fu_inflight: dict[tuple[str, str], _FuRec] = {}
         self._waiters: list[asyncio.Future[None]] = []  # callers of the next commit
         self._has_work = asyncio.Event()
         self._urgent = asyncio.Event()  # someone awaits the next commit
@@ -596,6 +678,116 @@ class Journal:
         self._meta[key] = str(value)
         await self._commit_wait()
 
+    # -- follow-ups (1-vs-1 tasks of an item's riskiest patents) --
+
+    def follow_up(self, key: str, patent_pn: str) -> FollowUpRow | None:
+        """The follow-up of item ``key`` for ``patent_pn``, as of every write called."""
+        rec = self._fu_lookup(key, patent_pn)
+        return None if rec is None else _fu_row(rec)
+
+    def follow_ups(self, key: str) -> list[FollowUpRow]:
+        """Every follow-up of item ``key`` (in ``patent_pn`` order)."""
+        self._check_readable()
+        found = {
+            rec.patent_pn: rec
+            for rec in map(_FuRec._make, self._fu_query(" WHERE key = ?", (key,)))
+        }
+        for overlay in (self._fu_inflight, self._fu_dirty):
+            found.update((pn, rec) for (k, pn), rec in overlay.items() if k == key)
+        return [_fu_row(found[pn]) for pn in sorted(found)]
+
+    def follow_up_counts(self) -> dict[ItemState, int]:
+        """How many committed follow-ups are in each state (``fto-async status``)."""
+        self._check_readable()
+        counts = dict.fromkeys(ItemState, 0)
+        if not self._fu_table():
+            return counts
+        for state, n in self._reader.execute(
+            "SELECT state, COUNT(*) FROM follow_ups GROUP BY state"
+        ).fetchall():
+            counts[ItemState(state)] = int(n)
+        return counts
+
+    async def add_follow_up(self, key: str, patent_pn: str) -> None:
+        """Record a follow-up as ``pending`` (lazy); an existing one is left as it is."""
+        self._check_writable()
+        if self._fu_lookup(key, patent_pn) is None:
+            now = time.time()
+            rec = _FuRec(key, patent_pn, _S.PENDING, None, None, None, None, now, now, None)
+            await self._fu_queue(rec, durable=False)
+
+    async def mark_follow_up(
+        self,
+        key: str,
+        patent_pn: str,
+        state: ItemState,
+        *,
+        task_id: str | None = None,
+        report: dict[str, Any] | None = None,
+        error: str | None = None,
+        error_type: str | None = None,
+    ) -> None:
+        """Move a follow-up to ``state``; committed before return, except ``done`` and
+        ``failed`` (lazy, like :meth:`mark_done`).
+
+        ``submitted`` needs ``task_id``; ``done`` needs ``report``; ``pending`` (from
+        ``unknown``, to submit again) forgets the task id.
+
+        Raises:
+            KeyError: no such follow-up. InvalidTransitionError: ``state`` cannot follow
+                the current one (see ``_FU_ALLOWED``).
+        """
+        self._check_writable()
+        state = ItemState(state)
+        rec = self._fu_lookup(key, patent_pn)
+        if rec is None:
+            raise KeyError((key, patent_pn))
+        if rec.state not in _FU_ALLOWED[state]:
+            raise InvalidTransitionError(
+                f"follow-up {key!r}/{patent_pn!r} is {rec.state}: cannot become {state}"
+            )
+        now = time.time()
+        changes: dict[str, Any] = {"state": state, "updated_at": now, "error": error,
+                                   "error_type": error_type}  # fmt: skip
+        if state is _S.SUBMITTED:
+            if not task_id:
+                raise InvalidTransitionError(f"follow-up {key!r}/{patent_pn!r}: no task_id")
+            changes.update(task_id=task_id, submitted_at=now)
+        elif state is _S.DONE:
+            if report is None:
+                raise InvalidTransitionError(f"follow-up {key!r}/{patent_pn!r}: no report")
+            changes["report"] = _dumps(report)
+        elif state is _S.PENDING:
+            changes.update(task_id=None, submitted_at=None)
+        durable = state not in (_S.DONE, _S.FAILED)
+        await self._fu_queue(rec._replace(**changes), durable=durable)
+
+    def _fu_lookup(self, key: str, patent_pn: str) -> _FuRec | None:
+        self._check_readable()
+        rec = self._fu_dirty.get((key, patent_pn)) or self._fu_inflight.get((key, patent_pn))
+        if rec is None:
+            found = self._fu_query(" WHERE key = ? AND patent_pn = ?", (key, patent_pn))
+            rec = _FuRec._make(found[0]) if found else None
+        return rec
+
+    def _fu_table(self) -> bool:
+        """Whether the file has the follow_ups table (a schema-2 journal opened read-only
+        has none: it is created when a run opens the journal for writing)."""
+        return bool(self._reader.execute(
+            "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'follow_ups'"
+        ).fetchone())
+
+    def _fu_query(self, where: str, params: tuple[Any, ...]) -> list[Any]:
+        if not self._fu_table():
+            return []
+        return self._reader.execute(_FU_SELECT + where, params).fetchall()
+
+    async def _fu_queue(self, rec: _FuRec, durable: bool) -> None:
+        self._fu_dirty[(rec.key, rec.patent_pn)] = rec
+        self._has_work.set()
+        if durable or len(self._fu_dirty) >= _MAX_QUEUED:
+            await self._commit_wait()
+
     async def flush(self) -> None:
         """Commit everything queued so far, lazy writes included."""
         self._check_writable()
@@ -687,7 +879,8 @@ class Journal:
         loop = asyncio.get_running_loop()
         try:
             while not (self._stopping and not self._dirty and not self._meta
-                       and not self._history and not self._stamps):
+                       and not self._history and not self._stamps
+                       and not self._fu_dirty):
                 await self._has_work.wait()
                 if not self._urgent.is_set():
                     with contextlib.suppress(TimeoutError):
@@ -700,19 +893,23 @@ class Journal:
                 history, stamps = self._history, self._stamps
                 self._history, self._stamps = [], {}
                 self._writing = (history, [(run, key) for key, run in stamps.items()])
+                fu_rows, self._fu_dirty = self._fu_dirty, {}
+                self._fu_inflight = fu_rows
                 try:
-                    if rows or meta or history or stamps:
-                        batch = ([*rows.values()], [*meta.items()])
+                    if rows or meta or history or stamps or fu_rows:
+                        batch = ([*rows.values()], [*meta.items()], [*fu_rows.values()])
                         await loop.run_in_executor(self._executor, self._write, *batch)
                         self.commits += 1
                 except Exception as exc:  # disk full, I/O error: the batch is not kept
                     self._broken = exc
                     self._dirty = rows | self._dirty  # reads keep showing what was asked
                     self._history[:0] = history
+                    self._fu_dirty = fu_rows | self._fu_dirty
                     self._waiters[:0] = waiters
                     return
                 finally:
                     self._inflight = {}
+                    self._fu_inflight = {}
                 for waiter in waiters:
                     if not waiter.done():
                         waiter.set_result(None)
@@ -768,6 +965,11 @@ class Journal:
                 "UPDATE items SET state = 'unknown', updated_at = ? WHERE state = 'submitting'",
                 (time.time(),),
             ).rowcount
+            db.execute(
+                "UPDATE follow_ups SET state = 'unknown', updated_at = ?"
+                " WHERE state = 'submitting'",
+                (time.time(),),
+            )
             db.execute("COMMIT")
         except BaseException:
             db.execute("ROLLBACK")
@@ -778,7 +980,9 @@ class Journal:
         for state, count in self._rdb.execute("SELECT state, COUNT(*) FROM items GROUP BY state"):
             self._counts[ItemState(state)] = count
 
-    def _write(self, rows: list[_Rec], meta: list[tuple[str, str]]) -> None:  # writer thread
+    def _write(  # in the writer thread
+        self, rows: list[_Rec], meta: list[tuple[str, str]], fu_rows: list[_FuRec]
+    ) -> None:
         assert self._wdb is not None
         history, stamps = self._writing
         self._wdb.execute("BEGIN")
@@ -787,6 +991,7 @@ class Journal:
             self._wdb.executemany(_UPSERT, rows)
             self._wdb.executemany(_STAMP, stamps)
             self._wdb.executemany(_META_UPSERT, meta)
+            self._wdb.executemany(_FU_UPSERT, fu_rows)
             self._wdb.execute("COMMIT")
         except BaseException:
             with contextlib.suppress(sqlite3.Error):

@@ -19,7 +19,7 @@ import attrs
 
 from . import _validate as v
 from .config import DEFAULT_WORKFLOW_RESULT_PATH
-from .errors import InvalidRequestError
+from .errors import FtoError, InvalidRequestError
 
 __all__ = [
     "REPORT_PATHS",
@@ -27,10 +27,14 @@ __all__ = [
     "TASK_KINDS",
     "UPLOAD_PATH",
     "Comparison",
+    "FollowUpResult",
     "ImageSearchReport",
     "ImageSearchRequest",
     "LegalStatus",
     "LocItem",
+    "OneVsOneComparison",
+    "OneVsOneReport",
+    "OneVsOneRequest",
     "PatentInfo",
     "PatentMessages",
     "RRFFusionResponse",
@@ -44,6 +48,7 @@ __all__ = [
     "UploadedImage",
     "WorkflowReport",
     "WorkflowRequest",
+    "normalize_score",
     "report_class",
     "request_kind",
     "task_kind",
@@ -546,19 +551,21 @@ class UploadedImage:
 # -- task kinds: the one home of the kind <-> endpoint/report rules -------------------------
 
 #: The kinds of task the platform runs (the journal stores them by these names).
-TaskKind = Literal["image_search", "workflow"]
+TaskKind = Literal["image_search", "workflow", "one_vs_one"]
 TASK_KINDS: Final[tuple[TaskKind, ...]] = get_args(TaskKind)
 
 #: Where each kind of task is submitted.
 SUBMIT_PATHS: Final[Mapping[TaskKind, str]] = {
     "image_search": "/ai/image-search/submit",
     "workflow": "/api/mcp/submit-workflow",
+    "one_vs_one": "/ai/infringement-detection-1v1-creation",
 }
 #: Where each kind's report is read by default (the workflow's path is UNVERIFIED and
 #: configurable: :attr:`~fto_async.config.ClientConfig.workflow_result_path`).
 REPORT_PATHS: Final[Mapping[TaskKind, str]] = {
     "image_search": "/ai/image-search/report",
     "workflow": DEFAULT_WORKFLOW_RESULT_PATH,
+    "one_vs_one": "/ai/infringement-detection-1v1-query",
 }
 #: P010: a local image becomes a temporary public URL.
 UPLOAD_PATH: Final = "/image-search/image-upload"
@@ -568,11 +575,15 @@ Request: TypeAlias = ImageSearchRequest | WorkflowRequest
 
 def request_kind(request: object) -> TaskKind:
     """The kind of task a request creates."""
+    if isinstance(request, OneVsOneRequest):
+        return "one_vs_one"
     return "workflow" if isinstance(request, WorkflowRequest) else "image_search"
 
 
 def report_class(kind: TaskKind) -> type[ImageSearchReport]:
     """The report class a task of ``kind`` answers with."""
+    if kind == "one_vs_one":
+        return OneVsOneReport
     return WorkflowReport if kind == "workflow" else ImageSearchReport
 
 
@@ -582,3 +593,163 @@ def task_kind(field: str, value: object) -> TaskKind:
         if value == kind:
             return kind
     raise InvalidRequestError(field, f"must be {' or '.join(map(repr, TASK_KINDS))}")
+
+
+# -- AI67: 1-vs-1 infringement detection (one product image against one patent) ----------
+
+
+def _patent_number(value: str) -> str:
+    return v.patent_number("patent_number", value)
+
+
+def _report_lang(value: str | None) -> str | None:
+    return None if value is None else v.lang("report_lang", value)
+
+
+@attrs.frozen
+class OneVsOneRequest:
+    """The body of ``/ai/infringement-detection-1v1-creation`` (AI67-1).
+
+    Usage::
+
+        OneVsOneRequest("USD1055174S1", "https://example.com/santa.png", report_lang="en")
+
+    Attributes:
+        patent_number: the publication number of the design patent to compare against:
+            two upper-case letters (the authority), then 4 to 30 upper-case letters or
+            digits, e.g. ``"EU0065350760001S"``, ``"USD1055174S1"``, ``"CN305123456S"``.
+            A ``patent_pn`` from a report's comparisons always fits.
+        url: http(s) URL of the product image (a P010 upload URL for a local file).
+        report_lang: ``"cn"`` or ``"en"``; ``None`` leaves it out (the platform's default).
+
+    The task id it returns is valid for 8 hours; a query after that raises
+    :class:`~fto_async.errors.TaskExpiredError`.
+
+    Raises:
+        InvalidRequestError: a field breaks its rule; ``exc.field`` names it.
+    """
+
+    patent_number: str = attrs.field(converter=_patent_number)
+    url: str = attrs.field(converter=_url)
+    report_lang: str | None = attrs.field(default=None, converter=_report_lang)
+
+
+def normalize_score(raw: float | None) -> float | None:
+    """An AI67 comparison score on the 0-1 scale.
+
+    The platform's examples show both ``0.93`` and ``80`` (reference §5.2), so the rule
+    is: a value above 1 is a percentage and is divided by 100; a value from 0 to 1 is
+    kept. The result is clamped to 0..1; ``None`` stays ``None``. (An exact ``1`` reads
+    as 1.0, not 1 %.)
+    """
+    if raw is None:
+        return None
+    value = raw / 100 if raw > 1 else raw
+    return min(1.0, max(0.0, value))
+
+
+@attrs.frozen(kw_only=True)
+class OneVsOneComparison:
+    """One compared patent of a 1-vs-1 report (``comparisons[]``): no ``img_id``, a
+    ``patent_image_url`` instead. The platform marks no field required: all are optional.
+
+    ``score`` is the similarity on the 0-1 scale (see :func:`normalize_score`); the value
+    as sent is ``raw_score`` (the wire's ``score``, 0-1 or 0-100).
+    """
+
+    raw_score: float | None = None
+    title: str | None = None
+    status: LegalStatus | None = None
+    country: str | None = None
+    similar: str | None = None
+    confusion: str | None = None
+    patent_id: str | None = None
+    patent_pn: str | None = None
+    risk_desc: str | None = None
+    difference: str | None = None
+    risk_level: RiskLevel | None = None
+    suggestion: str | None = None
+    patent_image_url: str | None = None
+    raw: Mapping[str, Any] = attrs.field(factory=dict, eq=False, repr=False)
+
+    @property
+    def score(self) -> float | None:
+        """The similarity, 0-1, whatever scale the platform used."""
+        return normalize_score(self.raw_score)
+
+
+@attrs.frozen(kw_only=True)
+class OneVsOneReport(ImageSearchReport):
+    """The result of ``/ai/infringement-detection-1v1-query`` (AI67-2).
+
+    Usage::
+
+        result = await client.wait_1v1(task_id)
+        for c in result.comparisons:
+            print(c.patent_pn, c.score, c.risk_level, c.suggestion)
+
+    It shares the task envelope of :class:`ImageSearchReport` (``task_id``,
+    ``task_status``, ``done``/``succeeded``/``failed``, ``raw``) so pollers and schedulers
+    handle every kind alike; the image-search fields (``patent_messages``,
+    ``rrffusion_response``, ``report``, ``line_drawing_base64``) are always ``None`` here.
+    No field of the answer is marked required by the platform; only ``task_status`` must
+    be present to tell a running task from a finished one.
+    """
+
+    task_id: str = ""
+    loc: tuple[str, ...] = ()
+    country: tuple[str, ...] = ()
+    user_image: str | None = None
+    comparisons: tuple[OneVsOneComparison, ...] = ()
+    high_risk_country: tuple[str, ...] = ()
+    middle_risk_country: tuple[str, ...] = ()
+    suspected_infringement_count: int | None = None
+    suspected_infringement_country: tuple[str, ...] = ()
+
+    @property
+    def highest_risk(self) -> RiskLevel | None:
+        """The highest ``risk_level`` among the comparisons, ``None`` when there are none."""
+        return RiskLevel.max(c.risk_level for c in self.comparisons)
+
+
+@attrs.frozen
+class FollowUpResult:
+    """One 1-vs-1 follow-up of a screened item (``Outcome.follow_ups``): the batch stage
+    of :mod:`fto_async.followup` compared the item's image with ``patent_pn``.
+
+    Usage::
+
+        for fu in outcome.follow_ups:
+            if fu.ok:
+                print(fu.patent_pn, fu.highest_risk, fu.high_risk_countries)
+            else:
+                print(fu.patent_pn, "failed:", fu.error)
+
+    Attributes:
+        patent_pn: the compared patent (from the item's report).
+        task_id: the 1-vs-1 task id, once submitted.
+        report: the finished :class:`OneVsOneReport`, else ``None``.
+        error: why the follow-up failed (it never fails the item itself), else ``None``.
+        resumed: the result comes from the journal of an earlier run (no call made).
+    """
+
+    patent_pn: str
+    task_id: str | None
+    report: OneVsOneReport | None
+    error: FtoError | None
+    resumed: bool = False
+
+    @property
+    def ok(self) -> bool:
+        """True when the 1-vs-1 task succeeded and its report is here."""
+        return self.error is None and self.report is not None
+
+    @property
+    def highest_risk(self) -> RiskLevel | None:
+        """The 1-vs-1 report's highest risk level, if any."""
+        return None if self.report is None else self.report.highest_risk
+
+    @property
+    def high_risk_countries(self) -> tuple[str, ...]:
+        """The 1-vs-1 report's ``high_risk_country`` (empty without a report)."""
+        return () if self.report is None else self.report.high_risk_country

@@ -169,7 +169,7 @@ async def test_status_and_export(emu, env, tmp_path, capsys):
     assert await cli("export", journal, "--format", "csv") == 0
     rows = list(csv.DictReader(io.StringIO(capsys.readouterr().out)))
     assert list(rows[0]) == ["key", "task_id", "status", "highest_risk",
-                             "high_risk_countries", "error"]
+                             "high_risk_countries", "error", "follow_ups"]
     assert len(rows) == SAMPLE_ROWS
     by_key = {r["key"]: r for r in rows}
     for rec in records(out):

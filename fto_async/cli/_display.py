@@ -204,7 +204,7 @@ class ProgressView:
             return "starting"
         return (
             f"done {p.done}, failed {p.failed}, invalid {self.invalid}, "
-            f"running {p.running + p.submitting} | {p.rate:.1f} calls/s, "
+            f"running {p.running + p.submitting}{_follow_ups(p)} | {p.rate:.1f} calls/s, "
             f"calls {p.calls}, retries {p.retries}"
         )
 
@@ -222,10 +222,18 @@ class ProgressView:
         return (
             f"progress: {self.finished}/{total} rows (done {p.done}, failed {p.failed}, "
             f"invalid {self.invalid}, resumed {p.resumed}); submitting {p.submitting}, "
-            f"running {p.running}; rate {p.rate:.1f} calls/s, calls {p.calls}, "
+            f"running {p.running}{_follow_ups(p)}; rate {p.rate:.1f} calls/s, calls {p.calls}, "
             f"retries {p.retries}; elapsed {format_duration(p.elapsed)}, "
             f"ETA {format_duration(self.eta())}"
         )
+
+
+def _follow_ups(p: Progress) -> str:
+    """The follow-up counters of a snapshot, or nothing when there are none."""
+    if not (p.follow_ups_running or p.follow_ups_done or p.follow_ups_failed):
+        return ""
+    return (f", follow-ups {p.follow_ups_done} done/{p.follow_ups_failed} failed/"
+            f"{p.follow_ups_running} running")  # fmt: skip
 
 
 # -- tables ------------------------------------------------------------------------------
@@ -304,6 +312,10 @@ _STATUS_ROWS: Final = (
 )
 
 
+_FOLLOW_UP_ROWS: Final = (("done", "done"), ("failed", "failed"),
+                          ("pending", "pending (next run)"))  # fmt: skip
+
+
 def summary_sections(summary: Summary) -> tuple[list[Section], list[tuple[str, str]]]:
     """The summary as tables and footer lines (for :func:`render_sections`)."""
     tally = summary.tally
@@ -330,6 +342,14 @@ def summary_sections(summary: Summary) -> tuple[list[Section], list[tuple[str, s
     if unknown:
         ambiguous += f"; {summary.recovered_unknown} found mid-submit after a crash, " \
                      f"{summary.resubmitted_unknown} resubmitted"
+    fu = tally.follow_ups
+    if fu.total():
+        high = f", {tally.follow_ups_high} high risk" if tally.follow_ups_high else ""
+        sections.append(Section(
+            "Follow-ups (1-vs-1 on the riskiest matches)", ["result", "patents"],
+            [[label, str(fu[s])] for s, label in _FOLLOW_UP_ROWS if fu[s]]
+            + [["total", f"{fu.total()}{high}"]],
+        ))  # fmt: skip
     footer = [
         ("calls used", f"{summary.calls} (uploads {summary.uploads})"),
         ("retries", str(summary.retries)),

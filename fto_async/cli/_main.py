@@ -5,6 +5,7 @@ Usage::
     fto-async screen products.csv --out results.jsonl --country US,EU --loc 06-01
     fto-async screen products.csv --out results.jsonl      # again: resumes, pays nothing twice
     fto-async screen products.csv --out results.jsonl --dry-run
+    fto-async screen products.csv --out results.jsonl --follow-up high:3   # + 1-vs-1 (AI67)
     fto-async status results.jsonl.journal.db
     fto-async export results.jsonl.journal.db --format csv --out results.csv
     fto-async export results.jsonl.journal.db --all   # also rows no longer in the catalog
@@ -53,7 +54,9 @@ from ..config import (
 )
 from ..errors import ConfigurationError, InvalidRequestError
 from ..fingerprint import request_fingerprint
+from ..followup import FollowUp
 from ..journal import ItemState, Journal
+from ..models import RiskLevel
 from ._catalog import Catalog, CatalogError, check_defaults
 from ._display import Section, clean, format_duration, render_sections
 from ._paths import clash, sqlite_files
@@ -125,6 +128,9 @@ def build_parser() -> argparse.ArgumentParser:
                              "--time-scale (default 1)")
     screen.add_argument("--no-report", action="store_true",
                         help="do not write the HTML report OUT.html beside --out")
+    screen.add_argument("--follow-up", metavar="LEVEL[:N]", type=_follow_up_arg,
+                        help="compare each row's top N matches at LEVEL or above (high, "
+                             "medium, low) 1-vs-1 with the product image (default N 3)")
     screen.set_defaults(func=_cmd_screen)
 
     status = commands.add_parser("status", help="show a journal's progress")
@@ -153,6 +159,17 @@ def build_parser() -> argparse.ArgumentParser:
     # main() hands ``emulator ...`` straight to it; this entry is for --help.
     commands.add_parser("emulator", help="run the local platform emulator", add_help=False)
     return parser
+
+
+def _follow_up_arg(text: str) -> FollowUp:
+    """``--follow-up high:3`` (a level, and an optional top N, default 3) as a FollowUp."""
+    level, _, top = text.partition(":")
+    try:
+        return FollowUp(min_risk=RiskLevel(level), top=int(top) if top else 3)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected LEVEL[:N] with LEVEL high, medium or low and N >= 1, got {text!r}"
+        ) from None
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -206,7 +223,7 @@ def _prepare(args: argparse.Namespace) -> Job | None:
         return None
     return Job(catalog, total, args.out, journal, unknown_policy=args.unknown,
                resume=shlex.join(["fto-async", *map(redact_url_credentials, args.argv)]),
-               report=not args.no_report)  # fmt: skip
+               report=not args.no_report, follow_up=args.follow_up)  # fmt: skip
 
 
 def _output_clash(catalog: Catalog, out: Path, journal: Path) -> str | None:
@@ -302,6 +319,7 @@ async def _dry_run(job: Job, args: argparse.Namespace) -> int:
                 state is ItemState.FAILED and jrow is not None and jrow.error_type != INVALID_TYPE
             ):
                 count["finished"] += 1
+                count["reported"] += state is ItemState.DONE  # may still need its follow-ups
                 continue
             if job.unknown_policy == "skip" and state in (ItemState.UNKNOWN,
                                                           ItemState.SUBMITTING):
@@ -316,6 +334,9 @@ async def _dry_run(job: Job, args: argparse.Namespace) -> int:
         if journal is not None:
             await journal.close()
     calls = count["submits"] + count["polls"] + count["uploads"]
+    # Follow-ups depend on the reports: none, or up to N per row, a submit and a poll each.
+    follow_up_max = (count["polls"] + count["reported"]) * job.follow_up.top * 2 \
+        if job.follow_up is not None else 0
     task = PollConfig().initial_estimate
     seconds = calls / float(qps) + (DEFAULT_SUBMIT_LATENCY + task if calls else 0)
     sections = [Section("Dry run (no call made)", ["", "rows"], [
@@ -332,6 +353,10 @@ async def _dry_run(job: Job, args: argparse.Namespace) -> int:
                          f"uploads {count['uploads']})"),
         ("time at", f"{qps:g} QPS: about {format_duration(seconds)} (calls / QPS, plus "
                     f"~{DEFAULT_SUBMIT_LATENCY + task:.0f} s for the last submit and task)"),
+        *([("follow-up calls", f"0 .. {follow_up_max} (up to {job.follow_up.top} per row "
+                                f"at {job.follow_up.min_risk.value} risk or above, a submit "
+                                "and a poll each; depends on the reports)")]
+          if job.follow_up is not None else []),
         ("output", str(job.out)), ("journal", str(job.journal)),
     ]  # fmt: skip
     render_sections(sections, footer, sys.stdout)
@@ -375,12 +400,16 @@ async def _status(path: Path) -> int:
                 oldest is None or row.submitted_at < oldest[0]
             ):
                 oldest = (row.submitted_at, row.key, row.task_id or "?")
+        follow_ups = {str(k): n for k, n in journal.follow_up_counts().items() if n}
     finally:
         await journal.close()
     order = ("done", "failed", "invalid", "pending", "submitting", "submitted", "unknown")
     rows = [[name, str(states[name])] for name in order if states[name]]
     rows.append(["total", str(sum(states.values()))])
     sections = [Section(f"Journal {path}", ["state", "items"], rows)]
+    if follow_ups:
+        sections.append(Section("Follow-ups (1-vs-1)", ["state", "patents"],
+                                [[k, str(n)] for k, n in sorted(follow_ups.items())]))
     if failures:
         sections.append(Section("Failures by type", ["error", "items"],
                                 [[k, str(n)] for k, n in failures.most_common()]))
@@ -482,7 +511,8 @@ def _cmd_demo(args: argparse.Namespace) -> int:
                                                                         False))  # fmt: skip
     out = folder / "results.jsonl"
     job = Job(catalog, catalog.scan(), out, folder / "results.jsonl.journal.db",
-              resume="fto-async demo (a demo does not resume; it starts afresh)")  # fmt: skip
+              resume="fto-async demo (a demo does not resume; it starts afresh)",
+              follow_up=FollowUp(min_risk=RiskLevel.HIGH, top=1))  # fmt: skip
     config = EmulatorConfig(time_scale=scale, qps=20, fail_rate=0.05, task_duration_sigma=0.4,
                             seed=7)  # fmt: skip
 

@@ -4,7 +4,13 @@ One record per catalog row, a flat JSON object::
 
     {"key": "LAMP-001", "line": 2, "task_id": "...", "status": "done",
      "highest_risk": "High", "high_risk_countries": ["US"], "middle_risk_countries": [],
-     "error": null, "report": {...}}
+     "error": null, "report": {...},
+     "follow_ups": [{"patent_pn": "USD1055174S1", "task_id": "...", "highest_risk": "High",
+                     "high_risk_countries": ["US"], "error": null, "report": {...}}]}
+
+``follow_ups`` lists the 1-vs-1 follow-ups of the row (``--follow-up``; empty without),
+one per patent, from the journal's ``follow_ups`` table; one not finished yet has
+neither ``error`` nor ``report``.
 
 ``status`` is ``done``, ``failed``, ``invalid`` (refused before any call), ``pending``
 (not finished yet: the next run carries on) or ``unknown`` (a run died while submitting
@@ -30,8 +36,8 @@ import attrs
 from .. import _serde
 from .._cells import cell_text
 from ..errors import FtoError
-from ..journal import ItemState, Journal, JournalRow
-from ..models import Report
+from ..journal import FollowUpRow, ItemState, Journal, JournalRow
+from ..models import OneVsOneReport, Report
 from ._catalog import Catalog
 
 __all__ = [
@@ -39,6 +45,7 @@ __all__ = [
     "INVALID_TYPE",
     "Tally",
     "atomic_write",
+    "follow_up_record",
     "invalid_body",
     "invalid_record",
     "record_from_journal",
@@ -51,7 +58,8 @@ __all__ = [
 #: ``error_type`` of rows the CLI refused before any call (kept in the journal as failed).
 INVALID_TYPE: Final = "InvalidRequestError"
 #: Columns of ``fto-async export --format csv``.
-CSV_COLUMNS: Final = ("key", "task_id", "status", "highest_risk", "high_risk_countries", "error")
+CSV_COLUMNS: Final = ("key", "task_id", "status", "highest_risk", "high_risk_countries", "error",
+                      "follow_ups")  # fmt: skip
 _TOP: Final = 20
 
 _converter = _serde.make_converter()
@@ -93,18 +101,42 @@ def _risk(report: dict[str, Any] | None) -> dict[str, Any]:
     }
 
 
+def follow_up_record(row: FollowUpRow) -> dict[str, Any]:
+    """The output record of one follow-up (an item of a record's ``follow_ups``)."""
+    report = row.report if row.state is ItemState.DONE else None
+    risk, high = None, []
+    if report is not None:
+        try:
+            one = _serde.structure(_converter, report, OneVsOneReport)
+        except FtoError:
+            one = None
+        if one is not None:
+            risk = None if one.highest_risk is None else one.highest_risk.value
+            high = list(one.high_risk_country)
+    return {
+        "patent_pn": row.patent_pn, "task_id": row.task_id, "highest_risk": risk,
+        "high_risk_countries": high,
+        "error": row.error if row.state is ItemState.FAILED else None, "report": report,
+    }  # fmt: skip
+
+
 def record_from_journal(
-    row: JournalRow | None, *, key: str | None = None, line: int | None = None
+    row: JournalRow | None,
+    *,
+    key: str | None = None,
+    line: int | None = None,
+    follow_ups: Iterable[FollowUpRow] = (),
 ) -> dict[str, Any]:
     """The output record of one journal row (``None``: a row not reached yet).
 
-    ``key`` and ``line`` default to what the journal holds.
+    ``key`` and ``line`` default to what the journal holds; ``follow_ups`` are the row's
+    follow-ups (``Journal.follow_ups``).
     """
     if row is None:
         return {
             "key": key, "line": line, "task_id": None, "status": "pending",
             "highest_risk": None, "high_risk_countries": [], "middle_risk_countries": [],
-            "error": None, "report": None,
+            "error": None, "report": None, "follow_ups": [],
         }  # fmt: skip
     if row.request.get("invalid") is True:
         key = key if key is not None else row.request.get("key")
@@ -118,7 +150,23 @@ def record_from_journal(
         **_risk(row.report if status == "done" else None),
         "error": row.error if status != "done" else None,
         "report": row.report if status == "done" else None,
+        "follow_ups": [follow_up_record(fu) for fu in _by_score(row.report, follow_ups)],
     }
+
+
+def _by_score(
+    report: dict[str, Any] | None, follow_ups: Iterable[FollowUpRow]
+) -> list[FollowUpRow]:
+    """Follow-ups in the order the stage picked them: best ``score`` in the report first."""
+    inner = report.get("report") if isinstance(report, dict) else None
+    comparisons = inner.get("comparisons") if isinstance(inner, dict) else None
+    rank: dict[str, float] = {}
+    for c in comparisons if isinstance(comparisons, list) else ():
+        if isinstance(c, dict) and isinstance(c.get("score"), int | float):
+            pn = str(c.get("patent_pn"))
+            rank[pn] = max(rank.get(pn, float("-inf")), float(c["score"]))
+    return sorted(follow_ups, key=lambda fu: (-rank.get(fu.patent_pn, float("-inf")),
+                                              fu.patent_pn))  # fmt: skip
 
 
 def invalid_record(key: str | None, line: int, reason: str) -> dict[str, Any]:
@@ -134,7 +182,7 @@ def records_from_journal(
     """Every journal row (or those stamped ``since_run`` or later) as an output record,
     in catalog order (streaming)."""
     for row in journal.rows(since_run=since_run):
-        yield record_from_journal(row)
+        yield record_from_journal(row, follow_ups=journal.follow_ups(row.key))
 
 
 def _group(record: dict[str, Any], error_type: str | None) -> str:
@@ -156,6 +204,8 @@ class Tally:
         high: the top high-risk rows ``(n countries, -line, key, title, countries)``.
         high_total: every high-risk row.
         failures: heading -> ``[count, example message, example keys]``.
+        follow_ups: follow-ups by ``done`` / ``failed`` / ``pending``; follow_ups_high:
+            those whose 1-vs-1 report found a high risk.
     """
 
     rows: int = 0
@@ -164,6 +214,8 @@ class Tally:
     high: list[tuple[int, int, str, str, list[str]]] = attrs.field(factory=list)
     high_total: int = 0
     failures: dict[str, list[Any]] = attrs.field(factory=dict)
+    follow_ups: Counter[str] = attrs.field(factory=Counter)
+    follow_ups_high: int = 0
 
     def add(
         self, record: dict[str, Any], title: str | None = None, error_type: str | None = None
@@ -176,6 +228,10 @@ class Tally:
         self.rows += 1
         status = record["status"]
         self.status[status] += 1
+        for fu in record.get("follow_ups", ()):
+            state = "done" if fu["report"] is not None else "failed" if fu["error"] else "pending"
+            self.follow_ups[state] += 1
+            self.follow_ups_high += fu["highest_risk"] == "High"
         if status == "done":
             risk = record["highest_risk"] or "none"
             self.risk[risk] += 1
@@ -224,7 +280,8 @@ async def write_output(
                 rec = invalid_record(row.key, row.line, row.error)
                 tally.add(rec, row.title)
             else:
-                rec = record_from_journal(jrow, key=row.key, line=row.line)
+                rec = record_from_journal(jrow, key=row.key, line=row.line,
+                                          follow_ups=journal.follow_ups(row.jkey))
                 tally.add(rec, row.title, None if jrow is None else jrow.error_type)
             write_jsonl((rec,), handle)
     return tally
@@ -263,4 +320,6 @@ def write_csv(records: Iterable[dict[str, Any]], handle: TextIO) -> None:
             rec["highest_risk"],
             ";".join(rec["high_risk_countries"]),
             rec["error"],
+            ";".join(f"{fu['patent_pn']}={fu['highest_risk'] or fu['error'] or 'pending'}"
+                     for fu in rec.get("follow_ups", ())),
         )])

@@ -22,6 +22,7 @@ result (the summary says how many).
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
 import signal
 import sqlite3
@@ -46,6 +47,7 @@ from ..errors import (
     QuotaExceededError,
 )
 from ..fingerprint import image_digest, request_fingerprint, wire_fingerprint
+from ..followup import FollowUp, screen_with_follow_ups
 from ..journal import ItemState, Journal, JournalLockedError, JournalRow, NotAJournalError
 from ..models import ImageSearchRequest, Request, TaskKind, WorkflowRequest
 from ._catalog import PLACEHOLDER_URL, Catalog, CatalogError, Row
@@ -63,6 +65,8 @@ EXIT_FATAL: Final = 3  #: a fatal platform error (quota, credentials) stopped th
 EXIT_STOPPED: Final = 130  #: stopped by Ctrl-C or SIGTERM
 
 _PAST_PENDING: Final = frozenset({ItemState.DONE, ItemState.SUBMITTED, ItemState.FAILED})
+#: A P010 URL older than its ``expire`` minus this margin is uploaded again for a follow-up.
+_UPLOAD_MARGIN: Final = 600.0
 
 
 @attrs.frozen
@@ -76,6 +80,7 @@ class Job:
         resume: the command that resumes this run (shown after a stop).
         tty: force (or forbid) terminal rendering; ``None`` asks the streams.
         report: write the HTML report ``OUT.html`` beside ``out`` at the end.
+        follow_up: 1-vs-1 follow-ups of each row's riskiest matches (``--follow-up``).
     """
 
     catalog: Catalog
@@ -86,6 +91,7 @@ class Job:
     resume: str = ""
     tty: bool | None = None
     report: bool = True
+    follow_up: FollowUp | None = None
 
 
 def say_error(message: str) -> None:
@@ -180,6 +186,9 @@ class _Run:
         self.unsent = 0  #: rows whose submit failed before it went out (left pending)
         self.unsent_error: FtoError | None = None
         self.fingerprints: dict[str, str | None] = {}  # handed to the batch, then dropped
+        # Follow-ups need a row's public image URL again: image_path rows are remembered
+        # (path, and the P010 URL with its expiry) until their follow-ups ask for it.
+        self.images: dict[str, tuple[Path, str | None, float]] = {}
 
     def fingerprint_of(self, key: object, _request: Request) -> str | None:
         """The batch's ``fingerprint`` hook: what :meth:`items` computed for the row."""
@@ -207,9 +216,15 @@ class _Run:
             self.client, self.items(), journal=self.journal, stop=self.stop,
             unknown_policy=self.job.unknown_policy, on_progress=self.view.update,
             progress_interval=0.25, count_remaining=False, fingerprint=self.fingerprint_of,
+        ) if self.job.follow_up is None else screen_with_follow_ups(
+            self.client, self.items(), journal=self.journal, stop=self.stop,
+            unknown_policy=self.job.unknown_policy, on_progress=self.view.update,
+            progress_interval=0.25, count_remaining=False, fingerprint=self.fingerprint_of,
+            follow_up=attrs.evolve(self.job.follow_up, image_url=self.follow_up_image),
         )  # fmt: skip
         try:
             async for outcome in batch:  # the output is rebuilt from the journal at the end
+                self.images.pop(str(outcome.key), None)  # its follow-ups have ended
                 error = outcome.error
                 if error is not None and outcome.task_id is None and not outcome.resumed \
                         and (error.retryable or error.fatal):
@@ -217,6 +232,29 @@ class _Run:
                     self.unsent_error = error
         except BatchAbortedError as exc:
             self.fatal = exc.cause
+
+    async def follow_up_image(self, key: object, request: object) -> str:
+        """The public URL of a row's image for its follow-ups: the run's P010 URL while
+        fresh, else a new upload of its image_path; else the request's own image."""
+        entry = self.images.pop(str(key), None)
+        if entry is not None:
+            path, url, expires = entry
+            if url is not None and time.monotonic() < expires - _UPLOAD_MARGIN:
+                return url
+            uploaded = await self.client.upload_image(path)
+            self.uploads += 1
+            return uploaded.url
+        if isinstance(request, ImageSearchRequest) or (
+            isinstance(request, WorkflowRequest) and request.url is not None
+        ):
+            assert request.url is not None
+            return request.url
+        if isinstance(request, WorkflowRequest) and request.target_image_base64 is not None:
+            data = base64.b64decode(request.target_image_base64)
+            uploaded = await self.client.upload_image(data)
+            self.uploads += 1
+            return uploaded.url
+        raise InvalidRequestError("image", "the row has no image to compare")
 
     # -- the input of the batch -------------------------------------------------------
 
@@ -320,15 +358,20 @@ class _Run:
         skip_unknown = self.job.unknown_policy == "skip" and state in (
             ItemState.UNKNOWN, ItemState.SUBMITTING
         )
+        assert row.image_path is not None
+        if self.job.follow_up is not None:
+            self.images[row.jkey] = (row.image_path, None, 0.0)  # uploaded if followed up
         if state in _PAST_PENDING or skip_unknown:
             return row.make_request(url=PLACEHOLDER_URL)  # never sent: the journal has it
-        assert row.image_path is not None
         try:
             if row.workflow:
                 data = await asyncio.to_thread(row.image_path.read_bytes)
                 return row.make_request(image=data)
             uploaded = await self.client.upload_image(row.image_path)
             self.uploads += 1
+            if self.job.follow_up is not None:  # reused by its follow-ups while fresh
+                expires = time.monotonic() + float(uploaded.expire or 0)
+                self.images[row.jkey] = (row.image_path, uploaded.url, expires)
             return row.make_request(url=uploaded.url)
         except OSError as exc:
             await self._invalid(row, f"image_path: cannot read {row.image_path.name} ({exc})")

@@ -2,18 +2,20 @@
 
 Routes (all business routes pass the gateway, see ``_gateway``):
 
-========================================  ======================================================
-``POST /oauth/token``                     client-credentials token (form + HTTP Basic)
-``POST /ai/image-search/submit``          image-search task, platform envelope
-``POST /ai/image-search/report``          its state/result (task_status 1/2/3)
-``POST /api/mcp/submit-workflow``         workflow task, FastAPI-style (422 ``detail``)
-``POST <workflow_result_path>``           its state/result; the path is a GUESS (none published)
-``POST /image-search/image-upload``       multipart ``image`` -> public URL
-``GET /_emulator/images/{name}``          uploaded bytes (no auth)
-``GET /_emulator/stats``                  stats snapshot (no auth)
-``GET|POST /_emulator/config``            read / change the configuration (no auth)
-``POST /_emulator/expire-tokens``         invalidate every token (no auth)
-========================================  ======================================================
+================================================  ==================================================
+``POST /oauth/token``                             client-credentials token (form + HTTP Basic)
+``POST /ai/image-search/submit``                  image-search task, platform envelope
+``POST /ai/image-search/report``                  its state/result (task_status 1/2/3)
+``POST /api/mcp/submit-workflow``                 workflow task, FastAPI-style (422 ``detail``)
+``POST <workflow_result_path>``                   its state/result; the path is a GUESS
+``POST /ai/infringement-detection-1v1-creation``  AI67 1-vs-1 task, platform envelope
+``POST /ai/infringement-detection-1v1-query``     its state/result; ids expire (8 h)
+``POST /image-search/image-upload``               multipart ``image`` -> public URL
+``GET /_emulator/images/{name}``                  uploaded bytes (no auth)
+``GET /_emulator/stats``                          stats snapshot (no auth)
+``GET|POST /_emulator/config``                    read / change the configuration (no auth)
+``POST /_emulator/expire-tokens``                 invalidate every token (no auth)
+================================================  ==================================================
 """
 
 from __future__ import annotations
@@ -58,6 +60,8 @@ def create_app(config: EmulatorConfig | None = None) -> web.Application:
     router.add_post("/ai/image-search/report", _handlers.image_search_report)
     router.add_post("/api/mcp/submit-workflow", _handlers.workflow_submit)
     router.add_post(config.workflow_result_path, _handlers.workflow_result)
+    router.add_post("/ai/infringement-detection-1v1-creation", _handlers.one_vs_one_create)
+    router.add_post("/ai/infringement-detection-1v1-query", _handlers.one_vs_one_query)
     router.add_post("/image-search/image-upload", _handlers.image_upload)
     router.add_get("/_emulator/images/{name}", _handlers.serve_image)
     router.add_get("/_emulator/stats", _admin.get_stats)

@@ -147,6 +147,9 @@ class EmulatorConfig:
         hang_rate: Probability that the call sleeps ``hang_seconds`` before answering normally.
         hang_seconds: How long a hanging call sleeps, in real seconds, default 30.0.
         fail_rate: Probability that a created task ends with ``task_status`` 3 instead of 2.
+        task_validity: How long a 1-vs-1 (AI67) task id stays valid, default 28800.0 (8 h,
+            as the platform documents), times ``time_scale``; a query of an older id is
+            answered like an unknown id (68300004 "task_id does not exist").
         seed: Seed of the RNG that draws faults, jitter and durations, default 0.
         workflow_result_path: Path of the result endpoint for ``/api/mcp/submit-workflow`` tasks,
             default ``/api/mcp/workflow-result``. The platform publishes none: this is a guess.
@@ -195,6 +198,7 @@ class EmulatorConfig:
     hang_rate: float = _rate_field()
     hang_seconds: float = attrs.field(default=30.0, converter=_to_float, validator=_non_negative)
     fail_rate: float = _rate_field()
+    task_validity: float = attrs.field(default=28800.0, converter=_to_float, validator=_positive)
     seed: int = attrs.field(default=0, converter=_to_int)
     workflow_result_path: str = attrs.field(
         default="/api/mcp/workflow-result", validator=_check_path

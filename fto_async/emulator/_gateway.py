@@ -43,7 +43,13 @@ ADMIN_PREFIX: Final = "/_emulator/"
 #: The OAuth token endpoint: no apikey, no QPS, no faults.
 TOKEN_PATH: Final = "/oauth/token"  # noqa: S105 (a path, not a password)
 #: The task-creating paths, where ``ambiguous_busy_rate`` applies.
-SUBMIT_PATHS: Final = frozenset({"/ai/image-search/submit", "/api/mcp/submit-workflow"})
+SUBMIT_PATHS: Final = frozenset(
+    {
+        "/ai/image-search/submit",
+        "/api/mcp/submit-workflow",
+        "/ai/infringement-detection-1v1-creation",
+    }
+)
 #: The admitted account (client_id or ``sk-`` key) of a business call.
 ACCOUNT_KEY: Final = web.RequestKey("fto_emulator_account", str)
 #: True when a submit must create its task and then answer 67200100.

@@ -1,4 +1,4 @@
-"""The platform's endpoints: token, image-search and workflow tasks, image upload.
+"""The platform's endpoints: token, image-search, workflow and 1-vs-1 tasks, image upload.
 
 Each handler runs after the gateway (see ``_gateway``), which has already authenticated the
 call, applied the quotas and QPS and drawn the faults.
@@ -22,15 +22,22 @@ from typing import Any, Final
 from aiohttp import BodyPartReader, web
 
 from ._gateway import ACCOUNT_KEY, AMBIGUOUS_KEY
-from ._reports import ReportInputs, build_result
+from ._reports import ReportInputs, build_1v1_result, build_result
 from ._state import STATE_KEY, EmulatorState, Task
-from ._validation import check_image_search_submit, check_workflow_submit, workflow_image_identity
+from ._validation import (
+    check_1v1_create,
+    check_image_search_submit,
+    check_workflow_submit,
+    workflow_image_identity,
+)
 from ._wire import envelope_error, envelope_ok, json_reply
 
 __all__ = [
     "image_search_report",
     "image_search_submit",
     "image_upload",
+    "one_vs_one_create",
+    "one_vs_one_query",
     "serve_image",
     "token",
     "workflow_result",
@@ -187,6 +194,8 @@ def _task_data(task: Task, now: float) -> dict[str, Any]:
         return {"task_id": task.task_id, "task_status": 1}
     if task.will_fail:
         return {"task_id": task.task_id, "task_status": 3}
+    if task.kind == "one-vs-one":
+        return {"task_id": task.task_id, "task_status": 2, **build_1v1_result(task.inputs)}
     result = build_result(task.inputs)
     finished_ms = task.created_wall_ms + round((task.ready_at - task.created_at) * 1000)
     return {
@@ -208,6 +217,9 @@ async def _poll(request: web.Request, kind: str) -> web.Response:
     task = state.tasks.get(task_id)
     if task is None or task.kind != kind or task.account != request[ACCOUNT_KEY]:
         return envelope_error(68300004, "task_id does not exist")
+    expired = _now() - task.created_at >= config.task_validity * config.time_scale
+    if kind == "one-vs-one" and expired:
+        return envelope_error(68300004, "task_id does not exist")  # expired: as if unknown
     state.stats.polls_by_task[task_id] += 1
     return envelope_ok(_task_data(task, _now()))
 
@@ -220,6 +232,32 @@ async def image_search_report(request: web.Request) -> web.Response:
 async def workflow_result(request: web.Request) -> web.Response:
     """``POST <workflow_result_path>`` (a guess): the state or result of a workflow task."""
     return await _poll(request, "workflow")
+
+
+async def one_vs_one_create(request: web.Request) -> web.Response:
+    """``POST /ai/infringement-detection-1v1-creation``: one image against one patent."""
+    state = request.app[STATE_KEY]
+    body = await _read_json(request)
+    if not state.has_balance(request[ACCOUNT_KEY]):
+        return envelope_error(67200005)
+    problem = check_1v1_create(body)
+    if problem is not None:
+        return envelope_error(68300004, problem)
+    inputs = ReportInputs(
+        image=body["url"],
+        countries=(body["patent_number"][:2],),
+        lang=body.get("report_lang") or "cn",
+        patent_number=body["patent_number"],
+    )
+    task, ambiguous = await _create(state, request, "one-vs-one", inputs)
+    if ambiguous:
+        return envelope_error(67200100)
+    return envelope_ok({"task_id": task.task_id})
+
+
+async def one_vs_one_query(request: web.Request) -> web.Response:
+    """``POST /ai/infringement-detection-1v1-query``: state or result; ids expire (8 h)."""
+    return await _poll(request, "one-vs-one")
 
 
 async def _read_part(part: BodyPartReader) -> tuple[bytes, bool]:

@@ -28,7 +28,7 @@ from typing import Any, Final
 
 import attrs
 
-__all__ = ["K_VALUE", "ReportInputs", "build_result", "risk_level"]
+__all__ = ["K_VALUE", "ReportInputs", "build_1v1_result", "build_result", "risk_level"]
 
 #: The RRF constant the platform reports (``rrffusion_response.k_value``).
 K_VALUE: Final = 60
@@ -81,6 +81,7 @@ class ReportInputs:
         apply_start_time: ``yyyyMMdd`` lower bound of the application dates, or None.
         apply_end_time: ``yyyyMMdd`` upper bound of the application dates, or None.
         statuses: Allowed ``comparisons[].status`` values (1 Valid, 2 Invalid, 3 Pending).
+        patent_number: The patent of a 1-vs-1 (AI67) task, else None.
     """
 
     image: str
@@ -90,6 +91,7 @@ class ReportInputs:
     apply_start_time: str | None = None
     apply_end_time: str | None = None
     statuses: tuple[int, ...] = (1, 2, 3)
+    patent_number: str | None = None
 
 
 def risk_level(score: float) -> str:
@@ -369,4 +371,55 @@ def build_result(inputs: ReportInputs) -> dict[str, Any]:
             "patent_messages": fused,
         },
         "report": report,
+    }
+
+
+@functools.lru_cache(maxsize=2048)
+def build_1v1_result(inputs: ReportInputs) -> dict[str, Any]:
+    """Build the ``data`` fields of a finished 1-vs-1 (AI67) task (cached: never mutate).
+
+    The report compares the image with the requested patent only: one comparison whose
+    ``patent_pn`` is ``inputs.patent_number`` and whose country is its first two letters.
+    Seeded from sha256 of the image and the patent, so it is deterministic. Its ``score``
+    is sent on a 0..1 scale for some inputs and on 0..100 for others (the platform's
+    examples show both, reference §5.2); ``risk_level`` follows the 0..1 value as in
+    :func:`risk_level`.
+
+    Args:
+        inputs: The image identity, the report language and ``patent_number``.
+
+    Returns:
+        ``loc``, ``country``, ``user_image``, ``comparisons``, the risk country lists and
+        ``suspected_infringement_count``.
+    """
+    patent = inputs.patent_number or ""
+    digest = hashlib.sha256(f"1v1\n{inputs.image}\n{patent}\n{inputs.lang}".encode()).digest()
+    rng = random.Random(digest)
+    product = rng.choice(_PRODUCTS)
+    country = patent[:2] if len(patent) >= 2 and patent[:2].isalpha() else "US"
+    score = round(rng.uniform(0.3, 0.99), 3)
+    level = risk_level(score)
+    status = rng.choice((1, 1, 1, 3, 2))
+    title_en, title_cn, loc = product
+    wire_score = round(score * 100, 1) if digest[0] % 2 else score
+    comparison = {
+        "score": wire_score,
+        "title": title_cn if inputs.lang == "cn" else title_en,
+        "status": status,
+        "country": country,
+        "patent_id": str(uuid.UUID(int=rng.getrandbits(128), version=4)),
+        "patent_pn": patent,
+        "risk_level": level,
+        "patent_image_url": f"https://data-abstract-image.zhihuiya.com/{country}/S/{patent}.png",
+        **_texts(rng, inputs.lang, product, level, country, status, score),
+    }
+    return {
+        "loc": [loc],
+        "country": [country],
+        "user_image": inputs.image,
+        "comparisons": [comparison],
+        "high_risk_country": [country] if level == "High" else [],
+        "middle_risk_country": [country] if level == "Medium" else [],
+        "suspected_infringement_count": int(level != "Low"),
+        "suspected_infringement_country": [country] if level != "Low" else [],
     }

@@ -18,6 +18,7 @@ from typing import Any, Final
 from urllib.parse import urlsplit
 
 __all__ = [
+    "check_1v1_create",
     "check_image_search_submit",
     "check_workflow_submit",
     "is_http_url",
@@ -247,3 +248,33 @@ def workflow_image_identity(body: dict[str, Any]) -> str:
         return url
     text = _DATA_URI_RE.sub("", str(body["target_image_base64"]), count=1).strip()
     return "sha256:" + hashlib.sha256(text.encode()).hexdigest()
+
+
+def check_1v1_create(body: object) -> str | None:
+    """Validate an ``/ai/infringement-detection-1v1-creation`` body (68300004 style).
+
+    ``patent_number`` and ``url`` are required (reference §5.1), ``report_lang`` is
+    optional, ``cn`` or ``en``.
+
+    Args:
+        body: The decoded JSON body.
+
+    Returns:
+        None when valid, else the detail to append to "Invalid parameter!".
+    """
+    if not isinstance(body, dict):
+        return "the request body must be a JSON object"
+    number = body.get("patent_number")
+    if number is None:
+        return "patent_number is required"
+    if not isinstance(number, str) or not number.strip() or any(c.isspace() for c in number):
+        return "patent_number must be a publication number"
+    url = body.get("url")
+    if url is None:
+        return "url is required"
+    if not isinstance(url, str) or not is_http_url(url):
+        return "url must be an http(s) image URL"
+    lang = body.get("report_lang")
+    if lang is not None and lang not in ("cn", "en"):
+        return "report_lang must be 'cn' or 'en'"
+    return None

@@ -8,12 +8,13 @@ fragment in its message, and the emulator must see no call at all (``emu.stats.c
 empty, no token request). Items of a batch that are not requests fail as their
 outcome's ``error``, which the case raises.
 
-Figures: 125 inputs in :data:`CASES`, all refused as they should be (the 11 gaps this
-suite first found, bad option types given to ``FtoClient`` and a continuation token with
-``"version": true``, are fixed). Plus 15 catalog files for
-:class:`fto_async.cli._catalog.Catalog`: 7 unusable files, 5 bad rows (one with text after a
-closing quote), a BOM, bad JSONL lines, and an unclosed quote, which would swallow every
-later row and so refuses the file (it was a silent gap until strict CSV parsing).
+Figures: 143 inputs in :data:`CASES` (18 of them AI67 1-vs-1 and follow-up inputs), all
+refused as they should be (the 11 gaps this suite first found, bad option types given to
+``FtoClient`` and a continuation token with ``"version": true``, are fixed). Plus 15 catalog
+files for :class:`fto_async.cli._catalog.Catalog`: 7 unusable files, 5 bad rows (one with
+text after a closing quote), a BOM, bad JSONL lines, and an unclosed quote, which would
+swallow every later row and so refuses the file (it was a silent gap until strict CSV
+parsing).
 Its whole-file error :class:`~fto_async.cli._catalog.CatalogError` is *not* an ``FtoError``:
 the module is private and the CLI catches it. Runtime about 2 s.
 """
@@ -31,11 +32,13 @@ import pytest
 
 from fto_async import (
     ConfigurationError,
+    FollowUp,
     FtoClient,
     FtoError,
     ImageSearchRequest,
     InvalidRequestError,
     LocItem,
+    OneVsOneRequest,
     RetryConfig,
     TaskPoller,
     WorkflowRequest,
@@ -247,6 +250,40 @@ CASES = [
     case(lambda c, p: c.poller("", "image_search"), IRE, "task_id", "poller-empty-task-id"),
     case(lambda c, p: c.poller("t-1", "video"), IRE,  # type: ignore[arg-type]
          "kind: must be 'image_search' or 'workflow'", "poller-bad-kind"),
+    # -- AI67 1-vs-1 (OneVsOneRequest, its methods, the follow-up stage) -----------------
+    case(lambda c, p: OneVsOneRequest("", URL), IRE, "patent_number: must be a publication",
+         "1v1-pn-empty"),
+    case(lambda c, p: OneVsOneRequest("usd1055174s1", URL), IRE, "two upper-case letters",
+         "1v1-pn-lowercase"),
+    case(lambda c, p: OneVsOneRequest("US D1055174", URL), IRE, "publication number",
+         "1v1-pn-space"),
+    case(lambda c, p: OneVsOneRequest("US-D1055174", URL), IRE, "publication number",
+         "1v1-pn-dash"),
+    case(lambda c, p: OneVsOneRequest("USD1", URL), IRE, "4-30", "1v1-pn-short"),
+    case(lambda c, p: OneVsOneRequest("US" + "1" * 31, URL), IRE, "4-30", "1v1-pn-long"),
+    case(lambda c, p: OneVsOneRequest("1055174", URL), IRE, "publication number",
+         "1v1-pn-no-authority"),
+    case(lambda c, p: OneVsOneRequest(1055174, URL), IRE, "(a str), got int",  # type: ignore[arg-type]
+         "1v1-pn-int"),
+    case(lambda c, p: OneVsOneRequest("USD1055174S1", "ftp://img.example/a.png"), IRE,
+         "url: must be an http or https URL", "1v1-url-ftp"),
+    case(lambda c, p: OneVsOneRequest("USD1055174S1", None), IRE, "got None",  # type: ignore[arg-type]
+         "1v1-url-none"),
+    case(lambda c, p: OneVsOneRequest("USD1055174S1", URL, "fr"), IRE,
+         "report_lang: must be 'cn' or 'en'", "1v1-lang-fr"),
+    case(lambda c, p: c.submit_1v1(isr()), IRE,  # type: ignore[arg-type]
+         "must be a OneVsOneRequest, got ImageSearchRequest", "1v1-submit-wrong-kind"),
+    case(lambda c, p: c.get_1v1_report(""), IRE, "task_id: must be a non-empty",
+         "1v1-report-empty-task-id"),
+    case(lambda c, p: c.wait_1v1("  "), IRE, "task_id: must be a non-empty",
+         "1v1-wait-blank-task-id"),
+    case(lambda c, p: FollowUp(top=0), IRE, "top: must be an int of at least 1",
+         "follow-up-top-0"),
+    case(lambda c, p: FollowUp(top=True), IRE, "top", "follow-up-top-bool"),
+    case(lambda c, p: FollowUp(min_risk="severe"), IRE, "min_risk: must be High, Medium or Low",
+         "follow-up-bad-level"),
+    case(lambda c, p: first_error(c.screen_many([isr()], follow_up="high:3")), IRE,  # type: ignore[arg-type]
+         "follow_up: must be a FollowUp, got str", "follow-up-not-a-followup"),
     # -- continuation tokens -----------------------------------------------------------
     case(lambda c, p: TaskPoller.from_continuation_token(c, "not json"), IRE, "not JSON",
          "token-not-json"),

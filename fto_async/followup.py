@@ -1,0 +1,508 @@
+"""The follow-up stage: a closer look at each item's riskiest matches, 1-vs-1 (AI67).
+
+``client.screen_many(items, follow_up=FollowUp(min_risk=RiskLevel.HIGH, top=3))`` wraps
+:func:`fto_async.batch.screen_many`: when an item's report is in, its comparisons at or
+above ``min_risk``, the ``top`` best by score, each get a 1-vs-1 task (the item's image
+against that patent). The item's :class:`~fto_async.batch.Outcome` is yielded once its
+follow-ups have ended, with one :class:`~fto_async.FollowUpResult` per patent in
+``outcome.follow_ups``::
+
+    item report in --> pick patents --> image URL --> submit_1v1 (journal first) --+
+                                                                                    |
+    Outcome(follow_ups=...) <-- every follow-up ended <-- PollScheduler <-----------+
+
+Rules:
+
+* A failed follow-up never fails the item: its error is in its ``FollowUpResult``.
+* Every call goes through the same client, hence the same rate gate; polls go through
+  one :class:`~fto_async.polling.PollScheduler` with the batch's poll config.
+* The image URL is the request's ``url``; a workflow request with only base64 gets one
+  P010 upload of the decoded bytes per item. :attr:`FollowUp.image_url` overrides this
+  (the CLI uses it to upload a local file again once its P010 URL may have expired).
+* With a journal, each follow-up is a row of its ``follow_ups`` table keyed by the item
+  and the patent: ``submitting`` is committed before the call, the task id before it is
+  polled, the report when done. A rerun yields done ones from the journal, polls
+  submitted ones and submits only the rest: nothing is paid twice. A row left
+  ``submitting``/``unknown`` by a dead run follows the batch's ``unknown_policy``.
+  A journaled task older than 8 h (the AI67 validity) ends with
+  :class:`~fto_async.errors.TaskExpiredError` without a call; it is not resubmitted.
+* A fatal error (quota, auth) stops new follow-ups, ends pending polls with it, lets
+  every outcome out, then raises :class:`~fto_async.errors.BatchAbortedError`.
+* A ``stop`` event (graceful stop): in-flight submits finish and are journaled, nothing
+  new is submitted, and items whose follow-ups have not ended are not yielded (the
+  journal resumes them next run), as the batch does with pending tasks.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import contextlib
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any, Final, Protocol, Unpack
+
+import attrs
+
+from . import _validate
+from .batch import BatchClient, BatchOptions, Items, Outcome, Progress
+from .batch import screen_many as _screen_many
+from .errors import (
+    BatchAbortedError,
+    FtoError,
+    InvalidRequestError,
+    RecordedError,
+    TaskExpiredError,
+    TaskFailedError,
+    TaskTimeoutError,
+    UnknownSubmissionError,
+    may_have_created_task,
+)
+from .journal import ItemState, Journal
+from .models import (
+    FollowUpResult,
+    ImageSearchReport,
+    ImageSearchRequest,
+    OneVsOneReport,
+    OneVsOneRequest,
+    Report,
+    RiskLevel,
+    UploadedImage,
+    WorkflowRequest,
+)
+from .polling import PendingTask, PollScheduler
+
+__all__ = ["FollowUp", "FollowUpClient", "ImageUrlHook", "screen_with_follow_ups"]
+
+#: AI67 task ids are valid for this many seconds (reference §5.1).
+TASK_VALIDITY: Final = 8 * 3600.0
+#: Items whose follow-ups run at once (the batch waits beyond: bounded memory).
+_MAX_ITEMS: Final = 256
+
+#: ``async (key, request) -> url``: the public image URL for an item's follow-ups.
+ImageUrlHook = Callable[[Any, Any], Awaitable[str]]
+
+
+def _risk(value: RiskLevel | str) -> RiskLevel:
+    try:
+        return RiskLevel(value)
+    except ValueError:
+        reason = f"must be High, Medium or Low, got {value!r}"
+        raise InvalidRequestError("min_risk", reason) from None
+
+
+def _top(_inst: object, _attr: object, value: object) -> None:
+    if type(value) is not int or value < 1:
+        raise InvalidRequestError("top", f"must be an int of at least 1, got {value!r}")
+
+
+def _lang(value: str | None) -> str | None:
+    return None if value is None else _validate.lang("report_lang", value)
+
+
+@attrs.frozen
+class FollowUp:
+    """Which matches of a screening report get a 1-vs-1 task.
+
+    Usage::
+
+        FollowUp()                                  # High risk, top 3 by score
+        FollowUp(min_risk=RiskLevel.MEDIUM, top=1, report_lang="en")
+
+    Attributes:
+        min_risk: the lowest ``risk_level`` followed up (a :class:`RiskLevel` or its name).
+        top: at most this many patents per item, the highest ``score`` first (>= 1).
+        report_lang: ``"cn"``/``"en"`` for the 1-vs-1 reports; ``None`` leaves it out.
+        image_url: optional ``async (key, request) -> url`` giving the image URL (see the
+            module docstring); ``None`` uses the request's image.
+
+    Raises:
+        InvalidRequestError: a bad ``min_risk``, ``top`` or ``report_lang``.
+    """
+
+    min_risk: RiskLevel = attrs.field(default=RiskLevel.HIGH, converter=_risk)
+    top: int = attrs.field(default=3, validator=_top)
+    report_lang: str | None = attrs.field(default=None, converter=_lang)
+    image_url: ImageUrlHook | None = attrs.field(default=None, eq=False, repr=False)
+
+    def select(self, report: ImageSearchReport | None) -> list[str]:
+        """The patents to follow up in ``report``: at or above ``min_risk``, best first."""
+        found: Report | None = None if report is None else report.report
+        if found is None:
+            return []
+        picked: list[str] = []
+        ranked = sorted(
+            (c for c in found.comparisons if c.risk_level >= self.min_risk),
+            key=lambda c: (-c.score, c.patent_pn),
+        )
+        for comparison in ranked:
+            if comparison.patent_pn not in picked:
+                picked.append(comparison.patent_pn)
+            if len(picked) == self.top:
+                break
+        return picked
+
+
+class FollowUpClient(BatchClient, Protocol):
+    """What the stage uses of a client: a batch client plus the AI67 and P010 methods."""
+
+    async def submit_1v1(self, request: OneVsOneRequest) -> str:
+        """Submit a 1-vs-1 task; return its id."""
+
+    async def get_1v1_report(self, task_id: str) -> OneVsOneReport:
+        """Poll a 1-vs-1 task once."""
+
+    async def upload_image(
+        self, image: Any, *, filename: str | None = None
+    ) -> UploadedImage:
+        """Upload image bytes (P010); return the public URL."""
+
+
+class _Stopped(FtoError):
+    """Private: a graceful stop ended this poll; the journal keeps the task."""
+
+
+_STOPPED = _Stopped("stopped")
+
+
+@attrs.define
+class _Counts:
+    running: int = 0
+    done: int = 0
+    failed: int = 0
+
+
+class _Stage:
+    """Private: one run of the follow-up stage over one batch."""
+
+    def __init__(self, client: FollowUpClient, spec: FollowUp, options: BatchOptions) -> None:
+        self.client = client
+        self.spec = spec
+        self.options = dict(options)
+        self.journal: Journal | None = options.get("journal")
+        self.stop: asyncio.Event | None = options.get("stop")
+        self.unknown_policy = options.get("unknown_policy", "resubmit")
+        self.user_progress = options.get("on_progress")
+        self.counts = _Counts()
+        self.latest: Progress | None = None
+        self.fatal: FtoError | None = None
+        self.stopping = False
+        self.out: asyncio.Queue[Any] = asyncio.Queue(maxsize=options.get("buffer", 256))
+        self.slots = asyncio.Semaphore(_MAX_ITEMS)
+        poll = options.get("poll") or client.config.poll
+        self.scheduler = PollScheduler(self._fetch, self._deliver, poll)
+        self.inner_abort: BatchAbortedError | None = None
+        self.aborting: asyncio.Task[None] | None = None
+        if self.user_progress is not None:
+            self.options["on_progress"] = self._progress
+
+    # -- progress -------------------------------------------------------------------
+
+    def _progress(self, progress: Progress | None = None) -> None:
+        if progress is not None:
+            self.latest = progress
+        if self.user_progress is not None and self.latest is not None:
+            c = self.counts
+            self.user_progress(attrs.evolve(
+                self.latest, follow_ups_running=c.running, follow_ups_done=c.done,
+                follow_ups_failed=c.failed, calls=self.client.stats.calls,
+            ))  # fmt: skip
+
+    def _ended(self, result: FollowUpResult) -> FollowUpResult:
+        if result.error is None:
+            self.counts.done += 1
+        else:
+            self.counts.failed += 1
+        self._progress()
+        return result
+
+    # -- the driver -----------------------------------------------------------------
+
+    async def drive(self, items: Items) -> None:
+        try:
+            async with asyncio.TaskGroup() as tg:
+                runner = tg.create_task(self.scheduler.run())
+                watcher = tg.create_task(self._watch_stop()) if self.stop is not None else None
+                try:
+                    async with asyncio.TaskGroup() as follows:
+                        await self._consume(items, follows)
+                finally:
+                    self.scheduler.close()
+                    if watcher is not None:
+                        watcher.cancel()
+                await runner
+        finally:
+            if self.journal is not None:
+                with contextlib.suppress(RuntimeError):
+                    await self.journal.flush()
+            self._progress()
+        await self.out.put(_END)
+
+    async def _consume(self, items: Items, follows: asyncio.TaskGroup) -> None:
+        options: Any = self.options
+        try:
+            async for outcome in _screen_many(self.client, items, **options):
+                picks = self.spec.select(outcome.report) if outcome.error is None else []
+                if not picks:
+                    await self.out.put(outcome)
+                    continue
+                await self.slots.acquire()
+                follows.create_task(self._follow(outcome, picks))
+        except BatchAbortedError as exc:
+            self.inner_abort = exc
+
+    async def _watch_stop(self) -> None:
+        assert self.stop is not None
+        await self.stop.wait()
+        self.stopping = True
+        await self.scheduler.abort(_STOPPED)
+
+    def _stop_for(self, error: FtoError) -> None:
+        if self.fatal is None:
+            self.fatal = error
+            self.aborting = asyncio.get_running_loop().create_task(self.scheduler.abort(error))
+
+    # -- one item ---------------------------------------------------------------------
+
+    async def _follow(self, outcome: Outcome, picks: list[str]) -> None:
+        try:
+            url: asyncio.Future[str] | None = None
+
+            async def image_url() -> str:
+                nonlocal url
+                if url is None:  # one resolution (at most one upload) per item
+                    url = asyncio.ensure_future(self._image_url(outcome))
+                return await asyncio.shield(url)
+
+            results = await asyncio.gather(
+                *(self._one(outcome, pn, image_url) for pn in picks)
+            )
+            if any(r is None for r in results):
+                return  # stopped: the journal resumes this item next run
+            done = tuple(r for r in results if r is not None)
+            await self.out.put(attrs.evolve(outcome, follow_ups=done))
+        finally:
+            self.slots.release()
+
+    async def _image_url(self, outcome: Outcome) -> str:
+        if self.spec.image_url is not None:
+            return await self.spec.image_url(outcome.key, outcome.request)
+        request = outcome.request
+        if isinstance(request, ImageSearchRequest):
+            return request.url
+        if isinstance(request, WorkflowRequest):
+            if request.url is not None:
+                return request.url
+            if request.target_image_base64 is not None:
+                data = base64.b64decode(request.target_image_base64)
+                return (await self.client.upload_image(data)).url
+        raise InvalidRequestError("request", "the item has no image to compare")
+
+    # -- one follow-up ----------------------------------------------------------------
+
+    async def _one(
+        self, outcome: Outcome, pn: str, image_url: Callable[[], Awaitable[str]]
+    ) -> FollowUpResult | None:
+        key, journal = str(outcome.key), self.journal
+        row = journal.follow_up(key, pn) if journal is not None else None
+        if journal is None or row is None:
+            return await self._submit(key, pn, image_url)
+        if row.state is ItemState.DONE:
+            try:
+                report = self.client.decode_report(row.report, "one_vs_one")
+            except FtoError as exc:  # an unreadable record: say so, pay nothing again
+                return self._ended(FollowUpResult(pn, row.task_id, None, exc, True))
+            one = report if isinstance(report, OneVsOneReport) else None
+            return self._ended(FollowUpResult(pn, row.task_id, one, None, True))
+        if row.state is ItemState.FAILED:
+            err = RecordedError(row.error or "failed", error_type=row.error_type)
+            return self._ended(FollowUpResult(pn, row.task_id, None, err, True))
+        if row.state is ItemState.SUBMITTED and row.task_id:
+            return await self._resume_poll(key, pn, row.task_id, row.submitted_at)
+        if row.state in (ItemState.SUBMITTING, ItemState.UNKNOWN):
+            if self.unknown_policy == "skip":
+                unknown = UnknownSubmissionError(
+                    f"follow-up {key!r}/{pn}: an earlier run died while submitting it; "
+                    "a task may exist on the platform (skipped by policy)"
+                )
+                return self._ended(FollowUpResult(pn, None, None, unknown))
+            if row.state is ItemState.SUBMITTING:
+                await journal.mark_follow_up(key, pn, ItemState.UNKNOWN)
+            await journal.mark_follow_up(key, pn, ItemState.PENDING)
+        return await self._submit(key, pn, image_url)
+
+    async def _submit(
+        self, key: str, pn: str, image_url: Callable[[], Awaitable[str]]
+    ) -> FollowUpResult | None:
+        journal = self.journal
+        if self.stopping:
+            return None
+        if self.fatal is not None:
+            return self._ended(FollowUpResult(pn, None, None, self.fatal))
+        self.counts.running += 1
+        try:
+            try:
+                request = OneVsOneRequest(pn, await image_url(), self.spec.report_lang)
+            except FtoError as exc:  # a bad patent number, an upload that failed
+                if exc.fatal:
+                    self._stop_for(exc)
+                elif journal is not None and not exc.retryable:
+                    await journal.add_follow_up(key, pn)
+                    await journal.mark_follow_up(key, pn, ItemState.FAILED, error=str(exc),
+                                                 error_type=type(exc).__name__)  # fmt: skip
+                return self._ended(FollowUpResult(pn, None, None, exc))
+            if journal is not None:
+                await journal.add_follow_up(key, pn)
+                await journal.mark_follow_up(key, pn, ItemState.SUBMITTING)
+            try:
+                task_id = await self.client.submit_1v1(request)
+            except FtoError as exc:
+                if journal is not None:
+                    await self._submit_failed(key, pn, exc)
+                if exc.fatal:
+                    self._stop_for(exc)
+                return self._ended(FollowUpResult(pn, None, None, exc))
+            if journal is not None:
+                await journal.mark_follow_up(key, pn, ItemState.SUBMITTED, task_id=task_id)
+            return await self._poll(key, pn, task_id, time.time())
+        finally:
+            self.counts.running -= 1
+
+    async def _submit_failed(self, key: str, pn: str, exc: FtoError) -> None:
+        assert self.journal is not None
+        if may_have_created_task(exc):
+            state = ItemState.UNKNOWN
+        elif exc.fatal or exc.retryable:
+            state = ItemState.PENDING  # not the follow-up's fault: try again next run
+        else:
+            state = ItemState.FAILED
+        await self.journal.mark_follow_up(key, pn, state, error=str(exc),
+                                          error_type=type(exc).__name__)  # fmt: skip
+
+    async def _resume_poll(
+        self, key: str, pn: str, task_id: str, submitted_at: float | None
+    ) -> FollowUpResult | None:
+        if submitted_at is not None and time.time() - submitted_at >= TASK_VALIDITY:
+            err = TaskExpiredError(task_id, "submitted more than 8 h ago (no call made)")
+            await self._record(key, pn, None, err)
+            return self._ended(FollowUpResult(pn, task_id, None, err))
+        self.counts.running += 1
+        try:
+            return await self._poll(key, pn, task_id, submitted_at)
+        finally:
+            self.counts.running -= 1
+
+    async def _poll(
+        self, key: str, pn: str, task_id: str, submitted_wall: float | None
+    ) -> FollowUpResult | None:
+        if self.stopping:
+            return None
+        if self.fatal is not None:
+            return self._ended(FollowUpResult(pn, task_id, None, self.fatal))
+        loop = asyncio.get_running_loop()
+        done: asyncio.Future[tuple[ImageSearchReport | None, FtoError | None]]
+        done = loop.create_future()
+        age = None if submitted_wall is None else max(0.0, time.time() - submitted_wall)
+        self.scheduler.add(PendingTask(
+            (key, pn), task_id, "one_vs_one", done,
+            submitted_at=None if age is None else loop.time() - age,
+            submitted_wall=submitted_wall,
+        ))  # fmt: skip
+        report, error = await done
+        if error is _STOPPED:
+            return None
+        await self._record(key, pn, report, error)
+        if error is not None and error.fatal:
+            self._stop_for(error)
+        one = report if isinstance(report, OneVsOneReport) and error is None else None
+        return self._ended(FollowUpResult(pn, task_id, one, error))
+
+    async def _record(
+        self, key: str, pn: str, report: ImageSearchReport | None, error: FtoError | None
+    ) -> None:
+        journal = self.journal
+        if journal is None:
+            return
+        if error is None and report is not None:
+            await journal.mark_follow_up(key, pn, ItemState.DONE, report=dict(report.raw))
+        elif isinstance(error, TaskFailedError) or (error is not None and not (
+            error.fatal or error.retryable or isinstance(error, TaskTimeoutError)
+        )):
+            await journal.mark_follow_up(key, pn, ItemState.FAILED, error=str(error),
+                                         error_type=type(error).__name__)  # fmt: skip
+        # timeouts, fatal and transient errors leave it `submitted`: the next run polls it
+
+    async def _fetch(self, task: PendingTask) -> ImageSearchReport:
+        return await self.client.get_1v1_report(task.task_id)
+
+    async def _deliver(
+        self, task: PendingTask, report: ImageSearchReport | None, error: FtoError | None
+    ) -> None:
+        done: asyncio.Future[Any] = task.request
+        if not done.done():
+            done.set_result((report, error))
+
+
+_END = object()
+
+
+async def _results(stage: _Stage, items: Items) -> AsyncIterator[Outcome]:
+    driver = asyncio.create_task(stage.drive(items))
+    try:
+        while True:
+            getter = asyncio.ensure_future(stage.out.get())
+            try:
+                await asyncio.wait((getter, driver), return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                if not getter.done():
+                    getter.cancel()
+            if getter.done() and not getter.cancelled():
+                item = getter.result()
+                if item is _END:
+                    break
+                yield item
+                continue
+            _raise_from(driver)
+            break
+        await driver
+        if stage.inner_abort is not None:
+            raise stage.inner_abort
+        if stage.fatal is not None:
+            raise BatchAbortedError(stage.fatal, not_attempted=0)
+    finally:
+        if not driver.done():
+            driver.cancel()
+            await asyncio.gather(driver, return_exceptions=True)
+
+
+def _raise_from(driver: asyncio.Task[None]) -> None:
+    """Raise what killed the driver (a lone error out of its task groups as itself)."""
+    try:
+        driver.result()
+    except BaseExceptionGroup as group:
+        error: BaseException = group
+        while isinstance(error, BaseExceptionGroup) and len(error.exceptions) == 1:
+            error = error.exceptions[0]
+        raise error from group
+
+
+def screen_with_follow_ups(
+    client: FollowUpClient, items: Items, **options: Unpack[BatchOptions]
+) -> AsyncIterator[Outcome]:
+    """:func:`fto_async.batch.screen_many` plus 1-vs-1 follow-ups (the module docstring).
+
+    ``client.screen_many(items, follow_up=...)`` calls this. The other options are those
+    of :func:`~fto_async.batch.screen_many`; ``journal`` also records the follow-ups and
+    ``on_progress`` also counts them (``Progress.follow_ups_*``).
+
+    Raises:
+        InvalidRequestError: ``follow_up`` is not a :class:`FollowUp`.
+        BatchAbortedError: after the last outcome, when a fatal error stopped the batch
+            or its follow-ups.
+    """
+    follow_up = options.get("follow_up")
+    if not isinstance(follow_up, FollowUp):
+        got = type(follow_up).__name__
+        raise InvalidRequestError("follow_up", f"must be a FollowUp, got {got}")
+    rest: Any = {k: v for k, v in options.items() if k != "follow_up"}
+    return _results(_Stage(client, follow_up, rest), items)
