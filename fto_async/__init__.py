@@ -18,7 +18,8 @@ import attrs
 
 from ._poller import TaskPoller
 from .auth import ApiKey, ClientCredentials
-from .batch import Outcome, Progress
+from .batch import Item, Outcome, Progress
+from .cache import CachedReport, ReportCache
 from .client import FtoClient
 from .config import (
     DEFAULT_BASE_URL,
@@ -93,6 +94,7 @@ __all__ = [
     "BatchAbortedError",
     "BudgetExhaustedError",
     "BusyError",
+    "CachedReport",
     "ClientConfig",
     "ClientCredentials",
     "ClientExpiredError",
@@ -108,6 +110,7 @@ __all__ = [
     "InsufficientBalanceError",
     "InvalidParameterError",
     "InvalidRequestError",
+    "Item",
     "LegalStatus",
     "LocItem",
     "MalformedResponseError",
@@ -126,6 +129,7 @@ __all__ = [
     "RateLimitedError",
     "RecordedError",
     "Report",
+    "ReportCache",
     "RequestTimeout",
     "ResponseDecodeError",
     "RetryConfig",

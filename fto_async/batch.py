@@ -33,6 +33,32 @@ With a :class:`~fto_async.journal.Journal` (keys are stored as ``str(key)``):
 * ``submitting`` is committed before each submit goes out and the task id before the
   task is polled, so a crash never loses a paid submission.
 
+Never paying twice (``dedupe``, on by default, and ``cache``):
+
+* items with the same :func:`~fto_async.fingerprint.request_fingerprint` share one task:
+  the first item's submit and poll series answer every duplicate, each of which still
+  gets its own :class:`Outcome` (``shared_with`` = the first item's key). A duplicate
+  that arrives while the first submit is in flight waits for it (single flight). If that
+  submit fails retryably while duplicates wait, the group makes exactly one more submit;
+  if it fails otherwise, every waiting duplicate gets the same error;
+* memory stays bounded for endless inputs: the dedupe map holds only the groups pending
+  in this batch; a finished fingerprint is remembered in a least-recently-used window of
+  :data:`RECENT_TASKS` (10,000: its first key and task id, ~0.3 KB each), and its typed
+  report in a smaller one of :data:`RECENT_REPORTS` (256: a typed report takes ~100 KB
+  in memory for ~30 KB of JSON, so ~25 MB at most). A later duplicate in the same batch
+  takes the report from the window (no call), or, past it, polls the finished task once
+  (one poll instead of a submit and its polls), or reads the cache if it came from there;
+* a :class:`~fto_async.cache.ReportCache` answers a request whose report is younger than
+  its ``max_age`` with no call (``Outcome.from_cache``, ``cached_at``); every successful
+  report polled is stored in it (failed tasks, errors and ``unknown`` submits never are);
+* journaled, a duplicate row is recorded ``submitted`` with its group's task id (or the
+  cached report's) and ``attempts`` 0 (:meth:`~fto_async.journal.Journal.mark_shared`),
+  then ``done`` with the shared report: a resume polls that task once for the whole
+  group and never resubmits a shared row.
+
+An item may carry its fingerprint: ``Item(key, request, fingerprint=...)`` (the CLI does,
+for a local image uploaded under a temporary URL: the fingerprint uses the file's hash).
+
 A ``stop`` event ends a batch gracefully: no new submissions, in-flight submits finish
 (and are journaled), then the iteration ends without waiting for pending tasks.
 """
@@ -42,8 +68,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
+from collections import OrderedDict
 from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Iterable
-from typing import TYPE_CHECKING, Any, Literal, Protocol, TypeAlias, TypedDict, Unpack
+from typing import TYPE_CHECKING, Any, Final, Literal, Protocol, TypeAlias, TypedDict, Unpack
 
 import attrs
 
@@ -58,17 +85,22 @@ from .errors import (
     UnknownSubmissionError,
     may_have_created_task,
 )
+from .fingerprint import request_fingerprint
 from .models import ImageSearchReport, Request, RiskLevel, TaskKind, request_kind
 from .polling import PendingTask, PollScheduler
 from .ratelimit import RateGateProtocol
 from .transport import BeforeSend, TransportStats
 
-if TYPE_CHECKING:  # only for annotations: the journal is handed in by the caller
+if TYPE_CHECKING:  # only for annotations: the journal and cache are handed in by the caller
+    from .cache import ReportCache
     from .journal import Journal
 
 __all__ = [
+    "RECENT_REPORTS",
+    "RECENT_TASKS",
     "BatchClient",
     "BatchOptions",
+    "Item",
     "Items",
     "Outcome",
     "Progress",
@@ -80,8 +112,36 @@ __all__ = [
     "wait_many",
 ]
 
+#: Finished fingerprints a batch remembers (first key and task id) for later duplicates.
+RECENT_TASKS: Final = 10_000
+#: Finished fingerprints whose typed reports a batch keeps for later duplicates (LRU).
+RECENT_REPORTS: Final = 256
+
+
+@attrs.frozen
+class Item:
+    """One input item: its key, its request and, optionally, its fingerprint.
+
+    Usage: ``screen_many([Item("sku-1", request), Item("sku-2", request, fingerprint=fp)])``.
+    Plain requests and ``(key, request)`` pairs work too; an ``Item`` is needed only to
+    hand over a precomputed fingerprint, e.g. for a request whose ``url`` is a temporary
+    upload URL of a local file: ``request_fingerprint(request, image_sha256=image_digest(data))``.
+
+    Attributes:
+        key: the item's key (as in a ``(key, request)`` pair).
+        request: an ``ImageSearchRequest`` or ``WorkflowRequest``.
+        fingerprint: its :func:`~fto_async.fingerprint.request_fingerprint`; ``None``
+            (default) computes it from ``request``.
+    """
+
+    key: Any
+    request: Request
+    fingerprint: str | None = None
+
+
 Items: TypeAlias = (
-    Iterable[Request | tuple[Any, Request]] | AsyncIterable[Request | tuple[Any, Request]]
+    Iterable[Request | tuple[Any, Request] | Item]
+    | AsyncIterable[Request | tuple[Any, Request] | Item]
 )
 TaskIds: TypeAlias = Iterable[str | tuple[Any, str]] | AsyncIterable[str | tuple[Any, str]]
 
@@ -135,6 +195,10 @@ class Outcome:
         completed_at: epoch seconds when the outcome was decided.
         polls: polls spent on the task by this run.
         resumed: the outcome comes from a journal of an earlier run (no call was made).
+        shared_with: the key of the item whose task answered this one (an equal request
+            in the same batch), else ``None``.
+        from_cache: the report comes from the :class:`~fto_async.cache.ReportCache`.
+        cached_at: epoch seconds when that cached report was stored (else ``None``).
     """
 
     key: Any
@@ -146,6 +210,14 @@ class Outcome:
     completed_at: float = attrs.field(factory=time.time)
     polls: int = 0
     resumed: bool = False
+    shared_with: Any = None
+    from_cache: bool = False
+    cached_at: float | None = None
+
+    @property
+    def cache_age(self) -> float | None:
+        """Seconds the cached report was old when this outcome was decided."""
+        return None if self.cached_at is None else max(0.0, self.completed_at - self.cached_at)
 
     @property
     def ok(self) -> bool:
@@ -178,6 +250,8 @@ class Progress:
         elapsed: seconds since the batch started.
         total: the number of items, if the caller said (for the ETA).
         eta: seconds left, estimated from the completion rate (``None`` if unknown).
+        shared: outcomes answered by another item's task or report (no call of their own).
+        from_cache: requests answered by the report cache (cache hits; no call).
     """
 
     read: int
@@ -194,6 +268,8 @@ class Progress:
     elapsed: float
     total: int | None
     eta: float | None
+    shared: int = 0
+    from_cache: int = 0
 
     @property
     def finished(self) -> int:
@@ -220,6 +296,8 @@ class BatchOptions(TypedDict, total=False):
     journal: Journal | None
     unknown_policy: Literal["resubmit", "skip"]
     stop: asyncio.Event | None
+    dedupe: bool
+    cache: ReportCache | None
 
 
 @attrs.frozen(kw_only=True)
@@ -237,6 +315,8 @@ class _Options:
     journal: Journal | None = None
     unknown_policy: str = "resubmit"
     stop: asyncio.Event | None = None
+    dedupe: bool = True
+    cache: ReportCache | None = None
 
     @classmethod
     def of(cls, options: BatchOptions) -> _Options:
@@ -260,6 +340,8 @@ class _Counters:
     not_attempted: int = 0
     resumed: int = 0
     resubmitted_unknown: int = 0
+    shared: int = 0
+    from_cache: int = 0
 
     def count(self, outcome: Outcome) -> None:
         if outcome.error is None:
@@ -284,6 +366,8 @@ async def _pairs(items: Iterable[Any] | AsyncIterable[Any]) -> AsyncIterator[tup
 
 
 def _pair(item: Any, position: int) -> tuple[Any, Any]:
+    if isinstance(item, Item):
+        return item.key, item
     if isinstance(item, tuple) and len(item) == 2:
         return item[0], item[1]
     return position, item
@@ -349,6 +433,15 @@ class _Journaling:
             await journal.reset_to_pending(str(key))
         return None
 
+    async def shared(self, key: Any, task_id: str) -> None:
+        await self.journal.mark_shared(str(key), task_id)
+
+    async def shared_failed(self, key: Any, exc: FtoError) -> None:
+        """A duplicate whose group's submit failed: recorded like its first item."""
+        if not (exc.fatal or exc.retryable or may_have_created_task(exc)):
+            await self.journal.mark_failed(str(key), str(exc), type(exc).__name__)
+        # else it stays `pending`: the next run submits its group again
+
     async def sending(self, key: Any) -> None:
         await self.journal.mark_submitting(str(key))
 
@@ -374,6 +467,39 @@ class _Journaling:
         )):
             await self.journal.mark_failed(str(key), str(error), type(error).__name__)
         # timeouts, fatal and transient errors leave the task `submitted`: the next run polls it
+
+
+@attrs.define
+class _Member:
+    """Private: a duplicate waiting for its group's task."""
+
+    key: Any
+    request: Request
+    journaled: bool = False  # recorded `submitted` with the group's task id
+
+
+@attrs.define
+class _Group:
+    """Private: the items of one fingerprint pending in a batch (one task answers all)."""
+
+    fingerprint: str
+    key: Any  # the first item's, the one that submits
+    request: Request
+    task_id: str | None = None
+    retried: bool = False
+    members: list[_Member] = attrs.Factory(list)
+    shared_with: Any = None  # a finished task polled again for a later duplicate: its key
+
+
+@attrs.frozen
+class _Recent:
+    """Private: a finished fingerprint's answer, for later duplicates in the batch."""
+
+    key: Any
+    task_id: str
+    kind: TaskKind
+    submitted_at: float | None
+    cached_at: float | None
 
 
 class _Batch:
@@ -421,6 +547,14 @@ class _Batch:
         )
         self.stop = options.stop
         self.stopping = False
+        # Dedupe: the batch asks for submits, so only it may share them.
+        self.dedupe = options.dedupe and poll_after_submit
+        self.cache = options.cache if poll_after_submit else None
+        self.groups: dict[str, _Group] = {}  # fingerprint -> its group pending here
+        self.by_task: dict[str, _Group] = {}  # task id -> its group, while polled
+        self.recent: OrderedDict[str, _Recent] = OrderedDict()  # LRU, RECENT_TASKS
+        self.reports: OrderedDict[str, ImageSearchReport] = OrderedDict()  # RECENT_REPORTS
+        self.followers = 0  # duplicates waiting in groups (bounded by max_pending)
 
     # -- progress -------------------------------------------------------------------
 
@@ -437,6 +571,7 @@ class _Batch:
             resumed=c.resumed, resubmitted_unknown=c.resubmitted_unknown,
             calls=self.client.stats.calls, retries=self.client.retries,
             rate=self.client.gate.rate, elapsed=elapsed, total=self.total, eta=eta,
+            shared=c.shared, from_cache=c.from_cache,
         )
 
     async def _report_progress(self, stop: asyncio.Event) -> None:
@@ -528,8 +663,11 @@ class _Batch:
 
     async def feed_requests(self, items: Items, submits: asyncio.TaskGroup) -> None:
         pairs = _pairs(items)
-        async for key, request in pairs:
+        async for key, value in pairs:
             self.counters.read += 1
+            request, fingerprint = (
+                (value.request, value.fingerprint) if isinstance(value, Item) else (value, None)
+            )
             if not isinstance(request, Request):
                 got = type(request).__name__
                 err = InvalidRequestError(
@@ -537,21 +675,175 @@ class _Batch:
                 )
                 await self.emit(Outcome(key, None, None, None, err))
                 continue
+            if fingerprint is None and (self.dedupe or self.cache is not None):
+                fingerprint = request_fingerprint(request)
             if self.journaling is not None:
                 found = await self.journaling.resume(key, request, self.counters.read - 1)
                 if isinstance(found, Outcome):
+                    if fingerprint is not None and found.ok:
+                        self._remember(fingerprint, found)
                     await self.emit(found)
                     continue
                 if found is not None:
-                    self.scheduler.add(found)
+                    if fingerprint is None or not await self._resume_shared(found, fingerprint):
+                        self._track(found, fingerprint, request)
+                        self.scheduler.add(found)
+                    continue
+            if fingerprint is not None:
+                if await self._share(key, request, fingerprint):
+                    continue
+                if await self._from_cache(key, request, fingerprint):
                     continue
             if not await self._admit():
                 await self._skip_rest(pairs)
                 return
+            group = None
+            if fingerprint is not None:
+                group = _Group(fingerprint, key, request)
+                if self.dedupe:
+                    self.groups[fingerprint] = group
             self.counters.submitting += 1
-            submits.create_task(self._submit(key, request))
+            submits.create_task(self._submit(key, request, group))
 
-    async def _submit(self, key: Any, request: Request) -> None:
+    # -- sharing: duplicates in the batch, the report cache ---------------------------
+
+    def _track(self, task: PendingTask, fingerprint: str | None, request: Request) -> None:
+        """Register a resumed task as its fingerprint's group (its duplicates join it)."""
+        if fingerprint is None:
+            return
+        group = _Group(fingerprint, task.key, request, task_id=task.task_id)
+        self.by_task[task.task_id] = group
+        if self.dedupe and fingerprint not in self.groups:
+            self.groups[fingerprint] = group
+
+    async def _resume_shared(self, task: PendingTask, fingerprint: str) -> bool:
+        """A resumed shared row: join its group's task, or take its finished report."""
+        if not self.dedupe:
+            return False
+        group = self.groups.get(fingerprint)
+        if group is not None and group.task_id == task.task_id:
+            group.members.append(_Member(task.key, task.request, journaled=True))
+            self.followers += 1
+            return True
+        recent = self.recent.get(fingerprint)
+        report = self.reports.get(fingerprint)
+        if recent is not None and report is not None and recent.task_id == task.task_id:
+            if self.journaling is not None:
+                await self.journaling.result(task.key, report, None)
+            await self._emit_shared(task.key, task.request, recent, report)
+            return True
+        return False
+
+    async def _share(self, key: Any, request: Request, fingerprint: str) -> bool:
+        """Answer a duplicate from its pending group or a recent report; False if none."""
+        if not self.dedupe:
+            return False
+        if fingerprint in self.groups:
+            while (self.followers >= self.max_pending and self.fatal is None
+                   and not self.stopping):  # fmt: skip
+                self.room.clear()
+                await self.room.wait()
+        group = self.groups.get(fingerprint)
+        if group is not None:
+            member = _Member(key, request)
+            group.members.append(member)
+            self.followers += 1
+            if group.task_id is not None and self.journaling is not None:
+                member.journaled = True
+                await self.journaling.shared(key, group.task_id)
+            return True
+        recent = self.recent.get(fingerprint)
+        if recent is None:
+            return False
+        self.recent.move_to_end(fingerprint)
+        report = self.reports.get(fingerprint)
+        if report is None:
+            if recent.cached_at is not None:
+                return False  # it came from the cache: read it there again
+            # Past the report window: poll the finished task once, for this row.
+            if self.journaling is not None:
+                await self.journaling.shared(key, recent.task_id)
+            group = _Group(fingerprint, key, request, task_id=recent.task_id,
+                           shared_with=recent.key)  # fmt: skip
+            self.by_task[recent.task_id] = self.groups[fingerprint] = group
+            self.scheduler.add(PendingTask(key, recent.task_id, recent.kind, request,
+                                           submitted_wall=recent.submitted_at))  # fmt: skip
+            return True
+        self.reports.move_to_end(fingerprint)
+        if self.journaling is not None:
+            await self.journaling.shared(key, recent.task_id)
+            await self.journaling.result(key, report, None)
+        await self._emit_shared(key, request, recent, report)
+        return True
+
+    async def _emit_shared(
+        self, key: Any, request: Request, recent: _Recent, report: ImageSearchReport
+    ) -> None:
+        self.counters.shared += 1
+        await self.emit(Outcome(
+            key, request, recent.task_id, report, None, submitted_at=recent.submitted_at,
+            shared_with=recent.key, from_cache=recent.cached_at is not None,
+            cached_at=recent.cached_at,
+        ))  # fmt: skip
+
+    async def _from_cache(self, key: Any, request: Request, fingerprint: str) -> bool:
+        """Answer an item from the report cache; False on a miss."""
+        if self.cache is None:
+            return False
+        hit = await self.cache.get(fingerprint)
+        if hit is None:
+            return False
+        try:
+            report = self.client.decode_report(hit.report, request_kind(request))
+        except FtoError:
+            return False  # an unreadable entry: screen the item again
+        task_id = hit.task_id or "cached"
+        if self.journaling is not None:
+            await self.journaling.shared(key, task_id)
+            await self.journaling.result(key, report, None)
+        self.counters.from_cache += 1
+        outcome = Outcome(key, request, task_id, report, None, from_cache=True,
+                          cached_at=hit.created_at)  # fmt: skip
+        self._remember(fingerprint, outcome)
+        await self.emit(outcome)
+        return True
+
+    def _remember(self, fingerprint: str, outcome: Outcome) -> None:
+        if not self.dedupe or outcome.report is None or outcome.task_id is None:
+            return
+        self.recent[fingerprint] = _Recent(outcome.key, outcome.task_id, _kind_of(outcome),
+                                           outcome.submitted_at, outcome.cached_at)  # fmt: skip
+        self.recent.move_to_end(fingerprint)
+        if len(self.recent) > RECENT_TASKS:
+            self.recent.popitem(last=False)
+        self.reports[fingerprint] = outcome.report
+        self.reports.move_to_end(fingerprint)
+        if len(self.reports) > RECENT_REPORTS:
+            self.reports.popitem(last=False)
+
+    def _ungroup(self, group: _Group) -> list[_Member]:
+        """Take a finished group out of the batch; return its waiting duplicates."""
+        if self.groups.get(group.fingerprint) is group:
+            del self.groups[group.fingerprint]
+        members, group.members = group.members, []
+        self.followers -= len(members)
+        self.room.set()
+        return members
+
+    async def _fail_group(self, group: _Group | None, exc: FtoError) -> None:
+        """The group's submit failed for good: each waiting duplicate gets the same error."""
+        if group is None:
+            return
+        for member in self._ungroup(group):
+            if self.journaling is not None:
+                await self.journaling.shared_failed(member.key, exc)
+            self.counters.shared += 1
+            await self.emit(Outcome(member.key, member.request, None, None, exc,
+                                    shared_with=group.key))  # fmt: skip
+
+    # -- submitting (continued) -------------------------------------------------------
+
+    async def _submit(self, key: Any, request: Request, group: _Group | None = None) -> None:
         journaling = self.journaling
         me = asyncio.current_task()
         assert me is not None
@@ -568,24 +860,38 @@ class _Batch:
                     await journaling.sending(key)
 
         try:
-            try:
-                task_id = await self.client.submit(request, before_send=before_send)
-            except asyncio.CancelledError:
-                if not sent and self.fatal is not None:
-                    self.counters.not_attempted += 1  # cancelled by stop_for, never sent
-                raise
-            except FtoError as exc:
-                if journaling is not None:
-                    await journaling.submit_failed(key, exc)
-                if exc.fatal:
-                    self.stop_for(exc)
-                await self.emit(Outcome(key, request, None, None, exc))
-                return
+            while True:
+                try:
+                    task_id = await self.client.submit(request, before_send=before_send)
+                    break
+                except asyncio.CancelledError:
+                    if not sent and self.fatal is not None:
+                        self.counters.not_attempted += 1  # cancelled by stop_for, never sent
+                    raise
+                except FtoError as exc:
+                    if journaling is not None:
+                        await journaling.submit_failed(key, exc)
+                    if exc.fatal:
+                        self.stop_for(exc)
+                    if self._retry_group(group, exc):
+                        sent = False  # its row is `pending` again: the retry journals anew
+                        self.unsent.add(me)
+                        continue
+                    await self.emit(Outcome(key, request, None, None, exc))
+                    await self._fail_group(group, exc)
+                    return
             if not self.poll_after_submit:
                 await self.emit(Outcome(key, request, task_id, None, None))
                 return
             if journaling is not None:
                 await journaling.submitted(key, task_id)
+            if group is not None:
+                group.task_id = task_id
+                self.by_task[task_id] = group
+                for member in list(group.members):  # those who came while it was in flight
+                    if journaling is not None and not member.journaled:
+                        member.journaled = True
+                        await journaling.shared(member.key, task_id)
             loop = asyncio.get_running_loop()
             self.scheduler.add(
                 PendingTask(key, task_id, request_kind(request), request, submitted_at=loop.time())
@@ -595,6 +901,18 @@ class _Batch:
             self.counters.submitting -= 1
             self.submit_slots.release()
             self.room.set()
+
+    def _retry_group(self, group: _Group | None, exc: FtoError) -> bool:
+        """Whether the group makes its one retry (duplicates wait; the error is transient
+        and cannot have created a task; the batch goes on)."""
+        if group is None or not group.members or group.retried:
+            return False
+        if not exc.retryable or exc.fatal or may_have_created_task(exc):
+            return False
+        if self.fatal is not None or self.stopping:
+            return False
+        group.retried = True
+        return True
 
     async def feed_task_ids(
         self, task_ids: TaskIds, kind: TaskKind, submits: asyncio.TaskGroup
@@ -632,11 +950,35 @@ class _Batch:
             await self.scheduler.abort(error)  # polling is refused too: end the rest now
         if self.journaling is not None and task.request is not None:
             await self.journaling.result(task.key, report, error)
+        group = self.by_task.pop(task.task_id, None) if self.by_task else None
+        shared_with = None if group is None else group.shared_with
+        if shared_with is not None:
+            self.counters.shared += 1
         outcome = Outcome(
             task.key, task.request, task.task_id, report if error is None else None, error,
-            submitted_at=task.submitted_wall, polls=task.polls,
+            submitted_at=task.submitted_wall, polls=task.polls, shared_with=shared_with,
         )
+        if group is not None and outcome.ok:
+            assert outcome.report is not None
+            if self.cache is not None:
+                await self.cache.put(group.fingerprint, task.kind, dict(outcome.report.raw),
+                                     task.task_id)  # fmt: skip
+            self._remember(group.fingerprint, outcome)
         await self.emit(outcome)
+        if group is None:
+            return
+        for member in self._ungroup(group):
+            if self.journaling is not None:
+                await self.journaling.result(member.key, outcome.report, error)
+            self.counters.shared += 1
+            await self.emit(Outcome(
+                member.key, member.request, task.task_id, outcome.report, error,
+                submitted_at=task.submitted_wall, shared_with=group.key,
+            ))  # fmt: skip
+
+
+def _kind_of(outcome: Outcome) -> TaskKind:
+    return "image_search" if outcome.request is None else request_kind(outcome.request)
 
 
 async def _drive(
