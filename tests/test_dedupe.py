@@ -7,7 +7,7 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-from fto_async import ImageSearchRequest, InvalidParameterError, WorkflowRequest
+from fto_async import ImageSearchRequest, InvalidParameterError, RetryConfig, WorkflowRequest
 from fto_async.batch import RECENT_REPORTS, Item
 from fto_async.errors import RateLimitedError
 from fto_async.fingerprint import image_digest, request_fingerprint
