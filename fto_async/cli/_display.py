@@ -254,6 +254,9 @@ class Summary:
     elapsed: float
     out: Path
     journal: Path
+    distinct: int = 0
+    from_cache: int = 0
+    cache: str = "off"
 
 
 _RISK_ROWS: Final = (("High", "high risk"), ("Medium", "medium risk"), ("Low", "low risk"),
@@ -293,7 +296,10 @@ def summary_sections(summary: Summary) -> tuple[list[Section], list[tuple[str, s
         ambiguous += f"; {summary.recovered_unknown} found mid-submit after a crash, " \
                      f"{summary.resubmitted_unknown} resubmitted"
     footer = [
-        ("calls used", f"{summary.calls} (uploads {summary.uploads})"),
+        ("requests", f"{tally.rows} rows, {summary.distinct} distinct requests, "
+                     f"{summary.from_cache} from cache, calls used {summary.calls} "
+                     f"(uploads {summary.uploads})"),
+        ("cache", summary.cache),
         ("retries", str(summary.retries)),
         ("ambiguous submits", ambiguous),
         ("wall time", format_duration(summary.elapsed)),

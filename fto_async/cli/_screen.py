@@ -9,6 +9,11 @@ for them and only if the journal has not got past ``pending`` with them, and row
 cannot be screened are recorded ``failed`` with ``error_type`` ``InvalidRequestError``.
 At the end (also after Ctrl-C or a fatal error) the output file is rewritten from the
 journal, one line per catalog row.
+
+Never paying twice: each row is handed over as an :class:`~fto_async.batch.Item` with its
+fingerprint (a local image by its file's SHA-256, not by its temporary upload URL), so
+equal rows share one task; a local file is uploaded once per run (its URL reused while
+``expire`` allows), and not at all when the report cache answers its row.
 """
 
 from __future__ import annotations
@@ -25,7 +30,8 @@ from typing import Final, Literal, TextIO
 
 import attrs
 
-from ..batch import screen_many
+from ..batch import Item, screen_many
+from ..cache import ReportCache
 from ..client import FtoClient
 from ..errors import (
     AuthenticationError,
@@ -37,14 +43,15 @@ from ..errors import (
     PermissionDeniedError,
     QuotaExceededError,
 )
+from ..fingerprint import image_digest, request_fingerprint
 from ..journal import ItemState, Journal, JournalLockedError, JournalRow
 from ..models import ImageSearchRequest, WorkflowRequest
 from ._catalog import PLACEHOLDER_URL, Catalog, CatalogError, Row
 from ._display import ProgressView, Summary, render_sections, summary_sections
 from ._results import INVALID_TYPE, Tally, invalid_body, write_output
 
-__all__ = ["EXIT_FATAL", "EXIT_OK", "EXIT_ROWS", "EXIT_STOPPED", "EXIT_USAGE", "Job",
-           "open_journal", "run_screen", "say_error"]  # fmt: skip
+__all__ = ["CACHE_SLACK", "EXIT_FATAL", "EXIT_OK", "EXIT_ROWS", "EXIT_STOPPED", "EXIT_USAGE",
+           "Job", "open_journal", "row_identity", "run_screen", "say_error"]  # fmt: skip
 
 EXIT_OK: Final = 0  #: every row done
 EXIT_ROWS: Final = 1  #: some rows failed, were invalid or are unfinished
@@ -53,6 +60,11 @@ EXIT_FATAL: Final = 3  #: a fatal platform error (quota, credentials) stopped th
 EXIT_STOPPED: Final = 130  #: stopped by Ctrl-C or SIGTERM
 
 _PAST_PENDING: Final = frozenset({ItemState.DONE, ItemState.SUBMITTED, ItemState.FAILED})
+#: Seconds of max-age a local-image row's cache hit must have left for its upload to be
+#: skipped (the batch reads the cache again a moment later and must hit too).
+CACHE_SLACK: Final = 60.0
+_UPLOAD_LIFETIME: Final = 32_400.0  # seconds an upload URL lives when ``expire`` is absent
+_UPLOAD_MARGIN: Final = 600.0  # an upload URL is reused only with this much life left
 
 
 @attrs.frozen
@@ -65,6 +77,8 @@ class Job:
         unknown_policy: ``"resubmit"`` or ``"skip"`` rows an earlier run may have submitted.
         resume: the command that resumes this run (shown after a stop).
         tty: force (or forbid) terminal rendering; ``None`` asks the streams.
+        cache: the report cache file (``None``: no cache). max_age: seconds a cached
+            report stays good.
     """
 
     catalog: Catalog
@@ -74,6 +88,24 @@ class Job:
     unknown_policy: Literal["resubmit", "skip"] = "resubmit"
     resume: str = ""
     tty: bool | None = None
+    cache: Path | None = None
+    max_age: float = 7 * 86400.0
+
+
+async def row_identity(row: Row) -> tuple[str, str | None]:
+    """A good row's request fingerprint and, for an ``image_path`` row, its file's digest.
+
+    Raises:
+        OSError: the image file cannot be read. InvalidRequestError: it is no image.
+    """
+    if row.image_path is None:
+        assert row.request is not None
+        return request_fingerprint(row.request), None
+    data = await asyncio.to_thread(row.image_path.read_bytes)
+    digest = image_digest(data)
+    if row.workflow:  # sent as base64: the fingerprint hashes the same bytes
+        return request_fingerprint(row.make_request(image=data)), digest
+    return request_fingerprint(row.make_request(url=PLACEHOLDER_URL), image_sha256=digest), digest
 
 
 def say_error(message: str) -> None:
@@ -125,9 +157,13 @@ class _Run:
     """Private: the state of one run (signals, uploads, the fatal error)."""
 
     def __init__(
-        self, job: Job, client: FtoClient, journal: Journal, view: ProgressView
+        self, job: Job, client: FtoClient, journal: Journal, view: ProgressView,
+        cache: ReportCache | None = None,
     ) -> None:
         self.job = job
+        self.cache = cache
+        self.distinct: set[str] = set()  # fingerprints of the good rows (for the summary)
+        self.upload_urls: dict[str, tuple[str, float]] = {}  # digest -> (url, good until)
         self.client = client
         self.journal = journal
         self.view = view
@@ -160,7 +196,7 @@ class _Run:
         batch = screen_many(
             self.client, self.items(), journal=self.journal, stop=self.stop,
             unknown_policy=self.job.unknown_policy, on_progress=self.view.update,
-            progress_interval=0.25, count_remaining=False,
+            progress_interval=0.25, count_remaining=False, cache=self.cache,
         )  # fmt: skip
         try:
             async for _outcome in batch:
@@ -170,7 +206,7 @@ class _Run:
 
     # -- the input of the batch -------------------------------------------------------
 
-    async def items(self) -> AsyncIterator[tuple[str, ImageSearchRequest | WorkflowRequest]]:
+    async def items(self) -> AsyncIterator[Item]:
         try:
             for n, row in enumerate(self.job.catalog.rows()):
                 if self.stop.is_set():
@@ -185,13 +221,25 @@ class _Run:
                         and jrow.error_type == INVALID_TYPE:
                     await self.journal.reset_to_pending(row.jkey)  # the row was fixed
                     jrow = self.journal.get(row.jkey)
-                request = row.request or await self._image_request(row, jrow)
+                try:
+                    fingerprint, digest = await row_identity(row)
+                except OSError as exc:
+                    assert row.image_path is not None
+                    await self._invalid(row, f"image_path: cannot read {row.image_path.name} "
+                                             f"({exc})")  # fmt: skip
+                    continue
+                except InvalidRequestError as exc:
+                    await self._invalid(row, str(exc))
+                    continue
+                self.distinct.add(fingerprint)
+                request = row.request or await self._image_request(row, jrow, fingerprint,
+                                                                   digest)  # fmt: skip
                 if request is None:
                     continue
                 if jrow is None:
                     body = self.client.encode_request(request)
                     await self.journal.add_pending(row.jkey, row.line, body, row.kind)
-                yield row.jkey, request
+                yield Item(row.jkey, request, fingerprint=fingerprint)
         except CatalogError as exc:  # the file changed under us
             self.catalog_error = exc
             self.stop.set()
@@ -212,9 +260,10 @@ class _Run:
                                        row.kind)  # fmt: skip
 
     async def _image_request(
-        self, row: Row, jrow: JournalRow | None
+        self, row: Row, jrow: JournalRow | None, fingerprint: str, digest: str | None
     ) -> ImageSearchRequest | WorkflowRequest | None:
-        """The request of an ``image_path`` row: uploaded (or read) only when needed."""
+        """The request of an ``image_path`` row: uploaded (or read) only when needed, and
+        a file uploaded once per run (by its digest) while its URL lives."""
         state = jrow.state if jrow is not None else None
         skip_unknown = self.job.unknown_policy == "skip" and state in (
             ItemState.UNKNOWN, ItemState.SUBMITTING
@@ -222,12 +271,22 @@ class _Run:
         if state in _PAST_PENDING or skip_unknown:
             return row.make_request(url=PLACEHOLDER_URL)  # never sent: the journal has it
         assert row.image_path is not None
+        assert digest is not None
         try:
             if row.workflow:
                 data = await asyncio.to_thread(row.image_path.read_bytes)
                 return row.make_request(image=data)
+            if self.cache is not None and await self.cache.get(
+                fingerprint, max_age=self.job.max_age - CACHE_SLACK
+            ):
+                return row.make_request(url=PLACEHOLDER_URL)  # the batch's cache hit
+            known = self.upload_urls.get(digest)
+            if known is not None and time.monotonic() < known[1]:
+                return row.make_request(url=known[0])
             uploaded = await self.client.upload_image(row.image_path)
             self.uploads += 1
+            life = float(uploaded.expire) if uploaded.expire else _UPLOAD_LIFETIME
+            self.upload_urls[digest] = (uploaded.url, time.monotonic() + life - _UPLOAD_MARGIN)
             return row.make_request(url=uploaded.url)
         except OSError as exc:
             await self._invalid(row, f"image_path: cannot read {row.image_path.name} ({exc})")
@@ -256,13 +315,19 @@ async def run_screen(job: Job, make_client: Callable[[], FtoClient]) -> int:
             say_error("set PATSNAP_API_KEY, or PATSNAP_CLIENT_ID and PATSNAP_CLIENT_SECRET "
                  "(and PATSNAP_BASE_URL / PATSNAP_QPS if needed)")  # fmt: skip
         return EXIT_USAGE
+    cache = await _open_cache(job)
+    if cache is False:
+        await client.aclose()
+        return EXIT_USAGE
     journal = await open_journal(job.journal)
     if journal is None:
         await client.aclose()
+        if cache is not None:
+            await cache.aclose()
         return EXIT_USAGE
     started = time.monotonic()
     view = ProgressView(job.total, tty=job.tty)
-    run = _Run(job, client, journal, view)
+    run = _Run(job, client, journal, view, cache)
     if journal.recovered_unknown:
         view.log(f"{journal.recovered_unknown} rows were mid-submit when the last run died: "
                  f"{'resubmitting' if job.unknown_policy == 'resubmit' else 'skipping'} them")
@@ -281,6 +346,8 @@ async def run_screen(job: Job, make_client: Callable[[], FtoClient]) -> int:
     finally:
         with contextlib.suppress(RuntimeError):
             await journal.close()
+        if cache is not None:
+            await cache.aclose()
     latest = view.latest
     _print_summary(job, Summary(
         tally=tally, calls=client.stats.calls, retries=client.retries,
@@ -288,8 +355,32 @@ async def run_screen(job: Job, make_client: Callable[[], FtoClient]) -> int:
         resubmitted_unknown=latest.resubmitted_unknown if latest else 0,
         recovered_unknown=journal.recovered_unknown, uploads=run.uploads,
         elapsed=time.monotonic() - started, out=job.out, journal=job.journal,
+        distinct=len(run.distinct), from_cache=latest.from_cache if latest else 0,
+        cache=_cache_text(job),
     ))  # fmt: skip
     return _exit_code(job, run, tally, hard)
+
+
+async def _open_cache(job: Job) -> ReportCache | Literal[False] | None:
+    """The run's report cache (``None``: off), or ``False`` after saying why it cannot open."""
+    if job.cache is None:
+        return None
+    cache = ReportCache(job.cache, max_age=job.max_age)
+    try:
+        await cache.get("v1:probe")  # creates the file and its table, or fails now
+    except (OSError, sqlite3.Error, RuntimeError) as exc:
+        await cache.aclose()
+        say_error(f"cannot open the report cache {job.cache}: {exc} (or run with --no-cache)")
+        return False
+    return cache
+
+
+def _cache_text(job: Job) -> str:
+    if job.cache is None:
+        return "off (--no-cache)"
+    days = job.max_age / 86400
+    age = f"{days:g} d" if days >= 1 else f"{job.max_age / 3600:g} h"
+    return f"{job.cache} (reports younger than {age} reused)"
 
 
 def _print_summary(job: Job, summary: Summary) -> None:
