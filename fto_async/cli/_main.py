@@ -371,7 +371,9 @@ async def _status(path: Path) -> int:
         failures: Counter[str] = Counter()
         oldest: tuple[float, str, str] | None = None
         last = 0.0
+        shared = 0  # rows answered by another row's task or a cached report (attempts 0)
         for row in journal.rows():
+            shared += row.task_id is not None and row.attempts == 0
             name = str(row.state)
             if row.state is ItemState.FAILED:
                 name = "invalid" if row.error_type == INVALID_TYPE else "failed"
@@ -394,6 +396,9 @@ async def _status(path: Path) -> int:
                                 [[k, str(n)] for k, n in failures.most_common()]))
     now = time.time()
     footer = [("last activity", f"{format_duration(now - last)} ago" if last else "never")]
+    if shared:
+        footer.append(("shared", f"{shared} rows share the task of an equal row or a cached "
+                                 "report (never submitted by themselves)"))
     if oldest is not None:
         footer.append(("oldest unfinished task", f"{oldest[1]} (task {oldest[2]}), submitted "
                                               f"{format_duration(now - oldest[0])} ago"))
