@@ -46,8 +46,8 @@ Never paying twice (``dedupe``, on by default, and ``cache``):
   :data:`RECENT_TASKS` (10,000: its first key and task id, ~0.3 KB each), and its typed
   report in a smaller one of :data:`RECENT_REPORTS` (256: a typed report takes ~100 KB
   in memory for ~30 KB of JSON, so ~25 MB at most). A later duplicate in the same batch
-  takes the report from the window (no call), or, past it, polls the finished task once
-  (one poll instead of a submit and its polls), or reads the cache if it came from there;
+  takes the report from the window (no call), or past it from the cache if there is one
+  (no call), or else polls the finished task once (one poll instead of a submit);
 * a :class:`~fto_async.cache.ReportCache` answers a request whose report is younger than
   its ``max_age`` with no call (``Outcome.from_cache``, ``cached_at``); every successful
   report polled is stored in it (failed tasks, errors and ``unknown`` submits never are);
@@ -757,9 +757,9 @@ class _Batch:
             return False
         self.recent.move_to_end(fingerprint)
         report = self.reports.get(fingerprint)
+        if report is None and self.cache is not None:
+            report = await self._cached_report(fingerprint, request)  # no call
         if report is None:
-            if recent.cached_at is not None:
-                return False  # it came from the cache: read it there again
             # Past the report window: poll the finished task once, for this row.
             if self.journaling is not None:
                 await self.journaling.shared(key, recent.task_id)
@@ -807,6 +807,16 @@ class _Batch:
         self._remember(fingerprint, outcome)
         await self.emit(outcome)
         return True
+
+    async def _cached_report(self, fingerprint: str, request: Request) -> ImageSearchReport | None:
+        assert self.cache is not None
+        hit = await self.cache.get(fingerprint)
+        if hit is None:
+            return None
+        try:
+            return self.client.decode_report(hit.report, request_kind(request))
+        except FtoError:
+            return None
 
     def _remember(self, fingerprint: str, outcome: Outcome) -> None:
         if not self.dedupe or outcome.report is None or outcome.task_id is None:
