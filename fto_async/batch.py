@@ -769,7 +769,8 @@ class _Batch:
             self.scheduler.add(PendingTask(key, recent.task_id, recent.kind, request,
                                            submitted_wall=recent.submitted_at))  # fmt: skip
             return True
-        self.reports.move_to_end(fingerprint)
+        if fingerprint in self.reports:
+            self.reports.move_to_end(fingerprint)
         if self.journaling is not None:
             await self.journaling.shared(key, recent.task_id)
             await self.journaling.result(key, report, None)

@@ -260,3 +260,33 @@ async def test_recent_report_window_is_bounded() -> None:
     later = [o for o in outcomes if str(o.key).startswith("b")]
     assert all(o.shared_with == "a" + str(o.key)[1:] for o in later)
     assert sum(o.polls for o in later) == 5
+
+
+async def test_past_the_report_window_the_cache_answers(tmp_path: Path) -> None:
+    """With a cache, a duplicate whose report left the window is read from the cache: no call."""
+    from fto_async import ReportCache
+    from fto_async import batch as batch_module
+
+    old = batch_module.RECENT_REPORTS
+    batch_module.RECENT_REPORTS = 2
+    try:
+
+        async def items() -> Any:
+            for i in range(6):
+                yield f"a{i}", image(i)
+            await asyncio.sleep(1.0)
+            for i in range(6):
+                yield f"b{i}", image(i)
+
+        async with running() as (emu, client), ReportCache(tmp_path / "c.db") as cache:
+            outcomes, raised = await collect(client.screen_many(items(), cache=cache))
+            polls = sum(emu.stats.polls_by_task.values())
+    finally:
+        batch_module.RECENT_REPORTS = old
+    assert raised is None
+    assert len(outcomes) == 12
+    assert all(o.ok for o in outcomes)
+    assert emu.stats.count(SUBMIT, 0) == 6
+    later = [o for o in outcomes if str(o.key).startswith("b")]
+    assert all(o.shared_with == "a" + str(o.key)[1:] for o in later)
+    assert polls == sum(o.polls for o in outcomes if str(o.key).startswith("a"))
