@@ -23,7 +23,9 @@ replaced by the next report for its fingerprint; :meth:`ReportCache.prune` delet
 rows).
 
 Calls run on one private thread (SQLite may block on another process's lock), so the
-event loop is never blocked; the methods are coroutines.
+event loop is never blocked; the methods are coroutines. Puts are group-committed: a
+put is queued (and seen by :meth:`ReportCache.get` at once) and one transaction writes
+everything queued meanwhile; :meth:`ReportCache.flush` and closing wait for it.
 """
 
 from __future__ import annotations
@@ -76,6 +78,16 @@ class CachedReport:
     task_id: str | None
 
 
+_Put = tuple[str, str, str, float, str | None]  # fingerprint, kind, report text, at, task id
+
+
+def _from_put(put: _Put) -> CachedReport | None:
+    try:
+        return CachedReport(put[0], put[1], json.loads(put[2]), put[3], put[4])
+    except ValueError:
+        return None
+
+
 def _seconds(value: timedelta | float) -> float:
     seconds = value.total_seconds() if isinstance(value, timedelta) else float(value)
     if seconds < 0:
@@ -99,8 +111,8 @@ class ReportCache:
         clock: epoch seconds now (default :func:`time.time`); tests inject one.
     """
 
-    __slots__ = ("_db", "_executor", "_state", "clock", "hits", "max_age", "misses", "path",
-                 "puts")  # fmt: skip
+    __slots__ = ("_db", "_executor", "_flusher", "_queued", "_state", "_writing", "clock",
+                 "hits", "max_age", "misses", "path", "puts")  # fmt: skip
 
     def __init__(
         self,
@@ -117,6 +129,9 @@ class ReportCache:
         self._db: sqlite3.Connection | None = None  # used by the executor's thread only
         self._executor = ThreadPoolExecutor(1, thread_name_prefix="fto-cache")
         self._state = "open"
+        self._queued: dict[str, _Put] = {}  # puts waiting for the next commit
+        self._writing: dict[str, _Put] = {}  # puts being committed now
+        self._flusher: asyncio.Task[None] | None = None
 
     def __repr__(self) -> str:
         return (f"<ReportCache {str(self.path)!r} max_age={self.max_age:g}s hits={self.hits} "
@@ -134,7 +149,13 @@ class ReportCache:
         """The report for ``fingerprint`` if one younger than ``max_age`` (seconds, default
         the cache's) is stored, else ``None``."""
         limit = self.max_age if max_age is None else max_age
-        found: CachedReport | None = await self._run(self._get, fingerprint, self.clock() - limit)
+        oldest = self.clock() - limit
+        put = self._queued.get(fingerprint) or self._writing.get(fingerprint)
+        found: CachedReport | None
+        if put is not None:  # not committed yet, but ours
+            found = _from_put(put) if put[3] >= oldest else None
+        else:
+            found = await self._run(self._get, fingerprint, oldest)
         if found is None:
             self.misses += 1
         else:
@@ -144,13 +165,34 @@ class ReportCache:
     async def put(
         self, fingerprint: str, kind: str, report: dict[str, Any], task_id: str | None
     ) -> None:
-        """Store a successful report (stamped now); a newer stored one is kept."""
+        """Store a successful report (stamped now); a newer stored one is kept. Queued:
+        committed with the other puts of the moment (see :meth:`flush`)."""
+        if self._state != "open":
+            raise RuntimeError(f"report cache {str(self.path)!r} is closed")
         text = json.dumps(report, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
-        await self._run(self._put, fingerprint, kind, text, self.clock(), task_id)
+        self._queued[fingerprint] = (fingerprint, kind, text, self.clock(), task_id)
         self.puts += 1
+        if self._flusher is None or self._flusher.done():
+            self._flusher = asyncio.get_running_loop().create_task(self._flush_queued())
+
+    async def flush(self) -> None:
+        """Wait until every put so far is committed."""
+        while self._flusher is not None and not self._flusher.done():
+            await asyncio.shield(self._flusher)
+
+    async def _flush_queued(self) -> None:
+        loop = asyncio.get_running_loop()
+        while self._queued and self._state == "open":
+            self._writing, self._queued = self._queued, {}
+            try:
+                await loop.run_in_executor(self._executor, self._put_many,
+                                           list(self._writing.values()))  # fmt: skip
+            finally:
+                self._writing = {}
 
     async def prune(self) -> int:
         """Delete the reports older than ``max_age``; return how many."""
+        await self.flush()
         deleted: int = await self._run(self._prune, self.clock() - self.max_age)
         return deleted
 
@@ -159,11 +201,18 @@ class ReportCache:
         if self._state == "closed":
             return
         self._state = "closed"
-        self._executor.submit(self._close).result()
-        self._executor.shutdown(wait=True)
+        queued, self._queued = list(self._queued.values()), {}
+        try:
+            if queued:  # after any commit under way: the executor runs one call at a time
+                self._executor.submit(self._put_many, queued).result()
+        finally:
+            self._executor.submit(self._close).result()
+            self._executor.shutdown(wait=True)
 
     async def aclose(self) -> None:
-        """:meth:`close`, without blocking the event loop."""
+        """Commit the queued puts and close, without blocking the event loop."""
+        if self._state == "open":
+            await self.flush()
         await asyncio.to_thread(self.close)
 
     # -- private: the executor's thread -------------------------------------------------
@@ -201,8 +250,15 @@ class ReportCache:
             return None  # a damaged entry is a miss; the next report replaces it
         return CachedReport(fingerprint, row[0], report, float(row[2]), row[3])
 
-    def _put(self, fingerprint: str, kind: str, text: str, now: float, task_id: str | None) -> None:
-        self._connection().execute(_PUT, (fingerprint, kind, text, now, task_id))
+    def _put_many(self, puts: list[_Put]) -> None:
+        db = self._connection()
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            db.executemany(_PUT, puts)
+            db.execute("COMMIT")
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
 
     def _prune(self, oldest: float) -> int:
         return self._connection().execute(
