@@ -371,6 +371,8 @@ async def test_demo_runs_and_exits_0(monkeypatch, tmp_path, capsys):
     assert "Demo files in" in out
     (folder,) = tmp_path.glob("fto-async-demo-*")
     assert len(records(folder / "results.jsonl")) == 45
+    assert "45 rows, 38 distinct requests, 0 from cache" in out  # the sample's 4 duplicates
+    assert "4 rows shared an equal row's task" in out
 
 
 def test_help_exits_0(capsys):

@@ -256,6 +256,7 @@ class Summary:
     journal: Path
     distinct: int = 0
     from_cache: int = 0
+    shared: int = 0
     cache: str = "off"
 
 
@@ -298,7 +299,9 @@ def summary_sections(summary: Summary) -> tuple[list[Section], list[tuple[str, s
     footer = [
         ("requests", f"{tally.rows} rows, {summary.distinct} distinct requests, "
                      f"{summary.from_cache} from cache, calls used {summary.calls} "
-                     f"(uploads {summary.uploads})"),
+                     f"(uploads {summary.uploads})"
+                     + (f"; {summary.shared} rows shared an equal row's task or report, "
+                        "no call of their own" if summary.shared else "")),
         ("cache", summary.cache),
         ("retries", str(summary.retries)),
         ("ambiguous submits", ambiguous),

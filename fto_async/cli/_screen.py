@@ -356,6 +356,7 @@ async def run_screen(job: Job, make_client: Callable[[], FtoClient]) -> int:
         recovered_unknown=journal.recovered_unknown, uploads=run.uploads,
         elapsed=time.monotonic() - started, out=job.out, journal=job.journal,
         distinct=len(run.distinct), from_cache=latest.from_cache if latest else 0,
+        shared=latest.shared if latest else 0,
         cache=_cache_text(job),
     ))  # fmt: skip
     return _exit_code(job, run, tally, hard)
