@@ -1062,6 +1062,11 @@ def screen_many(
         unknown_policy: ``"resubmit"`` (default) or ``"skip"`` items that an earlier run
             may have submitted before it died.
         stop: an :class:`asyncio.Event`; setting it ends the batch gracefully.
+        dedupe: share one task among items with equal fingerprints (default True; see
+            the module docstring for single flight, retries and the bounded windows).
+        cache: a :class:`~fto_async.cache.ReportCache`: a report younger than its
+            ``max_age`` answers an item with no call, and every report polled is stored
+            (default ``None``: no cache).
 
     Raises:
         BatchAbortedError: after the last outcome, when a fatal error stopped the batch.
@@ -1082,7 +1087,8 @@ def submit_many(
 ) -> AsyncIterator[tuple[Any, str | FtoError]]:
     """Submit every request; yield ``(key, task_id)`` or ``(key, error)`` as each returns.
 
-    Options as for :func:`screen_many` (``poll`` and ``max_pending`` do not apply).
+    Options as for :func:`screen_many` (``poll``, ``max_pending``, ``dedupe`` and
+    ``cache`` do not apply: every item asks for its own task id).
     """
     batch = _Batch(client, _Options.of(options), shape=_submit_result, poll_after_submit=False)
     return _drive(batch, lambda submits: batch.feed_requests(items, submits))
