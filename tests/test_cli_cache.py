@@ -138,3 +138,4 @@ def test_default_cache_is_one_file_per_platform(scheme):
     two = default_cache_path(f"{scheme}://127.0.0.1:8002")
     assert one != two
     assert one.parent == two.parent
+

@@ -92,6 +92,16 @@ class Job:
     max_age: float = 7 * 86400.0
 
 
+def _unreadable(row: Row, exc: Exception) -> str:
+    if isinstance(exc, OSError) and row.image_path is not None:
+        return f"image_path: cannot read {row.image_path.name} ({exc})"
+    return str(exc)
+
+
+def _past_pending(jrow: JournalRow | None) -> bool:
+    return jrow is not None and jrow.state in _PAST_PENDING
+
+
 async def row_identity(row: Row) -> tuple[str, str | None]:
     """A good row's request fingerprint and, for an ``image_path`` row, its file's digest.
 
@@ -223,14 +233,13 @@ class _Run:
                     jrow = self.journal.get(row.jkey)
                 try:
                     fingerprint, digest = await row_identity(row)
-                except OSError as exc:
-                    assert row.image_path is not None
-                    await self._invalid(row, f"image_path: cannot read {row.image_path.name} "
-                                             f"({exc})")  # fmt: skip
-                    continue
-                except InvalidRequestError as exc:
-                    await self._invalid(row, str(exc))
-                    continue
+                except (OSError, InvalidRequestError) as exc:
+                    if not _past_pending(jrow):
+                        await self._invalid(row, _unreadable(row, exc))
+                        continue
+                    # Its task is known: no upload needed. A fingerprint of its own keeps
+                    # it from sharing anything through the placeholder URL.
+                    fingerprint, digest = f"row:{row.jkey}", None
                 self.distinct.add(fingerprint)
                 request = row.request or await self._image_request(row, jrow, fingerprint,
                                                                    digest)  # fmt: skip
