@@ -44,8 +44,9 @@ Never paying twice (``dedupe``, on by default, and ``cache``):
 * memory stays bounded for endless inputs: the dedupe map holds only the groups pending
   in this batch; a finished fingerprint is remembered in a least-recently-used window of
   :data:`RECENT_TASKS` (10,000: its first key and task id, ~0.3 KB each), and its typed
-  report in a smaller one of :data:`RECENT_REPORTS` (256: a typed report takes ~100 KB
-  in memory for ~30 KB of JSON, so ~25 MB at most). A later duplicate in the same batch
+  report in a smaller one of :data:`RECENT_REPORTS` (64: a typed report takes ~100 KB
+  in memory for ~30 KB of JSON, so ~6 MB at most; 256 grew a soak's RSS by 26 MB). Most
+  duplicates arrive while their group is pending, which costs nothing. A later one
   takes the report from the window (no call), or past it from the cache if there is one
   (no call), or else polls the finished task once (one poll instead of a submit);
 * a :class:`~fto_async.cache.ReportCache` answers a request whose report is younger than
@@ -115,7 +116,7 @@ __all__ = [
 #: Finished fingerprints a batch remembers (first key and task id) for later duplicates.
 RECENT_TASKS: Final = 10_000
 #: Finished fingerprints whose typed reports a batch keeps for later duplicates (LRU).
-RECENT_REPORTS: Final = 256
+RECENT_REPORTS: Final = 64
 
 
 @attrs.frozen

@@ -238,7 +238,7 @@ async def test_recent_report_window_is_bounded() -> None:
     """The finished-report window never holds more than RECENT_REPORTS reports."""
     from fto_async import batch as batch_module
 
-    assert RECENT_REPORTS == 256
+    assert RECENT_REPORTS == 64
     old = batch_module.RECENT_REPORTS
     batch_module.RECENT_REPORTS = 3
     try:
