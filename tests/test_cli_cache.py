@@ -139,3 +139,20 @@ def test_default_cache_is_one_file_per_platform(scheme):
     assert one != two
     assert one.parent == two.parent
 
+
+
+async def test_an_expired_upload_url_is_not_reused(emu, env, tmp_path, monkeypatch):  # noqa: F811
+    """An upload URL is reused only while its ``expire`` leaves the margin; past it the
+    file is uploaded again (here every URL is treated as too old)."""
+    from fto_async.cli import _screen
+
+    (tmp_path / "a.png").write_bytes(PNG)
+    rows = ["P1,a.png,US", "P2,a.png,EU", "P3,a.png,JP"]  # one file, three questions
+    path = catalog(tmp_path, rows, header="sku,image_path,country")
+    assert await cli("screen", str(path), "--out", str(tmp_path / "a.jsonl"), "--no-cache",
+                     *FAST) == 0  # fmt: skip
+    assert emu.stats.count(UPLOAD, 0) == 1
+    monkeypatch.setattr(_screen, "_UPLOAD_MARGIN", 10**9)
+    assert await cli("screen", str(path), "--out", str(tmp_path / "b.jsonl"), "--no-cache",
+                     *FAST) == 0  # fmt: skip
+    assert emu.stats.count(UPLOAD, 0) == 4
