@@ -112,7 +112,8 @@ class ReportCache:
     """
 
     __slots__ = ("_db", "_executor", "_flusher", "_queued", "_state", "_writing", "clock",
-                 "hits", "max_age", "misses", "path", "puts")  # fmt: skip
+                 "errors", "hits", "last_error", "max_age", "misses", "path",
+                 "puts")  # fmt: skip
 
     def __init__(
         self,
@@ -126,6 +127,10 @@ class ReportCache:
         self.clock = clock
         #: lookups answered, lookups missed, reports stored (by this instance).
         self.hits = self.misses = self.puts = 0
+        #: reads and commits that failed (a locked or broken file): a read is a miss, a
+        #: failed commit loses its reports; a cache never stops a screening.
+        self.errors = 0
+        self.last_error: Exception | None = None
         self._db: sqlite3.Connection | None = None  # used by the executor's thread only
         self._executor = ThreadPoolExecutor(1, thread_name_prefix="fto-cache")
         self._state = "open"
@@ -155,7 +160,11 @@ class ReportCache:
         if put is not None:  # not committed yet, but ours
             found = _from_put(put) if put[3] >= oldest else None
         else:
-            found = await self._run(self._get, fingerprint, oldest)
+            try:
+                found = await self._run(self._get, fingerprint, oldest)
+            except sqlite3.Error as exc:
+                self._failed(exc)
+                found = None
         if found is None:
             self.misses += 1
         else:
@@ -187,8 +196,14 @@ class ReportCache:
             try:
                 await loop.run_in_executor(self._executor, self._put_many,
                                            list(self._writing.values()))  # fmt: skip
+            except (sqlite3.Error, OSError) as exc:
+                self._failed(exc)
             finally:
                 self._writing = {}
+
+    def _failed(self, exc: Exception) -> None:
+        self.errors += 1
+        self.last_error = exc
 
     async def prune(self) -> int:
         """Delete the reports older than ``max_age``; return how many."""

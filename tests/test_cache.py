@@ -172,3 +172,18 @@ def test_no_credentials_in_the_file(tmp_path: Path) -> None:
     )
     assert b"demo-secret" not in data
     assert b"Bearer" not in data
+
+
+async def test_a_broken_cache_never_stops_a_batch(tmp_path: Path) -> None:
+    """A file that is not a database: reads are misses, writes are counted as errors,
+    and the batch screens every item."""
+    path = tmp_path / "c.db"
+    path.write_bytes(b"this is not a database" * 100)
+    async with running() as (_emu, client):
+        cache = ReportCache(path)
+        outcomes, raised = await collect(client.screen_many([image(1), image(2)], cache=cache))
+        await cache.aclose()
+    assert raised is None
+    assert all(o.ok for o in outcomes)
+    assert cache.errors >= 2
+    assert cache.last_error is not None

@@ -156,3 +156,17 @@ async def test_an_expired_upload_url_is_not_reused(emu, env, tmp_path, monkeypat
     assert await cli("screen", str(path), "--out", str(tmp_path / "b.jsonl"), "--no-cache",
                      *FAST) == 0  # fmt: skip
     assert emu.stats.count(UPLOAD, 0) == 4
+
+
+async def test_a_cache_file_that_is_no_database_exits_2(emu, env, tmp_path, capsys):  # noqa: F811
+    """--cache pointing at a file that is not a database says so, suggests --no-cache,
+    exits 2 and calls nothing."""
+    bad = tmp_path / "bad.db"
+    bad.write_bytes(b"not a database" * 100)
+    path = catalog(tmp_path, ["K1,https://example.com/1.png,US"])
+    code = await cli("screen", str(path), "--out", str(tmp_path / "r.jsonl"), "--cache", str(bad))
+    assert code == 2
+    err = capsys.readouterr().err
+    assert "cannot open the report cache" in err
+    assert "--no-cache" in err
+    assert emu.stats.count() == 0

@@ -378,6 +378,8 @@ async def _open_cache(job: Job) -> ReportCache | Literal[False] | None:
     cache = ReportCache(job.cache, max_age=job.max_age)
     try:
         await cache.get("v1:probe")  # creates the file and its table, or fails now
+        if cache.last_error is not None:
+            raise cache.last_error
     except (OSError, sqlite3.Error, RuntimeError) as exc:
         await cache.aclose()
         say_error(f"cannot open the report cache {job.cache}: {exc} (or run with --no-cache)")
