@@ -170,3 +170,14 @@ async def test_a_cache_file_that_is_no_database_exits_2(emu, env, tmp_path, caps
     assert "cannot open the report cache" in err
     assert "--no-cache" in err
     assert emu.stats.count() == 0
+
+
+async def test_the_cache_is_never_the_journal_or_the_output(emu, env, tmp_path, capsys):  # noqa: F811
+    """--cache naming the journal, the output or the catalog is refused before any call."""
+    path = catalog(tmp_path, ["K1,https://example.com/1.png,US"])
+    out = tmp_path / "r.jsonl"
+    for target in (tmp_path / "r.jsonl.journal.db", out, path):
+        assert await cli("screen", str(path), "--out", str(out), "--cache", str(target)) == 2
+        assert "--cache:" in capsys.readouterr().err
+    assert emu.stats.count() == 0
+    assert not (tmp_path / "r.jsonl.journal.db").exists()

@@ -231,6 +231,11 @@ def _prepare(args: argparse.Namespace) -> Job | None:
             say_error(str(exc))
             return None
         cache = args.cache or default_cache_path(base_url)
+        others = {"the catalog": args.catalog, "--out": args.out, "the journal": journal}
+        for name, other in others.items():
+            if cache.expanduser().resolve() == Path(other).expanduser().resolve():
+                say_error(f"--cache: {cache} is {name}; give the cache a file of its own")
+                return None
     return Job(catalog, total, args.out, journal, unknown_policy=args.unknown,
                resume=shlex.join(["fto-async", *args.argv]), cache=cache,
                max_age=args.max_age)  # fmt: skip
