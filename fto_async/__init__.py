@@ -45,7 +45,8 @@ import attrs
 
 from ._poller import TaskPoller
 from .auth import ApiKey, ClientCredentials
-from .batch import Outcome, Progress
+from .batch import Item, Outcome, Progress
+from .cache import CachedReport, ReportCache
 from .client import FtoClient
 from .config import (
     DEFAULT_BASE_URL,
@@ -128,6 +129,7 @@ __all__ = [
     "BatchAbortedError",
     "BudgetExhaustedError",
     "BusyError",
+    "CachedReport",
     "ClientConfig",
     "ClientCredentials",
     "ClientExpiredError",
@@ -145,6 +147,7 @@ __all__ = [
     "InsufficientBalanceError",
     "InvalidParameterError",
     "InvalidRequestError",
+    "Item",
     "LegalStatus",
     "LocItem",
     "MalformedResponseError",
@@ -167,6 +170,7 @@ __all__ = [
     "RecordedError",
     "RedisRateGate",
     "Report",
+    "ReportCache",
     "RequestTimeout",
     "ResponseDecodeError",
     "RetryConfig",

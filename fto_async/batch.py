@@ -35,6 +35,33 @@ With a :class:`~fto_async.journal.Journal` (keys are stored as ``str(key)``):
 * ``submitting`` is committed before each submit goes out and the task id before the
   task is polled, so a crash never loses a paid submission.
 
+Never paying twice (``dedupe``, on by default, and ``cache``):
+
+* items with the same :func:`~fto_async.fingerprint.request_fingerprint` share one task:
+  the first item's submit and poll series answer every duplicate, each of which still
+  gets its own :class:`Outcome` (``shared_with`` = the first item's key). A duplicate
+  that arrives while the first submit is in flight waits for it (single flight). If that
+  submit fails retryably while duplicates wait, the group makes exactly one more submit;
+  if it fails otherwise, every waiting duplicate gets the same error;
+* memory stays bounded for endless inputs: the dedupe map holds only the groups pending
+  in this batch; a finished fingerprint is remembered in a least-recently-used window of
+  :data:`RECENT_TASKS` (10,000: its first key and task id, ~0.3 KB each), and its typed
+  report in a smaller one of :data:`RECENT_REPORTS` (64: a typed report takes ~100 KB
+  in memory for ~30 KB of JSON, so ~6 MB at most; 256 grew a soak's RSS by 26 MB). Most
+  duplicates arrive while their group is pending, which costs nothing. A later one
+  takes the report from the window (no call), or past it from the cache if there is one
+  (no call), or else polls the finished task once (one poll instead of a submit);
+* a :class:`~fto_async.cache.ReportCache` answers a request whose report is younger than
+  its ``max_age`` with no call (``Outcome.from_cache``, ``cached_at``); every successful
+  report polled is stored in it (failed tasks, errors and ``unknown`` submits never are);
+* journaled, a duplicate row is recorded ``submitted`` with its group's task id (or the
+  cached report's) and ``attempts`` 0 (:meth:`~fto_async.journal.Journal.mark_shared`),
+  then ``done`` with the shared report: a resume polls that task once for the whole
+  group and never resubmits a shared row.
+
+An item may carry its fingerprint: ``Item(key, request, fingerprint=...)`` (the CLI does,
+for a local image uploaded under a temporary URL: the fingerprint uses the file's hash).
+
 A ``stop`` event ends a batch gracefully: no new submissions, in-flight submits finish
 (and are journaled), then the iteration ends without waiting for pending tasks.
 """
@@ -44,8 +71,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
+from collections import OrderedDict
 from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Iterable
-from typing import TYPE_CHECKING, Any, Literal, Protocol, TypeAlias, TypedDict, Unpack
+from typing import TYPE_CHECKING, Any, Final, Literal, Protocol, TypeAlias, TypedDict, Unpack
 
 import attrs
 
@@ -60,20 +88,24 @@ from .errors import (
     UnknownSubmissionError,
     may_have_created_task,
 )
-from .fingerprint import wire_fingerprint
+from .fingerprint import request_fingerprint, wire_fingerprint
 from .models import FollowUpResult, ImageSearchReport, Request, RiskLevel, TaskKind, request_kind
 from .polling import PendingTask, PollScheduler
 from .ratelimit import RateGateProtocol
 from .transport import BeforeSend, TransportStats
 
-if TYPE_CHECKING:  # only for annotations: the journal is handed in by the caller
+if TYPE_CHECKING:  # only for annotations: the journal and cache are handed in by the caller
+    from .cache import ReportCache
     from .followup import FollowUp
     from .journal import Journal
 
 __all__ = [
+    "RECENT_REPORTS",
+    "RECENT_TASKS",
     "BatchClient",
     "BatchOptions",
     "Fingerprinter",
+    "Item",
     "Items",
     "Outcome",
     "Progress",
@@ -85,8 +117,36 @@ __all__ = [
     "wait_many",
 ]
 
+#: Finished fingerprints a batch remembers (first key and task id) for later duplicates.
+RECENT_TASKS: Final = 10_000
+#: Finished fingerprints whose typed reports a batch keeps for later duplicates (LRU).
+RECENT_REPORTS: Final = 64
+
+
+@attrs.frozen
+class Item:
+    """One input item: its key, its request and, optionally, its fingerprint.
+
+    Usage: ``screen_many([Item("sku-1", request), Item("sku-2", request, fingerprint=fp)])``.
+    Plain requests and ``(key, request)`` pairs work too; an ``Item`` is needed only to
+    hand over a precomputed fingerprint, e.g. for a request whose ``url`` is a temporary
+    upload URL of a local file: ``request_fingerprint(request, image_sha256=image_digest(data))``.
+
+    Attributes:
+        key: the item's key (as in a ``(key, request)`` pair).
+        request: an ``ImageSearchRequest`` or ``WorkflowRequest``.
+        fingerprint: its :func:`~fto_async.fingerprint.request_fingerprint`; ``None``
+            (default) computes it from ``request``.
+    """
+
+    key: Any
+    request: Request
+    fingerprint: str | None = None
+
+
 Items: TypeAlias = (
-    Iterable[Request | tuple[Any, Request]] | AsyncIterable[Request | tuple[Any, Request]]
+    Iterable[Request | tuple[Any, Request] | Item]
+    | AsyncIterable[Request | tuple[Any, Request] | Item]
 )
 TaskIds: TypeAlias = Iterable[str | tuple[Any, str]] | AsyncIterable[str | tuple[Any, str]]
 
@@ -142,6 +202,10 @@ class Outcome:
         resumed: the outcome comes from a journal of an earlier run (no call was made).
         follow_ups: one :class:`~fto_async.FollowUpResult` per patent the ``follow_up``
             option compared 1-vs-1 (see :mod:`fto_async.followup`); empty without it.
+        shared_with: the key of the item whose task answered this one (an equal request
+            in the same batch), else ``None``.
+        from_cache: the report comes from the :class:`~fto_async.cache.ReportCache`.
+        cached_at: epoch seconds when that cached report was stored (else ``None``).
     """
 
     key: Any
@@ -154,6 +218,14 @@ class Outcome:
     polls: int = 0
     resumed: bool = False
     follow_ups: tuple[FollowUpResult, ...] = ()
+    shared_with: Any = None
+    from_cache: bool = False
+    cached_at: float | None = None
+
+    @property
+    def cache_age(self) -> float | None:
+        """Seconds the cached report was old when this outcome was decided."""
+        return None if self.cached_at is None else max(0.0, self.completed_at - self.cached_at)
 
     @property
     def ok(self) -> bool:
@@ -189,6 +261,8 @@ class Progress:
         follow_ups_running: 1-vs-1 follow-ups started and not ended (``follow_up`` option).
         follow_ups_done: follow-ups ended with a report (resumed ones included).
         follow_ups_failed: follow-ups ended with an error.
+        shared: outcomes answered by another item's task or report (no call of their own).
+        from_cache: requests answered by the report cache (cache hits; no call).
     """
 
     read: int
@@ -208,6 +282,8 @@ class Progress:
     follow_ups_running: int = 0
     follow_ups_done: int = 0
     follow_ups_failed: int = 0
+    shared: int = 0
+    from_cache: int = 0
 
     @property
     def finished(self) -> int:
@@ -238,6 +314,8 @@ class BatchOptions(TypedDict, total=False):
     stop: asyncio.Event | None
     fingerprint: Fingerprinter | None
     follow_up: FollowUp | None
+    dedupe: bool
+    cache: ReportCache | None
 
 
 @attrs.frozen(kw_only=True)
@@ -257,6 +335,8 @@ class _Options:
     stop: asyncio.Event | None = None
     fingerprint: Fingerprinter | None = None
     follow_up: FollowUp | None = None
+    dedupe: bool = True
+    cache: ReportCache | None = None
 
     @classmethod
     def of(cls, options: BatchOptions) -> _Options:
@@ -283,6 +363,8 @@ class _Counters:
     not_attempted: int = 0
     resumed: int = 0
     resubmitted_unknown: int = 0
+    shared: int = 0
+    from_cache: int = 0
 
     def count(self, outcome: Outcome) -> None:
         if outcome.error is None:
@@ -307,6 +389,8 @@ async def _pairs(items: Iterable[Any] | AsyncIterable[Any]) -> AsyncIterator[tup
 
 
 def _pair(item: Any, position: int) -> tuple[Any, Any]:
+    if isinstance(item, Item):
+        return item.key, item
     if isinstance(item, tuple) and len(item) == 2:
         return item[0], item[1]
     return position, item
@@ -320,30 +404,25 @@ class _Journaling:
     """
 
     def __init__(
-        self, journal: Journal, client: BatchClient, counters: _Counters, unknown_policy: str,
-        fingerprint: Fingerprinter | None = None,
+        self, journal: Journal, client: BatchClient, counters: _Counters, unknown_policy: str
     ) -> None:
         self.journal = journal
         self.client = client
         self.counters = counters
         self.unknown_policy = unknown_policy
-        self.fingerprint = fingerprint
-
-    def _fingerprint(self, key: Any, request: Request, body: dict[str, Any]) -> str | None:
-        if self.fingerprint is not None:
-            return self.fingerprint(key, request)
-        return wire_fingerprint(request_kind(request), body)
 
     async def resume(
-        self, key: Any, request: Request, position: int
+        self, key: Any, request: Request, position: int, fingerprint: str | None
     ) -> Outcome | PendingTask | None:
         """What the journal holds for one item: an outcome to yield without a call, a task
-        to poll, or ``None`` when the item must be submitted now."""
+        to poll, or ``None`` when the item must be submitted now.
+
+        ``fingerprint`` is the item's (``None``: unknown, so the record is kept as it is).
+        """
         journal, counters = self.journal, self.counters
         row = journal.get(str(key))
         kind = request_kind(request)
         body = self.client.encode_request(request)
-        fingerprint = self._fingerprint(key, request, body)
         if row is None:
             await journal.add_pending(str(key), position, body, kind, fingerprint=fingerprint)
             return None
@@ -390,6 +469,15 @@ class _Journaling:
             await journal.reset_to_pending(str(key))
         return None
 
+    async def shared(self, key: Any, task_id: str) -> None:
+        await self.journal.mark_shared(str(key), task_id)
+
+    async def shared_failed(self, key: Any, exc: FtoError) -> None:
+        """A duplicate whose group's submit failed: recorded like its first item."""
+        if not (exc.fatal or exc.retryable or may_have_created_task(exc)):
+            await self.journal.mark_failed(str(key), str(exc), type(exc).__name__)
+        # else it stays `pending`: the next run submits its group again
+
     async def sending(self, key: Any) -> None:
         await self.journal.mark_submitting(str(key))
 
@@ -416,6 +504,39 @@ class _Journaling:
         )):
             await self.journal.mark_failed(str(key), str(error), type(error).__name__)
         # timeouts, fatal and transient errors leave the task `submitted`: the next run polls it
+
+
+@attrs.define
+class _Member:
+    """Private: a duplicate waiting for its group's task."""
+
+    key: Any
+    request: Request
+    journaled: bool = False  # recorded `submitted` with the group's task id
+
+
+@attrs.define
+class _Group:
+    """Private: the items of one fingerprint pending in a batch (one task answers all)."""
+
+    fingerprint: str
+    key: Any  # the first item's, the one that submits
+    request: Request
+    task_id: str | None = None
+    retried: bool = False
+    members: list[_Member] = attrs.Factory(list)
+    shared_with: Any = None  # a finished task polled again for a later duplicate: its key
+
+
+@attrs.frozen
+class _Recent:
+    """Private: a finished fingerprint's answer, for later duplicates in the batch."""
+
+    key: Any
+    task_id: str
+    kind: TaskKind
+    submitted_at: float | None
+    cached_at: float | None
 
 
 class _Batch:
@@ -459,11 +580,19 @@ class _Batch:
         self.counters = _Counters()
         self.journaling = (
             None if options.journal is None
-            else _Journaling(options.journal, client, self.counters, options.unknown_policy,
-                             options.fingerprint)
+            else _Journaling(options.journal, client, self.counters, options.unknown_policy)
         )
+        self.fingerprinter = options.fingerprint
         self.stop = options.stop
         self.stopping = False
+        # Dedupe: the batch asks for submits, so only it may share them.
+        self.dedupe = options.dedupe and poll_after_submit
+        self.cache = options.cache if poll_after_submit else None
+        self.groups: dict[str, _Group] = {}  # fingerprint -> its group pending here
+        self.by_task: dict[str, _Group] = {}  # task id -> its group, while polled
+        self.recent: OrderedDict[str, _Recent] = OrderedDict()  # LRU, RECENT_TASKS
+        self.reports: OrderedDict[str, ImageSearchReport] = OrderedDict()  # RECENT_REPORTS
+        self.followers = 0  # duplicates waiting in groups (bounded by max_pending)
 
     # -- progress -------------------------------------------------------------------
 
@@ -480,6 +609,7 @@ class _Batch:
             resumed=c.resumed, resubmitted_unknown=c.resubmitted_unknown,
             calls=self.client.stats.calls, retries=self.client.retries,
             rate=self.client.gate.rate, elapsed=elapsed, total=self.total, eta=eta,
+            shared=c.shared, from_cache=c.from_cache,
         )
 
     async def _report_progress(self, stop: asyncio.Event) -> None:
@@ -571,8 +701,11 @@ class _Batch:
 
     async def feed_requests(self, items: Items, submits: asyncio.TaskGroup) -> None:
         pairs = _pairs(items)
-        async for key, request in pairs:
+        async for key, value in pairs:
             self.counters.read += 1
+            request, fingerprint = (
+                (value.request, value.fingerprint) if isinstance(value, Item) else (value, None)
+            )
             if not isinstance(request, Request):
                 got = type(request).__name__
                 err = InvalidRequestError(
@@ -580,21 +713,192 @@ class _Batch:
                 )
                 await self.emit(Outcome(key, None, None, None, err))
                 continue
+            if fingerprint is None:  # the item's identity, for sharing and the cache
+                fingerprint = request_fingerprint(request)
             if self.journaling is not None:
-                found = await self.journaling.resume(key, request, self.counters.read - 1)
+                # What the journal compares with its record: the same rule, unless the
+                # ``fingerprint`` option says otherwise (``None``: keep the record).
+                checked = (fingerprint if self.fingerprinter is None
+                           else self.fingerprinter(key, request))
+                found = await self.journaling.resume(
+                    key, request, self.counters.read - 1, checked
+                )
                 if isinstance(found, Outcome):
+                    if fingerprint is not None and found.ok:
+                        self._remember(fingerprint, found)
                     await self.emit(found)
                     continue
                 if found is not None:
-                    self.scheduler.add(found)
+                    if fingerprint is None or not await self._resume_shared(found, fingerprint):
+                        self._track(found, fingerprint, request)
+                        self.scheduler.add(found)
+                    continue
+            if fingerprint is not None:
+                if await self._share(key, request, fingerprint):
+                    continue
+                if await self._from_cache(key, request, fingerprint):
                     continue
             if not await self._admit():
                 await self._skip_rest(pairs)
                 return
+            group = None
+            if fingerprint is not None:
+                group = _Group(fingerprint, key, request)
+                if self.dedupe:
+                    self.groups[fingerprint] = group
             self.counters.submitting += 1
-            submits.create_task(self._submit(key, request))
+            submits.create_task(self._submit(key, request, group))
 
-    async def _submit(self, key: Any, request: Request) -> None:
+    # -- sharing: duplicates in the batch, the report cache ---------------------------
+
+    def _track(self, task: PendingTask, fingerprint: str | None, request: Request) -> None:
+        """Register a resumed task as its fingerprint's group (its duplicates join it)."""
+        if fingerprint is None:
+            return
+        group = _Group(fingerprint, task.key, request, task_id=task.task_id)
+        self.by_task[task.task_id] = group
+        if self.dedupe and fingerprint not in self.groups:
+            self.groups[fingerprint] = group
+
+    async def _resume_shared(self, task: PendingTask, fingerprint: str) -> bool:
+        """A resumed shared row: join its group's task, or take its finished report."""
+        if not self.dedupe:
+            return False
+        group = self.groups.get(fingerprint)
+        if group is not None and group.task_id == task.task_id:
+            group.members.append(_Member(task.key, task.request, journaled=True))
+            self.followers += 1
+            return True
+        recent = self.recent.get(fingerprint)
+        report = self.reports.get(fingerprint)
+        if recent is not None and report is not None and recent.task_id == task.task_id:
+            if self.journaling is not None:
+                await self.journaling.result(task.key, report, None)
+            await self._emit_shared(task.key, task.request, recent, report)
+            return True
+        return False
+
+    async def _share(self, key: Any, request: Request, fingerprint: str) -> bool:
+        """Answer a duplicate from its pending group or a recent report; False if none."""
+        if not self.dedupe:
+            return False
+        if fingerprint in self.groups:
+            while (self.followers >= self.max_pending and self.fatal is None
+                   and not self.stopping):  # fmt: skip
+                self.room.clear()
+                await self.room.wait()
+        group = self.groups.get(fingerprint)
+        if group is not None:
+            member = _Member(key, request)
+            group.members.append(member)
+            self.followers += 1
+            if group.task_id is not None and self.journaling is not None:
+                member.journaled = True
+                await self.journaling.shared(key, group.task_id)
+            return True
+        recent = self.recent.get(fingerprint)
+        if recent is None:
+            return False
+        self.recent.move_to_end(fingerprint)
+        report = self.reports.get(fingerprint)
+        if report is None and self.cache is not None:
+            report = await self._cached_report(fingerprint, request)  # no call
+        if report is None:
+            # Past the report window: poll the finished task once, for this row.
+            if self.journaling is not None:
+                await self.journaling.shared(key, recent.task_id)
+            group = _Group(fingerprint, key, request, task_id=recent.task_id,
+                           shared_with=recent.key)  # fmt: skip
+            self.by_task[recent.task_id] = self.groups[fingerprint] = group
+            self.scheduler.add(PendingTask(key, recent.task_id, recent.kind, request,
+                                           submitted_wall=recent.submitted_at))  # fmt: skip
+            return True
+        if fingerprint in self.reports:
+            self.reports.move_to_end(fingerprint)
+        if self.journaling is not None:
+            await self.journaling.shared(key, recent.task_id)
+            await self.journaling.result(key, report, None)
+        await self._emit_shared(key, request, recent, report)
+        return True
+
+    async def _emit_shared(
+        self, key: Any, request: Request, recent: _Recent, report: ImageSearchReport
+    ) -> None:
+        self.counters.shared += 1
+        await self.emit(Outcome(
+            key, request, recent.task_id, report, None, submitted_at=recent.submitted_at,
+            shared_with=recent.key, from_cache=recent.cached_at is not None,
+            cached_at=recent.cached_at,
+        ))  # fmt: skip
+
+    async def _from_cache(self, key: Any, request: Request, fingerprint: str) -> bool:
+        """Answer an item from the report cache; False on a miss."""
+        if self.cache is None:
+            return False
+        hit = await self.cache.get(fingerprint)
+        if hit is None:
+            return False
+        try:
+            report = self.client.decode_report(hit.report, request_kind(request))
+        except FtoError:
+            return False  # an unreadable entry: screen the item again
+        task_id = hit.task_id or "cached"
+        if self.journaling is not None:
+            await self.journaling.shared(key, task_id)
+            await self.journaling.result(key, report, None)
+        self.counters.from_cache += 1
+        outcome = Outcome(key, request, task_id, report, None, from_cache=True,
+                          cached_at=hit.created_at)  # fmt: skip
+        self._remember(fingerprint, outcome)
+        await self.emit(outcome)
+        return True
+
+    async def _cached_report(self, fingerprint: str, request: Request) -> ImageSearchReport | None:
+        assert self.cache is not None
+        hit = await self.cache.get(fingerprint)
+        if hit is None:
+            return None
+        try:
+            return self.client.decode_report(hit.report, request_kind(request))
+        except FtoError:
+            return None
+
+    def _remember(self, fingerprint: str, outcome: Outcome) -> None:
+        if not self.dedupe or outcome.report is None or outcome.task_id is None:
+            return
+        self.recent[fingerprint] = _Recent(outcome.key, outcome.task_id, _kind_of(outcome),
+                                           outcome.submitted_at, outcome.cached_at)  # fmt: skip
+        self.recent.move_to_end(fingerprint)
+        if len(self.recent) > RECENT_TASKS:
+            self.recent.popitem(last=False)
+        self.reports[fingerprint] = outcome.report
+        self.reports.move_to_end(fingerprint)
+        if len(self.reports) > RECENT_REPORTS:
+            self.reports.popitem(last=False)
+
+    def _ungroup(self, group: _Group) -> list[_Member]:
+        """Take a finished group out of the batch; return its waiting duplicates."""
+        if self.groups.get(group.fingerprint) is group:
+            del self.groups[group.fingerprint]
+        members, group.members = group.members, []
+        self.followers -= len(members)
+        self.room.set()
+        return members
+
+    async def _fail_group(self, group: _Group | None, exc: FtoError) -> None:
+        """The group's submit failed for good: each waiting duplicate gets the same error."""
+        if group is None:
+            return
+        for member in self._ungroup(group):
+            if self.journaling is not None:
+                await self.journaling.shared_failed(member.key, exc)
+            self.counters.shared += 1
+            await self.emit(Outcome(member.key, member.request, None, None, exc,
+                                    shared_with=group.key))  # fmt: skip
+
+    # -- submitting (continued) -------------------------------------------------------
+
+    async def _submit(self, key: Any, request: Request, group: _Group | None = None) -> None:
         journaling = self.journaling
         me = asyncio.current_task()
         assert me is not None
@@ -611,24 +915,38 @@ class _Batch:
                     await journaling.sending(key)
 
         try:
-            try:
-                task_id = await self.client.submit(request, before_send=before_send)
-            except asyncio.CancelledError:
-                if not sent and self.fatal is not None:
-                    self.counters.not_attempted += 1  # cancelled by stop_for, never sent
-                raise
-            except FtoError as exc:
-                if journaling is not None:
-                    await journaling.submit_failed(key, exc, sent)
-                if exc.fatal:
-                    self.stop_for(exc)
-                await self.emit(Outcome(key, request, None, None, exc))
-                return
+            while True:
+                try:
+                    task_id = await self.client.submit(request, before_send=before_send)
+                    break
+                except asyncio.CancelledError:
+                    if not sent and self.fatal is not None:
+                        self.counters.not_attempted += 1  # cancelled by stop_for, never sent
+                    raise
+                except FtoError as exc:
+                    if journaling is not None:
+                        await journaling.submit_failed(key, exc, sent)
+                    if exc.fatal:
+                        self.stop_for(exc)
+                    if self._retry_group(group, exc):
+                        sent = False  # its row is `pending` again: the retry journals anew
+                        self.unsent.add(me)
+                        continue
+                    await self.emit(Outcome(key, request, None, None, exc))
+                    await self._fail_group(group, exc)
+                    return
             if not self.poll_after_submit:
                 await self.emit(Outcome(key, request, task_id, None, None))
                 return
             if journaling is not None:
                 await journaling.submitted(key, task_id)
+            if group is not None:
+                group.task_id = task_id
+                self.by_task[task_id] = group
+                for member in list(group.members):  # those who came while it was in flight
+                    if journaling is not None and not member.journaled:
+                        member.journaled = True
+                        await journaling.shared(member.key, task_id)
             loop = asyncio.get_running_loop()
             self.scheduler.add(
                 PendingTask(key, task_id, request_kind(request), request, submitted_at=loop.time())
@@ -638,6 +956,18 @@ class _Batch:
             self.counters.submitting -= 1
             self.submit_slots.release()
             self.room.set()
+
+    def _retry_group(self, group: _Group | None, exc: FtoError) -> bool:
+        """Whether the group makes its one retry (duplicates wait; the error is transient
+        and cannot have created a task; the batch goes on)."""
+        if group is None or not group.members or group.retried:
+            return False
+        if not exc.retryable or exc.fatal or may_have_created_task(exc):
+            return False
+        if self.fatal is not None or self.stopping:
+            return False
+        group.retried = True
+        return True
 
     async def feed_task_ids(
         self, task_ids: TaskIds, kind: TaskKind, submits: asyncio.TaskGroup
@@ -675,11 +1005,35 @@ class _Batch:
             await self.scheduler.abort(error)  # polling is refused too: end the rest now
         if self.journaling is not None and task.request is not None:
             await self.journaling.result(task.key, report, error)
+        group = self.by_task.pop(task.task_id, None) if self.by_task else None
+        shared_with = None if group is None else group.shared_with
+        if shared_with is not None:
+            self.counters.shared += 1
         outcome = Outcome(
             task.key, task.request, task.task_id, report if error is None else None, error,
-            submitted_at=task.submitted_wall, polls=task.polls,
+            submitted_at=task.submitted_wall, polls=task.polls, shared_with=shared_with,
         )
+        if group is not None and outcome.ok:
+            assert outcome.report is not None
+            if self.cache is not None:
+                await self.cache.put(group.fingerprint, task.kind, dict(outcome.report.raw),
+                                     task.task_id)  # fmt: skip
+            self._remember(group.fingerprint, outcome)
         await self.emit(outcome)
+        if group is None:
+            return
+        for member in self._ungroup(group):
+            if self.journaling is not None:
+                await self.journaling.result(member.key, outcome.report, error)
+            self.counters.shared += 1
+            await self.emit(Outcome(
+                member.key, member.request, task.task_id, outcome.report, error,
+                submitted_at=task.submitted_wall, shared_with=group.key,
+            ))  # fmt: skip
+
+
+def _kind_of(outcome: Outcome) -> TaskKind:
+    return "image_search" if outcome.request is None else request_kind(outcome.request)
 
 
 async def _drive(
@@ -761,6 +1115,11 @@ def screen_many(
             patents 1-vs-1 before its outcome is yielded (``Outcome.follow_ups``). Only
             through :meth:`FtoClient.screen_many` (the stage needs the AI67 methods):
             see :func:`fto_async.followup.screen_with_follow_ups`.
+        dedupe: share one task among items with equal fingerprints (default True; see
+            the module docstring for single flight, retries and the bounded windows).
+        cache: a :class:`~fto_async.cache.ReportCache`: a report younger than its
+            ``max_age`` answers an item with no call, and every report polled is stored
+            (default ``None``: no cache).
 
     Raises:
         BatchAbortedError: after the last outcome, when a fatal error stopped the batch.
@@ -781,7 +1140,8 @@ def submit_many(
 ) -> AsyncIterator[tuple[Any, str | FtoError]]:
     """Submit every request; yield ``(key, task_id)`` or ``(key, error)`` as each returns.
 
-    Options as for :func:`screen_many` (``poll`` and ``max_pending`` do not apply).
+    Options as for :func:`screen_many` (``poll``, ``max_pending``, ``dedupe`` and
+    ``cache`` do not apply: every item asks for its own task id).
     """
     batch = _Batch(client, _Options.of(options), shape=_submit_result, poll_after_submit=False)
     return _drive(batch, lambda submits: batch.feed_requests(items, submits))

@@ -31,6 +31,11 @@ Each row keeps its request's fingerprint (:mod:`fto_async.fingerprint`; ``None``
 written before schema 2, "unknown": never taken as a match nor as a change) and the
 number of the last run whose input held it (:meth:`Journal.stamp_run`), so a reader can
 leave out rows that are no longer in the catalog.
+    pending ─> submitted           mark_shared: another row's task (or a cached report) answers it
+
+A *shared* row holds the task id of the row (or cached report) that answers the same
+request, and ``attempts`` 0: it never made a submit of its own, so a resume polls (or
+reads) that task and never resubmits it.
 
 Durability: ``journal_mode=WAL`` with ``synchronous=NORMAL``: a commit survives the
 death of the process (SIGKILL, OOM, Ctrl-C), which is the contract; a power loss may
@@ -307,6 +312,7 @@ _ORDER = operator.itemgetter(1, 0)  # a _Rec's (seq, key)
 _ALLOWED: dict[str, frozenset[ItemState]] = {
     "mark_submitting": frozenset({_S.PENDING}),
     "mark_submitted": frozenset({_S.SUBMITTING, _S.UNKNOWN}),
+    "mark_shared": frozenset({_S.PENDING}),
     "mark_submit_failed": frozenset({_S.PENDING, _S.SUBMITTING}),
     "mark_unknown": frozenset({_S.SUBMITTING, _S.UNKNOWN}),
     "mark_done": frozenset({_S.SUBMITTED, _S.FAILED, _S.DONE}),
@@ -633,6 +639,12 @@ class Journal:
         """``submitting|unknown -> submitted`` with ``task_id``, committed before return."""
         rec = self._base(key, "mark_submitted")
         await self._change(rec, _S.SUBMITTED, True, task_id=task_id, submitted_at=time.time())
+
+    async def mark_shared(self, key: str, task_id: str) -> None:
+        """``pending -> submitted`` with the task id of an equal request (lazy): the row
+        shares that task and never submits (``attempts`` stays 0)."""
+        rec = self._base(key, "mark_shared")
+        await self._change(rec, _S.SUBMITTED, False, task_id=task_id, submitted_at=time.time())
 
     async def mark_submit_failed(
         self, key: str, error: str, error_type: str, retry_later: bool

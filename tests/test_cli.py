@@ -28,7 +28,8 @@ from tests._shared import PNG
 
 ROOT = Path(__file__).resolve().parent.parent
 SAMPLE = ROOT / "fto_async" / "data" / "sample_catalog.csv"
-SAMPLE_ROWS, SAMPLE_BAD = 41, 3
+SAMPLE_ROWS, SAMPLE_BAD = 45, 3
+SAMPLE_DUPLICATES = 4  # rows of the sample that repeat another row's image and options
 FAST = ["--time-scale", "0.001"]
 
 
@@ -95,7 +96,8 @@ async def test_full_run_then_rerun_pays_nothing_twice(emu, env, tmp_path, capsys
             assert rec["highest_risk"] in ("High", "Medium", "Low", None)
         else:
             assert rec["error"]
-    assert len(emu.stats.submits) == SAMPLE_ROWS - SAMPLE_BAD
+    # the duplicate rows share their twin's task: one submit per distinct request
+    assert len(emu.stats.submits) == SAMPLE_ROWS - SAMPLE_BAD - SAMPLE_DUPLICATES
     calls = emu.stats.count()
     captured = capsys.readouterr()
     assert "Rows by result" in captured.out
@@ -131,8 +133,9 @@ async def test_dry_run_makes_no_call(emu, env, tmp_path, capsys):
     assert not out.exists()
     assert not (tmp_path / "r.jsonl.journal.db").exists()
     captured = capsys.readouterr()
-    good = SAMPLE_ROWS - SAMPLE_BAD
+    good = SAMPLE_ROWS - SAMPLE_BAD - SAMPLE_DUPLICATES
     assert f"about {2 * good} (submits {good}" in captured.out
+    assert f"{SAMPLE_ROWS} rows, {good} distinct requests, 0 from cache" in captured.out
     assert "10 QPS" in captured.out
     assert "line 26: TOY-073" in captured.err
 
@@ -249,7 +252,7 @@ async def test_quota_mid_run_exits_3_then_resumes(emu, env, tmp_path, capsys):
 async def test_image_path_rows_are_uploaded_once(emu, env, tmp_path):
     """Local images are uploaded lazily, and a rerun uploads nothing again."""
     for i in range(3):
-        (tmp_path / f"p{i}.png").write_bytes(PNG)
+        (tmp_path / f"p{i}.png").write_bytes(PNG + bytes([i]))  # three distinct files
     path = catalog(tmp_path, [f"L{i},p{i}.png,US" for i in range(3)] + ["L9,missing.png,US"],
                    header="sku,image_path,country")
     out = tmp_path / "r.jsonl"
@@ -260,6 +263,25 @@ async def test_image_path_rows_are_uploaded_once(emu, env, tmp_path):
     assert await cli("screen", str(path), "--out", str(out), *FAST) == 1
     assert emu.stats.count(upload, 0) == 3
     assert len(emu.stats.submits) == 3
+
+
+async def test_equal_local_files_are_uploaded_once_and_share_a_task(emu, env, tmp_path, capsys):
+    """Three files with the same bytes (other names, other SKUs): one upload, one task."""
+    for i in range(3):
+        (tmp_path / f"p{i}.png").write_bytes(PNG)
+    rows = [f"L{i},p{i}.png,US" for i in range(3)] + ["L3,p0.png,EU"]
+    path = catalog(tmp_path, rows, header="sku,image_path,country")
+    out = tmp_path / "r.jsonl"
+    assert await cli("screen", str(path), "--out", str(out), "--dry-run") == 0
+    dry = capsys.readouterr().out
+    assert "submits 2, polls ~2, uploads 1" in dry
+    assert await cli("screen", str(path), "--out", str(out), *FAST) == 0
+    assert emu.stats.count("/image-search/image-upload", 0) == 1
+    assert len(emu.stats.submits) == 2  # US and EU are two questions about one file
+    recs = records(out)
+    assert [r["status"] for r in recs] == ["done"] * 4
+    assert recs[0]["task_id"] == recs[1]["task_id"] == recs[2]["task_id"] != recs[3]["task_id"]
+    assert "4 rows, 2 distinct requests, 0 from cache" in capsys.readouterr().out
 
 
 async def test_workflow_sends_local_images_as_base64(emu, env, tmp_path):
@@ -349,6 +371,8 @@ async def test_demo_runs_and_exits_0(monkeypatch, tmp_path, capsys):
     assert "Demo files in" in out
     (folder,) = tmp_path.glob("fto-async-demo-*")
     assert len(records(folder / "results.jsonl")) == 45
+    assert "45 rows, 38 distinct requests, 0 from cache" in out  # the sample's 4 duplicates
+    assert "4 rows shared an equal row's task" in out
 
 
 def test_help_exits_0(capsys):

@@ -530,3 +530,21 @@ async def test_a_schema_1_journal_is_migrated(path: Path) -> None:
         await journal.replace("a", 0, REQUEST, "image_search", fingerprint="v1:x")
     assert raw(path, "SELECT value FROM meta WHERE key = 'schema_version'") == [("3",)]
     assert raw(path, "SELECT key, task_id FROM history") == [("a", "t")]
+
+
+async def test_mark_shared_takes_the_group_task_without_an_attempt(path: Path) -> None:
+    """pending -> submitted through mark_shared keeps attempts 0, survives a reopen, and
+    is refused for a row that already submitted."""
+    async with await Journal.open(path) as journal:
+        await journal.add_pending("a", 0, REQUEST, "image_search")
+        await journal.add_pending("b", 1, REQUEST, "image_search")
+        await journal.mark_shared("b", "t-1")
+        await journal.mark_submitting("a")
+        with pytest.raises(InvalidTransitionError):
+            await journal.mark_shared("a", "t-1")
+    async with await Journal.open(path) as journal:
+        row = journal.get("b")
+        assert row is not None
+        assert (row.state, row.task_id, row.attempts) == (S.SUBMITTED, "t-1", 0)
+        assert journal.recovered_unknown == 1  # only "a" was mid-submit
+        await journal.mark_done("b", {"highest_risk": "low"})

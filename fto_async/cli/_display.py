@@ -300,6 +300,10 @@ class Summary:
     out: Path
     journal: Path
     notes: Sequence[tuple[str, str]] = ()  #: extra footer lines (label, text)
+    distinct: int = 0
+    from_cache: int = 0
+    shared: int = 0
+    cache: str = "off"
 
 
 _RISK_ROWS: Final = (("High", "high risk"), ("Medium", "medium risk"), ("Low", "low risk"),
@@ -351,7 +355,12 @@ def summary_sections(summary: Summary) -> tuple[list[Section], list[tuple[str, s
             + [["total", f"{fu.total()}{high}"]],
         ))  # fmt: skip
     footer = [
-        ("calls used", f"{summary.calls} (uploads {summary.uploads})"),
+        ("requests", f"{tally.rows} rows, {summary.distinct} distinct requests, "
+                     f"{summary.from_cache} from cache, calls used {summary.calls} "
+                     f"(uploads {summary.uploads})"
+                     + (f"; {summary.shared} rows shared an equal row's task or report, "
+                        "no call of their own" if summary.shared else "")),
+        ("cache", summary.cache),
         ("retries", str(summary.retries)),
         ("ambiguous submits", ambiguous),
         ("wall time", format_duration(summary.elapsed)),

@@ -6,6 +6,7 @@ Usage::
     fto-async screen products.csv --out results.jsonl      # again: resumes, pays nothing twice
     fto-async screen products.csv --out results.jsonl --dry-run
     fto-async screen products.csv --out results.jsonl --follow-up high:3   # + 1-vs-1 (AI67)
+    fto-async screen products.csv --out results.jsonl --max-age 12h   # or --no-cache
     fto-async status results.jsonl.journal.db
     fto-async export results.jsonl.journal.db --format csv --out results.csv
     fto-async export results.jsonl.journal.db --all   # also rows no longer in the catalog
@@ -32,8 +33,10 @@ import argparse
 import asyncio
 import contextlib
 import csv
+import hashlib
 import io
 import os
+import re
 import shlex
 import sys
 import tempfile
@@ -42,10 +45,15 @@ from collections import Counter
 from collections.abc import Callable, Iterator
 from importlib import resources
 from pathlib import Path
-from typing import Any, TextIO
+from typing import Any, Final, TextIO
+from urllib.parse import urlsplit
 
+import platformdirs
+
+from ..cache import ReportCache
 from ..client import FtoClient
 from ..config import (
+    DEFAULT_BASE_URL,
     DEFAULT_QPS,
     DEFAULT_SUBMIT_LATENCY,
     PollConfig,
@@ -63,12 +71,14 @@ from ._paths import clash, sqlite_files
 from ._report import add_report_command, export_xlsx, html_path
 from ._results import INVALID_TYPE, atomic_write, records_from_journal, write_csv, write_jsonl
 from ._screen import (
+    CACHE_SLACK,
     EXIT_OK,
     EXIT_ROWS,
     EXIT_USAGE,
     Job,
     last_run,
     open_journal,
+    row_identity,
     run_screen,
     say_error,
     stored_fingerprint,
@@ -87,7 +97,35 @@ CATALOG is a CSV file with a header, or JSONL (.jsonl/.ndjson) with the same fie
 Bad rows are reported with their line number and skipped. Results go to --out (one
 JSON object per row) and a journal (default OUT.journal.db): rerun the same command
 after an interruption to resume without paying for anything twice.
+
+Never paying twice: rows asking the same question (same image, same options; a local
+image by its file's hash) share one task, and finished reports are kept in a cache
+(default: a file per platform in the user cache folder) for --max-age, so screening
+the catalog again next week costs no call for what did not change.
 """
+
+_DURATION: Final = re.compile(r"\s*(\d+(?:\.\d+)?)\s*([smhdw]?)\s*", re.IGNORECASE)
+_UNITS: Final = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+DEFAULT_MAX_AGE: Final = "7d"
+
+
+def parse_duration(text: str) -> float:
+    """Seconds in ``7d``, ``12h``, ``30m``, ``3600s`` or ``3600`` (argparse type)."""
+    match = _DURATION.fullmatch(text)
+    if match is None:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not a duration: use a number with s, m, h, d or w, e.g. 7d or 12h"
+        )
+    return float(match.group(1)) * _UNITS[match.group(2).lower()]
+
+
+def default_cache_path(base_url: str | None) -> Path:
+    """The default report cache file: one per platform (its host), in the user cache folder
+    (``platformdirs.user_cache_path``: ``$XDG_CACHE_HOME/fto-async`` on Linux)."""
+    parts = urlsplit(base_url or DEFAULT_BASE_URL)
+    host = re.sub(r"[^A-Za-z0-9.-]+", "_", parts.netloc or "platform")[:60]
+    tag = hashlib.sha256((base_url or DEFAULT_BASE_URL).encode()).hexdigest()[:8]
+    return platformdirs.user_cache_path("fto-async") / f"reports-{host}-{tag}.db"
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -120,6 +158,15 @@ def build_parser() -> argparse.ArgumentParser:
                         help="share the account's QPS and daily limit with every process "
                              "through Redis (default: PATSNAP_REDIS_URL; a password in the "
                              "URL is never printed)")
+    screen.add_argument("--cache", type=Path, metavar="PATH",
+                        help="report cache file (default: one per platform in the user "
+                             "cache folder, e.g. ~/.cache/fto-async/)")
+    screen.add_argument("--max-age", type=parse_duration, default=DEFAULT_MAX_AGE,
+                        metavar="AGE",
+                        help="reuse cached reports younger than AGE, e.g. 7d, 12h, 3600s "
+                             f"(default {DEFAULT_MAX_AGE})")
+    screen.add_argument("--no-cache", action="store_true",
+                        help="neither read nor write the report cache")
     screen.add_argument("--unknown", choices=("resubmit", "skip"), default="resubmit",
                         help="rows an earlier run may have submitted before it died "
                              "(default resubmit)")
@@ -221,9 +268,23 @@ def _prepare(args: argparse.Namespace) -> Job | None:
     if refused is not None:
         say_error(refused)
         return None
+    cache: Path | None = None
+    if not args.no_cache:
+        try:
+            base_url = args.base_url or str(env_settings().get("base_url") or "") or None
+        except ConfigurationError as exc:
+            say_error(str(exc))
+            return None
+        cache = args.cache or default_cache_path(base_url)
+        others = {"the catalog": args.catalog, "--out": args.out, "the journal": journal}
+        for name, other in others.items():
+            if cache.expanduser().resolve() == Path(other).expanduser().resolve():
+                say_error(f"--cache: {cache} is {name}; give the cache a file of its own")
+                return None
     return Job(catalog, total, args.out, journal, unknown_policy=args.unknown,
                resume=shlex.join(["fto-async", *map(redact_url_credentials, args.argv)]),
-               report=not args.no_report, follow_up=args.follow_up)  # fmt: skip
+               report=not args.no_report, follow_up=args.follow_up, cache=cache,
+               max_age=args.max_age)  # fmt: skip
 
 
 def _output_clash(catalog: Catalog, out: Path, journal: Path) -> str | None:
@@ -294,7 +355,13 @@ async def _dry_run(job: Job, args: argparse.Namespace) -> int:
     journal = await open_journal(job.journal, readonly=True) if job.journal.exists() else None
     if job.journal.exists() and journal is None:
         return EXIT_USAGE
+    # Read-only: a missing cache file is not created by a dry run.
+    cache = (ReportCache(job.cache, max_age=job.max_age)
+             if job.cache is not None and job.cache.is_file() else None)  # fmt: skip
     count: Counter[str] = Counter()
+    seen: set[str] = set()  # fingerprints answered in this run (as the batch shares them)
+    distinct: set[str] = set()  # every good row's fingerprint
+    uploaded: set[str] = set()  # files uploaded in this run (by digest)
     try:
         for row in job.catalog.rows():
             count["rows"] += 1
@@ -315,24 +382,49 @@ async def _dry_run(job: Job, args: argparse.Namespace) -> int:
                 count["changed"] += 1  # the run screens it again
                 jrow = None
             state = jrow.state if jrow is not None else None
+            try:
+                fingerprint, digest = await row_identity(row)
+            except (OSError, InvalidRequestError) as exc:
+                if state not in (ItemState.DONE, ItemState.SUBMITTED, ItemState.FAILED):
+                    count["invalid"] += 1
+                    sys.stderr.write(f"line {row.line}: {row.key}: cannot read the image "
+                                     f"({exc})\n")  # fmt: skip
+                    continue
+                fingerprint, digest = f"row:{row.jkey}", None  # as the run does
+            distinct.add(fingerprint)
             if state is ItemState.DONE or (
                 state is ItemState.FAILED and jrow is not None and jrow.error_type != INVALID_TYPE
             ):
                 count["finished"] += 1
                 count["reported"] += state is ItemState.DONE  # may still need its follow-ups
+                if state is ItemState.DONE:
+                    seen.add(fingerprint)  # the batch remembers its report for duplicates
                 continue
             if job.unknown_policy == "skip" and state in (ItemState.UNKNOWN,
                                                           ItemState.SUBMITTING):
                 count["skipped_unknown"] += 1  # left alone: neither submitted nor polled
                 continue
+            if fingerprint in seen:
+                count["shared"] += 1  # shares the task (or report) of an equal row
+                continue
+            seen.add(fingerprint)
             count["polls"] += 1  # the scheduler's aim: one poll per task
             if state is ItemState.SUBMITTED:
                 continue
+            if cache is not None and await cache.get(fingerprint,
+                                                     max_age=job.max_age - CACHE_SLACK):
+                count["cached"] += 1
+                count["polls"] -= 1
+                continue
             count["submits"] += 1
-            count["uploads"] += row.image_path is not None and not row.workflow
+            if digest is not None and not row.workflow and digest not in uploaded:
+                uploaded.add(digest)
+                count["uploads"] += 1
     finally:
         if journal is not None:
             await journal.close()
+        if cache is not None:
+            await cache.aclose()
     calls = count["submits"] + count["polls"] + count["uploads"]
     # Follow-ups depend on the reports: none, or up to N per row, a submit and a poll each.
     follow_up_max = (count["polls"] + count["reported"]) * job.follow_up.top * 2 \
@@ -346,6 +438,8 @@ async def _dry_run(job: Job, args: argparse.Namespace) -> int:
           if count["skipped_unknown"] else []),
         *([["changed since the last run (submitted again)", str(count["changed"])]]
           if count["changed"] else []),
+        ["shared with an equal row", str(count["shared"])],
+        ["from the cache", str(count["cached"])],
         ["to submit", str(count["submits"])],
     ])]  # fmt: skip
     footer = [
@@ -357,10 +451,19 @@ async def _dry_run(job: Job, args: argparse.Namespace) -> int:
                                 f"at {job.follow_up.min_risk.value} risk or above, a submit "
                                 "and a poll each; depends on the reports)")]
           if job.follow_up is not None else []),
+        ("requests", f"{count['rows']} rows, {len(distinct)} distinct requests, "
+                     f"{count['cached']} from cache, calls needed {calls}"),
+        ("cache", _cache_line(job)),
         ("output", str(job.out)), ("journal", str(job.journal)),
     ]  # fmt: skip
     render_sections(sections, footer, sys.stdout)
     return EXIT_ROWS if count["invalid"] else EXIT_OK
+
+
+def _cache_line(job: Job) -> str:
+    if job.cache is None:
+        return "off (--no-cache)"
+    return f"{job.cache} (reports younger than {format_duration(job.max_age)})"
 
 
 # -- status and export --------------------------------------------------------------------
@@ -386,7 +489,9 @@ async def _status(path: Path) -> int:
         failures: Counter[str] = Counter()
         oldest: tuple[float, str, str] | None = None
         last = 0.0
+        shared = 0  # rows answered by another row's task or a cached report (attempts 0)
         for row in journal.rows():
+            shared += row.task_id is not None and row.attempts == 0
             name = str(row.state)
             if row.state is ItemState.FAILED:
                 name = "invalid" if row.error_type == INVALID_TYPE else "failed"
@@ -415,6 +520,9 @@ async def _status(path: Path) -> int:
                                 [[k, str(n)] for k, n in failures.most_common()]))
     now = time.time()
     footer = [("last activity", f"{format_duration(now - last)} ago" if last else "never")]
+    if shared:
+        footer.append(("shared", f"{shared} rows share the task of an equal row or a cached "
+                                 "report (never submitted by themselves)"))
     if oldest is not None:
         footer.append(("oldest unfinished task", f"{oldest[1]} (task {oldest[2]}), submitted "
                                               f"{format_duration(now - oldest[0])} ago"))
@@ -512,7 +620,8 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     out = folder / "results.jsonl"
     job = Job(catalog, catalog.scan(), out, folder / "results.jsonl.journal.db",
               resume="fto-async demo (a demo does not resume; it starts afresh)",
-              follow_up=FollowUp(min_risk=RiskLevel.HIGH, top=1))  # fmt: skip
+              follow_up=FollowUp(min_risk=RiskLevel.HIGH, top=1),
+              cache=folder / "reports.cache.db")  # fmt: skip  # never the user's cache
     config = EmulatorConfig(time_scale=scale, qps=20, fail_rate=0.05, task_duration_sigma=0.4,
                             seed=7)  # fmt: skip
 

@@ -17,6 +17,11 @@ A row the journal holds from before fingerprints (schema 1) is compared by its s
 request when it has an image URL; one with a local image cannot be checked: its result
 is kept and the summary says so. A ``done`` row whose local image has gone keeps its
 result (the summary says how many).
+
+Never paying twice: each row is handed over as an :class:`~fto_async.batch.Item` with its
+fingerprint (a local image by its file's SHA-256, not by its temporary upload URL), so
+equal rows share one task; a local file is uploaded once per run (its URL reused while
+``expire`` allows), and not at all when the report cache answers its row.
 """
 
 from __future__ import annotations
@@ -34,7 +39,8 @@ from typing import Final, Literal, TextIO
 
 import attrs
 
-from ..batch import screen_many
+from ..batch import Item, screen_many
+from ..cache import ReportCache
 from ..client import FtoClient
 from ..errors import (
     AuthenticationError,
@@ -54,8 +60,8 @@ from ._catalog import PLACEHOLDER_URL, Catalog, CatalogError, Row
 from ._display import ProgressView, Summary, clean, render_sections, summary_sections
 from ._results import INVALID_TYPE, Tally, invalid_body, write_output
 
-__all__ = ["EXIT_FATAL", "EXIT_OK", "EXIT_ROWS", "EXIT_STOPPED", "EXIT_USAGE", "Job",
-           "last_run", "open_journal", "run_screen", "say_error",
+__all__ = ["CACHE_SLACK", "EXIT_FATAL", "EXIT_OK", "EXIT_ROWS", "EXIT_STOPPED", "EXIT_USAGE",
+           "Job", "last_run", "open_journal", "row_identity", "run_screen", "say_error",
            "stored_fingerprint"]  # fmt: skip
 
 EXIT_OK: Final = 0  #: every row done
@@ -65,8 +71,11 @@ EXIT_FATAL: Final = 3  #: a fatal platform error (quota, credentials) stopped th
 EXIT_STOPPED: Final = 130  #: stopped by Ctrl-C or SIGTERM
 
 _PAST_PENDING: Final = frozenset({ItemState.DONE, ItemState.SUBMITTED, ItemState.FAILED})
-#: A P010 URL older than its ``expire`` minus this margin is uploaded again for a follow-up.
-_UPLOAD_MARGIN: Final = 600.0
+#: Seconds of max-age a local-image row's cache hit must have left for its upload to be
+#: skipped (the batch reads the cache again a moment later and must hit too).
+CACHE_SLACK: Final = 60.0
+_UPLOAD_LIFETIME: Final = 32_400.0  # seconds an upload URL lives when ``expire`` is absent
+_UPLOAD_MARGIN: Final = 600.0  # an upload URL is reused only with this much life left
 
 
 @attrs.frozen
@@ -81,6 +90,8 @@ class Job:
         tty: force (or forbid) terminal rendering; ``None`` asks the streams.
         report: write the HTML report ``OUT.html`` beside ``out`` at the end.
         follow_up: 1-vs-1 follow-ups of each row's riskiest matches (``--follow-up``).
+        cache: the report cache file (``None``: no cache). max_age: seconds a cached
+            report stays good.
     """
 
     catalog: Catalog
@@ -92,6 +103,34 @@ class Job:
     tty: bool | None = None
     report: bool = True
     follow_up: FollowUp | None = None
+    cache: Path | None = None
+    max_age: float = 7 * 86400.0
+
+
+def _unreadable(row: Row, exc: Exception) -> str:
+    if isinstance(exc, OSError) and row.image_path is not None:
+        return f"image_path: cannot read {row.image_path.name} ({exc})"
+    return str(exc)
+
+
+def _past_pending(jrow: JournalRow | None) -> bool:
+    return jrow is not None and jrow.state in _PAST_PENDING
+
+
+async def row_identity(row: Row) -> tuple[str, str | None]:
+    """A good row's request fingerprint and, for an ``image_path`` row, its file's digest.
+
+    Raises:
+        OSError: the image file cannot be read. InvalidRequestError: it is no image.
+    """
+    if row.image_path is None:
+        assert row.request is not None
+        return request_fingerprint(row.request), None
+    data = await asyncio.to_thread(row.image_path.read_bytes)
+    digest = image_digest(data)
+    if row.workflow:  # sent as base64: the fingerprint hashes the same bytes
+        return request_fingerprint(row.make_request(image=data)), digest
+    return request_fingerprint(row.make_request(url=PLACEHOLDER_URL), image_sha256=digest), digest
 
 
 def say_error(message: str) -> None:
@@ -128,12 +167,6 @@ def stored_fingerprint(row: Row, jrow: JournalRow) -> str | None:
     return wire_fingerprint(kind, jrow.request)
 
 
-def _file_digest(path: Path) -> str:
-    """The :func:`~fto_async.fingerprint.image_digest` of a file (bounded by the image
-    size rule the catalog checked)."""
-    return image_digest(path.read_bytes())
-
-
 @contextlib.contextmanager
 def _signal_handlers(callback: Callable[[], None]) -> Iterator[None]:
     """Route SIGINT and SIGTERM to ``callback`` while in the block (main thread only)."""
@@ -168,9 +201,13 @@ class _Run:
     """Private: the state of one run (signals, uploads, the fatal error)."""
 
     def __init__(
-        self, job: Job, client: FtoClient, journal: Journal, view: ProgressView
+        self, job: Job, client: FtoClient, journal: Journal, view: ProgressView,
+        cache: ReportCache | None = None,
     ) -> None:
         self.job = job
+        self.cache = cache
+        self.distinct: set[str] = set()  # fingerprints of the good rows (for the summary)
+        self.upload_urls: dict[str, tuple[str, float]] = {}  # digest -> (url, good until)
         self.client = client
         self.journal = journal
         self.view = view
@@ -216,10 +253,12 @@ class _Run:
             self.client, self.items(), journal=self.journal, stop=self.stop,
             unknown_policy=self.job.unknown_policy, on_progress=self.view.update,
             progress_interval=0.25, count_remaining=False, fingerprint=self.fingerprint_of,
+            cache=self.cache,
         ) if self.job.follow_up is None else screen_with_follow_ups(
             self.client, self.items(), journal=self.journal, stop=self.stop,
             unknown_policy=self.job.unknown_policy, on_progress=self.view.update,
             progress_interval=0.25, count_remaining=False, fingerprint=self.fingerprint_of,
+            cache=self.cache,
             follow_up=attrs.evolve(self.job.follow_up, image_url=self.follow_up_image),
         )  # fmt: skip
         try:
@@ -258,7 +297,7 @@ class _Run:
 
     # -- the input of the batch -------------------------------------------------------
 
-    async def items(self) -> AsyncIterator[tuple[str, ImageSearchRequest | WorkflowRequest]]:
+    async def items(self) -> AsyncIterator[Item]:
         try:
             for n, row in enumerate(self.job.catalog.rows()):
                 if self.stop.is_set():
@@ -277,24 +316,31 @@ class _Run:
                     await self.journal.reset_to_pending(row.jkey)  # the row was fixed
                     jrow = self.journal.get(row.jkey)
                 try:
-                    computed = await self._fingerprint(row)
-                except OSError as exc:  # the image went away after the scan
-                    if self._is_done(row):
-                        self.gone += 1
-                    else:
-                        name = row.image_path.name if row.image_path else "?"
-                        await self._invalid(row, f"image_path: cannot read {name} ({exc})")
-                    continue
-                fingerprint, jrow = await self._reconcile(row, jrow, computed)
-                request = row.request or await self._image_request(row, jrow)
+                    fingerprint, digest = await row_identity(row)
+                except (OSError, InvalidRequestError) as exc:
+                    if self._is_done(row):  # the image went away after the scan
+                        self.gone += 1  # its result stays: the image is not needed again
+                        continue
+                    if not _past_pending(jrow):
+                        await self._invalid(row, _unreadable(row, exc))
+                        continue
+                    # Its task is known: no upload needed. A fingerprint of its own keeps
+                    # it from sharing anything through the placeholder URL, and the
+                    # journal's record is kept as it is (nothing to compare it with).
+                    fingerprint, digest, checked = f"row:{row.jkey}", None, None
+                else:
+                    checked, jrow = await self._reconcile(row, jrow, fingerprint)
+                self.distinct.add(fingerprint)
+                request = row.request or await self._image_request(row, jrow, fingerprint,
+                                                                   digest)  # fmt: skip
                 if request is None:
                     continue
                 if jrow is None:
                     body = self.client.encode_request(request)
                     await self.journal.add_pending(row.jkey, row.line, body, row.kind,
-                                                   fingerprint=fingerprint)  # fmt: skip
-                self.fingerprints[row.jkey] = fingerprint
-                yield row.jkey, request
+                                                   fingerprint=checked)  # fmt: skip
+                self.fingerprints[row.jkey] = checked  # what the journal compares
+                yield Item(row.jkey, request, fingerprint=fingerprint)  # what shares a task
         except CatalogError as exc:  # the file changed under us
             self.catalog_error = exc
             self.stop.set()
@@ -302,14 +348,6 @@ class _Run:
     def _is_done(self, row: Row) -> bool:
         jrow = self.journal.get(row.jkey)
         return jrow is not None and jrow.state is ItemState.DONE
-
-    async def _fingerprint(self, row: Row) -> str:
-        """The row's request fingerprint; a local image by its bytes' SHA-256 (off-loop)."""
-        if row.request is not None:
-            return request_fingerprint(row.request)
-        assert row.image_path is not None
-        digest = await asyncio.to_thread(_file_digest, row.image_path)
-        return request_fingerprint(row.make_request(url=PLACEHOLDER_URL), image_sha256=digest)
 
     async def _reconcile(
         self, row: Row, jrow: JournalRow | None, fingerprint: str
@@ -351,9 +389,10 @@ class _Run:
                                        row.kind)  # fmt: skip
 
     async def _image_request(
-        self, row: Row, jrow: JournalRow | None
+        self, row: Row, jrow: JournalRow | None, fingerprint: str, digest: str | None
     ) -> ImageSearchRequest | WorkflowRequest | None:
-        """The request of an ``image_path`` row: uploaded (or read) only when needed."""
+        """The request of an ``image_path`` row: uploaded (or read) only when needed, and
+        a file uploaded once per run (by its digest) while its URL lives."""
         state = jrow.state if jrow is not None else None
         skip_unknown = self.job.unknown_policy == "skip" and state in (
             ItemState.UNKNOWN, ItemState.SUBMITTING
@@ -363,15 +402,26 @@ class _Run:
             self.images[row.jkey] = (row.image_path, None, 0.0)  # uploaded if followed up
         if state in _PAST_PENDING or skip_unknown:
             return row.make_request(url=PLACEHOLDER_URL)  # never sent: the journal has it
+        assert row.image_path is not None
+        assert digest is not None
         try:
             if row.workflow:
                 data = await asyncio.to_thread(row.image_path.read_bytes)
                 return row.make_request(image=data)
+            if self.cache is not None and await self.cache.get(
+                fingerprint, max_age=self.job.max_age - CACHE_SLACK
+            ):
+                return row.make_request(url=PLACEHOLDER_URL)  # the batch's cache hit
+            known = self.upload_urls.get(digest)
+            if known is not None and time.monotonic() < known[1]:
+                return row.make_request(url=known[0])
             uploaded = await self.client.upload_image(row.image_path)
             self.uploads += 1
             if self.job.follow_up is not None:  # reused by its follow-ups while fresh
                 expires = time.monotonic() + float(uploaded.expire or 0)
                 self.images[row.jkey] = (row.image_path, uploaded.url, expires)
+            life = float(uploaded.expire) if uploaded.expire else _UPLOAD_LIFETIME
+            self.upload_urls[digest] = (uploaded.url, time.monotonic() + life - _UPLOAD_MARGIN)
             return row.make_request(url=uploaded.url)
         except OSError as exc:
             await self._invalid(row, f"image_path: cannot read {row.image_path.name} ({exc})")
@@ -400,13 +450,19 @@ async def run_screen(job: Job, make_client: Callable[[], FtoClient]) -> int:
             say_error("set PATSNAP_API_KEY, or PATSNAP_CLIENT_ID and PATSNAP_CLIENT_SECRET "
                  "(and PATSNAP_BASE_URL / PATSNAP_QPS if needed)")  # fmt: skip
         return EXIT_USAGE
+    cache = await _open_cache(job)
+    if cache is False:
+        await client.aclose()
+        return EXIT_USAGE
     journal = await open_journal(job.journal)
     if journal is None:
         await client.aclose()
+        if cache is not None:
+            await cache.aclose()
         return EXIT_USAGE
     started = time.monotonic()
     view = ProgressView(job.total, tty=job.tty)
-    run = _Run(job, client, journal, view)
+    run = _Run(job, client, journal, view, cache)
     if journal.recovered_unknown:
         view.log(f"{journal.recovered_unknown} rows were mid-submit when the last run died: "
                  f"{'resubmitting' if job.unknown_policy == 'resubmit' else 'skipping'} them")
@@ -434,6 +490,8 @@ async def run_screen(job: Job, make_client: Callable[[], FtoClient]) -> int:
     finally:
         with contextlib.suppress(RuntimeError):
             await journal.close()
+        if cache is not None:
+            await cache.aclose()
     if isinstance(out_error, CatalogError):
         say_error(f"cannot rebuild the output from the catalog: {out_error}")
         say_error(f"the journal {job.journal} keeps every result; fix the catalog, then "
@@ -452,6 +510,9 @@ async def run_screen(job: Job, make_client: Callable[[], FtoClient]) -> int:
         recovered_unknown=journal.recovered_unknown, uploads=run.uploads,
         elapsed=time.monotonic() - started, out=job.out, journal=job.journal,
         notes=_notes(run),
+        distinct=len(run.distinct), from_cache=latest.from_cache if latest else 0,
+        shared=latest.shared if latest else 0,
+        cache=_cache_text(job),
     ))  # fmt: skip
     if report is not None:
         sys.stdout.write(f"report:            {report}\n")
@@ -488,6 +549,30 @@ def _notes(run: _Run) -> list[tuple[str, str]]:
                       "images that cannot be compared with what was screened; results kept "
                       "(delete the journal to screen them again)"))
     return notes
+
+
+async def _open_cache(job: Job) -> ReportCache | Literal[False] | None:
+    """The run's report cache (``None``: off), or ``False`` after saying why it cannot open."""
+    if job.cache is None:
+        return None
+    cache = ReportCache(job.cache, max_age=job.max_age)
+    try:
+        await cache.get("v1:probe")  # creates the file and its table, or fails now
+        if cache.last_error is not None:
+            raise cache.last_error
+    except (OSError, sqlite3.Error, RuntimeError) as exc:
+        await cache.aclose()
+        say_error(f"cannot open the report cache {job.cache}: {exc} (or run with --no-cache)")
+        return False
+    return cache
+
+
+def _cache_text(job: Job) -> str:
+    if job.cache is None:
+        return "off (--no-cache)"
+    days = job.max_age / 86400
+    age = f"{days:g} d" if days >= 1 else f"{job.max_age / 3600:g} h"
+    return f"{job.cache} (reports younger than {age} reused)"
 
 
 def _print_summary(job: Job, summary: Summary) -> None:
