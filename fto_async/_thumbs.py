@@ -23,14 +23,14 @@ import os
 import sqlite3
 import threading
 import time
-from concurrent.futures import Future
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Final, TypeAlias
 
 from . import _report_cards
 from ._report_cards import ENCODER, is_thumbnail_uri
 
-__all__ = ["ThumbCache", "cache_path"]
+__all__ = ["ThumbCache", "Warmer", "cache_path"]
 
 Key: TypeAlias = tuple[str, int, int, int, str]
 _MEMORY: Final = 2048  # thumbnails kept in memory (about 1 KB each)
@@ -213,3 +213,38 @@ class ThumbCache:
             self._flush()
             self._disable()
             self._path = None
+
+
+class Warmer:
+    """Fills a cache in the background, one thread, while a screening run waits on the
+    platform, so the report at the end of the run finds its thumbnails made.
+
+    :meth:`add` never blocks and never raises (a file that fails is left to the report);
+    :meth:`close` waits for what was added, then writes the cache.
+    """
+
+    def __init__(self, path: str | os.PathLike[str], px: int) -> None:
+        self._cache = ThumbCache(path)
+        self._px = px
+        self._seen: set[Path] = set()
+        self._pool = ThreadPoolExecutor(1, thread_name_prefix="fto-thumbs")
+
+    def add(self, path: Path) -> None:
+        """Make ``path``'s thumbnail soon (once per path)."""
+        if path not in self._seen:
+            self._seen.add(path)
+            self._pool.submit(self._make, path)
+
+    def _make(self, path: Path) -> None:
+        with contextlib.suppress(Exception):  # the report tries again and says nothing
+            self._cache.thumbnail(path, self._px)
+
+    def close(self) -> None:
+        """Wait for the thumbnails asked for (the report would make them anyway)."""
+        self._pool.shutdown(wait=True)
+        self._cache.close()
+
+    def abandon(self) -> None:
+        """Drop what was not started (after an error); keep what is made."""
+        self._pool.shutdown(wait=False, cancel_futures=True)
+        self._cache.close()

@@ -12,8 +12,11 @@ The file works offline and alone: styles and the small script are inline, a stri
 Content-Security-Policy allows no host and only the script and style whose hashes it
 names, and the only things loaded from elsewhere are the product and patent images, from
 their own ``http(s)`` URLs, lazily. Local product images and the platform's line drawings
-are embedded as small thumbnails, after Pillow decodes them (never a file as it is).
-Every string from the catalog or the platform is escaped by Jinja2's autoescape.
+are embedded as small thumbnails, after Pillow decodes them (never a file as it is);
+given ``thumb_cache``, a local image's thumbnail is kept for the next report (see
+:mod:`fto_async._thumbs`). Every string from the catalog or the platform is escaped by
+Jinja2's autoescape. The script sits before the cards: the filters work while a large
+file is still being parsed.
 
 The DOM has stable hooks for scripts and tests: each row is an ``article.card`` with
 ``data-key`` and ``data-risk`` (``high``, ``medium``, ``low``, ``none``, ``failed``,

@@ -21,7 +21,7 @@ import sys
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
-from typing import Final, Literal, TextIO
+from typing import TYPE_CHECKING, Final, Literal, TextIO
 
 import attrs
 
@@ -42,6 +42,9 @@ from ..models import ImageSearchRequest, WorkflowRequest
 from ._catalog import PLACEHOLDER_URL, Catalog, CatalogError, Row
 from ._display import ProgressView, Summary, render_sections, summary_sections
 from ._results import INVALID_TYPE, Tally, invalid_body, write_output
+
+if TYPE_CHECKING:
+    from .._thumbs import Warmer
 
 __all__ = ["EXIT_FATAL", "EXIT_OK", "EXIT_ROWS", "EXIT_STOPPED", "EXIT_USAGE", "Job",
            "open_journal", "run_screen", "say_error"]  # fmt: skip
@@ -139,6 +142,13 @@ class _Run:
         self.fatal: FtoError | None = None
         self.catalog_error: CatalogError | None = None
         self.work: asyncio.Task[None] | None = None
+        # The report's thumbnails of local images are made while the platform works.
+        self.warmer: Warmer | None = None
+        if job.report:
+            from .._report_cards import DEFAULT_PX  # Pillow: only when a report is asked for
+            from .._thumbs import Warmer, cache_path
+
+            self.warmer = Warmer(cache_path(job.out), DEFAULT_PX)
 
     def on_signal(self) -> None:
         self.signals += 1
@@ -182,6 +192,8 @@ class _Run:
                 if not row.ok:
                     await self._invalid(row, row.error or "invalid")
                     continue
+                if row.image_path is not None and self.warmer is not None:
+                    self.warmer.add(row.image_path)
                 jrow = self.journal.get(row.jkey)
                 if jrow is not None and jrow.state is ItemState.FAILED \
                         and jrow.error_type == INVALID_TYPE:
@@ -280,8 +292,12 @@ async def run_screen(job: Job, make_client: Callable[[], FtoClient]) -> int:
                         raise
                     hard = True
         tally = write_output(job.catalog, journal, job.out)
+        if run.warmer is not None:
+            await asyncio.to_thread(run.warmer.close)
         report = _write_report(job, client.stats.calls)
     finally:
+        if run.warmer is not None:
+            run.warmer.abandon()  # (closed already unless the run raised)
         with contextlib.suppress(RuntimeError):
             await journal.close()
     latest = view.latest

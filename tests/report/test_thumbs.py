@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import json
 import os
 import re
 import sqlite3
@@ -15,6 +17,7 @@ from fto_async import _report_cards, report
 from fto_async._report_cards import ENCODER
 from fto_async._thumbs import ThumbCache, cache_path
 from fto_async.cli import main
+from fto_async.emulator import Emulator, EmulatorConfig
 from fto_async.report import Product, write_html
 from tests.report.conftest import product_png
 
@@ -199,3 +202,35 @@ def test_screen_keeps_thumbnails_for_the_report_command(screened, tmp_path, deco
     assert decodes == [] or all(name == "bytes" for name in decodes)  # line drawings only
     assert _SRC.search(out.read_text("utf-8"))
     assert main(["report", str(screened["journal"]), "--out", str(cache)]) == 2
+
+
+async def test_screen_makes_the_thumbnails_while_it_runs(tmp_path, monkeypatch):
+    """Each local image is decoded once, on the warming thread during the run: the
+    report at the end of the run finds every thumbnail made."""
+    made: list[tuple[str, str]] = []
+    real = _report_cards.thumbnail
+
+    def counting(source: Any, size: int, **kwargs: Any) -> str | None:
+        if isinstance(source, Path):
+            made.append((source.name, threading.current_thread().name))
+        return real(source, size, **kwargs)
+
+    monkeypatch.setattr(_report_cards, "thumbnail", counting)
+    paths = _photos(tmp_path, 3)
+    rows = [{"sku": f"L{n}", "title": f"t{n}", "image_path": p.name, "country": "US"}
+            for n, p in enumerate(paths)] + [{"sku": "L9", "title": "again",
+                                              "image_path": paths[0].name, "country": "US"}]
+    catalog = tmp_path / "catalog.jsonl"
+    catalog.write_text("".join(json.dumps(r) + "\n" for r in rows), "utf-8")
+    out = tmp_path / "r.jsonl"
+    config = EmulatorConfig(time_scale=0.001, qps=None, seed=3)
+    async with Emulator(config) as emu:
+        monkeypatch.setenv("PATSNAP_API_KEY", "sk-demo")
+        monkeypatch.setenv("PATSNAP_BASE_URL", emu.base_url)
+        for name in ("PATSNAP_CLIENT_ID", "PATSNAP_CLIENT_SECRET"):
+            monkeypatch.delenv(name, raising=False)
+        code = await asyncio.to_thread(main, [
+            "screen", str(catalog), "--out", str(out), "--time-scale", "0.001"])
+    assert code == 0
+    assert sorted(made) == sorted((p.name, "fto-thumbs_0") for p in paths)
+    assert len(_SRC.findall((tmp_path / "r.jsonl.html").read_text("utf-8"))) == 4
