@@ -14,8 +14,9 @@ invalid rows, as ``fto-async screen`` writes them to its JSONL. Scenarios:
 * local, distinct files, first: every row has its own file (hard links to those 50, so
   each is a distinct path: every one is decoded, scaled and encoded), with an empty
   thumbnail cache file, as the first report of a ``screen`` run.
-* local, distinct files, rerun: the same again, the cache file now full, as every later
-  report of the same catalog (a rerun or a resumed run) is.
+* local, distinct files, cached: the same again, the cache file now full, as every later
+  report of the same catalog (a rerun or a resumed run) is, and as ``screen``'s own
+  report is: ``screen`` fills the cache on a background thread while the platform works.
 
 First paint is Chromium's ``first-contentful-paint`` of the file (image requests are
 answered at once with a tiny PNG; the bounds are for a local file, not the network).
@@ -165,7 +166,7 @@ def main() -> None:
         cache = folder / "distinct.thumbs.db"
         scenarios = [("url", None, None), ("local, 50 shared files", images, None),
                      ("local, distinct files, first", distinct, cache),
-                     ("local, distinct files, rerun", distinct, cache)]  # fmt: skip
+                     ("local, distinct files, cached", distinct, cache)]  # fmt: skip
         for n, (scenario, files, thumbs) in enumerate(scenarios):
             recs = records(args.rows, files)
             source = folder / f"s{n}.jsonl"

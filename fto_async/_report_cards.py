@@ -27,7 +27,7 @@ from .journal import ItemState, JournalRow
 
 __all__ = [
     "DEFAULT_PX", "ENCODER", "RISKS", "Product", "Tally", "card", "has_local_image",
-    "is_thumbnail_uri", "most", "thumbnail", "web_url",
+    "is_thumbnail_uri", "local_image", "most", "thumbnail", "web_url",
 ]  # fmt: skip
 
 #: ``data-risk`` values, in the report's order, with their labels.
@@ -318,6 +318,16 @@ def card(
         "operate_date": inner.get("operate_date") if isinstance(
             inner.get("operate_date"), int) else None,
     }  # fmt: skip
+
+
+def local_image(source: JournalRow | Mapping[str, Any], product: Product | None) -> Path | None:
+    """The local image file the row's card embeds, if it names one."""
+    if product is not None and product.image_path is not None:
+        return product.image_path
+    if isinstance(source, JournalRow):
+        return None
+    path = source.get("image_path")
+    return Path(path) if isinstance(path, str) and path else None
 
 
 def has_local_image(source: JournalRow | Mapping[str, Any], product: Product | None) -> bool:

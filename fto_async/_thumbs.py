@@ -101,6 +101,19 @@ class ThumbCache:
             return None
         return db
 
+    def ready(self, path: Path | None, px: int) -> bool:
+        """Whether :meth:`thumbnail` would answer from the cache (no decoding)."""
+        key = None if path is None else self._key(path, px)
+        return key is not None and self._get(key) is not None
+
+    def _key(self, path: Path, px: int) -> Key | None:
+        try:
+            resolved = path.resolve(strict=True)
+            stat = resolved.stat()
+        except (OSError, RuntimeError, ValueError):
+            return None
+        return (str(resolved), stat.st_size, stat.st_mtime_ns, px, ENCODER)
+
     def thumbnail(self, path: Path, px: int) -> str | None:
         """``thumbnail(path, px)``, from the cache when the file has not changed."""
         try:

@@ -50,7 +50,16 @@ import attrs
 import jinja2
 from markupsafe import Markup
 
-from ._report_cards import DEFAULT_PX, RISKS, Product, Tally, card, has_local_image, most
+from ._report_cards import (
+    DEFAULT_PX,
+    RISKS,
+    Product,
+    Tally,
+    card,
+    has_local_image,
+    local_image,
+    most,
+)
 from ._thumbs import ThumbCache
 from .journal import Journal, JournalRow
 
@@ -210,9 +219,10 @@ def _cards(
 ) -> Iterator[dict[str, Any]]:
     """The cards' values in row order.
 
-    A row with a local image is built on a worker thread (Pillow decodes, scales and
-    encodes without the GIL, so such catalogs use every core); the rest are built here,
-    where threads would only fight over the GIL. The window of futures keeps the order
+    A row with a local image to decode is built on a worker thread (Pillow decodes,
+    scales and encodes without the GIL, so such catalogs use every core); the rest, and
+    rows whose thumbnail is cached, are built here, where threads would only fight over
+    the GIL. The window of futures keeps the order
     and bounds memory: at most ``_WINDOW`` cards wait for the writer.
     """
     with ThreadPoolExecutor(_WORKERS, thread_name_prefix="fto-report") as pool:
@@ -220,12 +230,14 @@ def _cards(
         for row in rows:
             key = row.key if isinstance(row, JournalRow) else str(row.get("key"))
             product = None if products is None else products.get(key)
-            if has_local_image(row, product):
+            if has_local_image(row, product) and not thumbs.ready(
+                    local_image(row, product), thumb_px):  # fmt: skip
                 window.append(pool.submit(card, row, product, thumb_px=thumb_px,
                                           thumbs=thumbs.thumbnail))  # fmt: skip
             else:
                 done: Future[dict[str, Any]] = Future()
-                done.set_result(card(row, product, thumb_px=thumb_px))
+                done.set_result(card(row, product, thumb_px=thumb_px,
+                                     thumbs=thumbs.thumbnail))  # fmt: skip
                 window.append(done)
             if len(window) >= _WINDOW:
                 yield window.popleft().result()
