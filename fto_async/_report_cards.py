@@ -92,7 +92,7 @@ def thumbnail(source: bytes | Path, size: int, *, line_art: bool = False) -> str
     The image must decode with Pillow (JPEG, PNG, GIF or WebP); it is always re-encoded
     (WebP, else JPEG; PNG for ``line_art``), so the URI holds only bytes we wrote. A JPEG
     is decoded at a reduced scale (``draft``) and any image is shrunk by an integer factor
-    (``reduce``) before the LANCZOS pass; Pillow does all three without the GIL.
+    (``reduce``) before the LANCZOS pass; Pillow decodes and scales without the GIL.
     """
     try:
         if isinstance(source, Path):
