@@ -50,7 +50,7 @@ _MAX_IMAGE_BYTES: Final = 32 * 1024 * 1024  # never read more than this for a th
 _MAX_PIXELS: Final = 64_000_000  # nor decode a larger image (a decompression bomb)
 _WEBP: Final = bool(features.check("webp"))
 _WEBP_QUALITY: Final = 50
-_JPEG_QUALITY: Final = 68
+_JPEG_QUALITY: Final = 72
 #: Changes whenever :func:`thumbnail` would encode the same image differently (a cache key).
 ENCODER: Final = (f"thumb-2 pillow-{PIL.__version__} "
                   f"{'webp' if _WEBP else 'jpeg'}-{_WEBP_QUALITY if _WEBP else _JPEG_QUALITY}")
@@ -240,11 +240,11 @@ def _match(item: Mapping[str, Any], images: Mapping[str, Mapping[str, Any]]) -> 
 def card(
     source: JournalRow | Mapping[str, Any], product: Product | None, *,
     thumb_px: int = DEFAULT_PX, thumbs: Callable[[Path, int], str | None] = thumbnail,
-) -> dict[str, Any]:
+) -> dict[str, Any]:  # fmt: skip
     """The template's values for one result row (see the module docstring).
 
     ``thumbs(path, px)`` makes a local product image's thumbnail (a cache may answer).
-    """  # fmt: skip
+    """
     request: Mapping[str, Any] = {}
     if isinstance(source, JournalRow):
         request = source.request

@@ -219,11 +219,11 @@ def _cards(
 ) -> Iterator[dict[str, Any]]:
     """The cards' values in row order.
 
-    A row with a local image to decode is built on a worker thread (Pillow decodes,
-    scales and encodes without the GIL, so such catalogs use every core); the rest, and
-    rows whose thumbnail is cached, are built here, where threads would only fight over
-    the GIL. The window of futures keeps the order
-    and bounds memory: at most ``_WINDOW`` cards wait for the writer.
+    A row with a local image to decode is built on a worker thread (Pillow decodes and
+    scales without the GIL, so such catalogs use every core); the rest, and rows whose
+    thumbnail is cached, are built here, where threads would only fight over the GIL.
+    The window of futures keeps the order and bounds memory: at most ``_WINDOW`` cards
+    wait for the writer.
     """
     with ThreadPoolExecutor(_WORKERS, thread_name_prefix="fto-report") as pool:
         window: collections.deque[Future[dict[str, Any]]] = collections.deque()
