@@ -12,8 +12,11 @@ The file works offline and alone: styles and the small script are inline, a stri
 Content-Security-Policy allows no host and only the script and style whose hashes it
 names, and the only things loaded from elsewhere are the product and patent images, from
 their own ``http(s)`` URLs, lazily. Local product images and the platform's line drawings
-are embedded as small thumbnails, after Pillow decodes them (never a file as it is).
-Every string from the catalog or the platform is escaped by Jinja2's autoescape.
+are embedded as small thumbnails, after Pillow decodes them (never a file as it is);
+given ``thumb_cache``, a local image's thumbnail is kept for the next report (see
+:mod:`fto_async._thumbs`). Every string from the catalog or the platform is escaped by
+Jinja2's autoescape. The script sits before the cards: the filters work while a large
+file is still being parsed.
 
 The DOM has stable hooks for scripts and tests: each row is an ``article.card`` with
 ``data-key`` and ``data-risk`` (``high``, ``medium``, ``low``, ``none``, ``failed``,
@@ -47,7 +50,17 @@ import attrs
 import jinja2
 from markupsafe import Markup
 
-from ._report_cards import RISKS, Product, Tally, card, has_local_image, most
+from ._report_cards import (
+    DEFAULT_PX,
+    RISKS,
+    Product,
+    Tally,
+    card,
+    has_local_image,
+    local_image,
+    most,
+)
+from ._thumbs import ThumbCache
 from .journal import Journal, JournalRow
 
 __all__ = ["HtmlReport", "Product", "write_html"]
@@ -85,7 +98,8 @@ def write_html(
     products: Mapping[str, Product] | None = None,
     calls: int | None = None,
     filters: Mapping[str, Iterable[str] | str | None] | None = None,
-    thumb_px: int = 240,
+    thumb_px: int = DEFAULT_PX,
+    thumb_cache: str | os.PathLike[str] | None = None,
 ) -> HtmlReport:
     """Write the HTML risk report of ``source`` to ``path`` (atomically).
 
@@ -101,7 +115,12 @@ def write_html(
         calls: the platform calls the run used, if known (shown in the header).
         filters: the filters to show (``country``, ``loc``, ``since``, ``until``,
             ``lang``); by default they are read from the rows' requests and reports.
-        thumb_px: the largest side of an embedded thumbnail, in px (default 240).
+        thumb_px: the largest side of an embedded product thumbnail, in px (default
+            200, the size the page shows it at).
+        thumb_cache: a file (SQLite) that keeps local images' thumbnails for the next
+            report; ``fto-async screen --out OUT`` uses ``OUT.thumbs.db``. Keyed by each
+            file's path, size and modification time; without it, a report still encodes
+            each distinct file once.
 
     Returns:
         What was written (:class:`HtmlReport`).
@@ -112,10 +131,10 @@ def write_html(
     """
     out = Path(path)
     if isinstance(source, str | os.PathLike):
-        return _from_file(Path(source), lambda rows: _write(rows, out, title, products, calls,
-                                                            filters, thumb_px))  # fmt: skip
+        return _from_file(Path(source), lambda rows: _write(
+            rows, out, title, products, calls, filters, thumb_px, thumb_cache))  # fmt: skip
     rows = source.rows() if isinstance(source, Journal) else source
-    return _write(rows, out, title, products, calls, filters, thumb_px)
+    return _write(rows, out, title, products, calls, filters, thumb_px, thumb_cache)
 
 
 def _from_file(source: Path, use: Callable[[Rows], _T]) -> _T:
@@ -166,16 +185,18 @@ def _assets() -> tuple[Markup, Markup, str]:
 def _write(
     rows: Rows, out: Path, title: str | None, products: Mapping[str, Product] | None,
     calls: int | None, filters: Mapping[str, Any] | None, thumb_px: int,
+    thumb_cache: str | os.PathLike[str] | None,
 ) -> HtmlReport:  # fmt: skip
     env = _environment()
     render_card = env.get_template("card.html.j2").module.card  # type: ignore[attr-defined]
     tally = Tally()
     with contextlib.ExitStack() as stack:
+        thumbs = stack.enter_context(ThumbCache(thumb_cache))
         buckets: dict[str, IO[str]] = {
             risk: stack.enter_context(tempfile.TemporaryFile("w+", encoding="utf-8"))
             for risk in RISKS
         }
-        for values in _cards(rows, products, thumb_px):
+        for values in _cards(rows, products, thumb_px, thumbs):
             tally.add(values)
             buckets[values["risk"]].write(str(render_card(values)))
         head, tail = _page(env, tally, title, calls, filters).split(_MARK)
@@ -194,24 +215,29 @@ def _write(
 
 
 def _cards(
-    rows: Rows, products: Mapping[str, Product] | None, thumb_px: int
+    rows: Rows, products: Mapping[str, Product] | None, thumb_px: int, thumbs: ThumbCache
 ) -> Iterator[dict[str, Any]]:
     """The cards' values in row order.
 
-    A row with a local image is built on a worker thread (Pillow decodes and scales
-    without the GIL, so such catalogs use every core); the rest are built here, where
-    threads would only fight over the GIL. The window keeps memory bounded.
+    A row with a local image to decode is built on a worker thread (Pillow decodes and
+    scales without the GIL, so such catalogs use every core); the rest, and rows whose
+    thumbnail is cached, are built here, where threads would only fight over the GIL.
+    The window of futures keeps the order and bounds memory: at most ``_WINDOW`` cards
+    wait for the writer.
     """
     with ThreadPoolExecutor(_WORKERS, thread_name_prefix="fto-report") as pool:
         window: collections.deque[Future[dict[str, Any]]] = collections.deque()
         for row in rows:
             key = row.key if isinstance(row, JournalRow) else str(row.get("key"))
             product = None if products is None else products.get(key)
-            if has_local_image(row, product):
-                window.append(pool.submit(card, row, product, thumb_px=thumb_px))
+            if has_local_image(row, product) and not thumbs.ready(
+                    local_image(row, product), thumb_px):  # fmt: skip
+                window.append(pool.submit(card, row, product, thumb_px=thumb_px,
+                                          thumbs=thumbs.thumbnail))  # fmt: skip
             else:
                 done: Future[dict[str, Any]] = Future()
-                done.set_result(card(row, product, thumb_px=thumb_px))
+                done.set_result(card(row, product, thumb_px=thumb_px,
+                                     thumbs=thumbs.thumbnail))  # fmt: skip
                 window.append(done)
             if len(window) >= _WINDOW:
                 yield window.popleft().result()

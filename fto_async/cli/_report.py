@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from .._report_cards import Product
+from .._thumbs import cache_path
 from .._xlsx import write_xlsx
 from ..report import write_html
 from ._catalog import Catalog, CatalogError, Defaults, Row
@@ -57,10 +58,14 @@ def _joined(catalog: Catalog, results: Path) -> Iterator[dict[str, Any]]:
 
 
 def screen_report(catalog: Catalog, results: Path, calls: int | None) -> Path | None:
-    """Write ``results``' HTML report beside it; say why not (and return ``None``)."""
+    """Write ``results``' HTML report beside it; say why not (and return ``None``).
+
+    Local images' thumbnails are kept in ``OUT.thumbs.db``, so a rerun's report (or a
+    resumed run's) encodes only new or changed images.
+    """
     out = html_path(results)
     try:
-        write_html(_joined(catalog, results), out, calls=calls)
+        write_html(_joined(catalog, results), out, calls=calls, thumb_cache=cache_path(results))
     except (OSError, ValueError, CatalogError) as exc:
         say_error(f"the HTML report {out} was not written: {exc}")
         return None
@@ -100,16 +105,18 @@ def _cmd_report(args: argparse.Namespace) -> int:
     if not args.journal.is_file():
         say_error(f"no journal at {args.journal}")
         return EXIT_USAGE
-    if args.out.resolve() in {args.journal.resolve(), *(
+    thumbs = cache_path(args.journal)
+    if args.out.resolve() in {args.journal.resolve(), thumbs.resolve(), *(
             [args.catalog.resolve()] if args.catalog else [])}:  # fmt: skip
-        say_error("--out must not be the journal or the catalog")
+        say_error("--out must not be the journal, its thumbnail cache or the catalog")
         return EXIT_USAGE
     products = None
     try:
         if args.catalog is not None:
             catalog = Catalog(args.catalog, _READ_ONLY_DEFAULTS)
             products = {row.jkey: product_of(row) for row in catalog.rows()}
-        written = write_html(args.journal, args.out, title=args.title, products=products)
+        written = write_html(args.journal, args.out, title=args.title, products=products,
+                             thumb_cache=thumbs)
     except (CatalogError, OSError, ValueError, RuntimeError) as exc:
         say_error(str(exc))
         return EXIT_USAGE

@@ -35,7 +35,7 @@ import sys
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
-from typing import Final, Literal, TextIO
+from typing import TYPE_CHECKING, Final, Literal, TextIO
 
 import attrs
 
@@ -59,6 +59,9 @@ from ..models import ImageSearchRequest, Request, TaskKind, WorkflowRequest
 from ._catalog import PLACEHOLDER_URL, Catalog, CatalogError, Row
 from ._display import ProgressView, Summary, clean, render_sections, summary_sections
 from ._results import INVALID_TYPE, Tally, invalid_body, write_output
+
+if TYPE_CHECKING:
+    from .._thumbs import Warmer
 
 __all__ = ["CACHE_SLACK", "EXIT_FATAL", "EXIT_OK", "EXIT_ROWS", "EXIT_STOPPED", "EXIT_USAGE",
            "Job", "last_run", "open_journal", "row_identity", "run_screen", "say_error",
@@ -226,6 +229,13 @@ class _Run:
         # Follow-ups need a row's public image URL again: image_path rows are remembered
         # (path, and the P010 URL with its expiry) until their follow-ups ask for it.
         self.images: dict[str, tuple[Path, str | None, float]] = {}
+        # The report's thumbnails of local images are made while the platform works.
+        self.warmer: Warmer | None = None
+        if job.report:
+            from .._report_cards import DEFAULT_PX  # Pillow: only when a report is asked for
+            from .._thumbs import Warmer, cache_path
+
+            self.warmer = Warmer(cache_path(job.out), DEFAULT_PX)
 
     def fingerprint_of(self, key: object, _request: Request) -> str | None:
         """The batch's ``fingerprint`` hook: what :meth:`items` computed for the row."""
@@ -310,6 +320,8 @@ class _Run:
                         continue
                     await self._invalid(row, row.error or "invalid")
                     continue
+                if row.image_path is not None and self.warmer is not None:
+                    self.warmer.add(row.image_path)
                 jrow = self.journal.get(row.jkey)
                 if jrow is not None and jrow.state is ItemState.FAILED \
                         and jrow.error_type == INVALID_TYPE:
@@ -480,6 +492,8 @@ async def run_screen(job: Job, make_client: Callable[[], FtoClient]) -> int:
                     if run.signals < 2:
                         raise
                     hard = True
+        if run.warmer is not None:
+            await asyncio.to_thread(run.warmer.close)
         try:
             tally = await write_output(job.catalog, journal, job.out, run=run_no)
         except (OSError, CatalogError) as exc:  # an unwritable folder, a full disk, a
@@ -488,6 +502,8 @@ async def run_screen(job: Job, make_client: Callable[[], FtoClient]) -> int:
             await journal.set_meta("last_run", str(run_no))
             report = _write_report(job, client.stats.calls)
     finally:
+        if run.warmer is not None:
+            run.warmer.abandon()  # (closed already unless the run raised)
         with contextlib.suppress(RuntimeError):
             await journal.close()
         if cache is not None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import io
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -189,3 +190,71 @@ async def test_screenshot_artifact(opened):
     print(f"report screenshot: {path}")
     assert path.stat().st_size > 10_000
     assert opened.problems == []
+
+
+async def test_filters_work_while_the_cards_are_still_arriving(screened):
+    """The page is served in two parts, the second held back: a filter chosen while the
+    document is still loading hides the cards parsed so far, and once the rest arrives,
+    every card (the late ones too) follows it."""
+    try:
+        from playwright.async_api import async_playwright
+    except ImportError:
+        unavailable("the playwright package is not installed (pip install -e '.[test]')")
+    from aiohttp import web
+
+    html = screened["html"].read_bytes()
+    cut = html.index(b"<article", html.index(b"<article") + 1)  # after the first card
+    held = asyncio.Event()
+
+    async def page_in_two_parts(request: web.Request) -> web.StreamResponse:
+        response = web.StreamResponse(headers={"Content-Type": "text/html; charset=utf-8"})
+        await response.prepare(request)
+        await response.write(html[:cut])
+        await held.wait()
+        await response.write(html[cut:])
+        await response.write_eof()
+        return response
+
+    app = web.Application()
+    app.router.add_get("/report.html", page_in_two_parts)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = runner.addresses[0][1]
+    png = _png()
+    records = screened["records"]
+    try:
+        async with async_playwright() as playwright:
+            browser = await launch(playwright)
+            try:
+                page = await browser.new_page()
+
+                async def route(route: Any) -> None:
+                    if route.request.url.startswith("http://127.0.0.1"):
+                        await route.continue_()
+                    else:
+                        await route.fulfill(status=200, content_type="image/png", body=png)
+
+                await page.route("**/*", route)
+                await page.goto(f"http://127.0.0.1:{port}/report.html", wait_until="commit")
+                await page.wait_for_selector("article.card")
+                await page.uncheck("input[name=risk][value=high]")
+                state = await page.evaluate("""() => [document.readyState,
+                    [...document.querySelectorAll('article.card')].map(
+                        c => [c.dataset.risk, c.hidden])]""")
+                assert state[0] == "loading"
+                assert state[1] == [["high", True]]  # the one card parsed so far
+                held.set()
+                await page.wait_for_load_state("domcontentloaded")
+                cards = await page.evaluate("""() => [...document.querySelectorAll(
+                    'article.card')].map(c => [c.dataset.risk, c.hidden])""")
+                assert len(cards) == len(records)
+                assert all(hidden == (risk == "high") for risk, hidden in cards)
+                high = sum(expected_risk(r) == "high" for r in records)
+                assert await page.inner_text("#shown") == str(len(records) - high)
+            finally:
+                await browser.close()
+    finally:
+        held.set()
+        await runner.cleanup()

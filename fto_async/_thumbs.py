@@ -1,0 +1,263 @@
+"""The HTML report's thumbnail cache: a rerun's report reuses its thumbnails. Strictly private.
+
+:meth:`ThumbCache.thumbnail` answers as :func:`fto_async._report_cards.thumbnail` does for
+a local image file, but remembers the answer, in memory for the run and, given a file
+(``fto-async screen --out OUT`` uses ``OUT.thumbs.db``, beside ``OUT.journal.db``), in a
+small SQLite table, for the next run. The key is the file's resolved path, size and
+``mtime_ns``, the thumbnail's size and :data:`~fto_async._report_cards.ENCODER`: an edited
+file, a new size or a new encoder misses.
+
+Only thumbnails we encoded are stored: a file that does not decode as an image is never
+cached (it is tried again next time), a file that changed while it was read is not
+cached, and what is read back must be a ``data:`` URI of the kind we write, or it is
+ignored. The cache is an optimisation only: if the file cannot be opened, is not ours
+(another SQLite database, or not SQLite), or any SQLite call fails, the cache carries on in
+memory and the report is written all the same.
+"""
+
+from __future__ import annotations
+
+import collections
+import contextlib
+import os
+import sqlite3
+import threading
+import time
+from concurrent.futures import Future, ThreadPoolExecutor
+from pathlib import Path
+from typing import Final, TypeAlias
+
+from . import _report_cards
+from ._report_cards import ENCODER, is_thumbnail_uri
+
+__all__ = ["ThumbCache", "Warmer", "cache_path"]
+
+Key: TypeAlias = tuple[str, int, int, int, str]
+_MEMORY: Final = 2048  # thumbnails kept in memory (about 1 KB each)
+_FLUSH: Final = 256  # new thumbnails written per transaction
+_KEEP_DAYS: Final = 60  # an entry no report has used for this long is dropped
+_DAY: Final = 86_400
+_SCHEMA: Final = """
+CREATE TABLE IF NOT EXISTS thumbs (
+    path TEXT NOT NULL, size INTEGER NOT NULL, mtime_ns INTEGER NOT NULL,
+    px INTEGER NOT NULL, encoder TEXT NOT NULL, uri TEXT NOT NULL, used INTEGER NOT NULL,
+    PRIMARY KEY (path, size, mtime_ns, px, encoder)
+) WITHOUT ROWID
+"""
+
+
+def cache_path(out: Path) -> Path:
+    """The cache beside a run's results: ``OUT.thumbs.db`` for ``OUT`` or ``OUT.journal.db``."""
+    name = out.name.removesuffix(".journal.db")
+    return out.with_name(name + ".thumbs.db")
+
+
+class ThumbCache:
+    """Thumbnails of local image files, by (path, size, mtime, px, encoder).
+
+    Thread-safe: report workers call :meth:`thumbnail` at once (decoding runs outside
+    the lock). Use as a context manager, or call :meth:`close`, to write what is new.
+    The file is opened (and created) on the first lookup only.
+
+    Attributes:
+        hits: answers from memory or the file. made: thumbnails encoded here.
+    """
+
+    def __init__(self, path: str | os.PathLike[str] | None = None) -> None:
+        self._lock = threading.Lock()
+        self._memory: collections.OrderedDict[Key, str] = collections.OrderedDict()
+        self._new: list[tuple[str, int, int, int, str, str, int]] = []
+        self._used: list[Key] = []
+        self._making: dict[Key, Future[str | None]] = {}
+        self._today = int(time.time()) // _DAY
+        self._db: sqlite3.Connection | None = None
+        self._path = None if path is None else Path(path)  # opened on the first lookup
+        self.hits = 0
+        self.made = 0
+
+    def __enter__(self) -> ThumbCache:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def _open(self, path: Path) -> sqlite3.Connection | None:
+        db = None
+        try:
+            db = sqlite3.connect(path, timeout=2.0, check_same_thread=False)
+            tables = {name for (name,) in db.execute(
+                "SELECT name FROM sqlite_master WHERE type = 'table'")}  # fmt: skip
+            if tables - {"thumbs"}:  # someone else's database: leave it alone
+                db.close()
+                return None
+            db.execute(_SCHEMA)
+            db.execute("DELETE FROM thumbs WHERE encoder != ? OR used < ?",
+                       (ENCODER, self._today - _KEEP_DAYS))  # fmt: skip
+            db.commit()
+        except sqlite3.Error:
+            if db is not None:
+                with contextlib.suppress(sqlite3.Error):
+                    db.close()
+            return None
+        return db
+
+    def ready(self, path: Path | None, px: int) -> bool:
+        """Whether :meth:`thumbnail` would answer from the cache (no decoding)."""
+        key = None if path is None else self._key(path, px)
+        return key is not None and self._get(key) is not None
+
+    def _key(self, path: Path, px: int) -> Key | None:
+        try:
+            resolved = path.resolve(strict=True)
+            stat = resolved.stat()
+        except (OSError, RuntimeError, ValueError):
+            return None
+        return (str(resolved), stat.st_size, stat.st_mtime_ns, px, ENCODER)
+
+    def thumbnail(self, path: Path, px: int) -> str | None:
+        """``thumbnail(path, px)``, from the cache when the file has not changed."""
+        try:
+            resolved = path.resolve(strict=True)
+            before = resolved.stat()
+        except (OSError, RuntimeError, ValueError):
+            return None  # no such file: nothing to decode
+        key: Key = (str(resolved), before.st_size, before.st_mtime_ns, px, ENCODER)
+        hit = self._get(key)
+        if hit is not None:
+            return hit
+        with self._lock:  # a file shared by rows in flight at once is decoded once
+            done = self._memory.get(key)  # (made since the lookup above)
+            making = self._making.get(key)
+            if done is None and making is None:
+                self._making[key] = mine = Future[str | None]()
+        if done is not None:
+            return done
+        if making is not None:
+            return making.result()
+        try:
+            uri = _report_cards.thumbnail(resolved, px)
+            if uri is not None and is_thumbnail_uri(uri):  # else not an image: never cached
+                self._keep(key, uri, resolved, before)
+            mine.set_result(uri)
+        except BaseException as exc:
+            mine.set_exception(exc)
+            raise
+        finally:
+            with self._lock:
+                del self._making[key]
+        return uri
+
+    def _keep(self, key: Key, uri: str, path: Path, before: os.stat_result) -> None:
+        """Cache ``uri`` unless the file changed while it was read."""
+        try:
+            after = path.stat()
+        except OSError:
+            return
+        with self._lock:
+            self.made += 1
+        if (after.st_size, after.st_mtime_ns) == (before.st_size, before.st_mtime_ns):
+            self._put(key, uri)
+
+    def _get(self, key: Key) -> str | None:
+        with self._lock:
+            uri = self._memory.get(key)
+            if uri is not None:
+                self._memory.move_to_end(key)
+                self.hits += 1
+                return uri
+            if self._path is not None:  # a report without local images makes no file
+                self._db, self._path = self._open(self._path), None
+            if self._db is None:
+                return None
+            try:
+                found = self._db.execute(
+                    "SELECT uri, used FROM thumbs WHERE path = ? AND size = ? AND mtime_ns = ?"
+                    " AND px = ? AND encoder = ?", key).fetchone()  # fmt: skip
+            except sqlite3.Error:
+                self._disable()
+                return None
+            if found is None or not is_thumbnail_uri(found[0]):
+                return None
+            if found[1] != self._today:
+                self._used.append(key)
+            self._remember(key, found[0])
+            self.hits += 1
+            return str(found[0])
+
+    def _put(self, key: Key, uri: str) -> None:
+        with self._lock:
+            self._remember(key, uri)
+            if self._db is None:
+                return
+            self._new.append((*key, uri, self._today))
+            if len(self._new) >= _FLUSH:
+                self._flush()
+
+    def _remember(self, key: Key, uri: str) -> None:
+        self._memory[key] = uri
+        if len(self._memory) > _MEMORY:
+            self._memory.popitem(last=False)
+
+    def _flush(self) -> None:
+        """Write new and reused entries (the lock is held)."""
+        if self._db is None or not (self._new or self._used):
+            return
+        try:
+            with self._db:
+                self._db.executemany(
+                    "INSERT OR REPLACE INTO thumbs VALUES (?, ?, ?, ?, ?, ?, ?)", self._new)
+                self._db.executemany(
+                    "UPDATE thumbs SET used = ? WHERE path = ? AND size = ? AND mtime_ns = ?"
+                    " AND px = ? AND encoder = ?", [(self._today, *k) for k in self._used])
+        except sqlite3.Error:
+            self._disable()
+        self._new.clear()
+        self._used.clear()
+
+    def _disable(self) -> None:
+        if self._db is not None:
+            with contextlib.suppress(sqlite3.Error):
+                self._db.close()
+        self._db = None
+
+    def close(self) -> None:
+        """Write what is new and close the file (the memory stays usable)."""
+        with self._lock:
+            self._flush()
+            self._disable()
+            self._path = None
+
+
+class Warmer:
+    """Fills a cache in the background, one thread, while a screening run waits on the
+    platform, so the report at the end of the run finds its thumbnails made.
+
+    :meth:`add` never blocks and never raises (a file that fails is left to the report);
+    :meth:`close` waits for what was added, then writes the cache.
+    """
+
+    def __init__(self, path: str | os.PathLike[str], px: int) -> None:
+        self._cache = ThumbCache(path)
+        self._px = px
+        self._seen: set[Path] = set()
+        self._pool = ThreadPoolExecutor(1, thread_name_prefix="fto-thumbs")
+
+    def add(self, path: Path) -> None:
+        """Make ``path``'s thumbnail soon (once per path)."""
+        if path not in self._seen:
+            self._seen.add(path)
+            self._pool.submit(self._make, path)
+
+    def _make(self, path: Path) -> None:
+        with contextlib.suppress(Exception):  # the report tries again and says nothing
+            self._cache.thumbnail(path, self._px)
+
+    def close(self) -> None:
+        """Wait for the thumbnails asked for (the report would make them anyway)."""
+        self._pool.shutdown(wait=True)
+        self._cache.close()
+
+    def abandon(self) -> None:
+        """Drop what was not started (after an error); keep what is made."""
+        self._pool.shutdown(wait=False, cancel_futures=True)
+        self._cache.close()
