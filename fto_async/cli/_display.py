@@ -170,8 +170,9 @@ class ProgressView:
         if p is None:
             return "starting"
         return (
-            f"done {p.done}, failed {p.failed}, invalid {self.invalid}, "
-            f"running {p.running + p.submitting} | {p.rate:.1f} calls/s, "
+            f"done {p.done}, failed {p.failed - p.deferred}, invalid {self.invalid}, "
+            + (f"next run {p.deferred}, " if p.deferred else "")
+            + f"running {p.running + p.submitting} | {p.rate:.1f} calls/s, "
             f"calls {p.calls}, retries {p.retries}"
         )
 
@@ -187,8 +188,10 @@ class ProgressView:
         if p is None:
             return f"progress: 0/{total} rows"
         return (
-            f"progress: {self.finished}/{total} rows (done {p.done}, failed {p.failed}, "
-            f"invalid {self.invalid}, resumed {p.resumed}); submitting {p.submitting}, "
+            f"progress: {self.finished}/{total} rows (done {p.done}, "
+            f"failed {p.failed - p.deferred}, invalid {self.invalid}, "
+            + (f"left for the next run {p.deferred}, " if p.deferred else "")
+            + f"resumed {p.resumed}); submitting {p.submitting}, "
             f"running {p.running}; rate {p.rate:.1f} calls/s, calls {p.calls}, "
             f"retries {p.retries}; elapsed {format_duration(p.elapsed)}, "
             f"ETA {format_duration(self.eta())}"
@@ -254,6 +257,8 @@ class Summary:
     elapsed: float
     out: Path
     journal: Path
+    unconnected: int = 0
+    unanswered: int = 0
 
 
 _RISK_ROWS: Final = (("High", "high risk"), ("Medium", "medium risk"), ("Low", "low risk"),
@@ -292,14 +297,20 @@ def summary_sections(summary: Summary) -> tuple[list[Section], list[tuple[str, s
     if unknown:
         ambiguous += f"; {summary.recovered_unknown} found mid-submit after a crash, " \
                      f"{summary.resubmitted_unknown} resubmitted"
+    calls = f"{summary.calls} (uploads {summary.uploads})"
+    if summary.unconnected or summary.unanswered:
+        calls += (f"; not counted: {summary.unconnected} attempts never connected, "
+                  f"{summary.unanswered} got no answer")  # fmt: skip
     footer = [
-        ("calls used", f"{summary.calls} (uploads {summary.uploads})"),
+        ("calls used", calls),
         ("retries", str(summary.retries)),
         ("ambiguous submits", ambiguous),
         ("wall time", format_duration(summary.elapsed)),
         ("output", str(summary.out)),
         ("journal", str(summary.journal)),
     ]
+    for reason, (n, _message) in sorted(tally.waiting.items(), key=lambda item: -item[1][0]):
+        footer.append(("not done", f"{n} rows {reason}"))
     if tally.status["unknown"]:
         footer.append(("unknown rows", f"{tally.status['unknown']} may hold a task on the "
                        "platform; the next run resubmits them (--unknown skip leaves them)"))

@@ -151,6 +151,8 @@ class Tally:
         high: the top high-risk rows ``(n countries, -line, key, title, countries)``.
         high_total: every high-risk row.
         failures: heading -> ``[count, example message, example keys]``.
+        waiting: why ``pending`` rows are not done -> ``[count, example message]``
+            (``"not submitted: cannot connect ..."``, ``"paid and not yet polled: ..."``).
     """
 
     rows: int = 0
@@ -159,18 +161,28 @@ class Tally:
     high: list[tuple[int, int, str, str, list[str]]] = attrs.field(factory=list)
     high_total: int = 0
     failures: dict[str, list[Any]] = attrs.field(factory=dict)
+    waiting: dict[str, list[Any]] = attrs.field(factory=dict)
 
     def add(
-        self, record: dict[str, Any], title: str | None = None, error_type: str | None = None
+        self,
+        record: dict[str, Any],
+        title: str | None = None,
+        error_type: str | None = None,
+        state: ItemState | None = None,
     ) -> None:
         """Count one record.
 
         ``title`` is the product's name, for the high-risk table; ``error_type`` the
-        failure's class name, which names its group in the failure table.
+        failure's class name, which names its group in the failure table; ``state`` the
+        journal's state of the row (``None``: not in the journal), which says why a
+        ``pending`` row is not done.
         """
         self.rows += 1
         status = record["status"]
         self.status[status] += 1
+        if status == "pending":
+            reason = _waiting(record, state)
+            self.waiting.setdefault(reason, [0, record.get("error")])[0] += 1
         if status == "done":
             risk = record["highest_risk"] or "none"
             self.risk[risk] += 1
@@ -196,6 +208,16 @@ class Tally:
         return [(k, t, c) for _n, _l, k, t, c in sorted(self.high, reverse=True)]
 
 
+def _waiting(record: dict[str, Any], state: ItemState | None) -> str:
+    """Why a ``pending`` record is not done, as the summary says it."""
+    if state is ItemState.SUBMITTED:
+        return "paid and not yet polled: the next run polls them"
+    error = " ".join(str(record.get("error") or "").split())
+    if error:
+        return f"not submitted: {error[:160]}; the next run submits them"
+    return "not submitted yet: the next run submits them"
+
+
 def write_output(catalog: Catalog, journal: Journal, out: Path) -> Tally:
     """Write ``out`` atomically: one record per catalog row, in catalog order.
 
@@ -204,14 +226,15 @@ def write_output(catalog: Catalog, journal: Journal, out: Path) -> Tally:
     """
     tally = Tally()
     with atomic_write(out) as handle:
-        for row in catalog.rows():
+        for row in catalog.rows(read_images=False):  # the journal knows what the images were
             if row.error is not None:
                 rec = invalid_record(row.key, row.line, row.error)
                 tally.add(rec, row.title)
             else:
                 jrow = journal.get(row.jkey)
                 rec = record_from_journal(jrow, key=row.key, line=row.line)
-                tally.add(rec, row.title, None if jrow is None else jrow.error_type)
+                tally.add(rec, row.title, None if jrow is None else jrow.error_type,
+                          None if jrow is None else jrow.state)  # fmt: skip
             write_jsonl((rec,), handle)
     return tally
 

@@ -21,10 +21,11 @@ import sys
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
-from typing import Final, Literal, TextIO
+from typing import Any, Final, Literal, TextIO
 
 import attrs
 
+from .. import _validate
 from ..batch import screen_many
 from ..client import FtoClient
 from ..errors import (
@@ -35,6 +36,7 @@ from ..errors import (
     FtoError,
     InvalidRequestError,
     PermissionDeniedError,
+    PlatformUnreachableError,
     QuotaExceededError,
 )
 from ..journal import ItemState, Journal, JournalLockedError, JournalRow
@@ -65,6 +67,8 @@ class Job:
         unknown_policy: ``"resubmit"`` or ``"skip"`` rows an earlier run may have submitted.
         resume: the command that resumes this run (shown after a stop).
         tty: force (or forbid) terminal rendering; ``None`` asks the streams.
+        retry_failed: submit again rows whose task failed in an earlier run
+            (``--retry-failed``; rows refused as invalid are retried once fixed anyway).
     """
 
     catalog: Catalog
@@ -74,6 +78,7 @@ class Job:
     unknown_policy: Literal["resubmit", "skip"] = "resubmit"
     resume: str = ""
     tty: bool | None = None
+    retry_failed: bool = False
 
 
 def say_error(message: str) -> None:
@@ -112,6 +117,8 @@ def _signal_handlers(callback: Callable[[], None]) -> Iterator[None]:
 
 
 def _fatal_hint(error: FtoError) -> str:
+    if isinstance(error, PlatformUnreachableError):
+        return "check --base-url / PATSNAP_BASE_URL, the network and any proxy"
     if isinstance(error, QuotaExceededError):
         return "the account's call quota or balance is used up; rerun when it is reset"
     if isinstance(error, AuthenticationError | PermissionDeniedError):
@@ -172,7 +179,9 @@ class _Run:
 
     async def items(self) -> AsyncIterator[tuple[str, ImageSearchRequest | WorkflowRequest]]:
         try:
-            for n, row in enumerate(self.job.catalog.rows()):
+            # Images are checked (regular file, inside the root) here and read, off the
+            # event loop, only when a row needs them (_image_request).
+            for n, row in enumerate(self.job.catalog.rows(read_images=False)):
                 if self.stop.is_set():
                     return
                 if n % 256 == 255:
@@ -181,9 +190,12 @@ class _Run:
                     await self._invalid(row, row.error or "invalid")
                     continue
                 jrow = self.journal.get(row.jkey)
-                if jrow is not None and jrow.state is ItemState.FAILED \
-                        and jrow.error_type == INVALID_TYPE:
-                    await self.journal.reset_to_pending(row.jkey)  # the row was fixed
+                if jrow is not None and jrow.state is ItemState.FAILED and (
+                    jrow.error_type == INVALID_TYPE or self.job.retry_failed
+                ):
+                    # the row was fixed, or --retry-failed: submit it again (the journal
+                    # keeps its attempts count; the earlier error shows until it is sent)
+                    await self.journal.reset_to_pending(row.jkey)
                     jrow = self.journal.get(row.jkey)
                 request = row.request or await self._image_request(row, jrow)
                 if request is None:
@@ -224,8 +236,10 @@ class _Run:
         assert row.image_path is not None
         try:
             if row.workflow:
-                data = await asyncio.to_thread(row.image_path.read_bytes)
-                return row.make_request(image=data)
+                data, _kind = await asyncio.to_thread(
+                    _validate.read_image_file, "image_path", row.image_path
+                )
+                return await asyncio.to_thread(row.make_request, image=data)
             uploaded = await self.client.upload_image(row.image_path)
             self.uploads += 1
             return row.make_request(url=uploaded.url)
@@ -277,19 +291,54 @@ async def run_screen(job: Job, make_client: Callable[[], FtoClient]) -> int:
                     if run.signals < 2:
                         raise
                     hard = True
-        tally = write_output(job.catalog, journal, job.out)
+        try:
+            with _interrupts_during_rebuild():
+                tally = write_output(job.catalog, journal, job.out)
+        except KeyboardInterrupt:  # Ctrl-C (again) or SIGTERM while the output was rebuilt
+            rebuilt = False
+        else:
+            rebuilt = True
     finally:
         with contextlib.suppress(RuntimeError):
             await journal.close()
+    if not rebuilt:
+        say_error(f"stopped while rebuilding {job.out}: it was left as it was (the journal "
+                  f"{job.journal} keeps every task id and result; 'fto-async export' writes "
+                  f"them). Resume with the same command:\n  {job.resume}")  # fmt: skip
+        return EXIT_STOPPED
     latest = view.latest
+    stats = client.stats
     _print_summary(job, Summary(
-        tally=tally, calls=client.stats.calls, retries=client.retries,
+        tally=tally, calls=stats.answered, retries=client.retries,
+        unconnected=stats.unconnected, unanswered=stats.unanswered,
         ambiguous=client.stats.ambiguous_submits,
         resubmitted_unknown=latest.resubmitted_unknown if latest else 0,
         recovered_unknown=journal.recovered_unknown, uploads=run.uploads,
         elapsed=time.monotonic() - started, out=job.out, journal=job.journal,
     ))  # fmt: skip
     return _exit_code(job, run, tally, hard)
+
+
+@contextlib.contextmanager
+def _interrupts_during_rebuild() -> Iterator[None]:
+    """SIGINT and SIGTERM raise :class:`KeyboardInterrupt` in the block (main thread only).
+
+    The output is written atomically, so stopping mid-way leaves the old file whole.
+    """
+    def interrupt(_sig: int, _frame: object) -> None:
+        raise KeyboardInterrupt
+
+    previous: list[tuple[signal.Signals, Any]] = []
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        try:
+            previous.append((sig, signal.signal(sig, interrupt)))
+        except (ValueError, OSError):  # not the main thread
+            continue
+    try:
+        yield
+    finally:
+        for sig, handler in previous:
+            signal.signal(sig, handler)
 
 
 def _print_summary(job: Job, summary: Summary) -> None:
