@@ -34,6 +34,7 @@ __all__ = [
     "ImageType",
     "country_codes",
     "date_order",
+    "file_kind",
     "image_base64",
     "image_bytes",
     "lang",
@@ -319,7 +320,8 @@ def _png_end(data: bytes) -> int:
     return len(data)
 
 
-def _file_kind(mode: int) -> str:
+def file_kind(mode: int) -> str:
+    """What a file of ``st_mode`` ``mode`` is, for messages ("a named pipe", "a folder")."""
     if stat.S_ISDIR(mode):
         return "a folder"
     if stat.S_ISFIFO(mode):
@@ -359,7 +361,7 @@ def read_image_file(
     except (OSError, RuntimeError) as exc:  # RuntimeError: a symlink loop (Python < 3.13)
         raise cannot(getattr(exc, "strerror", None) or str(exc)) from None
     if not stat.S_ISREG(info.st_mode):
-        kind = _file_kind(info.st_mode)
+        kind = file_kind(info.st_mode)
         raise InvalidRequestError(field, f"cannot read {shown}: it is {kind}, not an image file")
     if info.st_size >= MAX_IMAGE_BYTES:
         image_bytes(field, b"", shown, size=info.st_size)  # raises: too large
@@ -373,7 +375,7 @@ def read_image_file(
         mode = os.fstat(fd).st_mode
         if not stat.S_ISREG(mode):
             raise InvalidRequestError(
-                field, f"cannot read {shown}: it is {_file_kind(mode)}, not an image file"
+                field, f"cannot read {shown}: it is {file_kind(mode)}, not an image file"
             )
         chunks: list[bytes] = []
         left = MAX_IMAGE_BYTES + 1

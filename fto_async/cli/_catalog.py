@@ -417,7 +417,8 @@ class Catalog:
             ) from None
         if not stat.S_ISREG(info.st_mode):
             raise InvalidRequestError(
-                "image_path", f"cannot read {text}: it is not a regular file (a folder, a pipe?)"
+                "image_path", f"cannot read {text}: it is {v.file_kind(info.st_mode)}, "
+                "not an image file",
             )
         if info.st_size >= v.MAX_IMAGE_BYTES:
             v.image_bytes("image_path", b"", text, size=info.st_size)  # raises: too large
