@@ -97,7 +97,7 @@ class Reachability:
             return None
         return PlatformUnreachableError(
             f"cannot reach {self.url}: no answer to {self._failures} attempts in "
-            f"{waited:.0f} s (last: {error})",
+            f"{waited:.1f} s (last: {error})",
             url=self.url, request_sent=error.request_sent,
         )
 
