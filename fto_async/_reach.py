@@ -76,14 +76,18 @@ class Reachability:
         else:
             self._non_json += 1
 
-    def check_answer(self) -> NotThePlatformError | None:
-        """The fatal error to raise after a non-JSON answer, if it is time."""
+    def check_answer(self, *, ambiguous: bool = False) -> NotThePlatformError | None:
+        """The fatal error to raise after a non-JSON answer, if it is time.
+
+        ``ambiguous``: the answer itself leaves a submit's outcome unknown (an HTML 5xx
+        page may come from a gateway in front of the platform); the error keeps it so.
+        """
         if self.envelope_seen or self._non_json < self._not_platform:
             return None
         return NotThePlatformError(
             f"cannot reach {self.url}: {self._non_json} answers in a row were not the "
             "platform's JSON (an HTML page?); check --base-url / PATSNAP_BASE_URL",
-            url=self.url,
+            url=self.url, request_sent=ambiguous,
         )
 
     def unanswered(self, started: float, error: TransportError) -> PlatformUnreachableError | None:

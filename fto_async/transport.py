@@ -408,7 +408,9 @@ class Transport:
                 exc, MalformedResponseError | ResponseDecodeError
             )
             self.reach.body(envelope=envelope)
-            fatal = None if envelope else self.reach.check_answer()
+            fatal = (
+                None if envelope else self.reach.check_answer(ambiguous=may_have_created_task(exc))
+            )
             if fatal is not None:
                 raise fatal from exc
             raise

@@ -197,3 +197,25 @@ async def test_cli_exits_3_saying_which_url_cannot_be_reached(tmp_path, monkeypa
     assert "Resume with" in err
     assert API_KEY not in err
     assert {json.loads(line)["status"] for line in out.read_text().splitlines()} == {"pending"}
+
+
+async def test_html_5xx_pages_stop_the_batch_but_stay_ambiguous(tmp_path):
+    """HTML 502 pages only: NotThePlatformError, but a submit answered 502 may have reached a
+    platform behind the gateway, so its row is 'unknown', never silently 'pending'."""
+
+    async def gateway(_request: web.Request) -> web.Response:
+        return web.Response(status=502, text="<html>Bad Gateway</html>", content_type="text/html")
+
+    app = web.Application()
+    app.router.add_route("*", "/{tail:.*}", gateway)
+    server = TestServer(app, host="127.0.0.1")
+    await server.start_server()
+    try:
+        error, states, _stats, took = await screen(str(server.make_url("")).rstrip("/"), tmp_path)
+    finally:
+        await server.close()
+    assert isinstance(error, BatchAbortedError), error
+    assert isinstance(error.cause, NotThePlatformError), error.cause
+    assert took < BOUND
+    assert states[ItemState.UNKNOWN.value] >= 1, states
+    assert states[ItemState.PENDING.value] + states[ItemState.UNKNOWN.value] == ROWS
