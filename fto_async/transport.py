@@ -94,8 +94,10 @@ class TransportStats:
         calls: HTTP requests started to business paths (every attempt, answered or not).
         answered: those that reached the platform: an HTTP answer came back (any status).
             This is what the platform counts; the CLI shows it as "calls used".
-        unconnected: attempts that never got a connection (refused, DNS, TLS handshake).
-        unanswered: attempts sent that got no answer (timeout, connection dropped).
+        unconnected: attempts that never got a connection (refused, DNS, TLS handshake),
+            token requests included.
+        unanswered: attempts sent that got no answer (timeout, connection dropped),
+            token requests included.
         token_requests: requests to ``/oauth/token``.
         refresh_resends: calls sent again after a refused token was refreshed (counted
             as retries by :attr:`FtoClient.retries <fto_async.FtoClient.retries>`).
@@ -144,21 +146,27 @@ class _translate_faults:
     :class:`~fto_async._reach.Reachability` about attempts with no answer.
     """
 
-    __slots__ = ("answered", "path", "reach", "started", "stats")
+    __slots__ = ("answered", "business", "path", "reach", "started", "stats")
 
     def __init__(
-        self, path: str, stats: TransportStats | None = None, reach: Reachability | None = None
+        self,
+        path: str,
+        stats: TransportStats | None = None,
+        reach: Reachability | None = None,
+        *,
+        business: bool = True,
     ) -> None:
         self.path = path
         self.stats = stats
         self.reach = reach
+        self.business = business  # False for token requests: not calls, not in by_code
         self.started = time.monotonic()
         self.answered = False
 
     def got_answer(self) -> None:
         """The status line came back: the call reached the platform."""
         self.answered = True
-        if self.stats is not None:
+        if self.stats is not None and self.business:
             self.stats.answered += 1
         if self.reach is not None:
             self.reach.answered()
@@ -169,7 +177,7 @@ class _translate_faults:
     async def __aexit__(self, _t: object, exc: BaseException | None, _tb: object) -> None:
         if exc is None or not isinstance(exc, TimeoutError | aiohttp.ClientError):
             return
-        if self.stats is not None:
+        if self.stats is not None and self.business:
             self.stats.by_code[-1] += 1  # no usable answer
         log.debug("%s: no usable answer (%s)", self.path, type(exc).__name__)
         err = self._error(exc)
@@ -430,7 +438,9 @@ class Transport:
     async def _fetch_token(self, creds: ClientCredentials) -> Mapping[str, Any]:
         session = self._session_or_open()
         self.stats.token_requests += 1
-        async with _translate_faults(TOKEN_PATH, None, self.reach) as faults, session.post(
+        async with _translate_faults(
+            TOKEN_PATH, self.stats, self.reach, business=False
+        ) as faults, session.post(
             self._base + TOKEN_PATH,
             data={"grant_type": "client_credentials"},
             headers={"Authorization": _basic_auth(creds)},

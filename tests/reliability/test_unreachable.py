@@ -219,3 +219,21 @@ async def test_html_5xx_pages_stop_the_batch_but_stay_ambiguous(tmp_path):
     assert took < BOUND
     assert states[ItemState.UNKNOWN.value] >= 1, states
     assert states[ItemState.PENDING.value] + states[ItemState.UNKNOWN.value] == ROWS
+
+
+async def test_oauth_token_requests_count_too(tmp_path):
+    """With client credentials the first attempts are token requests: they feed the same
+    counter (and ``unconnected``), so a refused port stops the batch the same way."""
+    url = f"http://127.0.0.1:{refused_port()}"
+    config = ClientConfig(unreachable_after=AFTER, unreachable_attempts=ATTEMPTS)
+    started = time.monotonic()
+    async with FtoClient(client_id="id", client_secret="secret", base_url=url, config=config,
+                         retry=RetryConfig(base=0.05, cap=0.2)) as c:  # fmt: skip
+        rows = [request(i) for i in range(20_000)]
+        _outcomes, error = await collect(c.screen_many(rows, count_remaining=False))
+        assert isinstance(error, BatchAbortedError), error
+        assert isinstance(error.cause, PlatformUnreachableError), error.cause
+        assert "/oauth/token" in str(error.cause)
+        assert c.stats.unconnected == c.stats.token_requests >= ATTEMPTS
+        assert c.stats.answered == 0
+    assert time.monotonic() - started < BOUND
