@@ -239,6 +239,11 @@ def _cmd_screen(args: argparse.Namespace) -> int:
             options["base_url"] = args.base_url
         if args.qps:
             options["qps"] = args.qps
+        else:
+            env_qps = env_settings().get("qps")
+            if isinstance(env_qps, float) and not env_qps >= MIN_QPS:
+                raise ConfigurationError(f"PATSNAP_QPS must be at least {MIN_QPS} calls per "
+                                         f"second, got {env_qps:g}")  # fmt: skip
         if args.time_scale != 1.0:
             options["poll"] = PollConfig().scaled(args.time_scale)
         return FtoClient.from_env(**options)

@@ -55,6 +55,18 @@ def test_bad_flag_values_exit_2_naming_the_flag(flag, value, says, catalog, tmp_
     assert not (tmp_path / "o.jsonl").exists()
 
 
+@pytest.mark.parametrize("value", ["0", "1e-9", "-3"])
+def test_patsnap_qps_from_the_environment_is_checked_too(value, catalog, tmp_path, capsys,
+                                                        monkeypatch):  # fmt: skip
+    """``PATSNAP_QPS`` below 0.01 exits 2 naming the variable, before any call."""
+    monkeypatch.setenv("PATSNAP_API_KEY", API_KEY)
+    monkeypatch.setenv("PATSNAP_BASE_URL", "http://127.0.0.1:9")
+    monkeypatch.setenv("PATSNAP_QPS", value)
+    code = main(["screen", str(catalog), "--out", str(tmp_path / "o.jsonl")])
+    assert code == 2
+    assert "PATSNAP_QPS" in capsys.readouterr().err
+
+
 def test_demo_time_scale_is_checked_too(capsys):
     """``fto-async demo --time-scale 0`` is refused the same way."""
     assert main(["demo", "--time-scale", "0"]) == 2
