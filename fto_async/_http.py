@@ -10,11 +10,14 @@ server. Faults are raised as aiohttp raises them (``aiohttp.ClientError``,
 from __future__ import annotations
 
 import ssl
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any, Protocol
+from urllib.parse import urlsplit
 
 import aiohttp
 import attrs
+
+from .errors import ResponseTooLargeError
 
 __all__ = ["AiohttpSender", "FileField", "HttpAnswer", "HttpSender"]
 
@@ -51,8 +54,15 @@ class HttpSender(Protocol):
         form: Mapping[str, str] | None = None,
         files: tuple[FileField, ...] = (),
         timeout: aiohttp.ClientTimeout,
+        max_bytes: int,
+        on_answer: Callable[[], None] | None = None,
     ) -> HttpAnswer:
-        """POST ``json`` (or an urlencoded ``form``, or multipart ``files``) to ``url``."""
+        """POST ``json`` (or an urlencoded ``form``, or multipart ``files``) to ``url``.
+
+        ``on_answer`` is called once the status line is in (the call reached a server),
+        before the body is read; a body over ``max_bytes`` raises
+        :class:`~fto_async.errors.ResponseTooLargeError` without being buffered.
+        """
 
     async def aclose(self) -> None:
         """Release connections (idempotent)."""
@@ -112,6 +122,8 @@ class AiohttpSender:
         form: Mapping[str, str] | None = None,
         files: tuple[FileField, ...] = (),
         timeout: aiohttp.ClientTimeout,
+        max_bytes: int,
+        on_answer: Callable[[], None] | None = None,
     ) -> HttpAnswer:
         kwargs: dict[str, Any] = {}
         if files:
@@ -126,9 +138,36 @@ class AiohttpSender:
         async with self._open().post(
             url, params=params, headers=headers, timeout=timeout, **kwargs
         ) as resp:
-            body = await resp.read()
+            if on_answer is not None:
+                on_answer()
+            body = await _read_body(resp, max_bytes, urlsplit(url).path)
             return HttpAnswer(resp.status, resp.headers, body)
 
     async def aclose(self) -> None:
         if self._session is not None and self._owns_session:
             await self._session.close()
+
+
+async def _read_body(resp: aiohttp.ClientResponse, limit: int, path: str) -> bytes:
+    """The answer's body, at most ``limit`` bytes (never more is buffered).
+
+    Raises:
+        ResponseTooLargeError: the body (its ``Content-Length``, or what came) is larger.
+    """
+    length = resp.content_length
+    if length is not None and length > limit:
+        raise ResponseTooLargeError(
+            f"{path}: the answer is {length} bytes, over max_response_bytes ({limit})",
+            http_status=resp.status,
+        )
+    chunks: list[bytes] = []
+    total = 0
+    while chunk := await resp.content.read(min(1 << 16, limit + 1 - total)):
+        total += len(chunk)
+        if total > limit:
+            raise ResponseTooLargeError(
+                f"{path}: the answer is over max_response_bytes ({limit} bytes); not read",
+                http_status=resp.status,
+            )
+        chunks.append(chunk)
+    return b"".join(chunks)

@@ -11,20 +11,30 @@ from __future__ import annotations
 import base64
 import binascii
 import datetime as dt
+import io
+import os
 import re
+import stat
+import warnings
 from collections.abc import Sequence
+from pathlib import Path
 from typing import NamedTuple
 from urllib.parse import urlsplit
+
+from PIL import Image
 
 from .errors import InvalidRequestError
 
 __all__ = [
     "LANGS",
     "MAX_IMAGE_BYTES",
+    "MAX_IMAGE_PIXELS",
     "MAX_MAIN_FIELD",
+    "MAX_URL_LENGTH",
     "ImageType",
     "country_codes",
     "date_order",
+    "file_kind",
     "image_base64",
     "image_bytes",
     "lang",
@@ -32,6 +42,7 @@ __all__ = [
     "loc_codes",
     "non_empty_sequence",
     "patent_number",
+    "read_image_file",
     "simple_legal_status",
     "text",
     "url",
@@ -44,6 +55,11 @@ LANGS = ("cn", "en")
 MAX_IMAGE_BYTES = 4 * 1024 * 1024
 #: Longest ``main_field`` we send.
 MAX_MAIN_FIELD = 200
+#: Longest URL accepted (8 KiB: far above any real image URL, far below a runaway cell).
+MAX_URL_LENGTH = 8 * 1024
+#: Most pixels an image may declare (a 4 MiB file of 40 megapixels is a decompression bomb
+#: or a mistake; Pillow's own guard, ``Image.MAX_IMAGE_PIXELS``, is left as the user set it).
+MAX_IMAGE_PIXELS = 40_000_000
 
 _COUNTRY = re.compile(r"[A-Z]{2}")
 _LOC = re.compile(r"([0-9]{2})-[0-9]{2}")
@@ -82,6 +98,10 @@ def url(field: str, value: object) -> str:
     if not isinstance(value, str):
         raise InvalidRequestError(
             field, f"must be an http or https URL (a str), got {_type_name(value)}"
+        )
+    if len(value) > MAX_URL_LENGTH:
+        raise InvalidRequestError(
+            field, f"must be at most {MAX_URL_LENGTH} characters, got {len(value)}"
         )
     if any(c.isspace() or ord(c) < 0x20 or ord(c) == 0x7F for c in value):
         raise InvalidRequestError(field, f"must not contain whitespace, got {_show(value)}")
@@ -228,22 +248,150 @@ _JPEG = ImageType("jpg", "image/jpeg")
 def image_bytes(
     field: str, data: bytes, name: str | None = None, *, size: int | None = None
 ) -> ImageType:
-    """The one image rule (uploads, base64 bodies, catalog files): a PNG or JPEG under 4 MiB.
+    """The one image rule (uploads, base64 bodies, catalog files): a PNG or JPEG under 4 MiB
+    that decodes, at most :data:`MAX_IMAGE_PIXELS` pixels.
 
-    ``data`` is the image, or its first bytes when ``size`` gives the whole file's size.
-    ``name`` (a file name) is only used in messages. Returns the image's type.
+    Three magic bytes prove nothing (a text file may start ``FF D8 FF``, a key may follow a
+    PNG signature): the bytes are decoded with Pillow. ``data`` is the whole image;
+    ``size``, when given, is the file's size and only refuses early (without decoding) a
+    file that is too large. ``name`` (a file name) is only used in messages. Returns the
+    image's type.
     """
     what = f"{name} " if name else ""
-    size = len(data) if size is None else size
+    size = max(len(data), size or 0)
     if size >= MAX_IMAGE_BYTES:
         raise InvalidRequestError(
             field, f"{what}must be under 4 MiB ({MAX_IMAGE_BYTES} bytes), got {size} bytes"
         )
     if data.startswith(_PNG_MAGIC):
-        return _PNG
-    if data.startswith(_JPEG_MAGIC):
-        return _JPEG
-    raise InvalidRequestError(field, f"{what}must be a PNG or JPEG image".strip())
+        kind = _PNG
+    elif data.startswith(_JPEG_MAGIC):
+        kind = _JPEG
+    else:
+        raise InvalidRequestError(field, f"{what}must be a PNG or JPEG image".strip())
+    _decode(field, data, what, kind)
+    return kind
+
+
+def _decode(field: str, data: bytes, what: str, kind: ImageType) -> None:
+    """Decode ``data`` fully with Pillow; refuse anything that is not a sane PNG or JPEG."""
+    fmt = "PNG" if kind is _PNG else "JPEG"
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            with Image.open(io.BytesIO(data), formats=(fmt,)) as img:
+                width, height = img.size
+                if width < 1 or height < 1 or width * height > MAX_IMAGE_PIXELS:
+                    raise InvalidRequestError(
+                        field, f"{what}has an implausible size ({width}x{height} pixels; "
+                        f"at most {MAX_IMAGE_PIXELS} pixels)",
+                    )
+                img.verify()  # PNG: every chunk's checksum
+            with Image.open(io.BytesIO(data), formats=(fmt,)) as img:
+                if fmt == "JPEG":  # decode at 1/8 scale: every block is still read
+                    img.draft(img.mode, (max(1, width // 8), max(1, height // 8)))
+                img.load()
+    except InvalidRequestError:
+        raise
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning):
+        raise InvalidRequestError(
+            field, f"{what}declares too many pixels (a decompression bomb)"
+        ) from None
+    except Exception as exc:  # Pillow raises many kinds on hostile bytes: all mean "not an image"
+        raise InvalidRequestError(
+            field, f"{what}is not a decodable {kind.ext.upper()} image ({type(exc).__name__})"
+        ) from None
+    if fmt == "PNG":
+        trailing = len(data) - _png_end(data)
+        if trailing > 0:
+            raise InvalidRequestError(
+                field, f"{what}has {trailing} bytes after the end of the PNG image"
+            )
+
+
+def _png_end(data: bytes) -> int:
+    """The offset just past a PNG's ``IEND`` chunk (the PNG was verified already)."""
+    offset = len(_PNG_MAGIC)
+    while offset + 8 <= len(data):
+        length = int.from_bytes(data[offset : offset + 4], "big")
+        chunk = data[offset + 4 : offset + 8]
+        offset += 12 + length
+        if chunk == b"IEND":
+            return offset
+    return len(data)
+
+
+def file_kind(mode: int) -> str:
+    """What a file of ``st_mode`` ``mode`` is, for messages ("a named pipe", "a folder")."""
+    if stat.S_ISDIR(mode):
+        return "a folder"
+    if stat.S_ISFIFO(mode):
+        return "a named pipe"
+    if stat.S_ISSOCK(mode):
+        return "a socket"
+    if stat.S_ISCHR(mode) or stat.S_ISBLK(mode):
+        return "a device"
+    return "not a regular file"
+
+
+def read_image_file(
+    field: str, path: str | os.PathLike[str], name: str | None = None
+) -> tuple[bytes, ImageType]:
+    """Read a local image safely and check it with :func:`image_bytes`. Blocking: async
+    code calls it through :func:`asyncio.to_thread`.
+
+    The path is resolved and must be a regular file (``os.stat``) before it is opened (a
+    named pipe would block ``open()`` for ever, a device would never end). It is opened
+    with ``O_NONBLOCK`` and checked again with ``fstat`` (in case it was swapped), and at
+    most 4 MiB + 1 byte is read, whatever the file turns out to hold.
+
+    Returns:
+        The bytes and the image's type.
+
+    Raises:
+        InvalidRequestError: not a readable regular file, or not a valid image.
+    """
+    shown = name or Path(path).name
+
+    def cannot(reason: str) -> InvalidRequestError:
+        return InvalidRequestError(field, f"cannot read {shown} ({reason})")
+
+    try:
+        resolved = Path(path).resolve()
+        info = os.stat(resolved)
+    except (OSError, RuntimeError) as exc:  # RuntimeError: a symlink loop (Python < 3.13)
+        raise cannot(getattr(exc, "strerror", None) or str(exc)) from None
+    if not stat.S_ISREG(info.st_mode):
+        kind = file_kind(info.st_mode)
+        raise InvalidRequestError(field, f"cannot read {shown}: it is {kind}, not an image file")
+    if info.st_size >= MAX_IMAGE_BYTES:
+        image_bytes(field, b"", shown, size=info.st_size)  # raises: too large
+    flags = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_NOCTTY", 0)
+    flags |= getattr(os, "O_CLOEXEC", 0) | getattr(os, "O_BINARY", 0)
+    try:
+        fd = os.open(resolved, flags)
+    except OSError as exc:
+        raise cannot(exc.strerror or str(exc)) from None
+    try:
+        mode = os.fstat(fd).st_mode
+        if not stat.S_ISREG(mode):
+            raise InvalidRequestError(
+                field, f"cannot read {shown}: it is {file_kind(mode)}, not an image file"
+            )
+        chunks: list[bytes] = []
+        left = MAX_IMAGE_BYTES + 1
+        while left > 0:
+            chunk = os.read(fd, min(left, 1 << 20))
+            if not chunk:
+                break
+            chunks.append(chunk)
+            left -= len(chunk)
+    except OSError as exc:
+        raise cannot(exc.strerror or str(exc)) from None
+    finally:
+        os.close(fd)
+    data = b"".join(chunks)
+    return data, image_bytes(field, data, shown)
 
 
 def _legal_status_value(item: object) -> int | None:

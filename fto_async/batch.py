@@ -83,8 +83,10 @@ from .errors import (
     FtoError,
     InvalidRequestError,
     RecordedError,
+    ResponseDecodeError,
     TaskFailedError,
     TaskTimeoutError,
+    TransportError,
     UnknownSubmissionError,
     may_have_created_task,
 )
@@ -252,7 +254,9 @@ class Progress:
         resumed: outcomes taken from the journal without a call.
         resubmitted_unknown: items resubmitted although an earlier run may have
             submitted them (it died mid-submit).
-        calls: HTTP calls this client sent (every attempt).
+        calls: calls of this client that reached the platform (an HTTP answer came
+            back, any status: ``TransportStats.answered``); attempts that never connected
+            or got no answer are not counted.
         retries: retries this client made.
         rate: the rate gate's pace in calls per second.
         elapsed: seconds since the batch started.
@@ -263,6 +267,8 @@ class Progress:
         follow_ups_failed: follow-ups ended with an error.
         shared: outcomes answered by another item's task or report (no call of their own).
         from_cache: requests answered by the report cache (cache hits; no call).
+        deferred: of ``failed``, items whose error was not theirs (a fatal stop, a
+            transient fault, an unreadable answer): a journal leaves them for the next run.
     """
 
     read: int
@@ -284,6 +290,7 @@ class Progress:
     follow_ups_failed: int = 0
     shared: int = 0
     from_cache: int = 0
+    deferred: int = 0
 
     @property
     def finished(self) -> int:
@@ -366,11 +373,15 @@ class _Counters:
     shared: int = 0
     from_cache: int = 0
 
+    deferred: int = 0
+
     def count(self, outcome: Outcome) -> None:
         if outcome.error is None:
             self.done += 1
         else:
             self.failed += 1
+            if _transient(outcome.error):
+                self.deferred += 1
 
 
 async def _pairs(items: Iterable[Any] | AsyncIterable[Any]) -> AsyncIterator[tuple[Any, Any]]:
@@ -489,7 +500,7 @@ class _Journaling:
             await self.journal.mark_unknown(str(key))  # the platform may hold a task for it
         else:
             # Never sent (a token failure before the gate), or refused: no task exists.
-            retry_later = exc.fatal or exc.retryable  # not the item's fault: try again next run
+            retry_later = _transient(exc)  # not the item's fault: try again next run
             await self.journal.mark_submit_failed(
                 str(key), str(exc), type(exc).__name__, retry_later
             )
@@ -500,10 +511,18 @@ class _Journaling:
         if error is None and report is not None:
             await self.journal.mark_done(str(key), dict(report.raw))
         elif isinstance(error, TaskFailedError) or (error is not None and not (
-            error.fatal or error.retryable or isinstance(error, TaskTimeoutError)
+            _transient(error) or isinstance(error, TaskTimeoutError)
         )):
             await self.journal.mark_failed(str(key), str(error), type(error).__name__)
         # timeouts, fatal and transient errors leave the task `submitted`: the next run polls it
+
+
+def _transient(error: FtoError) -> bool:
+    """Not the item's fault: the next run tries it again (a fatal stop, a retryable error,
+    an answer that could not be read: too large, not JSON, not the documented shape)."""
+    return (
+        error.fatal or error.retryable or isinstance(error, TransportError | ResponseDecodeError)
+    )
 
 
 @attrs.define
@@ -607,9 +626,10 @@ class _Batch:
             read=c.read, submitting=c.submitting, running=self.scheduler.pending,
             done=c.done, failed=c.failed, not_attempted=c.not_attempted,
             resumed=c.resumed, resubmitted_unknown=c.resubmitted_unknown,
-            calls=self.client.stats.calls, retries=self.client.retries,
+            calls=self.client.stats.answered, retries=self.client.retries,
             rate=self.client.gate.rate, elapsed=elapsed, total=self.total, eta=eta,
             shared=c.shared, from_cache=c.from_cache,
+            deferred=c.deferred,
         )
 
     async def _report_progress(self, stop: asyncio.Event) -> None:

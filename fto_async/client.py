@@ -223,8 +223,9 @@ class FtoClient:
 
     @property
     def retries(self) -> int:
-        """Retries performed so far by this client."""
-        return self._transport.retry.retries
+        """Calls sent again so far by this client: retries after a failure, and resends
+        after a refused token was refreshed."""
+        return self._transport.retry.retries + self._transport.stats.refresh_resends
 
     def __repr__(self) -> str:
         kind = "api_key" if isinstance(self._credentials, ApiKey) else "client_credentials"
@@ -293,22 +294,22 @@ class FtoClient:
         """Upload a local JPG/PNG under 4 MB; returns its public ``url`` and ``expire``.
 
         Raises:
-            InvalidRequestError: not a JPG/PNG, too large, or the file cannot be read.
+            InvalidRequestError: not a decodable JPG/PNG, too large, or the file cannot be
+                read (a path must name a regular file: see
+                :func:`fto_async._validate.read_image_file`).
         """
         if isinstance(image, bytes):
             data, name = image, filename
+            kind = await asyncio.to_thread(_validate.image_bytes, "image", data)
         elif isinstance(image, str | PathLike):
             path = Path(image)
-            try:
-                data = await asyncio.to_thread(path.read_bytes)
-            except OSError as exc:
-                reason = f"cannot read {path.name}: {exc.strerror}"
-                raise InvalidRequestError("image", reason) from None
+            # Off the event loop: the file is checked (a regular file, at most 4 MiB read)
+            # and decoded in a worker thread.
+            data, kind = await asyncio.to_thread(_validate.read_image_file, "image", path)
             name = filename or path.name
         else:
             got = type(image).__name__
             raise InvalidRequestError("image", f"must be a path or bytes, got {got}")
-        kind = _validate.image_bytes("image", data)
         field = FileField("image", name or f"image.{kind.ext}", data, kind.mime)
         answer = await self._transport.call(UPLOAD_PATH, files=(field,))
         return _serde.structure(self._converter, answer, UploadedImage)

@@ -19,6 +19,7 @@ from .errors import ConfigurationError
 
 __all__ = [
     "DEFAULT_BASE_URL",
+    "DEFAULT_MAX_RESPONSE_BYTES",
     "DEFAULT_QPS",
     "DEFAULT_SUBMIT_LATENCY",
     "DEFAULT_TIMEOUT",
@@ -43,6 +44,8 @@ DEFAULT_TIMEOUT = 30.0
 #: UNVERIFIED. The platform has not published where the result of a ``submit-workflow``
 #: task is read; this guess follows the ``/api/mcp/`` prefix. Override it per client.
 DEFAULT_WORKFLOW_RESULT_PATH = "/api/mcp/workflow-result"
+#: The largest answer body read: 32 MiB (a report is about 30 KB).
+DEFAULT_MAX_RESPONSE_BYTES = 32 * 1024 * 1024
 
 
 def _number(attribute: attrs.Attribute[Any], value: object) -> float:
@@ -277,6 +280,16 @@ class ClientConfig:
         retry: the retry policy, see :class:`RetryConfig`.
         poll: polling of single tasks, see :class:`PollConfig`.
         user_agent: sent as ``User-Agent``.
+        max_response_bytes: the largest answer body read (32 MiB; a report is ~30 KB).
+            A larger one is not buffered: it raises ``ResponseTooLargeError``.
+        unreachable_after: seconds without a single answer (from the first attempt that
+            got none) before calls give up with the fatal ``PlatformUnreachableError``...
+        unreachable_attempts: ...and at least this many attempts got none. Both must hold
+            (whichever comes later): a burst of failures during a short blip never stops
+            a batch, and neither does one slow attempt. Any HTTP answer resets both.
+        not_platform_after: consecutive whole answers that are not JSON (an HTML page),
+            with no platform envelope ever seen, before calls give up with the fatal
+            ``NotThePlatformError`` (a wrong base URL, a captive portal).
     """
 
     base_url: str = DEFAULT_BASE_URL
@@ -288,6 +301,12 @@ class ClientConfig:
     retry: RetryConfig = attrs.field(factory=RetryConfig)
     poll: PollConfig = attrs.field(factory=PollConfig)
     user_agent: str = "fto-async"
+    max_response_bytes: int = attrs.field(
+        default=DEFAULT_MAX_RESPONSE_BYTES, validator=_int_at_least(1024)
+    )
+    unreachable_after: float = attrs.field(default=30.0, validator=_non_negative)
+    unreachable_attempts: int = attrs.field(default=20, validator=_int_at_least(1))
+    not_platform_after: int = attrs.field(default=5, validator=_int_at_least(1))
 
     def __attrs_post_init__(self) -> None:
         if not isinstance(self.base_url, str) or not self.base_url.startswith(

@@ -9,7 +9,10 @@ Every exception the SDK raises hangs under :class:`FtoError`::
     │   ├── ConnectError (ConnectionError)   connection refused, reset or dropped
     │   │   └── TLSError                     TLS handshake or certificate refused (fatal)
     │   ├── RequestTimeout (TimeoutError)    no answer in time
-    │   └── MalformedResponseError           body is not JSON (an HTML 502 page, a cut body)
+    │   ├── MalformedResponseError           body is not JSON (an HTML 502 page, a cut body)
+    │   │   └── ResponseTooLargeError        body over ``max_response_bytes`` (not retried)
+    │   └── PlatformUnreachableError         no answer at all for a while (fatal)
+    │       └── NotThePlatformError          only non-JSON answers, never an envelope (fatal)
     ├── ResponseDecodeError                  JSON that does not fit the documented shape
     ├── ApiError                             the platform answered with an error code
     │   ├── RateLimitedError                 67200002: over the account's QPS (retryable)
@@ -72,13 +75,16 @@ __all__ = [
     "InvalidParameterError",
     "InvalidRequestError",
     "MalformedResponseError",
+    "NotThePlatformError",
     "PathNotFoundError",
     "PermissionDeniedError",
+    "PlatformUnreachableError",
     "QuotaExceededError",
     "RateLimitedError",
     "RecordedError",
     "RequestTimeout",
     "ResponseDecodeError",
+    "ResponseTooLargeError",
     "ServerError",
     "ServiceError",
     "SharedGateError",
@@ -161,11 +167,47 @@ class RequestTimeout(TransportError, TimeoutError):
 
 
 class MalformedResponseError(TransportError):
-    """The body was not JSON (an HTML error page, a truncated body). Usually transient."""
+    """The body was not JSON (an HTML error page, a truncated body). Usually transient.
+
+    ``http_status`` is set when a whole answer came back (it is not JSON): the request
+    was answered, so a submit did not leave a task behind unseen. ``None`` means the body
+    was cut off mid-way: then the outcome is unknown.
+    """
 
     def __init__(self, message: str, *, http_status: int | None = None) -> None:
         super().__init__(message)
         self.http_status = http_status
+
+
+class ResponseTooLargeError(MalformedResponseError):
+    """The answer's body exceeded ``ClientConfig.max_response_bytes`` and was not read.
+
+    Not retried (the same call would bring the same body back); a batch leaves the item
+    for the next run.
+    """
+
+    retryable = False
+
+
+class PlatformUnreachableError(TransportError):
+    """No call got any answer for a while (connection refused, or no answer in time).
+
+    Every call would fail the same way, so it stops a batch (fatal). ``url`` is the
+    platform URL tried (``apikey`` redacted). Check the base URL and the network.
+    """
+
+    retryable = False
+    fatal = True
+
+    def __init__(self, message: str, *, url: str, request_sent: bool = False) -> None:
+        super().__init__(message)
+        self.url = url
+        self.request_sent = request_sent
+
+
+class NotThePlatformError(PlatformUnreachableError):
+    """The server answers, but never once with the platform's JSON envelope (an HTML page,
+    a captive portal, a wrong base URL). Fatal; nothing it answered created a task."""
 
 
 class ResponseDecodeError(FtoError):
@@ -419,9 +461,13 @@ _HTTP_TABLE: Mapping[int, type[ApiError]] = {
 def may_have_created_task(exc: FtoError) -> bool:
     """Could a submit that failed with ``exc`` have created a task on the platform anyway?
 
-    Yes for answers that come after the platform may have acted (busy, 5xx, a timeout, a
-    garbled or cut body); no for refusals and for requests that never left.
+    Yes when the outcome is really unknown: sent with no (whole) answer back (a timeout, a
+    dropped connection, a cut body), busy, or 5xx (a gateway may have forwarded it). No for
+    refusals, for requests that never left, and for whole answers that are not JSON (an
+    HTML page: whatever answered it is not the platform).
     """
+    if isinstance(exc, MalformedResponseError) and exc.http_status is not None:
+        return False  # a whole answer came back: it said no task id
     if isinstance(exc, TransportError):
         return exc.request_sent
     return isinstance(exc, BusyError | ServerError)

@@ -30,6 +30,7 @@ import aiohttp
 import attrs
 
 from ._http import FileField, HttpAnswer
+from .errors import ResponseTooLargeError
 
 __all__ = ["MockRequest", "MockResponse", "MockTransport"]
 
@@ -109,6 +110,8 @@ class MockTransport:
         form: Mapping[str, str] | None = None,
         files: tuple[FileField, ...] = (),
         timeout: aiohttp.ClientTimeout,
+        max_bytes: int = 32 * 1024 * 1024,
+        on_answer: Callable[[], None] | None = None,
     ) -> HttpAnswer:
         parts = urlsplit(url)
         request = MockRequest(
@@ -123,6 +126,13 @@ class MockTransport:
             answer = await answer
         if not isinstance(answer, MockResponse):
             raise TypeError(f"the handler must return a MockResponse, got {type(answer).__name__}")
+        if on_answer is not None:
+            on_answer()
+        if len(answer.body) > max_bytes:
+            raise ResponseTooLargeError(
+                f"{parts.path}: the answer is {len(answer.body)} bytes, over "
+                f"max_response_bytes ({max_bytes})", http_status=answer.status,
+            )
         return HttpAnswer(answer.status, dict(answer.headers), answer.body)
 
     async def aclose(self) -> None:

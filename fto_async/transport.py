@@ -11,6 +11,11 @@ One :class:`Transport` belongs to one client (one account). For every call it
 4. decodes the envelope, tells the gate about throttling, and on 67200003 / HTTP 401
    refreshes the token once and sends again.
 
+Answer bodies are read up to ``ClientConfig.max_response_bytes`` (a larger one raises
+:class:`~fto_async.errors.ResponseTooLargeError`, never buffered whole). Every attempt
+feeds one :class:`~fto_async._reach.Reachability`, which turns a platform that cannot be
+reached, or a server that is not the platform, into one fatal error early.
+
 URLs are logged with the ``apikey`` value redacted; secrets never reach a log line.
 """
 
@@ -32,6 +37,7 @@ import attrs
 
 from ._envelope import decode_answer
 from ._http import AiohttpSender, FileField, HttpSender
+from ._reach import Reachability
 from .auth import ApiKey, Authenticator, ClientCredentials, StaticKeyAuth, TokenAuth, token_error
 from .config import ClientConfig
 from .errors import (
@@ -41,8 +47,10 @@ from .errors import (
     MalformedResponseError,
     RateLimitedError,
     RequestTimeout,
+    ResponseDecodeError,
     ServerError,
     TLSError,
+    TransportError,
     may_have_created_task,
 )
 from .ratelimit import RateGate, RateGateProtocol
@@ -81,15 +89,28 @@ class TransportStats:
     """Counters of one client's traffic (for progress displays and tests).
 
     Attributes:
-        calls: HTTP requests sent to business paths (every attempt).
+        calls: HTTP requests started to business paths (every attempt, answered or not).
+        answered: those that reached the platform: an HTTP answer came back (any status).
+            This is what the platform counts; the CLI shows it as "calls used".
+        unconnected: attempts that never got a connection (refused, DNS, TLS handshake),
+            token requests included.
+        unanswered: attempts sent that got no answer (timeout, connection dropped),
+            token requests included.
         token_requests: requests to ``/oauth/token``.
+        refresh_resends: calls sent again after a refused token was refreshed (counted
+            as retries by :attr:`FtoClient.retries <fto_async.FtoClient.retries>`).
         by_code: answers by platform error code (0 for success, -1 for no answer).
         ambiguous_submits: submits retried after a failure that may have created a task
-            on the platform anyway (67200100, timeouts, dropped connections, 5xx).
+            on the platform anyway (67200100, 5xx, timeouts, dropped connections; see
+            :func:`~fto_async.errors.may_have_created_task`).
     """
 
     calls: int = 0
+    answered: int = 0
+    unconnected: int = 0
+    unanswered: int = 0
     token_requests: int = 0
+    refresh_resends: int = 0
     by_code: Counter[int] = attrs.field(factory=Counter)
     ambiguous_submits: int = 0
 
@@ -118,37 +139,76 @@ def _tls_reason(exc: aiohttp.ClientError) -> str:
 class _translate_faults:
     """Turn aiohttp and timeout faults into :class:`~fto_async.errors.TransportError`.
 
-    A class rather than a generator-based context manager: it wraps every call.
+    A class rather than a generator-based context manager: it wraps every call. It counts
+    the attempt as answered (``got_answer()``), unconnected or unanswered, and tells the
+    :class:`~fto_async._reach.Reachability` about attempts with no answer.
     """
 
-    __slots__ = ("path", "stats")
+    __slots__ = ("answered", "business", "path", "reach", "started", "stats")
 
-    def __init__(self, path: str, stats: TransportStats | None = None) -> None:
+    def __init__(
+        self,
+        path: str,
+        stats: TransportStats | None = None,
+        reach: Reachability | None = None,
+        *,
+        business: bool = True,
+    ) -> None:
         self.path = path
         self.stats = stats
+        self.reach = reach
+        self.business = business  # False for token requests: not calls, not in by_code
+        self.started = time.monotonic()
+        self.answered = False
 
-    async def __aenter__(self) -> None:
-        return None
+    def got_answer(self) -> None:
+        """The status line came back: the call reached the platform."""
+        self.answered = True
+        if self.stats is not None and self.business:
+            self.stats.answered += 1
+        if self.reach is not None:
+            self.reach.answered()
+
+    async def __aenter__(self) -> _translate_faults:
+        return self
 
     async def __aexit__(self, _t: object, exc: BaseException | None, _tb: object) -> None:
         if exc is None or not isinstance(exc, TimeoutError | aiohttp.ClientError):
             return
-        if self.stats is not None:
+        if self.stats is not None and self.business:
             self.stats.by_code[-1] += 1  # no usable answer
         log.debug("%s: no usable answer (%s)", self.path, type(exc).__name__)
+        err = self._error(exc)
+        if not self.answered:
+            if self.stats is not None:
+                if err.request_sent:
+                    self.stats.unanswered += 1
+                else:
+                    self.stats.unconnected += 1
+            fatal = None if self.reach is None else self.reach.unanswered(self.started, err)
+            if fatal is not None:
+                raise fatal from exc
+        raise err from exc
+
+    def _error(self, exc: BaseException) -> TransportError:
         path = self.path
         if isinstance(exc, TimeoutError):
-            raise RequestTimeout(f"{path}: no answer in time") from exc
+            return RequestTimeout(f"{path}: no answer in time")
         if isinstance(exc, aiohttp.ClientSSLError | aiohttp.ServerFingerprintMismatch):
-            raise TLSError(f"{path}: TLS handshake failed ({_tls_reason(exc)})") from exc
+            return TLSError(f"{path}: TLS handshake failed ({_tls_reason(exc)})")
         if isinstance(exc, aiohttp.ClientConnectorError):
             reason = exc.os_error.strerror or exc.os_error
             err = ConnectError(f"{path}: cannot connect ({reason})")
             err.request_sent = False
-            raise err from exc
+            return err
         if isinstance(exc, aiohttp.ClientPayloadError):
-            raise MalformedResponseError(f"{path}: truncated body ({type(exc).__name__})") from exc
-        raise ConnectError(f"{path}: connection failed ({type(exc).__name__})") from exc
+            return MalformedResponseError(f"{path}: truncated body ({type(exc).__name__})")
+        return ConnectError(f"{path}: connection failed ({type(exc).__name__})")
+
+
+def _is_envelope(body: bytes) -> bool:
+    """Whether ``body`` looks like the platform's JSON object (not an HTML page)."""
+    return body.lstrip()[:1] == b"{"
 
 
 class Transport:
@@ -198,6 +258,10 @@ class Transport:
             total=config.timeout, sock_connect=config.connect_timeout
         )
         self._send = self.retry.wrap(self._attempt)
+        self.reach = Reachability(
+            redact_url(self._base), after=config.unreachable_after,
+            attempts=config.unreachable_attempts, not_platform_after=config.not_platform_after,
+        )  # fmt: skip
 
     # -- lifecycle ------------------------------------------------------------------
 
@@ -270,6 +334,7 @@ class Transport:
                 if refreshed or not expired or not used or not self._auth.invalidate(used[0]):
                     raise
                 refreshed = True
+                self.stats.refresh_resends += 1  # a resend: counted with the retries
                 log.info("token refused on %s; refreshing once", path)
 
     async def _send_once(
@@ -293,10 +358,11 @@ class Transport:
             if before_send is not None:
                 await before_send()
             self.stats.calls += 1
-            async with _translate_faults(path, self.stats):
+            async with _translate_faults(path, self.stats, self.reach) as faults:
                 answer = await sender.post(
                     url, params=params, headers=headers, json=payload or {}, files=files,
-                    timeout=self._timeout,
+                    timeout=self._timeout, max_bytes=self.config.max_response_bytes,
+                    on_answer=faults.got_answer,
                 )
         status, body, resp_headers = answer.status, answer.body, answer.headers
         try:
@@ -304,11 +370,22 @@ class Transport:
         except RateLimitedError:
             self.stats.by_code[67200002] += 1
             self.gate.on_throttled(permit)
+            self.reach.body(envelope=True)
             raise
         except FtoError as exc:
             self.stats.by_code[getattr(exc, "code", None) or -1] += 1
             self._log(path, status, exc, started)
+            envelope = _is_envelope(body) and not isinstance(
+                exc, MalformedResponseError | ResponseDecodeError
+            )
+            self.reach.body(envelope=envelope)
+            fatal = (
+                None if envelope else self.reach.check_answer(ambiguous=may_have_created_task(exc))
+            )
+            if fatal is not None:
+                raise fatal from exc
             raise
+        self.reach.body(envelope=True)
         self.stats.by_code[0] += 1
         self.gate.on_success(permit)
         self._log(path, status, None, started)
@@ -324,18 +401,24 @@ class Transport:
     async def _fetch_token(self, creds: ClientCredentials) -> Mapping[str, Any]:
         sender = self._check_open()
         self.stats.token_requests += 1
-        async with _translate_faults(TOKEN_PATH):
+        async with _translate_faults(
+            TOKEN_PATH, self.stats, self.reach, business=False
+        ) as faults:
             answer = await sender.post(
                 self._base + TOKEN_PATH,
                 form={"grant_type": "client_credentials"},
                 headers={"Authorization": _basic_auth(creds)},
-                timeout=self._timeout,
+                timeout=self._timeout, max_bytes=self.config.max_response_bytes,
+                on_answer=faults.got_answer,
             )
         status = answer.status
         try:
             body = json.loads(answer.body)
-        except ValueError:
+        except (ValueError, RecursionError):
             body = None
+        self.reach.body(envelope=isinstance(body, Mapping))
+        if not isinstance(body, Mapping) and (fatal := self.reach.check_answer()) is not None:
+            raise fatal
         if not isinstance(body, Mapping):
             if status >= 500:
                 raise ServerError(None, f"token request failed (HTTP {status})",

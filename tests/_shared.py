@@ -8,6 +8,7 @@ path in the package fails the tests instead of agreeing with them.
 from __future__ import annotations
 
 import asyncio
+import zlib
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -25,12 +26,33 @@ CLIENT_ID = "demo-client"
 CLIENT_SECRET = "demo-secret"
 API_KEY = "sk-demo"
 
-#: A valid 1x1 PNG, and bytes that only start like a JPEG (enough for the magic check).
+#: Real, decodable 1x1 images (made with Pillow; the one image rule decodes what it is given).
 PNG = bytes.fromhex(
-    "89504e470d0a1a0a0000000d4948445200000001000000010804000000b51c0c02"
-    "0000000b4944415478da63646000000006000230819d0b0000000049454e44ae426082"
+    "89504e470d0a1a0a0000000d49484452000000010000000108000000003a7e9b55"
+    "0000000a4944415478da63f80f00010101001cb08c990000000049454e44ae426082"
 )
-JPEG = b"\xff\xd8\xff\xe0" + b"\x00" * 64
+JPEG = bytes.fromhex(
+    "ffd8ffe000104a46494600010100000100010000ffdb004300100b0c0e0c0a100e0d0e1211101318281a"
+    "181616183123251d283a333d3c3933383740485c4e404457453738506d51575f626768673e4d717970647"
+    "85c656763ffc0000b080001000101011100ffc4001f0000010501010101010100000000000000000102030"
+    "405060708090a0bffc400b5100002010303020403050504040000017d0102030004110512213141061351"
+    "6107227114328191a1082342b1c11552d1f02433627282090a161718191a25262728292a3435363738393a"
+    "434445464748494a535455565758595a636465666768696a737475767778797a838485868788898a9293949"
+    "5969798999aa2a3a4a5a6a7a8a9aab2b3b4b5b6b7b8b9bac2c3c4c5c6c7c8c9cad2d3d4d5d6d7d8d9dae1e"
+    "2e3e4e5e6e7e8e9eaf1f2f3f4f5f6f7f8f9faffda0008010100003f00f40affd9"
+)
+
+
+
+def png_of_size(size: int) -> bytes:
+    """A real, decodable PNG of exactly ``size`` bytes (at least 79): :data:`PNG` with a
+    private ancillary chunk that decoders skip, sized to fit."""
+    pad = size - len(PNG) - 12
+    assert pad >= 0, size
+    chunk = b"paDd" + bytes(pad)
+    crc = zlib.crc32(chunk).to_bytes(4, "big")
+    head = 8 + 25  # the signature and the IHDR chunk
+    return PNG[:head] + pad.to_bytes(4, "big") + chunk + crc + PNG[head:]
 
 
 def credentials(scheme: str) -> dict[str, str]:

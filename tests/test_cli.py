@@ -24,7 +24,7 @@ import pytest
 from fto_async.cli import main
 from fto_async.emulator import Emulator, EmulatorConfig
 from fto_async.journal import Journal
-from tests._shared import PNG
+from tests._shared import PNG, png_of_size
 
 ROOT = Path(__file__).resolve().parent.parent
 SAMPLE = ROOT / "fto_async" / "data" / "sample_catalog.csv"
@@ -252,7 +252,7 @@ async def test_quota_mid_run_exits_3_then_resumes(emu, env, tmp_path, capsys):
 async def test_image_path_rows_are_uploaded_once(emu, env, tmp_path):
     """Local images are uploaded lazily, and a rerun uploads nothing again."""
     for i in range(3):
-        (tmp_path / f"p{i}.png").write_bytes(PNG + bytes([i]))  # three distinct files
+        (tmp_path / f"p{i}.png").write_bytes(png_of_size(100 + i))  # three distinct files
     path = catalog(tmp_path, [f"L{i},p{i}.png,US" for i in range(3)] + ["L9,missing.png,US"],
                    header="sku,image_path,country")
     out = tmp_path / "r.jsonl"

@@ -16,10 +16,10 @@ from fto_async.models import (
     SimpleLegalStatus,
     WorkflowRequest,
 )
+from tests._shared import JPEG, PNG, png_of_size  # real, decodable images
 
 URL = "https://static-open.zhihuiya.com/sample/common_demo.png"
-PNG = b"\x89PNG\r\n\x1a\n" + b"\x00\x00\x00\rIHDR" + bytes(32)
-JPEG = b"\xff\xd8\xff\xe0\x00\x10JFIF\x00" + bytes(32)
+
 PNG_B64 = base64.b64encode(PNG).decode()
 JPEG_B64 = base64.b64encode(JPEG).decode()
 MAX = _validate.MAX_IMAGE_BYTES
@@ -271,7 +271,7 @@ GOOD = [
     ),
     (
         "workflow",
-        {"url": None, "target_image_base64": base64.b64encode(PNG[:8] + bytes(MAX - 9)).decode()},
+        {"url": None, "target_image_base64": base64.b64encode(png_of_size(MAX - 1)).decode()},
         "url",
         None,
     ),
@@ -354,7 +354,7 @@ def test_from_image_bytes_refuses_bad_input(data, kwargs):
 
 def test_workflow_repr_does_not_dump_the_image():
     """The repr of a request with a big image shows its length, not its content."""
-    req = WorkflowRequest.from_image_bytes(PNG + bytes(10_000))
+    req = WorkflowRequest.from_image_bytes(png_of_size(10_000))
     assert "chars>" in repr(req)
     assert len(repr(req)) < 500
 
@@ -370,8 +370,8 @@ async def test_one_image_rule_for_bytes_uploads_and_catalog_files(tmp_path):
     from fto_async import FtoClient
     from fto_async.cli._catalog import Catalog, check_defaults
 
-    at_limit = PNG + bytes(MAX - len(PNG))
-    under = PNG + bytes(MAX - len(PNG) - 1)
+    at_limit = png_of_size(MAX)
+    under = png_of_size(MAX - 1)
     with pytest.raises(InvalidRequestError, match="under 4 MiB"):
         WorkflowRequest.from_image_bytes(at_limit, country=["US"])
     WorkflowRequest.from_image_bytes(under, country=["US"])

@@ -21,6 +21,14 @@ validation error from the request models, a duplicate or empty key, no image, an
 unreadable ``image_path``, a bad JSON line) is a :class:`Row` with ``error`` set; only
 problems with the whole file raise :class:`CatalogError`.
 
+Local files never leave the machine unasked: an ``image_path`` must resolve (symlinks
+followed) inside the image root, the catalog's folder unless ``image_root`` widens it;
+absolute paths, ``..``, ``~`` and symlinks that lead outside are refused per row. It must
+be a regular file (a named pipe would block the reader for ever) holding a decodable PNG
+or JPEG (:func:`fto_async._validate.read_image_file`).
+
+Keys are at most :data:`MAX_KEY_LENGTH` characters, without control characters.
+
 A row without a usable key (none, or a repeat) is journaled under a stand-in key made
 by :func:`stand_in_key`: it starts with :data:`STAND_IN`, a control character that no
 key can hold (keys holding one are refused), so it never meets a user's key.
@@ -31,6 +39,7 @@ from __future__ import annotations
 import csv
 import json
 import os
+import stat
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any, Final, TextIO, TypeAlias
@@ -41,8 +50,8 @@ from .. import _validate as v
 from ..errors import InvalidRequestError
 from ..models import ImageSearchRequest, WorkflowRequest
 
-__all__ = ["STAND_IN", "Catalog", "CatalogError", "Defaults", "Row", "check_defaults",
-           "parse_list", "stand_in_key"]  # fmt: skip
+__all__ = ["MAX_KEY_LENGTH", "STAND_IN", "Catalog", "CatalogError", "Defaults", "Row",
+           "check_defaults", "parse_list", "stand_in_key"]  # fmt: skip
 
 Request: TypeAlias = ImageSearchRequest | WorkflowRequest
 
@@ -52,6 +61,9 @@ PATH_COLUMN: Final = "image_path"
 #: Stands in for the image of an ``image_path`` row until it is uploaded.
 PLACEHOLDER_URL: Final = "https://upload.invalid/pending.png"
 _JSONL_SUFFIXES: Final = (".jsonl", ".ndjson")
+#: Longest row key accepted.
+MAX_KEY_LENGTH: Final = 1000
+
 #: The first character of every stand-in journal key (never in a user's key).
 STAND_IN: Final = "\x1f"
 
@@ -59,10 +71,6 @@ STAND_IN: Final = "\x1f"
 def stand_in_key(line: int) -> str:
     """The journal key of the row on ``line`` when it has no usable key of its own."""
     return f"{STAND_IN}line{line}"
-
-
-def _has_control(text: str) -> bool:
-    return any(ord(ch) < 0x20 or 0x7F <= ord(ch) < 0xA0 for ch in text)
 
 
 class _ImageGone(InvalidRequestError):
@@ -182,12 +190,26 @@ class Catalog:
     Args:
         path: the CSV or JSONL file (JSONL when it ends with ``.jsonl`` or ``.ndjson``).
         defaults: options for rows that do not set their own.
+        image_root: the folder every ``image_path`` must resolve inside (default: the
+            catalog's folder).
+        read_images: read and decode each ``image_path`` (True), or only check that it
+            is a regular file inside the root of a possible size (False: for a run that
+            reads the image when it uploads it, and for rebuilding outputs).
     """
 
-    def __init__(self, path: str | os.PathLike[str], defaults: Defaults | None = None) -> None:
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        defaults: Defaults | None = None,
+        *,
+        image_root: str | os.PathLike[str] | None = None,
+        read_images: bool = True,
+    ) -> None:
         self.path = Path(path)
         self.defaults = defaults or Defaults()
         self.jsonl = self.path.suffix.lower() in _JSONL_SUFFIXES
+        self.image_root = Path(image_root if image_root is not None else self.path.parent)
+        self.read_images = read_images
 
     def __repr__(self) -> str:
         return f"<Catalog {str(self.path)!r} {'jsonl' if self.jsonl else 'csv'}>"
@@ -319,44 +341,51 @@ class Catalog:
             raise CatalogError(f"{self.path}: the catalog has no rows")
         return count
 
-    def rows(self) -> Iterator[Row]:
+    def rows(self, *, read_images: bool | None = None) -> Iterator[Row]:
         """Yield every row in file order (good and bad), streaming.
+
+        ``read_images`` overrides the catalog's own setting (see :class:`Catalog`).
 
         Raises:
             CatalogError: the file cannot be used at all (raised when met).
         """
+        read_images = self.read_images if read_images is None else read_images
         seen: dict[str, int] = {}
         for line, record in self._records():
             if isinstance(record, str):
                 yield Row(line, None, stand_in_key(line), error=record)
                 continue
-            yield self._row(line, record, seen)
+            yield self._row(line, record, seen, read_images)
 
     # -- one row --------------------------------------------------------------------
 
-    def _row(self, line: int, fields: Mapping[str, Any], seen: dict[str, int]) -> Row:
+    def _row(
+        self, line: int, fields: Mapping[str, Any], seen: dict[str, int], read_images: bool
+    ) -> Row:
         try:
             key = _text(_first(fields, KEY_COLUMNS))
         except InvalidRequestError:
             key = None
         if key is None:
             return Row(line, None, stand_in_key(line), error="no key (sku or id is empty)")
-        if _has_control(key):
-            return Row(line, key, stand_in_key(line),
-                       error="key: holds a control character (sku or id)")
+        bad_key = _key_problem(key)
+        if bad_key is not None:
+            return Row(line, None, stand_in_key(line), error=bad_key)
         first = seen.get(key)
         if first is not None:
             return Row(line, key, stand_in_key(line),
                        error=f"duplicate key {key!r} (first on line {first})")
         seen[key] = line
         try:
-            return self._good_row(line, key, fields)
+            return self._good_row(line, key, fields, read_images)
         except _ImageGone as exc:
             return Row(line, key, key, error=str(exc), image_gone=True)
         except InvalidRequestError as exc:
             return Row(line, key, key, error=str(exc))
 
-    def _good_row(self, line: int, key: str, fields: Mapping[str, Any]) -> Row:
+    def _good_row(
+        self, line: int, key: str, fields: Mapping[str, Any], read_images: bool
+    ) -> Row:
         d = self.defaults
         title = _text(fields.get("title"))
         country = parse_list(fields.get("country"))
@@ -382,7 +411,7 @@ class Catalog:
         if path_text is None:
             raise InvalidRequestError("image", "no image (image_url, url and image_path are empty)")
         row.make_request(url=PLACEHOLDER_URL)  # check every other field now
-        return attrs.evolve(row, image_path=self._check_image(path_text))
+        return attrs.evolve(row, image_path=self._check_image(path_text, read_images))
 
     def image_paths(self) -> Iterator[Path]:
         """The ``image_path`` of every record, as :meth:`rows` would resolve it (unchecked)."""
@@ -395,18 +424,44 @@ class Catalog:
         path = Path(text).expanduser()
         return path if path.is_absolute() else self.path.parent / path
 
-    def _check_image(self, text: str) -> Path:
+    def _check_image(self, text: str, read_images: bool) -> Path:
         path = self._resolve(text)
         try:
-            size = path.stat().st_size
-            with path.open("rb") as handle:
-                head = handle.read(8)
-        except OSError as exc:
+            root = self.image_root.resolve()
+            resolved = path.resolve()
+        except (OSError, RuntimeError) as exc:  # RuntimeError: a symlink loop
+            raise InvalidRequestError("image_path", f"cannot resolve {text} ({exc})") from None
+        if not resolved.is_relative_to(root):
+            raise InvalidRequestError(
+                "image_path", f"{text} is outside the image folder {root} (local files are "
+                "only uploaded from there; --image-root DIR allows another folder)",
+            )
+        try:
+            info = os.stat(resolved)
+        except OSError as exc:  # moved or deleted: a done row keeps its result
             raise _ImageGone(
                 "image_path", f"cannot read {text} ({exc.strerror or exc})"
             ) from None
-        v.image_bytes("image_path", head, text, size=size)
-        return path
+        if read_images:
+            v.read_image_file("image_path", resolved, text)
+            return resolved
+        if not stat.S_ISREG(info.st_mode):
+            raise InvalidRequestError(
+                "image_path", f"cannot read {text}: it is {v.file_kind(info.st_mode)}, "
+                "not an image file",
+            )
+        if info.st_size >= v.MAX_IMAGE_BYTES:
+            v.image_bytes("image_path", b"", text, size=info.st_size)  # raises: too large
+        return resolved
+
+
+def _key_problem(key: str) -> str | None:
+    """Why ``key`` cannot be a row's key (too long, control characters), or ``None``."""
+    if len(key) > MAX_KEY_LENGTH:
+        return f"key: must be at most {MAX_KEY_LENGTH} characters, got {len(key)}"
+    if any(ord(c) < 0x20 or 0x7F <= ord(c) < 0xA0 or c in "\u2028\u2029" for c in key):
+        return "key: must not contain control characters (tabs, line breaks, escapes)"
+    return None
 
 
 def _first(fields: Mapping[str, Any], names: Sequence[str]) -> Any:

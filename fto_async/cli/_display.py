@@ -203,8 +203,9 @@ class ProgressView:
         if p is None:
             return "starting"
         return (
-            f"done {p.done}, failed {p.failed}, invalid {self.invalid}, "
-            f"running {p.running + p.submitting}{_follow_ups(p)} | {p.rate:.1f} calls/s, "
+            f"done {p.done}, failed {p.failed - p.deferred}, invalid {self.invalid}, "
+            + (f"next run {p.deferred}, " if p.deferred else "")
+            + f"running {p.running + p.submitting}{_follow_ups(p)} | {p.rate:.1f} calls/s, "
             f"calls {p.calls}, retries {p.retries}"
         )
 
@@ -220,8 +221,10 @@ class ProgressView:
         if p is None:
             return f"progress: 0/{total} rows"
         return (
-            f"progress: {self.finished}/{total} rows (done {p.done}, failed {p.failed}, "
-            f"invalid {self.invalid}, resumed {p.resumed}); submitting {p.submitting}, "
+            f"progress: {self.finished}/{total} rows (done {p.done}, "
+            f"failed {p.failed - p.deferred}, invalid {self.invalid}, "
+            + (f"left for the next run {p.deferred}, " if p.deferred else "")
+            + f"resumed {p.resumed}); submitting {p.submitting}, "
             f"running {p.running}{_follow_ups(p)}; rate {p.rate:.1f} calls/s, calls {p.calls}, "
             f"retries {p.retries}; elapsed {format_duration(p.elapsed)}, "
             f"ETA {format_duration(self.eta())}"
@@ -304,6 +307,8 @@ class Summary:
     from_cache: int = 0
     shared: int = 0
     cache: str = "off"
+    unconnected: int = 0
+    unanswered: int = 0
 
 
 _RISK_ROWS: Final = (("High", "high risk"), ("Medium", "medium risk"), ("Low", "low risk"),
@@ -354,12 +359,16 @@ def summary_sections(summary: Summary) -> tuple[list[Section], list[tuple[str, s
             [[label, str(fu[s])] for s, label in _FOLLOW_UP_ROWS if fu[s]]
             + [["total", f"{fu.total()}{high}"]],
         ))  # fmt: skip
+    calls = f"{summary.calls} (uploads {summary.uploads})"
+    if summary.unconnected or summary.unanswered:
+        calls += (f"; not counted: {summary.unconnected} attempts never connected, "
+                  f"{summary.unanswered} got no answer")  # fmt: skip
     footer = [
         ("requests", f"{tally.rows} rows, {summary.distinct} distinct requests, "
-                     f"{summary.from_cache} from cache, calls used {summary.calls} "
-                     f"(uploads {summary.uploads})"
+                     f"{summary.from_cache} from cache, calls used {summary.calls}"
                      + (f"; {summary.shared} rows shared an equal row's task or report, "
                         "no call of their own" if summary.shared else "")),
+        ("calls used", calls),
         ("cache", summary.cache),
         ("retries", str(summary.retries)),
         ("ambiguous submits", ambiguous),
@@ -368,6 +377,8 @@ def summary_sections(summary: Summary) -> tuple[list[Section], list[tuple[str, s
         ("journal", str(summary.journal)),
         *summary.notes,
     ]
+    for reason, (n, _message) in sorted(tally.waiting.items(), key=lambda item: -item[1][0]):
+        footer.append(("not done", f"{n} rows {reason}"))
     if tally.status["unknown"]:
         footer.append(("unknown rows", f"{tally.status['unknown']} may hold a task on the "
                        "platform; the next run resubmits them (--unknown skip leaves them)"))

@@ -50,6 +50,7 @@ from urllib.parse import urlsplit
 
 import platformdirs
 
+from .. import _validate
 from ..cache import ReportCache
 from ..client import FtoClient
 from ..config import (
@@ -128,6 +129,45 @@ def default_cache_path(base_url: str | None) -> Path:
     return platformdirs.user_cache_path("fto-async") / f"reports-{host}-{tag}.db"
 
 
+#: The lowest ``--qps`` accepted: below it a run of any size would take for ever.
+MIN_QPS = 0.01
+
+
+def _qps(text: str) -> float:
+    """``--qps``: a number of calls per second, at least :data:`MIN_QPS`."""
+    value = _finite(text)
+    if value < MIN_QPS:
+        raise argparse.ArgumentTypeError(f"must be at least {MIN_QPS} calls per second, "
+                                         f"got {text!r}")  # fmt: skip
+    return value
+
+
+def _time_scale(text: str) -> float:
+    """``--time-scale``: a factor above 0."""
+    value = _finite(text)
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"must be above 0, got {text!r}")
+    return value
+
+
+def _finite(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a number, got {text[:40]!r}") from None
+    if value != value or value in (float("inf"), float("-inf")):
+        raise argparse.ArgumentTypeError(f"must be a finite number, got {text!r}")
+    return value
+
+
+def _base_url(text: str) -> str:
+    """``--base-url``: an http(s) URL of at most 8 KiB (checked before any call)."""
+    try:
+        return _validate.url("url", text)
+    except InvalidRequestError as exc:
+        raise argparse.ArgumentTypeError(str(exc).removeprefix("url: ")) from None
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The ``fto-async`` argument parser (one subcommand per job)."""
     parser = argparse.ArgumentParser(
@@ -148,8 +188,15 @@ def build_parser() -> argparse.ArgumentParser:
     screen.add_argument("--lang", default="en", help="report language: en or cn (default en)")
     screen.add_argument("--loc", help="Locarno codes, e.g. 14-02,06-01 (default: all)")
     screen.add_argument("--since", help="first filing date, yyyyMMdd")
-    screen.add_argument("--qps", type=float, help="the account's QPS (default PATSNAP_QPS or 5)")
-    screen.add_argument("--base-url", help="platform URL (default PATSNAP_BASE_URL)")
+    screen.add_argument("--qps", type=_qps,
+                        help="the account's QPS, at least 0.01 (default PATSNAP_QPS or 5)")
+    screen.add_argument("--base-url", type=_base_url,
+                        help="platform URL (default PATSNAP_BASE_URL)")
+    screen.add_argument("--image-root", type=Path, metavar="DIR",
+                        help="folder image_path files may come from (default: the "
+                             "catalog's folder; paths leading outside it are refused)")
+    screen.add_argument("--retry-failed", action="store_true",
+                        help="submit again the rows whose task failed in an earlier run")
     screen.add_argument("--workflow", action="store_true",
                         help="use the full FTO workflow endpoint (local images sent as base64)")
     screen.add_argument("--dry-run", action="store_true",
@@ -170,7 +217,7 @@ def build_parser() -> argparse.ArgumentParser:
     screen.add_argument("--unknown", choices=("resubmit", "skip"), default="resubmit",
                         help="rows an earlier run may have submitted before it died "
                              "(default resubmit)")
-    screen.add_argument("--time-scale", type=float, default=1.0,
+    screen.add_argument("--time-scale", type=_time_scale, default=1.0,
                         help="scale the poll schedule, for an emulator run with the same "
                              "--time-scale (default 1)")
     screen.add_argument("--no-report", action="store_true",
@@ -197,7 +244,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     demo = commands.add_parser("demo", help="screen a sample catalog on a local emulator")
     demo.add_argument("--rows", type=int, default=None, help="rows to screen (default: all)")
-    demo.add_argument("--time-scale", type=float, default=0.02,
+    demo.add_argument("--time-scale", type=_time_scale, default=0.02,
                       help="emulator speed: 0.02 makes a 30 s task take 0.6 s")
     demo.set_defaults(func=_cmd_demo)
 
@@ -257,7 +304,10 @@ def _prepare(args: argparse.Namespace) -> Job | None:
     if not os.access(args.out.parent, os.W_OK):
         say_error(f"--out: the folder {args.out.parent} is not writable")
         return None
-    catalog = Catalog(args.catalog, defaults)
+    if args.image_root is not None and not args.image_root.is_dir():
+        say_error(f"--image-root: {args.image_root} is not a folder")
+        return None
+    catalog = Catalog(args.catalog, defaults, image_root=args.image_root)
     try:
         total = catalog.scan()
     except CatalogError as exc:
@@ -284,7 +334,7 @@ def _prepare(args: argparse.Namespace) -> Job | None:
     return Job(catalog, total, args.out, journal, unknown_policy=args.unknown,
                resume=shlex.join(["fto-async", *map(redact_url_credentials, args.argv)]),
                report=not args.no_report, follow_up=args.follow_up, cache=cache,
-               max_age=args.max_age)  # fmt: skip
+               max_age=args.max_age, retry_failed=args.retry_failed)  # fmt: skip
 
 
 def _output_clash(catalog: Catalog, out: Path, journal: Path) -> str | None:
@@ -336,6 +386,11 @@ def _cmd_screen(args: argparse.Namespace) -> int:
             options["base_url"] = args.base_url
         if args.qps:
             options["qps"] = args.qps
+        else:
+            env_qps = env_settings().get("qps")
+            if isinstance(env_qps, float) and not env_qps >= MIN_QPS:
+                raise ConfigurationError(f"PATSNAP_QPS must be at least {MIN_QPS} calls per "
+                                         f"second, got {env_qps:g}")  # fmt: skip
         if args.time_scale != 1.0:
             options["poll"] = PollConfig().scaled(args.time_scale)
         if args.redis_url:

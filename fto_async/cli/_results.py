@@ -206,6 +206,8 @@ class Tally:
         failures: heading -> ``[count, example message, example keys]``.
         follow_ups: follow-ups by ``done`` / ``failed`` / ``pending``; follow_ups_high:
             those whose 1-vs-1 report found a high risk.
+        waiting: why ``pending`` rows are not done -> ``[count, example message]``
+            (``"not submitted: cannot connect ..."``, ``"paid and not yet polled: ..."``).
     """
 
     rows: int = 0
@@ -216,22 +218,34 @@ class Tally:
     failures: dict[str, list[Any]] = attrs.field(factory=dict)
     follow_ups: Counter[str] = attrs.field(factory=Counter)
     follow_ups_high: int = 0
+    waiting: dict[str, list[Any]] = attrs.field(factory=dict)
 
     def add(
-        self, record: dict[str, Any], title: str | None = None, error_type: str | None = None
+        self,
+        record: dict[str, Any],
+        title: str | None = None,
+        error_type: str | None = None,
+        state: ItemState | None = None,
     ) -> None:
         """Count one record.
 
         ``title`` is the product's name, for the high-risk table; ``error_type`` the
-        failure's class name, which names its group in the failure table.
+        failure's class name, which names its group in the failure table; ``state`` the
+        journal's state of the row (``None``: not in the journal), which says why a
+        ``pending`` row is not done.
         """
         self.rows += 1
         status = record["status"]
         self.status[status] += 1
         for fu in record.get("follow_ups", ()):
-            state = "done" if fu["report"] is not None else "failed" if fu["error"] else "pending"
-            self.follow_ups[state] += 1
+            fu_state = (
+                "done" if fu["report"] is not None else "failed" if fu["error"] else "pending"
+            )
+            self.follow_ups[fu_state] += 1
             self.follow_ups_high += fu["highest_risk"] == "High"
+        if status == "pending":
+            reason = _waiting(record, state)
+            self.waiting.setdefault(reason, [0, record.get("error")])[0] += 1
         if status == "done":
             risk = record["highest_risk"] or "none"
             self.risk[risk] += 1
@@ -257,6 +271,16 @@ class Tally:
         return [(k, t, c) for _n, _l, k, t, c in sorted(self.high, reverse=True)]
 
 
+def _waiting(record: dict[str, Any], state: ItemState | None) -> str:
+    """Why a ``pending`` record is not done, as the summary says it."""
+    if state is ItemState.SUBMITTED:
+        return "paid and not yet polled: the next run polls them"
+    error = " ".join(str(record.get("error") or "").split())
+    if error:
+        return f"not submitted: {error[:160]}; the next run submits them"
+    return "not submitted yet: the next run submits them"
+
+
 async def write_output(
     catalog: Catalog, journal: Journal, out: Path, *, run: int | None = None
 ) -> Tally:
@@ -270,7 +294,7 @@ async def write_output(
     """
     tally = Tally()
     with atomic_write(out) as handle:
-        for n, row in enumerate(catalog.rows()):
+        for n, row in enumerate(catalog.rows(read_images=False)):  # the journal knows them
             if run is not None:
                 await journal.stamp_run(row.jkey, run)
             elif n % 256 == 255:
@@ -282,7 +306,8 @@ async def write_output(
             else:
                 rec = record_from_journal(jrow, key=row.key, line=row.line,
                                           follow_ups=journal.follow_ups(row.jkey))
-                tally.add(rec, row.title, None if jrow is None else jrow.error_type)
+                tally.add(rec, row.title, None if jrow is None else jrow.error_type,
+                          None if jrow is None else jrow.state)  # fmt: skip
             write_jsonl((rec,), handle)
     return tally
 

@@ -35,10 +35,11 @@ import sys
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING, Final, Literal, TextIO
+from typing import TYPE_CHECKING, Any, Final, Literal, TextIO
 
 import attrs
 
+from .. import _validate
 from ..batch import Item, screen_many
 from ..cache import ReportCache
 from ..client import FtoClient
@@ -50,6 +51,7 @@ from ..errors import (
     FtoError,
     InvalidRequestError,
     PermissionDeniedError,
+    PlatformUnreachableError,
     QuotaExceededError,
 )
 from ..fingerprint import image_digest, request_fingerprint, wire_fingerprint
@@ -95,6 +97,8 @@ class Job:
         follow_up: 1-vs-1 follow-ups of each row's riskiest matches (``--follow-up``).
         cache: the report cache file (``None``: no cache). max_age: seconds a cached
             report stays good.
+        retry_failed: submit again rows whose task failed in an earlier run
+            (``--retry-failed``; rows refused as invalid are retried once fixed anyway).
     """
 
     catalog: Catalog
@@ -108,6 +112,8 @@ class Job:
     follow_up: FollowUp | None = None
     cache: Path | None = None
     max_age: float = 7 * 86400.0
+
+    retry_failed: bool = False
 
 
 def _unreadable(row: Row, exc: Exception) -> str:
@@ -189,6 +195,8 @@ def _signal_handlers(callback: Callable[[], None]) -> Iterator[None]:
 
 
 def _fatal_hint(error: FtoError, oauth: bool) -> str:
+    if isinstance(error, PlatformUnreachableError):
+        return "check --base-url / PATSNAP_BASE_URL, the network and any proxy"
     if isinstance(error, QuotaExceededError):
         return "the account's call quota or balance is used up; rerun when it is reset"
     if isinstance(error, AuthenticationError | PermissionDeniedError):
@@ -309,7 +317,9 @@ class _Run:
 
     async def items(self) -> AsyncIterator[Item]:
         try:
-            for n, row in enumerate(self.job.catalog.rows()):
+            # Images are checked (regular file, inside the root) here and read, off the
+            # event loop, only when a row needs them (_image_request).
+            for n, row in enumerate(self.job.catalog.rows(read_images=False)):
                 if self.stop.is_set():
                     return
                 if n % 256 == 255:
@@ -323,9 +333,12 @@ class _Run:
                 if row.image_path is not None and self.warmer is not None:
                     self.warmer.add(row.image_path)
                 jrow = self.journal.get(row.jkey)
-                if jrow is not None and jrow.state is ItemState.FAILED \
-                        and jrow.error_type == INVALID_TYPE:
-                    await self.journal.reset_to_pending(row.jkey)  # the row was fixed
+                if jrow is not None and jrow.state is ItemState.FAILED and (
+                    jrow.error_type == INVALID_TYPE or self.job.retry_failed
+                ):
+                    # the row was fixed, or --retry-failed: submit it again (the journal
+                    # keeps its attempts count; the earlier error shows until it is sent)
+                    await self.journal.reset_to_pending(row.jkey)
                     jrow = self.journal.get(row.jkey)
                 try:
                     fingerprint, digest = await row_identity(row)
@@ -418,8 +431,10 @@ class _Run:
         assert digest is not None
         try:
             if row.workflow:
-                data = await asyncio.to_thread(row.image_path.read_bytes)
-                return row.make_request(image=data)
+                data, _kind = await asyncio.to_thread(
+                    _validate.read_image_file, "image_path", row.image_path
+                )
+                return await asyncio.to_thread(row.make_request, image=data)
             if self.cache is not None and await self.cache.get(
                 fingerprint, max_age=self.job.max_age - CACHE_SLACK
             ):
@@ -482,6 +497,7 @@ async def run_screen(job: Job, make_client: Callable[[], FtoClient]) -> int:
     run_no = last_run(journal) + 1
     out_error: OSError | CatalogError | None = None
     report: Path | None = None
+    rebuilt = True
     try:
         async with client:
             with view, _signal_handlers(run.on_signal):
@@ -495,7 +511,10 @@ async def run_screen(job: Job, make_client: Callable[[], FtoClient]) -> int:
         if run.warmer is not None:
             await asyncio.to_thread(run.warmer.close)
         try:
-            tally = await write_output(job.catalog, journal, job.out, run=run_no)
+            with _interrupts_during_rebuild():
+                tally = await write_output(job.catalog, journal, job.out, run=run_no)
+        except KeyboardInterrupt:  # Ctrl-C (again) or SIGTERM while the output was rebuilt
+            rebuilt = False
         except (OSError, CatalogError) as exc:  # an unwritable folder, a full disk, a
             out_error = exc  # catalog changed into something unreadable mid-run, ...
         else:
@@ -508,6 +527,11 @@ async def run_screen(job: Job, make_client: Callable[[], FtoClient]) -> int:
             await journal.close()
         if cache is not None:
             await cache.aclose()
+    if not rebuilt:
+        say_error(f"stopped while rebuilding {job.out}: it was left as it was (the journal "
+                  f"{job.journal} keeps every task id and result; 'fto-async export' writes "
+                  f"them). Resume with the same command:\n  {job.resume}")  # fmt: skip
+        return EXIT_STOPPED
     if isinstance(out_error, CatalogError):
         say_error(f"cannot rebuild the output from the catalog: {out_error}")
         say_error(f"the journal {job.journal} keeps every result; fix the catalog, then "
@@ -519,8 +543,10 @@ async def run_screen(job: Job, make_client: Callable[[], FtoClient]) -> int:
                   f"then resume with the same command:\n  {job.resume}")
         return EXIT_USAGE
     latest = view.latest
+    stats = client.stats
     _print_summary(job, Summary(
-        tally=tally, calls=client.stats.calls, retries=client.retries,
+        tally=tally, calls=stats.answered, retries=client.retries,
+        unconnected=stats.unconnected, unanswered=stats.unanswered,
         ambiguous=client.stats.ambiguous_submits,
         resubmitted_unknown=latest.resubmitted_unknown if latest else 0,
         recovered_unknown=journal.recovered_unknown, uploads=run.uploads,
@@ -589,6 +615,28 @@ def _cache_text(job: Job) -> str:
     days = job.max_age / 86400
     age = f"{days:g} d" if days >= 1 else f"{job.max_age / 3600:g} h"
     return f"{job.cache} (reports younger than {age} reused)"
+
+
+@contextlib.contextmanager
+def _interrupts_during_rebuild() -> Iterator[None]:
+    """SIGINT and SIGTERM raise :class:`KeyboardInterrupt` in the block (main thread only).
+
+    The output is written atomically, so stopping mid-way leaves the old file whole.
+    """
+    def interrupt(_sig: int, _frame: object) -> None:
+        raise KeyboardInterrupt
+
+    previous: list[tuple[signal.Signals, Any]] = []
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        try:
+            previous.append((sig, signal.signal(sig, interrupt)))
+        except (ValueError, OSError):  # not the main thread
+            continue
+    try:
+        yield
+    finally:
+        for sig, handler in previous:
+            signal.signal(sig, handler)
 
 
 def _print_summary(job: Job, summary: Summary) -> None:
