@@ -117,8 +117,14 @@ class BatchClient(Protocol):
     async def submit(self, request: Request, *, before_send: BeforeSend | None = None) -> str:
         """Submit one request; return its task id."""
 
-    async def get_report(self, task_id: str, kind: TaskKind = "image_search") -> ImageSearchReport:
-        """Poll one task once."""
+    async def get_report(
+        self,
+        task_id: str,
+        kind: TaskKind = "image_search",
+        *,
+        before_send: BeforeSend | None = None,
+    ) -> ImageSearchReport:
+        """Poll one task once (``before_send`` as for :meth:`submit`)."""
 
 
 @attrs.frozen
@@ -621,7 +627,10 @@ class _Batch:
     # -- polling --------------------------------------------------------------------
 
     async def _fetch(self, task: PendingTask) -> ImageSearchReport:
-        return await self.client.get_report(task.task_id, task.kind)
+        async def before_send() -> None:
+            task.sent = True  # past the gate: an abort lets this poll finish (it is paid for)
+
+        return await self.client.get_report(task.task_id, task.kind, before_send=before_send)
 
     async def _deliver(
         self, task: PendingTask, report: ImageSearchReport | None, error: FtoError | None

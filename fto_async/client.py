@@ -308,9 +308,17 @@ class FtoClient:
         _require(request, Request, "request")
         return await self._submit(SUBMIT_PATHS[request_kind(request)], request, before_send)
 
-    async def get_report(self, task_id: str, kind: TaskKind = "image_search") -> ImageSearchReport:
-        """Poll a task of either kind once."""
-        return await self._report(self.report_path(kind), task_id, report_class(kind))
+    async def get_report(
+        self,
+        task_id: str,
+        kind: TaskKind = "image_search",
+        *,
+        before_send: BeforeSend | None = None,
+    ) -> ImageSearchReport:
+        """Poll a task of either kind once (``before_send`` as for :meth:`submit`)."""
+        return await self._report(
+            self.report_path(kind), task_id, report_class(kind), before_send
+        )
 
     async def wait_report(
         self, task_id: str, kind: TaskKind = "image_search", timeout: float | None = None
@@ -392,10 +400,12 @@ class FtoClient:
             raise ResponseDecodeError(f"{path}: the answer holds no task_id", raw=answer)
         return task_id
 
-    async def _report(self, path: str, task_id: str, cls: type[R]) -> R:
+    async def _report(
+        self, path: str, task_id: str, cls: type[R], before_send: BeforeSend | None = None
+    ) -> R:
         if not isinstance(task_id, str) or not task_id.strip():
             raise InvalidRequestError("task_id", "must be a non-empty string")
-        answer = await self._transport.call(path, {"task_id": task_id})
+        answer = await self._transport.call(path, {"task_id": task_id}, before_send=before_send)
         return _serde.structure(self._converter, answer, cls)
 
     async def _wait(self, path: str, task_id: str, cls: type[R], timeout: float | None) -> R:

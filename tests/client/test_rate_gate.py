@@ -14,6 +14,7 @@ from fto_async import (
     PollConfig,
     RetryConfig,
 )
+from fto_async.batch import Outcome
 from fto_async.emulator import Emulator, EmulatorConfig
 from tests._shared import API_KEY
 
@@ -50,22 +51,34 @@ async def test_over_configured_qps_finishes_with_bounded_rejects() -> None:
 
 
 async def test_max_calls_budget_stops_a_batch_at_exactly_that_many_calls() -> None:
-    """A budget of 100 calls lets exactly 100 reach the platform, then the batch aborts."""
+    """A budget of 100 calls lets exactly 100 reach the platform, then the batch aborts; every
+    item gets one outcome or is counted as not attempted, and no poll that was sent is lost."""
     poll = PollConfig(interval=0.01, min_interval=0.0, initial_estimate=0.01)
     async with (
         Emulator(EmulatorConfig(qps=None, time_scale=0.001)) as emu,
         FtoClient(api_key=API_KEY, base_url=emu.base_url, qps=1000, max_calls=100, poll=poll) as c,
     ):
-        outcomes: list[object] = []
+        items = [(f"k{i}", r) for i, r in enumerate(requests(80))]
+        outcomes: list[Outcome] = []
 
         async def run() -> None:
-            async for outcome in c.screen_many(requests(80)):
+            async for outcome in c.screen_many(items):
                 outcomes.append(outcome)
 
         with pytest.raises(BatchAbortedError) as caught:
             await run()
-        assert isinstance(caught.value.cause, BudgetExhaustedError)
+        # Counted on arrival, so a call whose handler is still running counts too; and the
+        # batch waits for every poll it sent, so nothing is still on the wire.
+        assert emu.stats.attempts.total() == 100
+        assert emu.stats.in_flight == 0
         assert sum(emu.stats.calls.values()) == 100
-        assert c.stats.calls == 100
-        assert c.gate.remaining_calls == 0  # type: ignore[attr-defined]
-        assert outcomes  # everything attempted still got an outcome
+    assert isinstance(caught.value.cause, BudgetExhaustedError)
+    assert c.stats.calls == 100
+    assert c.gate.remaining_calls == 0  # type: ignore[attr-defined]
+    not_attempted = caught.value.not_attempted or 0
+    keys = [o.key for o in outcomes]
+    assert len(keys) == len(set(keys))
+    assert len(keys) + not_attempted == len(items)
+    assert set(keys) <= {k for k, _ in items}
+    for outcome in outcomes:
+        assert outcome.ok or isinstance(outcome.error, BudgetExhaustedError), outcome.error
