@@ -192,6 +192,7 @@ class EmulatorState:
         inputs: ReportInputs,
         now: float,
         ambiguous: bool = False,
+        unanswered: bool = False,
     ) -> Task:
         """Create and record a task; its duration and outcome are drawn from the RNG.
 
@@ -201,6 +202,7 @@ class EmulatorState:
             inputs: What the report depends on.
             now: The event-loop time of creation.
             ambiguous: Whether the submit will be answered 67200100 (recorded in the stats).
+            unanswered: Whether the client already closed the connection (recorded too).
 
         Returns:
             The new task.
@@ -223,7 +225,7 @@ class EmulatorState:
         )
         self.tasks[task.task_id] = task
         self.stats.submits.append(
-            SubmitRecord(task.task_id, account, kind, inputs.image, ambiguous, now)
+            SubmitRecord(task.task_id, account, kind, inputs.image, ambiguous, now, unanswered)
         )
         return task
 

@@ -25,6 +25,9 @@ class SubmitRecord:
         image: The image identity: the url, or ``sha256:<hex>`` of the base64 text.
         ambiguous: True when the submit was answered 67200100 although the task was created.
         at: The event-loop time of creation.
+        unanswered: True when the client had closed the connection before the task was
+            created (it gave up, e.g. a timeout, after the emulator had read the body): the
+            answer reached nobody, so a retry of that client may create a second task.
     """
 
     task_id: str
@@ -33,6 +36,7 @@ class SubmitRecord:
     image: str
     ambiguous: bool
     at: float
+    unanswered: bool = False
 
 
 class EmulatorStats:
