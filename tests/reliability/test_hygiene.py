@@ -12,8 +12,9 @@ closed:
 * open file descriptors (``/proc/self/fd``) back to their count before the test, +-2;
 * no journal writer thread left.
 
-The soak (``slow``, still run in CI) screens an endless generator for 36 s at the
-emulator's QPS limit (200 calls/s), with the emulator in a subprocess so that the test
+The soak (``slow``, still run in CI) screens an endless generator for 14 s
+(``FTO_SOAK_SECONDS``; the figures below are from a 36 s run) at the emulator's QPS
+limit (200 calls/s), with the emulator in a subprocess so that the test
 process's resident memory (``VmRSS``, sampled every 3 s) is the SDK's alone. Figures on
 a 2-core machine: 2,935 items screened with 7,122 calls (198 calls/s, 2.4 per item);
 the emulator's busiest 1-second window held 200 calls (the limit, never more), and the
@@ -22,7 +23,7 @@ client got one 67200002 (retried). RSS was 69.1 MB after the 9 s warm-up and at 
 the ~3,000 submits and polls parked at the rate gate (the Little's-law in-flight bound,
 1,500 each at 200 QPS) RSS is 3.8 MB higher. A tracemalloc run showed the same
 plateau (11.9, 16.7, 17.1 MB traced at 10, 25, 40 s, as those queues fill). Runtime:
-the four hygiene scenarios about 4 s, the soak about 38 s.
+the four hygiene scenarios about 4 s, the soak about 16 s (38 s at 36 s).
 """
 
 from __future__ import annotations
@@ -147,9 +148,10 @@ async def test_batch_leaves_no_warning_task_or_descriptor(scenario: str, tmp_pat
 
 # -- soak ---------------------------------------------------------------------------------
 
-SOAK_SECONDS = 36.0
-WARMUP_SECONDS = 9.0
-SAMPLE_EVERY = 3.0
+#: Seconds of screening; ``FTO_SOAK_SECONDS=36`` gives the long soak of the figures above.
+SOAK_SECONDS = float(os.environ.get("FTO_SOAK_SECONDS", "14"))
+WARMUP_SECONDS = min(9.0, SOAK_SECONDS / 3)
+SAMPLE_EVERY = min(3.0, SOAK_SECONDS / 10)
 SOAK_QPS = 200
 
 
@@ -195,8 +197,8 @@ def endless() -> Iterator[ImageSearchRequest]:
 
 @pytest.mark.slow
 async def test_soak_memory_stays_flat_at_the_qps_limit() -> None:
-    """36 s of screening an endless generator at the QPS limit: RSS grows < 20 MB after
-    warm-up, the limit is never exceeded, and nothing is left behind."""
+    """Screening an endless generator at the QPS limit: RSS grows < 20 MB after warm-up,
+    refusals stay rare, and nothing is left behind."""
     gc.collect()
     fds_before = open_fds()
     samples: list[tuple[float, float]] = []
@@ -236,17 +238,22 @@ async def test_soak_memory_stays_flat_at_the_qps_limit() -> None:
     growth = max(running) - running[0]  # while screening, after the warm-up
     after_stop = samples[-1][1] - running[0]  # once the stop has unwound the parked calls
     rate = calls / SOAK_SECONDS
-    window = stats["max_calls_in_window"]["sk-demo"]
+    window = stats["max_attempts_in_window"]["sk-demo"]  # sent, refused ones included
+    refused = sum(by_code.get("67200002", 0) for by_code in stats["calls"].values())
     print(f"\nsoak: items={done} calls={calls} ({rate:.0f}/s of {SOAK_QPS}) throttled={throttled} "
-          f"max_window={window} rss_warm={running[0]:.1f}MB peak_running={max(running):.1f}MB "
+          f"max_attempts_window={window} rss_warm={running[0]:.1f}MB "
+          f"peak_running={max(running):.1f}MB "
           f"growth={growth:.1f}MB after_stop={after_stop:+.1f}MB "
           f"samples={[round(mb, 1) for _, mb in samples]}")
     assert growth < 20.0, samples
     assert after_stop < 20.0, samples
-    assert done > 1000
+    assert done > 20 * SOAK_SECONDS  # 464 in 14 s, 2,935 in 36 s (the queues fill first)
     # At exactly the limit the gate keeps 0.75 call of slack per window (15 ms of jitter,
     # see fto_async.ratelimit); two busy processes on 2 cores now and then exceed it.
+    # (The emulator's admitted window is <= SOAK_QPS by construction: it proves nothing.
+    # What the client controls is how many calls it sends, so the checks are on refusals.)
+    assert refused == throttled  # every refusal the emulator made reached the client
     assert throttled <= calls // 500
-    assert window <= SOAK_QPS
+    assert sum(stats["attempts"].values()) == calls
     assert rate >= 0.7 * SOAK_QPS  # 0.99 here; room for a slower CI machine
     assert abs(open_fds() - fds_before) <= 2
