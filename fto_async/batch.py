@@ -43,7 +43,7 @@ import asyncio
 import contextlib
 import time
 from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Iterable
-from typing import TYPE_CHECKING, Any, Literal, Protocol, TypeAlias, TypedDict, Unpack
+from typing import Any, Literal, Protocol, TypeAlias, TypedDict, Unpack
 
 import attrs
 
@@ -58,13 +58,11 @@ from .errors import (
     UnknownSubmissionError,
     may_have_created_task,
 )
+from .journal import Journal  # at run time, so get_type_hints resolves BatchOptions
 from .models import ImageSearchReport, Request, RiskLevel, TaskKind, request_kind
 from .polling import PendingTask, PollScheduler
 from .ratelimit import RateGateProtocol
 from .transport import BeforeSend, TransportStats
-
-if TYPE_CHECKING:  # only for annotations: the journal is handed in by the caller
-    from .journal import Journal
 
 __all__ = [
     "BatchClient",
