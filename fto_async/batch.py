@@ -325,7 +325,9 @@ class _Journaling:
             try:
                 report = self.client.decode_report(row.report, kind)
             except FtoError:
-                return None  # an unreadable record: screen the item again
+                # An unreadable record: poll its task again (done -> done), which costs one
+                # poll, not a submit (a done row cannot go back to submitting).
+                return self._pending(key, request, kind, row)
             counters.resumed += 1
             return Outcome(key, request, row.task_id, report, None,
                            submitted_at=row.submitted_at, resumed=True)
@@ -335,13 +337,7 @@ class _Journaling:
             return Outcome(key, request, row.task_id, None, err,
                            submitted_at=row.submitted_at, resumed=True)
         if state == "submitted" and row.task_id:
-            loop = asyncio.get_running_loop()
-            age = time.time() - row.submitted_at if row.submitted_at else None
-            return PendingTask(
-                key, row.task_id, kind, request,
-                submitted_at=None if age is None else loop.time() - max(0.0, age),
-                submitted_wall=row.submitted_at,
-            )
+            return self._pending(key, request, kind, row)
         if state in ("submitting", "unknown"):
             if self.unknown_policy == "skip":
                 unknown = UnknownSubmissionError(
@@ -352,6 +348,17 @@ class _Journaling:
             counters.resubmitted_unknown += 1
             await journal.reset_to_pending(str(key))
         return None
+
+    @staticmethod
+    def _pending(key: Any, request: Request, kind: TaskKind, row: Any) -> PendingTask:
+        """The task of a journal row, to poll (its age from the recorded submit time)."""
+        loop = asyncio.get_running_loop()
+        age = time.time() - row.submitted_at if row.submitted_at else None
+        return PendingTask(
+            key, row.task_id, kind, request,
+            submitted_at=None if age is None else loop.time() - max(0.0, age),
+            submitted_wall=row.submitted_at,
+        )
 
     async def sending(self, key: Any) -> None:
         await self.journal.mark_submitting(str(key))
