@@ -10,6 +10,33 @@ Example::
         )
         task_id = await client.submit_image_search(request)
         report = await client.wait_image_search(task_id)
+
+The package, one job per module (imports run one way, downwards: ``cli/`` -> ``client``
+-> ``batch``, ``_poller``, ``polling``, ``transport`` -> ``ratelimit``, ``auth``,
+``retry``, ``_envelope``, ``_http`` -> ``models``, ``_validate``, ``errors``, ``config``;
+``batch`` and the pollers know no client, only small Protocols)::
+
+    __init__       this public surface
+    config         options as frozen values; from_env() reads the environment
+    auth           the two credential schemes; token cache, single-flight refresh
+    errors         the error tree and the platform's code table
+    models         attrs requests (validated) and reports; TaskKind and its endpoints
+    _validate      field rules, and the one image rule (PNG/JPEG under 4 MiB)
+    _serde         the one cattrs converter
+    fingerprint    the request fingerprint (canonical body, images by SHA-256)
+    _envelope      reading a platform answer
+    _http          one POST (aiohttp); testing.MockTransport is its handler-style fake
+    ratelimit      the local rate gate: paced, never over the limit, adaptive
+    retry          what is retried, how long to wait, the retry budget
+    transport      the single place a call goes out: gate -> auth -> HTTP -> envelope
+    polling        the poll scheduler of many pending tasks
+    _poller        one task: wait_for_task and TaskPoller
+    batch          screen_many and friends over any iterable
+    journal        the durable record of every item
+    client         FtoClient: one method per endpoint; builds batches and pollers
+    testing        MockTransport, for tests with no server
+    cli/           the fto-async command (never imported by the modules above)
+    emulator/      the local platform
 """
 
 import inspect as _inspect  # aliased: a public name here would join the API
@@ -56,6 +83,7 @@ from .errors import (
     ResponseDecodeError,
     ServerError,
     ServiceError,
+    SharedGateError,
     TaskFailedError,
     TaskTimeoutError,
     TLSError,
@@ -82,6 +110,7 @@ from .models import (
     WorkflowRequest,
 )
 from .ratelimit import RateGate
+from .redisgate import RedisRateGate
 from .retry import RetryEvent
 from .transport import TransportStats
 
@@ -127,6 +156,7 @@ __all__ = [
     "RateGate",
     "RateLimitedError",
     "RecordedError",
+    "RedisRateGate",
     "Report",
     "RequestTimeout",
     "ResponseDecodeError",
@@ -135,6 +165,7 @@ __all__ = [
     "RiskLevel",
     "ServerError",
     "ServiceError",
+    "SharedGateError",
     "SimpleLegalStatus",
     "TLSError",
     "TaskFailedError",

@@ -12,6 +12,7 @@ Neither class ever shows its secret in ``repr()`` or ``str()``.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any, Protocol
@@ -28,7 +29,17 @@ from .errors import (
     error_from_code,
 )
 
-__all__ = ["ApiKey", "Authenticator", "ClientCredentials", "TokenAuth", "parse_token_reply"]
+__all__ = [
+    "REFRESH_MARGIN",
+    "ApiKey",
+    "Authenticator",
+    "ClientCredentials",
+    "StaticKeyAuth",
+    "TokenAuth",
+    "TokenFetcher",
+    "parse_token_reply",
+    "token_error",
+]
 
 #: Refresh a token this many seconds before it expires (PatSnap's own client uses 60 s).
 REFRESH_MARGIN = 60.0
@@ -59,6 +70,11 @@ class ClientCredentials:
         if not self.client_id or not self.client_secret:
             raise ConfigurationError("client_id and client_secret must both be non-empty")
 
+    @property
+    def account_id(self) -> str:
+        """The account's non-secret identity (the client_id), e.g. for shared-gate keys."""
+        return self.client_id
+
     def __repr__(self) -> str:
         return f"ClientCredentials(client_id={_mask(self.client_id)!r}, client_secret='***')"
 
@@ -77,6 +93,11 @@ class ApiKey:
     def __attrs_post_init__(self) -> None:
         if not isinstance(self.key, str) or not self.key.startswith("sk-") or len(self.key) < 4:
             raise ConfigurationError("api_key must be an 'sk-' key")
+
+    @property
+    def account_id(self) -> str:
+        """The account's non-secret identity: ``sk:`` and a SHA-256 prefix of the key."""
+        return "sk:" + hashlib.sha256(self.key.encode()).hexdigest()[:32]
 
     def __repr__(self) -> str:
         return "ApiKey(key='sk-***')"

@@ -39,16 +39,17 @@ from .models import (
     request_kind,
 )
 from .ratelimit import RateGateProtocol
+from .redisgate import RedisRateGate
 from .retry import RetryHook
-from .transport import BeforeSend, FileField, Transport, TransportStats
+from .transport import BeforeSend, FileField, HttpSender, Transport, TransportStats
 
 __all__ = ["FtoClient"]
 
-SUBMIT_PATH = SUBMIT_PATHS["image_search"]
-REPORT_PATH = REPORT_PATHS["image_search"]
-WORKFLOW_SUBMIT_PATH = SUBMIT_PATHS["workflow"]
+_SUBMIT_PATH = SUBMIT_PATHS["image_search"]
+_REPORT_PATH = REPORT_PATHS["image_search"]
+_WORKFLOW_SUBMIT_PATH = SUBMIT_PATHS["workflow"]
 
-R = TypeVar("R", bound=ImageSearchReport)
+_R = TypeVar("_R", bound=ImageSearchReport)
 
 
 class FtoClient:
@@ -75,6 +76,8 @@ class FtoClient:
         workflow_result_path: UNVERIFIED default ``/api/mcp/workflow-result``; see
             :class:`~fto_async.config.ClientConfig`.
         max_in_flight, max_calls, daily_limit: see :class:`~fto_async.config.RateConfig`.
+        redis_url: share the rate gate (``qps``, ``daily_limit``) with every process of the
+            account through Redis; see :class:`~fto_async.config.RateConfig`.
         timeout: seconds per HTTP request, see :class:`~fto_async.config.ClientConfig`.
         retry: see :class:`~fto_async.config.RetryConfig`.
         poll: see :class:`~fto_async.config.PollConfig`.
@@ -83,6 +86,8 @@ class FtoClient:
         retry_hooks: callables receiving a :class:`~fto_async.retry.RetryEvent` per retry.
         gate: a rate gate to share with other clients of the same account.
         session: an aiohttp session to use (not closed by the client).
+        transport: the HTTP layer to use instead of aiohttp, e.g.
+            :class:`fto_async.testing.MockTransport` (tests with no server).
     """
 
     def __init__(
@@ -104,6 +109,8 @@ class FtoClient:
         retry_hooks: Sequence[RetryHook] = (),
         gate: RateGateProtocol | None = None,
         session: aiohttp.ClientSession | None = None,
+        transport: HttpSender | None = None,
+        redis_url: str | None = None,
     ) -> None:
         self._credentials = _credentials(client_id, client_secret, api_key)
         cfg = config or ClientConfig()
@@ -114,6 +121,7 @@ class FtoClient:
                 "max_in_flight": max_in_flight,
                 "max_calls": max_calls,
                 "daily_limit": daily_limit,
+                "redis_url": redis_url,
             }.items()
             if v is not None
         }
@@ -132,6 +140,11 @@ class FtoClient:
             changes["rate"] = attrs.evolve(cfg.rate, **rate_changes)
         self.config: ClientConfig = attrs.evolve(cfg, **changes) if changes else cfg
         self._converter = _serde.make_converter()
+        self._owned_gate: RedisRateGate | None = None
+        if gate is None and self.config.rate.redis_url:
+            gate = self._owned_gate = RedisRateGate(
+                self.config.rate, account=self._credentials.account_id
+            )
         self._transport = Transport(
             self._credentials,
             self.config,
@@ -139,6 +152,7 @@ class FtoClient:
             retry_hooks=tuple(retry_hooks),
             session=session,
             task_paths=frozenset(SUBMIT_PATHS.values()),
+            sender=transport,
         )
 
     @classmethod
@@ -146,7 +160,8 @@ class FtoClient:
         cls, environ: Mapping[str, str] | None = None, **options: Any
     ) -> FtoClient:
         """Build a client from ``PATSNAP_CLIENT_ID`` / ``PATSNAP_CLIENT_SECRET`` or
-        ``PATSNAP_API_KEY``, ``PATSNAP_BASE_URL`` and ``PATSNAP_QPS``.
+        ``PATSNAP_API_KEY``, ``PATSNAP_BASE_URL``, ``PATSNAP_QPS`` and
+        ``PATSNAP_REDIS_URL``.
 
         Keyword ``options`` override the environment.
 
@@ -176,6 +191,8 @@ class FtoClient:
     async def aclose(self) -> None:
         """Close the connection pool (only if the client created it). Idempotent."""
         await self._transport.aclose()
+        if self._owned_gate is not None:
+            await self._owned_gate.aclose()
 
     @property
     def closed(self) -> bool:
@@ -220,24 +237,24 @@ class FtoClient:
             FtoError: the platform refused the call (see :mod:`fto_async.errors`).
         """
         _require(request, ImageSearchRequest, "request")
-        return await self._submit(SUBMIT_PATH, request)
+        return await self._submit(_SUBMIT_PATH, request)
 
     async def get_image_search_report(self, task_id: str) -> ImageSearchReport:
         """Poll an image-search task once (``POST /ai/image-search/report``)."""
-        return await self._report(REPORT_PATH, task_id, ImageSearchReport)
+        return await self._report(_REPORT_PATH, task_id, ImageSearchReport)
 
     async def wait_image_search(
         self, task_id: str, timeout: float | None = None
     ) -> ImageSearchReport:
         """Poll until the task succeeds; see :meth:`wait_workflow` for the rules."""
-        return await self._wait(REPORT_PATH, task_id, ImageSearchReport, timeout)
+        return await self._wait(_REPORT_PATH, task_id, ImageSearchReport, timeout)
 
     # -- full FTO workflow (AI39 enhanced) ------------------------------------------
 
     async def submit_workflow(self, request: WorkflowRequest) -> str:
         """Submit a full FTO workflow task (``POST /api/mcp/submit-workflow``)."""
         _require(request, WorkflowRequest, "request")
-        return await self._submit(WORKFLOW_SUBMIT_PATH, request)
+        return await self._submit(_WORKFLOW_SUBMIT_PATH, request)
 
     async def get_workflow_report(self, task_id: str) -> WorkflowReport:
         """Poll a workflow task once, at ``workflow_result_path`` (UNVERIFIED path)."""
@@ -401,14 +418,14 @@ class FtoClient:
         return task_id
 
     async def _report(
-        self, path: str, task_id: str, cls: type[R], before_send: BeforeSend | None = None
-    ) -> R:
+        self, path: str, task_id: str, cls: type[_R], before_send: BeforeSend | None = None
+    ) -> _R:
         if not isinstance(task_id, str) or not task_id.strip():
             raise InvalidRequestError("task_id", "must be a non-empty string")
         answer = await self._transport.call(path, {"task_id": task_id}, before_send=before_send)
         return _serde.structure(self._converter, answer, cls)
 
-    async def _wait(self, path: str, task_id: str, cls: type[R], timeout: float | None) -> R:
+    async def _wait(self, path: str, task_id: str, cls: type[_R], timeout: float | None) -> _R:
         return await wait_for_task(lambda: self._report(path, task_id, cls), task_id,
                                    self.config.poll, timeout)
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 import os
+import re
 import ssl as _ssl
 from collections.abc import Mapping
 from typing import Any
@@ -27,6 +28,7 @@ __all__ = [
     "RateConfig",
     "RetryConfig",
     "env_settings",
+    "redact_url_credentials",
 ]
 
 #: The platform's host.
@@ -67,6 +69,33 @@ def _int_at_least(low: int) -> Any:
             )
 
     return check
+
+
+def redact_url_credentials(url: str) -> str:
+    """``url`` with the password of its user-info (and any ``password=`` parameter) as ``***``.
+
+    ``redis://:s3cret@host:6379/0`` becomes ``redis://:***@host:6379/0``.
+    """
+    from urllib.parse import urlsplit, urlunsplit
+
+    parts = urlsplit(url)
+    netloc = parts.netloc
+    if "@" in netloc:
+        userinfo, _, host = netloc.rpartition("@")
+        user, sep, _password = userinfo.partition(":")
+        netloc = f"{user}:***@{host}" if sep else f"***@{host}"
+    query = re.sub(r"(?i)(password=)[^&]*", r"\1***", parts.query)
+    return urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))
+
+
+def _redis_url(_inst: object, attribute: attrs.Attribute[str | None], v: str | None) -> None:
+    if v is not None and (
+        not isinstance(v, str) or not v.startswith(("redis://", "rediss://", "unix://"))
+    ):
+        shown = redact_url_credentials(v) if isinstance(v, str) else type(v).__name__
+        raise ConfigurationError(
+            f"{attribute.name} must be a redis://, rediss:// or unix:// URL, got {shown!r}"
+        )
 
 
 def _optional_positive_int(
@@ -125,6 +154,7 @@ class RateConfig:
         RateConfig(qps=10)                               # the account's QPS limit
         RateConfig(qps=10, max_calls=5000)               # and stop after 5000 calls
         RateConfig(qps=10, endpoint_qps={"/ai/image-search/report": 4})
+        RateConfig(qps=10, redis_url="redis://localhost:6379/0")  # shared by many processes
 
     Attributes:
         qps: the platform's limit for this account, in calls per second. The gate
@@ -140,7 +170,20 @@ class RateConfig:
             throttled at; above that it probes slowly (5% of ``qps`` per second).
         max_calls: refuse the call that would exceed this many calls (None: no budget).
         daily_limit: refuse the call that would exceed this many calls in one UTC day.
-        endpoint_qps: extra per-path limits (calls per second) layered on the account gate.
+        endpoint_qps: extra per-path limits (calls per second) layered on the account gate
+            (per process, also with ``redis_url``).
+        redis_url: share this gate with every process and host of the account through
+            Redis (``redis://[:password@]host:6379/0``; needs ``pip install
+            'fto-async[redis]'``): ``qps`` and ``daily_limit`` then hold for all of them
+            together, while ``max_in_flight`` and ``max_calls`` stay per client. ``None``
+            (the default): a local gate. Never shown in reprs, logs or errors with its
+            password. See :mod:`fto_async.redisgate`.
+        redis_prefix: prepended to the gate's Redis keys (several applications on one
+            Redis); the keys also carry the account's non-secret identity.
+        redis_fallback: when Redis is lost mid-run, pace locally at
+            ``qps / expected_processes`` (logged) instead of waiting for it (the default:
+            fail closed, no call goes out uncounted).
+        expected_processes: how many processes share the account, for the fallback above.
     """
 
     qps: float = attrs.field(default=DEFAULT_QPS, validator=_positive)
@@ -153,6 +196,14 @@ class RateConfig:
     max_calls: int | None = attrs.field(default=None, validator=_optional_positive_int)
     daily_limit: int | None = attrs.field(default=None, validator=_optional_positive_int)
     endpoint_qps: Mapping[str, float] = attrs.field(factory=dict)
+    redis_url: str | None = attrs.field(
+        default=None,
+        validator=_redis_url,
+        repr=lambda v: repr(None if v is None else redact_url_credentials(v)),
+    )
+    redis_prefix: str = ""
+    redis_fallback: bool = False
+    expected_processes: int = attrs.field(default=1, validator=_int_at_least(1))
 
     @property
     def in_flight_limit(self) -> int:
@@ -252,8 +303,8 @@ class ClientConfig:
 def env_settings(environ: Mapping[str, str] | None = None) -> dict[str, str | float | None]:
     """Read the ``PATSNAP_*`` variables (the only code that reads the environment).
 
-    Returns a dict with ``client_id``, ``client_secret``, ``api_key``, ``base_url`` and
-    ``qps`` (``None`` where unset).
+    Returns a dict with ``client_id``, ``client_secret``, ``api_key``, ``base_url``,
+    ``qps`` and ``redis_url`` (from ``PATSNAP_REDIS_URL``; ``None`` where unset).
     """
     env = os.environ if environ is None else environ
     qps_text = env.get("PATSNAP_QPS")
@@ -269,4 +320,5 @@ def env_settings(environ: Mapping[str, str] | None = None) -> dict[str, str | fl
         "api_key": env.get("PATSNAP_API_KEY") or None,
         "base_url": env.get("PATSNAP_BASE_URL") or None,
         "qps": qps,
+        "redis_url": env.get("PATSNAP_REDIS_URL") or None,
     }

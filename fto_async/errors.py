@@ -27,6 +27,7 @@ Every exception the SDK raises hangs under :class:`FtoError`::
     │   └── QuotaExceededError               67200000/1/5/7 (fatal)
     │       └── InsufficientBalanceError     67200005
     ├── BudgetExhaustedError                 a client-side call budget is spent (fatal)
+    ├── SharedGateError                      the shared rate gate's Redis is unusable (fatal)
     ├── TaskFailedError                      the task ended with task_status 3
     ├── TaskTimeoutError (TimeoutError)      a task did not finish before its deadline
     ├── BatchAbortedError                    a fatal error stopped a batch
@@ -79,6 +80,7 @@ __all__ = [
     "ResponseDecodeError",
     "ServerError",
     "ServiceError",
+    "SharedGateError",
     "TLSError",
     "TaskFailedError",
     "TaskTimeoutError",
@@ -303,6 +305,17 @@ class BudgetExhaustedError(FtoError):
     def __init__(self, message: str, *, budget: str) -> None:
         super().__init__(message)
         self.budget = budget
+
+
+class SharedGateError(FtoError):
+    """The shared rate gate could not use Redis (unreachable at the first call, or it
+    refused the gate's script); nothing was sent. Check ``redis_url`` (shown redacted)."""
+
+    fatal = True
+
+    def __init__(self, message: str, *, url: str) -> None:
+        super().__init__(message)
+        self.url = url
 
 
 class TaskFailedError(FtoError):

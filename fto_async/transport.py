@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import base64
 import enum
+import json
 import logging
 import re
 import time
@@ -30,6 +31,7 @@ import aiohttp
 import attrs
 
 from ._envelope import decode_answer
+from ._http import AiohttpSender, FileField, HttpSender
 from .auth import ApiKey, Authenticator, ClientCredentials, StaticKeyAuth, TokenAuth, token_error
 from .config import ClientConfig
 from .errors import (
@@ -46,7 +48,15 @@ from .errors import (
 from .ratelimit import RateGate, RateGateProtocol
 from .retry import RetryEvent, RetryHook, RetryPolicy
 
-__all__ = ["TOKEN_PATH", "BeforeSend", "FileField", "Transport", "TransportStats", "redact_url"]
+__all__ = [
+    "TOKEN_PATH",
+    "BeforeSend",
+    "FileField",
+    "HttpSender",
+    "Transport",
+    "TransportStats",
+    "redact_url",
+]
 
 log = logging.getLogger("fto_async.transport")
 
@@ -64,16 +74,6 @@ def _basic_auth(creds: ClientCredentials) -> str:
     # replacement does not exist in the oldest aiohttp we support (3.9).
     pair = f"{creds.client_id}:{creds.client_secret}".encode()
     return "Basic " + base64.b64encode(pair).decode("ascii")
-
-
-@attrs.frozen
-class FileField:
-    """A file to send as one multipart field (private to the upload call)."""
-
-    name: str
-    filename: str
-    content: bytes
-    content_type: str
 
 
 @attrs.define
@@ -162,6 +162,8 @@ class Transport:
         retry_hooks: called before each retry, see :class:`~fto_async.retry.RetryEvent`.
         session: an aiohttp session to use; it is not closed by :meth:`aclose`.
         task_paths: paths whose calls create tasks (to count ambiguous resubmits).
+        sender: the HTTP layer (default: an :class:`~fto_async._http.AiohttpSender`);
+            :class:`fto_async.testing.MockTransport` answers from a handler instead.
     """
 
     def __init__(
@@ -173,6 +175,7 @@ class Transport:
         retry_hooks: tuple[RetryHook, ...] = (),
         session: aiohttp.ClientSession | None = None,
         task_paths: frozenset[str] = frozenset(),
+        sender: HttpSender | None = None,
     ) -> None:
         self.config = config
         self.gate: RateGateProtocol = gate or RateGate(config.rate)
@@ -184,8 +187,11 @@ class Transport:
             if isinstance(credentials, ApiKey)
             else TokenAuth(credentials, self._fetch_token)
         )
-        self._session = session
-        self._owns_session = session is None
+        self._sender: HttpSender = sender or AiohttpSender(
+            limit=config.rate.in_flight_limit + 4, ssl_context=config.ssl,
+            user_agent=config.user_agent, session=session,
+        )
+        self._owns_session = session is None and sender is None
         self._state = _State.UNOPENED
         self._base = config.base_url.rstrip("/")
         self._timeout = aiohttp.ClientTimeout(
@@ -195,27 +201,18 @@ class Transport:
 
     # -- lifecycle ------------------------------------------------------------------
 
-    def _session_or_open(self) -> aiohttp.ClientSession:
+    def _check_open(self) -> HttpSender:
         if self._state is _State.CLOSED:
             raise RuntimeError("this client is closed; create a new one")
-        if self._session is None:
-            limit = self.config.rate.in_flight_limit + 4
-            connector = aiohttp.TCPConnector(
-                limit=limit, limit_per_host=limit, ssl=self.config.ssl
-            )
-            self._session = aiohttp.ClientSession(
-                connector=connector, headers={"User-Agent": self.config.user_agent}
-            )
         self._state = _State.OPENED
-        return self._session
+        return self._sender
 
     async def aclose(self) -> None:
-        """Close the session if this transport created it. Idempotent."""
+        """Close the HTTP layer if this transport created it. Idempotent."""
         if self._state is _State.CLOSED:
             return
         self._state = _State.CLOSED
-        if self._session is not None and self._owns_session:
-            await self._session.close()
+        await self._sender.aclose()
 
     @property
     def closed(self) -> bool:
@@ -223,8 +220,11 @@ class Transport:
         return self._state is _State.CLOSED
 
     def __del__(self, _warn: Any = warnings.warn) -> None:
-        if self._state is _State.OPENED and self._owns_session:
+        if self._state is _State.OPENED and self._owns_session and self._sender_opened():
             _warn(f"unclosed {self!r}: use 'async with FtoClient(...)'", ResourceWarning, 2)
+
+    def _sender_opened(self) -> bool:
+        return isinstance(self._sender, AiohttpSender) and self._sender.opened
 
     # -- calls ----------------------------------------------------------------------
 
@@ -280,7 +280,7 @@ class Transport:
         used: list[str],
         before_send: BeforeSend | None,
     ) -> Any:
-        session = self._session_or_open()
+        sender = self._check_open()
         url = self._base + path
         params = {"apikey": self._auth.apikey}
         started = time.monotonic()
@@ -294,21 +294,11 @@ class Transport:
                 await before_send()
             self.stats.calls += 1
             async with _translate_faults(path, self.stats):
-                kwargs: dict[str, Any] = {}
-                if files:
-                    form = aiohttp.FormData()
-                    for f in files:
-                        form.add_field(
-                            f.name, f.content, filename=f.filename, content_type=f.content_type
-                        )
-                    kwargs["data"] = form
-                else:
-                    kwargs["json"] = payload or {}
-                async with session.post(
-                    url, params=params, headers=headers, timeout=self._timeout, **kwargs
-                ) as resp:
-                    body = await resp.read()
-                    status, resp_headers = resp.status, resp.headers
+                answer = await sender.post(
+                    url, params=params, headers=headers, json=payload or {}, files=files,
+                    timeout=self._timeout,
+                )
+        status, body, resp_headers = answer.status, answer.body, answer.headers
         try:
             data = decode_answer(status, body, resp_headers, now=time.time())
         except RateLimitedError:
@@ -332,19 +322,20 @@ class Transport:
             log.debug("POST %s -> HTTP %d in %.0f ms: %s", url, status, ms, outcome)
 
     async def _fetch_token(self, creds: ClientCredentials) -> Mapping[str, Any]:
-        session = self._session_or_open()
+        sender = self._check_open()
         self.stats.token_requests += 1
-        async with _translate_faults(TOKEN_PATH), session.post(
-            self._base + TOKEN_PATH,
-            data={"grant_type": "client_credentials"},
-            headers={"Authorization": _basic_auth(creds)},
-            timeout=self._timeout,
-        ) as resp:
-            status = resp.status
-            try:
-                body = await resp.json(content_type=None)
-            except ValueError:
-                body = None
+        async with _translate_faults(TOKEN_PATH):
+            answer = await sender.post(
+                self._base + TOKEN_PATH,
+                form={"grant_type": "client_credentials"},
+                headers={"Authorization": _basic_auth(creds)},
+                timeout=self._timeout,
+            )
+        status = answer.status
+        try:
+            body = json.loads(answer.body)
+        except ValueError:
+            body = None
         if not isinstance(body, Mapping):
             if status >= 500:
                 raise ServerError(None, f"token request failed (HTTP {status})",

@@ -38,6 +38,7 @@ from fto_async.errors import (
     ResponseDecodeError,
     ServerError,
     ServiceError,
+    SharedGateError,
     TaskFailedError,
     TaskTimeoutError,
     TLSError,
@@ -322,6 +323,7 @@ def _samples() -> list[FtoError]:
             None, "url: bad", details=[{"loc": ["body", "url"], "msg": "bad", "type": "t"}]
         ),
         BudgetExhaustedError("spent", budget="max_calls"),
+        SharedGateError("no redis", url="redis://:***@h:6379/0"),
         TaskFailedError("task-1"),
         TaskTimeoutError("task-2", 3.5),
         BatchAbortedError(cause, not_attempted=7),

@@ -40,11 +40,18 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from ..client import FtoClient
-from ..config import DEFAULT_QPS, DEFAULT_SUBMIT_LATENCY, PollConfig, env_settings
+from ..config import (
+    DEFAULT_QPS,
+    DEFAULT_SUBMIT_LATENCY,
+    PollConfig,
+    env_settings,
+    redact_url_credentials,
+)
 from ..errors import ConfigurationError, InvalidRequestError
 from ..journal import ItemState, Journal
 from ._catalog import Catalog, CatalogError, check_defaults
 from ._display import Section, format_duration, render_sections
+from ._report import add_report_command, export_xlsx, html_path
 from ._results import INVALID_TYPE, atomic_write, records_from_journal, write_csv, write_jsonl
 from ._screen import (
     EXIT_OK,
@@ -98,12 +105,18 @@ def build_parser() -> argparse.ArgumentParser:
                         help="use the full FTO workflow endpoint (local images sent as base64)")
     screen.add_argument("--dry-run", action="store_true",
                         help="validate the catalog and estimate calls and time; call nothing")
+    screen.add_argument("--redis-url", metavar="URL",
+                        help="share the account's QPS and daily limit with every process "
+                             "through Redis (default: PATSNAP_REDIS_URL; a password in the "
+                             "URL is never printed)")
     screen.add_argument("--unknown", choices=("resubmit", "skip"), default="resubmit",
                         help="rows an earlier run may have submitted before it died "
                              "(default resubmit)")
     screen.add_argument("--time-scale", type=float, default=1.0,
                         help="scale the poll schedule, for an emulator run with the same "
                              "--time-scale (default 1)")
+    screen.add_argument("--no-report", action="store_true",
+                        help="do not write the HTML report OUT.html beside --out")
     screen.set_defaults(func=_cmd_screen)
 
     status = commands.add_parser("status", help="show a journal's progress")
@@ -112,9 +125,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     export = commands.add_parser("export", help="export a journal's results")
     export.add_argument("journal", metavar="JOURNAL", type=Path)
-    export.add_argument("--format", choices=("jsonl", "csv"), default="jsonl")
+    export.add_argument("--format", choices=("jsonl", "csv", "xlsx"), default="jsonl",
+                        help="xlsx needs --out")
     export.add_argument("--out", type=Path, help="file to write (default: standard output)")
     export.set_defaults(func=_cmd_export)
+
+    add_report_command(commands)
 
     demo = commands.add_parser("demo", help="screen a sample catalog on a local emulator")
     demo.add_argument("--rows", type=int, default=None, help="rows to screen (default: all)")
@@ -172,7 +188,8 @@ def _prepare(args: argparse.Namespace) -> Job | None:
         return None
     journal = args.journal or args.out.with_name(args.out.name + ".journal.db")
     return Job(catalog, total, args.out, journal, unknown_policy=args.unknown,
-               resume=shlex.join(["fto-async", *args.argv]))  # fmt: skip
+               resume=shlex.join(["fto-async", *map(redact_url_credentials, args.argv)]),
+               report=not args.no_report)  # fmt: skip
 
 
 def _cmd_screen(args: argparse.Namespace) -> int:
@@ -190,6 +207,8 @@ def _cmd_screen(args: argparse.Namespace) -> int:
             options["qps"] = args.qps
         if args.time_scale != 1.0:
             options["poll"] = PollConfig().scaled(args.time_scale)
+        if args.redis_url:
+            options["redis_url"] = args.redis_url
         return FtoClient.from_env(**options)
 
     return asyncio.run(run_screen(job, make_client))
@@ -309,6 +328,11 @@ def _cmd_export(args: argparse.Namespace) -> int:
     if not args.journal.is_file():
         say_error(f"no journal at {args.journal}")
         return EXIT_USAGE
+    if args.format == "xlsx":
+        if args.out is None:
+            say_error("--format xlsx needs --out FILE.xlsx")
+            return EXIT_USAGE
+        return export_xlsx(args.journal, args.out)
     return asyncio.run(_export(args.journal, args.format, args.out))
 
 
@@ -379,7 +403,8 @@ def _cmd_demo(args: argparse.Namespace) -> int:
 
     code = asyncio.run(demo())
     sys.stdout.write(f"\nDemo files in {folder}:\n  catalog  {catalog.path}\n  results  {out}\n"
-                     f"  journal  {job.journal}\nTry: fto-async status {job.journal}\n")
+                     f"  journal  {job.journal}\n  report   {html_path(out)}\n"
+                     f"Try: fto-async status {job.journal}\n")
     return EXIT_OK if code in (EXIT_OK, EXIT_ROWS) else code  # failed rows are part of the show
 
 

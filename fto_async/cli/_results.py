@@ -27,6 +27,7 @@ from typing import Any, Final, TextIO
 import attrs
 
 from .. import _serde
+from .._cells import cell_text
 from ..errors import FtoError
 from ..journal import ItemState, Journal, JournalRow
 from ..models import Report
@@ -235,15 +236,18 @@ def write_jsonl(records: Iterable[dict[str, Any]], handle: TextIO) -> None:
 
 
 def write_csv(records: Iterable[dict[str, Any]], handle: TextIO) -> None:
-    """Write records as CSV with :data:`CSV_COLUMNS` (countries ``;``-joined)."""
+    """Write records as CSV with :data:`CSV_COLUMNS` (countries ``;``-joined).
+
+    Every cell goes through :func:`~fto_async._cells.cell_text`: no formulas, no controls.
+    """
     writer = csv.writer(handle)
     writer.writerow(CSV_COLUMNS)
     for rec in records:
-        writer.writerow([
-            "" if rec["key"] is None else rec["key"],
-            rec["task_id"] or "",
+        writer.writerow([cell_text(value) for value in (
+            rec["key"],
+            rec["task_id"],
             rec["status"],
-            rec["highest_risk"] or "",
+            rec["highest_risk"],
             ";".join(rec["high_risk_countries"]),
-            rec["error"] or "",
-        ])
+            rec["error"],
+        )])

@@ -16,7 +16,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import signal
-import sqlite3
 import sys
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
@@ -37,20 +36,23 @@ from ..errors import (
     PermissionDeniedError,
     QuotaExceededError,
 )
-from ..journal import ItemState, Journal, JournalLockedError, JournalRow
+from ..journal import ItemState, Journal, JournalRow
 from ..models import ImageSearchRequest, WorkflowRequest
 from ._catalog import PLACEHOLDER_URL, Catalog, CatalogError, Row
+from ._common import (
+    EXIT_FATAL,
+    EXIT_OK,
+    EXIT_ROWS,
+    EXIT_STOPPED,
+    EXIT_USAGE,
+    open_journal,
+    say_error,
+)
 from ._display import ProgressView, Summary, render_sections, summary_sections
 from ._results import INVALID_TYPE, Tally, invalid_body, write_output
 
 __all__ = ["EXIT_FATAL", "EXIT_OK", "EXIT_ROWS", "EXIT_STOPPED", "EXIT_USAGE", "Job",
            "open_journal", "run_screen", "say_error"]  # fmt: skip
-
-EXIT_OK: Final = 0  #: every row done
-EXIT_ROWS: Final = 1  #: some rows failed, were invalid or are unfinished
-EXIT_USAGE: Final = 2  #: bad command line, catalog or configuration
-EXIT_FATAL: Final = 3  #: a fatal platform error (quota, credentials) stopped the run
-EXIT_STOPPED: Final = 130  #: stopped by Ctrl-C or SIGTERM
 
 _PAST_PENDING: Final = frozenset({ItemState.DONE, ItemState.SUBMITTED, ItemState.FAILED})
 
@@ -65,6 +67,7 @@ class Job:
         unknown_policy: ``"resubmit"`` or ``"skip"`` rows an earlier run may have submitted.
         resume: the command that resumes this run (shown after a stop).
         tty: force (or forbid) terminal rendering; ``None`` asks the streams.
+        report: write the HTML report ``OUT.html`` beside ``out`` at the end.
     """
 
     catalog: Catalog
@@ -74,23 +77,7 @@ class Job:
     unknown_policy: Literal["resubmit", "skip"] = "resubmit"
     resume: str = ""
     tty: bool | None = None
-
-
-def say_error(message: str) -> None:
-    """Write ``fto-async: message`` to stderr."""
-    sys.stderr.write(f"fto-async: {message}\n")
-    sys.stderr.flush()
-
-
-async def open_journal(path: Path) -> Journal | None:
-    """Open a journal, or say why not (and return ``None``)."""
-    try:
-        return await Journal.open(path)
-    except JournalLockedError:
-        say_error(f"the journal {path} is in use by another fto-async run; wait for it to end")
-    except (sqlite3.DatabaseError, RuntimeError, OSError) as exc:
-        say_error(f"cannot open the journal {path}: {exc}")
-    return None
+    report: bool = True
 
 
 @contextlib.contextmanager
@@ -278,6 +265,7 @@ async def run_screen(job: Job, make_client: Callable[[], FtoClient]) -> int:
                         raise
                     hard = True
         tally = write_output(job.catalog, journal, job.out)
+        report = _write_report(job, client.stats.calls)
     finally:
         with contextlib.suppress(RuntimeError):
             await journal.close()
@@ -289,7 +277,18 @@ async def run_screen(job: Job, make_client: Callable[[], FtoClient]) -> int:
         recovered_unknown=journal.recovered_unknown, uploads=run.uploads,
         elapsed=time.monotonic() - started, out=job.out, journal=job.journal,
     ))  # fmt: skip
+    if report is not None:
+        sys.stdout.write(f"report:            {report}\n")
     return _exit_code(job, run, tally, hard)
+
+
+def _write_report(job: Job, calls: int) -> Path | None:
+    """The HTML report beside ``job.out`` (``None``: not asked for, or not written)."""
+    if not job.report:
+        return None
+    from ._report import screen_report  # lazily: the report's libraries load only here
+
+    return screen_report(job.catalog, job.out, calls)
 
 
 def _print_summary(job: Job, summary: Summary) -> None:

@@ -308,7 +308,7 @@ async def test_unclosed_client_gives_resource_warning() -> None:
     async with emulator() as emu:
         holder = [make_client(emu.base_url, "sk")]
         await holder[0].submit_image_search(image_request())
-        session = holder[0].transport._session
+        session = holder[0].transport._sender._session  # type: ignore[attr-defined]
         assert session is not None
         with pytest.warns(ResourceWarning, match="unclosed"):
             _drop_all(holder)

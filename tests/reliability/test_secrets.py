@@ -246,7 +246,7 @@ async def test_tls_verification_is_on_by_default() -> None:
     ) as client:
         assert client.config.ssl is True
         await client.submit_image_search(request(1))
-        connector = client.transport._session.connector  # type: ignore[union-attr]
+        connector = client.transport._sender._session.connector  # type: ignore[attr-defined]
         assert connector._ssl is True
 
 
@@ -344,7 +344,7 @@ async def test_custom_ssl_context_reaches_the_connector(certificate: tuple[Path,
         async with FtoClient(api_key="sk-demo", config=config) as client:
             task_id = await client.submit_image_search(request(1))
             assert task_id
-            connector = client.transport._session.connector  # type: ignore[union-attr]
+            connector = client.transport._sender._session.connector  # type: ignore[attr-defined]
             assert connector._ssl is context
     finally:
         await server.close()

@@ -1,0 +1,134 @@
+"""The HTTP layer under the transport: one POST in, status, headers and body out.
+
+:class:`HttpSender` is all the transport needs of HTTP. :class:`AiohttpSender` is the
+real one (an aiohttp session, created lazily); :class:`fto_async.testing.MockTransport`
+is a handler-style fake (httpx's ``MockTransport``) so client and batch tests need no
+server. Faults are raised as aiohttp raises them (``aiohttp.ClientError``,
+``TimeoutError``); the transport turns them into our errors in one place.
+"""
+
+from __future__ import annotations
+
+import ssl
+from collections.abc import Mapping
+from typing import Any, Protocol
+
+import aiohttp
+import attrs
+
+__all__ = ["AiohttpSender", "FileField", "HttpAnswer", "HttpSender"]
+
+
+@attrs.frozen
+class FileField:
+    """A file to send as one multipart field (private to the upload call)."""
+
+    name: str
+    filename: str
+    content: bytes
+    content_type: str
+
+
+@attrs.frozen
+class HttpAnswer:
+    """What came back: the HTTP status, the headers and the whole body."""
+
+    status: int
+    headers: Mapping[str, str]
+    body: bytes
+
+
+class HttpSender(Protocol):
+    """Sends one POST; the transport's only view of HTTP."""
+
+    async def post(
+        self,
+        url: str,
+        *,
+        headers: Mapping[str, str],
+        params: Mapping[str, str] | None = None,
+        json: Any = None,
+        form: Mapping[str, str] | None = None,
+        files: tuple[FileField, ...] = (),
+        timeout: aiohttp.ClientTimeout,
+    ) -> HttpAnswer:
+        """POST ``json`` (or an urlencoded ``form``, or multipart ``files``) to ``url``."""
+
+    async def aclose(self) -> None:
+        """Release connections (idempotent)."""
+
+
+class AiohttpSender:
+    """The real sender: one aiohttp session, opened on first use.
+
+    Args:
+        limit: connections to keep (the in-flight bound plus a few).
+        ssl_context: ``True``, ``False`` or an :class:`ssl.SSLContext` for the connector.
+        user_agent: the ``User-Agent`` header.
+        session: a session of the caller's to use instead (never closed here).
+    """
+
+    def __init__(
+        self,
+        *,
+        limit: int,
+        ssl_context: bool | ssl.SSLContext,
+        user_agent: str,
+        session: aiohttp.ClientSession | None = None,
+    ) -> None:
+        self._limit = limit
+        self._ssl = ssl_context
+        self._user_agent = user_agent
+        self._session = session
+        self._owns_session = session is None
+
+    def _open(self) -> aiohttp.ClientSession:
+        if self._session is None:
+            connector = aiohttp.TCPConnector(
+                limit=self._limit, limit_per_host=self._limit, ssl=self._ssl
+            )
+            self._session = aiohttp.ClientSession(
+                connector=connector, headers={"User-Agent": self._user_agent}
+            )
+        return self._session
+
+    @property
+    def owns_session(self) -> bool:
+        """Whether :meth:`aclose` closes the session (it was created here)."""
+        return self._owns_session
+
+    @property
+    def opened(self) -> bool:
+        """Whether a session exists (an unclosed one is worth a ``ResourceWarning``)."""
+        return self._session is not None
+
+    async def post(
+        self,
+        url: str,
+        *,
+        headers: Mapping[str, str],
+        params: Mapping[str, str] | None = None,
+        json: Any = None,
+        form: Mapping[str, str] | None = None,
+        files: tuple[FileField, ...] = (),
+        timeout: aiohttp.ClientTimeout,
+    ) -> HttpAnswer:
+        kwargs: dict[str, Any] = {}
+        if files:
+            data = aiohttp.FormData()
+            for f in files:
+                data.add_field(f.name, f.content, filename=f.filename, content_type=f.content_type)
+            kwargs["data"] = data
+        elif form is not None:
+            kwargs["data"] = dict(form)
+        else:
+            kwargs["json"] = json if json is not None else {}
+        async with self._open().post(
+            url, params=params, headers=headers, timeout=timeout, **kwargs
+        ) as resp:
+            body = await resp.read()
+            return HttpAnswer(resp.status, resp.headers, body)
+
+    async def aclose(self) -> None:
+        if self._session is not None and self._owns_session:
+            await self._session.close()

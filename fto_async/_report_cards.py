@@ -1,0 +1,387 @@
+"""What one card of the HTML risk report shows, and the header's tallies. Strictly private.
+
+:func:`card` turns one result row (a :class:`~fto_async.journal.JournalRow`, or a record
+as ``fto-async`` writes it to JSONL) into plain values for the template; platform JSON
+is read defensively (a missing or odd field is left out, never an exception).
+:class:`Tally` accumulates the header. :func:`thumbnail` is the only way an image
+becomes a ``data:`` URI: Pillow must decode it first, and it is always re-encoded by us.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import io
+import re
+import warnings
+from collections import Counter
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import Any, Final
+
+import attrs
+from PIL import Image, ImageOps, features
+
+from .journal import ItemState, JournalRow
+
+__all__ = ["RISKS", "Product", "Tally", "card", "has_local_image", "most", "thumbnail", "web_url"]
+
+#: ``data-risk`` values, in the report's order, with their labels.
+RISKS: Final = {
+    "high": "High", "medium": "Medium", "low": "Low", "none": "No risk found",
+    "pending": "Not finished", "failed": "Failed", "invalid": "Invalid",
+}  # fmt: skip
+_RANK: Final = {name: n for n, name in enumerate(RISKS)}
+_LEVELS: Final = {"high": 3, "medium": 2, "low": 1}
+_LEGAL: Final = {1: ("Valid", "valid"), 2: ("Invalid", "lapsed"), 3: ("Pending", "pending")}
+_TEXTS: Final = (
+    ("similar", "Similar"), ("difference", "Different"), ("confusion", "Confusion"),
+    ("risk_desc", "Risk"), ("suggestion", "Suggestion"),
+)  # fmt: skip
+_INVALID_TYPE: Final = "InvalidRequestError"  # as the CLI journals a refused row
+_PLACEHOLDER_HOST: Final = "upload.invalid"  # the CLI's stand-in for a not-yet-uploaded image
+_BAD_URL: Final = re.compile(r"[\s\"'<>\\`]")
+_CJK: Final = re.compile("[\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uac00-\ud7af]")
+_MAX_IMAGE_BYTES: Final = 32 * 1024 * 1024  # never read more than this for a thumbnail
+_MAX_PIXELS: Final = 64_000_000  # nor decode a larger image (a decompression bomb)
+_WEBP: Final = bool(features.check("webp"))
+
+
+@attrs.frozen
+class Product:
+    """What the report shows of a catalog row besides its results.
+
+    Attributes:
+        title: the product's name.
+        image_url: an ``http(s)`` URL of its image (shown lazily, never fetched by us).
+        image_path: a local image (embedded as a small thumbnail once Pillow decodes it).
+    """
+
+    title: str | None = None
+    image_url: str | None = None
+    image_path: Path | None = None
+
+
+def web_url(value: object) -> str | None:
+    """``value`` if it is an absolute ``http(s)`` URL (the only kind of ``src`` we write)."""
+    if not isinstance(value, str):
+        return None
+    text = value.strip()
+    lowered = text[:8].lower()
+    if not lowered.startswith(("https://", "http://")):
+        return None
+    if _BAD_URL.search(text) or _PLACEHOLDER_HOST in text:
+        return None
+    return text
+
+
+def thumbnail(source: bytes | Path, size: int, *, line_art: bool = False) -> str | None:
+    """A ``data:`` URI of ``source`` scaled to fit ``size`` px, or ``None`` if not an image.
+
+    The image must decode with Pillow (JPEG, PNG, GIF or WebP); it is always re-encoded
+    (WebP, else JPEG; PNG for ``line_art``), so the URI holds only bytes we wrote.
+    """
+    try:
+        if isinstance(source, Path):
+            if source.stat().st_size > _MAX_IMAGE_BYTES:
+                return None
+            data = source.read_bytes()
+        else:
+            data = source
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            with Image.open(io.BytesIO(data), formats=("JPEG", "PNG", "GIF", "WEBP")) as im:
+                if im.width * im.height > _MAX_PIXELS:
+                    return None
+                if im.format == "JPEG":
+                    im.draft("RGB", (size, size))
+                im.load()
+                image = ImageOps.exif_transpose(im)
+                image.thumbnail((size, size), Image.Resampling.LANCZOS)
+                return _encode(image, line_art)
+    except (OSError, ValueError, SyntaxError, Image.DecompressionBombError,
+            Image.DecompressionBombWarning, MemoryError):  # fmt: skip
+        return None
+
+
+def _encode(image: Image.Image, line_art: bool) -> str:
+    if image.mode in ("RGBA", "LA", "P", "PA") or "transparency" in image.info:
+        rgba = image.convert("RGBA")
+        flat = Image.new("RGB", rgba.size, (255, 255, 255))
+        flat.paste(rgba, mask=rgba.getchannel("A"))
+        image = flat
+    out = io.BytesIO()
+    if line_art:
+        image.convert("L").save(out, "PNG", optimize=True)
+        mime = "image/png"
+    elif _WEBP:  # a third of the bytes of a JPEG of the same quality
+        image.convert("RGB").save(out, "WEBP", quality=70, method=4)
+        mime = "image/webp"
+    else:
+        image.convert("RGB").save(out, "JPEG", quality=72, optimize=True)
+        mime = "image/jpeg"
+    return f"data:{mime};base64,{base64.b64encode(out.getvalue()).decode('ascii')}"
+
+
+def _data_uri_bytes(value: object) -> bytes | None:
+    """The bytes of a base64 ``data:image/...`` URI, or of plain base64 text."""
+    if not isinstance(value, str) or not value:
+        return None
+    text = value
+    if text.startswith("data:"):
+        head, sep, text = text.partition(",")
+        if not sep or not head.endswith(";base64"):
+            return None
+    try:
+        return base64.b64decode(text, validate=False)
+    except (binascii.Error, ValueError):
+        return None
+
+
+def _obj(value: object) -> Mapping[str, Any]:
+    return value if isinstance(value, dict) else {}
+
+
+def _str(value: object) -> str | None:
+    if value is None or isinstance(value, dict | list):
+        return None
+    text = str(value).strip()
+    return text or None
+
+
+def _strs(value: object) -> list[str]:
+    if not isinstance(value, list | tuple):
+        return []
+    return [s for s in (_str(v) for v in value) if s is not None]
+
+
+def _level(value: object) -> str | None:
+    text = _str(value)
+    folded = None if text is None else text.casefold()
+    return folded if folded in _LEVELS else None
+
+
+def _score(value: object) -> float | None:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    score = float(value)
+    return score / 100 if 1.0 < score <= 100.0 else score  # AI67 examples use 0-100
+
+
+def _status_of(row: JournalRow) -> str:
+    if row.state is ItemState.DONE:
+        return "done"
+    if row.state is ItemState.FAILED:
+        return "invalid" if row.error_type == _INVALID_TYPE else "failed"
+    return "pending"
+
+
+def _images(report: Mapping[str, Any]) -> dict[str, Mapping[str, Any]]:
+    """The patents of a report's searches, by ``img_id:...`` and by ``patent_pn:...``."""
+    found: dict[str, Mapping[str, Any]] = {}
+    for block in ("patent_messages", "rrffusion_response"):
+        holder = report.get(block)
+        items = holder.get("patent_messages") if isinstance(holder, dict) else None
+        for item in items if isinstance(items, list) else ():
+            if isinstance(item, dict):
+                for name in ("img_id", "patent_pn"):
+                    ident = item.get(name)
+                    if isinstance(ident, str):
+                        found.setdefault(f"{name}:{ident}", item)
+    return found
+
+
+def _thumb(item: Mapping[str, Any] | None) -> str | None:
+    if item is None:
+        return None
+    return web_url(item.get("url_120")) or web_url(item.get("url"))
+
+
+def _match(item: Mapping[str, Any], images: Mapping[str, Mapping[str, Any]]) -> dict[str, Any]:
+    level = _level(item.get("risk_level"))
+    score = _score(item.get("score"))
+    status = item.get("status")
+    legal = _LEGAL.get(status) if isinstance(status, int) else None
+    img_id, pn = _str(item.get("img_id")), _str(item.get("patent_pn"))
+    thumb = (_thumb(images.get(f"img_id:{img_id}")) or _thumb(images.get(f"patent_pn:{pn}"))
+             or web_url(item.get("patent_image_url")))  # fmt: skip
+    texts = [(label, text) for name, label in _TEXTS if (text := _str(item.get(name)))]
+    return {
+        "pn": pn or "(no number)", "title": _str(item.get("title")),
+        "country": _str(item.get("country")), "risk": level or "none",
+        "risk_label": RISKS[level] if level else "Unrated",
+        "score": score, "score_pct": None if score is None else f"{score * 100:.0f}%",
+        "legal": legal[0] if legal else None, "legal_class": legal[1] if legal else "unknown",
+        "thumb": thumb, "texts": texts,
+        "cjk": any(_CJK.search(text) for _label, text in texts),
+        "_order": (-_LEVELS.get(level or "", 0), -(score or 0.0)),
+    }  # fmt: skip
+
+
+def card(
+    source: JournalRow | Mapping[str, Any], product: Product | None, *, thumb_px: int = 240
+) -> dict[str, Any]:
+    """The template's values for one result row (see the module docstring)."""
+    request: Mapping[str, Any] = {}
+    if isinstance(source, JournalRow):
+        request = source.request
+        invalid = request.get("invalid") is True
+        key = _str(request.get("key")) if invalid else source.key
+        status = _status_of(source)
+        rec: Mapping[str, Any] = {
+            "key": key, "line": request.get("line") if invalid else source.seq,
+            "task_id": source.task_id, "status": status, "error": source.error,
+            "report": source.report if status == "done" else None,
+            "title": request.get("title"),
+        }  # fmt: skip
+    else:
+        rec = source
+        status = str(rec.get("status") or "pending")
+        if status not in ("done", "failed", "invalid"):
+            status = "pending"
+    data = _obj(rec.get("report") if status == "done" else None)
+    inner = _obj(data.get("report"))
+    comparisons = inner.get("comparisons")
+    comparisons = comparisons if isinstance(comparisons, list) else []
+    images = _images(data) if comparisons else {}
+    matches = [_match(c, images) for c in comparisons if isinstance(c, dict)]
+    matches.sort(key=lambda m: m["_order"])
+    if status == "done":
+        levels = [_LEVELS[m["risk"]] for m in matches if m["risk"] in _LEVELS]
+        top = _level(rec.get("highest_risk")) if not matches else None
+        risk = next((k for k, v in _LEVELS.items() if levels and v == max(levels)), top or "none")
+    else:
+        risk = status
+    high = _strs(inner.get("high_risk_country")) or _strs(rec.get("high_risk_countries"))
+    middle = _strs(inner.get("middle_risk_country")) or _strs(rec.get("middle_risk_countries"))
+    countries = _strs(request.get("country")) or _strs(inner.get("country"))
+    countries += [c for c in (*high, *middle, *(m["country"] for m in matches if m["country"]))
+                  if c not in countries]  # fmt: skip
+    per_country = {}
+    for country in countries:
+        here = [_LEVELS[m["risk"]] for m in matches if m["country"] == country
+                and m["risk"] in _LEVELS]  # fmt: skip
+        if status != "done":
+            per_country[country] = status
+        elif here:
+            per_country[country] = next(k for k, v in _LEVELS.items() if v == max(here))
+        else:
+            per_country[country] = "high" if country in high else (
+                "medium" if country in middle else "none")
+    product = product or Product()
+    title = _str(rec.get("title")) or product.title
+    key = _str(rec.get("key")) or "(no key)"
+    image, embedded = _product_image(rec, request, product, thumb_px)
+    messages = data.get("patent_messages")
+    total = messages.get("total_search_result_count") if isinstance(messages, dict) else None
+    return {
+        "key": key, "seq": rec.get("line") if isinstance(rec.get("line"), int) else 0,
+        "title": title, "status": status, "risk": risk, "risk_label": RISKS[risk],
+        "rank": _RANK[risk], "high": high, "middle": middle, "countries": countries,
+        "cr": " ".join(f"{c}:{r}" for c, r in per_country.items() if " " not in c),
+        "q": f"{key} {title or ''}".casefold(), "image": image, "embedded": embedded,
+        "drawing": thumbnail(raw, thumb_px // 2, line_art=True)
+        if (raw := _data_uri_bytes(data.get("line_drawing_base64"))) else None,
+        "error": _str(rec.get("error")) if status in ("failed", "invalid") else None,
+        "matches": matches, "task_id": _str(rec.get("task_id")),
+        "searched": total if isinstance(total, int) and not isinstance(total, bool) else None,
+        "filters": {
+            "country": _strs(request.get("country")) or _strs(inner.get("country")),
+            "loc": _strs(request.get("loc_items")) or _strs(inner.get("loc")),
+            "since": _str(request.get("apply_start_time")) or _str(inner.get("apply_start_time")),
+            "until": _str(request.get("apply_end_time")),
+            "lang": _str(request.get("lang")),
+        },
+        "operate_date": inner.get("operate_date") if isinstance(
+            inner.get("operate_date"), int) else None,
+    }  # fmt: skip
+
+
+def has_local_image(source: JournalRow | Mapping[str, Any], product: Product | None) -> bool:
+    """Whether the row's card embeds an image we must decode (a file or base64 bytes)."""
+    if product is not None and product.image_path is not None:
+        return True
+    if isinstance(source, JournalRow):
+        return '"target_image_base64"' in source.request_json
+    return bool(source.get("image_path"))
+
+
+def _product_image(
+    rec: Mapping[str, Any], request: Mapping[str, Any], product: Product, px: int
+) -> tuple[str | None, bool]:
+    """The product's image ``src`` and whether it is embedded (a thumbnail we made)."""
+    path = product.image_path or (Path(p) if isinstance(p := rec.get("image_path"), str)
+                                  and p else None)  # fmt: skip
+    if path is not None:
+        uri = thumbnail(path, px)
+        if uri is not None:
+            return uri, True
+    raw = _data_uri_bytes(request.get("target_image_base64"))
+    if raw is not None:
+        uri = thumbnail(raw, px)
+        if uri is not None:
+            return uri, True
+    for candidate in (rec.get("image_url"), product.image_url, request.get("url")):
+        url = web_url(candidate)
+        if url is not None:
+            return url, False
+    return None, False
+
+
+@attrs.define
+class Tally:
+    """The header's numbers, accumulated card by card (memory stays bounded).
+
+    Attributes:
+        rows: cards. risk: cards per ``data-risk``. high, medium: cards with high or
+            medium risk per country. countries, locs, since, until, langs: the filters
+            the rows were screened with (how many rows used each). first, last: the
+            earliest and latest report date (epoch ms).
+    """
+
+    rows: int = 0
+    risk: Counter[str] = attrs.field(factory=Counter)
+    high: Counter[str] = attrs.field(factory=Counter)
+    medium: Counter[str] = attrs.field(factory=Counter)
+    countries: Counter[str] = attrs.field(factory=Counter)
+    locs: Counter[str] = attrs.field(factory=Counter)
+    since: Counter[str] = attrs.field(factory=Counter)
+    until: Counter[str] = attrs.field(factory=Counter)
+    langs: Counter[str] = attrs.field(factory=Counter)
+    first: int | None = None
+    last: int | None = None
+
+    def add(self, values: Mapping[str, Any]) -> None:
+        """Count one card (the result of :func:`card`)."""
+        self.rows += 1
+        self.risk[values["risk"]] += 1
+        self.high.update(set(values["high"]))
+        self.medium.update(set(values["middle"]) - set(values["high"]))
+        filters = values["filters"]
+        self.countries.update(filters["country"])
+        self.locs.update(filters["loc"])
+        for name in ("since", "until", "lang"):
+            if filters[name]:
+                getattr(self, "langs" if name == "lang" else name)[filters[name]] += 1
+        when = values["operate_date"]
+        if when:
+            self.first = when if self.first is None else min(self.first, when)
+            self.last = when if self.last is None else max(self.last, when)
+
+    def chart(self, limit: int = 12) -> list[tuple[str, int, int]]:
+        """``(country, high, medium)`` for the countries with the most risky rows."""
+        names = sorted(set(self.high) | set(self.medium),
+                       key=lambda c: (-self.high[c], -self.medium[c], c))  # fmt: skip
+        return [(c, self.high[c], self.medium[c]) for c in names[:limit]]
+
+    def filter_countries(self) -> list[str]:
+        """Every country any row was screened in or found at risk in, most used first."""
+        names = Counter(self.countries)
+        names.update(self.high)
+        names.update(self.medium)
+        return sorted(names, key=lambda c: (-names[c], c))
+
+
+def most(counter: Counter[str], limit: int = 8) -> Iterable[str]:
+    """The most common keys of ``counter`` (ties in name order)."""
+    return sorted(counter, key=lambda k: (-counter[k], k))[:limit]

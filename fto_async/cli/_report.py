@@ -1,0 +1,120 @@
+"""The ``fto-async`` command's reports: ``report``, the HTML beside ``screen --out``, xlsx.
+
+Strictly private, and part of the command only (the core never imports it): it joins
+catalog rows (product names and images) to results and hands plain data to
+:func:`fto_async.report.write_html` and :func:`fto_async._xlsx.write_xlsx`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from .._report_cards import Product
+from .._xlsx import write_xlsx
+from ..report import write_html
+from ._catalog import Catalog, CatalogError, Defaults, Row
+from ._common import EXIT_OK, EXIT_USAGE, open_journal, say_error
+from ._results import records_from_journal
+
+__all__ = ["add_report_command", "export_xlsx", "html_path", "product_of", "screen_report"]
+
+# Only titles and images are read from a catalog here; a country makes every row parse.
+_READ_ONLY_DEFAULTS = Defaults(country=("US",))
+
+
+def html_path(out: Path) -> Path:
+    """Where ``screen --out OUT`` writes its report: ``OUT.html`` (as ``OUT.journal.db``)."""
+    return out.with_name(out.name + ".html")
+
+
+def product_of(row: Row) -> Product:
+    """What the report shows of a catalog row: its title and image."""
+    url = getattr(row.request, "url", None) if row.request is not None else None
+    return Product(title=row.title, image_url=url, image_path=row.image_path)
+
+
+def _joined(catalog: Catalog, results: Path) -> Iterator[dict[str, Any]]:
+    """The records of ``results`` (one per catalog row, in order) with their products."""
+    rows = catalog.rows()
+    with results.open(encoding="utf-8") as handle:
+        for line in handle:
+            if not line.strip():
+                continue
+            record: dict[str, Any] = json.loads(line)
+            row = next(rows, None)
+            if row is not None and row.key == record.get("key"):
+                product = product_of(row)
+                record.update(title=product.title, image_url=product.image_url,
+                              image_path=None if product.image_path is None
+                              else str(product.image_path))  # fmt: skip
+            yield record
+
+
+def screen_report(catalog: Catalog, results: Path, calls: int | None) -> Path | None:
+    """Write ``results``' HTML report beside it; say why not (and return ``None``)."""
+    out = html_path(results)
+    try:
+        write_html(_joined(catalog, results), out, calls=calls)
+    except (OSError, ValueError, CatalogError) as exc:
+        say_error(f"the HTML report {out} was not written: {exc}")
+        return None
+    return out
+
+
+def export_xlsx(journal_path: Path, out: Path) -> int:
+    """``fto-async export JOURNAL --format xlsx --out FILE``."""
+    if out.resolve() == journal_path.resolve():
+        say_error("--out must not be the journal")
+        return EXIT_USAGE
+
+    async def run() -> int:
+        journal = await open_journal(journal_path)
+        if journal is None:
+            return EXIT_USAGE
+        try:
+            write_xlsx(records_from_journal(journal), out)
+        finally:
+            await journal.close()
+        return EXIT_OK
+
+    return asyncio.run(run())
+
+
+def add_report_command(commands: Any) -> None:
+    """Add ``fto-async report JOURNAL --out report.html [--catalog C] [--title T]``."""
+    report = commands.add_parser(
+        "report", help="write the HTML risk report of a journal (or a results JSONL)")
+    report.add_argument("journal", metavar="JOURNAL", type=Path,
+                        help="a journal file, or the JSONL results of a run")  # fmt: skip
+    report.add_argument("--out", required=True, type=Path, help="the HTML file to write")
+    report.add_argument("--catalog", type=Path,
+                        help="the catalog, for product names and local images")
+    report.add_argument("--title", help="the report's heading")
+    report.set_defaults(func=_cmd_report)
+
+
+def _cmd_report(args: argparse.Namespace) -> int:
+    if not args.journal.is_file():
+        say_error(f"no journal at {args.journal}")
+        return EXIT_USAGE
+    if args.out.resolve() in {args.journal.resolve(), *(
+            [args.catalog.resolve()] if args.catalog else [])}:  # fmt: skip
+        say_error("--out must not be the journal or the catalog")
+        return EXIT_USAGE
+    products = None
+    try:
+        if args.catalog is not None:
+            catalog = Catalog(args.catalog, _READ_ONLY_DEFAULTS)
+            products = {row.jkey: product_of(row) for row in catalog.rows()}
+        written = write_html(args.journal, args.out, title=args.title, products=products)
+    except (CatalogError, OSError, ValueError, RuntimeError) as exc:
+        say_error(str(exc))
+        return EXIT_USAGE
+    sys.stdout.write(f"{written.path} ({written.rows} rows, {written.bytes / 1e6:.1f} MB)\n")
+    return EXIT_OK

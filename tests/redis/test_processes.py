@@ -1,0 +1,181 @@
+"""Real processes on one account, one emulator, one Redis: the emulator's own record of
+every attempt (refused ones included) is the judge."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import signal
+import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+import pytest
+import redis
+
+from fto_async import ApiKey
+from fto_async.emulator import Emulator, EmulatorConfig
+
+from ._support import RedisServer, worker_command
+
+pytestmark = pytest.mark.slow
+
+KEY = "sk-demo"
+SCALE = 0.002  # 5 s submits take 10 ms
+#: The clients pace at 0.9 Q, not the default 0.96 Q: at the default the proof leaves
+#: 1.35 calls (35 ms at Q=40, 29 ms at Q=20) for the jitter between a grant in Redis and
+#: the emulator's clock, and several processes on a loaded 2-core machine exceed that now
+#: and then (load 8: one 67200002 in 50 calls). 0.9 leaves about 100 ms; the bound is the
+#: same proof. benchmarks/shared_gate.py measures the default.
+HEADROOM = 0.9
+STATE_KEY = f"fto:{{{ApiKey(KEY).account_id}}}:gate"
+
+
+@asynccontextmanager
+async def emulator(**changes: Any) -> AsyncIterator[Emulator]:
+    config = {"time_scale": SCALE, "qps": 40, "api_keys": {KEY, "sk-other"}, **changes}
+    async with Emulator(EmulatorConfig(**config)) as emu:
+        yield emu
+
+
+class Worker:
+    """One client process (tests/redis/_worker.py) and the JSON it prints."""
+
+    def __init__(self, proc: asyncio.subprocess.Process) -> None:
+        self.proc = proc
+        self.started = asyncio.Event()
+        self.result: dict[str, Any] | None = None
+        self._reader = asyncio.create_task(self._read())
+
+    async def _read(self) -> None:
+        assert self.proc.stdout is not None
+        async for line in self.proc.stdout:
+            event = json.loads(line)
+            if event["event"] == "started":
+                self.started.set()
+            else:
+                self.result = event
+
+    async def wait(self, timeout: float = 40) -> dict[str, Any]:
+        await asyncio.wait_for(self.proc.wait(), timeout)
+        await self._reader
+        assert self.result is not None, f"worker exited {self.proc.returncode}"
+        return self.result
+
+
+async def spawn(n: int, base_url: str, redis_url: str | None, *, qps: float, calls: int,
+                api_key: str = KEY, **extra: object) -> list[Worker]:
+    args = ["--base-url", base_url, "--redis-url", redis_url or "none", "--qps", str(qps),
+            "--calls", str(calls), "--api-key", api_key, "--start-at", str(time.time() + 2.0),
+            "--headroom", str(HEADROOM)]
+    for name, value in extra.items():
+        args += [f"--{name.replace('_', '-')}", str(value)]
+    workers = []
+    for i in range(n):
+        proc = await asyncio.create_subprocess_exec(
+            *worker_command(*args, "--name", f"{api_key}-{i}"),
+            stdout=asyncio.subprocess.PIPE,
+        )
+        workers.append(Worker(proc))
+    return workers
+
+
+def span_rate(times: list[float]) -> float:
+    return (len(times) - 1) / (max(times) - min(times))
+
+
+async def test_processes_share_the_qps_budget(redis_url: str) -> None:
+    """Three processes at qps=40 each, one account: the emulator never sees more than 40
+    attempts in a 1-s window, no 67200002, and the aggregate runs near the pace (0.9 Q)."""
+    async with emulator() as emu:
+        workers = await spawn(3, emu.base_url, redis_url, qps=40, calls=60)
+        results = [await w.wait() for w in workers]
+        stats = emu.stats
+        assert stats.count(code=67200002) == 0
+        assert stats.max_attempts_in_window(KEY) <= 40
+        assert sum(r["ok"] for r in results) == 180
+        assert sum(r["gate_calls"] for r in results) == len(stats.attempt_times[KEY]) == 180
+        assert span_rate(stats.attempt_times[KEY]) >= 0.85 * 40
+
+
+async def test_shared_daily_limit_stops_every_process_at_the_limit(redis_url: str) -> None:
+    """daily_limit=50 shared by three processes: exactly 50 calls reach the platform."""
+    async with emulator(qps=None) as emu:
+        workers = await spawn(3, emu.base_url, redis_url, qps=200, calls=30, daily_limit=50)
+        results = [await w.wait() for w in workers]
+        assert len(emu.stats.attempt_times[KEY]) == 50
+        assert sum(r["ok"] for r in results) == 50
+        assert sum(r["refused"] for r in results) == 40
+        assert emu.stats.count(code=67200007) == 0
+
+
+async def test_one_process_throttled_slows_the_others(redis_url: str) -> None:
+    """The platform allows 20/s but both processes are told qps=40: the 67200002 answers
+    one of them gets lower the shared rate, so both slow down and the storm stays short."""
+    async with emulator(qps=20) as emu:
+        workers = await spawn(2, emu.base_url, redis_url, qps=40, calls=50)
+        results = [await w.wait() for w in workers]
+        with redis.Redis.from_url(redis_url, decode_responses=True) as r:
+            state = r.hgetall(STATE_KEY)
+        assert float(state["dec_rate"]) < 20
+        assert sum(r["ok"] for r in results) == 100
+        rejects = emu.stats.count(code=67200002)
+        assert rejects <= 20  # without the shared feedback: one storm per process
+        thrown = [r["throttled"] for r in results]
+        assert sum(thrown) == rejects
+
+
+async def test_redis_restart_mid_run_leaves_no_call_uncounted(
+    redis_server: RedisServer, redis_url: str
+) -> None:
+    """Redis restarted (state lost) mid-run: processes wait, reconnect, pause one second,
+    and go on; the emulator never sees a window over Q or a 67200002, and the shared day
+    counter holds at least every call the emulator saw."""
+    async with emulator() as emu:
+        workers = await spawn(2, emu.base_url, redis_url, qps=40, calls=60, daily_limit=10_000)
+        await asyncio.gather(*(w.started.wait() for w in workers))
+        await asyncio.sleep(1.0)
+        await asyncio.to_thread(redis_server.restart, 0.3)
+        results = [await w.wait() for w in workers]
+        stats = emu.stats
+        attempts = len(stats.attempt_times[KEY])
+        assert sum(r["ok"] for r in results) == 120 == attempts
+        assert stats.count(code=67200002) == 0
+        assert stats.max_attempts_in_window(KEY) <= 40
+        with redis.Redis.from_url(redis_url, decode_responses=True) as r:
+            count = int(r.hget(STATE_KEY, "count") or 0)
+        assert count >= attempts
+
+
+async def test_killed_process_leaves_nothing_stuck(redis_url: str) -> None:
+    """A process killed with SIGKILL mid-run: the survivor has the whole rate within 1 s."""
+    async with emulator() as emu:
+        victim, survivor = await spawn(2, emu.base_url, redis_url, qps=40, calls=130)
+        await asyncio.gather(victim.started.wait(), survivor.started.wait())
+        await asyncio.sleep(1.0)
+        victim.proc.send_signal(signal.SIGKILL)
+        await victim.proc.wait()
+        killed_at = asyncio.get_running_loop().time()
+        await survivor.wait()
+        later = [t for t in emu.stats.attempt_times[KEY] if t > killed_at + 1.0]
+        assert len(later) > 40
+        assert span_rate(later) >= 0.85 * 40
+        assert emu.stats.count(code=67200002) == 0
+        assert emu.stats.max_attempts_in_window(KEY) <= 40
+
+
+async def test_two_accounts_keep_their_own_budgets(redis_url: str) -> None:
+    """Two accounts on one Redis, two processes each: each account runs at its own qps."""
+    async with emulator(qps=20) as emu:
+        mine = await spawn(2, emu.base_url, redis_url, qps=20, calls=25)
+        other = await spawn(2, emu.base_url, redis_url, qps=20, calls=25, api_key="sk-other")
+        for w in (*mine, *other):
+            await w.wait()
+        for key in (KEY, "sk-other"):
+            assert len(emu.stats.attempt_times[key]) == 50
+            assert emu.stats.max_attempts_in_window(key) <= 20
+            # A budget shared by both accounts would give each about 9/s.
+            assert span_rate(emu.stats.attempt_times[key]) >= 0.65 * 20
+        assert emu.stats.count(code=67200002) == 0
+
