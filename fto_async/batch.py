@@ -366,7 +366,11 @@ class _Journaling:
     async def submitted(self, key: Any, task_id: str) -> None:
         await self.journal.mark_submitted(str(key), task_id)
 
-    async def submit_failed(self, key: Any, exc: FtoError) -> None:
+    async def submit_failed(self, key: Any, exc: FtoError, *, sent: bool = True) -> None:
+        if not sent:  # refused before it went out (the gate's budget, a shared gate down)
+            if not (exc.fatal or exc.retryable):
+                await self.journal.mark_failed(str(key), str(exc), type(exc).__name__)
+            return  # else the row stays pending: nothing reached the platform
         if may_have_created_task(exc):
             await self.journal.mark_unknown(str(key))  # the platform may hold a task for it
         else:
@@ -587,7 +591,7 @@ class _Batch:
                 raise
             except FtoError as exc:
                 if journaling is not None:
-                    await journaling.submit_failed(key, exc)
+                    await journaling.submit_failed(key, exc, sent=sent)
                 if exc.fatal:
                     self.stop_for(exc)
                 await self.emit(Outcome(key, request, None, None, exc))

@@ -25,7 +25,7 @@ from fto_async import (
 from fto_async.journal import ItemState, Journal
 from tests._shared import REPORT, SUBMIT, collect, credentials
 
-from .test_batch import image, running
+from .test_batch import emulator, image, make_client, running
 
 
 async def _journal_with(path: Path, client: FtoClient, key: str, *states: str,
@@ -139,3 +139,22 @@ async def test_connection_refused_is_a_connect_error() -> None:
             await client.submit_image_search(image(1))
         assert client.retries == 1  # retried once: a refused connection sent nothing
     assert "127.0.0.1" in str(caught.value) or caught.value.retryable
+
+
+async def test_a_submit_refused_before_sending_leaves_its_row_pending(tmp_path: Path) -> None:
+    """A submit the rate gate refuses before anything is sent (here the call budget) is
+    not a submit failure: its row stays ``pending`` for the next run, and the batch ends
+    with BatchAbortedError naming the budget (it used to crash: pending -> submit_failed)."""
+    path = tmp_path / "journal.sqlite"
+    async with emulator() as emu, make_client(emu, max_calls=1) as client:
+        await client.submit_image_search(image("spent"))  # the whole budget
+        async with await Journal.open(path) as journal:
+            outcomes, raised = await collect(
+                client.screen_many([("a", image("a")), ("b", image("b"))], journal=journal)
+            )
+            rows = {row.key: row.state for row in journal.rows()}
+        submits = emu.stats.count(SUBMIT)
+    assert isinstance(raised, BatchAbortedError), raised
+    assert submits == 1  # the one before the batch
+    assert set(rows.values()) == {ItemState.PENDING}
+    assert all(o.task_id is None for o in outcomes)
