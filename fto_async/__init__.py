@@ -39,7 +39,9 @@ The package, one job per module (imports run one way, downwards: ``cli/`` -> ``c
     emulator/      the local platform
 """
 
-from typing import Any as _Any  # aliased: a public name here would join the API
+import inspect as _inspect  # aliased: a public name here would join the API
+import typing as _typing
+from typing import Any as _Any
 
 import attrs
 
@@ -201,15 +203,25 @@ __all__ = [
     "WorkflowRequest",
 ]
 
-# Show public classes as ``fto_async.X`` in reprs and tracebacks (as httpx does). attrs
-# classes resolve their string annotations first, against their defining module.
+# Show public classes as ``fto_async.X`` in reprs and tracebacks (as httpx does). Their
+# string annotations are resolved first, against their defining module, and stored back
+# evaluated: typing.get_type_hints(cls) looks names up in sys.modules[cls.__module__],
+# which is this package from then on (tests/test_type_hints.py checks every class).
 _public_types = [o for o in map(globals().__getitem__, __all__) if isinstance(o, type)]
-for _cls in _public_types:
+_resolved = {
+    _cls: _typing.get_type_hints(_cls, include_extras=True)
+    for _cls in _public_types
+    if not _typing.is_typeddict(_cls)
+}
+for _cls, _hints in _resolved.items():
+    _own = _inspect.get_annotations(_cls)
+    if _own:
+        _cls.__annotations__ = {_name: _hints[_name] for _name in _own}
     if attrs.has(_cls):
         attrs.resolve_types(_cls)
 for _cls in _public_types:
     _cls.__module__ = "fto_async"
-del _public_types, _cls
+del _public_types, _resolved, _cls, _hints, _own
 
 
 def __getattr__(name: str) -> _Any:

@@ -73,10 +73,11 @@ import contextlib
 import time
 from collections import OrderedDict
 from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Iterable
-from typing import TYPE_CHECKING, Any, Final, Literal, Protocol, TypeAlias, TypedDict, Unpack
+from typing import Any, Final, Literal, Protocol, TypeAlias, TypedDict, Unpack
 
 import attrs
 
+from .cache import ReportCache  # at run time too: get_type_hints resolves BatchOptions
 from .config import ClientConfig, PollConfig
 from .errors import (
     BatchAbortedError,
@@ -91,15 +92,19 @@ from .errors import (
     may_have_created_task,
 )
 from .fingerprint import request_fingerprint, wire_fingerprint
-from .models import FollowUpResult, ImageSearchReport, Request, RiskLevel, TaskKind, request_kind
+from .journal import Journal  # at run time, so get_type_hints resolves BatchOptions
+from .models import (
+    FollowUp,
+    FollowUpResult,
+    ImageSearchReport,
+    Request,
+    RiskLevel,
+    TaskKind,
+    request_kind,
+)
 from .polling import PendingTask, PollScheduler
 from .ratelimit import RateGateProtocol
 from .transport import BeforeSend, TransportStats
-
-if TYPE_CHECKING:  # only for annotations: the journal and cache are handed in by the caller
-    from .cache import ReportCache
-    from .followup import FollowUp
-    from .journal import Journal
 
 __all__ = [
     "RECENT_REPORTS",
@@ -184,8 +189,14 @@ class BatchClient(Protocol):
     async def submit(self, request: Request, *, before_send: BeforeSend | None = None) -> str:
         """Submit one request; return its task id."""
 
-    async def get_report(self, task_id: str, kind: TaskKind = "image_search") -> ImageSearchReport:
-        """Poll one task once."""
+    async def get_report(
+        self,
+        task_id: str,
+        kind: TaskKind = "image_search",
+        *,
+        before_send: BeforeSend | None = None,
+    ) -> ImageSearchReport:
+        """Poll one task once (``before_send`` as for :meth:`submit`)."""
 
 
 @attrs.frozen
@@ -462,13 +473,7 @@ class _Journaling:
             return Outcome(key, request, row.task_id, None, err,
                            submitted_at=row.submitted_at, resumed=True)
         if state == "submitted" and row.task_id:
-            loop = asyncio.get_running_loop()
-            age = time.time() - row.submitted_at if row.submitted_at else None
-            return PendingTask(
-                key, row.task_id, kind, request,
-                submitted_at=None if age is None else loop.time() - max(0.0, age),
-                submitted_wall=row.submitted_at,
-            )
+            return self._pending(key, request, kind, row)
         if state in ("submitting", "unknown"):
             if self.unknown_policy == "skip":
                 unknown = UnknownSubmissionError(
@@ -489,13 +494,24 @@ class _Journaling:
             await self.journal.mark_failed(str(key), str(exc), type(exc).__name__)
         # else it stays `pending`: the next run submits its group again
 
+    @staticmethod
+    def _pending(key: Any, request: Request, kind: TaskKind, row: Any) -> PendingTask:
+        """The task of a journal row, to poll (its age from the recorded submit time)."""
+        loop = asyncio.get_running_loop()
+        age = time.time() - row.submitted_at if row.submitted_at else None
+        return PendingTask(
+            key, row.task_id, kind, request,
+            submitted_at=None if age is None else loop.time() - max(0.0, age),
+            submitted_wall=row.submitted_at,
+        )
+
     async def sending(self, key: Any) -> None:
         await self.journal.mark_submitting(str(key))
 
     async def submitted(self, key: Any, task_id: str) -> None:
         await self.journal.mark_submitted(str(key), task_id)
 
-    async def submit_failed(self, key: Any, exc: FtoError, sent: bool) -> None:
+    async def submit_failed(self, key: Any, exc: FtoError, sent: bool = True) -> None:
         if sent and may_have_created_task(exc):
             await self.journal.mark_unknown(str(key))  # the platform may hold a task for it
         else:
@@ -1014,7 +1030,10 @@ class _Batch:
     # -- polling --------------------------------------------------------------------
 
     async def _fetch(self, task: PendingTask) -> ImageSearchReport:
-        return await self.client.get_report(task.task_id, task.kind)
+        async def before_send() -> None:
+            task.sent = True  # past the gate: an abort lets this poll finish (it is paid for)
+
+        return await self.client.get_report(task.task_id, task.kind, before_send=before_send)
 
     async def _deliver(
         self, task: PendingTask, report: ImageSearchReport | None, error: FtoError | None

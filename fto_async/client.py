@@ -333,11 +333,20 @@ class FtoClient:
         _require(request, Request, "request")
         return await self._submit(SUBMIT_PATHS[request_kind(request)], request, before_send)
 
-    async def get_report(self, task_id: str, kind: TaskKind = "image_search") -> ImageSearchReport:
-        """Poll a task of any kind once (``"one_vs_one"``: see :meth:`get_1v1_report`)."""
+    async def get_report(
+        self,
+        task_id: str,
+        kind: TaskKind = "image_search",
+        *,
+        before_send: BeforeSend | None = None,
+    ) -> ImageSearchReport:
+        """Poll a task of any kind once (``before_send`` as for :meth:`submit`;
+        ``"one_vs_one"``: see :meth:`get_1v1_report`)."""
         if kind == "one_vs_one":
-            return await self.get_1v1_report(task_id)
-        return await self._report(self.report_path(kind), task_id, report_class(kind))
+            return await self.get_1v1_report(task_id, before_send=before_send)
+        return await self._report(
+            self.report_path(kind), task_id, report_class(kind), before_send
+        )
 
     async def wait_report(
         self, task_id: str, kind: TaskKind = "image_search", timeout: float | None = None
@@ -423,7 +432,9 @@ class FtoClient:
         _require(request, OneVsOneRequest, "request")
         return await self._submit(_ONE_VS_ONE_SUBMIT_PATH, request)
 
-    async def get_1v1_report(self, task_id: str) -> OneVsOneReport:
+    async def get_1v1_report(
+        self, task_id: str, *, before_send: BeforeSend | None = None
+    ) -> OneVsOneReport:
         """Poll a 1-vs-1 task once (``POST /ai/infringement-detection-1v1-query``).
 
         Raises:
@@ -431,7 +442,9 @@ class FtoClient:
                 that holds nothing but the id): it expired (8 h) or never existed.
         """
         try:
-            return await self._report(_ONE_VS_ONE_REPORT_PATH, task_id, OneVsOneReport)
+            return await self._report(
+                _ONE_VS_ONE_REPORT_PATH, task_id, OneVsOneReport, before_send
+            )
         except InvalidParameterError as exc:
             raise TaskExpiredError(task_id, exc.message) from exc
 
@@ -460,10 +473,12 @@ class FtoClient:
             raise ResponseDecodeError(f"{path}: the answer holds no task_id", raw=answer)
         return task_id
 
-    async def _report(self, path: str, task_id: str, cls: type[_R]) -> _R:
+    async def _report(
+        self, path: str, task_id: str, cls: type[_R], before_send: BeforeSend | None = None
+    ) -> _R:
         if not isinstance(task_id, str) or not task_id.strip():
             raise InvalidRequestError("task_id", "must be a non-empty string")
-        answer = await self._transport.call(path, {"task_id": task_id})
+        answer = await self._transport.call(path, {"task_id": task_id}, before_send=before_send)
         return _serde.structure(self._converter, answer, cls)
 
     async def _wait(self, path: str, task_id: str, cls: type[_R], timeout: float | None) -> _R:

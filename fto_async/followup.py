@@ -44,7 +44,6 @@ from typing import Any, Final, Protocol, Unpack
 
 import attrs
 
-from . import _validate
 from .batch import BatchClient, BatchOptions, Items, Outcome, Progress
 from .batch import screen_many as _screen_many
 from .errors import (
@@ -60,13 +59,13 @@ from .errors import (
 )
 from .journal import ItemState, Journal
 from .models import (
+    FollowUp,
     FollowUpResult,
     ImageSearchReport,
     ImageSearchRequest,
+    ImageUrlHook,
     OneVsOneReport,
     OneVsOneRequest,
-    Report,
-    RiskLevel,
     UploadedImage,
     WorkflowRequest,
 )
@@ -78,70 +77,6 @@ __all__ = ["FollowUp", "FollowUpClient", "ImageUrlHook", "screen_with_follow_ups
 TASK_VALIDITY: Final = 8 * 3600.0
 #: Items whose follow-ups run at once (the batch waits beyond: bounded memory).
 _MAX_ITEMS: Final = 256
-
-#: ``async (key, request) -> url``: the public image URL for an item's follow-ups.
-ImageUrlHook = Callable[[Any, Any], Awaitable[str]]
-
-
-def _risk(value: RiskLevel | str) -> RiskLevel:
-    try:
-        return RiskLevel(value)
-    except ValueError:
-        reason = f"must be High, Medium or Low, got {value!r}"
-        raise InvalidRequestError("min_risk", reason) from None
-
-
-def _top(_inst: object, _attr: object, value: object) -> None:
-    if type(value) is not int or value < 1:
-        raise InvalidRequestError("top", f"must be an int of at least 1, got {value!r}")
-
-
-def _lang(value: str | None) -> str | None:
-    return None if value is None else _validate.lang("report_lang", value)
-
-
-@attrs.frozen
-class FollowUp:
-    """Which matches of a screening report get a 1-vs-1 task.
-
-    Usage::
-
-        FollowUp()                                  # High risk, top 3 by score
-        FollowUp(min_risk=RiskLevel.MEDIUM, top=1, report_lang="en")
-
-    Attributes:
-        min_risk: the lowest ``risk_level`` followed up (a :class:`RiskLevel` or its name).
-        top: at most this many patents per item, the highest ``score`` first (>= 1).
-        report_lang: ``"cn"``/``"en"`` for the 1-vs-1 reports; ``None`` leaves it out.
-        image_url: optional ``async (key, request) -> url`` giving the image URL (see the
-            module docstring); ``None`` uses the request's image.
-
-    Raises:
-        InvalidRequestError: a bad ``min_risk``, ``top`` or ``report_lang``.
-    """
-
-    min_risk: RiskLevel = attrs.field(default=RiskLevel.HIGH, converter=_risk)
-    top: int = attrs.field(default=3, validator=_top)
-    report_lang: str | None = attrs.field(default=None, converter=_lang)
-    image_url: ImageUrlHook | None = attrs.field(default=None, eq=False, repr=False)
-
-    def select(self, report: ImageSearchReport | None) -> list[str]:
-        """The patents to follow up in ``report``: at or above ``min_risk``, best first."""
-        found: Report | None = None if report is None else report.report
-        if found is None:
-            return []
-        picked: list[str] = []
-        ranked = sorted(
-            (c for c in found.comparisons if c.risk_level >= self.min_risk),
-            key=lambda c: (-c.score, c.patent_pn),
-        )
-        for comparison in ranked:
-            if comparison.patent_pn not in picked:
-                picked.append(comparison.patent_pn)
-            if len(picked) == self.top:
-                break
-        return picked
-
 
 class FollowUpClient(BatchClient, Protocol):
     """What the stage uses of a client: a batch client plus the AI67 and P010 methods."""

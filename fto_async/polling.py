@@ -62,6 +62,10 @@ class PendingTask:
             handed over from another process; such a task is polled at once).
         submitted_wall: epoch seconds of the same moment (``None``: unknown).
         polls: polls sent so far.
+        sent: whether the current poll has passed the rate gate, so may have reached the
+            platform (``fetch`` sets it, through the transport's ``before_send`` hook;
+            the scheduler clears it before each poll). :meth:`PollScheduler.abort` lets
+            such a poll finish.
     """
 
     key: Any
@@ -71,6 +75,7 @@ class PendingTask:
     submitted_at: float | None = None
     submitted_wall: float | None = attrs.field(factory=time.time)
     polls: int = 0
+    sent: bool = attrs.field(default=False, repr=False)
 
 
 class _QuantileTracker:
@@ -136,6 +141,9 @@ class PollScheduler:
         self._wakeup = asyncio.Event()
         self._active = 0
         self._fetching: dict[PendingTask, asyncio.Task[Any]] = {}  # polls awaiting answers
+        # Polls on the wire when abort() ran, and its error: they end on their answer.
+        self._draining: set[PendingTask] = set()
+        self._abort_error: FtoError | None = None
         self._closed = False
         self._on_release = on_release or (lambda: None)
         self.estimate = _QuantileTracker(
@@ -167,12 +175,18 @@ class PollScheduler:
 
     async def abort(self, error: FtoError) -> None:
         """Deliver every pending task with ``error``: those in the heap without polling
-        them, and those whose poll still waits (in the rate gate, or for its answer) after
-        cancelling that poll (a poll only reads: dropping it loses nothing).
+        them, and those whose poll still waits in the rate gate after cancelling that poll
+        (nothing was sent for it). A poll already sent (``PendingTask.sent``) is paid for:
+        it is left to finish, and its task gets its real answer (the report, a failure,
+        the poll's own error) or, when the task is still running, ``error``.
         """
         current = asyncio.current_task()
+        self._abort_error = error
         for task, poller in list(self._fetching.items()):
             if poller is current or task not in self._fetching:
+                continue
+            if task.sent:
+                self._draining.add(task)
                 continue
             del self._fetching[task]
             poller.cancel()
@@ -217,7 +231,8 @@ class PollScheduler:
         me = asyncio.current_task()
         assert me is not None
         try:
-            self._fetching[task] = me  # abort() may cancel the poll until it is answered
+            self._fetching[task] = me  # abort() may cancel the poll until it is sent
+            task.sent = False
             failure: FtoError | None = None
             try:
                 report = await self._fetch(task)
@@ -245,12 +260,15 @@ class PollScheduler:
                 if first:
                     self.estimate.observe(age, done=False)
                 timeout = self.config.timeout
-                if timeout is not None and age >= timeout:
+                if task in self._draining and self._abort_error is not None:
+                    await self._finish(task, None, self._abort_error)
+                elif timeout is not None and age >= timeout:
                     await self._finish(task, None, TaskTimeoutError(task.task_id, age))
                 else:
                     self._reschedule(task, now, age)
                     rescheduled = True
         finally:
+            self._draining.discard(task)
             self._active -= 1
             self._slots.release()
             self._wakeup.set()

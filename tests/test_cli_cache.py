@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from fto_async.cli._main import default_cache_path, parse_duration
-from tests._shared import PNG
+from tests._shared import PNG, png_of_size
 from tests.test_cli import FAST, catalog, cli, emu, env, records  # noqa: F401 - fixtures
 
 UPLOAD = "/image-search/image-upload"
@@ -18,7 +18,7 @@ UPLOAD = "/image-search/image-upload"
 def mixed_catalog(tmp_path: Path) -> Path:
     """12 rows: 4 URL images each twice, 2 local files under 4 names (one file twice)."""
     (tmp_path / "a.png").write_bytes(PNG)
-    (tmp_path / "b.png").write_bytes(PNG + b"b")
+    (tmp_path / "b.png").write_bytes(png_of_size(120))
     (tmp_path / "a-copy.png").write_bytes(PNG)
     rows = [f"U{i}-{c},https://example.com/u{i}.png,,US" for c in range(2) for i in range(4)]
     rows += ["P1,,a.png,US", "P2,,a-copy.png,US", "P3,,b.png,US", "P4,,a.png,US"]

@@ -8,7 +8,7 @@ import tempfile
 from typing import Any
 
 from fto_async.emulator._state import STATE_KEY
-from tests._shared import PNG
+from tests._shared import PNG, png_of_size
 from tests.test_cli import FAST, catalog, cli, emu, env, good_rows, records
 
 __all__ = ["emu", "env"]  # the fixtures, re-used from test_cli
@@ -77,7 +77,7 @@ async def test_follow_ups_added_later_upload_local_images_again(emu, env, tmp_pa
     image is uploaded again (its old P010 URL is not in the journal) and nothing else is
     paid twice."""
     for i in range(12):
-        (tmp_path / f"p{i}.png").write_bytes(PNG + bytes([i]))
+        (tmp_path / f"p{i}.png").write_bytes(png_of_size(100 + i))
     path = catalog(tmp_path, [f"L{i},p{i}.png,US" for i in range(12)],
                    header="sku,image_path,country")
     out = tmp_path / "r.jsonl"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import builtins
+import os
 import pickle
 import re
 from pathlib import Path
@@ -116,7 +117,38 @@ def test_code_maps_to_its_class(code: int) -> None:
     assert (err.retryable, err.fatal) == (retryable, fatal)
 
 
-@pytest.mark.skipif(not REFERENCE.is_file(), reason=f"reference not checked out at {REFERENCE}")
+def require_reference(path: Path) -> Path:
+    """``path`` if the reference is there; else skip, or fail under ``CI=true`` (CI lays
+    ``shared/`` beside the clone, so a missing reference there is a broken setup)."""
+    if not path.is_file():
+        if os.environ.get("CI", "").lower() == "true":
+            pytest.fail(f"CI=true and the reference is missing at {path}")
+        pytest.skip(f"reference not checked out at {path}")
+    return path
+
+
+@pytest.fixture
+def reference() -> Path:
+    """The reference document (see :func:`require_reference`)."""
+    return require_reference(REFERENCE)
+
+
+def test_missing_reference_skips_locally_and_fails_under_ci(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Without the reference a developer's run skips these tests; CI's run fails them."""
+    missing = tmp_path / "patsnap-api.md"
+    monkeypatch.delenv("CI", raising=False)
+    with pytest.raises(pytest.skip.Exception):
+        require_reference(missing)
+    monkeypatch.setenv("CI", "true")
+    with pytest.raises(pytest.fail.Exception, match="CI=true"):
+        require_reference(missing)
+    missing.write_text("| 67200002 |")
+    assert require_reference(missing) == missing
+
+
+@pytest.mark.usefixtures("reference")
 def test_every_code_in_the_reference_has_a_specific_class() -> None:
     """Every 672xxxxx / 683xxxxx code of the reference maps to a non-generic class."""
     codes = _reference_codes()
@@ -127,7 +159,7 @@ def test_every_code_in_the_reference_has_a_specific_class() -> None:
         assert code in EXPECTED, f"{code} is in the reference but not in this test's table"
 
 
-@pytest.mark.skipif(not REFERENCE.is_file(), reason=f"reference not checked out at {REFERENCE}")
+@pytest.mark.usefixtures("reference")
 def test_reference_names_the_codes_the_brief_calls_out() -> None:
     """The reference parse includes the undocumented gateway codes and both 672001xx codes."""
     assert {67200012, 67200015, 67200202, 68300010, 67200100, 67200101} <= set(_reference_codes())

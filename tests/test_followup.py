@@ -31,7 +31,7 @@ from fto_async.emulator import Emulator, EmulatorConfig
 from fto_async.emulator._state import STATE_KEY
 from fto_async.followup import screen_with_follow_ups
 from fto_async.journal import ItemState, Journal
-from tests._shared import PNG, credentials
+from tests._shared import credentials, png_of_size
 
 SCALE = 0.002
 CREATE = "/ai/infringement-detection-1v1-creation"
@@ -138,7 +138,7 @@ async def test_no_follow_up_below_min_risk_and_progress_counts() -> None:
 async def test_workflow_base64_item_uploads_its_image_once() -> None:
     """A workflow item with base64 only gets one P010 upload for all its follow-ups."""
     async with emulator(seed=1) as emu, make_client(emu) as client:
-        work = [(f"wf-{i}", WorkflowRequest.from_image_bytes(PNG + bytes([i]), country=["US"]))
+        work = [(f"wf-{i}", WorkflowRequest.from_image_bytes(png_of_size(100 + i), country=["US"]))
                 for i in range(12)]  # fmt: skip
         outcomes = [o async for o in client.screen_many(work, follow_up=FollowUp(top=3))]
         with_fus = [o for o in outcomes if o.follow_ups]

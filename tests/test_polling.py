@@ -303,6 +303,55 @@ def test_abort_delivers_every_waiting_task_with_the_error() -> None:
     assert platform.released == 20
 
 
+def test_abort_keeps_the_answers_of_polls_already_sent() -> None:
+    """abort(err) cancels only polls still waiting in the gate; a poll already sent (paid
+    for) finishes and its task gets the real answer: its report, or err if still running."""
+    fatal = QuotaExceededError(67200007, "daily limit")
+    cancelled: list[str] = []
+    delivered: dict[str, tuple[ImageSearchReport | None, FtoError | None]] = {}
+    ready = {"done": TaskStatus.SUCCESS, "running": TaskStatus.RUNNING}
+
+    async def fetch(task: PendingTask) -> ImageSearchReport:
+        try:
+            if task.task_id == "waiting":
+                await asyncio.Event().wait()  # parked in the rate gate: never sent
+            task.sent = True  # the transport's before_send: on the wire from here
+            await asyncio.sleep(2.0)  # the platform's answer takes 2 s
+        except asyncio.CancelledError:
+            cancelled.append(task.task_id)
+            raise
+        return ImageSearchReport(task_id=task.task_id, task_status=ready[task.task_id])
+
+    async def deliver(
+        task: PendingTask, report: ImageSearchReport | None, error: FtoError | None
+    ) -> None:
+        assert task.task_id not in delivered
+        delivered[task.task_id] = (report, error)
+
+    async def main() -> float:
+        scheduler = PollScheduler(fetch, deliver, PollConfig(min_interval=0.0))
+        runner = asyncio.create_task(scheduler.run())
+        for task_id in ("done", "running", "waiting"):
+            scheduler.add(PendingTask(task_id, task_id, "image_search", submitted_wall=None))
+        await asyncio.sleep(1.0)  # all three polls are out: two sent, one in the gate
+        await scheduler.abort(fatal)
+        assert delivered == {"waiting": (None, fatal)}
+        scheduler.close()
+        await runner
+        assert scheduler.pending == 0
+        assert scheduler.delivered == 3
+        return asyncio.get_running_loop().time()
+
+    ended = run_virtual(main)
+    assert cancelled == ["waiting"]
+    report, error = delivered["done"]
+    assert error is None
+    assert report is not None
+    assert report.task_status == TaskStatus.SUCCESS
+    assert delivered["running"] == (None, fatal)  # still running: ends with err, not re-polled
+    assert ended == pytest.approx(2.0)
+
+
 def test_max_concurrent_bounds_polls_in_flight() -> None:
     """No more than max_concurrent polls are in flight; the rest wait in the heap."""
     platform = Platform(latency=5.0)

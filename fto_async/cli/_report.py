@@ -20,8 +20,8 @@ from .._thumbs import cache_path
 from .._xlsx import write_xlsx
 from ..report import write_html
 from ._catalog import Catalog, CatalogError, Defaults, Row
+from ._common import EXIT_OK, EXIT_USAGE, open_journal, say_error
 from ._results import records_from_journal
-from ._screen import EXIT_OK, EXIT_USAGE, open_journal, say_error
 
 __all__ = ["add_report_command", "export_xlsx", "html_path", "product_of", "screen_report"]
 

@@ -56,10 +56,19 @@ from ..errors import (
 )
 from ..fingerprint import image_digest, request_fingerprint, wire_fingerprint
 from ..followup import FollowUp, screen_with_follow_ups
-from ..journal import ItemState, Journal, JournalLockedError, JournalRow, NotAJournalError
+from ..journal import ItemState, Journal, JournalRow
 from ..models import ImageSearchRequest, Request, TaskKind, WorkflowRequest
 from ._catalog import PLACEHOLDER_URL, Catalog, CatalogError, Row
-from ._display import ProgressView, Summary, clean, render_sections, summary_sections
+from ._common import (
+    EXIT_FATAL,
+    EXIT_OK,
+    EXIT_ROWS,
+    EXIT_STOPPED,
+    EXIT_USAGE,
+    open_journal,
+    say_error,
+)
+from ._display import ProgressView, Summary, render_sections, summary_sections
 from ._results import INVALID_TYPE, Tally, invalid_body, write_output
 
 if TYPE_CHECKING:
@@ -68,12 +77,6 @@ if TYPE_CHECKING:
 __all__ = ["CACHE_SLACK", "EXIT_FATAL", "EXIT_OK", "EXIT_ROWS", "EXIT_STOPPED", "EXIT_USAGE",
            "Job", "last_run", "open_journal", "row_identity", "run_screen", "say_error",
            "stored_fingerprint"]  # fmt: skip
-
-EXIT_OK: Final = 0  #: every row done
-EXIT_ROWS: Final = 1  #: some rows failed, were invalid or are unfinished
-EXIT_USAGE: Final = 2  #: bad command line, catalog or configuration
-EXIT_FATAL: Final = 3  #: a fatal platform error (quota, credentials) stopped the run
-EXIT_STOPPED: Final = 130  #: stopped by Ctrl-C or SIGTERM
 
 _PAST_PENDING: Final = frozenset({ItemState.DONE, ItemState.SUBMITTED, ItemState.FAILED})
 #: Seconds of max-age a local-image row's cache hit must have left for its upload to be
@@ -140,26 +143,6 @@ async def row_identity(row: Row) -> tuple[str, str | None]:
     if row.workflow:  # sent as base64: the fingerprint hashes the same bytes
         return request_fingerprint(row.make_request(image=data)), digest
     return request_fingerprint(row.make_request(url=PLACEHOLDER_URL), image_sha256=digest), digest
-
-
-def say_error(message: str) -> None:
-    """Write ``fto-async: message`` to stderr (each line :func:`~._display.clean`-ed)."""
-    text = "\n".join(clean(line) for line in message.split("\n"))
-    sys.stderr.write(f"fto-async: {text}\n")
-    sys.stderr.flush()
-
-
-async def open_journal(path: Path, *, readonly: bool = False) -> Journal | None:
-    """Open a journal (``readonly``: never written), or say why not (and return ``None``)."""
-    try:
-        return await Journal.open(path, readonly=readonly)
-    except JournalLockedError:
-        say_error(f"the journal {path} is in use by another fto-async run; wait for it to end")
-    except NotAJournalError as exc:
-        say_error(f"{exc}; it was left unchanged")
-    except (sqlite3.DatabaseError, RuntimeError, OSError) as exc:
-        say_error(f"cannot open the journal {path}: {exc}")
-    return None
 
 
 def stored_fingerprint(row: Row, jrow: JournalRow) -> str | None:
@@ -565,7 +548,7 @@ def _write_report(job: Job, calls: int) -> Path | None:
     """The HTML report beside ``job.out`` (``None``: not asked for, or not written)."""
     if not job.report:
         return None
-    from ._report import screen_report  # it imports this module
+    from ._report import screen_report  # lazily: the report's libraries load only here
 
     return screen_report(job.catalog, job.out, calls)
 

@@ -13,7 +13,9 @@ this order, the first failure answering in the platform envelope:
 6. faults, drawn from the seeded RNG (see :class:`EmulatorConfig`);
 7. the handler.
 
-The gateway also records every call in the stats, with its code.
+The gateway also records every call in the stats: a business call on arrival (its path,
+account and loop time, before any check, so rejected calls count too) and again, with its
+code, once it is answered.
 """
 
 from __future__ import annotations
@@ -138,6 +140,7 @@ async def _business(
 ) -> web.StreamResponse:
     now = asyncio.get_running_loop().time()
     account, code = authenticate(state, request, now)
+    state.stats.record_attempt(request.path, account, now)
     if not code:
         code = state.admit(account, now)
     if code:
@@ -163,7 +166,11 @@ async def gateway(request: web.Request, handler: Handler) -> web.StreamResponse:
         elif path == TOKEN_PATH:
             response = await handler(request)
         else:
-            response = await _business(state, request, handler)
+            state.stats.in_flight += 1
+            try:
+                response = await _business(state, request, handler)
+            finally:
+                state.stats.in_flight -= 1
     except web.HTTPException as exc:
         state.stats.record_call(path, exc.status)
         raise

@@ -117,8 +117,10 @@ async def _create(
     state.spend_balance(account)
     await state.sleep(state.submit_delay())
     ambiguous = request.get(AMBIGUOUS_KEY, False)
+    transport = request.transport  # None once the client has closed the connection
     task = state.create_task(
-        account=account, kind=kind, inputs=inputs, now=_now(), ambiguous=ambiguous
+        account=account, kind=kind, inputs=inputs, now=_now(), ambiguous=ambiguous,
+        unanswered=transport is None or transport.is_closing(),
     )
     return task, ambiguous
 

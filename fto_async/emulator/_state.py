@@ -142,7 +142,6 @@ class EmulatorState:
             (daily limit) or 67200002 (QPS); a refused call is not counted anywhere.
         """
         config = self.config
-        self.stats.record_attempt(account, now)
         if config.total_limit is not None and self._totals[account] >= config.total_limit:
             return 67200001
         day = int(time.time() // _SECONDS_PER_DAY)
@@ -193,6 +192,7 @@ class EmulatorState:
         inputs: ReportInputs,
         now: float,
         ambiguous: bool = False,
+        unanswered: bool = False,
     ) -> Task:
         """Create and record a task; its duration and outcome are drawn from the RNG.
 
@@ -202,6 +202,7 @@ class EmulatorState:
             inputs: What the report depends on.
             now: The event-loop time of creation.
             ambiguous: Whether the submit will be answered 67200100 (recorded in the stats).
+            unanswered: Whether the client already closed the connection (recorded too).
 
         Returns:
             The new task.
@@ -224,7 +225,7 @@ class EmulatorState:
         )
         self.tasks[task.task_id] = task
         self.stats.submits.append(
-            SubmitRecord(task.task_id, account, kind, inputs.image, ambiguous, now)
+            SubmitRecord(task.task_id, account, kind, inputs.image, ambiguous, now, unanswered)
         )
         return task
 

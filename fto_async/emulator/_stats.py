@@ -1,4 +1,5 @@
-"""What the emulator saw: calls by path and code, submits, polls and admission times."""
+"""What the emulator saw: calls by path and code, attempts on arrival, submits, polls and
+admission times."""
 
 from __future__ import annotations
 
@@ -24,6 +25,9 @@ class SubmitRecord:
         image: The image identity: the url, or ``sha256:<hex>`` of the base64 text.
         ambiguous: True when the submit was answered 67200100 although the task was created.
         at: The event-loop time of creation.
+        unanswered: True when the client had closed the connection before the task was
+            created (it gave up, e.g. a timeout, after the emulator had read the body): the
+            answer reached nobody, so a retry of that client may create a second task.
     """
 
     task_id: str
@@ -32,6 +36,7 @@ class SubmitRecord:
     image: str
     ambiguous: bool
     at: float
+    unanswered: bool = False
 
 
 class EmulatorStats:
@@ -45,23 +50,33 @@ class EmulatorStats:
 
         async with Emulator(EmulatorConfig(qps=5)) as emu:
             ...
-            assert emu.stats.max_calls_in_window("demo-client") <= 5
+            assert emu.stats.max_attempts_in_window("demo-client") <= 5  # sent, not admitted
+            assert emu.stats.count(code=67200002) == 0
             assert emu.stats.count("/ai/image-search/submit", 0) == 3
+
+    ``calls`` counts a call when its answer is ready (a cancelled call whose handler is
+    still running is not in it yet); ``attempts`` counts it on arrival, before any check,
+    rejected or not. A client's pacing is judged on attempts: admitted calls can never
+    exceed the emulator's own limit, whatever the client sends.
 
     Attributes:
         calls: Counter of (path, code).
         token_requests: Number of ``/oauth/token`` requests, successful or not.
         submits: Every created task, in creation order.
         admitted_times: Account -> event-loop time of every admitted business call.
-        attempt_times: Account -> event-loop time of every authenticated business call
-            that reached the quota and QPS checks, refused ones (67200002...) included.
+        attempts: Counter of business paths, counted on arrival (rejected calls too).
+        attempt_times: Account -> event-loop arrival time of every business call, rejected
+            or not (``""`` for a call whose account could not be identified).
+        in_flight: Business calls that arrived and have no answer yet.
         polls_by_task: task_id -> number of result polls for that task.
     """
 
     __slots__ = (
         "admitted_times",
         "attempt_times",
+        "attempts",
         "calls",
+        "in_flight",
         "polls_by_task",
         "submits",
         "token_requests",
@@ -77,7 +92,9 @@ class EmulatorStats:
         self.token_requests = 0
         self.submits: list[SubmitRecord] = []
         self.admitted_times: dict[str, list[float]] = {}
+        self.attempts: Counter[str] = Counter()
         self.attempt_times: dict[str, list[float]] = {}
+        self.in_flight = 0
         self.polls_by_task: Counter[str] = Counter()
 
     def __repr__(self) -> str:
@@ -99,8 +116,9 @@ class EmulatorStats:
         else:
             times.append(at)
 
-    def record_attempt(self, account: str, at: float) -> None:
-        """Note that a business call of ``account`` reached the checks at loop time ``at``."""
+    def record_attempt(self, path: str, account: str, at: float) -> None:
+        """Note that a business call to ``path`` of ``account`` arrived at loop time ``at``."""
+        self.attempts[path] += 1
         self.attempt_times.setdefault(account, []).append(at)
 
     def count(self, path: str | None = None, code: int | None = None) -> int:
@@ -123,7 +141,8 @@ class EmulatorStats:
         """Return the most admitted calls of ``account`` in any sliding window.
 
         A window holds the calls at times in ``(t - window, t]``, the rule the emulator's QPS
-        check applies, so with ``qps`` set this never exceeds ``qps``.
+        check applies, so with ``qps`` set this never exceeds ``qps``: it describes the
+        emulator, not the client (use :meth:`max_attempts_in_window` for that).
 
         Args:
             account: A client_id or ``sk-`` key.
@@ -135,14 +154,17 @@ class EmulatorStats:
         return _max_in_window(self.admitted_times.get(account, []), window)
 
     def max_attempts_in_window(self, account: str, window: float = 1.0) -> int:
-        """Return the most attempts of ``account`` (refused ones too) in any sliding window.
+        """Return the most calls ``account`` sent in any sliding window, rejected or not.
+
+        Same windows as :meth:`max_calls_in_window`, over arrival times: a client that
+        sends more than the limit shows here even though the emulator refused the excess.
 
         Args:
             account: A client_id or ``sk-`` key.
             window: The window length in seconds.
 
         Returns:
-            The maximum count, 0 when the account made no attempt.
+            The maximum count, 0 when no call of the account arrived.
         """
         return _max_in_window(self.attempt_times.get(account, []), window)
 
@@ -152,8 +174,9 @@ class EmulatorStats:
         Returns:
             A dict with ``calls`` (path -> {code as string -> count}), ``token_requests``,
             ``submits`` (list of records as dicts), ``tasks_created``, ``ambiguous_submits``,
-            ``admitted`` (account -> count), ``max_calls_in_window`` (account -> count) and
-            ``polls_by_task``.
+            ``admitted`` (account -> count), ``max_calls_in_window`` (account -> count),
+            ``attempts`` (path -> count on arrival), ``max_attempts_in_window`` (account ->
+            count), ``in_flight`` and ``polls_by_task``.
         """
         calls: dict[str, dict[str, int]] = {}
         for (path, code), n in sorted(self.calls.items()):
@@ -168,11 +191,17 @@ class EmulatorStats:
             "max_calls_in_window": {
                 account: self.max_calls_in_window(account) for account in self.admitted_times
             },
+            "attempts": dict(self.attempts),
+            "max_attempts_in_window": {
+                account: self.max_attempts_in_window(account) for account in self.attempt_times
+            },
+            "in_flight": self.in_flight,
             "polls_by_task": dict(self.polls_by_task),
         }
 
 
 def _max_in_window(times: list[float], window: float) -> int:
+    """The most of ``times`` (ascending) in any half-open window ``(t - window, t]``."""
     best = 0
     start = 0
     for end, t in enumerate(times):

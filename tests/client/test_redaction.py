@@ -10,10 +10,11 @@ from typing import Any
 
 import pytest
 
-from fto_async import ApiKey, ClientCredentials, FtoClient, RetryConfig
+from fto_async import ApiKey, AuthenticationError, ClientCredentials, FtoClient, RetryConfig
 from fto_async.emulator import Emulator, EmulatorConfig
 from fto_async.emulator._state import STATE_KEY
 from fto_async.transport import redact_url
+from tests._shared import SUBMIT
 
 from ._support import FAST_OPTIONS, image_request
 
@@ -120,12 +121,17 @@ async def test_no_secret_in_logs_errors_or_reprs(
                 {"api_key": "sk-Wr0ng-K3y-never-log-me"} if scheme == "sk"
                 else {"client_id": CLIENT_ID, "client_secret": "Wr0ngS3cr3t-never-log-me"}
             )
+            calls_before = emu.stats.count(SUBMIT)
             async with FtoClient(**wrong, base_url=emu.base_url, **options) as bad:
-                try:
+                # Refused for its credentials (the token endpoint and the key check come
+                # before any fault): the refusal path, whose messages are checked below.
+                with pytest.raises(AuthenticationError) as refused:
                     await bad.submit_image_search(image_request())
-                except Exception as exc:
-                    errors.append(exc)
+                errors.append(refused.value)
+                assert bad.retries == 0  # a wrong credential is not retried
                 objects.append(bad)
+            # an unknown key is refused at the gateway; a wrong secret never gets a token
+            assert emu.stats.count(SUBMIT) - calls_before == (1 if scheme == "sk" else 0)
     objects += [ApiKey(SK_KEY), ClientCredentials(CLIENT_ID, SECRET)]
     secrets = [SECRET, SK_KEY, "Wr0ngS3cr3t-never-log-me", "sk-Wr0ng-K3y-never-log-me", *tokens]
     secrets += [SK_KEY[3:], SECRET[3:]]  # no partial masks that keep most of the value

@@ -20,8 +20,26 @@ async def test_qps_window_rejects_exactly_the_over_limit_calls(session):
         codes = Counter(payload["error_code"] for _, payload in results)
         assert codes == {68300004: 5, 67200002: 10}
         assert {status for status, p in results if p["error_code"] == 67200002} == {200}
-        assert emu.stats.max_calls_in_window("sk-demo") <= 5
+        assert emu.stats.max_calls_in_window("sk-demo") == 5  # the emulator's own limit
         assert len(emu.stats.admitted_times["sk-demo"]) == 5
+        # Attempts count every call on arrival, refused ones too: they show the client.
+        assert emu.stats.max_attempts_in_window("sk-demo") == 15
+        assert emu.stats.attempts[REPORT] == 15
+        assert len(emu.stats.attempt_times["sk-demo"]) == 15
+        assert emu.stats.in_flight == 0
+        snapshot = emu.stats.snapshot()
+        assert snapshot["attempts"] == {REPORT: 15}
+        assert snapshot["max_attempts_in_window"] == {"sk-demo": 15}
+
+
+async def test_attempts_include_calls_refused_before_admission(session):
+    """A call refused for its key (67200008) is an attempt of account "" and never admitted."""
+    async with Emulator(fast()) as emu:
+        _, payload = await call(session, emu, REPORT, {}, key="sk-unknown")
+        assert payload["error_code"] == 67200008
+        assert emu.stats.attempt_times.keys() == {""}
+        assert emu.stats.admitted_times == {}
+        assert emu.stats.attempts[REPORT] == 1
 
 
 async def test_qps_window_slides(session):

@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 import uuid
 
+import aiohttp
 import pytest
 
 from fto_async.emulator import Emulator
 from fto_async.emulator._state import STATE_KEY
 from tests._shared import REPORT, SUBMIT, WORKFLOW, WORKFLOW_RESULT
+from tests._vtime import run_virtual
 
 from ._helpers import PNG_1X1, call, fast, image_body, wait_done
 
@@ -272,3 +275,23 @@ async def test_workflow_url_wins_over_base64(session, emu):
         {"url": "https://img.example/both.png", "target_image_base64": PNG_1X1},
     )
     assert emu.stats.submits[0].image == "https://img.example/both.png"
+
+
+def test_submit_whose_client_gave_up_after_the_body_was_read_is_recorded_unanswered() -> None:
+    """A client that times out while the emulator waits the submit latency leaves a task
+    created for nobody: its record says ``unanswered`` (an answered one does not)."""
+
+    async def main() -> list[bool]:
+        async with Emulator(fast(time_scale=0.1)) as emu, aiohttp.ClientSession() as session:
+            # The submit latency is 0.4-0.6 s here: 0.1 s is too short, 5 s long enough.
+            for timeout in (0.1, 5.0):
+                with contextlib.suppress(TimeoutError):
+                    async with session.post(
+                        emu.base_url + SUBMIT, json=image_body(), params={"apikey": "sk-demo"},
+                        timeout=aiohttp.ClientTimeout(total=timeout),
+                    ) as response:
+                        await response.read()
+                await asyncio.sleep(1.0)  # the abandoned task is created meanwhile
+            return [record.unanswered for record in emu.stats.submits]
+
+    assert run_virtual(main) == [True, False]
