@@ -8,7 +8,7 @@ import tempfile
 from typing import Any
 
 from fto_async.emulator._state import STATE_KEY
-from tests._shared import PNG, png_of_size
+from tests._shared import png_of_size
 from tests.test_cli import FAST, catalog, cli, emu, env, good_rows, records
 
 __all__ = ["emu", "env"]  # the fixtures, re-used from test_cli

@@ -365,10 +365,11 @@ def summary_sections(summary: Summary) -> tuple[list[Section], list[tuple[str, s
                   f"{summary.unanswered} got no answer")  # fmt: skip
     footer = [
         ("requests", f"{tally.rows} rows, {summary.distinct} distinct requests, "
-                     f"{summary.from_cache} from cache, calls used {summary.calls}"
+                     f"{summary.from_cache} from cache, calls used {summary.calls} "
+                     f"(uploads {summary.uploads})"
                      + (f"; {summary.shared} rows shared an equal row's task or report, "
                         "no call of their own" if summary.shared else "")),
-        ("calls used", calls),
+        *([("calls used", calls)] if summary.unconnected or summary.unanswered else []),
         ("cache", summary.cache),
         ("retries", str(summary.retries)),
         ("ambiguous submits", ambiguous),
