@@ -2,12 +2,21 @@
 
 Every business call of one client passes :meth:`RateGate.slot`, which
 
-1. takes an in-flight place (a semaphore, so thousands of callers never park on the
-   limiter; sized by Little's law, see :class:`~fto_async.config.RateConfig`);
-2. checks the call budgets (``max_calls``, ``daily_limit``) and refuses with
+1. checks the call budgets (``max_calls``, ``daily_limit``) and refuses with
    :class:`~fto_async.errors.BudgetExhaustedError` before anything is sent;
-3. waits for the pacer: an :class:`aiolimiter.AsyncLimiter` that drains at ``rate``
+2. waits for its turn in one queue of two lanes: a caller with ``priority=True`` (a
+   due poll) goes before every waiting caller without it (submits), FIFO within a
+   lane. Only the caller whose turn it is waits for the next two steps, so thousands
+   of callers never park on the limiter or the semaphore;
+3. takes an in-flight place (a semaphore sized by Little's law, see
+   :class:`~fto_async.config.RateConfig`);
+4. waits for the pacer: an :class:`aiolimiter.AsyncLimiter` that drains at ``rate``
    calls per second with a capacity ``c`` of one call plus a small credit ``x < 1``.
+
+The lanes only change the order in which waiters meet the pacer: there is still one
+pacer, one leaky bucket, met by one waiter at a time, so the bound below holds for
+every mix of priorities. A priority call waits at most for the one non-priority call
+already at the pacer (``1 / rate`` seconds), never for the queue behind it.
 
 Why not ``AsyncLimiter(Q, 1)``: it lets Q calls pass at once after an idle spell and
 Q more over the next second, so one sliding window can hold almost 2Q. A leaky bucket
@@ -108,8 +117,11 @@ class RateGateProtocol(Protocol):
     to the client without touching the transport.
     """
 
-    def slot(self, path: str) -> AbstractAsyncContextManager[Permit]:
-        """Wait for the right to send one call; hold it while the call is in flight."""
+    def slot(self, path: str, *, priority: bool = False) -> AbstractAsyncContextManager[Permit]:
+        """Wait for the right to send one call; hold it while the call is in flight.
+
+        ``priority=True`` (due polls) is admitted before any waiting call without it.
+        """
 
     def on_throttled(self, permit: Permit) -> None:
         """The call was answered 67200002."""
@@ -126,14 +138,15 @@ class _Slot:
     """Private: the async context manager :meth:`RateGate.slot` returns (cheaper than a
     generator-based one on this hot path)."""
 
-    __slots__ = ("_gate", "_path")
+    __slots__ = ("_gate", "_path", "_priority")
 
-    def __init__(self, gate: RateGate, path: str) -> None:
+    def __init__(self, gate: RateGate, path: str, priority: bool) -> None:
         self._gate = gate
         self._path = path
+        self._priority = priority
 
     async def __aenter__(self) -> Permit:
-        return await self._gate._enter(self._path)
+        return await self._gate._enter(self._path, self._priority)
 
     async def __aexit__(self, *exc: object) -> None:
         self._gate._exit()
@@ -177,6 +190,12 @@ class RateGate:
         self._pacer: _Pacer | None = None
         self._endpoint_pacers: dict[str, _Pacer] = {}
         self._in_flight: asyncio.Semaphore | None = None
+        # The admission queue: whoever holds the turn alone waits for an in-flight
+        # place and the pacer; the others wait here, priority lane first.
+        self._turn_taken = False
+        self._lanes: tuple[deque[asyncio.Future[None]], deque[asyncio.Future[None]]] = (
+            deque(), deque()
+        )
         #: Calls admitted so far (every attempt counts: the platform counts them too).
         self.calls = 0
         #: 67200002 answers reported through :meth:`on_throttled`.
@@ -186,35 +205,69 @@ class RateGate:
 
     # -- the slot -------------------------------------------------------------------
 
-    def slot(self, path: str) -> _Slot:
+    def slot(self, path: str, *, priority: bool = False) -> _Slot:
         """Wait for the right to send one call to ``path``; hold it while in flight.
 
         Use as ``async with gate.slot(path) as permit:``.
 
+        Args:
+            path: the endpoint path.
+            priority: admit this call before every waiting call without priority (the
+                poll scheduler sets it for due polls, so they never queue behind
+                seconds of submits). The pace and the window bound are unchanged.
+
         Raises:
             BudgetExhaustedError: the call would exceed ``max_calls`` or ``daily_limit``.
         """
-        return _Slot(self, path)
+        return _Slot(self, path, priority)
 
-    async def _enter(self, path: str) -> Permit:
+    async def _enter(self, path: str, priority: bool = False) -> Permit:
         if self._in_flight is None:
             self._in_flight = asyncio.Semaphore(self.config.in_flight_limit)
             self._pacer = _Pacer(self._rate, self._credit)
         assert self._pacer is not None
-        await self._in_flight.acquire()
+        self._check_budgets()
+        extra = self._endpoint_pacer(path) if self.config.endpoint_qps else None
+        if extra is not None:
+            await extra.acquire()
+        await self._take_turn(priority)
         try:
-            self._check_budgets()
-            extra = self._endpoint_pacer(path) if self.config.endpoint_qps else None
-            if extra is not None:
-                await extra.acquire()
-            await self._pacer.acquire()
-            self._check_budgets()  # another caller may have spent the budget meanwhile
-        except BaseException:
-            self._in_flight.release()
-            raise
+            await self._in_flight.acquire()
+            try:
+                await self._pacer.acquire()
+                self._check_budgets()  # another caller may have spent the budget meanwhile
+            except BaseException:
+                self._in_flight.release()
+                raise
+        finally:
+            self._pass_turn()
         self.calls += 1
         self._calls_today += 1
         return Permit(path, self._clock())
+
+    async def _take_turn(self, priority: bool) -> None:
+        """Wait until this caller is the one to meet the semaphore and the pacer."""
+        lanes = self._lanes
+        if not self._turn_taken and not lanes[0] and not lanes[1]:
+            self._turn_taken = True
+            return
+        waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        lanes[0 if priority else 1].append(waiter)
+        try:
+            await waiter
+        except asyncio.CancelledError:
+            if waiter.done() and not waiter.cancelled():
+                self._pass_turn()  # handed the turn just as it was cancelled: pass it on
+            raise  # a cancelled waiter left in its lane is skipped by _pass_turn
+
+    def _pass_turn(self) -> None:
+        for lane in self._lanes:
+            while lane:
+                waiter = lane.popleft()
+                if not waiter.done():
+                    waiter.set_result(None)  # the turn moves on; _turn_taken stays True
+                    return
+        self._turn_taken = False
 
     def _exit(self) -> None:
         assert self._in_flight is not None
@@ -332,5 +385,6 @@ class RateGate:
     def __repr__(self) -> str:
         return (
             f"<RateGate qps={self.config.qps} rate={self._rate:.2f}/s calls={self.calls} "
-            f"in_flight={self.in_flight} throttled={self.throttled}>"
+            f"in_flight={self.in_flight} waiting={len(self._lanes[0]) + len(self._lanes[1])} "
+            f"throttled={self.throttled}>"
         )

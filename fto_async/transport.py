@@ -235,6 +235,7 @@ class Transport:
         *,
         files: tuple[FileField, ...] = (),
         before_send: BeforeSend | None = None,
+        priority: bool = False,
     ) -> Any:
         """Send one call to ``path`` (with retries) and return the answer's data.
 
@@ -256,6 +257,7 @@ class Transport:
         payload: Mapping[str, Any] | None,
         files: tuple[FileField, ...],
         before_send: BeforeSend | None,
+        priority: bool = False,
     ) -> Any:
         refreshed = False
         while True:
@@ -264,7 +266,7 @@ class Transport:
             await self._auth.bearer()
             used: list[str] = []  # the bearer the attempt went out with
             try:
-                return await self._send_once(path, payload, files, used, before_send)
+                return await self._send_once(path, payload, files, used, before_send, priority)
             except AuthenticationError as exc:
                 expired = exc.code == 67200003 or (exc.code is None and exc.http_status == 401)
                 if refreshed or not expired or not used or not self._auth.invalidate(used[0]):
@@ -279,12 +281,13 @@ class Transport:
         files: tuple[FileField, ...],
         used: list[str],
         before_send: BeforeSend | None,
+        priority: bool = False,
     ) -> Any:
         session = self._session_or_open()
         url = self._base + path
         params = {"apikey": self._auth.apikey}
         started = time.monotonic()
-        async with self.gate.slot(path) as permit:
+        async with self.gate.slot(path, priority=priority) as permit:
             # The bearer is read again once the gate admits the call: a call can wait in
             # the gate for long, and the token seen before may have been replaced since.
             bearer = await self._auth.bearer()
