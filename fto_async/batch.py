@@ -217,9 +217,12 @@ class _Batch:
         self.submit_slots = asyncio.Semaphore(submit_concurrency or in_flight)
         self.max_pending = max_pending or max(1000, 20 * in_flight)
         self.out: asyncio.Queue[Any] = asyncio.Queue(maxsize=buffer)
+        if journal is not None:  # durations learnt by earlier runs, unless known here
+            client.durations.restore(journal.load_durations())
         self.scheduler = PollScheduler(
             self._fetch, self._deliver, poll or client.config.poll,
             max_concurrent=max(8, in_flight), on_release=self._room_changed,
+            durations=client.durations,
         )
         self.room = asyncio.Event()
         self.feed_done = asyncio.Event()
@@ -289,6 +292,8 @@ class _Batch:
         finally:
             progress_done.set()
             if self.journal is not None:
+                with contextlib.suppress(Exception):  # a hint: never fail a batch over it
+                    await self.journal.save_durations(self.client.durations.snapshot())
                 await self.journal.flush()
         await self.out.put(_END)
 

@@ -30,7 +30,7 @@ from .models import (
     WorkflowReport,
     WorkflowRequest,
 )
-from .polling import TaskKind, TaskPoller, request_kind, wait_for_task
+from .polling import TaskDurations, TaskKind, TaskPoller, request_kind, wait_for_task
 from .ratelimit import RateGateProtocol
 from .retry import RetryHook
 from .transport import BeforeSend, FileField, Transport, TransportStats
@@ -86,6 +86,9 @@ class FtoClient:
         retry_hooks: callables receiving a :class:`~fto_async.retry.RetryEvent` per retry.
         gate: a rate gate to share with other clients of the same account.
         session: an aiohttp session to use (not closed by the client).
+        durations: learnt task durations to start from (default: new ones, seeded by
+            ``poll.initial_estimate`` if given). The client keeps them in
+            :attr:`durations`, shared by every batch, poller and ``begin_*`` task.
     """
 
     def __init__(
@@ -107,6 +110,7 @@ class FtoClient:
         retry_hooks: Sequence[RetryHook] = (),
         gate: RateGateProtocol | None = None,
         session: aiohttp.ClientSession | None = None,
+        durations: TaskDurations | None = None,
     ) -> None:
         self._credentials = _credentials(client_id, client_secret, api_key)
         cfg = config or ClientConfig()
@@ -135,6 +139,11 @@ class FtoClient:
             changes["rate"] = attrs.evolve(cfg.rate, **rate_changes)
         self.config: ClientConfig = attrs.evolve(cfg, **changes) if changes else cfg
         self._converter = _serde.make_converter()
+        #: How long tasks take, learnt per task kind from every task this client polled
+        #: (see :class:`~fto_async.polling.TaskDurations`); save its ``snapshot()`` to
+        #: start the next process warm (batches with a journal do that themselves).
+        self.durations = durations if durations is not None else TaskDurations()
+        self.durations.seed_unknown(self.config.poll.seed_estimate)
         self._transport = Transport(
             self._credentials,
             self.config,
@@ -337,7 +346,8 @@ class FtoClient:
     async def begin_screening(self, request: ImageSearchRequest | WorkflowRequest) -> TaskPoller:
         """Submit a request and return a poller for its task (azure-core's ``begin_*``)."""
         task_id = await self.submit(request)
-        return TaskPoller(self, task_id, request_kind(request))
+        now = asyncio.get_running_loop().time()
+        return TaskPoller(self, task_id, request_kind(request), submitted_at=now)
 
     # -- batches (see fto_async.batch) ----------------------------------------------
 
@@ -399,7 +409,8 @@ class FtoClient:
     async def _report(self, path: str, task_id: str, cls: type[R]) -> R:
         if not isinstance(task_id, str) or not task_id.strip():
             raise InvalidRequestError("task_id", "must be a non-empty string")
-        answer = await self._transport.call(path, {"task_id": task_id})
+        # Polls are for tasks already paid for: they go before queued submits.
+        answer = await self._transport.call(path, {"task_id": task_id}, priority=True)
         return _serde.structure(self._converter, answer, cls)
 
     async def _wait(self, path: str, task_id: str, cls: type[R], timeout: float | None) -> R:

@@ -74,6 +74,7 @@ _SCHEMA_VERSION = 1
 _LAZY_DELAY = 0.2  # seconds a lazy write may wait for company before it is committed
 _MAX_QUEUED = 10_000  # queued rows before lazy writes wait for a commit (bounded memory)
 _KINDS = ("image_search", "workflow")
+_DURATIONS_KEY = "durations"  # meta key: the client's learnt task durations
 
 
 class ItemState(StrEnum):
@@ -398,6 +399,22 @@ class Journal:
         self._check_writable()
         self._meta[key] = str(value)
         await self._commit_wait()
+
+    async def save_durations(self, durations: dict[str, Any]) -> None:
+        """Store learnt task durations (a ``TaskDurations.snapshot()``) in meta key
+        ``durations``; returns once committed."""
+        await self.set_meta(_DURATIONS_KEY, _dumps(durations))
+
+    def load_durations(self) -> dict[str, Any] | None:
+        """The durations last saved by :meth:`save_durations` (``None``: none or unreadable)."""
+        text = self.get_meta(_DURATIONS_KEY)
+        if text is None:
+            return None
+        try:
+            value = json.loads(text)
+        except ValueError:
+            return None
+        return value if isinstance(value, dict) else None
 
     async def flush(self) -> None:
         """Commit everything queued so far, lazy writes included."""
