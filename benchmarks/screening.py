@@ -33,6 +33,8 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import math
+import random
 import resource
 import sys
 import threading
@@ -60,42 +62,57 @@ from fto_async import (
 
 KEY = "sk-demo"
 POLL_EVERY = 2.0
+SIGMA = 0.3
 
 
 def body(i: int) -> dict[str, Any]:
     return {"url": f"https://example.com/sku-{i}.png", "country": ["US", "EU"], "lang": "en"}
 
 
-def emulator_args(qps: float, scale: float, median: float) -> list[str]:
+def emulator_args(qps: float, scale: float, median: float, submit: float = 5.0) -> list[str]:
     return [
         "--qps", str(qps), "--time-scale", str(scale), "--task-duration", str(median),
-        "--task-duration-sigma", "0.3", "--seed", "7",
+        "--task-duration-sigma", str(SIGMA), "--seed", "7", "--submit-latency", str(submit),
     ]
 
 
-def business_calls(url: str) -> tuple[int, int]:
-    stats = admin(url, "/_emulator/stats")
-    calls = sum(sum(codes.values()) for codes in stats["calls"].values())
-    rejects = sum(codes.get("67200002", 0) for codes in stats["calls"].values())
-    return calls, rejects
+def emulator_stats(url: str) -> dict[str, Any]:
+    stats: dict[str, Any] = admin(url, "/_emulator/stats")
+    stats["business_calls"] = sum(sum(codes.values()) for codes in stats["calls"].values())
+    stats["rejects"] = sum(codes.get("67200002", 0) for codes in stats["calls"].values())
+    return stats
 
 
-async def run_sdk(url: str, n: int, qps: float, scale: float) -> float:
+async def run_sdk(url: str, n: int, qps: float, scale: float) -> dict[str, Any]:
     requests = (ImageSearchRequest(**body(i)) for i in range(n))
     poll = PollConfig().scaled(scale)
     async with FtoClient(api_key=KEY, base_url=url, qps=qps, poll=poll) as client:
-        t0 = time.monotonic()
-        done = 0
+        cpu0, t0 = time.process_time(), time.monotonic()
+        done, first, raw = 0, None, None
         async for outcome in client.screen_many(requests):
             done += outcome.ok
-        wall = time.monotonic() - t0
+            if first is None:
+                first = time.monotonic()
+            if raw is None and outcome.report is not None:
+                raw = outcome.report.raw
+        wall, cpu = time.monotonic() - t0, time.process_time() - cpu0
+        decode_us = size = None
+        if raw is not None:  # one ~30 KB report, decoded as the client does
+            size = len(json.dumps(raw))
+            c0 = time.perf_counter()
+            for _ in range(200):
+                client.decode_report(raw)
+            decode_us = (time.perf_counter() - c0) / 200 * 1e6
     assert done == n, f"only {done} of {n} succeeded"
-    return wall
+    return {"wall": wall, "first": first, "cpu": cpu, "decode_us": decode_us, "size": size}
 
 
-async def run_naive(url: str, n: int, qps: float, scale: float) -> float:
+async def run_naive(url: str, n: int, qps: float, scale: float, every: float = POLL_EVERY,
+                    sleep_first: bool = False) -> dict[str, Any]:
+    """``every`` in platform seconds; ``sleep_first``: wait before the first poll too."""
     limiter = AsyncLimiter(qps, 1)
     params, headers = {"apikey": KEY}, {"Authorization": f"Bearer {KEY}"}
+    first: list[float] = []
     async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0)) as session:
 
         @backoff.on_exception(backoff.expo, RateLimitedError, max_tries=30, logger=None)
@@ -109,18 +126,21 @@ async def run_naive(url: str, n: int, qps: float, scale: float) -> float:
 
         async def screen(i: int) -> None:
             task_id = (await call("/ai/image-search/submit", body(i)))["data"]["task_id"]
+            if sleep_first:
+                await asyncio.sleep(every * scale)
             while True:
                 report = await call("/ai/image-search/report", {"task_id": task_id})
                 if report["data"]["task_status"] != 1:
+                    first.append(time.monotonic())
                     return
-                await asyncio.sleep(POLL_EVERY * scale)
+                await asyncio.sleep(every * scale)
 
         t0 = time.monotonic()
         await asyncio.gather(*(screen(i) for i in range(n)))
-        return time.monotonic() - t0
+        return {"wall": time.monotonic() - t0, "first": min(first), "cpu": None}
 
 
-def run_threads(url: str, n: int, qps: float, scale: float, workers: int = 64) -> float:
+def run_threads(url: str, n: int, qps: float, scale: float, workers: int = 64) -> dict[str, Any]:
     lock = threading.Lock()
     next_slot = [time.monotonic()]
 
@@ -150,35 +170,127 @@ def run_threads(url: str, n: int, qps: float, scale: float, workers: int = 64) -
     t0 = time.monotonic()
     with ThreadPoolExecutor(workers) as pool:
         list(pool.map(screen, range(n)))
-    return time.monotonic() - t0
+    return {"wall": time.monotonic() - t0, "first": None, "cpu": None}
 
 
-def compare(regime: str, n: int, qps: float, scale: float, median: float, threads: bool) -> None:
+def _durations(median: float, k: int = 20000) -> list[float]:
+    rng = random.Random(11)
+    return [median * math.exp(rng.gauss(0.0, SIGMA)) for _ in range(k)]
+
+
+def interval_for_polls(median: float, polls: float) -> float:
+    """The poll interval (platform s) at which the sleep-first naive design spends
+    ``polls`` polls per task on lognormal tasks: E[ceil(d / I)] = polls."""
+    ds = _durations(median)
+    lo, hi = median * 0.05, median * 20
+    for _ in range(50):
+        mid = math.sqrt(lo * hi)
+        spent = sum(math.ceil(d / mid) for d in ds) / len(ds)
+        lo, hi = (mid, hi) if spent > polls else (lo, mid)
+    return hi
+
+
+def interval_for_wall(n: int, qps: float, median: float, wall: float) -> float:
+    """The largest interval (platform s) at which the sleep-first naive design would end
+    by ``wall`` platform seconds (ignoring its own queueing: a lower bound on its calls)."""
+    ds = _durations(median, n)
+    best = median * 0.02
+    for k in range(200):
+        every = median * 0.02 * 1.03 ** k
+        end = max(i / qps + math.ceil(d / every) * every for i, d in enumerate(ds))
+        if end <= wall:
+            best = every
+    return best
+
+
+def row(name: str, result: dict[str, Any], stats: dict[str, Any], n: int, bound: float,
+        median_s: float, ref: float | None) -> list[object]:
+    over = stats["overshoot"]
+    p50 = over["p50"] / median_s if over["p50"] is not None else float("nan")
+    p90 = over["p90"] / median_s if over["p90"] is not None else float("nan")
+    tail = over["tail"] if over["tail"] is not None else float("nan")
+    cpu = "" if result["cpu"] is None else f"{result['cpu'] / n * 1000:.2f}"
+    return [name, result["wall"], result["wall"] / bound, stats["business_calls"] / n,
+            stats["rejects"], p50, p90, tail, tail / median_s,
+            result["wall"] / ref if ref else 1.0, cpu]
+
+
+HEADER = ["design", "wall s", "wall / bound", "calls / task", "67200002",
+          "overshoot p50 / median", "overshoot p90 / median", "tail s", "tail / median",
+          "wall / fto_async", "client CPU s / 1000 items"]
+
+
+def compare(regime: str, n: int, qps: float, scale: float, median: float, *,
+            threads: bool = False, submit: float = 5.0, fair: bool = False) -> None:
     rate = qps / scale  # platform QPS in scaled time
-    bound = 2 * n / rate + median * scale
+    med = median * scale
+    bound = 2 * n / rate + med
+    rows = []
+    with emulator_process(*emulator_args(rate, scale, median, submit)) as url:
+        sdk = asyncio.run(run_sdk(url, n, rate, scale))
+        sdk_stats = emulator_stats(url)
+    rows.append(row("fto_async screen_many", sdk, sdk_stats, n, bound, med, None))
+    print(f"  {regime}/sdk: {sdk['wall']:.1f} s", file=sys.stderr)
     designs: list[tuple[str, Any]] = [
-        ("fto_async screen_many", lambda u: asyncio.run(run_sdk(u, n, rate, scale))),
-        ("naive asyncio (gather + AsyncLimiter)",
+        ("naive asyncio (gather + AsyncLimiter), 2 s polls",
          lambda u: asyncio.run(run_naive(u, n, rate, scale))),
     ]
+    if fair:
+        sdk_polls = sdk_stats["business_calls"] / n - 1
+        eq_calls = interval_for_polls(median, sdk_polls)
+        eq_wall = interval_for_wall(n, qps, median, sdk["wall"] / scale)
+        designs = [
+            (f"naive, sleep-first, every {eq_calls:.1f} s (equal calls)",
+             lambda u: asyncio.run(run_naive(u, n, rate, scale, eq_calls, True))),
+            (f"naive, sleep-first, every {eq_wall:.1f} s (equal wall)",
+             lambda u: asyncio.run(run_naive(u, n, rate, scale, eq_wall, True))),
+        ]
     if threads:
         designs.append(("thread pool, 64 sync workers", lambda u: run_threads(u, n, rate, scale)))
-    rows = []
-    sdk_wall = None
     for name, runner in designs:
-        with emulator_process(*emulator_args(rate, scale, median)) as url:
-            wall = runner(url)
-            calls, rejects = business_calls(url)
-        sdk_wall = sdk_wall or wall
-        rows.append([name, wall, wall / bound, calls / n, rejects, wall / sdk_wall])
-        print(f"  {regime}/{name}: {wall:.1f} s", file=sys.stderr)
+        with emulator_process(*emulator_args(rate, scale, median, submit)) as url:
+            result = runner(url)
+            stats = emulator_stats(url)
+        rows.append(row(name, result, stats, n, bound, med, sdk["wall"]))
+        print(f"  {regime}/{name}: {result['wall']:.1f} s", file=sys.stderr)
     print(table(
-        f"{regime}: {n} items, Q={qps:g}/s, median task {median:g} s, time scale {scale:g} "
-        f"(bound 2N/Q + median = {bound:.1f} s scaled)",
-        ["design", "wall s", "wall / bound", "calls / task", "67200002", "wall / fto_async"],
+        f"{regime}: {n} items, Q={qps:g}/s, median task {median:g} s, submit {submit:g} s, "
+        f"time scale {scale:g} (bound 2N/Q + median = {bound:.1f} s scaled)",
+        HEADER, rows,
+    ))
+    if sdk["decode_us"] is not None:
+        print(f"\nfto_async: decode of one {sdk['size'] / 1024:.0f} KB report "
+              f"{sdk['decode_us']:.0f} us; client CPU {sdk['cpu']:.2f} s in all "
+              f"({sdk['cpu'] / sdk['wall'] * 100:.0f}% of one core over the wall)")
+    print()
+
+
+def small_batches(qps: float = 40.0, median: float = 2.0) -> None:
+    """Cold start: batches of 1, 20 and 300, 2 s tasks, submit 0.3 s, no time scaling."""
+    rows = []
+    for n in (1, 20, 300):
+        with emulator_process(*emulator_args(qps, 1.0, median, 0.3)) as url:
+            sdk = asyncio.run(run_sdk(url, n, qps, 1.0))
+            stats = emulator_stats(url)
+        ends = _task_ends(stats)
+        first_end = min(ends)
+        bound = 2 * n / qps + median
+        over = stats["overshoot"]
+        rows.append([n, sdk["first"] - first_end, sdk["wall"], bound, sdk["wall"] / bound,
+                     stats["business_calls"] / n, over["p50"], over["tail"]])
+        print(f"  small/{n}: {sdk['wall']:.1f} s", file=sys.stderr)
+    print(table(
+        f"small batches (cold start, nothing known): Q={qps:g}/s, median task {median:g} s, "
+        "submit 0.3 s, no time scaling",
+        ["items", "first outcome - first task end s", "wall s", "bound 2N/Q + median s",
+         "wall / bound", "calls / task", "overshoot p50 s", "tail s"],
         rows,
     ))
     print()
+
+
+def _task_ends(stats: dict[str, Any]) -> list[float]:
+    return list(stats["task_ends"].values())
 
 
 async def run_memory(url: str, n: int) -> tuple[float, float, int]:
@@ -208,7 +320,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--qps", type=float, default=50, help="platform QPS limit")
     parser.add_argument("--scale", type=float, default=0.2)
-    parser.add_argument("--regime", choices=["catalog", "long", "both"], default="both")
+    parser.add_argument("--regime", choices=["small", "ten", "catalog", "long", "all"],
+                        default="all")
+    parser.add_argument("--threads", action="store_true", help="also run the thread pool")
     parser.add_argument("--memory", action="store_true", help="run the memory benchmark only")
     parser.add_argument("--memory-items", type=int, default=100_000)
     args = parser.parse_args()
@@ -221,10 +335,15 @@ def main() -> None:
             [[done, wall, growth]],
         ))
         return
-    if args.regime in ("catalog", "both"):
-        compare("catalog", 5000, args.qps, args.scale, 30.0, threads=False)
-    if args.regime in ("long", "both"):
-        compare("long tasks", 800, args.qps, args.scale, 60.0, threads=True)
+    if args.regime in ("small", "all"):
+        small_batches()
+    if args.regime in ("ten", "all"):
+        compare("300 items, 10 s tasks", 300, 40, 1.0, 10.0, submit=0.3)
+        compare("300 items, 10 s tasks, fair naive", 300, 40, 1.0, 10.0, submit=0.3, fair=True)
+    if args.regime in ("catalog", "all"):
+        compare("catalog", 5000, args.qps, args.scale, 30.0)
+    if args.regime in ("long", "all"):
+        compare("long tasks", 800, args.qps, args.scale, 60.0, threads=args.threads)
 
 
 if __name__ == "__main__":

@@ -10,8 +10,9 @@ Turnbull's nonparametric maximum-likelihood estimate of the duration distributio
 (the self-consistency / EM iteration, 40 rounds, warm-started) on the cells between
 the intervals' own endpoints, with prefix sums so a round costs
 ``O(cells + intervals)``. It is refreshed lazily (once 1/8 of the sample is new).
-A quantile is the right end of the cell where the estimate reaches it. Why this estimator: first polls
-land near one quantile, so most observations are ``(0, a]`` (current-status data) and
+A quantile is the right end of the cell where the estimate reaches it. Why this
+estimator: first polls land near one quantile, so most observations are ``(0, a]``
+(current-status data) and
 the rest are narrow; Turnbull's estimate uses both without assuming a shape, has no
 tuning knob, and (unlike binning the ages) no bias towards earlier polls.
 
@@ -34,10 +35,11 @@ age grew by 15%; gaps stay within ``[min_interval, max_interval]``. A never-poll
 task is re-checked against the latest estimate when it comes due.
 
 **Tail.** Once no more tasks will be added (``close()``: every submit has returned),
-the gate carries only polls. While the batch's calls stay under
-``PollConfig.calls_per_task`` (counting one submit per task and one more poll for
-each pending task), a task still running is polled again at the scouting cadence
-rather than the conditional quantile, so the last tasks are seen soon after they end.
+the gate carries only polls. While the polls left under ``PollConfig.calls_per_task``
+(one submit per task counted, and one more poll reserved for each pending task) are at
+least half a poll per pending task, a task comes to its first poll at 0.8x the
+quantile age and a task still running is polled again at the scouting cadence rather
+than the conditional quantile, so the last tasks are seen soon after they end.
 
 Polls are sent with ``priority=True`` (see :meth:`fto_async.ratelimit.RateGate.slot`):
 a due poll never waits behind queued submits. A task past its deadline
@@ -486,7 +488,8 @@ class PollScheduler:
         against the estimate of that moment when it comes due (see _first_poll_later),
         which may have moved either way since."""
         age = first_age(self.durations, task.kind, self.config)
-        assert age is not None and task.submitted_at is not None
+        assert age is not None
+        assert task.submitted_at is not None
         early = max(self.config.min_interval, _EARLY * age)
         self._push(max(task.submitted_at + early, now), task)
 
@@ -642,8 +645,8 @@ class PollScheduler:
         pop time polls each task at the estimate of that moment, whether it grew or
         shrank since (a shrink of more than 20% is followed only to that point).
         """
-        if task.polls or task.submitted_at is None or task.scout:
-            return False
+        if task.polls or task.submitted_at is None or task.scout or self._tail_room():
+            return False  # in the tail, with polls to spare: poll at the early time
         age = first_age(self.durations, task.kind, self.config)
         if age is None:
             return False
@@ -672,10 +675,16 @@ class PollScheduler:
         u = (zlib.crc32(task.task_id.encode()) & 0xFFFF) / 0xFFFF
         return 1.0 + spread * (2.0 * u - 1.0)
 
-    def _spare(self) -> float:
-        """Polls left under ``calls_per_task`` once every pending task got one more."""
-        budget = (self.config.calls_per_task - 1.0) * self.added
-        return budget - self.polls - self.pending
+    def _tail_room(self) -> bool:
+        """In the tail (no more tasks will come), whether the polls left under
+        ``calls_per_task``, once every pending task got one more, still leave half a
+        poll per pending task: the budget is kept for the last tasks, where waiting a
+        whole quantile-plus-backoff cycle would set the batch's end."""
+        if not self._closed:
+            return False
+        pending = self.pending
+        spare = (self.config.calls_per_task - 1.0) * self.added - self.polls - pending
+        return spare > 0 and spare >= 0.5 * pending
 
     def _reschedule(self, task: PendingTask, now: float, age: float) -> None:
         cfg = self.config
@@ -686,7 +695,7 @@ class PollScheduler:
             if task.scout:
                 self._after_scouting(task, now)
             target = next_age(self.durations, kind, cfg, age)
-            if self._closed and self._spare() > 0:
+            if self._tail_room():
                 tight = age + _scout_gap(cfg, age)
                 if tight < target:
                     target = tight

@@ -245,11 +245,13 @@ class Transport:
             files: multipart fields instead of a JSON body.
             before_send: awaited each time the rate gate has admitted an attempt, just
                 before it goes out (the journal records ``submitting`` there).
+            priority: the rate gate admits it before waiting calls without priority
+                (see :meth:`fto_async.ratelimit.RateGate.slot`; polls use it).
 
         Raises:
             FtoError: the typed error of the last attempt.
         """
-        return await self._send(path, payload, files, before_send)
+        return await self._send(path, payload, files, before_send, priority)
 
     async def _attempt(
         self,

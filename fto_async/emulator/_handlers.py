@@ -208,8 +208,9 @@ async def _poll(request: web.Request, kind: str) -> web.Response:
     task = state.tasks.get(task_id)
     if task is None or task.kind != kind or task.account != request[ACCOUNT_KEY]:
         return envelope_error(68300004, "task_id does not exist")
-    state.stats.polls_by_task[task_id] += 1
-    return envelope_ok(_task_data(task, _now()))
+    now = _now()
+    state.stats.record_poll(task_id, task.ready_at, now)
+    return envelope_ok(_task_data(task, now))
 
 
 async def image_search_report(request: web.Request) -> web.Response:

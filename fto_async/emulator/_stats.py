@@ -54,9 +54,14 @@ class EmulatorStats:
         submits: Every created task, in creation order.
         admitted_times: Account -> event-loop time of every admitted business call.
         polls_by_task: task_id -> number of result polls for that task.
+        task_ends: task_id -> event-loop time at which the task ended (its result ready).
+        seen_done: task_id -> event-loop time of the first poll that saw it ended.
     """
 
-    __slots__ = ("admitted_times", "calls", "polls_by_task", "submits", "token_requests")
+    __slots__ = (
+        "admitted_times", "calls", "polls_by_task", "seen_done", "submits", "task_ends",
+        "token_requests",
+    )
 
     def __init__(self) -> None:
         """Start with every counter at zero."""
@@ -69,6 +74,37 @@ class EmulatorStats:
         self.submits: list[SubmitRecord] = []
         self.admitted_times: dict[str, list[float]] = {}
         self.polls_by_task: Counter[str] = Counter()
+        self.task_ends: dict[str, float] = {}
+        self.seen_done: dict[str, float] = {}
+
+    def record_poll(self, task_id: str, ends_at: float, now: float) -> None:
+        """Count one result poll of ``task_id`` (ending at ``ends_at``) answered at ``now``."""
+        self.polls_by_task[task_id] += 1
+        self.task_ends[task_id] = ends_at
+        if now >= ends_at and task_id not in self.seen_done:
+            self.seen_done[task_id] = now
+
+    def overshoots(self) -> list[float]:
+        """Seconds from each task's end to the first poll that saw it ended, sorted."""
+        return sorted(t - self.task_ends[k] for k, t in self.seen_done.items())
+
+    def overshoot_summary(self) -> dict[str, float | int | None]:
+        """``n``, ``p50``, ``p90``, ``max`` of :meth:`overshoots` (seconds), ``last_end``
+        (the latest end of a task seen ended) and ``tail`` (from that end to the last
+        poll that saw a task ended)."""
+        values = self.overshoots()
+        if not values:
+            return {"n": 0, "p50": None, "p90": None, "max": None, "last_end": None,
+                    "tail": None}
+        last_end = max(self.task_ends[k] for k in self.seen_done)
+        return {
+            "n": len(values),
+            "p50": values[len(values) // 2],
+            "p90": values[min(len(values) - 1, int(0.9 * len(values)))],
+            "max": values[-1],
+            "last_end": last_end,
+            "tail": max(self.seen_done.values()) - last_end,
+        }
 
     def __repr__(self) -> str:
         """Show the totals."""
@@ -134,7 +170,7 @@ class EmulatorStats:
             A dict with ``calls`` (path -> {code as string -> count}), ``token_requests``,
             ``submits`` (list of records as dicts), ``tasks_created``, ``ambiguous_submits``,
             ``admitted`` (account -> count), ``max_calls_in_window`` (account -> count) and
-            ``polls_by_task``.
+            ``polls_by_task``, and ``overshoot`` (see :meth:`overshoot_summary`) and ``task_ends``.
         """
         calls: dict[str, dict[str, int]] = {}
         for (path, code), n in sorted(self.calls.items()):
@@ -150,4 +186,6 @@ class EmulatorStats:
                 account: self.max_calls_in_window(account) for account in self.admitted_times
             },
             "polls_by_task": dict(self.polls_by_task),
+            "overshoot": self.overshoot_summary(),
+            "task_ends": dict(self.task_ends),
         }
