@@ -199,7 +199,7 @@ class PollConfig:
             kept by the client, win over it. Stored as ``seed_estimate``; reading
             ``initial_estimate`` gives the seed or :data:`DEFAULT_TASK_GUESS`.
         quantile: a task is first polled when this fraction of tasks of its kind is
-            expected to be done (0.85: most tasks cost one poll, a task done is seen
+            expected to be done (0.87: most tasks cost one poll, a task done is seen
             within about half a median duration).
         backoff: factor by which a slow task's age grows between polls while nothing
             is known of the durations beyond the seed.
@@ -218,7 +218,7 @@ class PollConfig:
     seed_estimate: float | None = attrs.field(
         default=None, alias="initial_estimate", validator=_optional_positive
     )
-    quantile: float = attrs.field(default=0.85, validator=_positive)
+    quantile: float = attrs.field(default=0.87, validator=_positive)
     backoff: float = attrs.field(default=1.5, validator=_positive)
     scouts: int = attrs.field(default=4, validator=_int_at_least(1))
     calls_per_task: float = attrs.field(default=2.2, validator=_positive)

@@ -20,18 +20,20 @@ tuning knob, and (unlike binning the ages) no bias towards earlier polls.
 learnt, restored or seeded), the first ``PollConfig.scouts`` tasks are polled from
 ``min_interval`` after their submit, the gap growing by 10% of their age (2, 4, 6 ...
 s, then gently slower), and every other task of that kind waits, unpolled. The
-quantile exists once the tasks finished, still-running scouts counted as censored,
-put ``quantile`` of the mass below the oldest seen; a scout that finishes before is
-replaced by the oldest waiting task. Then every waiting task is scheduled at its
+quantile is trusted once the tasks finished, still-running scouts counted as censored
+at the age they were last seen running, put ``quantile`` of the mass below an age
+that every running scout has passed; a scout that ends without a
+duration (it failed) is replaced by the oldest waiting task. Then every waiting task is scheduled at its
 submit time plus the learnt quantile. The first outcome thus comes within one
 ``min_interval`` (or 10% of its age) of the first scout's end, whatever the batch size,
 and scouting costs a few dozen polls in all, not per task.
 
-**Warm schedule.** A task is first polled when it reaches the ``quantile`` (0.85) of
+**Warm schedule.** A task is first polled when it reaches the ``quantile`` (0.87) of
 its kind's durations (never sooner than ``min_interval``); a task still running at age
 ``a`` is polled again when ``quantile`` of the tasks still running at ``a`` are
 expected done (the conditional quantile), or, past everything seen so far, when its
-age grew by 15%; gaps stay within ``[min_interval, max_interval]``. A never-polled
+age grew by 15% (by ``backoff`` while fewer than 64 tasks finished), and never
+before its age grew by 15%; gaps stay within ``[min_interval, max_interval]``. A never-polled
 task is re-checked against the latest estimate when it comes due.
 
 **Tail.** Once no more tasks will be added (``close()``: every submit has returned),
@@ -98,7 +100,9 @@ _EM_ROUNDS = 40
 _SCOUT_GROWTH = 0.1  # a scout's gap: 10% of its age, at least min_interval
 _EARLY = 0.8  # a first poll is queued at 0.8x the quantile age, then re-checked
 _DITHER = 0.06  # first polls spread over up to +-6% of the quantile age
-_BEYOND_GROWTH = 1.15  # a task older than every finished one: its age grows 15% per poll
+_BEYOND_GROWTH = 1.15
+_CAUTION = 16  # finished tasks at which the first-poll quantile is halfway to quantile
+_TRUSTED = 64  # finished tasks after which a task older than all is an outlier  # a task older than every finished one: its age grows 15% per poll
 
 Fetch = Callable[["PendingTask"], Awaitable[ImageSearchReport]]
 Deliver = Callable[["PendingTask", "ImageSearchReport | None", "FtoError | None"], Awaitable[None]]
@@ -207,10 +211,11 @@ def _turnbull(
     width = len(points) - 1
     ranges = [(index[lo], index[hi], n) for (lo, hi), n in counts.items()]
     total = sum(counts.values())
-    p = [0.01 / width] * width
+    p = [0.1 / width] * width
     if start:
+        at = _cdf_at(start, points)
         for k in range(width):
-            p[k] += (1 - 0.01) * (_cdf(start, points[k + 1]) - _cdf(start, points[k]))
+            p[k] += 0.9 * max(0.0, at[k + 1] - at[k])
     norm = sum(p)
     p = [x / norm for x in p]
     for _ in range(_EM_ROUNDS):
@@ -241,6 +246,23 @@ def _cdf(cells: list[tuple[float, float, float]], t: float) -> float:
         elif lo < t and math.isfinite(hi):
             done += m * (t / hi if lo <= 0.0 else math.log(t / lo) / math.log(hi / lo))
     return min(1.0, done)
+
+
+def _cdf_at(cells: list[tuple[float, float, float]], points: list[float]) -> list[float]:
+    """:func:`_cdf` at every one of the sorted ``points``, in one pass."""
+    out: list[float] = []
+    done, k, n = 0.0, 0, len(cells)
+    for t in points:
+        while k < n and cells[k][1] <= t:
+            done += cells[k][2]
+            k += 1
+        extra = 0.0
+        if k < n:
+            lo, hi, m = cells[k]
+            if lo < t and math.isfinite(hi):
+                extra = m * (t / hi if lo <= 0.0 else math.log(t / lo) / math.log(hi / lo))
+        out.append(min(1.0, done + extra))
+    return out
 
 
 def _quantile(cells: list[tuple[float, float, float]], q: float) -> float | None:
@@ -382,8 +404,16 @@ def _scout_gap(config: PollConfig, age: float) -> float:
 
 
 def first_age(durations: TaskDurations, kind: str, config: PollConfig) -> float | None:
-    """Private: the age at which to poll a new task first (``None``: unknown, scout)."""
-    value = durations.estimator(kind).quantile(config.quantile)
+    """Private: the age at which to poll a new task first (``None``: unknown, scout).
+
+    While few tasks have finished, it aims at a higher quantile (``1 - (1 - q) * n /
+    (n + 16)`` after ``n`` finished): a crude early estimate then costs a little
+    latency for the first cohort rather than a second poll for many of its tasks.
+    """
+    est = durations.estimator(kind)
+    n = est.finished
+    q = 1.0 - (1.0 - config.quantile) * n / (n + _CAUTION) if n else config.quantile
+    value = est.quantile(q)
     return None if value is None else max(config.min_interval, value)
 
 
@@ -399,7 +429,10 @@ def next_age(durations: TaskDurations, kind: str, config: PollConfig, age: float
         target = max(age * config.backoff, max(config.min_interval, est.seed))
     else:
         found = est.conditional(age, config.quantile)
-        target = age * _BEYOND_GROWTH if found is None else found
+        if found is None:  # older than every finished task: an outlier, or little data
+            found = age * (_BEYOND_GROWTH if est.finished >= _TRUSTED else config.backoff)
+        # The upper tail is known from few tasks: never step less than 15% of the age.
+        target = max(found, age * _BEYOND_GROWTH)
     return age + min(config.max_interval, max(config.min_interval, target - age))
 
 
@@ -478,7 +511,7 @@ class PollScheduler:
             self._push_first(task, now)
             return
         scouts = self._scouts.setdefault(task.kind, set())
-        if len(scouts) < self.config.scouts:
+        if self._wants_scout(task.kind, scouts):
             self._make_scout(task, scouts, now)
         else:
             self._parked.setdefault(task.kind, deque()).append(task)
@@ -493,6 +526,12 @@ class PollScheduler:
         early = max(self.config.min_interval, _EARLY * age)
         self._push(max(task.submitted_at + early, now), task)
 
+    def _wants_scout(self, kind: str, scouts: set[PendingTask]) -> bool:
+        """Whether a cold kind needs one more scout: fewer than ``scouts`` of its tasks
+        have finished or are scouting (a scout that failed is replaced)."""
+        finished = self.durations.estimator(kind).finished
+        return len(scouts) + finished < self.config.scouts
+
     def _make_scout(self, task: PendingTask, scouts: set[PendingTask], now: float) -> None:
         task.scout = True
         scouts.add(task)
@@ -506,12 +545,12 @@ class PollScheduler:
         est = self.durations.estimator(kind)
         if not est.known and est.seed is None:
             return False
-        loop_now = asyncio.get_running_loop().time()
-        running = [
-            loop_now - s.submitted_at for s in self._scouts.get(kind, ())
-            if s.submitted_at is not None and s.polls
-        ]
-        if est.quantile(self.config.quantile, running) is None:
+        # Scouts still running count as censored at the age they were last seen
+        # running; one seen running younger than the candidate quantile may yet end
+        # past it (only the tasks still at risk there tell), so wait for it.
+        running = [s.last_age for s in self._scouts.get(kind, ()) if s.polls]
+        found = est.quantile(self.config.quantile, running)
+        if found is None or any(age < found for age in running):
             return False
         self._warm.add(kind)
         return True
@@ -532,7 +571,9 @@ class PollScheduler:
             while parked:
                 self._push_first(parked.popleft(), now)
             return
-        while parked and scouts is not None and len(scouts) < self.config.scouts:
+        # Replace a scout only while fewer than ``scouts`` tasks have finished (it
+        # failed, or the kind needs more data); the others run to their end.
+        while parked and scouts is not None and self._wants_scout(kind, scouts):
             self._make_scout(parked.popleft(), scouts, now)
 
     def close(self) -> None:
@@ -645,7 +686,7 @@ class PollScheduler:
         pop time polls each task at the estimate of that moment, whether it grew or
         shrank since (a shrink of more than 20% is followed only to that point).
         """
-        if task.polls or task.submitted_at is None or task.scout or self._tail_room():
+        if task.polls or task.submitted_at is None or task.scout or self._tail_room(1):
             return False  # in the tail, with polls to spare: poll at the early time
         age = first_age(self.durations, task.kind, self.config)
         if age is None:
@@ -675,14 +716,15 @@ class PollScheduler:
         u = (zlib.crc32(task.task_id.encode()) & 0xFFFF) / 0xFFFF
         return 1.0 + spread * (2.0 * u - 1.0)
 
-    def _tail_room(self) -> bool:
+    def _tail_room(self, outside: int = 0) -> bool:
         """In the tail (no more tasks will come), whether the polls left under
         ``calls_per_task``, once every pending task got one more, still leave half a
         poll per pending task: the budget is kept for the last tasks, where waiting a
-        whole quantile-plus-backoff cycle would set the batch's end."""
+        whole quantile-plus-backoff cycle would set the batch's end. ``outside``: tasks
+        being handled that ``pending`` does not count."""
         if not self._closed:
             return False
-        pending = self.pending
+        pending = self.pending + outside
         spare = (self.config.calls_per_task - 1.0) * self.added - self.polls - pending
         return spare > 0 and spare >= 0.5 * pending
 
