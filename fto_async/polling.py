@@ -23,7 +23,8 @@ s, then gently slower), and every other task of that kind waits, unpolled. The
 quantile is trusted once the tasks finished, still-running scouts counted as censored
 at the age they were last seen running, put ``quantile`` of the mass below an age
 that every running scout has passed; a scout that ends without a
-duration (it failed) is replaced by the oldest waiting task. Then every waiting task is scheduled at its
+duration (it failed) is replaced by the oldest waiting task. Then every waiting task
+is scheduled at its
 submit time plus the learnt quantile. The first outcome thus comes within one
 ``min_interval`` (or 10% of its age) of the first scout's end, whatever the batch size,
 and scouting costs a few dozen polls in all, not per task.
@@ -100,9 +101,9 @@ _EM_ROUNDS = 40
 _SCOUT_GROWTH = 0.1  # a scout's gap: 10% of its age, at least min_interval
 _EARLY = 0.8  # a first poll is queued at 0.8x the quantile age, then re-checked
 _DITHER = 0.06  # first polls spread over up to +-6% of the quantile age
-_BEYOND_GROWTH = 1.15
+_BEYOND_GROWTH = 1.15  # an outlier (older than every finished task): +15% age per poll
 _CAUTION = 16  # finished tasks at which the first-poll quantile is halfway to quantile
-_TRUSTED = 64  # finished tasks after which a task older than all is an outlier  # a task older than every finished one: its age grows 15% per poll
+_TRUSTED = 64  # finished tasks after which a task older than all is an outlier
 
 Fetch = Callable[["PendingTask"], Awaitable[ImageSearchReport]]
 Deliver = Callable[["PendingTask", "ImageSearchReport | None", "FtoError | None"], Awaitable[None]]

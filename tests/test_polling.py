@@ -427,8 +427,10 @@ def test_lone_task_is_seen_within_one_poll_interval_of_its_end() -> None:
     for duration in (1.0, 2.5, 7.0):
         platform = Platform()
 
-        async def body(scheduler: PollScheduler, d: float = duration) -> None:
-            platform.add(scheduler, "only", d)
+        async def body(
+            scheduler: PollScheduler, d: float = duration, p: Platform = platform
+        ) -> None:
+            p.add(scheduler, "only", d)
 
         drive(platform, PollConfig(), body)
         _, error, at = platform.delivered["only"]
