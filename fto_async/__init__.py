@@ -78,7 +78,7 @@ from .models import (
     WorkflowReport,
     WorkflowRequest,
 )
-from .polling import TaskPoller
+from .polling import TaskDurations, TaskPoller
 from .ratelimit import RateGate
 from .retry import RetryEvent
 from .transport import TransportStats
@@ -135,6 +135,7 @@ __all__ = [
     "ServiceError",
     "SimpleLegalStatus",
     "TLSError",
+    "TaskDurations",
     "TaskFailedError",
     "TaskPoller",
     "TaskStatus",
