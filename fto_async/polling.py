@@ -19,10 +19,10 @@ tuning knob, and (unlike binning the ages) no bias towards earlier polls.
 **Scouting (cold start).** While a kind has no duration quantile yet (nothing
 learnt, restored or seeded), the first ``PollConfig.scouts`` tasks are polled from
 ``min_interval`` after their submit, the gap growing by 10% of their age (2, 4, 6 ...
-s, then gently slower), and every other task of that kind waits, unpolled. The
-quantile is trusted once the tasks finished, still-running scouts counted as censored
-at the age they were last seen running, put ``quantile`` of the mass below an age
-that every running scout has passed; a scout that ends without a
+s, then gently slower), and every other task of that kind waits, unpolled. Scouting
+ends once the tasks finished, still-running scouts counted as censored at the age they
+were last seen running, put 70% of the mass below an age that every running scout has
+passed (3 scouts of 4 ended: the slowest is not waited for); a scout that ends without a
 duration (it failed) is replaced by the oldest waiting task. Then every waiting task
 is scheduled at its
 submit time plus the learnt quantile. The first outcome thus comes within one
@@ -102,7 +102,8 @@ _SCOUT_GROWTH = 0.1  # a scout's gap: 10% of its age, at least min_interval
 _EARLY = 0.8  # a first poll is queued at 0.8x the quantile age, then re-checked
 _DITHER = 0.06  # first polls spread over up to +-6% of the quantile age
 _BEYOND_GROWTH = 1.15  # an outlier (older than every finished task): +15% age per poll
-_CAUTION = 16  # finished tasks at which the first-poll quantile is halfway to quantile
+_WARM_LEVEL = 0.7  # scouting ends once this quantile is known (3 of 4 scouts ended)
+_CAUTION = 4  # finished tasks at which the first-poll quantile is halfway to quantile
 _TRUSTED = 64  # finished tasks after which a task older than all is an outlier
 
 Fetch = Callable[["PendingTask"], Awaitable[ImageSearchReport]]
@@ -550,7 +551,7 @@ class PollScheduler:
         # running; one seen running younger than the candidate quantile may yet end
         # past it (only the tasks still at risk there tell), so wait for it.
         running = [s.last_age for s in self._scouts.get(kind, ()) if s.polls]
-        found = est.quantile(self.config.quantile, running)
+        found = est.quantile(min(self.config.quantile, _WARM_LEVEL), running)
         if found is None or any(age < found for age in running):
             return False
         self._warm.add(kind)
