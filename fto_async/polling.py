@@ -5,7 +5,10 @@ and a single-task poller.
 and ``wait_*``) holds one estimator per task kind. Each finished task gives an
 interval-censored duration ``(lo, hi]``: it was running at its previous poll (age
 ``lo``, 0 if none) and done at this one (age ``hi``); a task given up on gives
-``(lo, inf)``. The estimator keeps the last 512 such intervals and computes
+``(lo, inf)``. A task found running counts at once as censored at that age until it
+ends (the latest 512 such tasks), so a cohort polled on a low estimate corrects it
+while it is being polled, not a whole duration later. The estimator keeps the last
+512 such intervals and computes
 Turnbull's nonparametric maximum-likelihood estimate of the duration distribution
 (the self-consistency / EM iteration, 40 rounds, warm-started) on the cells between
 the intervals' own endpoints, with prefix sums so a round costs
@@ -40,7 +43,8 @@ task is re-checked against the latest estimate when it comes due.
 **Tail.** Once no more tasks will be added (``close()``: every submit has returned),
 the gate carries only polls. While the polls left under ``PollConfig.calls_per_task``
 (one submit per task counted, and one more poll reserved for each pending task) are at
-least half a poll per pending task, a task comes to its first poll at 0.8x the
+least one more poll per pending task (re-checked when each early poll comes due), a
+task comes to its first poll at 0.8x the
 quantile age and a task still running is polled again at the scouting cadence rather
 than the conditional quantile, so the last tasks are seen soon after they end.
 
@@ -116,22 +120,40 @@ class _DurationEstimator:
     See the module docstring (Turnbull's estimate over the intervals' own endpoints).
     """
 
-    __slots__ = ("_cells", "_fresh", "_quantiles", "_sample", "finished", "seed")
+    __slots__ = ("_cells", "_fresh", "_live", "_quantiles", "_sample", "finished", "seed")
 
     def __init__(self, seed: float | None = None) -> None:
         self.seed = seed
         self._sample: deque[tuple[float, float]] = deque(maxlen=_SAMPLE)
         self._cells: list[tuple[float, float, float]] = []  # (lo, hi, mass), the estimate
         self._fresh = 0  # observations since the last refresh
+        self._live: dict[str, float] = {}  # task id -> age it was last seen running at
         self._quantiles: dict[float, float | None] = {}
         #: Finished tasks observed (a censored one does not count).
         self.finished = 0
 
     # -- learning -------------------------------------------------------------------
 
-    def observe(self, lo: float, hi: float) -> None:
+    def running(self, task_id: str, age: float) -> None:
+        """Task ``task_id`` was seen running at ``age``: counted as censored there until
+        it ends (only the latest 512 such tasks are kept)."""
+        live = self._live
+        live.pop(task_id, None)
+        live[task_id] = age
+        if len(live) > _SAMPLE:
+            del live[next(iter(live))]
+        self._fresh += 1
+
+    def forget(self, task_id: str) -> None:
+        """Task ``task_id`` left without a duration (failed, or an error)."""
+        if self._live.pop(task_id, None) is not None:
+            self._fresh += 1
+
+    def observe(self, lo: float, hi: float, task_id: str | None = None) -> None:
         """A task was running at age ``lo`` and done at age ``hi`` (``inf``: never seen
-        done, e.g. timed out)."""
+        done, e.g. timed out); ``task_id`` ends its censored place (see running)."""
+        if task_id is not None:
+            self._live.pop(task_id, None)
         lo = max(0.0, lo)
         self._sample.append((lo, max(hi, lo + 1e-9)))
         self.finished += math.isfinite(hi)
@@ -142,10 +164,15 @@ class _DurationEstimator:
         """Whether any finished task was observed (else only a seed, or nothing)."""
         return self.finished > 0
 
+    def longest(self) -> float:
+        """The latest age by which a task of the sample was seen done (0: none)."""
+        return max((hi for _, hi in self._sample if math.isfinite(hi)), default=0.0)
+
     def _current(self) -> list[tuple[float, float, float]]:
         """The estimate, refreshed once an eighth of the sample is new."""
-        if not self._cells or self._fresh * 8 >= len(self._sample):
-            self._cells = _turnbull(self._sample, self._cells)
+        if not self._cells or self._fresh * 8 >= len(self._sample) + len(self._live):
+            live = [(age, math.inf) for age in self._live.values()]
+            self._cells = _turnbull([*self._sample, *live], self._cells)
             self._fresh = 0
             self._quantiles.clear()
         return self._cells
@@ -162,7 +189,9 @@ class _DurationEstimator:
         if not self.known:
             return None if censored or self.seed is None else self.seed
         if censored:
-            return _quantile(_turnbull([*self._sample, *censored], self._current()), q)
+            live = [(age, math.inf) for age in self._live.values()]
+            everything = [*self._sample, *live, *censored]
+            return _quantile(_turnbull(everything, self._current()), q)
         cells = self._current()
         if q not in self._quantiles:
             self._quantiles[q] = _quantile(cells, q)
@@ -387,6 +416,8 @@ class PendingTask:
         last_age: the task's age at its last poll that found it running (0: none).
         scout: polled at the scouting cadence while its kind's durations are unknown.
         age_known: False when the submit time was unknown (nothing is learnt from it).
+        fallback_due: the normal due time of an early tail poll (used if the room for
+            tail polls is gone when it comes due).
     """
 
     key: Any
@@ -399,6 +430,7 @@ class PendingTask:
     last_age: float = 0.0
     scout: bool = False
     age_known: bool = True
+    fallback_due: float | None = None
 
 
 def _scout_gap(config: PollConfig, age: float) -> float:
@@ -416,6 +448,8 @@ def first_age(durations: TaskDurations, kind: str, config: PollConfig) -> float 
     n = est.finished
     q = 1.0 - (1.0 - config.quantile) * n / (n + _CAUTION) if n else config.quantile
     value = est.quantile(q)
+    if value is None and est.known:  # more than 1 - q of the tasks run past all seen done
+        value = est.longest() * _BEYOND_GROWTH
     return None if value is None else max(config.min_interval, value)
 
 
@@ -621,7 +655,7 @@ class PollScheduler:
                         self._slots.release()
                         continue
                     _, _, task = heapq.heappop(self._heap)
-                    if self._first_poll_later(task, loop.time()):
+                    if self._first_poll_later(task, loop.time()) or self._tail_refused(task):
                         continue
                     self._active += 1
                     polls.create_task(self._poll(task))
@@ -652,14 +686,18 @@ class PollScheduler:
                 self.polls += 1
             now = loop.time()
             if failure is not None:
+                self.durations.estimator(task.kind).forget(task.task_id)
                 await self._finish(task, None, failure)
                 return
             if task.submitted_at is None:  # age unknown: count from this first poll
                 task.submitted_at = now
             age = now - task.submitted_at
             status = report.task_status
+            est = self.durations.estimator(task.kind)
             if status == TaskStatus.SUCCESS and task.age_known:
-                self.durations.observe(task.kind, task.last_age, age)
+                est.observe(task.last_age, age, task.task_id)
+            elif status == TaskStatus.FAILED:
+                est.forget(task.task_id)
             if status == TaskStatus.SUCCESS:
                 await self._finish(task, report, None)
             elif status == TaskStatus.FAILED:
@@ -668,9 +706,13 @@ class PollScheduler:
                 timeout = self.config.timeout
                 if timeout is not None and age >= timeout:
                     if task.age_known:
-                        self.durations.observe(task.kind, age, math.inf)
+                        est.observe(age, math.inf, task.task_id)
                     await self._finish(task, None, TaskTimeoutError(task.task_id, age))
                 else:
+                    if task.age_known and not task.scout:
+                        # Learn at once that it runs past this age: waiting for its end
+                        # would hide every miss of a cohort polled on a low estimate.
+                        self.durations.estimator(task.kind).running(task.task_id, age)
                     task.last_age = age
                     self._reschedule(task, now, age)
                     rescheduled = True
@@ -718,9 +760,21 @@ class PollScheduler:
         u = (zlib.crc32(task.task_id.encode()) & 0xFFFF) / 0xFFFF
         return 1.0 + spread * (2.0 * u - 1.0)
 
+    def _tail_refused(self, task: PendingTask) -> bool:
+        """Push an early tail poll back to its normal time if the room is gone."""
+        fallback, task.fallback_due = task.fallback_due, None
+        if fallback is None:
+            return False
+        if self._tail_room(1):
+            self.tail_polls += 1
+            return False
+        self._slots.release()
+        self._push(fallback, task)
+        return True
+
     def _tail_room(self, outside: int = 0) -> bool:
         """In the tail (no more tasks will come), whether the polls left under
-        ``calls_per_task``, once every pending task got one more, still leave half a
+        ``calls_per_task``, once every pending task got one more, still leave one more
         poll per pending task: the budget is kept for the last tasks, where waiting a
         whole quantile-plus-backoff cycle would set the batch's end. ``outside``: tasks
         being handled that ``pending`` does not count."""
@@ -728,7 +782,7 @@ class PollScheduler:
             return False
         pending = self.pending + outside
         spare = (self.config.calls_per_task - 1.0) * self.added - self.polls - pending
-        return spare > 0 and spare >= 0.5 * pending
+        return spare > 0 and spare >= pending
 
     def _reschedule(self, task: PendingTask, now: float, age: float) -> None:
         cfg = self.config
@@ -741,9 +795,9 @@ class PollScheduler:
             target = next_age(self.durations, kind, cfg, age)
             if self._tail_room():
                 tight = age + _scout_gap(cfg, age)
-                if tight < target:
+                if tight < target:  # sooner, if there is still room when it comes due
+                    task.fallback_due = max(now + (target - age), now + cfg.min_interval)
                     target = tight
-                    self.tail_polls += 1
         due = now + (target - age)
         if cfg.timeout is not None and task.submitted_at is not None:
             due = min(due, task.submitted_at + cfg.timeout)  # one last poll at the deadline
