@@ -240,10 +240,10 @@ class RateGate:
                 await waiter
             except asyncio.CancelledError:
                 if waiter.done() and not waiter.cancelled() and waiter.exception() is None:
-                    self._exit()  # admitted just as it was cancelled: give the place back
+                    self.calls -= 1  # admitted just as it was cancelled: never sent
+                    self._calls_today -= 1
+                    self._exit()
                 raise
-        self.calls += 1
-        self._calls_today += 1
         return Permit(path, self._clock())
 
     def _grant(self) -> bool:
@@ -255,6 +255,8 @@ class RateGate:
         self._check_budgets()
         pacer._level += 1.0  # the pacer's own acquire, without waiting
         self._busy += 1
+        self.calls += 1  # counted at once: the budgets of the next grant see it
+        self._calls_today += 1
         return True
 
     def _dispatch(self) -> None:
