@@ -119,6 +119,7 @@ from .models import (
     WorkflowReport,
     WorkflowRequest,
 )
+from .polling import TaskDurations
 from .ratelimit import RateGate
 from .redisgate import RedisRateGate
 from .retry import RetryEvent
@@ -189,6 +190,7 @@ __all__ = [
     "SharedGateError",
     "SimpleLegalStatus",
     "TLSError",
+    "TaskDurations",
     "TaskExpiredError",
     "TaskFailedError",
     "TaskPoller",

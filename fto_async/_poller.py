@@ -15,6 +15,7 @@ from typing import Protocol, TypeVar
 from .config import ClientConfig, PollConfig
 from .errors import InvalidRequestError, TaskFailedError, TaskTimeoutError
 from .models import TASK_KINDS, ImageSearchReport, TaskKind, TaskStatus, task_kind
+from .polling import TaskDurations, first_age, next_age
 
 __all__ = ["ReportSource", "TaskPoller", "wait_for_task"]
 
@@ -31,6 +32,10 @@ class ReportSource(Protocol):
     def report_path(self, kind: TaskKind) -> str:
         """The path a task of ``kind`` is polled at."""
 
+    @property
+    def durations(self) -> TaskDurations:
+        """The client's learned task durations (shared by every poller and batch)."""
+
     async def get_report(self, task_id: str, kind: TaskKind = "image_search") -> ImageSearchReport:
         """Poll a task once."""
 
@@ -45,8 +50,17 @@ async def wait_for_task(
     timeout: float | None,
     *,
     known: R | None = None,
+    durations: TaskDurations | None = None,
+    kind: str = "image_search",
+    submitted_at: float | None = None,
 ) -> R:
-    """Poll one task every ``poll.interval`` until it ends; return its report.
+    """Poll one task until it ends; return its report.
+
+    With ``durations`` and ``submitted_at`` (the loop time of the submit's answer), the
+    polls follow the learnt durations of ``kind`` as the batch scheduler's do (first at
+    the quantile, or scouting while nothing is known), and the task's duration is
+    learnt. Otherwise (a bare task id: its age is unknown) it polls every
+    ``poll.interval``.
 
     ``known`` is a finished report already in hand (no poll is made then). Raises
     :class:`TaskFailedError` for task_status 3 and :class:`TaskTimeoutError` when the next
@@ -54,17 +68,35 @@ async def wait_for_task(
     """
     limit = poll.timeout if timeout is None else timeout
     started = time.monotonic()
+    loop = asyncio.get_running_loop()
+    learnt = durations if submitted_at is not None else None  # None: the age is unknown
+    born = 0.0 if submitted_at is None else submitted_at
+    last_age = 0.0
+    if learnt is not None and known is None:
+        first = first_age(learnt, kind, poll)
+        due = born + (poll.min_interval if first is None else first)
+        wait = due - loop.time()
+        if limit is not None:
+            wait = min(wait, limit)
+        if wait > 0:
+            await asyncio.sleep(wait)
     while True:
         report = known if known is not None else await poll_once()
         known = None
         if report.task_status == TaskStatus.SUCCESS:
+            if learnt is not None:
+                learnt.observe(kind, last_age, loop.time() - born)
             return report
         if report.task_status == TaskStatus.FAILED:
             raise TaskFailedError(task_id)
+        gap = poll.interval
+        if learnt is not None:
+            last_age = loop.time() - born
+            gap = next_age(learnt, kind, poll, last_age) - last_age
         waited = time.monotonic() - started
-        if limit is not None and waited + poll.interval > limit:
+        if limit is not None and waited + gap > limit:
             raise TaskTimeoutError(task_id, waited)
-        await asyncio.sleep(poll.interval)
+        await asyncio.sleep(gap)
 
 
 class TaskPoller:
@@ -81,12 +113,18 @@ class TaskPoller:
     Args:
         client: the client to poll with.
         task_id: the platform's task id.
-        kind: ``"image_search"``, ``"workflow"`` or ``"one_vs_one"`` (AI67 1-vs-1; its
-            polls return :class:`~fto_async.OneVsOneReport`).
+        kind: ``"image_search"`` or ``"workflow"``.
+        submitted_at: loop time of the submit's answer, when known (``begin_screening``
+            sets it): :meth:`result` then polls on the client's learnt durations.
     """
 
     def __init__(
-        self, client: ReportSource, task_id: str, kind: TaskKind = "image_search"
+        self,
+        client: ReportSource,
+        task_id: str,
+        kind: TaskKind = "image_search",
+        *,
+        submitted_at: float | None = None,
     ) -> None:
         kind = task_kind("kind", kind)
         if not isinstance(task_id, str) or not task_id:
@@ -95,6 +133,7 @@ class TaskPoller:
         self.task_id = task_id
         self.kind: TaskKind = kind
         self._report: ImageSearchReport | None = None
+        self.submitted_at = submitted_at
 
     @property
     def endpoint(self) -> str:
@@ -123,8 +162,10 @@ class TaskPoller:
         """
         last = self._report
         known = last if last is not None and last.done else None
-        return await wait_for_task(self.poll, self.task_id, self._client.config.poll, timeout,
-                                   known=known)
+        return await wait_for_task(
+            self.poll, self.task_id, self._client.config.poll, timeout, known=known,
+            durations=self._client.durations, kind=self.kind, submitted_at=self.submitted_at,
+        )
 
     def continuation_token(self) -> str:
         """A versioned JSON string to rebuild this poller elsewhere (no secrets in it)."""

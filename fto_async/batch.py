@@ -102,7 +102,7 @@ from .models import (
     TaskKind,
     request_kind,
 )
-from .polling import PendingTask, PollScheduler
+from .polling import PendingTask, PollScheduler, TaskDurations
 from .ratelimit import RateGateProtocol
 from .transport import BeforeSend, TransportStats
 
@@ -179,6 +179,10 @@ class BatchClient(Protocol):
     @property
     def gate(self) -> RateGateProtocol:
         """The rate gate (its ``rate`` feeds :class:`Progress`)."""
+
+    @property
+    def durations(self) -> TaskDurations:
+        """The learned task durations every scheduler of the client shares."""
 
     def encode_request(self, request: Request) -> dict[str, Any]:
         """The request's wire body, for the journal."""
@@ -598,9 +602,12 @@ class _Batch:
         self.submit_slots = asyncio.Semaphore(options.submit_concurrency or in_flight)
         self.max_pending = options.max_pending or max(1000, 20 * in_flight)
         self.out: asyncio.Queue[Any] = asyncio.Queue(maxsize=options.buffer)
+        if options.journal is not None:  # durations learnt by earlier runs, unless known here
+            client.durations.restore(options.journal.load_durations())
         self.scheduler = PollScheduler(
             self._fetch, self._deliver, options.poll or client.config.poll,
             max_concurrent=max(8, in_flight), on_release=self._room_changed,
+            durations=client.durations,
         )
         self.room = asyncio.Event()
         self.feed_done = asyncio.Event()
@@ -683,6 +690,10 @@ class _Batch:
         finally:
             progress_done.set()
             if self.journaling is not None:
+                with contextlib.suppress(Exception):  # a hint: never fail a batch over it
+                    await self.journaling.journal.save_durations(
+                        self.client.durations.snapshot()
+                    )
                 await self.journaling.journal.flush()
         await self.out.put(_END)
 

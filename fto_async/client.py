@@ -43,6 +43,7 @@ from .models import (
     report_class,
     request_kind,
 )
+from .polling import TaskDurations
 from .ratelimit import RateGateProtocol
 from .redisgate import RedisRateGate
 from .retry import RetryHook
@@ -95,6 +96,9 @@ class FtoClient:
         session: an aiohttp session to use (not closed by the client).
         transport: the HTTP layer to use instead of aiohttp, e.g.
             :class:`fto_async.testing.MockTransport` (tests with no server).
+        durations: learnt task durations to start from (default: new ones, seeded by
+            ``poll.initial_estimate`` if given). The client keeps them in
+            :attr:`durations`, shared by every batch, poller and ``begin_*`` task.
     """
 
     def __init__(
@@ -118,6 +122,7 @@ class FtoClient:
         session: aiohttp.ClientSession | None = None,
         transport: HttpSender | None = None,
         redis_url: str | None = None,
+        durations: TaskDurations | None = None,
     ) -> None:
         self._credentials = _credentials(client_id, client_secret, api_key)
         cfg = config or ClientConfig()
@@ -152,6 +157,11 @@ class FtoClient:
             gate = self._owned_gate = RedisRateGate(
                 self.config.rate, account=self._credentials.account_id
             )
+        #: How long tasks take, learnt per task kind from every task this client polled
+        #: (see :class:`~fto_async.polling.TaskDurations`); save its ``snapshot()`` to
+        #: start the next process warm (batches with a journal do that themselves).
+        self.durations = durations if durations is not None else TaskDurations()
+        self.durations.seed_unknown(self.config.poll.seed_estimate)
         self._transport = Transport(
             self._credentials,
             self.config,
@@ -361,7 +371,8 @@ class FtoClient:
     async def begin_screening(self, request: Request) -> TaskPoller:
         """Submit a request and return a poller for its task (azure-core's ``begin_*``)."""
         task_id = await self.submit(request)
-        return TaskPoller(self, task_id, request_kind(request))
+        now = asyncio.get_running_loop().time()
+        return TaskPoller(self, task_id, request_kind(request), submitted_at=now)
 
     # -- batches (see fto_async.batch) ----------------------------------------------
 
@@ -478,7 +489,10 @@ class FtoClient:
     ) -> _R:
         if not isinstance(task_id, str) or not task_id.strip():
             raise InvalidRequestError("task_id", "must be a non-empty string")
-        answer = await self._transport.call(path, {"task_id": task_id}, before_send=before_send)
+        # Polls are for tasks already paid for: they go before queued submits.
+        answer = await self._transport.call(
+            path, {"task_id": task_id}, before_send=before_send, priority=True
+        )
         return _serde.structure(self._converter, answer, cls)
 
     async def _wait(self, path: str, task_id: str, cls: type[_R], timeout: float | None) -> _R:

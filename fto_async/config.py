@@ -22,6 +22,7 @@ __all__ = [
     "DEFAULT_MAX_RESPONSE_BYTES",
     "DEFAULT_QPS",
     "DEFAULT_SUBMIT_LATENCY",
+    "DEFAULT_TASK_GUESS",
     "DEFAULT_TIMEOUT",
     "DEFAULT_WORKFLOW_RESULT_PATH",
     "ClientConfig",
@@ -216,46 +217,81 @@ class RateConfig:
         return max(8, math.ceil(self.qps * self.submit_latency * 1.5))
 
 
+def _optional_positive(_inst: object, attribute: attrs.Attribute[Any], v: float | None) -> None:
+    if v is not None and not _number(attribute, v) > 0:
+        raise ConfigurationError(f"{attribute.alias} must be > 0 or None, got {v!r}")
+
+
+#: A typical task duration in seconds, for planning only (dry runs, ETAs before any
+#: task finished). The scheduler never waits on it: it learns durations instead.
+DEFAULT_TASK_GUESS = 60.0
+
+
 @attrs.frozen(kw_only=True)
 class PollConfig:
-    """How ``wait_*`` polls one task.
+    """How tasks are polled: by ``wait_*``, pollers and the batch scheduler.
 
     Usage::
 
-        PollConfig()                     # every 3 s, the middle of the documented 2-5 s
-        PollConfig(interval=5)           # gentler
+        PollConfig()                      # learn task durations from the first tasks on
+        PollConfig(initial_estimate=30)   # seed: tasks take about 30 s (no scouting)
+        PollConfig(interval=5)            # gentler wait_* on tasks of unknown age
+        PollConfig(calls_per_task=3)      # spend more polls in a batch's tail
 
     Attributes:
-        interval: seconds between polls of one task (the platform recommends 2-5 s).
-        min_interval: seconds; no task is ever polled sooner than this after the last poll.
+        interval: seconds between polls of a task whose age is unknown (``wait_*`` on a
+            bare task id; the platform recommends 2-5 s).
+        min_interval: seconds; no task is ever polled sooner than this after its submit
+            or its last poll (2, the platform's lower bound).
         max_interval: seconds; the longest gap between two polls of a slow task.
         timeout: seconds a ``wait_*`` call (or a batch, per task) waits before giving a
             ``TaskTimeoutError`` (``None``: forever).
-        initial_estimate: seconds; the batch scheduler's first guess of how long a task
-            takes, before it has learnt from finished ones (60: guessing long costs
-            latency once, guessing short costs polls for a whole first cohort).
-        quantile: the batch scheduler polls a task first when this fraction of tasks is
-            expected to be done (0.9: one poll finds 9 tasks in 10 finished).
-        backoff: factor by which the gap between polls of a slow task grows.
+        initial_estimate: seconds; a seed for the learned durations: the first poll
+            of a task comes this long after its submit until real tasks have finished
+            (``None``, the default: unknown; the scheduler scouts, see
+            :mod:`fto_async.polling`). Learned durations, restored from a journal or
+            kept by the client, win over it. Stored as ``seed_estimate``; reading
+            ``initial_estimate`` gives the seed or :data:`DEFAULT_TASK_GUESS`.
+        quantile: a task is first polled when this fraction of tasks of its kind is
+            expected to be done (0.87: most tasks cost one poll, a task done is seen
+            within about half a median duration).
+        backoff: factor by which a slow task's age grows between polls while nothing
+            is known of the durations beyond the seed.
+        scouts: tasks of a kind polled from ``min_interval`` on, backing off by 10% of
+            their age, while that kind's durations are unknown (4).
+        calls_per_task: the calls per task (submit included) a batch may spend in all;
+            in its tail (every submit done) the scheduler polls the last tasks more
+            often while it stays under this target (2.2: one submit, ~1.1 polls, and
+            the rest for the tail). Scouting and second polls count against it.
     """
 
     interval: float = attrs.field(default=3.0, validator=_positive)
     min_interval: float = attrs.field(default=2.0, validator=_non_negative)
     max_interval: float = attrs.field(default=30.0, validator=_positive)
     timeout: float | None = 1800.0
-    initial_estimate: float = attrs.field(default=60.0, validator=_positive)
-    quantile: float = attrs.field(default=0.9, validator=_positive)
+    seed_estimate: float | None = attrs.field(
+        default=None, alias="initial_estimate", validator=_optional_positive
+    )
+    quantile: float = attrs.field(default=0.87, validator=_positive)
     backoff: float = attrs.field(default=1.5, validator=_positive)
+    scouts: int = attrs.field(default=4, validator=_int_at_least(1))
+    calls_per_task: float = attrs.field(default=2.2, validator=_positive)
+
+    @property
+    def initial_estimate(self) -> float:
+        """The seed in seconds, or :data:`DEFAULT_TASK_GUESS` without one (planning)."""
+        return DEFAULT_TASK_GUESS if self.seed_estimate is None else self.seed_estimate
 
     def scaled(self, factor: float) -> PollConfig:
         """This config with every duration multiplied by ``factor`` (for emulator runs)."""
+        seed = self.seed_estimate
         return attrs.evolve(
             self,
             interval=self.interval * factor,
             min_interval=self.min_interval * factor,
             max_interval=self.max_interval * factor,
             timeout=None if self.timeout is None else self.timeout * factor,
-            initial_estimate=self.initial_estimate * factor,
+            initial_estimate=None if seed is None else seed * factor,
         )
 
 

@@ -125,7 +125,9 @@ class _Stage:
         self.out: asyncio.Queue[Any] = asyncio.Queue(maxsize=options.get("buffer", 256))
         self.slots = asyncio.Semaphore(_MAX_ITEMS)
         poll = options.get("poll") or client.config.poll
-        self.scheduler = PollScheduler(self._fetch, self._deliver, poll)
+        self.scheduler = PollScheduler(  # its own kind, "one_vs_one", in the shared durations
+            self._fetch, self._deliver, poll, durations=client.durations
+        )
         self.inner_abort: BatchAbortedError | None = None
         self.aborting: asyncio.Task[None] | None = None
         if self.user_progress is not None:

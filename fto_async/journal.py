@@ -111,6 +111,7 @@ _SCHEMA_VERSION = 3  # 2: items.fingerprint, items.run, history; 3: follow_ups
 _LAZY_DELAY = 0.2  # seconds a lazy write may wait for company before it is committed
 _MAX_QUEUED = 10_000  # queued rows before lazy writes wait for a commit (bounded memory)
 _KINDS = ("image_search", "workflow")
+_DURATIONS_KEY = "durations"  # meta key: the client's learnt task durations
 
 
 class ItemState(StrEnum):
@@ -799,6 +800,22 @@ class Journal:
         self._has_work.set()
         if durable or len(self._fu_dirty) >= _MAX_QUEUED:
             await self._commit_wait()
+
+    async def save_durations(self, durations: dict[str, Any]) -> None:
+        """Store learnt task durations (a ``TaskDurations.snapshot()``) in meta key
+        ``durations``; returns once committed."""
+        await self.set_meta(_DURATIONS_KEY, _dumps(durations))
+
+    def load_durations(self) -> dict[str, Any] | None:
+        """The durations last saved by :meth:`save_durations` (``None``: none or unreadable)."""
+        text = self.get_meta(_DURATIONS_KEY)
+        if text is None:
+            return None
+        try:
+            value = json.loads(text)
+        except ValueError:
+            return None
+        return value if isinstance(value, dict) else None
 
     async def flush(self) -> None:
         """Commit everything queued so far, lazy writes included."""

@@ -2,12 +2,20 @@
 
 Every business call of one client passes :meth:`RateGate.slot`, which
 
-1. takes an in-flight place (a semaphore, so thousands of callers never park on the
-   limiter; sized by Little's law, see :class:`~fto_async.config.RateConfig`);
-2. checks the call budgets (``max_calls``, ``daily_limit``) and refuses with
+1. checks the call budgets (``max_calls``, ``daily_limit``) and refuses with
    :class:`~fto_async.errors.BudgetExhaustedError` before anything is sent;
-3. waits for the pacer: an :class:`aiolimiter.AsyncLimiter` that drains at ``rate``
-   calls per second with a capacity ``c`` of one call plus a small credit ``x < 1``.
+2. waits in one queue of two lanes: a caller with ``priority=True`` (a due poll) goes
+   before every waiting caller without it (submits), FIFO within a lane. A dispatcher
+   admits waiters in that order, as many at once as both bounds allow: an in-flight
+   place (a counter sized by Little's law, see :class:`~fto_async.config.RateConfig`)
+   and the pacer, an :class:`aiolimiter.AsyncLimiter` that drains at ``rate`` calls
+   per second with a capacity ``c`` of one call plus a small credit ``x < 1`` (the
+   dispatcher fills the bucket exactly as ``acquire`` would, and sleeps until it has
+   drained enough). Thousands of callers never park on the limiter.
+
+The lanes only change the order of admissions: there is still one pacer, one leaky
+bucket, so the bound below holds for every mix of priorities. A priority call waits
+at most one pacing step (``1 / rate`` seconds), never for the queue behind it.
 
 Why not ``AsyncLimiter(Q, 1)``: it lets Q calls pass at once after an idle spell and
 Q more over the next second, so one sliding window can hold almost 2Q. A leaky bucket
@@ -34,6 +42,7 @@ climb back to the estimate over ``recovery`` seconds, then probe above it slowly
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections import deque
 from collections.abc import Callable
@@ -108,8 +117,11 @@ class RateGateProtocol(Protocol):
     to the client without touching the transport.
     """
 
-    def slot(self, path: str) -> AbstractAsyncContextManager[Permit]:
-        """Wait for the right to send one call; hold it while the call is in flight."""
+    def slot(self, path: str, *, priority: bool = False) -> AbstractAsyncContextManager[Permit]:
+        """Wait for the right to send one call; hold it while the call is in flight.
+
+        ``priority=True`` (due polls) is admitted before any waiting call without it.
+        """
 
     def on_throttled(self, permit: Permit) -> None:
         """The call was answered 67200002."""
@@ -126,14 +138,15 @@ class _Slot:
     """Private: the async context manager :meth:`RateGate.slot` returns (cheaper than a
     generator-based one on this hot path)."""
 
-    __slots__ = ("_gate", "_path")
+    __slots__ = ("_gate", "_path", "_priority")
 
-    def __init__(self, gate: RateGate, path: str) -> None:
+    def __init__(self, gate: RateGate, path: str, priority: bool) -> None:
         self._gate = gate
         self._path = path
+        self._priority = priority
 
     async def __aenter__(self) -> Permit:
-        return await self._gate._enter(self._path)
+        return await self._gate._enter(self._path, self._priority)
 
     async def __aexit__(self, *exc: object) -> None:
         self._gate._exit()
@@ -176,7 +189,14 @@ class RateGate:
         self._last_update = float("-inf")
         self._pacer: _Pacer | None = None
         self._endpoint_pacers: dict[str, _Pacer] = {}
-        self._in_flight: asyncio.Semaphore | None = None
+        self._busy = 0  # calls holding an in-flight place
+        self._started = False
+        # The admission queue, priority lane first: the dispatcher admits waiters in
+        # that order, as many as the pacer and the in-flight bound allow right now.
+        self._lanes: tuple[deque[asyncio.Future[None]], deque[asyncio.Future[None]]] = (
+            deque(), deque()
+        )
+        self._timer: asyncio.TimerHandle | None = None
         #: Calls admitted so far (every attempt counts: the platform counts them too).
         self.calls = 0
         #: 67200002 answers reported through :meth:`on_throttled`.
@@ -186,39 +206,91 @@ class RateGate:
 
     # -- the slot -------------------------------------------------------------------
 
-    def slot(self, path: str) -> _Slot:
+    def slot(self, path: str, *, priority: bool = False) -> _Slot:
         """Wait for the right to send one call to ``path``; hold it while in flight.
 
         Use as ``async with gate.slot(path) as permit:``.
 
+        Args:
+            path: the endpoint path.
+            priority: admit this call before every waiting call without priority (the
+                poll scheduler sets it for due polls, so they never queue behind
+                seconds of submits). The pace and the window bound are unchanged.
+
         Raises:
             BudgetExhaustedError: the call would exceed ``max_calls`` or ``daily_limit``.
         """
-        return _Slot(self, path)
+        return _Slot(self, path, priority)
 
-    async def _enter(self, path: str) -> Permit:
-        if self._in_flight is None:
-            self._in_flight = asyncio.Semaphore(self.config.in_flight_limit)
+    async def _enter(self, path: str, priority: bool = False) -> Permit:
+        if self._pacer is None:
             self._pacer = _Pacer(self._rate, self._credit)
-        assert self._pacer is not None
-        await self._in_flight.acquire()
-        try:
-            self._check_budgets()
-            extra = self._endpoint_pacer(path) if self.config.endpoint_qps else None
-            if extra is not None:
-                await extra.acquire()
-            await self._pacer.acquire()
-            self._check_budgets()  # another caller may have spent the budget meanwhile
-        except BaseException:
-            self._in_flight.release()
-            raise
-        self.calls += 1
-        self._calls_today += 1
+        self._check_budgets()
+        extra = self._endpoint_pacer(path) if self.config.endpoint_qps else None
+        if extra is not None:
+            await extra.acquire()
+        lanes = self._lanes
+        if not lanes[0] and not lanes[1] and self._grant():
+            pass  # admitted at once
+        else:
+            waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+            lanes[0 if priority else 1].append(waiter)
+            self._dispatch()
+            try:
+                await waiter
+            except asyncio.CancelledError:
+                if waiter.done() and not waiter.cancelled() and waiter.exception() is None:
+                    self.calls -= 1  # admitted just as it was cancelled: never sent
+                    self._calls_today -= 1
+                    self._exit()
+                raise
         return Permit(path, self._clock())
 
+    def _grant(self) -> bool:
+        """Take one admission now if the in-flight bound and the pacer allow it."""
+        pacer = self._pacer
+        assert pacer is not None
+        if self._busy >= self.config.in_flight_limit or not pacer.has_capacity():
+            return False
+        self._check_budgets()
+        pacer._level += 1.0  # the pacer's own acquire, without waiting
+        self._busy += 1
+        self.calls += 1  # counted at once: the budgets of the next grant see it
+        self._calls_today += 1
+        return True
+
+    def _dispatch(self) -> None:
+        """Admit waiters in lane order while room lasts; else wake up when it comes."""
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        pacer = self._pacer
+        for lane in self._lanes:
+            while lane:
+                if lane[0].done():  # cancelled while waiting
+                    lane.popleft()
+                    continue
+                try:
+                    granted = self._grant()
+                except BudgetExhaustedError as exc:
+                    lane.popleft().set_exception(exc)
+                    continue
+                if not granted:
+                    if pacer is not None and self._busy < self.config.in_flight_limit:
+                        # capacity returns as the bucket drains (the in-flight bound
+                        # is re-dispatched by _exit)
+                        need = pacer._level + 1.0 - pacer.max_rate
+                        delay = max(need / pacer._rate_per_sec, 1e-4)
+                        self._timer = asyncio.get_running_loop().call_later(
+                            delay, self._dispatch
+                        )
+                    return
+                lane.popleft().set_result(None)
+
     def _exit(self) -> None:
-        assert self._in_flight is not None
-        self._in_flight.release()
+        self._busy -= 1
+        if self._lanes[0] or self._lanes[1]:
+            self._dispatch()
 
     def _endpoint_pacer(self, path: str) -> _Pacer | None:
         limit = self.config.endpoint_qps.get(path)
@@ -277,9 +349,7 @@ class RateGate:
     @property
     def in_flight(self) -> int:
         """Calls holding a slot right now."""
-        if self._in_flight is None:
-            return 0
-        return self.config.in_flight_limit - self._in_flight._value
+        return self._busy
 
     def on_throttled(self, permit: Permit) -> None:
         """The platform answered 67200002 to ``permit``'s call: slow the whole account."""
@@ -298,6 +368,7 @@ class RateGate:
             # The gateway's window is full: send nothing until its oldest call we know
             # of has left it, or every call sent meanwhile is refused too.
             self._pacer.pause(self._successes[0] + 1.0 - now)
+            self._redispatch()
         self._last_decrease = now
         self._last_update = now
 
@@ -328,9 +399,17 @@ class RateGate:
         self._rate = rate
         if self._pacer is not None:
             self._pacer.set_rate(rate)
+            self._redispatch()
+
+    def _redispatch(self) -> None:
+        """The pace changed: recompute when the next waiter can go."""
+        if self._lanes[0] or self._lanes[1]:
+            with contextlib.suppress(RuntimeError):  # no running loop: nothing waits
+                self._dispatch()
 
     def __repr__(self) -> str:
         return (
             f"<RateGate qps={self.config.qps} rate={self._rate:.2f}/s calls={self.calls} "
-            f"in_flight={self.in_flight} throttled={self.throttled}>"
+            f"in_flight={self.in_flight} waiting={len(self._lanes[0]) + len(self._lanes[1])} "
+            f"throttled={self.throttled}>"
         )

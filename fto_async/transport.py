@@ -299,6 +299,7 @@ class Transport:
         *,
         files: tuple[FileField, ...] = (),
         before_send: BeforeSend | None = None,
+        priority: bool = False,
     ) -> Any:
         """Send one call to ``path`` (with retries) and return the answer's data.
 
@@ -308,11 +309,13 @@ class Transport:
             files: multipart fields instead of a JSON body.
             before_send: awaited each time the rate gate has admitted an attempt, just
                 before it goes out (the journal records ``submitting`` there).
+            priority: the rate gate admits it before waiting calls without priority
+                (see :meth:`fto_async.ratelimit.RateGate.slot`; polls use it).
 
         Raises:
             FtoError: the typed error of the last attempt.
         """
-        return await self._send(path, payload, files, before_send)
+        return await self._send(path, payload, files, before_send, priority)
 
     async def _attempt(
         self,
@@ -320,6 +323,7 @@ class Transport:
         payload: Mapping[str, Any] | None,
         files: tuple[FileField, ...],
         before_send: BeforeSend | None,
+        priority: bool = False,
     ) -> Any:
         refreshed = False
         while True:
@@ -328,7 +332,7 @@ class Transport:
             await self._auth.bearer()
             used: list[str] = []  # the bearer the attempt went out with
             try:
-                return await self._send_once(path, payload, files, used, before_send)
+                return await self._send_once(path, payload, files, used, before_send, priority)
             except AuthenticationError as exc:
                 expired = exc.code == 67200003 or (exc.code is None and exc.http_status == 401)
                 if refreshed or not expired or not used or not self._auth.invalidate(used[0]):
@@ -344,12 +348,13 @@ class Transport:
         files: tuple[FileField, ...],
         used: list[str],
         before_send: BeforeSend | None,
+        priority: bool = False,
     ) -> Any:
         sender = self._check_open()
         url = self._base + path
         params = {"apikey": self._auth.apikey}
         started = time.monotonic()
-        async with self.gate.slot(path) as permit:
+        async with self.gate.slot(path, priority=priority) as permit:
             # The bearer is read again once the gate admits the call: a call can wait in
             # the gate for long, and the token seen before may have been replaced since.
             bearer = await self._auth.bearer()

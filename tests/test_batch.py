@@ -641,3 +641,26 @@ async def test_poll_many_polls_each_id_once() -> None:
         assert all(got[f"k{i}"].task_status is TaskStatus.RUNNING for i in range(6))
         assert isinstance(got["bad"], InvalidParameterError)
         assert dict(emu.stats.polls_by_task) == dict.fromkeys(ids, 1)
+
+
+async def test_learnt_durations_persist_in_the_journal(tmp_path: Any) -> None:
+    """A batch with a journal saves the client's learnt durations at its end; a new client
+    running a batch on that journal starts from them (no cold start)."""
+    from fto_async.journal import Journal
+
+    path = tmp_path / "run.journal"
+    poll = PollConfig().scaled(SCALE)  # no seed: the first client scouts
+    async with emulator() as emu:
+        async with make_client(emu, poll=poll) as client, await Journal.open(path) as journal:
+            assert not client.durations.known("image_search")
+            outcomes = [o async for o in client.screen_many(
+                [(f"k{i}", image(i)) for i in range(20)], journal=journal)]
+            assert all(o.ok for o in outcomes)
+            learnt = client.durations.quantile("image_search", poll.quantile)
+        assert learnt is not None
+        async with make_client(emu, poll=poll) as fresh, await Journal.open(path) as journal:
+            resumed = [o async for o in fresh.screen_many(
+                [(f"k{i}", image(i)) for i in range(20)], journal=journal)]
+            assert all(o.resumed for o in resumed)
+            assert fresh.durations.quantile("image_search", poll.quantile) == pytest.approx(
+                learnt, rel=1e-3)

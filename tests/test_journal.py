@@ -557,3 +557,22 @@ async def test_mark_shared_takes_the_group_task_without_an_attempt(path: Path) -
         assert (row.state, row.task_id, row.attempts) == (S.SUBMITTED, "t-1", 0)
         assert journal.recovered_unknown == 1  # only "a" was mid-submit
         await journal.mark_done("b", {"highest_risk": "low"})
+
+
+async def test_durations_are_saved_and_read_back(path: Path) -> None:
+    """save_durations() commits a TaskDurations snapshot; a later open reads it back."""
+    from fto_async.polling import TaskDurations
+
+    learnt = TaskDurations()
+    for i in range(30):
+        learnt.observe("image_search", 20.0 + i * 0.1, 22.0 + i * 0.1)
+    async with await Journal.open(path) as journal:
+        assert journal.load_durations() is None
+        await journal.save_durations(learnt.snapshot())
+    async with await Journal.open(path) as journal:
+        restored = TaskDurations()
+        restored.restore(journal.load_durations())
+    assert restored.known("image_search")
+    assert restored.quantile("image_search", 0.9) == pytest.approx(
+        learnt.quantile("image_search", 0.9)
+    )

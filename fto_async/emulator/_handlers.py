@@ -222,8 +222,9 @@ async def _poll(request: web.Request, kind: str) -> web.Response:
     expired = _now() - task.created_at >= config.task_validity * config.time_scale
     if kind == "one-vs-one" and expired:
         return envelope_error(68300004, "task_id does not exist")  # expired: as if unknown
-    state.stats.polls_by_task[task_id] += 1
-    return envelope_ok(_task_data(task, _now()))
+    now = _now()
+    state.stats.record_poll(task_id, task.ready_at, now)
+    return envelope_ok(_task_data(task, now))
 
 
 async def image_search_report(request: web.Request) -> web.Response:

@@ -69,6 +69,8 @@ class EmulatorStats:
             or not (``""`` for a call whose account could not be identified).
         in_flight: Business calls that arrived and have no answer yet.
         polls_by_task: task_id -> number of result polls for that task.
+        task_ends: task_id -> event-loop time at which the task ended (its result ready).
+        seen_done: task_id -> event-loop time of the first poll that saw it ended.
     """
 
     __slots__ = (
@@ -78,7 +80,9 @@ class EmulatorStats:
         "calls",
         "in_flight",
         "polls_by_task",
+        "seen_done",
         "submits",
+        "task_ends",
         "token_requests",
     )
 
@@ -96,6 +100,37 @@ class EmulatorStats:
         self.attempt_times: dict[str, list[float]] = {}
         self.in_flight = 0
         self.polls_by_task: Counter[str] = Counter()
+        self.task_ends: dict[str, float] = {}
+        self.seen_done: dict[str, float] = {}
+
+    def record_poll(self, task_id: str, ends_at: float, now: float) -> None:
+        """Count one result poll of ``task_id`` (ending at ``ends_at``) answered at ``now``."""
+        self.polls_by_task[task_id] += 1
+        self.task_ends[task_id] = ends_at
+        if now >= ends_at and task_id not in self.seen_done:
+            self.seen_done[task_id] = now
+
+    def overshoots(self) -> list[float]:
+        """Seconds from each task's end to the first poll that saw it ended, sorted."""
+        return sorted(t - self.task_ends[k] for k, t in self.seen_done.items())
+
+    def overshoot_summary(self) -> dict[str, float | int | None]:
+        """``n``, ``p50``, ``p90``, ``max`` of :meth:`overshoots` (seconds), ``last_end``
+        (the latest end of a task seen ended) and ``tail`` (from that end to the last
+        poll that saw a task ended)."""
+        values = self.overshoots()
+        if not values:
+            return {"n": 0, "p50": None, "p90": None, "max": None, "last_end": None,
+                    "tail": None}
+        last_end = max(self.task_ends[k] for k in self.seen_done)
+        return {
+            "n": len(values),
+            "p50": values[len(values) // 2],
+            "p90": values[min(len(values) - 1, int(0.9 * len(values)))],
+            "max": values[-1],
+            "last_end": last_end,
+            "tail": max(self.seen_done.values()) - last_end,
+        }
 
     def __repr__(self) -> str:
         """Show the totals."""
@@ -176,7 +211,8 @@ class EmulatorStats:
             ``submits`` (list of records as dicts), ``tasks_created``, ``ambiguous_submits``,
             ``admitted`` (account -> count), ``max_calls_in_window`` (account -> count),
             ``attempts`` (path -> count on arrival), ``max_attempts_in_window`` (account ->
-            count), ``in_flight`` and ``polls_by_task``.
+            count), ``in_flight``, ``polls_by_task``, ``overshoot`` (see
+            :meth:`overshoot_summary`) and ``task_ends``.
         """
         calls: dict[str, dict[str, int]] = {}
         for (path, code), n in sorted(self.calls.items()):
@@ -197,6 +233,8 @@ class EmulatorStats:
             },
             "in_flight": self.in_flight,
             "polls_by_task": dict(self.polls_by_task),
+            "overshoot": self.overshoot_summary(),
+            "task_ends": dict(self.task_ends),
         }
 
 

@@ -424,8 +424,10 @@ async def quota_exhaustion_stops(limit: int, tmp_path: Path) -> None:
         assert outcome.ok or isinstance(outcome.error, QuotaExceededError), outcome.error
     if limit < n:  # the quota hit while submits waited in the rate gate: never sent
         assert raised.not_attempted > 0
-    else:  # polls share the quota: the last few submits may meet it too (seen: 1 of 240)
-        assert raised.not_attempted <= n // 20
+    else:  # polls share the quota, and due polls go before queued submits (gate
+        # priority), so the quota may run out while submits still wait: those are never
+        # sent, and counted (seen: 92 of 240 with priority; 1 of 240 before it)
+        assert raised.not_attempted < n - limit // 3
         assert any(o.ok for o in outcomes)
     assert emu.stats.count(SUBMIT, 67200007) + emu.stats.count(code=67200007) >= 1
     images = {image_url(i) for i in range(n)}
