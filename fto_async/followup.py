@@ -44,7 +44,7 @@ from typing import Any, Final, Protocol, Unpack
 
 import attrs
 
-from .batch import BatchClient, BatchOptions, Items, Outcome, Progress
+from .batch import _END, BatchClient, BatchOptions, Items, Outcome, Progress, _next
 from .batch import screen_many as _screen_many
 from .errors import (
     BatchAbortedError,
@@ -380,27 +380,11 @@ class _Stage:
             done.set_result((report, error))
 
 
-_END = object()
-
-
 async def _results(stage: _Stage, items: Items) -> AsyncIterator[Outcome]:
     driver = asyncio.create_task(stage.drive(items))
     try:
-        while True:
-            getter = asyncio.ensure_future(stage.out.get())
-            try:
-                await asyncio.wait((getter, driver), return_when=asyncio.FIRST_COMPLETED)
-            finally:
-                if not getter.done():
-                    getter.cancel()
-            if getter.done() and not getter.cancelled():
-                item = getter.result()
-                if item is _END:
-                    break
-                yield item
-                continue
-            _raise_from(driver)
-            break
+        while (item := await _next(stage.out, driver)) is not _END:
+            yield item
         await driver
         if stage.inner_abort is not None:
             raise stage.inner_abort
@@ -410,17 +394,6 @@ async def _results(stage: _Stage, items: Items) -> AsyncIterator[Outcome]:
         if not driver.done():
             driver.cancel()
             await asyncio.gather(driver, return_exceptions=True)
-
-
-def _raise_from(driver: asyncio.Task[None]) -> None:
-    """Raise what killed the driver (a lone error out of its task groups as itself)."""
-    try:
-        driver.result()
-    except BaseExceptionGroup as group:
-        error: BaseException = group
-        while isinstance(error, BaseExceptionGroup) and len(error.exceptions) == 1:
-            error = error.exceptions[0]
-        raise error from group
 
 
 def screen_with_follow_ups(

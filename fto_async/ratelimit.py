@@ -134,13 +134,22 @@ class RateGateProtocol(Protocol):
         """The current pace in calls per second."""
 
 
+class _Admits(Protocol):
+    """Private: what :class:`_Slot` calls on a gate (this one, or the Redis one)."""
+
+    async def _enter(self, path: str, priority: bool) -> Permit: ...
+
+    def _exit(self) -> None: ...
+
+
 class _Slot:
-    """Private: the async context manager :meth:`RateGate.slot` returns (cheaper than a
-    generator-based one on this hot path)."""
+    """Private: the async context manager a gate's ``slot()`` returns (cheaper than a
+    generator-based one on this hot path); shared by :class:`RateGate` and
+    :class:`~fto_async.redisgate.RedisRateGate`."""
 
     __slots__ = ("_gate", "_path", "_priority")
 
-    def __init__(self, gate: RateGate, path: str, priority: bool) -> None:
+    def __init__(self, gate: _Admits, path: str, priority: bool) -> None:
         self._gate = gate
         self._path = path
         self._priority = priority

@@ -79,7 +79,7 @@ import attrs
 from ._gate_scripts import ACQUIRE_LUA, THROTTLE_LUA
 from .config import RateConfig, redact_url_credentials
 from .errors import BudgetExhaustedError, ConfigurationError, SharedGateError
-from .ratelimit import Permit, RateGate, _credit, _Pacer
+from .ratelimit import Permit, RateGate, _credit, _Pacer, _Slot
 
 if TYPE_CHECKING:
     from redis.asyncio import Redis
@@ -159,23 +159,6 @@ class _LocalPermit(Permit):
     """Private: a permit the local fallback gate granted (its feedback goes there)."""
 
     __slots__ = ()
-
-
-class _Slot:
-    """Private: the async context manager :meth:`RedisRateGate.slot` returns."""
-
-    __slots__ = ("_gate", "_path", "_priority")
-
-    def __init__(self, gate: RedisRateGate, path: str, priority: bool) -> None:
-        self._gate = gate
-        self._path = path
-        self._priority = priority
-
-    async def __aenter__(self) -> Permit:
-        return await self._gate._enter(self._path, self._priority)
-
-    async def __aexit__(self, *exc: object) -> None:
-        self._gate._in_flight.release()
 
 
 def _import_redis() -> Any:
@@ -275,6 +258,9 @@ class RedisRateGate:
             SharedGateError: Redis could not be reached at the first call.
         """
         return _Slot(self, path, priority)
+
+    def _exit(self) -> None:
+        self._in_flight.release()
 
     async def _enter(self, path: str, priority: bool) -> Permit:
         if self._closed:
