@@ -760,7 +760,10 @@ class _Batch:
                 )
                 await self.emit(Outcome(key, None, None, None, err))
                 continue
-            if fingerprint is None:  # the item's identity, for sharing and the cache
+            if fingerprint is None and (self.dedupe or self.cache is not None
+                                        or self.journaling is not None):
+                # The item's identity, for sharing, the cache and the journal (computed
+                # only when one of them is on: no extra work on a plain batch).
                 fingerprint = request_fingerprint(request)
             if self.journaling is not None:
                 # What the journal compares with its record: the same rule, unless the
