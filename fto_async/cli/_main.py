@@ -66,11 +66,12 @@ from ..fingerprint import request_fingerprint
 from ..followup import FollowUp
 from ..journal import ItemState, Journal
 from ..models import RiskLevel
+from ..outputs import atomic_write, records_from_journal, write_csv, write_jsonl
+from ..outputs._record import INVALID_TYPE
 from ._catalog import Catalog, CatalogError, check_defaults
 from ._display import Section, clean, format_duration, render_sections
 from ._paths import clash, sqlite_files
 from ._report import add_report_command, export_xlsx, html_path
-from ._results import INVALID_TYPE, atomic_write, records_from_journal, write_csv, write_jsonl
 from ._screen import (
     CACHE_SLACK,
     EXIT_OK,

@@ -2,7 +2,7 @@
 
 Strictly private, and part of the command only (the core never imports it): it joins
 catalog rows (product names and images) to results and hands plain data to
-:func:`fto_async.report.write_html` and :func:`fto_async._xlsx.write_xlsx`.
+:func:`fto_async.outputs.write_html` and :func:`fto_async.outputs.write_xlsx`.
 """
 
 from __future__ import annotations
@@ -15,13 +15,10 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from .._report_cards import Product
-from .._thumbs import cache_path
-from .._xlsx import write_xlsx
-from ..report import write_html
+from ..outputs import Product, records_from_journal, write_html, write_xlsx
+from ..outputs._thumbs import cache_path
 from ._catalog import Catalog, CatalogError, Defaults, Row
 from ._common import EXIT_OK, EXIT_USAGE, open_journal, say_error
-from ._results import records_from_journal
 
 __all__ = ["add_report_command", "export_xlsx", "html_path", "product_of", "screen_report"]
 

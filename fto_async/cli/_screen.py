@@ -58,6 +58,8 @@ from ..fingerprint import image_digest, request_fingerprint, wire_fingerprint
 from ..followup import FollowUp, screen_with_follow_ups
 from ..journal import ItemState, Journal, JournalRow
 from ..models import ImageSearchRequest, Request, TaskKind, WorkflowRequest
+from ..outputs import last_run
+from ..outputs._record import INVALID_TYPE, invalid_body
 from ._catalog import PLACEHOLDER_URL, Catalog, CatalogError, Row
 from ._common import (
     EXIT_FATAL,
@@ -69,10 +71,10 @@ from ._common import (
     say_error,
 )
 from ._display import ProgressView, Summary, render_sections, summary_sections
-from ._results import INVALID_TYPE, Tally, invalid_body, write_output
+from ._results import Tally, write_output
 
 if TYPE_CHECKING:
-    from .._thumbs import Warmer
+    from ..outputs._thumbs import Warmer
 
 __all__ = ["CACHE_SLACK", "EXIT_FATAL", "EXIT_OK", "EXIT_ROWS", "EXIT_STOPPED", "EXIT_USAGE",
            "Job", "last_run", "open_journal", "row_identity", "run_screen", "say_error",
@@ -223,8 +225,8 @@ class _Run:
         # The report's thumbnails of local images are made while the platform works.
         self.warmer: Warmer | None = None
         if job.report:
-            from .._report_cards import DEFAULT_PX  # Pillow: only when a report is asked for
-            from .._thumbs import Warmer, cache_path
+            from ..outputs._cards import DEFAULT_PX  # Pillow: only when a report is asked for
+            from ..outputs._thumbs import Warmer, cache_path
 
             self.warmer = Warmer(cache_path(job.out), DEFAULT_PX)
 
@@ -551,14 +553,6 @@ def _write_report(job: Job, calls: int) -> Path | None:
     from ._report import screen_report  # lazily: the report's libraries load only here
 
     return screen_report(job.catalog, job.out, calls)
-
-
-def last_run(journal: Journal) -> int:
-    """The number of the journal's last finished run (0: none, or an older journal)."""
-    try:
-        return int(journal.get_meta("last_run") or 0)
-    except ValueError:
-        return 0
 
 
 def _notes(run: _Run) -> list[tuple[str, str]]:

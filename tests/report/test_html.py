@@ -14,7 +14,7 @@ import pytest
 from PIL import Image
 
 from fto_async.journal import Journal
-from fto_async.report import Product, write_html
+from fto_async.outputs import Product, write_html
 from tests.report.conftest import XSS_IMG, XSS_SCRIPT, expected_risk, product_png
 
 

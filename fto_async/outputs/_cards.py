@@ -23,7 +23,7 @@ import attrs
 import PIL
 from PIL import Image, ImageOps, features
 
-from .journal import ItemState, JournalRow
+from ..journal import ItemState, JournalRow
 
 __all__ = [
     "DEFAULT_PX", "ENCODER", "RISKS", "Product", "Tally", "card", "has_local_image",
