@@ -66,12 +66,20 @@ from ..fingerprint import request_fingerprint
 from ..followup import FollowUp
 from ..journal import ItemState, Journal
 from ..models import RiskLevel
-from ..outputs import atomic_write, records_from_journal, write_csv, write_jsonl
+from ..outputs import (
+    atomic_write,
+    records_from_journal,
+    run_filter,
+    status_of,
+    write_csv,
+    write_jsonl,
+    write_xlsx,
+)
 from ..outputs._record import INVALID_TYPE
 from ._catalog import Catalog, CatalogError, check_defaults
 from ._display import Section, clean, format_duration, render_sections
 from ._paths import clash, sqlite_files
-from ._report import add_report_command, export_xlsx, html_path
+from ._report import add_report_command, html_path
 from ._screen import (
     CACHE_SLACK,
     EXIT_OK,
@@ -540,21 +548,24 @@ async def _status(path: Path) -> int:
     died = 0
     try:
         run = last_run(journal)
-        outside = journal.count_before_run(run) if run else 0
+        outside = journal.count_before_run(run) if run else 0  # left out, as by export
         states: Counter[str] = Counter()
         failures: Counter[str] = Counter()
         oldest: tuple[float, str, str] | None = None
         last = 0.0
         shared = 0  # rows answered by another row's task or a cached report (attempts 0)
-        for row in journal.rows():
+        for row in journal.rows(since_run=run or None):  # the row set of every output
             shared += row.task_id is not None and row.attempts == 0
-            name = str(row.state)
+            name = status_of(row)  # the outputs' word, told apart where the journal can:
+            if row.state is ItemState.SUBMITTED:
+                name = "submitted"  # pending, and paid: the next run polls it
             if row.state is ItemState.FAILED:
-                name = "invalid" if row.error_type == INVALID_TYPE else "failed"
                 failures[row.error_type or "error"] += 1
-            if row.state is ItemState.SUBMITTING and not live:
-                name = "unknown"
-                died += 1
+            if row.state is ItemState.SUBMITTING:
+                if live:
+                    name = "submitting"  # the run that holds the journal is sending it
+                else:
+                    died += 1
             states[name] += 1
             last = max(last, row.updated_at)
             if row.state is ItemState.SUBMITTED and row.submitted_at is not None and (
@@ -591,7 +602,8 @@ async def _status(path: Path) -> int:
                        "them unless --unknown skip"))
     if outside:
         footer.append(("not in the last run", f"{outside} items were not in the last run's "
-                       "catalog (export leaves them out unless --all)"))
+                       "catalog: not counted above (export and report leave them out "
+                       "unless --all)"))
     render_sections(sections, footer, sys.stdout)
     return EXIT_OK
 
@@ -606,11 +618,9 @@ def _cmd_export(args: argparse.Namespace) -> int:
         if refused is not None:
             say_error(refused)
             return EXIT_USAGE
-    if args.format == "xlsx":
-        if args.out is None:
-            say_error("--format xlsx needs --out FILE.xlsx")
-            return EXIT_USAGE
-        return export_xlsx(args.journal, args.out)
+    if args.format == "xlsx" and args.out is None:
+        say_error("--format xlsx needs --out FILE.xlsx")
+        return EXIT_USAGE
     return asyncio.run(_export(args.journal, args.format, args.out, everything=args.all))
 
 
@@ -619,8 +629,15 @@ async def _export(path: Path, fmt: str, out: Path | None, *, everything: bool = 
     if journal is None:
         return EXIT_USAGE
     try:
-        since = None if everything else last_run(journal) or None
-        if out is None:
+        since = run_filter(journal, everything=everything)  # the row set of every output
+        if fmt == "xlsx":
+            assert out is not None
+            try:
+                write_xlsx(records_from_journal(journal, since_run=since), out)
+            except OSError as exc:
+                say_error(f"cannot write {out}: {exc.strerror or exc}")
+                return EXIT_USAGE
+        elif out is None:
             _write_records(journal, fmt, sys.stdout, since)
         else:
             try:

@@ -20,7 +20,9 @@ file is still being parsed.
 
 The DOM has stable hooks for scripts and tests: each row is an ``article.card`` with
 ``data-key`` and ``data-risk`` (``high``, ``medium``, ``low``, ``none``, ``failed``,
-``invalid``, or ``pending`` for a row a stopped run has not finished), the header is
+``invalid``, ``pending`` for a row a stopped run has not finished, or ``unknown`` for
+one a run left mid-submit: the status words of :mod:`fto_async.outputs._record`), the
+header is
 ``#summary``, the search box ``input#search``; the filters are ``input[name=risk]``
 checkboxes, ``select#country`` and ``select#sort``.
 
@@ -61,6 +63,7 @@ from ._cards import (
     local_image,
     most,
 )
+from ._record import run_filter
 from ._thumbs import ThumbCache
 
 __all__ = ["HtmlReport", "Product", "write_html"]
@@ -100,6 +103,7 @@ def write_html(
     filters: Mapping[str, Iterable[str] | str | None] | None = None,
     thumb_px: int = DEFAULT_PX,
     thumb_cache: str | os.PathLike[str] | None = None,
+    all_rows: bool = False,
 ) -> HtmlReport:
     """Write the HTML risk report of ``source`` to ``path`` (atomically).
 
@@ -121,6 +125,9 @@ def write_html(
             report; ``fto-async screen --out OUT`` uses ``OUT.thumbs.db``. Keyed by each
             file's path, size and modification time; without it, a report still encodes
             each distinct file once.
+        all_rows: from a journal, also the rows its last run's catalog no longer had
+            (by default a journal's report shows the rows ``export`` writes:
+            :func:`~fto_async.outputs.run_filter`).
 
     Returns:
         What was written (:class:`HtmlReport`).
@@ -132,13 +139,19 @@ def write_html(
     out = Path(path)
     if isinstance(source, str | os.PathLike):
         return _from_file(Path(source), lambda rows: _write(
-            rows, out, title, products, calls, filters, thumb_px, thumb_cache))  # fmt: skip
-    rows = source.rows() if isinstance(source, Journal) else source
+            rows, out, title, products, calls, filters, thumb_px, thumb_cache),
+            all_rows=all_rows)  # fmt: skip
+    rows = _run_rows(source, all_rows) if isinstance(source, Journal) else source
     return _write(rows, out, title, products, calls, filters, thumb_px, thumb_cache)
 
 
-def _from_file(source: Path, use: Callable[[Rows], _T]) -> _T:
-    """Call ``use`` with the rows of a journal or JSONL file."""
+def _run_rows(journal: Journal, all_rows: bool) -> Iterator[JournalRow]:
+    """The journal's row set: its last run's rows (every row with ``all_rows``)."""
+    return journal.rows(since_run=run_filter(journal, everything=all_rows))
+
+
+def _from_file(source: Path, use: Callable[[Rows], _T], *, all_rows: bool = False) -> _T:
+    """Call ``use`` with the rows of a journal (its row set) or JSONL file."""
     with source.open("rb") as handle:
         magic = handle.read(len(_SQLITE_MAGIC))
     if magic != _SQLITE_MAGIC:
@@ -147,7 +160,7 @@ def _from_file(source: Path, use: Callable[[Rows], _T]) -> _T:
 
     async def with_journal() -> _T:
         async with await Journal.open(source, readonly=True) as journal:
-            return use(journal.rows())
+            return use(_run_rows(journal, all_rows))
 
     try:
         asyncio.get_running_loop()
