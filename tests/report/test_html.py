@@ -184,7 +184,8 @@ def test_statuses_map_to_data_risk(tmp_path):
                             ("u", "unknown"), ("f", "failed"), ("i", "invalid")]
     assert "task failed (task_status 3)" in html
     assert "country: bad code" in html
-    assert written.risk == {"low": 1, "none": 1, "pending": 2, "failed": 1, "invalid": 1}
+    assert written.risk == {"low": 1, "none": 1, "pending": 1, "unknown": 1, "failed": 1,
+                            "invalid": 1}
 
 
 def test_header_shows_calls_filters_and_the_country_chart(tmp_path):
