@@ -30,6 +30,7 @@ from fto_async.models import normalize_score
 from fto_async.outputs import STATUSES, write_html
 from fto_async.outputs._cards import card
 from fto_async.outputs._record import INVALID_TYPE, invalid_body
+from tests.test_cli import FAST, catalog, cli, emu, env, records  # noqa: F401 - fixtures
 
 _REPORT = {"task_status": 2, "report": {"comparisons": [], "high_risk_country": [],
                                         "middle_risk_country": []}}  # fmt: skip
@@ -232,3 +233,39 @@ def test_the_report_reads_an_ai67_score_as_the_model_does(raw):
     (match,) = card(record, None)["matches"]
     assert match["score"] == normalize_score(raw)
     assert 0.0 <= match["score"] <= 1.0
+
+
+# -- the same agreement on a journal the command wrote (the emulator, two runs) ----------
+
+
+async def test_two_real_runs_agree_in_every_output(emu, env, tmp_path, capsys):  # noqa: F811
+    """Run 1 screens six rows (one shares another's task, one is invalid); run 2 drops a
+    row, changes one, and adds one the report cache answers. The screen's own JSONL, the
+    exports, the report and status then list the same rows with the same status."""
+    cache = ["--cache", str(tmp_path / "cache.db")]
+    out = tmp_path / "results.jsonl"
+    journal = tmp_path / "results.jsonl.journal.db"
+    first = ["A,https://example.com/a.png,US", "B,https://example.com/a.png,US",
+             "C,https://example.com/c.png,US", "D,ftp://example.com/d.png,US",
+             "E,https://example.com/e.png,US", "F,https://example.com/f.png,US"]
+    path = catalog(tmp_path, first)
+    assert await cli("screen", str(path), "--out", str(out), *cache, *FAST) == 1
+    second = [row for row in first if not row.startswith(("E,", "F,"))]
+    second += ["F,https://example.com/f.png,EU", "G,https://example.com/c.png,US"]
+    path = catalog(tmp_path, second)
+    submits = len(emu.stats.submits)
+    assert await cli("screen", str(path), "--out", str(out), *cache, *FAST) == 1
+    assert len(emu.stats.submits) == submits + 1  # F again; G came from the cache
+    screened = {r["key"]: r["status"] for r in records(out)}
+    assert screened == {"A": "done", "B": "done", "C": "done", "D": "invalid", "F": "done",
+                        "G": "done"}  # fmt: skip
+
+    def check() -> None:
+        assert _jsonl(journal, capsys) == screened
+        assert _csv(journal, capsys) == screened
+        assert _xlsx(journal, tmp_path) == screened
+        assert _html(journal, tmp_path) == screened
+        assert _status_counts(journal, capsys) == Counter(screened.values())
+        assert set(_jsonl(journal, capsys, "--all")) == {*screened, "E"}
+
+    await asyncio.to_thread(check)
