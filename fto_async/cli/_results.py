@@ -18,7 +18,7 @@ import attrs
 
 from ..journal import ItemState, Journal
 from ..outputs import atomic_write, record_from_journal, write_jsonl
-from ..outputs._record import invalid_record
+from ..outputs._record import follow_up_status, invalid_record
 from ._catalog import Catalog
 
 __all__ = ["Tally", "write_output"]
@@ -79,10 +79,7 @@ class Tally:
         status = record["status"]
         self.status[status] += 1
         for fu in record.get("follow_ups", ()):
-            fu_state = (
-                "done" if fu["report"] is not None else "failed" if fu["error"] else "pending"
-            )
-            self.follow_ups[fu_state] += 1
+            self.follow_ups[follow_up_status(fu)] += 1
             self.follow_ups_high += fu["highest_risk"] == "High"
         if status == "pending":
             reason = _waiting(record, state)

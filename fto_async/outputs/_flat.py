@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any, Final, TextIO
 
 from ._cells import cell_text
+from ._record import follow_up_status
 
 __all__ = ["CSV_COLUMNS", "atomic_write", "write_csv", "write_jsonl"]
 
@@ -56,6 +57,15 @@ def write_csv(records: Iterable[dict[str, Any]], handle: TextIO) -> None:
             rec["highest_risk"],
             ";".join(rec["high_risk_countries"]),
             rec["error"],
-            ";".join(f"{fu['patent_pn']}={fu['highest_risk'] or fu['error'] or 'pending'}"
+            ";".join(f"{fu['patent_pn']}={_follow_up_cell(fu)}"
                      for fu in rec.get("follow_ups", ())),
         )])
+
+
+def _follow_up_cell(record: dict[str, Any]) -> str:
+    """A follow-up in the CSV: its highest risk when done (``done`` if none), its error
+    when failed, else ``pending``."""
+    status = follow_up_status(record)
+    if status == "done":
+        return str(record.get("highest_risk") or "done")
+    return str(record.get("error") or "failed") if status == "failed" else status

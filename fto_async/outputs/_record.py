@@ -39,6 +39,7 @@ __all__ = [
     "STATUSES",
     "base_record",
     "follow_up_record",
+    "follow_up_status",
     "invalid_body",
     "invalid_record",
     "last_run",
@@ -127,6 +128,13 @@ def follow_up_record(row: FollowUpRow) -> dict[str, Any]:
         "high_risk_countries": high,
         "error": row.error if row.state is ItemState.FAILED else None, "report": report,
     }  # fmt: skip
+
+
+def follow_up_status(record: dict[str, Any]) -> str:
+    """The status word of a follow-up record: ``done``, ``failed`` or ``pending``."""
+    if record.get("report") is not None:
+        return "done"
+    return "failed" if record.get("error") else "pending"
 
 
 def record_from_journal(
