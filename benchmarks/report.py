@@ -46,7 +46,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import table
 
 from fto_async.emulator._reports import ReportInputs, build_result
-from fto_async.report import write_html
+from fto_async.outputs import write_html
 
 ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
         "--disable-background-networking", "--disable-component-update", "--disable-sync"]

@@ -35,6 +35,10 @@ The package, one job per module (imports run one way, downwards: ``cli/`` -> ``c
     journal        the durable record of every item
     client         FtoClient: one method per endpoint; builds batches and pollers
     testing        MockTransport, for tests with no server
+    outputs/       the one record rule (journal row -> flat record, one status word, the
+                   last run's row set) and its writers: JSONL, CSV, XLSX, the HTML report
+                   (cards, thumbnails, templates); never imported by the modules above
+    report         the HTML report's old name (README): re-exports outputs.write_html
     cli/           the fto-async command (never imported by the modules above)
     emulator/      the local platform
 """

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from fto_async.cli._main import default_cache_path, parse_duration
+from fto_async.cli._args import default_cache_path, parse_duration
 from tests._shared import PNG, png_of_size
 from tests.test_cli import FAST, catalog, cli, emu, env, records  # noqa: F401 - fixtures
 
@@ -144,7 +144,7 @@ def test_default_cache_is_one_file_per_platform(scheme):
 async def test_an_expired_upload_url_is_not_reused(emu, env, tmp_path, monkeypatch):  # noqa: F811
     """An upload URL is reused only while its ``expire`` leaves the margin; past it the
     file is uploaded again (here every URL is treated as too old)."""
-    from fto_async.cli import _screen
+    from fto_async.cli import _images
 
     (tmp_path / "a.png").write_bytes(PNG)
     rows = ["P1,a.png,US", "P2,a.png,EU", "P3,a.png,JP"]  # one file, three questions
@@ -152,7 +152,7 @@ async def test_an_expired_upload_url_is_not_reused(emu, env, tmp_path, monkeypat
     assert await cli("screen", str(path), "--out", str(tmp_path / "a.jsonl"), "--no-cache",
                      *FAST) == 0  # fmt: skip
     assert emu.stats.count(UPLOAD, 0) == 1
-    monkeypatch.setattr(_screen, "_UPLOAD_MARGIN", 10**9)
+    monkeypatch.setattr(_images, "_UPLOAD_MARGIN", 10**9)
     assert await cli("screen", str(path), "--out", str(tmp_path / "b.jsonl"), "--no-cache",
                      *FAST) == 0  # fmt: skip
     assert emu.stats.count(UPLOAD, 0) == 4

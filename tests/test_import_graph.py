@@ -108,3 +108,26 @@ def test_the_emulator_imports_no_client_code() -> None:
         if _is_within(name, "fto_async.emulator"):
             outside = sorted(m for m in deps if not _is_within(m, "fto_async.emulator"))
             assert not outside, f"{name} imports {outside}"
+
+
+#: Modules outside fto_async.outputs that may import it: the command line, and the
+#: report's old module, kept as an alias because the README named it.
+_OUTPUTS_USERS = ("fto_async.cli", "fto_async.report")
+
+
+def test_core_never_imports_the_outputs() -> None:
+    """Only the command line imports fto_async.outputs (the writers sit above the core)."""
+    for name, deps in GRAPH.items():
+        if _is_within(name, "fto_async.outputs") or any(_is_within(name, u)
+                                                        for u in _OUTPUTS_USERS):
+            continue
+        bad = sorted(m for m in deps if _is_within(m, "fto_async.outputs"))
+        assert not bad, f"{name} imports {bad}"
+
+
+def test_the_outputs_import_no_cli() -> None:
+    """The writers know no command line: the CLI hands them records or a journal."""
+    for name, deps in GRAPH.items():
+        if _is_within(name, "fto_async.outputs"):
+            bad = sorted(m for m in deps if _is_within(m, "fto_async.cli"))
+            assert not bad, f"{name} imports {bad}"

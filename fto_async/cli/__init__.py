@@ -2,12 +2,21 @@
 
 Modules:
 
-* ``_main``: the argument parser and the ``status``, ``export``, ``demo`` and
-  ``emulator`` commands;
-* ``_screen``: one screening run (catalog -> journal -> batch -> output);
+* ``_main``: the argument parser and the dispatch (and the ``emulator`` command);
+* ``_args``: argument types and defaults (durations, ``--qps``, ``--follow-up``, ...);
+* ``_job``: a ``screen`` command checked before any call (:class:`~._job.Job`);
+* ``_screen``: one screening run (catalog -> journal -> batch -> output), its summary;
+* ``_images``: a row's identity (fingerprint, image digest), uploads and their reuse;
+* ``_signals``: Ctrl-C and SIGTERM during a run and during the output's rebuild;
+* ``_dryrun``: ``screen --dry-run``, counting the calls a run would make;
+* ``_status``, ``_export``, ``_demo``: the ``status``, ``export`` and ``demo`` commands;
+* ``_report``: the ``report`` command and the HTML report beside ``screen --out``;
 * ``_catalog``: reading a CSV/JSONL catalog into requests, row by row;
-* ``_results``: output rows, JSONL/CSV writing, tallies;
-* ``_display``: progress and summary tables (rich on a terminal, plain lines else).
+* ``_results``: the screen's output rebuilt from the journal, and the summary's tally;
+* ``_display``: progress and summary tables (rich on a terminal, plain lines else);
+* ``_common``, ``_paths``: exit codes, error lines, opening a journal; output clashes.
+
+The records and their writers (JSONL, CSV, XLSX, HTML) are :mod:`fto_async.outputs`.
 """
 
 from ._main import build_parser, main

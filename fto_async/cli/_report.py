@@ -2,28 +2,24 @@
 
 Strictly private, and part of the command only (the core never imports it): it joins
 catalog rows (product names and images) to results and hands plain data to
-:func:`fto_async.report.write_html` and :func:`fto_async._xlsx.write_xlsx`.
+:func:`fto_async.outputs.write_html`.
 """
 
 from __future__ import annotations
 
 import argparse
-import asyncio
 import json
 import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from .._report_cards import Product
-from .._thumbs import cache_path
-from .._xlsx import write_xlsx
-from ..report import write_html
+from ..outputs import Product, write_html
+from ..outputs._thumbs import cache_path
 from ._catalog import Catalog, CatalogError, Defaults, Row
-from ._common import EXIT_OK, EXIT_USAGE, open_journal, say_error
-from ._results import records_from_journal
+from ._common import EXIT_OK, EXIT_USAGE, say_error
 
-__all__ = ["add_report_command", "export_xlsx", "html_path", "product_of", "screen_report"]
+__all__ = ["add_report_command", "html_path", "product_of", "screen_report"]
 
 # Only titles and images are read from a catalog here; a country makes every row parse.
 _READ_ONLY_DEFAULTS = Defaults(country=("US",))
@@ -72,22 +68,6 @@ def screen_report(catalog: Catalog, results: Path, calls: int | None) -> Path | 
     return out
 
 
-def export_xlsx(journal_path: Path, out: Path) -> int:
-    """``fto-async export JOURNAL --format xlsx --out FILE``."""
-    # --out is checked against the journal (links too) by the export command.
-    async def run() -> int:
-        journal = await open_journal(journal_path, readonly=True)
-        if journal is None:
-            return EXIT_USAGE
-        try:
-            write_xlsx(records_from_journal(journal), out)
-        finally:
-            await journal.close()
-        return EXIT_OK
-
-    return asyncio.run(run())
-
-
 def add_report_command(commands: Any) -> None:
     """Add ``fto-async report JOURNAL --out report.html [--catalog C] [--title T]``."""
     report = commands.add_parser(
@@ -98,6 +78,8 @@ def add_report_command(commands: Any) -> None:
     report.add_argument("--catalog", type=Path,
                         help="the catalog, for product names and local images")
     report.add_argument("--title", help="the report's heading")
+    report.add_argument("--all", action="store_true",
+                        help="also rows that were not in the last run's catalog")
     report.set_defaults(func=_cmd_report)
 
 
@@ -116,7 +98,7 @@ def _cmd_report(args: argparse.Namespace) -> int:
             catalog = Catalog(args.catalog, _READ_ONLY_DEFAULTS)
             products = {row.jkey: product_of(row) for row in catalog.rows()}
         written = write_html(args.journal, args.out, title=args.title, products=products,
-                             thumb_cache=thumbs)
+                             thumb_cache=thumbs, all_rows=args.all)
     except (CatalogError, OSError, ValueError, RuntimeError) as exc:
         say_error(str(exc))
         return EXIT_USAGE

@@ -27,19 +27,16 @@ equal rows share one task; a local file is uploaded once per run (its URL reused
 from __future__ import annotations
 
 import asyncio
-import base64
 import contextlib
-import signal
 import sqlite3
 import sys
 import time
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Final, Literal, TextIO
+from typing import TYPE_CHECKING, Final, Literal, TextIO
 
 import attrs
 
-from .. import _validate
 from ..batch import Item, screen_many
 from ..cache import ReportCache
 from ..client import FtoClient
@@ -54,11 +51,12 @@ from ..errors import (
     PlatformUnreachableError,
     QuotaExceededError,
 )
-from ..fingerprint import image_digest, request_fingerprint, wire_fingerprint
-from ..followup import FollowUp, screen_with_follow_ups
+from ..followup import screen_with_follow_ups
 from ..journal import ItemState, Journal, JournalRow
-from ..models import ImageSearchRequest, Request, TaskKind, WorkflowRequest
-from ._catalog import PLACEHOLDER_URL, Catalog, CatalogError, Row
+from ..models import ImageSearchRequest, Request, WorkflowRequest
+from ..outputs import last_run
+from ..outputs._record import INVALID_TYPE, invalid_body
+from ._catalog import PLACEHOLDER_URL, CatalogError, Row
 from ._common import (
     EXIT_FATAL,
     EXIT_OK,
@@ -69,112 +67,21 @@ from ._common import (
     say_error,
 )
 from ._display import ProgressView, Summary, render_sections, summary_sections
-from ._results import INVALID_TYPE, Tally, invalid_body, write_output
+from ._images import Images, row_identity, stored_fingerprint, unreadable
+from ._job import Job
+from ._results import Tally, write_output
+from ._signals import interrupts_during_rebuild, signal_handlers
 
 if TYPE_CHECKING:
-    from .._thumbs import Warmer
+    from ..outputs._thumbs import Warmer
 
-__all__ = ["CACHE_SLACK", "EXIT_FATAL", "EXIT_OK", "EXIT_ROWS", "EXIT_STOPPED", "EXIT_USAGE",
-           "Job", "last_run", "open_journal", "row_identity", "run_screen", "say_error",
-           "stored_fingerprint"]  # fmt: skip
+__all__ = ["run_screen"]
 
 _PAST_PENDING: Final = frozenset({ItemState.DONE, ItemState.SUBMITTED, ItemState.FAILED})
-#: Seconds of max-age a local-image row's cache hit must have left for its upload to be
-#: skipped (the batch reads the cache again a moment later and must hit too).
-CACHE_SLACK: Final = 60.0
-_UPLOAD_LIFETIME: Final = 32_400.0  # seconds an upload URL lives when ``expire`` is absent
-_UPLOAD_MARGIN: Final = 600.0  # an upload URL is reused only with this much life left
-
-
-@attrs.frozen
-class Job:
-    """What to screen and where the results go.
-
-    Attributes:
-        catalog: the catalog (already scanned). total: its number of rows.
-        out: the output JSONL file. journal: the journal file.
-        unknown_policy: ``"resubmit"`` or ``"skip"`` rows an earlier run may have submitted.
-        resume: the command that resumes this run (shown after a stop).
-        tty: force (or forbid) terminal rendering; ``None`` asks the streams.
-        report: write the HTML report ``OUT.html`` beside ``out`` at the end.
-        follow_up: 1-vs-1 follow-ups of each row's riskiest matches (``--follow-up``).
-        cache: the report cache file (``None``: no cache). max_age: seconds a cached
-            report stays good.
-        retry_failed: submit again rows whose task failed in an earlier run
-            (``--retry-failed``; rows refused as invalid are retried once fixed anyway).
-    """
-
-    catalog: Catalog
-    total: int
-    out: Path
-    journal: Path
-    unknown_policy: Literal["resubmit", "skip"] = "resubmit"
-    resume: str = ""
-    tty: bool | None = None
-    report: bool = True
-    follow_up: FollowUp | None = None
-    cache: Path | None = None
-    max_age: float = 7 * 86400.0
-
-    retry_failed: bool = False
-
-
-def _unreadable(row: Row, exc: Exception) -> str:
-    if isinstance(exc, OSError) and row.image_path is not None:
-        return f"image_path: cannot read {row.image_path.name} ({exc})"
-    return str(exc)
 
 
 def _past_pending(jrow: JournalRow | None) -> bool:
     return jrow is not None and jrow.state in _PAST_PENDING
-
-
-async def row_identity(row: Row) -> tuple[str, str | None]:
-    """A good row's request fingerprint and, for an ``image_path`` row, its file's digest.
-
-    Raises:
-        OSError: the image file cannot be read. InvalidRequestError: it is no image.
-    """
-    if row.image_path is None:
-        assert row.request is not None
-        return request_fingerprint(row.request), None
-    data = await asyncio.to_thread(row.image_path.read_bytes)
-    digest = image_digest(data)
-    if row.workflow:  # sent as base64: the fingerprint hashes the same bytes
-        return request_fingerprint(row.make_request(image=data)), digest
-    return request_fingerprint(row.make_request(url=PLACEHOLDER_URL), image_sha256=digest), digest
-
-
-def stored_fingerprint(row: Row, jrow: JournalRow) -> str | None:
-    """The fingerprint of what the journal screened for ``row`` (``None``: cannot tell).
-
-    A schema-1 row has none stored; for a URL row its stored request is the wire body,
-    so the fingerprint is computed from it; a local image's bytes were never recorded.
-    """
-    if jrow.fingerprint is not None or row.image_path is not None or jrow.kind is None:
-        return jrow.fingerprint
-    if jrow.request.get("invalid") is True:
-        return None
-    kind: TaskKind = "workflow" if jrow.kind == "workflow" else "image_search"
-    return wire_fingerprint(kind, jrow.request)
-
-
-@contextlib.contextmanager
-def _signal_handlers(callback: Callable[[], None]) -> Iterator[None]:
-    """Route SIGINT and SIGTERM to ``callback`` while in the block (main thread only)."""
-    loop = asyncio.get_running_loop()
-    installed: list[signal.Signals] = []
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        try:
-            loop.add_signal_handler(sig, callback)
-        except (NotImplementedError, RuntimeError, ValueError):  # not the main thread, Windows
-            continue
-        installed.append(sig)
-    try:
-        yield
-    finally:
-        for sig in installed:
-            loop.remove_signal_handler(sig)
 
 
 def _fatal_hint(error: FtoError, oauth: bool) -> str:
@@ -201,13 +108,11 @@ class _Run:
         self.job = job
         self.cache = cache
         self.distinct: set[str] = set()  # fingerprints of the good rows (for the summary)
-        self.upload_urls: dict[str, tuple[str, float]] = {}  # digest -> (url, good until)
         self.client = client
         self.journal = journal
         self.view = view
         self.stop = asyncio.Event()
         self.signals = 0
-        self.uploads = 0
         self.fatal: FtoError | None = None
         self.catalog_error: CatalogError | None = None
         self.work: asyncio.Task[None] | None = None
@@ -217,14 +122,12 @@ class _Run:
         self.unsent = 0  #: rows whose submit failed before it went out (left pending)
         self.unsent_error: FtoError | None = None
         self.fingerprints: dict[str, str | None] = {}  # handed to the batch, then dropped
-        # Follow-ups need a row's public image URL again: image_path rows are remembered
-        # (path, and the P010 URL with its expiry) until their follow-ups ask for it.
-        self.images: dict[str, tuple[Path, str | None, float]] = {}
+        self.images = Images(client, cache, job.max_age, job.follow_up is not None)
         # The report's thumbnails of local images are made while the platform works.
         self.warmer: Warmer | None = None
         if job.report:
-            from .._report_cards import DEFAULT_PX  # Pillow: only when a report is asked for
-            from .._thumbs import Warmer, cache_path
+            from ..outputs._cards import DEFAULT_PX  # Pillow: only when a report is asked for
+            from ..outputs._thumbs import Warmer, cache_path
 
             self.warmer = Warmer(cache_path(job.out), DEFAULT_PX)
 
@@ -260,11 +163,11 @@ class _Run:
             unknown_policy=self.job.unknown_policy, on_progress=self.view.update,
             progress_interval=0.25, count_remaining=False, fingerprint=self.fingerprint_of,
             cache=self.cache,
-            follow_up=attrs.evolve(self.job.follow_up, image_url=self.follow_up_image),
+            follow_up=attrs.evolve(self.job.follow_up, image_url=self.images.follow_up_image),
         )  # fmt: skip
         try:
             async for outcome in batch:  # the output is rebuilt from the journal at the end
-                self.images.pop(str(outcome.key), None)  # its follow-ups have ended
+                self.images.forget(str(outcome.key))  # its follow-ups have ended
                 error = outcome.error
                 if error is not None and outcome.task_id is None and not outcome.resumed \
                         and (error.retryable or error.fatal):
@@ -272,29 +175,6 @@ class _Run:
                     self.unsent_error = error
         except BatchAbortedError as exc:
             self.fatal = exc.cause
-
-    async def follow_up_image(self, key: object, request: object) -> str:
-        """The public URL of a row's image for its follow-ups: the run's P010 URL while
-        fresh, else a new upload of its image_path; else the request's own image."""
-        entry = self.images.pop(str(key), None)
-        if entry is not None:
-            path, url, expires = entry
-            if url is not None and time.monotonic() < expires - _UPLOAD_MARGIN:
-                return url
-            uploaded = await self.client.upload_image(path)
-            self.uploads += 1
-            return uploaded.url
-        if isinstance(request, ImageSearchRequest) or (
-            isinstance(request, WorkflowRequest) and request.url is not None
-        ):
-            assert request.url is not None
-            return request.url
-        if isinstance(request, WorkflowRequest) and request.target_image_base64 is not None:
-            data = base64.b64decode(request.target_image_base64)
-            uploaded = await self.client.upload_image(data)
-            self.uploads += 1
-            return uploaded.url
-        raise InvalidRequestError("image", "the row has no image to compare")
 
     # -- the input of the batch -------------------------------------------------------
 
@@ -330,7 +210,7 @@ class _Run:
                         self.gone += 1  # its result stays: the image is not needed again
                         continue
                     if not _past_pending(jrow):
-                        await self._invalid(row, _unreadable(row, exc))
+                        await self._invalid(row, unreadable(row, exc))
                         continue
                     # Its task is known: no upload needed. A fingerprint of its own keeps
                     # it from sharing anything through the placeholder URL, and the
@@ -406,33 +286,13 @@ class _Run:
             ItemState.UNKNOWN, ItemState.SUBMITTING
         )
         assert row.image_path is not None
-        if self.job.follow_up is not None:
-            self.images[row.jkey] = (row.image_path, None, 0.0)  # uploaded if followed up
+        self.images.remember(row.jkey, row.image_path)  # uploaded if followed up
         if state in _PAST_PENDING or skip_unknown:
             return row.make_request(url=PLACEHOLDER_URL)  # never sent: the journal has it
         assert row.image_path is not None
         assert digest is not None
         try:
-            if row.workflow:
-                data, _kind = await asyncio.to_thread(
-                    _validate.read_image_file, "image_path", row.image_path
-                )
-                return await asyncio.to_thread(row.make_request, image=data)
-            if self.cache is not None and await self.cache.get(
-                fingerprint, max_age=self.job.max_age - CACHE_SLACK
-            ):
-                return row.make_request(url=PLACEHOLDER_URL)  # the batch's cache hit
-            known = self.upload_urls.get(digest)
-            if known is not None and time.monotonic() < known[1]:
-                return row.make_request(url=known[0])
-            uploaded = await self.client.upload_image(row.image_path)
-            self.uploads += 1
-            if self.job.follow_up is not None:  # reused by its follow-ups while fresh
-                expires = time.monotonic() + float(uploaded.expire or 0)
-                self.images[row.jkey] = (row.image_path, uploaded.url, expires)
-            life = float(uploaded.expire) if uploaded.expire else _UPLOAD_LIFETIME
-            self.upload_urls[digest] = (uploaded.url, time.monotonic() + life - _UPLOAD_MARGIN)
-            return row.make_request(url=uploaded.url)
+            return await self.images.request(row, fingerprint, digest)
         except OSError as exc:
             await self._invalid(row, f"image_path: cannot read {row.image_path.name} ({exc})")
         except InvalidRequestError as exc:
@@ -483,7 +343,7 @@ async def run_screen(job: Job, make_client: Callable[[], FtoClient]) -> int:
     rebuilt = True
     try:
         async with client:
-            with view, _signal_handlers(run.on_signal):
+            with view, signal_handlers(run.on_signal):
                 run.work = asyncio.create_task(run.consume())
                 try:
                     await run.work
@@ -494,7 +354,7 @@ async def run_screen(job: Job, make_client: Callable[[], FtoClient]) -> int:
         if run.warmer is not None:
             await asyncio.to_thread(run.warmer.close)
         try:
-            with _interrupts_during_rebuild():
+            with interrupts_during_rebuild():
                 tally = await write_output(job.catalog, journal, job.out, run=run_no)
         except KeyboardInterrupt:  # Ctrl-C (again) or SIGTERM while the output was rebuilt
             rebuilt = False
@@ -532,7 +392,7 @@ async def run_screen(job: Job, make_client: Callable[[], FtoClient]) -> int:
         unconnected=stats.unconnected, unanswered=stats.unanswered,
         ambiguous=client.stats.ambiguous_submits,
         resubmitted_unknown=latest.resubmitted_unknown if latest else 0,
-        recovered_unknown=journal.recovered_unknown, uploads=run.uploads,
+        recovered_unknown=journal.recovered_unknown, uploads=run.images.uploads,
         elapsed=time.monotonic() - started, out=job.out, journal=job.journal,
         notes=_notes(run),
         distinct=len(run.distinct), from_cache=latest.from_cache if latest else 0,
@@ -551,14 +411,6 @@ def _write_report(job: Job, calls: int) -> Path | None:
     from ._report import screen_report  # lazily: the report's libraries load only here
 
     return screen_report(job.catalog, job.out, calls)
-
-
-def last_run(journal: Journal) -> int:
-    """The number of the journal's last finished run (0: none, or an older journal)."""
-    try:
-        return int(journal.get_meta("last_run") or 0)
-    except ValueError:
-        return 0
 
 
 def _notes(run: _Run) -> list[tuple[str, str]]:
@@ -598,29 +450,6 @@ def _cache_text(job: Job) -> str:
     days = job.max_age / 86400
     age = f"{days:g} d" if days >= 1 else f"{job.max_age / 3600:g} h"
     return f"{job.cache} (reports younger than {age} reused)"
-
-
-@contextlib.contextmanager
-def _interrupts_during_rebuild() -> Iterator[None]:
-    """SIGINT and SIGTERM raise :class:`KeyboardInterrupt` in the block (main thread only).
-
-    The output is written atomically, so stopping mid-way leaves the old file whole.
-    """
-    def interrupt(_sig: int, _frame: object) -> None:
-        raise KeyboardInterrupt
-
-    previous: list[tuple[signal.Signals, Any]] = []
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        try:
-            previous.append((sig, signal.signal(sig, interrupt)))
-        except (ValueError, OSError):  # not the main thread
-            continue
-    try:
-        yield
-    finally:
-        for sig, handler in previous:
-            signal.signal(sig, handler)
-
 
 def _print_summary(job: Job, summary: Summary) -> None:
     sections, footer = summary_sections(summary)

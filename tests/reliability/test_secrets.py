@@ -55,10 +55,10 @@ from fto_async import (
     RetryConfig,
     TLSError,
 )
-from fto_async.cli._results import records_from_journal, write_csv
 from fto_async.emulator import Emulator, EmulatorConfig, create_app
 from fto_async.emulator._state import STATE_KEY, EmulatorState
 from fto_async.journal import Journal
+from fto_async.outputs import records_from_journal, write_csv
 from fto_async.retry import RetryEvent
 from tests._shared import collect
 

@@ -14,11 +14,11 @@ from typing import Any
 import openpyxl
 import pytest
 
-from fto_async._cells import cell_text
-from fto_async._xlsx import DESIGN_COLUMNS, ROW_COLUMNS, write_xlsx
 from fto_async.cli import main
-from fto_async.cli._results import write_csv
 from fto_async.emulator import Emulator, EmulatorConfig
+from fto_async.outputs import write_csv
+from fto_async.outputs._cells import cell_text
+from fto_async.outputs._xlsx import DESIGN_COLUMNS, ROW_COLUMNS, write_xlsx
 
 DANGEROUS = ["=HYPERLINK(\"http://evil\",\"x\")", "+1+2", "-3+4", "@SUM(A1)", "\t=1", "\r=1"]
 

@@ -14,7 +14,7 @@ import pytest
 from PIL import Image
 
 from fto_async.journal import Journal
-from fto_async.report import Product, write_html
+from fto_async.outputs import Product, write_html
 from tests.report.conftest import XSS_IMG, XSS_SCRIPT, expected_risk, product_png
 
 
@@ -168,7 +168,8 @@ def test_matches_are_sorted_by_risk_then_score_with_their_thumbnails(tmp_path):
 
 
 def test_statuses_map_to_data_risk(tmp_path):
-    """done without matches is none, failed and invalid say why, unfinished rows are pending."""
+    """done without matches is none, failed and invalid say why, unfinished rows are pending,
+    rows left mid-submit unknown (the status word of CSV and JSONL)."""
     records = [
         _done("clean", []),
         _done("low", [_comparison("L", "Low", 0.3)]),
@@ -180,10 +181,11 @@ def test_statuses_map_to_data_risk(tmp_path):
     written = write_html(records, tmp_path / "r.html")
     html = written.path.read_text("utf-8")
     assert _cards(html) == [("low", "low"), ("clean", "none"), ("p", "pending"),
-                            ("u", "pending"), ("f", "failed"), ("i", "invalid")]
+                            ("u", "unknown"), ("f", "failed"), ("i", "invalid")]
     assert "task failed (task_status 3)" in html
     assert "country: bad code" in html
-    assert written.risk == {"low": 1, "none": 1, "pending": 2, "failed": 1, "invalid": 1}
+    assert written.risk == {"low": 1, "none": 1, "pending": 1, "unknown": 1, "failed": 1,
+                            "invalid": 1}
 
 
 def test_header_shows_calls_filters_and_the_country_chart(tmp_path):

@@ -13,12 +13,13 @@ from typing import Any
 
 import pytest
 
-from fto_async import _report_cards, report
-from fto_async._report_cards import ENCODER
-from fto_async._thumbs import ThumbCache, cache_path
 from fto_async.cli import main
 from fto_async.emulator import Emulator, EmulatorConfig
-from fto_async.report import Product, write_html
+from fto_async.outputs import Product, write_html
+from fto_async.outputs import _cards as _report_cards
+from fto_async.outputs import _html as report
+from fto_async.outputs._cards import ENCODER
+from fto_async.outputs._thumbs import ThumbCache, cache_path
 from tests.report.conftest import product_png
 
 _SRC = re.compile(r'<div class="frame"><img src="(data:image/[^"]+)"')

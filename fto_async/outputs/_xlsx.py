@@ -9,7 +9,7 @@ Two sheets, from the same records as the JSONL output (``fto-async export --form
   status, title, image ids and URL, and the platform's texts.
 
 Both have a frozen header and an autofilter. Every text cell is written with
-``write_string`` after :func:`~fto_async._cells.cell_text`, so no catalog or platform
+``write_string`` after :func:`~fto_async.outputs._cells.cell_text`, so no catalog or platform
 string becomes a formula, a URL or a number, and control characters are escaped. The
 workbook is written in ``constant_memory`` mode (rows go to disk as they come) and
 replaces the target file only once complete.

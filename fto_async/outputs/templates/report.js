@@ -39,7 +39,7 @@
     return Object.prototype.hasOwnProperty.call(card._cr, code) ? card._cr[code] : null;
   }
 
-  var RANK = { high: 0, medium: 1, low: 2, none: 3, pending: 4, failed: 5, invalid: 6 };
+  var RANK = { high: 0, medium: 1, low: 2, none: 3, pending: 4, unknown: 5, failed: 6, invalid: 7 };
 
   function searchText(card) {
     if (card._q === undefined) {

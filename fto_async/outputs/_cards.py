@@ -23,7 +23,9 @@ import attrs
 import PIL
 from PIL import Image, ImageOps, features
 
-from .journal import ItemState, JournalRow
+from ..journal import JournalRow
+from ..models import normalize_score
+from ._record import STATUSES, base_record
 
 __all__ = [
     "DEFAULT_PX", "ENCODER", "RISKS", "Product", "Tally", "card", "has_local_image",
@@ -33,7 +35,8 @@ __all__ = [
 #: ``data-risk`` values, in the report's order, with their labels.
 RISKS: Final = {
     "high": "High", "medium": "Medium", "low": "Low", "none": "No risk found",
-    "pending": "Not finished", "failed": "Failed", "invalid": "Invalid",
+    "pending": "Not finished", "unknown": "Unknown (may hold a task)", "failed": "Failed",
+    "invalid": "Invalid",
 }  # fmt: skip
 _RANK: Final = {name: n for n, name in enumerate(RISKS)}
 _LEVELS: Final = {"high": 3, "medium": 2, "low": 1}
@@ -42,7 +45,6 @@ _TEXTS: Final = (
     ("similar", "Similar"), ("difference", "Different"), ("confusion", "Confusion"),
     ("risk_desc", "Risk"), ("suggestion", "Suggestion"),
 )  # fmt: skip
-_INVALID_TYPE: Final = "InvalidRequestError"  # as the CLI journals a refused row
 _PLACEHOLDER_HOST: Final = "upload.invalid"  # the CLI's stand-in for a not-yet-uploaded image
 _BAD_URL: Final = re.compile(r"[\s\"'<>\\`]")
 _CJK: Final = re.compile("[\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uac00-\ud7af]")
@@ -183,16 +185,7 @@ def _level(value: object) -> str | None:
 def _score(value: object) -> float | None:
     if isinstance(value, bool) or not isinstance(value, int | float):
         return None
-    score = float(value)
-    return score / 100 if 1.0 < score <= 100.0 else score  # AI67 examples use 0-100
-
-
-def _status_of(row: JournalRow) -> str:
-    if row.state is ItemState.DONE:
-        return "done"
-    if row.state is ItemState.FAILED:
-        return "invalid" if row.error_type == _INVALID_TYPE else "failed"
-    return "pending"
+    return normalize_score(float(value))  # the model's one rule (0-1 or 0-100, clamped)
 
 
 def _images(report: Mapping[str, Any]) -> dict[str, Mapping[str, Any]]:
@@ -248,19 +241,12 @@ def card(
     request: Mapping[str, Any] = {}
     if isinstance(source, JournalRow):
         request = source.request
-        invalid = request.get("invalid") is True
-        key = _str(request.get("key")) if invalid else source.key
-        status = _status_of(source)
-        rec: Mapping[str, Any] = {
-            "key": key, "line": request.get("line") if invalid else source.seq,
-            "task_id": source.task_id, "status": status, "error": source.error,
-            "report": source.report if status == "done" else None,
-            "title": request.get("title"),
-        }  # fmt: skip
+        rec: Mapping[str, Any] = {**base_record(source), "title": request.get("title")}
+        status = str(rec["status"])
     else:
         rec = source
         status = str(rec.get("status") or "pending")
-        if status not in ("done", "failed", "invalid"):
+        if status not in STATUSES:
             status = "pending"
     data = _obj(rec.get("report") if status == "done" else None)
     inner = _obj(data.get("report"))

@@ -1,10 +1,10 @@
 """The HTML report's thumbnail cache: a rerun's report reuses its thumbnails. Strictly private.
 
-:meth:`ThumbCache.thumbnail` answers as :func:`fto_async._report_cards.thumbnail` does for
+:meth:`ThumbCache.thumbnail` answers as :func:`fto_async.outputs._cards.thumbnail` does for
 a local image file, but remembers the answer, in memory for the run and, given a file
 (``fto-async screen --out OUT`` uses ``OUT.thumbs.db``, beside ``OUT.journal.db``), in a
 small SQLite table, for the next run. The key is the file's resolved path, size and
-``mtime_ns``, the thumbnail's size and :data:`~fto_async._report_cards.ENCODER`: an edited
+``mtime_ns``, the thumbnail's size and :data:`~fto_async.outputs._cards.ENCODER`: an edited
 file, a new size or a new encoder misses.
 
 Only thumbnails we encoded are stored: a file that does not decode as an image is never
@@ -27,8 +27,8 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Final, TypeAlias
 
-from . import _report_cards
-from ._report_cards import ENCODER, is_thumbnail_uri
+from . import _cards
+from ._cards import ENCODER, is_thumbnail_uri
 
 __all__ = ["ThumbCache", "Warmer", "cache_path"]
 
@@ -135,7 +135,7 @@ class ThumbCache:
         if making is not None:
             return making.result()
         try:
-            uri = _report_cards.thumbnail(resolved, px)
+            uri = _cards.thumbnail(resolved, px)
             if uri is not None and is_thumbnail_uri(uri):  # else not an image: never cached
                 self._keep(key, uri, resolved, before)
             mine.set_result(uri)

@@ -1,0 +1,146 @@
+"""``fto-async screen --dry-run``: validate every row and count the calls; call nothing.
+
+Strictly private. It reads the journal and the cache read-only and applies the run's
+rules to each row (journal state, changed rows, shared fingerprints, cache hits, one
+upload per file) to estimate the calls and the time a run would take.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections import Counter
+
+from ..cache import ReportCache
+from ..config import DEFAULT_QPS, DEFAULT_SUBMIT_LATENCY, PollConfig, env_settings
+from ..errors import ConfigurationError, InvalidRequestError
+from ..fingerprint import request_fingerprint
+from ..journal import ItemState
+from ..outputs._record import INVALID_TYPE
+from ._common import EXIT_OK, EXIT_ROWS, EXIT_USAGE, open_journal, say_error
+from ._display import Section, clean, format_duration, render_sections
+from ._images import CACHE_SLACK, row_identity, stored_fingerprint
+from ._job import Job
+
+__all__ = ["dry_run"]
+
+
+async def dry_run(job: Job, args: argparse.Namespace) -> int:
+    """Validate every row and count the calls a run would make; no client, no call."""
+    try:
+        qps = args.qps or env_settings().get("qps") or DEFAULT_QPS
+    except ConfigurationError as exc:
+        say_error(str(exc))
+        return EXIT_USAGE
+    journal = await open_journal(job.journal, readonly=True) if job.journal.exists() else None
+    if job.journal.exists() and journal is None:
+        return EXIT_USAGE
+    # Read-only: a missing cache file is not created by a dry run.
+    cache = (ReportCache(job.cache, max_age=job.max_age)
+             if job.cache is not None and job.cache.is_file() else None)  # fmt: skip
+    count: Counter[str] = Counter()
+    seen: set[str] = set()  # fingerprints answered in this run (as the batch shares them)
+    distinct: set[str] = set()  # every good row's fingerprint
+    uploaded: set[str] = set()  # files uploaded in this run (by digest)
+    try:
+        for row in job.catalog.rows():
+            count["rows"] += 1
+            kept = journal.get(row.jkey) if journal is not None and row.image_gone else None
+            if kept is not None and kept.state is ItemState.DONE:
+                count["finished"] += 1  # the run keeps its result though the image has gone
+                continue
+            if not row.ok:
+                count["invalid"] += 1
+                if count["invalid"] <= 50:
+                    sys.stderr.write(clean(f"line {row.line}: {row.key or '-'}: {row.error}")
+                                     + "\n")
+                continue
+            jrow = journal.get(row.jkey) if journal is not None else None
+            if jrow is not None and row.request is not None and jrow.state is not \
+                    ItemState.PENDING and stored_fingerprint(row, jrow) not in (
+                        None, request_fingerprint(row.request)):
+                count["changed"] += 1  # the run screens it again
+                jrow = None
+            state = jrow.state if jrow is not None else None
+            try:
+                fingerprint, digest = await row_identity(row)
+            except (OSError, InvalidRequestError) as exc:
+                if state not in (ItemState.DONE, ItemState.SUBMITTED, ItemState.FAILED):
+                    count["invalid"] += 1
+                    sys.stderr.write(f"line {row.line}: {row.key}: cannot read the image "
+                                     f"({exc})\n")  # fmt: skip
+                    continue
+                fingerprint, digest = f"row:{row.jkey}", None  # as the run does
+            distinct.add(fingerprint)
+            if state is ItemState.DONE or (
+                state is ItemState.FAILED and jrow is not None and jrow.error_type != INVALID_TYPE
+            ):
+                count["finished"] += 1
+                count["reported"] += state is ItemState.DONE  # may still need its follow-ups
+                if state is ItemState.DONE:
+                    seen.add(fingerprint)  # the batch remembers its report for duplicates
+                continue
+            if job.unknown_policy == "skip" and state in (ItemState.UNKNOWN,
+                                                          ItemState.SUBMITTING):
+                count["skipped_unknown"] += 1  # left alone: neither submitted nor polled
+                continue
+            if fingerprint in seen:
+                count["shared"] += 1  # shares the task (or report) of an equal row
+                continue
+            seen.add(fingerprint)
+            count["polls"] += 1  # the scheduler's aim: one poll per task
+            if state is ItemState.SUBMITTED:
+                continue
+            if cache is not None and await cache.get(fingerprint,
+                                                     max_age=job.max_age - CACHE_SLACK):
+                count["cached"] += 1
+                count["polls"] -= 1
+                continue
+            count["submits"] += 1
+            if digest is not None and not row.workflow and digest not in uploaded:
+                uploaded.add(digest)
+                count["uploads"] += 1
+    finally:
+        if journal is not None:
+            await journal.close()
+        if cache is not None:
+            await cache.aclose()
+    calls = count["submits"] + count["polls"] + count["uploads"]
+    # Follow-ups depend on the reports: none, or up to N per row, a submit and a poll each.
+    follow_up_max = (count["polls"] + count["reported"]) * job.follow_up.top * 2 \
+        if job.follow_up is not None else 0
+    task = PollConfig().initial_estimate
+    seconds = calls / float(qps) + (DEFAULT_SUBMIT_LATENCY + task if calls else 0)
+    sections = [Section("Dry run (no call made)", ["", "rows"], [
+        ["rows", str(count["rows"])], ["invalid (skipped)", str(count["invalid"])],
+        ["already finished (journal)", str(count["finished"])],
+        *([["unknown, skipped (--unknown skip)", str(count["skipped_unknown"])]]
+          if count["skipped_unknown"] else []),
+        *([["changed since the last run (submitted again)", str(count["changed"])]]
+          if count["changed"] else []),
+        ["shared with an equal row", str(count["shared"])],
+        ["from the cache", str(count["cached"])],
+        ["to submit", str(count["submits"])],
+    ])]  # fmt: skip
+    footer = [
+        ("calls needed", f"about {calls} (submits {count['submits']}, polls ~{count['polls']}, "
+                         f"uploads {count['uploads']})"),
+        ("time at", f"{qps:g} QPS: about {format_duration(seconds)} (calls / QPS, plus "
+                    f"~{DEFAULT_SUBMIT_LATENCY + task:.0f} s for the last submit and task)"),
+        *([("follow-up calls", f"0 .. {follow_up_max} (up to {job.follow_up.top} per row "
+                                f"at {job.follow_up.min_risk.value} risk or above, a submit "
+                                "and a poll each; depends on the reports)")]
+          if job.follow_up is not None else []),
+        ("requests", f"{count['rows']} rows, {len(distinct)} distinct requests, "
+                     f"{count['cached']} from cache, calls needed {calls}"),
+        ("cache", _cache_line(job)),
+        ("output", str(job.out)), ("journal", str(job.journal)),
+    ]  # fmt: skip
+    render_sections(sections, footer, sys.stdout)
+    return EXIT_ROWS if count["invalid"] else EXIT_OK
+
+
+def _cache_line(job: Job) -> str:
+    if job.cache is None:
+        return "off (--no-cache)"
+    return f"{job.cache} (reports younger than {format_duration(job.max_age)})"

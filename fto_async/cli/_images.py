@@ -1,0 +1,160 @@
+"""A screening run's product images: identity, upload, reuse. Strictly private.
+
+A row's identity is its request fingerprint (:mod:`fto_async.fingerprint`; a local image
+by the SHA-256 of its bytes, hashed in a worker thread, never by its temporary upload
+URL). An ``image_path`` row's file is uploaded (or read, for the workflow) only when the
+run needs it, once per run by its digest while the upload URL lives, and not at all when
+the report cache answers its row; the URL is kept for the row's follow-ups.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import time
+from pathlib import Path
+from typing import Final
+
+from .. import _validate
+from ..cache import ReportCache
+from ..client import FtoClient
+from ..errors import InvalidRequestError
+from ..fingerprint import image_digest, request_fingerprint, wire_fingerprint
+from ..journal import JournalRow
+from ..models import ImageSearchRequest, TaskKind, WorkflowRequest
+from ._catalog import PLACEHOLDER_URL, Row
+
+__all__ = ["CACHE_SLACK", "Images", "row_identity", "stored_fingerprint", "unreadable"]
+
+#: Seconds of max-age a local-image row's cache hit must have left for its upload to be
+#: skipped (the batch reads the cache again a moment later and must hit too).
+CACHE_SLACK: Final = 60.0
+_UPLOAD_LIFETIME: Final = 32_400.0  # seconds an upload URL lives when ``expire`` is absent
+_UPLOAD_MARGIN: Final = 600.0  # an upload URL is reused only with this much life left
+
+
+
+def unreadable(row: Row, exc: Exception) -> str:
+    if isinstance(exc, OSError) and row.image_path is not None:
+        return f"image_path: cannot read {row.image_path.name} ({exc})"
+    return str(exc)
+
+
+
+async def row_identity(row: Row) -> tuple[str, str | None]:
+    """A good row's request fingerprint and, for an ``image_path`` row, its file's digest.
+
+    Raises:
+        OSError: the image file cannot be read. InvalidRequestError: it is no image.
+    """
+    if row.image_path is None:
+        assert row.request is not None
+        return request_fingerprint(row.request), None
+    data = await asyncio.to_thread(row.image_path.read_bytes)
+    digest = image_digest(data)
+    if row.workflow:  # sent as base64: the fingerprint hashes the same bytes
+        return request_fingerprint(row.make_request(image=data)), digest
+    return request_fingerprint(row.make_request(url=PLACEHOLDER_URL), image_sha256=digest), digest
+
+
+
+def stored_fingerprint(row: Row, jrow: JournalRow) -> str | None:
+    """The fingerprint of what the journal screened for ``row`` (``None``: cannot tell).
+
+    A schema-1 row has none stored; for a URL row its stored request is the wire body,
+    so the fingerprint is computed from it; a local image's bytes were never recorded.
+    """
+    if jrow.fingerprint is not None or row.image_path is not None or jrow.kind is None:
+        return jrow.fingerprint
+    if jrow.request.get("invalid") is True:
+        return None
+    kind: TaskKind = "workflow" if jrow.kind == "workflow" else "image_search"
+    return wire_fingerprint(kind, jrow.request)
+
+
+class Images:
+    """The run's uploads: a file uploaded once (by digest) while its URL lives, and each
+    followed-up row's image kept until its follow-ups ask for it.
+
+    Args:
+        client: uploads with ``upload_image``. cache: the report cache (a hit needs no
+            upload). max_age: seconds a cached report stays good. follow_up: whether
+            rows have follow-ups (their images are remembered).
+    """
+
+    def __init__(
+        self, client: FtoClient, cache: ReportCache | None, max_age: float, follow_up: bool
+    ) -> None:
+        self.client = client
+        self.cache = cache
+        self.max_age = max_age
+        self.follow_up = follow_up
+        self.uploads = 0  #: files uploaded in this run (for the summary)
+        self.upload_urls: dict[str, tuple[str, float]] = {}  # digest -> (url, good until)
+        # Follow-ups need a row's public image URL again: image_path rows are remembered
+        # (path, and the P010 URL with its expiry) until their follow-ups ask for it.
+        self.images: dict[str, tuple[Path, str | None, float]] = {}
+
+    def remember(self, key: str, path: Path) -> None:
+        """Keep a row's image for its follow-ups (uploaded if followed up)."""
+        if self.follow_up:
+            self.images[key] = (path, None, 0.0)
+
+    def forget(self, key: str) -> None:
+        """The row's follow-ups have ended."""
+        self.images.pop(key, None)
+
+    async def request(
+        self, row: Row, fingerprint: str, digest: str
+    ) -> ImageSearchRequest | WorkflowRequest:
+        """The request of an ``image_path`` row the run sends: read for the workflow,
+        the placeholder on a cache hit (never sent), else an upload URL (reused).
+
+        Raises:
+            OSError: the file cannot be read. InvalidRequestError: it is no image.
+            FtoError: the upload failed.
+        """
+        assert row.image_path is not None
+        if row.workflow:
+            data, _kind = await asyncio.to_thread(
+                _validate.read_image_file, "image_path", row.image_path
+            )
+            return await asyncio.to_thread(row.make_request, image=data)
+        if self.cache is not None and await self.cache.get(
+            fingerprint, max_age=self.max_age - CACHE_SLACK
+        ):
+            return row.make_request(url=PLACEHOLDER_URL)  # the batch's cache hit
+        known = self.upload_urls.get(digest)
+        if known is not None and time.monotonic() < known[1]:
+            return row.make_request(url=known[0])
+        uploaded = await self.client.upload_image(row.image_path)
+        self.uploads += 1
+        if self.follow_up:  # reused by its follow-ups while fresh
+            expires = time.monotonic() + float(uploaded.expire or 0)
+            self.images[row.jkey] = (row.image_path, uploaded.url, expires)
+        life = float(uploaded.expire) if uploaded.expire else _UPLOAD_LIFETIME
+        self.upload_urls[digest] = (uploaded.url, time.monotonic() + life - _UPLOAD_MARGIN)
+        return row.make_request(url=uploaded.url)
+
+    async def follow_up_image(self, key: object, request: object) -> str:
+        """The public URL of a row's image for its follow-ups: the run's P010 URL while
+        fresh, else a new upload of its image_path; else the request's own image."""
+        entry = self.images.pop(str(key), None)
+        if entry is not None:
+            path, url, expires = entry
+            if url is not None and time.monotonic() < expires - _UPLOAD_MARGIN:
+                return url
+            uploaded = await self.client.upload_image(path)
+            self.uploads += 1
+            return uploaded.url
+        if isinstance(request, ImageSearchRequest) or (
+            isinstance(request, WorkflowRequest) and request.url is not None
+        ):
+            assert request.url is not None
+            return request.url
+        if isinstance(request, WorkflowRequest) and request.target_image_base64 is not None:
+            data = base64.b64decode(request.target_image_base64)
+            uploaded = await self.client.upload_image(data)
+            self.uploads += 1
+            return uploaded.url
+        raise InvalidRequestError("image", "the row has no image to compare")

@@ -1,0 +1,71 @@
+"""The line writers of the one record: JSONL and CSV, and the atomic file they write to.
+
+Both take the records of :mod:`fto_async.outputs._record` as they come (streaming). CSV
+cells go through :func:`~fto_async.outputs._cells.cell_text` (no formulas, no controls).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import csv
+import json
+import os
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+from typing import Any, Final, TextIO
+
+from ._cells import cell_text
+from ._record import follow_up_status
+
+__all__ = ["CSV_COLUMNS", "atomic_write", "write_csv", "write_jsonl"]
+
+#: Columns of ``fto-async export --format csv``.
+CSV_COLUMNS: Final = ("key", "task_id", "status", "highest_risk", "high_risk_countries", "error",
+                      "follow_ups")  # fmt: skip
+
+
+@contextlib.contextmanager
+def atomic_write(out: Path) -> Iterator[TextIO]:
+    """A text handle on a temporary file that replaces ``out`` only if the block succeeds."""
+    tmp = out.with_name(f".{out.name}.{os.getpid()}.tmp")
+    try:
+        with tmp.open("w", encoding="utf-8", newline="") as handle:
+            yield handle
+        os.replace(tmp, out)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def write_jsonl(records: Iterable[dict[str, Any]], handle: TextIO) -> None:
+    """Write records as JSON lines."""
+    for rec in records:
+        handle.write(json.dumps(rec, ensure_ascii=False) + "\n")
+
+
+def write_csv(records: Iterable[dict[str, Any]], handle: TextIO) -> None:
+    """Write records as CSV with :data:`CSV_COLUMNS` (countries ``;``-joined).
+
+    Every cell goes through :func:`~fto_async.outputs._cells.cell_text`: no formulas, no controls.
+    """
+    writer = csv.writer(handle)
+    writer.writerow(CSV_COLUMNS)
+    for rec in records:
+        writer.writerow([cell_text(value) for value in (
+            rec["key"],
+            rec["task_id"],
+            rec["status"],
+            rec["highest_risk"],
+            ";".join(rec["high_risk_countries"]),
+            rec["error"],
+            ";".join(f"{fu['patent_pn']}={_follow_up_cell(fu)}"
+                     for fu in rec.get("follow_ups", ())),
+        )])
+
+
+def _follow_up_cell(record: dict[str, Any]) -> str:
+    """A follow-up in the CSV: its highest risk when done (``done`` if none), its error
+    when failed, else ``pending``."""
+    status = follow_up_status(record)
+    if status == "done":
+        return str(record.get("highest_risk") or "done")
+    return str(record.get("error") or "failed") if status == "failed" else status
