@@ -31,7 +31,11 @@ The package, one job per module (imports run one way, downwards: ``cli/`` -> ``c
     transport      the single place a call goes out: gate -> auth -> HTTP -> envelope
     polling        the poll scheduler of many pending tasks
     _poller        one task: wait_for_task and TaskPoller
-    batch          screen_many and friends over any iterable
+    batch/         screen_many and friends over any iterable: __init__ (entry points),
+                   _values (Item, Outcome, Progress, FollowUp, options), _engine (flow
+                   control), _sharing (dedupe, single flight, windows, cache hits),
+                   _journaling (the ONE resume and record policy, items and follow-ups),
+                   _stream (the pump), _followup (the 1-vs-1 follow-up stage)
     journal        the durable record of every item
     client         FtoClient: one method per endpoint; builds batches and pollers
     testing        MockTransport, for tests with no server
@@ -47,7 +51,7 @@ import attrs
 
 from ._poller import TaskPoller
 from .auth import ApiKey, ClientCredentials
-from .batch import Item, Outcome, Progress
+from .batch import FollowUp, FollowUpResult, Item, Outcome, Progress
 from .cache import CachedReport, ReportCache
 from .client import FtoClient
 from .config import (
@@ -96,10 +100,8 @@ from .errors import (
     UnknownSubmissionError,
     ValidationError,
 )
-from .followup import FollowUp
 from .models import (
     Comparison,
-    FollowUpResult,
     ImageSearchReport,
     ImageSearchRequest,
     LegalStatus,

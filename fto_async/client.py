@@ -16,7 +16,7 @@ from . import _serde, _validate
 from . import batch as _batch
 from ._poller import TaskPoller, wait_for_task
 from .auth import ApiKey, ClientCredentials
-from .batch import BatchOptions, Items, Outcome, TaskIds
+from .batch import BatchOptions, Items, Outcome, TaskIds, screen_with_follow_ups
 from .config import ClientConfig, PollConfig, RetryConfig, env_settings
 from .errors import (
     ConfigurationError,
@@ -26,7 +26,6 @@ from .errors import (
     ResponseDecodeError,
     TaskExpiredError,
 )
-from .followup import screen_with_follow_ups
 from .models import (
     REPORT_PATHS,
     SUBMIT_PATHS,
@@ -381,7 +380,7 @@ class FtoClient:
     ) -> AsyncIterator[Outcome]:
         """Submit and poll many requests; yields an :class:`~fto_async.batch.Outcome` per item
         as each completes. All options are documented on :func:`fto_async.batch.screen_many`;
-        ``follow_up=FollowUp(...)`` adds 1-vs-1 follow-ups (:mod:`fto_async.followup`).
+        ``follow_up=FollowUp(...)`` adds 1-vs-1 follow-ups (:mod:`fto_async.batch._followup`).
         """
         if options.get("follow_up") is not None:
             return screen_with_follow_ups(self, items, **options)

@@ -60,7 +60,7 @@ open: no ``-wal`` file), takes no lock, creates nothing and works while a run wr
 A file that is not a journal (no ``items``/``meta`` tables, no schema version) raises
 :class:`NotAJournalError` in both modes and is left as it was.
 
-Follow-ups (1-vs-1 tasks on an item's riskiest patents, :mod:`fto_async.followup`) have
+Follow-ups (1-vs-1 tasks on an item's riskiest patents, :mod:`fto_async.batch._followup`) have
 their own small table, one row per ``(key, patent_pn)`` with the same states: ``pending``
 -> ``submitting`` (committed before the call) -> ``submitted`` (task_id committed) ->
 ``done`` | ``failed``; a row left ``submitting`` by a dead run is ``unknown`` at open. See

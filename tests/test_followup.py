@@ -24,12 +24,11 @@ from fto_async import (
     RiskLevel,
     TaskExpiredError,
     WorkflowRequest,
-    followup,
 )
-from fto_async.batch import Outcome, Progress
+from fto_async.batch import Outcome, Progress, screen_with_follow_ups
+from fto_async.batch import _followup as followup
 from fto_async.emulator import Emulator, EmulatorConfig
 from fto_async.emulator._state import STATE_KEY
-from fto_async.followup import screen_with_follow_ups
 from fto_async.journal import ItemState, Journal
 from tests._shared import credentials, png_of_size
 
@@ -275,3 +274,4 @@ async def test_journaled_follow_up_older_than_8h_is_expired_without_a_call(
         assert max(one_vs_one_tasks(emu).values()) == 1  # the expired ones not paid again
         for fu in expired:  # and not polled either
             assert emu.stats.polls_by_task[fu.task_id] == polls_before.get(fu.task_id, 0)
+

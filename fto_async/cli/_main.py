@@ -51,6 +51,7 @@ from urllib.parse import urlsplit
 import platformdirs
 
 from .. import _validate
+from ..batch import FollowUp
 from ..cache import ReportCache
 from ..client import FtoClient
 from ..config import (
@@ -63,7 +64,6 @@ from ..config import (
 )
 from ..errors import ConfigurationError, InvalidRequestError
 from ..fingerprint import request_fingerprint
-from ..followup import FollowUp
 from ..journal import ItemState, Journal
 from ..models import RiskLevel
 from ._catalog import Catalog, CatalogError, check_defaults

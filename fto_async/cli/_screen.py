@@ -40,7 +40,7 @@ from typing import TYPE_CHECKING, Any, Final, Literal, TextIO
 import attrs
 
 from .. import _validate
-from ..batch import Item, screen_many
+from ..batch import FollowUp, Item, screen_many, screen_with_follow_ups
 from ..cache import ReportCache
 from ..client import FtoClient
 from ..errors import (
@@ -55,7 +55,6 @@ from ..errors import (
     QuotaExceededError,
 )
 from ..fingerprint import image_digest, request_fingerprint, wire_fingerprint
-from ..followup import FollowUp, screen_with_follow_ups
 from ..journal import ItemState, Journal, JournalRow
 from ..models import ImageSearchRequest, Request, TaskKind, WorkflowRequest
 from ._catalog import PLACEHOLDER_URL, Catalog, CatalogError, Row

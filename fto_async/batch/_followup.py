@@ -44,9 +44,7 @@ from typing import Any, Final, Protocol, Unpack
 
 import attrs
 
-from .batch import _END, BatchClient, BatchOptions, Items, Outcome, Progress, _next
-from .batch import screen_many as _screen_many
-from .errors import (
+from ..errors import (
     BatchAbortedError,
     FtoError,
     InvalidRequestError,
@@ -57,21 +55,30 @@ from .errors import (
     UnknownSubmissionError,
     may_have_created_task,
 )
-from .journal import ItemState, Journal
-from .models import (
-    FollowUp,
-    FollowUpResult,
+from ..journal import ItemState, Journal
+from ..models import (
     ImageSearchReport,
     ImageSearchRequest,
-    ImageUrlHook,
     OneVsOneReport,
     OneVsOneRequest,
     UploadedImage,
     WorkflowRequest,
 )
-from .polling import PendingTask, PollScheduler
+from ..polling import PendingTask, PollScheduler
+from ._engine import _Batch, _drive
+from ._stream import _END, _pump
+from ._values import (
+    BatchClient,
+    BatchOptions,
+    FollowUp,
+    FollowUpResult,
+    Items,
+    Outcome,
+    Progress,
+    _Options,
+)
 
-__all__ = ["FollowUp", "FollowUpClient", "ImageUrlHook", "screen_with_follow_ups"]
+__all__ = ["FollowUpClient", "screen_with_follow_ups"]
 
 #: AI67 task ids are valid for this many seconds (reference §5.1).
 TASK_VALIDITY: Final = 8 * 3600.0
@@ -178,7 +185,9 @@ class _Stage:
     async def _consume(self, items: Items, follows: asyncio.TaskGroup) -> None:
         options: Any = self.options
         try:
-            async for outcome in _screen_many(self.client, items, **options):
+            batch = _Batch(self.client, _Options.of(options))
+            outcomes = _drive(batch, lambda submits: batch.feed_requests(items, submits))
+            async for outcome in outcomes:
                 picks = self.spec.select(outcome.report) if outcome.error is None else []
                 if not picks:
                     await self.out.put(outcome)
@@ -380,20 +389,14 @@ class _Stage:
             done.set_result((report, error))
 
 
-async def _results(stage: _Stage, items: Items) -> AsyncIterator[Outcome]:
-    driver = asyncio.create_task(stage.drive(items))
-    try:
-        while (item := await _next(stage.out, driver)) is not _END:
-            yield item
-        await driver
+def _results(stage: _Stage, items: Items) -> AsyncIterator[Outcome]:
+    def verdict() -> None:
         if stage.inner_abort is not None:
             raise stage.inner_abort
         if stage.fatal is not None:
             raise BatchAbortedError(stage.fatal, not_attempted=0)
-    finally:
-        if not driver.done():
-            driver.cancel()
-            await asyncio.gather(driver, return_exceptions=True)
+
+    return _pump(stage.out, lambda: stage.drive(items), verdict)
 
 
 def screen_with_follow_ups(
