@@ -20,9 +20,12 @@ The package, one job per module (imports run one way, downwards: ``cli/`` -> ``c
     config         options as frozen values; from_env() reads the environment
     auth           the two credential schemes; token cache, single-flight refresh
     errors         the error tree and the platform's code table
-    models         attrs requests (validated) and reports; TaskKind and its endpoints
+    models         wire requests (validated, attrs) and reports; the TaskKind names
+    _enums         the platform's enumerations (RiskLevel, TaskStatus, ...), in models
+    _kinds         THE table of task kinds: request/result class, paths, fingerprint
+                   fields, journal table (a new kind is a row there + its models)
     _validate      field rules, and the one image rule (PNG/JPEG under 4 MiB)
-    _serde         the one cattrs converter
+    _serde         the one cattrs converter (CONVERTER)
     fingerprint    the request fingerprint (canonical body, images by SHA-256)
     _envelope      reading a platform answer
     _http          one POST (aiohttp); testing.MockTransport is its handler-style fake

@@ -92,6 +92,7 @@ from typing import Any, NamedTuple, Self
 
 import attrs
 
+from ._kinds import KINDS
 from .errors import FtoError
 
 if sys.platform != "win32":
@@ -110,7 +111,7 @@ __all__ = [
 _SCHEMA_VERSION = 3  # 2: items.fingerprint, items.run, history; 3: follow_ups
 _LAZY_DELAY = 0.2  # seconds a lazy write may wait for company before it is committed
 _MAX_QUEUED = 10_000  # queued rows before lazy writes wait for a commit (bounded memory)
-_KINDS = ("image_search", "workflow")
+_KINDS = tuple(k for k, kind in KINDS.items() if kind.journal_table == "items")
 _DURATIONS_KEY = "durations"  # meta key: the client's learnt task durations
 
 

@@ -11,21 +11,17 @@ from __future__ import annotations
 
 import base64
 import datetime as dt
-from collections.abc import Iterable, Mapping, Sequence
-from enum import IntEnum, StrEnum
+from collections.abc import Mapping, Sequence
 from typing import Any, Final, Literal, Self, TypeAlias, get_args
 
 import attrs
 
 from . import _validate as v
-from .config import DEFAULT_WORKFLOW_RESULT_PATH
+from ._enums import LegalStatus, RiskLevel, SimpleLegalStatus, TaskStatus
 from .errors import InvalidRequestError
 
 __all__ = [
-    "REPORT_PATHS",
-    "SUBMIT_PATHS",
     "TASK_KINDS",
-    "UPLOAD_PATH",
     "Comparison",
     "ImageSearchReport",
     "ImageSearchRequest",
@@ -48,87 +44,8 @@ __all__ = [
     "WorkflowReport",
     "WorkflowRequest",
     "normalize_score",
-    "report_class",
-    "request_kind",
     "task_kind",
 ]
-
-
-# -- enums -------------------------------------------------------------------------------
-
-
-class TaskStatus(IntEnum):
-    """``task_status`` of a submitted task: running, finished or failed."""
-
-    RUNNING = 1
-    SUCCESS = 2
-    FAILED = 3
-
-
-class LegalStatus(IntEnum):
-    """Legal status of a compared patent (``report.comparisons[].status``)."""
-
-    VALID = 1
-    INVALID = 2
-    PENDING = 3
-
-
-class SimpleLegalStatus(IntEnum):
-    """The workflow's legal-status filter (``simple_legal_status``); the platform default is 1,2."""
-
-    INACTIVE = 0
-    ACTIVE = 1
-    PENDING = 2
-
-
-class RiskLevel(StrEnum):
-    """Infringement risk of a patent, ordered ``LOW < MEDIUM < HIGH``.
-
-    Parsed case-insensitively (``RiskLevel("high") is RiskLevel.HIGH``). Comparison
-    operators follow the risk order, not the alphabet, so ``max()`` and ``sorted()`` work::
-
-        RiskLevel.max([RiskLevel.LOW, None, RiskLevel.HIGH])   # RiskLevel.HIGH
-        RiskLevel.MEDIUM.rank                                  # 2
-    """
-
-    HIGH = "High"
-    MEDIUM = "Medium"
-    LOW = "Low"
-
-    @classmethod
-    def _missing_(cls, value: object) -> RiskLevel | None:
-        if isinstance(value, str):
-            folded = value.strip().casefold()
-            for member in cls:
-                if member.value.casefold() == folded:
-                    return member
-        return None
-
-    @property
-    def rank(self) -> int:
-        """1 for ``LOW``, 2 for ``MEDIUM``, 3 for ``HIGH``."""
-        return _RISK_RANK[self]
-
-    @classmethod
-    def max(cls, levels: Iterable[RiskLevel | None]) -> RiskLevel | None:
-        """Return the highest level in ``levels`` (``None`` items skipped), or ``None`` if none."""
-        present = [level for level in levels if level is not None]
-        return max(present, key=_RISK_RANK.__getitem__) if present else None
-
-    def __lt__(self, other: object) -> bool:
-        return self.rank < other.rank if isinstance(other, RiskLevel) else NotImplemented
-
-    def __le__(self, other: object) -> bool:
-        return self.rank <= other.rank if isinstance(other, RiskLevel) else NotImplemented
-
-    def __gt__(self, other: object) -> bool:
-        return self.rank > other.rank if isinstance(other, RiskLevel) else NotImplemented
-
-    def __ge__(self, other: object) -> bool:
-        return self.rank >= other.rank if isinstance(other, RiskLevel) else NotImplemented
-
-
-_RISK_RANK = {RiskLevel.LOW: 1, RiskLevel.MEDIUM: 2, RiskLevel.HIGH: 3}
 
 
 def _short(value: str | None) -> str:
@@ -547,43 +464,13 @@ class UploadedImage:
     raw: Mapping[str, Any] = attrs.field(factory=dict, eq=False, repr=False)
 
 
-# -- task kinds: the one home of the kind <-> endpoint/report rules -------------------------
+# -- task kinds: their names (the table of their rules is _kinds.KINDS) --------------------
 
 #: The kinds of task the platform runs (the journal stores them by these names).
 TaskKind = Literal["image_search", "workflow", "one_vs_one"]
 TASK_KINDS: Final[tuple[TaskKind, ...]] = get_args(TaskKind)
 
-#: Where each kind of task is submitted.
-SUBMIT_PATHS: Final[Mapping[TaskKind, str]] = {
-    "image_search": "/ai/image-search/submit",
-    "workflow": "/api/mcp/submit-workflow",
-    "one_vs_one": "/ai/infringement-detection-1v1-creation",
-}
-#: Where each kind's report is read by default (the workflow's path is UNVERIFIED and
-#: configurable: :attr:`~fto_async.config.ClientConfig.workflow_result_path`).
-REPORT_PATHS: Final[Mapping[TaskKind, str]] = {
-    "image_search": "/ai/image-search/report",
-    "workflow": DEFAULT_WORKFLOW_RESULT_PATH,
-    "one_vs_one": "/ai/infringement-detection-1v1-query",
-}
-#: P010: a local image becomes a temporary public URL.
-UPLOAD_PATH: Final = "/image-search/image-upload"
-
 Request: TypeAlias = ImageSearchRequest | WorkflowRequest
-
-
-def request_kind(request: object) -> TaskKind:
-    """The kind of task a request creates."""
-    if isinstance(request, OneVsOneRequest):
-        return "one_vs_one"
-    return "workflow" if isinstance(request, WorkflowRequest) else "image_search"
-
-
-def report_class(kind: TaskKind) -> type[ImageSearchReport]:
-    """The report class a task of ``kind`` answers with."""
-    if kind == "one_vs_one":
-        return OneVsOneReport
-    return WorkflowReport if kind == "workflow" else ImageSearchReport
 
 
 def task_kind(field: str, value: object) -> TaskKind:

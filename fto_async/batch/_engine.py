@@ -16,9 +16,10 @@ from collections import OrderedDict
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
+from .._kinds import request_kind
 from ..errors import BatchAbortedError, FtoError, InvalidRequestError
 from ..fingerprint import request_fingerprint
-from ..models import ImageSearchReport, Request, TaskKind, request_kind
+from ..models import ImageSearchReport, Request, TaskKind
 from ..polling import PendingTask, PollScheduler
 from ._journaling import _Counters, _Journaling
 from ._sharing import _Group, _Recent, _Sharing

@@ -22,6 +22,7 @@ from typing import Any, Literal, TypeAlias
 
 import attrs
 
+from .._kinds import request_kind
 from ..errors import (
     FtoError,
     RecordedError,
@@ -34,7 +35,7 @@ from ..errors import (
 )
 from ..fingerprint import wire_fingerprint
 from ..journal import FollowUpRow, ItemState, Journal, JournalRow
-from ..models import ImageSearchReport, Request, TaskKind, request_kind
+from ..models import ImageSearchReport, Request, TaskKind
 from ..polling import PendingTask
 from ._values import BatchClient, Outcome
 

@@ -17,9 +17,10 @@ from typing import Any, Final
 
 import attrs
 
+from .._kinds import request_kind
 from ..cache import ReportCache
 from ..errors import FtoError, may_have_created_task
-from ..models import ImageSearchReport, Request, TaskKind, request_kind
+from ..models import ImageSearchReport, Request, TaskKind
 from ..polling import PendingTask, PollScheduler
 from ._journaling import _Counters, _Journaling
 from ._values import BatchClient, Outcome
