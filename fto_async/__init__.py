@@ -103,6 +103,8 @@ from .errors import (
     UnknownSubmissionError,
     ValidationError,
 )
+from .fingerprint import image_digest, request_fingerprint
+from .journal import Journal, JournalLockedError, NotAJournalError
 from .models import (
     Comparison,
     ImageSearchReport,
@@ -159,9 +161,12 @@ __all__ = [
     "InvalidParameterError",
     "InvalidRequestError",
     "Item",
+    "Journal",
+    "JournalLockedError",
     "LegalStatus",
     "LocItem",
     "MalformedResponseError",
+    "NotAJournalError",
     "NotThePlatformError",
     "OneVsOneComparison",
     "OneVsOneReport",
@@ -208,6 +213,8 @@ __all__ = [
     "ValidationError",
     "WorkflowReport",
     "WorkflowRequest",
+    "image_digest",
+    "request_fingerprint",
 ]
 
 # Show public classes as ``fto_async.X`` in reprs and tracebacks (as httpx does). Their

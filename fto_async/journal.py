@@ -310,6 +310,7 @@ _STAMP = "UPDATE items SET run = ? WHERE key = ?"
 _META_UPSERT = "INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)"
 
 _S = ItemState
+_HOW_TO_OPEN = " (open it with `async with Journal(path)` or `await Journal.open(path)`)"
 _ORDER = operator.itemgetter(1, 0)  # a _Rec's (seq, key)
 _ALLOWED: dict[str, frozenset[ItemState]] = {
     "mark_submitting": frozenset({_S.PENDING}),
@@ -404,7 +405,8 @@ def _check_journal(db: sqlite3.Connection, path: Path) -> tuple[int, frozenset[s
 class Journal:
     """The durable record of a batch's items; the module docstring gives the contract.
 
-    Open it with ``await Journal.open(path)`` (``async with`` closes it), from one event
+    Open it with ``async with Journal(path)`` or ``await Journal.open(path)`` (``async with``
+    closes it; :meth:`aclose` does too), from one event
     loop. Reads are synchronous and cheap: a dict lookup for rows written since the last
     commit, else a primary-key lookup on a read-only connection. Using a closed journal
     raises ``RuntimeError``.
@@ -422,7 +424,7 @@ class Journal:
         *("_fu_dirty", "_fu_inflight", "commits", "path", "recovered_unknown"),
     )
 
-    def __init__(self, path: str | os.PathLike[str]) -> None:
+    def __init__(self, path: str | os.PathLike[str], *, readonly: bool = False) -> None:
         self.path = Path(path)
         self.recovered_unknown = 0
         self.commits = 0
@@ -434,7 +436,7 @@ class Journal:
         self._history: list[tuple[Any, ...]] = []  # replaced records for the next commit
         self._stamps: dict[str, int] = {}  # run stamps queued for the next commit
         self._writing: tuple[list[tuple[Any, ...]], list[tuple[int, str]]] = ([], [])
-        self._readonly = False
+        self._readonly = readonly
         self._columns = frozenset((*_Rec._fields, "run"))  # the file's items columns
         self._select = f"SELECT {_COLUMNS} FROM items"  # noqa: S608 - the columns of _Rec
         self._fu_dirty: dict[tuple[str, str], _FuRec] = {}  # follow-up rows, as _dirty
@@ -468,17 +470,20 @@ class Journal:
             RuntimeError: the file was written by a newer schema version.
             sqlite3.DatabaseError, OSError: the file cannot be read.
         """
-        self = cls(path)
+        self = cls(path, readonly=readonly)
+        await self._open()
+        return self
+
+    async def _open(self) -> None:
         loop = asyncio.get_running_loop()
-        if readonly:
-            self._readonly = True
+        if self._readonly:
             try:
                 self._setup_readonly()
             except BaseException:
                 await self._release()
                 raise
             self._state = "open"
-            return self
+            return
         try:
             self._lock_fd = _lock(self.path)
             await loop.run_in_executor(self._executor, self._setup)
@@ -487,7 +492,6 @@ class Journal:
             raise
         self._state = "open"
         self._writer = loop.create_task(self._run_writer(), name=f"journal:{self.path}")
-        return self
 
     @staticmethod
     def is_held(path: str | os.PathLike[str]) -> bool:
@@ -506,10 +510,17 @@ class Journal:
         return False
 
     async def __aenter__(self) -> Self:
+        """``async with Journal(path) as journal`` opens it here (as :meth:`open` does,
+        with the same errors, raised at once); an open journal is entered as it is."""
+        if self._state == "unopened":
+            await self._open()
+        elif self._state != "open":
+            raise RuntimeError(f"journal {str(self.path)!r} is {self._state}: "
+                               "open a new Journal to use the file again")  # fmt: skip
         return self
 
     async def __aexit__(self, *exc_info: object) -> None:
-        await self.close()
+        await self.aclose()
 
     def __repr__(self) -> str:
         mode = " read-only" if self._readonly else ""
@@ -823,7 +834,7 @@ class Journal:
         self._check_writable()
         await self._commit_wait()
 
-    async def close(self) -> None:
+    async def aclose(self) -> None:
         """Commit what is queued, stop the writer and close the file; then do nothing.
 
         Raises:
@@ -854,13 +865,13 @@ class Journal:
 
     def _check_readable(self) -> None:
         if self._state not in ("open", "closing"):
-            raise RuntimeError(f"journal {str(self.path)!r} is {self._state}")
+            raise RuntimeError(f"journal {str(self.path)!r} is {self._state}{_HOW_TO_OPEN}")
 
     def _check_writable(self) -> None:
         if self._readonly:
             raise RuntimeError(f"journal {str(self.path)!r} was opened read-only")
         if self._state != "open":
-            raise RuntimeError(f"journal {str(self.path)!r} is {self._state}")
+            raise RuntimeError(f"journal {str(self.path)!r} is {self._state}{_HOW_TO_OPEN}")
         if self._broken is not None:
             raise RuntimeError("an earlier journal commit failed") from self._broken
 

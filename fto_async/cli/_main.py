@@ -477,7 +477,7 @@ async def _dry_run(job: Job, args: argparse.Namespace) -> int:
                 count["uploads"] += 1
     finally:
         if journal is not None:
-            await journal.close()
+            await journal.aclose()
         if cache is not None:
             await cache.aclose()
     calls = count["submits"] + count["polls"] + count["uploads"]
@@ -562,7 +562,7 @@ async def _status(path: Path) -> int:
                 oldest = (row.submitted_at, row.key, row.task_id or "?")
         follow_ups = {str(k): n for k, n in journal.follow_up_counts().items() if n}
     finally:
-        await journal.close()
+        await journal.aclose()
     order = ("done", "failed", "invalid", "pending", "submitting", "submitted", "unknown")
     rows = [[name, str(states[name])] for name in order if states[name]]
     rows.append(["total", str(sum(states.values()))])
@@ -630,7 +630,7 @@ async def _export(path: Path, fmt: str, out: Path | None, *, everything: bool = 
                 return EXIT_USAGE
         outside = journal.count_before_run(since) if since else 0
     finally:
-        await journal.close()
+        await journal.aclose()
     if outside:
         say_error(f"{outside} rows in the journal were not in the last run's catalog; "
                   "left out (use --all to include)")

@@ -82,7 +82,7 @@ def export_xlsx(journal_path: Path, out: Path) -> int:
         try:
             write_xlsx(records_from_journal(journal), out)
         finally:
-            await journal.close()
+            await journal.aclose()
         return EXIT_OK
 
     return asyncio.run(run())

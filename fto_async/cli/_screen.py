@@ -506,7 +506,7 @@ async def run_screen(job: Job, make_client: Callable[[], FtoClient]) -> int:
         if run.warmer is not None:
             run.warmer.abandon()  # (closed already unless the run raised)
         with contextlib.suppress(RuntimeError):
-            await journal.close()
+            await journal.aclose()
         if cache is not None:
             await cache.aclose()
     if not rebuilt:
