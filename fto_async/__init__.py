@@ -39,7 +39,10 @@ The package, one job per module (imports run one way, downwards: ``cli/`` -> ``c
                    control), _sharing (dedupe, single flight, windows, cache hits),
                    _journaling (the ONE resume and record policy, items and follow-ups),
                    _stream (the pump), _followup (the 1-vs-1 follow-up stage)
-    journal        the durable record of every item
+    _sqlite        file + flock, WAL, read-only opening, one-thread executor, group
+                   commit: the plumbing of the journal, the cache and the thumbnails
+    journal        the durable record of every item and follow-up
+    cache          ReportCache: reports by fingerprint, with their provenance
     client         FtoClient: one method per endpoint; builds batches and pollers
     testing        MockTransport, for tests with no server
     cli/           the fto-async command (never imported by the modules above)

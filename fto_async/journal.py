@@ -82,16 +82,15 @@ import os
 import sqlite3
 import sys
 import time
-import urllib.parse
 from collections import Counter
 from collections.abc import Iterable, Iterator
-from concurrent.futures import ThreadPoolExecutor
 from enum import StrEnum
 from pathlib import Path
 from typing import Any, NamedTuple, Self
 
 import attrs
 
+from . import _sqlite
 from ._kinds import KINDS
 from .errors import FtoError
 
@@ -342,34 +341,8 @@ def _fu_row(rec: _FuRec) -> FollowUpRow:
     return FollowUpRow(**fields)
 
 
-def _lock(path: Path) -> int | None:
-    """Create ``path`` if needed (mode 0600) and ``flock`` the file itself.
-
-    The lock belongs to the file (its inode), not to a name: a symlink or a hard link
-    reaches the same lock. SQLite's own POSIX locks are separate from ``flock`` ones.
-    """
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
-    if sys.platform == "win32":  # pragma: no cover - no advisory lock there
-        return fd
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        os.close(fd)
-        raise JournalLockedError(f"journal {str(path)!r} is open elsewhere") from None
-    return fd
-
-
-def _read_only_uri(path: Path) -> str:
-    """A URI that opens ``path`` without ever writing to it or beside it.
-
-    ``mode=ro`` while a run has the file open (its ``-wal`` exists: read it as a WAL
-    reader); ``immutable=1`` otherwise, so SQLite creates no ``-wal``/``-shm`` files and
-    needs no write access to the folder.
-    """
-    resolved = path.resolve()
-    quoted = urllib.parse.quote(str(resolved))
-    wal = resolved.with_name(resolved.name + "-wal")
-    return f"file:{quoted}?mode=ro" if wal.exists() else f"file:{quoted}?mode=ro&immutable=1"
+def _locked(message: str) -> JournalLockedError:
+    return JournalLockedError(f"journal {message}")
 
 
 def _check_journal(db: sqlite3.Connection, path: Path) -> tuple[int, frozenset[str]]:
@@ -446,7 +419,7 @@ class Journal:
         self._urgent = asyncio.Event()  # someone awaits the next commit
         self._stopping = False
         self._broken: BaseException | None = None  # a failed commit ends all writing
-        self._executor = ThreadPoolExecutor(1, thread_name_prefix="fto-journal")
+        self._executor = _sqlite.one_thread("fto-journal")
         self._wdb: sqlite3.Connection | None = None  # used by the executor's thread only
         self._rdb: sqlite3.Connection | None = None  # read-only, used by the loop only
         self._lock_fd: int | None = None
@@ -485,7 +458,7 @@ class Journal:
             self._state = "open"
             return
         try:
-            self._lock_fd = _lock(self.path)
+            self._lock_fd = _sqlite.lock(self.path, _locked)
             await loop.run_in_executor(self._executor, self._setup)
         except BaseException:
             await self._release()
@@ -964,10 +937,7 @@ class Journal:
                         waiter.set_exception(error)
 
     def _setup_readonly(self) -> None:
-        self._rdb = db = sqlite3.connect(
-            _read_only_uri(self.path), uri=True, isolation_level=None, check_same_thread=False
-        )
-        db.execute("PRAGMA query_only=1")
+        self._rdb = db = _sqlite.connect_read_only(self.path, uri=True)
         _version, columns = _check_journal(db, self.path)
         if not columns:
             raise NotAJournalError(f"{str(self.path)!r} is not an fto-async journal (empty)")
@@ -980,18 +950,13 @@ class Journal:
     def _setup(self) -> None:  # in the writer thread
         # The file (created private by _lock; SQLite gives -wal and -shm the same mode)
         # is checked by a reader first: a file that is not a journal is left untouched.
-        probe = sqlite3.connect(_read_only_uri(self.path), uri=True, isolation_level=None)
+        probe = _sqlite.connect_read_only(self.path, uri=True)
         try:
             _check_journal(probe, self.path)
         finally:
             probe.close()
-        self._wdb = db = sqlite3.connect(self.path, isolation_level=None)
-        mode = db.execute("PRAGMA journal_mode=WAL").fetchone()[0]
-        if mode != "wal":
-            raise RuntimeError(f"journal {str(self.path)!r}: WAL mode refused ({mode})")
-        db.execute("PRAGMA synchronous=NORMAL")
-        db.execute("BEGIN IMMEDIATE")
-        try:
+        self._wdb = db = _sqlite.connect(self.path, wal=True, what="journal")
+        with _sqlite.transaction(db, "BEGIN IMMEDIATE"):
             version, columns = _check_journal(db, self.path)
             for statement in _SCHEMA:
                 db.execute(statement)
@@ -1011,13 +976,8 @@ class Journal:
                 " WHERE state = 'submitting'",
                 (time.time(),),
             )
-            db.execute("COMMIT")
-        except BaseException:
-            db.execute("ROLLBACK")
-            raise
         self.commits += 1
-        self._rdb = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
-        self._rdb.execute("PRAGMA query_only=1")
+        self._rdb = _sqlite.connect_read_only(self.path)
         for state, count in self._rdb.execute("SELECT state, COUNT(*) FROM items GROUP BY state"):
             self._counts[ItemState(state)] = count
 
@@ -1026,18 +986,10 @@ class Journal:
     ) -> None:
         assert self._wdb is not None
         history, stamps = self._writing
-        self._wdb.execute("BEGIN")
-        try:
-            self._wdb.executemany(_HISTORY_INSERT, history)
-            self._wdb.executemany(_UPSERT, rows)
-            self._wdb.executemany(_STAMP, stamps)
-            self._wdb.executemany(_META_UPSERT, meta)
-            self._wdb.executemany(_FU_UPSERT, fu_rows)
-            self._wdb.execute("COMMIT")
-        except BaseException:
-            with contextlib.suppress(sqlite3.Error):
-                self._wdb.execute("ROLLBACK")
-            raise
+        _sqlite.write_batch(self._wdb, [
+            (_HISTORY_INSERT, history), (_UPSERT, rows), (_STAMP, stamps),
+            (_META_UPSERT, meta), (_FU_UPSERT, fu_rows),
+        ])  # fmt: skip
 
     def _stream(
         self, wanted: frozenset[ItemState] | None, since_run: int | None = None
