@@ -61,7 +61,8 @@ A file that is not a journal (no ``items``/``meta`` tables, no schema version) r
 :class:`NotAJournalError` in both modes and is left as it was.
 
 Follow-ups (1-vs-1 tasks on an item's riskiest patents, :mod:`fto_async.batch._followup`) have
-their own small table, one row per ``(key, patent_pn)`` with the same states: ``pending``
+their own small table, one row per ``(key, patent_pn)``, with the same states and the SAME
+transition table as items (one state machine; a follow-up never shares): ``pending``
 -> ``submitting`` (committed before the call) -> ``submitted`` (task_id committed) ->
 ``done`` | ``failed``; a row left ``submitting`` by a dead run is ``unknown`` at open. See
 :meth:`Journal.add_follow_up` and :meth:`Journal.mark_follow_up`.
@@ -280,17 +281,6 @@ _FU_SELECT = (
     " updated_at, submitted_at FROM follow_ups"
 )
 _FU_UPSERT = "INSERT OR REPLACE INTO follow_ups VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
-#: Follow-up transitions: the state a mark goes to -> the states it may come from.
-_FU_ALLOWED: dict[ItemState, frozenset[ItemState]] = {
-    ItemState.SUBMITTING: frozenset({ItemState.PENDING}),
-    ItemState.SUBMITTED: frozenset({ItemState.SUBMITTING, ItemState.UNKNOWN}),
-    ItemState.UNKNOWN: frozenset({ItemState.SUBMITTING}),
-    ItemState.PENDING: frozenset({ItemState.SUBMITTING, ItemState.UNKNOWN}),
-    ItemState.DONE: frozenset({ItemState.SUBMITTED}),
-    ItemState.FAILED: frozenset(
-        {ItemState.PENDING, ItemState.SUBMITTING, ItemState.SUBMITTED, ItemState.UNKNOWN}
-    ),
-}
 _MIGRATIONS = {"fingerprint": "TEXT", "run": "INTEGER"}  # schema 1 -> 2: columns added
 # S608 below: every name built into SQL here is one of this module's constants.
 _UPSERT = (  # key and created_at never change
@@ -311,16 +301,33 @@ _META_UPSERT = "INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)"
 _S = ItemState
 _HOW_TO_OPEN = " (open it with `async with Journal(path)` or `await Journal.open(path)`)"
 _ORDER = operator.itemgetter(1, 0)  # a _Rec's (seq, key)
-_ALLOWED: dict[str, frozenset[ItemState]] = {
-    "mark_submitting": frozenset({_S.PENDING}),
-    "mark_submitted": frozenset({_S.SUBMITTING, _S.UNKNOWN}),
-    "mark_shared": frozenset({_S.PENDING}),
-    "mark_submit_failed": frozenset({_S.PENDING, _S.SUBMITTING}),
-    "mark_unknown": frozenset({_S.SUBMITTING, _S.UNKNOWN}),
-    "mark_done": frozenset({_S.SUBMITTED, _S.FAILED, _S.DONE}),
-    "mark_failed": frozenset({_S.PENDING, _S.SUBMITTING, _S.SUBMITTED, _S.UNKNOWN, _S.FAILED}),
-    "reset_to_pending": frozenset({_S.PENDING, _S.UNKNOWN, _S.FAILED}),
-}
+#: THE transition table, of items and follow-ups alike: each write -> the states it may
+#: come from, and the states it leads to. A follow-up moves by the write that takes it
+#: from its state to the one asked (:meth:`Journal.mark_follow_up`); it never shares.
+_TRANSITIONS: dict[str, tuple[frozenset[ItemState], frozenset[ItemState]]] = {
+    "mark_submitting": (frozenset({_S.PENDING}), frozenset({_S.SUBMITTING})),
+    "mark_submitted": (frozenset({_S.SUBMITTING, _S.UNKNOWN}), frozenset({_S.SUBMITTED})),
+    "mark_shared": (frozenset({_S.PENDING}), frozenset({_S.SUBMITTED})),
+    "mark_submit_failed": (frozenset({_S.PENDING, _S.SUBMITTING}),
+                           frozenset({_S.PENDING, _S.FAILED})),
+    "mark_unknown": (frozenset({_S.SUBMITTING, _S.UNKNOWN}), frozenset({_S.UNKNOWN})),
+    "mark_done": (frozenset({_S.SUBMITTED, _S.FAILED, _S.DONE}), frozenset({_S.DONE})),
+    "mark_failed": (frozenset({_S.PENDING, _S.SUBMITTING, _S.SUBMITTED, _S.UNKNOWN,
+                               _S.FAILED}), frozenset({_S.FAILED})),
+    "reset_to_pending": (frozenset({_S.PENDING, _S.UNKNOWN, _S.FAILED}),
+                         frozenset({_S.PENDING})),
+}  # fmt: skip
+_ALLOWED = {write: sources for write, (sources, _) in _TRANSITIONS.items()}
+_FOLLOW_UP_WRITES = tuple(write for write in _TRANSITIONS if write != "mark_shared")
+
+
+def _follow_up_write(current: ItemState, target: ItemState) -> str | None:
+    """The write that takes a follow-up from ``current`` to ``target`` (``None``: none)."""
+    for write in _FOLLOW_UP_WRITES:
+        sources, targets = _TRANSITIONS[write]
+        if current in sources and target in targets:
+            return write
+    return None
 
 
 def _dumps(value: dict[str, Any]) -> str:
@@ -733,14 +740,14 @@ class Journal:
 
         Raises:
             KeyError: no such follow-up. InvalidTransitionError: ``state`` cannot follow
-                the current one (see ``_FU_ALLOWED``).
+                the current one (the items' transition table, ``_TRANSITIONS``).
         """
         self._check_writable()
         state = ItemState(state)
         rec = self._fu_lookup(key, patent_pn)
         if rec is None:
             raise KeyError((key, patent_pn))
-        if rec.state not in _FU_ALLOWED[state]:
+        if _follow_up_write(ItemState(rec.state), state) is None:
             raise InvalidTransitionError(
                 f"follow-up {key!r}/{patent_pn!r} is {rec.state}: cannot become {state}"
             )
