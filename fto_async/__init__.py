@@ -42,6 +42,8 @@ The package, one job per module (imports run one way, downwards: ``cli/`` -> ``c
     _sqlite        file + flock, WAL, read-only opening, one-thread executor, group
                    commit: the plumbing of the journal, the cache and the thumbnails
     journal        the durable record of every item and follow-up
+    _journal_rows  the journal's states, ONE transition table, rows and file format
+    _journal_follow_ups  the journal's follow-ups table (a part of Journal)
     cache          ReportCache: reports by fingerprint, with their provenance
     client         FtoClient: one method per endpoint; builds batches and pollers
     testing        MockTransport, for tests with no server
