@@ -52,6 +52,7 @@ import platformdirs
 
 from .. import _validate
 from ..batch import FollowUp
+from ..batch._journaling import plan
 from ..cache import ReportCache
 from ..client import FtoClient
 from ..config import (
@@ -436,27 +437,26 @@ async def _dry_run(job: Job, args: argparse.Namespace) -> int:
                         None, request_fingerprint(row.request)):
                 count["changed"] += 1  # the run screens it again
                 jrow = None
-            state = jrow.state if jrow is not None else None
+            action = plan(jrow, unknown_policy=job.unknown_policy)  # as the run reads it
             try:
                 fingerprint, digest = await row_identity(row)
             except (OSError, InvalidRequestError) as exc:
-                if state not in (ItemState.DONE, ItemState.SUBMITTED, ItemState.FAILED):
+                if action not in ("done", "poll", "failed"):
                     count["invalid"] += 1
                     sys.stderr.write(f"line {row.line}: {row.key}: cannot read the image "
                                      f"({exc})\n")  # fmt: skip
                     continue
                 fingerprint, digest = f"row:{row.jkey}", None  # as the run does
             distinct.add(fingerprint)
-            if state is ItemState.DONE or (
-                state is ItemState.FAILED and jrow is not None and jrow.error_type != INVALID_TYPE
+            if action == "done" or (
+                action == "failed" and jrow is not None and jrow.error_type != INVALID_TYPE
             ):
                 count["finished"] += 1
-                count["reported"] += state is ItemState.DONE  # may still need its follow-ups
-                if state is ItemState.DONE:
+                count["reported"] += action == "done"  # may still need its follow-ups
+                if action == "done":
                     seen.add(fingerprint)  # the batch remembers its report for duplicates
                 continue
-            if job.unknown_policy == "skip" and state in (ItemState.UNKNOWN,
-                                                          ItemState.SUBMITTING):
+            if action == "skip":
                 count["skipped_unknown"] += 1  # left alone: neither submitted nor polled
                 continue
             if fingerprint in seen:
@@ -464,7 +464,7 @@ async def _dry_run(job: Job, args: argparse.Namespace) -> int:
                 continue
             seen.add(fingerprint)
             count["polls"] += 1  # the scheduler's aim: one poll per task
-            if state is ItemState.SUBMITTED:
+            if action == "poll":
                 continue
             if cache is not None and await cache.get(fingerprint,
                                                      max_age=job.max_age - CACHE_SLACK):
