@@ -617,3 +617,13 @@ async def test_an_unopened_journal_says_how_to_open_it(path: Path) -> None:
     """Using a journal that was never opened raises at once, saying how to open it."""
     with pytest.raises(RuntimeError, match=r"async with Journal\(path\)"):
         Journal(path).get("k")
+
+
+async def test_async_with_journal_read_only(path: Path) -> None:
+    """``async with Journal(path, readonly=True)`` opens it read-only: reads, never writes."""
+    async with Journal(path) as journal:
+        await journal.add_pending("k", 0, REQUEST, "image_search")
+    async with Journal(path, readonly=True) as reader:
+        assert reader.get("k") is not None
+        with pytest.raises(RuntimeError, match="read-only"):
+            await reader.mark_submitting("k")
