@@ -1,6 +1,6 @@
 """The cattrs converter that turns wire JSON into models and requests into bodies. Private.
 
-The client builds one converter with :func:`make_converter` and keeps it; hooks are
+The package uses one converter, :data:`CONVERTER` (built by :func:`make_converter`); hooks are
 generated once per class, on first use, so structuring does no reflection per call.
 :func:`structure` and :func:`unstructure` are the only entry points the client uses.
 """
@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import enum
 from collections.abc import Callable, Mapping
-from typing import Any, TypeVar, get_args, get_origin
+from typing import Any, Final, TypeVar, get_args, get_origin
 
 import attrs
 import cattrs
@@ -20,7 +20,7 @@ from cattrs.v import format_exception
 from .errors import ResponseDecodeError
 from .models import OneVsOneComparison, Report, RiskLevel
 
-__all__ = ["configure_converter", "make_converter", "structure", "unstructure"]
+__all__ = ["CONVERTER", "configure_converter", "make_converter", "structure", "unstructure"]
 
 T = TypeVar("T")
 
@@ -201,10 +201,16 @@ def configure_converter(conv: cattrs.Converter) -> None:
 
 
 def make_converter() -> cattrs.Converter:
-    """Return a new converter with :func:`configure_converter`'s rules; build one per client."""
+    """Return a new converter with :func:`configure_converter`'s rules (the package uses
+    the one :data:`CONVERTER`; tests build their own)."""
     conv = cattrs.Converter(detailed_validation=True, forbid_extra_keys=False)
     configure_converter(conv)
     return conv
+
+
+#: THE converter: every client and the fingerprint use it (its hooks are stateless and
+#: generated once per class, so sharing it saves each client that work).
+CONVERTER: Final = make_converter()
 
 
 def _format(exc: BaseException, type_: type | None) -> str:

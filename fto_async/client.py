@@ -14,9 +14,10 @@ import attrs
 
 from . import _serde, _validate
 from . import batch as _batch
+from ._kinds import KINDS, UPLOAD_PATH, report_class, request_kind
 from ._poller import TaskPoller, wait_for_task
 from .auth import ApiKey, ClientCredentials
-from .batch import BatchOptions, Items, Outcome, TaskIds
+from .batch import BatchOptions, Items, Outcome, TaskIds, screen_with_follow_ups
 from .config import ClientConfig, PollConfig, RetryConfig, env_settings
 from .errors import (
     ConfigurationError,
@@ -26,11 +27,7 @@ from .errors import (
     ResponseDecodeError,
     TaskExpiredError,
 )
-from .followup import screen_with_follow_ups
 from .models import (
-    REPORT_PATHS,
-    SUBMIT_PATHS,
-    UPLOAD_PATH,
     ImageSearchReport,
     ImageSearchRequest,
     OneVsOneReport,
@@ -40,8 +37,6 @@ from .models import (
     UploadedImage,
     WorkflowReport,
     WorkflowRequest,
-    report_class,
-    request_kind,
 )
 from .polling import TaskDurations
 from .ratelimit import RateGateProtocol
@@ -51,11 +46,11 @@ from .transport import BeforeSend, FileField, HttpSender, Transport, TransportSt
 
 __all__ = ["FtoClient"]
 
-_SUBMIT_PATH = SUBMIT_PATHS["image_search"]
-_REPORT_PATH = REPORT_PATHS["image_search"]
-_WORKFLOW_SUBMIT_PATH = SUBMIT_PATHS["workflow"]
-_ONE_VS_ONE_SUBMIT_PATH = SUBMIT_PATHS["one_vs_one"]
-_ONE_VS_ONE_REPORT_PATH = REPORT_PATHS["one_vs_one"]
+_SUBMIT_PATH = KINDS["image_search"].submit_path
+_REPORT_PATH = KINDS["image_search"].result_path
+_WORKFLOW_SUBMIT_PATH = KINDS["workflow"].submit_path
+_ONE_VS_ONE_SUBMIT_PATH = KINDS["one_vs_one"].submit_path
+_ONE_VS_ONE_REPORT_PATH = KINDS["one_vs_one"].result_path
 
 _R = TypeVar("_R", bound=ImageSearchReport)
 
@@ -151,7 +146,7 @@ class FtoClient:
         if rate_changes:
             changes["rate"] = attrs.evolve(cfg.rate, **rate_changes)
         self.config: ClientConfig = attrs.evolve(cfg, **changes) if changes else cfg
-        self._converter = _serde.make_converter()
+        self._converter = _serde.CONVERTER
         self._owned_gate: RedisRateGate | None = None
         if gate is None and self.config.rate.redis_url:
             gate = self._owned_gate = RedisRateGate(
@@ -168,7 +163,7 @@ class FtoClient:
             gate=gate,
             retry_hooks=tuple(retry_hooks),
             session=session,
-            task_paths=frozenset(SUBMIT_PATHS.values()),
+            task_paths=frozenset(k.submit_path for k in KINDS.values()),
             sender=transport,
         )
 
@@ -330,7 +325,7 @@ class FtoClient:
         """The path a task's report is read from (``kind``: image_search or workflow)."""
         if kind == "workflow":
             return self.config.workflow_result_path
-        return REPORT_PATHS[kind]
+        return KINDS[kind].result_path
 
     async def submit(self, request: Request, *, before_send: BeforeSend | None = None) -> str:
         """Submit either kind of request; returns the task id.
@@ -341,7 +336,7 @@ class FtoClient:
                 it goes out (see :meth:`fto_async.transport.Transport.call`).
         """
         _require(request, Request, "request")
-        return await self._submit(SUBMIT_PATHS[request_kind(request)], request, before_send)
+        return await self._submit(KINDS[request_kind(request)].submit_path, request, before_send)
 
     async def get_report(
         self,
@@ -381,7 +376,7 @@ class FtoClient:
     ) -> AsyncIterator[Outcome]:
         """Submit and poll many requests; yields an :class:`~fto_async.batch.Outcome` per item
         as each completes. All options are documented on :func:`fto_async.batch.screen_many`;
-        ``follow_up=FollowUp(...)`` adds 1-vs-1 follow-ups (:mod:`fto_async.followup`).
+        ``follow_up=FollowUp(...)`` adds 1-vs-1 follow-ups (:mod:`fto_async.batch._followup`).
         """
         if options.get("follow_up") is not None:
             return screen_with_follow_ups(self, items, **options)

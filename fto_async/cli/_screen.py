@@ -37,7 +37,7 @@ from typing import TYPE_CHECKING, Final, Literal, TextIO
 
 import attrs
 
-from ..batch import Item, screen_many
+from ..batch import Item, screen_many, screen_with_follow_ups
 from ..cache import ReportCache
 from ..client import FtoClient
 from ..errors import (
@@ -51,7 +51,6 @@ from ..errors import (
     PlatformUnreachableError,
     QuotaExceededError,
 )
-from ..followup import screen_with_follow_ups
 from ..journal import ItemState, Journal, JournalRow
 from ..models import ImageSearchRequest, Request, WorkflowRequest
 from ..outputs import last_run
@@ -367,7 +366,7 @@ async def run_screen(job: Job, make_client: Callable[[], FtoClient]) -> int:
         if run.warmer is not None:
             run.warmer.abandon()  # (closed already unless the run raised)
         with contextlib.suppress(RuntimeError):
-            await journal.close()
+            await journal.aclose()
         if cache is not None:
             await cache.aclose()
     if not rebuilt:
