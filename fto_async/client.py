@@ -488,7 +488,14 @@ class FtoClient:
         answer = await self._transport.call(
             path, {"task_id": task_id}, before_send=before_send, priority=True
         )
-        return _serde.structure(self._converter, answer, cls)
+        report = _serde.structure(self._converter, answer, cls)
+        answered = getattr(report, "task_id", "")
+        if answered and answered != task_id:  # a gateway or proxy mixed answers up
+            raise ResponseDecodeError(
+                f"{path}: the answer is for another task ({answered!r}, polled {task_id!r})",
+                raw=answer,
+            )
+        return report
 
     async def _wait(self, path: str, task_id: str, cls: type[_R], timeout: float | None) -> _R:
         return await wait_for_task(lambda: self._report(path, task_id, cls), task_id,

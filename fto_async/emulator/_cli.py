@@ -52,6 +52,9 @@ _OPTIONS: Final[tuple[tuple[str, str, Callable[[str], Any], str], ...]] = (
     ("--hang-rate", "hang_rate", float, "probability of hanging --hang-seconds"),
     ("--hang-seconds", "hang_seconds", float, "how long a hang lasts (default 30)"),
     ("--fail-rate", "fail_rate", float, "probability that a task ends with task_status 3"),
+    ("--wrong-task-rate", "wrong_task_rate", float, "lie: answer with another task's result"),
+    ("--nan-rate", "nan_rate", float, "lie: probability of a NaN score in a finished report"),
+    ("--report-padding", "report_padding", int, "lie: extra comparisons per report"),
     ("--seed", "seed", int, "RNG seed for faults, jitter and durations (default 0)"),
     ("--workflow-result-path", "workflow_result_path", str, "result path of workflow tasks"),
 )

@@ -16,9 +16,12 @@ import binascii
 import hashlib
 import hmac
 import json
+import math
 import time
+import uuid
 from typing import Any, Final
 
+import attrs
 from aiohttp import BodyPartReader, web
 
 from ._gateway import ACCOUNT_KEY, AMBIGUOUS_KEY
@@ -224,7 +227,36 @@ async def _poll(request: web.Request, kind: str) -> web.Response:
         return envelope_error(68300004, "task_id does not exist")  # expired: as if unknown
     now = _now()
     state.stats.record_poll(task_id, task.ready_at, now)
-    return envelope_ok(_task_data(task, now))
+    data = _task_data(task, now)
+    if data["task_status"] == 2:
+        data = _lie(state, task, data, now)
+    return envelope_ok(data)
+
+
+def _lie(state: EmulatorState, task: Task, data: dict[str, Any], now: float) -> dict[str, Any]:
+    """A finished task's answer as a lying platform sends it (``wrong_task_rate``,
+    ``nan_rate``, ``report_padding``); unchanged when no lie is configured."""
+    config, rng = state.config, state.rng
+    if config.wrong_task_rate and rng.random() < config.wrong_task_rate:
+        others = [
+            t for t in state.tasks.values()
+            if t.kind == task.kind and t.task_id != task.task_id and not t.will_fail
+        ]  # fmt: skip
+        if others:
+            other = others[rng.randrange(len(others))]
+            data = _task_data(attrs.evolve(other, ready_at=min(other.ready_at, now)), now)
+        else:
+            data = {**data, "task_id": str(uuid.uuid4())}
+    report = data.get("report") if task.kind != "one-vs-one" else data
+    if not isinstance(report, dict):
+        return data
+    if config.nan_rate and rng.random() < config.nan_rate and report.get("comparisons"):
+        first = {**report["comparisons"][0], "score": math.nan}
+        report = {**report, "comparisons": [first, *report["comparisons"][1:]]}
+    if config.report_padding and report.get("comparisons"):
+        extra = report["comparisons"][-1:] * config.report_padding
+        report = {**report, "comparisons": [*report["comparisons"], *extra]}
+    return report if task.kind == "one-vs-one" else {**data, "report": report}
 
 
 async def image_search_report(request: web.Request) -> web.Response:
