@@ -93,6 +93,14 @@ def _snippet(body: bytes) -> str:
     return " ".join(text.split())[:120]
 
 
+class _NonFinite(ValueError):
+    """Private: ``NaN``/``Infinity`` met while decoding an answer."""
+
+
+def _refuse_constant(name: str) -> Any:
+    raise _NonFinite(name)
+
+
 def decode_answer(
     http_status: int,
     body: bytes,
@@ -104,7 +112,9 @@ def decode_answer(
     request_id = next((headers[h] for h in _REQUEST_ID_HEADERS if h in headers), None)
     retry_after = parse_retry_after(headers.get("retry-after"), now)
     try:
-        obj = json.loads(body) if body.strip() else None
+        obj = json.loads(body, parse_constant=_refuse_constant) if body.strip() else None
+    except _NonFinite as exc:  # NaN/Infinity: JSON that no documented answer holds
+        raise ResponseDecodeError(f"the answer holds {exc} (not a finite number)") from None
     except (ValueError, RecursionError):  # RecursionError: absurdly nested JSON
         obj = None
         if http_status < 400:

@@ -488,7 +488,7 @@ class FtoClient:
         answer = await self._transport.call(
             path, {"task_id": task_id}, before_send=before_send, priority=True
         )
-        report = _serde.structure(self._converter, answer, cls)
+        report = await _structure_report(self._converter, answer, cls)
         answered = getattr(report, "task_id", "")
         if answered and answered != task_id:  # a gateway or proxy mixed answers up
             raise ResponseDecodeError(
@@ -500,6 +500,31 @@ class FtoClient:
     async def _wait(self, path: str, task_id: str, cls: type[_R], timeout: float | None) -> _R:
         return await wait_for_task(lambda: self._report(path, task_id, cls), task_id,
                                    self.config.poll, timeout)
+
+
+#: Longest list a report may hold (comparisons, patents): a longer one is refused unread.
+MAX_REPORT_LIST = 1_000
+_REPORT_LISTS = (  # the paths of a report's lists, in every report shape
+    ("report", "comparisons"), ("comparisons",), ("patent_messages", "patent_messages"),
+    ("rrffusion_response", "patent_messages"),
+)  # fmt: skip
+
+
+async def _structure_report(conv: Any, answer: object, cls: type[_R]) -> _R:
+    """Structure a poll's answer: a finished report is checked for list lengths first,
+    then structured in a worker thread (a large one takes long: never on the loop)."""
+    if not isinstance(answer, Mapping) or len(answer) <= 3:
+        return _serde.structure(conv, answer, cls)  # a running task: a few fields
+    for path in _REPORT_LISTS:
+        node: object = answer
+        for name in path:
+            node = node.get(name) if isinstance(node, Mapping) else None
+        if isinstance(node, list) and len(node) > MAX_REPORT_LIST:
+            raise ResponseDecodeError(
+                f"the report's {'.'.join(path)} holds {len(node)} entries "
+                f"(at most {MAX_REPORT_LIST} are read)", raw=None,
+            )  # fmt: skip
+    return await asyncio.to_thread(_serde.structure, conv, answer, cls)
 
 
 def _require(value: object, cls: Any, field: str) -> None:

@@ -85,6 +85,8 @@ class _Batch(_Sharing):
         self.by_task: dict[str, _Group] = {}  # task id -> its group, while polled
         self.recent: OrderedDict[str, _Recent] = OrderedDict()  # LRU, RECENT_TASKS
         self.reports: OrderedDict[str, ImageSearchReport] = OrderedDict()  # RECENT_REPORTS
+        self.report_sizes: dict[str, int] = {}  # fingerprint -> JSON bytes of its report
+        self.report_bytes = 0  # their sum, at most RECENT_REPORT_BYTES
         self.followers = 0  # duplicates waiting in groups (bounded by max_pending)
 
     # -- progress -------------------------------------------------------------------
