@@ -8,6 +8,7 @@ from os import PathLike
 from pathlib import Path
 from types import TracebackType
 from typing import Any, Self, TypeVar, Unpack
+from urllib.parse import urlsplit
 
 import aiohttp
 import attrs
@@ -473,6 +474,7 @@ class FtoClient:
         before_send: BeforeSend | None = None,
     ) -> str:
         body = _serde.unstructure(self._converter, request)
+        _refuse_placeholder(body)
         answer = await self._transport.call(path, body, before_send=before_send)
         task_id = answer.get("task_id") if isinstance(answer, Mapping) else None
         if not isinstance(task_id, str) or not task_id:
@@ -525,6 +527,17 @@ async def _structure_report(conv: Any, answer: object, cls: type[_R]) -> _R:
                 f"(at most {MAX_REPORT_LIST} are read)", raw=None,
             )  # fmt: skip
     return await asyncio.to_thread(_serde.structure, conv, answer, cls)
+
+
+def _refuse_placeholder(body: Mapping[str, Any]) -> None:
+    """The last guard: a request naming a stand-in image (a URL on an ``.invalid`` host,
+    RFC 2606, such as the CLI's ``upload.invalid``) never leaves. Its answer would be
+    another image's, filed under the real one."""
+    url = body.get("url")
+    if isinstance(url, str):
+        host = (urlsplit(url).hostname or "").rstrip(".")
+        if host == "invalid" or host.endswith(".invalid"):
+            raise InvalidRequestError("url", f"{url!r} is a placeholder, not an image")
 
 
 def _require(value: object, cls: Any, field: str) -> None:

@@ -18,13 +18,14 @@ from typing import Final
 from .. import _validate
 from ..cache import ReportCache
 from ..client import FtoClient
-from ..errors import InvalidRequestError
+from ..errors import FtoError, InvalidRequestError
 from ..fingerprint import image_digest, request_fingerprint, wire_fingerprint
 from ..journal import JournalRow
 from ..models import ImageSearchRequest, TaskKind, WorkflowRequest
 from ._catalog import PLACEHOLDER_URL, Row
 
-__all__ = ["CACHE_SLACK", "Images", "row_identity", "stored_fingerprint", "unreadable"]
+__all__ = ["CACHE_SLACK", "Images", "readable", "row_identity", "stored_fingerprint",
+           "unreadable"]  # fmt: skip
 
 #: Seconds of max-age a local-image row's cache hit must have left for its upload to be
 #: skipped (the batch reads the cache again a moment later and must hit too).
@@ -32,6 +33,15 @@ CACHE_SLACK: Final = 60.0
 _UPLOAD_LIFETIME: Final = 32_400.0  # seconds an upload URL lives when ``expire`` is absent
 _UPLOAD_MARGIN: Final = 600.0  # an upload URL is reused only with this much life left
 
+
+
+def readable(client: FtoClient, report: object, kind: object) -> bool:
+    """Whether a stored report (cache entry, journal record) decodes for its kind."""
+    try:
+        client.decode_report(report, "workflow" if kind == "workflow" else "image_search")
+    except FtoError:
+        return False
+    return True
 
 
 def unreadable(row: Row, exc: Exception) -> str:
@@ -120,9 +130,7 @@ class Images:
                 _validate.read_image_file, "image_path", row.image_path
             )
             return await asyncio.to_thread(row.make_request, image=data)
-        if self.cache is not None and await self.cache.get(
-            fingerprint, max_age=self.max_age - CACHE_SLACK
-        ):
+        if await self._cache_answers(fingerprint, row):
             return row.make_request(url=PLACEHOLDER_URL)  # the batch's cache hit
         known = self.upload_urls.get(digest)
         if known is not None and time.monotonic() < known[1]:
@@ -135,6 +143,14 @@ class Images:
         life = float(uploaded.expire) if uploaded.expire else _UPLOAD_LIFETIME
         self.upload_urls[digest] = (uploaded.url, time.monotonic() + life - _UPLOAD_MARGIN)
         return row.make_request(url=uploaded.url)
+
+    async def _cache_answers(self, fingerprint: str, row: Row) -> bool:
+        """Whether the cache holds a report for the row that the batch can read (an
+        entry it cannot decode is a miss: the row is uploaded, never the placeholder)."""
+        if self.cache is None:
+            return False
+        hit = await self.cache.get(fingerprint, max_age=self.max_age - CACHE_SLACK)
+        return hit is not None and readable(self.client, hit.report, row.kind)
 
     async def follow_up_image(self, key: object, request: object) -> str:
         """The public URL of a row's image for its follow-ups: the run's P010 URL while

@@ -66,7 +66,7 @@ from ._common import (
     say_error,
 )
 from ._display import ProgressView, Summary, render_sections, summary_sections
-from ._images import Images, row_identity, stored_fingerprint, unreadable
+from ._images import Images, readable, row_identity, stored_fingerprint, unreadable
 from ._job import Job
 from ._results import Tally, write_output
 from ._signals import interrupts_during_rebuild, signal_handlers
@@ -286,7 +286,10 @@ class _Run:
         )
         assert row.image_path is not None
         self.images.remember(row.jkey, row.image_path)  # uploaded if followed up
-        if state in _PAST_PENDING or skip_unknown:
+        undecodable = state is ItemState.DONE and not readable(
+            self.client, jrow.report if jrow is not None else None, row.kind
+        )  # the batch screens it again: with the real image, never the placeholder
+        if (state in _PAST_PENDING and not undecodable) or skip_unknown:
             return row.make_request(url=PLACEHOLDER_URL)  # never sent: the journal has it
         assert row.image_path is not None
         assert digest is not None
