@@ -1,4 +1,4 @@
-"""The journal's rows, states and file format (schema 3). Private; see :mod:`fto_async.journal`.
+"""The journal's rows, states and file format (schema 4). Private; see :mod:`fto_async.journal`.
 
 The states (:class:`ItemState`) and THE transition table (``_TRANSITIONS``) that items and
 follow-ups share; the rows a reader gets (:class:`JournalRow`, :class:`FollowUpRow`) and
@@ -30,7 +30,8 @@ __all__ = [
     "NotAJournalError",
 ]
 
-_SCHEMA_VERSION = 3  # 2: items.fingerprint, items.run, history; 3: follow_ups
+_SCHEMA_VERSION = 4  # 2: items.fingerprint, items.run, history; 3: follow_ups;
+# 4: follow_up_history (follow-ups are replaced with their item)
 _LAZY_DELAY = 0.2  # seconds a lazy write may wait for company before it is committed
 _MAX_QUEUED = 10_000  # queued rows before lazy writes wait for a commit (bounded memory)
 _KINDS = tuple(k for k, kind in KINDS.items() if kind.journal_table == "items")
@@ -197,12 +198,23 @@ _SCHEMA = (
     state TEXT NOT NULL, task_id TEXT, report TEXT, error TEXT, error_type TEXT,
     created_at REAL NOT NULL, updated_at REAL NOT NULL, submitted_at REAL,
     PRIMARY KEY (key, patent_pn))""",
+    """CREATE TABLE IF NOT EXISTS follow_up_history (id INTEGER PRIMARY KEY AUTOINCREMENT,
+    key TEXT NOT NULL, patent_pn TEXT NOT NULL, state TEXT NOT NULL, task_id TEXT,
+    report TEXT, error TEXT, error_type TEXT, created_at REAL NOT NULL,
+    updated_at REAL NOT NULL, submitted_at REAL, replaced_at REAL NOT NULL)""",
 )
 _FU_SELECT = (
     "SELECT key, patent_pn, state, task_id, report, error, error_type, created_at,"
     " updated_at, submitted_at FROM follow_ups"
 )
 _FU_UPSERT = "INSERT OR REPLACE INTO follow_ups VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+_FU_FIELDS = ("key, patent_pn, state, task_id, report, error, error_type, created_at,"
+              " updated_at, submitted_at")  # fmt: skip
+_FU_RETIRE = (  # params (replaced_at, key): an item's follow-ups go with its old record
+    f"INSERT INTO follow_up_history ({_FU_FIELDS}, replaced_at)"  # noqa: S608
+    f" SELECT {_FU_FIELDS}, ? FROM follow_ups WHERE key = ?"
+)
+_FU_DROP = "DELETE FROM follow_ups WHERE key = ?"
 _MIGRATIONS = {"fingerprint": "TEXT", "run": "INTEGER"}  # schema 1 -> 2: columns added
 # S608 below: every name built into SQL here is one of this module's constants.
 _UPSERT = (  # key and created_at never change

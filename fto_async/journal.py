@@ -92,6 +92,8 @@ from ._journal_rows import (  # the rows, states and file format; re-exported
     _ALLOWED,
     _COLUMNS,
     _DURATIONS_KEY,
+    _FU_DROP,
+    _FU_RETIRE,
     _FU_UPSERT,
     _HISTORY_INSERT,
     _KINDS,
@@ -149,7 +151,7 @@ class Journal(_FollowUps):
         *("_broken", "_counts", "_dirty", "_executor", "_has_work", "_inflight", "_lock_fd"),
         *("_meta", "_rdb", "_state", "_stopping", "_urgent", "_waiters", "_wdb", "_writer"),
         *("_columns", "_history", "_readonly", "_select", "_stamps", "_writing"),
-        *("_fu_dirty", "_fu_inflight", "commits", "path", "recovered_unknown"),
+        *("_fu_dirty", "_fu_inflight", "_fu_retire", "commits", "path", "recovered_unknown"),
     )
 
     def __init__(self, path: str | os.PathLike[str], *, readonly: bool = False) -> None:
@@ -163,7 +165,9 @@ class Journal(_FollowUps):
         self._meta: dict[str, str] = {}  # meta values queued for the next commit
         self._history: list[tuple[Any, ...]] = []  # replaced records for the next commit
         self._stamps: dict[str, int] = {}  # run stamps queued for the next commit
-        self._writing: tuple[list[tuple[Any, ...]], list[tuple[int, str]]] = ([], [])
+        self._fu_retire: list[tuple[float, str]] = []  # (replaced_at, key) for the next commit
+        self._writing: tuple[list[tuple[Any, ...]], list[tuple[int, str]],
+                             list[tuple[float, str]]] = ([], [], [])  # fmt: skip
         self._readonly = readonly
         self._columns = frozenset((*_Rec._fields, "run"))  # the file's items columns
         self._select = f"SELECT {_COLUMNS} FROM items"  # noqa: S608 - the columns of _Rec
@@ -354,6 +358,8 @@ class Journal(_FollowUps):
         now = time.time()
         if rec.state != _S.PENDING or rec.attempts:
             self._history.append((*rec, now))
+        # Its follow-ups answered the old request: they go to history with it.
+        self._fu_retire.append((now, key))
         fresh = _Rec(key, seq, _dumps(request), _S.PENDING, None, kind, 0, None, None, None,
                      rec.created_at, now, None, None, fingerprint)  # fmt: skip
         self._counts[ItemState(rec.state)] -= 1
@@ -515,7 +521,7 @@ class Journal(_FollowUps):
         try:
             while not (self._stopping and not self._dirty and not self._meta
                        and not self._history and not self._stamps
-                       and not self._fu_dirty):
+                       and not self._fu_dirty and not self._fu_retire):
                 await self._has_work.wait()
                 if not self._urgent.is_set():
                     with contextlib.suppress(TimeoutError):
@@ -525,13 +531,13 @@ class Journal(_FollowUps):
                 self._urgent.clear()
                 rows, meta, waiters = self._dirty, self._meta, self._waiters
                 self._dirty, self._meta, self._waiters, self._inflight = {}, {}, [], rows
-                history, stamps = self._history, self._stamps
-                self._history, self._stamps = [], {}
-                self._writing = (history, [(run, key) for key, run in stamps.items()])
+                history, stamps, retire = self._history, self._stamps, self._fu_retire
+                self._history, self._stamps, self._fu_retire = [], {}, []
+                self._writing = (history, [(run, key) for key, run in stamps.items()], retire)
                 fu_rows, self._fu_dirty = self._fu_dirty, {}
                 self._fu_inflight = fu_rows
                 try:
-                    if rows or meta or history or stamps or fu_rows:
+                    if rows or meta or history or stamps or fu_rows or retire:
                         batch = ([*rows.values()], [*meta.items()], [*fu_rows.values()])
                         await loop.run_in_executor(self._executor, self._write, *batch)
                         self.commits += 1
@@ -539,6 +545,7 @@ class Journal(_FollowUps):
                     self._broken = exc
                     self._dirty = rows | self._dirty  # reads keep showing what was asked
                     self._history[:0] = history
+                    self._fu_retire[:0] = retire
                     self._fu_dirty = fu_rows | self._fu_dirty
                     self._waiters[:0] = waiters
                     return
@@ -588,10 +595,11 @@ class Journal(_FollowUps):
         self, rows: list[_Rec], meta: list[tuple[str, str]], fu_rows: list[_FuRec]
     ) -> None:
         assert self._wdb is not None
-        history, stamps = self._writing
+        history, stamps, retire = self._writing
         _sqlite.write_batch(self._wdb, [
             (_HISTORY_INSERT, history), (_UPSERT, rows), (_STAMP, stamps),
             (_META_UPSERT, meta), (_FU_UPSERT, fu_rows),
+            (_FU_RETIRE, retire), (_FU_DROP, [(key,) for _at, key in retire]),
         ])  # fmt: skip
 
     def _stream(

@@ -31,6 +31,14 @@ def _opt_int(text: str) -> int | str:
 
 
 # (flag, EmulatorConfig field, argument type, help)
+def _yes_no(text: str) -> bool:
+    if text.lower() in ("1", "yes", "true", "on"):
+        return True
+    if text.lower() in ("0", "no", "false", "off"):
+        return False
+    raise argparse.ArgumentTypeError(f"expected yes or no, got {text!r}")
+
+
 _OPTIONS: Final[tuple[tuple[str, str, Callable[[str], Any], str], ...]] = (
     ("--qps", "qps", _opt_float, "calls per second per account, or 'none' (default 10)"),
     ("--daily-limit", "daily_limit", _opt_int, "admitted calls per account per UTC day"),
@@ -55,6 +63,7 @@ _OPTIONS: Final[tuple[tuple[str, str, Callable[[str], Any], str], ...]] = (
     ("--wrong-task-rate", "wrong_task_rate", float, "lie: answer with another task's result"),
     ("--nan-rate", "nan_rate", float, "lie: probability of a NaN score in a finished report"),
     ("--report-padding", "report_padding", int, "lie: extra comparisons per report"),
+    ("--same-matches", "same_matches", _yes_no, "yes: every photo finds the same patents"),
     ("--seed", "seed", int, "RNG seed for faults, jitter and durations (default 0)"),
     ("--workflow-result-path", "workflow_result_path", str, "result path of workflow tasks"),
 )

@@ -152,6 +152,9 @@ class EmulatorConfig:
             proxy would: a lying platform.
         nan_rate: Probability that a finished report carries a ``NaN`` score (bare ``NaN`` in
             the JSON, which ``json.loads`` accepts by default).
+        same_matches: When true, an image-search or workflow report does not depend on the
+            image: every photo finds the same patents, as a re-shot photo of one product
+            does (the 1-vs-1 comparisons still depend on the image). Default false.
         report_padding: Extra comparisons appended to every finished report,
             default 0; a large value makes oversized reports.
         task_validity: How long a 1-vs-1 (AI67) task id stays valid, default 28800.0 (8 h,
@@ -208,6 +211,7 @@ class EmulatorConfig:
     wrong_task_rate: float = _rate_field()
     nan_rate: float = _rate_field()
     report_padding: int = attrs.field(default=0, converter=_to_int, validator=_non_negative)
+    same_matches: bool = attrs.field(default=False, converter=bool)
     task_validity: float = attrs.field(default=28800.0, converter=_to_float, validator=_positive)
     seed: int = attrs.field(default=0, converter=_to_int)
     workflow_result_path: str = attrs.field(

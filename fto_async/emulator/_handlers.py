@@ -193,15 +193,16 @@ async def workflow_submit(request: web.Request) -> web.Response:
     )
 
 
-def _task_data(task: Task, now: float) -> dict[str, Any]:
-    """Return the ``data`` of a result poll: status 1, 3, or 2 with the report fields."""
+def _task_data(task: Task, now: float, same_matches: bool = False) -> dict[str, Any]:
+    """Return the ``data`` of a result poll: status 1, 3, or 2 with the report fields
+    (``same_matches``: the report as if every image were one photo)."""
     if now < task.ready_at:
         return {"task_id": task.task_id, "task_status": 1}
     if task.will_fail:
         return {"task_id": task.task_id, "task_status": 3}
     if task.kind == "one-vs-one":
         return {"task_id": task.task_id, "task_status": 2, **build_1v1_result(task.inputs)}
-    result = build_result(task.inputs)
+    result = build_result(attrs.evolve(task.inputs, image="") if same_matches else task.inputs)
     finished_ms = task.created_wall_ms + round((task.ready_at - task.created_at) * 1000)
     return {
         "task_id": task.task_id,
@@ -227,7 +228,7 @@ async def _poll(request: web.Request, kind: str) -> web.Response:
         return envelope_error(68300004, "task_id does not exist")  # expired: as if unknown
     now = _now()
     state.stats.record_poll(task_id, task.ready_at, now)
-    data = _task_data(task, now)
+    data = _task_data(task, now, config.same_matches)
     if data["task_status"] == 2:
         data = _lie(state, task, data, now)
     return envelope_ok(data)
@@ -244,7 +245,8 @@ def _lie(state: EmulatorState, task: Task, data: dict[str, Any], now: float) -> 
         ]  # fmt: skip
         if others:
             other = others[rng.randrange(len(others))]
-            data = _task_data(attrs.evolve(other, ready_at=min(other.ready_at, now)), now)
+            other = attrs.evolve(other, ready_at=min(other.ready_at, now))
+            data = _task_data(other, now, config.same_matches)
         else:
             data = {**data, "task_id": str(uuid.uuid4())}
     report = data.get("report") if task.kind != "one-vs-one" else data

@@ -1,0 +1,64 @@
+"""Class 3, follow-ups belong to their item's screening: when an item's request changes
+(a re-shot photo of the same product, whose report names the same patents: the
+emulator's ``same_matches``), its follow-ups move to history with its old record and are
+asked again for the new image; the old photo's 1-vs-1 comparisons never answer for it."""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+
+from fto_async import FollowUp, ImageSearchRequest, RiskLevel
+from fto_async.journal import ItemState, Journal
+from tests._shared import collect
+from tests.reliability._support import emulator, make_client
+
+SPEC = FollowUp(min_risk=RiskLevel.LOW, top=3)
+
+
+def _photo(name: str) -> ImageSearchRequest:
+    return ImageSearchRequest(url=f"https://img.example/{name}.png", country=["EU"], lang="en")
+
+
+async def test_a_reshot_photo_gets_its_own_follow_ups(tmp_path: Path):
+    """Same key, same matches, new photo: new 1-vs-1 tasks; the old ones are in history."""
+    path = tmp_path / "j.db"
+    async with emulator(same_matches=True) as emu, make_client(emu) as client:
+        async with Journal(path) as journal:
+            (first,), _ = await collect(
+                client.screen_many([("sku", _photo("old"))], journal=journal, follow_up=SPEC)
+            )
+        async with Journal(path) as journal:
+            (second,), _ = await collect(
+                client.screen_many([("sku", _photo("new"))], journal=journal, follow_up=SPEC)
+            )
+            rows = journal.follow_ups("sku")
+    old = {fu.patent_pn: fu for fu in first.follow_ups}
+    new = {fu.patent_pn: fu for fu in second.follow_ups}
+    assert old
+    assert set(old) == set(new)  # a re-shot photo: the same matches
+    for pn, fu in new.items():
+        assert not fu.resumed, pn
+        assert fu.task_id != old[pn].task_id
+        assert fu.report is not None
+        assert fu.report.user_image == "https://img.example/new.png"
+    assert {row.task_id for row in rows} == {fu.task_id for fu in new.values()}
+    assert all(row.state is ItemState.DONE for row in rows)
+    with sqlite3.connect(path) as db:
+        retired = db.execute("SELECT patent_pn, task_id FROM follow_up_history").fetchall()
+    assert dict(retired) == {pn: fu.task_id for pn, fu in old.items()}
+
+
+async def test_replace_moves_follow_ups_to_history(tmp_path: Path):
+    """Journal.replace takes the item's follow-ups out with its old record, in one commit."""
+    path = tmp_path / "j.db"
+    async with Journal(path) as journal:
+        await journal.add_pending("k", 1, {"url": "a"}, "image_search", fingerprint="f1")
+        await journal.add_follow_up("k", "USD1")
+        await journal.mark_follow_up("k", "USD1", ItemState.SUBMITTING)
+        await journal.mark_follow_up("k", "USD1", ItemState.SUBMITTED, task_id="t1")
+        await journal.replace("k", 1, {"url": "b"}, "image_search", fingerprint="f2")
+        assert journal.follow_up("k", "USD1") is None
+        assert journal.follow_ups("k") == []
+    async with Journal(path) as journal:
+        assert journal.follow_ups("k") == []
