@@ -233,6 +233,13 @@ class FtoClient:
         after a refused token was refreshed."""
         return self._transport.retry.retries + self._transport.stats.refresh_resends
 
+    @property
+    def provenance(self) -> tuple[str, str]:
+        """``(platform, account)`` that every stored answer of this client records and is
+        looked up by: the base URL, and the account's non-secret identity (the client
+        id, or ``sk:`` and a hash of the API key; never the key)."""
+        return provenance(self.config.base_url, self._credentials.account_id)
+
     def __repr__(self) -> str:
         kind = "api_key" if isinstance(self._credentials, ApiKey) else "client_credentials"
         state = "closed" if self.closed else "open"
@@ -527,6 +534,14 @@ async def _structure_report(conv: Any, answer: object, cls: type[_R]) -> _R:
                 f"(at most {MAX_REPORT_LIST} are read)", raw=None,
             )  # fmt: skip
     return await asyncio.to_thread(_serde.structure, conv, answer, cls)
+
+
+def provenance(base_url: str, account_id: str) -> tuple[str, str]:
+    """The ``(platform, account)`` of :attr:`FtoClient.provenance` (base URL without a
+    trailing slash, lower-case scheme and host)."""
+    parts = urlsplit(base_url.strip())
+    platform = f"{parts.scheme.lower()}://{parts.netloc.lower()}{parts.path.rstrip('/')}"
+    return platform, account_id
 
 
 def _refuse_placeholder(body: Mapping[str, Any]) -> None:

@@ -22,7 +22,7 @@ from ..fingerprint import request_fingerprint
 from ..models import ImageSearchReport, Request, TaskKind
 from ..polling import PendingTask, PollScheduler
 from ._journaling import _Counters, _Journaling
-from ._sharing import _Group, _Recent, _Sharing
+from ._sharing import _Group, _Recent, _Sharing, provenance_of
 from ._stream import _END, _pairs, _pump
 from ._values import BatchClient, Item, Items, Outcome, Progress, TaskIds, _Options
 
@@ -363,8 +363,10 @@ class _Batch(_Sharing):
         if group is not None and outcome.ok:
             assert outcome.report is not None
             if self.cache is not None:
+                platform, account = provenance_of(self.client)
                 await self.cache.put(group.fingerprint, task.kind, dict(outcome.report.raw),
-                                     task.task_id)  # fmt: skip
+                                     task.task_id, platform=platform,
+                                     account=account)  # fmt: skip
             self._remember(group.fingerprint, outcome)
         await self.emit(outcome)
         if group is None:

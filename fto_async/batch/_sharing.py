@@ -27,7 +27,8 @@ from ..polling import PendingTask, PollScheduler
 from ._journaling import _Counters, _Journaling
 from ._values import BatchClient, Outcome
 
-__all__ = ["RECENT_REPORTS", "RECENT_REPORT_BYTES", "RECENT_TASKS", "report_size"]
+__all__ = ["RECENT_REPORTS", "RECENT_REPORT_BYTES", "RECENT_TASKS", "provenance_of",
+           "report_size"]  # fmt: skip
 
 #: Finished fingerprints a batch remembers (first key and task id) for later duplicates.
 RECENT_TASKS: Final = 10_000
@@ -185,7 +186,8 @@ class _Sharing:
         """Answer an item from the report cache; False on a miss."""
         if self.cache is None:
             return False
-        hit = await self.cache.get(fingerprint)
+        platform, account = provenance_of(self.client)
+        hit = await self.cache.get(fingerprint, platform=platform, account=account)
         if hit is None:
             return False
         try:
@@ -205,7 +207,8 @@ class _Sharing:
 
     async def _cached_report(self, fingerprint: str, request: Request) -> ImageSearchReport | None:
         assert self.cache is not None
-        hit = await self.cache.get(fingerprint)
+        platform, account = provenance_of(self.client)
+        hit = await self.cache.get(fingerprint, platform=platform, account=account)
         if hit is None:
             return None
         try:
@@ -264,6 +267,13 @@ class _Sharing:
             return False
         group.retried = True
         return True
+
+
+def provenance_of(client: object) -> tuple[str, str]:
+    """The ``platform`` and ``account`` a cache entry of ``client`` records (a client that
+    does not say, such as a test double, uses the unscoped part of the cache)."""
+    platform, account = getattr(client, "provenance", ("", ""))
+    return str(platform), str(account)
 
 
 def report_size(report: object) -> int:

@@ -11,9 +11,17 @@ import argparse
 import sys
 from collections import Counter
 
+from ..auth import ApiKey
 from ..batch._journaling import plan
 from ..cache import ReportCache
-from ..config import DEFAULT_QPS, DEFAULT_SUBMIT_LATENCY, PollConfig, env_settings
+from ..client import provenance
+from ..config import (
+    DEFAULT_BASE_URL,
+    DEFAULT_QPS,
+    DEFAULT_SUBMIT_LATENCY,
+    PollConfig,
+    env_settings,
+)
 from ..errors import ConfigurationError, InvalidRequestError
 from ..fingerprint import request_fingerprint
 from ..journal import ItemState
@@ -24,6 +32,18 @@ from ._images import CACHE_SLACK, row_identity, stored_fingerprint
 from ._job import Job
 
 __all__ = ["dry_run"]
+
+
+def _provenance_from_env() -> tuple[str, str]:
+    """The platform and account a run's client would have (see FtoClient.provenance)."""
+    settings = env_settings()
+    account = str(settings.get("client_id") or "")
+    if settings.get("api_key"):
+        try:
+            account = ApiKey(str(settings["api_key"])).account_id
+        except ConfigurationError:
+            account = ""
+    return provenance(str(settings.get("base_url") or DEFAULT_BASE_URL), account)
 
 
 async def dry_run(job: Job, args: argparse.Namespace) -> int:
@@ -39,6 +59,7 @@ async def dry_run(job: Job, args: argparse.Namespace) -> int:
     # Read-only: a missing cache file is not created by a dry run.
     cache = (ReportCache(job.cache, max_age=job.max_age)
              if job.cache is not None and job.cache.is_file() else None)  # fmt: skip
+    platform, account = _provenance_from_env()  # the cache answers only these
     count: Counter[str] = Counter()
     seen: set[str] = set()  # fingerprints answered in this run (as the batch shares them)
     distinct: set[str] = set()  # every good row's fingerprint
@@ -91,8 +112,10 @@ async def dry_run(job: Job, args: argparse.Namespace) -> int:
             count["polls"] += 1  # the scheduler's aim: one poll per task
             if action == "poll":
                 continue
-            if cache is not None and await cache.get(fingerprint,
-                                                     max_age=job.max_age - CACHE_SLACK):
+            if cache is not None and await cache.get(
+                fingerprint, max_age=job.max_age - CACHE_SLACK, platform=platform,
+                account=account,
+            ):
                 count["cached"] += 1
                 count["polls"] -= 1
                 continue

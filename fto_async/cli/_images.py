@@ -149,7 +149,9 @@ class Images:
         entry it cannot decode is a miss: the row is uploaded, never the placeholder)."""
         if self.cache is None:
             return False
-        hit = await self.cache.get(fingerprint, max_age=self.max_age - CACHE_SLACK)
+        platform, account = self.client.provenance
+        hit = await self.cache.get(fingerprint, max_age=self.max_age - CACHE_SLACK,
+                                   platform=platform, account=account)  # fmt: skip
         return hit is not None and readable(self.client, hit.report, row.kind)
 
     async def follow_up_image(self, key: object, request: object) -> str:

@@ -1,16 +1,21 @@
-"""Class 1, every answer bound to its question: a report is accepted only for the task id
-that was polled. A platform that answers a poll with another task's result (the
+"""Class 1, every answer bound to its question. A cache entry records, and is looked up
+by, the request fingerprint, the platform (base URL) and the account (client id, or a
+hash of the ``sk-`` key): one cache file used against two platforms, or by two accounts,
+never answers one with the other's report; entries of the old format (no platform, no
+account) and entries stamped in the future are never served. A report is accepted only
+for the task id that was polled. A platform that answers a poll with another task's result (the
 emulator's ``wrong_task_rate``, as a misbehaving gateway or caching proxy would) is
 refused as malformed: the row is not journaled as done, not cached, and left
 ``submitted`` for the next run, which polls it again and gets the true answer."""
 
 from __future__ import annotations
 
+import sqlite3
 from pathlib import Path
 
 import pytest
 
-from fto_async import ResponseDecodeError
+from fto_async import FtoClient, ResponseDecodeError
 from fto_async.cache import ReportCache
 from fto_async.fingerprint import request_fingerprint as client_fingerprint
 from fto_async.journal import ItemState, Journal
@@ -43,8 +48,10 @@ async def test_a_lying_platform_never_serves_a_wrong_answer(tmp_path: Path):
                 assert raised is None
                 assert all(o.error is not None for o in outcomes)
                 assert all(isinstance(o.error, ResponseDecodeError) for o in outcomes)
+                platform, account = client.provenance
                 for _key, req in items:
-                    assert await cache.get(client_fingerprint(req)) is None
+                    fingerprint = client_fingerprint(req)
+                    assert await cache.get(fingerprint, platform=platform, account=account) is None
             rows = {key: journal.get(key) for key, _ in items}
             assert {row.state for row in rows.values() if row} == {ItemState.SUBMITTED}
         emu.reconfigure(wrong_task_rate=0.0)
@@ -58,3 +65,58 @@ async def test_a_lying_platform_never_serves_a_wrong_answer(tmp_path: Path):
                 assert row.state is ItemState.DONE
                 assert outcome.report is not None
                 assert outcome.report.task_id == row.task_id
+
+
+async def _screen_once(emu, tmp_path: Path, cache_path: Path, **options):
+    async with make_client(emu, **options) as client, ReportCache(cache_path) as cache:
+        outcomes, raised = await collect(client.screen_many([("k", request(1))], cache=cache))
+    assert raised is None
+    return outcomes[0]
+
+
+async def test_one_cache_file_never_mixes_platforms(tmp_path: Path):
+    """A report cached from platform A is not served to a run against platform B."""
+    cache_path = tmp_path / "c.db"
+    async with emulator() as first, emulator() as second:
+        assert not (await _screen_once(first, tmp_path, cache_path)).from_cache
+        assert (await _screen_once(first, tmp_path, cache_path)).from_cache
+        other = await _screen_once(second, tmp_path, cache_path)
+        assert not other.from_cache
+        assert len(second.stats.submits) == 1
+
+
+async def test_one_cache_file_never_mixes_accounts(tmp_path: Path):
+    """Two accounts on one machine do not share answers; a wrong key is not "answered"."""
+    cache_path = tmp_path / "c.db"
+    async with emulator() as emu:
+        assert not (await _screen_once(emu, tmp_path, cache_path, scheme="sk")).from_cache
+        oauth = await _screen_once(emu, tmp_path, cache_path, scheme="oauth")
+        assert not oauth.from_cache
+        async with ReportCache(cache_path) as cache:
+            client = FtoClient(api_key="sk-wrong", base_url=emu.base_url, qps=100.0)
+            async with client:
+                (outcome,), _raised = await collect(
+                    client.screen_many([("k", request(1))], cache=cache)
+                )
+        assert not outcome.from_cache
+        assert outcome.error is not None
+
+
+async def test_old_and_future_entries_are_never_served(tmp_path: Path):
+    """An entry of the first cache format, or one stamped a day ahead, is a miss."""
+    cache_path = tmp_path / "c.db"
+    async with emulator() as emu:
+        async with make_client(emu) as client, ReportCache(cache_path) as cache:
+            (done,), _ = await collect(client.screen_many([("k", request(1))], cache=cache))
+            platform, account = client.provenance
+        fingerprint = client_fingerprint(request(1))
+        with sqlite3.connect(cache_path) as db:
+            db.execute("CREATE TABLE reports (fingerprint TEXT PRIMARY KEY, kind TEXT NOT NULL,"
+                       " report TEXT NOT NULL, created_at REAL NOT NULL, task_id TEXT)")
+            db.execute("INSERT INTO reports SELECT fingerprint, kind, report, created_at,"
+                       " task_id FROM answers")
+            db.execute("UPDATE answers SET created_at = created_at + 86400")
+        async with ReportCache(cache_path) as cache:
+            assert await cache.get(fingerprint, platform=platform, account=account) is None
+            assert await cache.get(fingerprint) is None
+        assert done.report is not None

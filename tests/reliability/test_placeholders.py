@@ -39,7 +39,7 @@ async def test_an_undecodable_cache_entry_is_not_answered_with_the_placeholder(
     cache = tmp_path / "cache.db"
     path = await _first_run(tmp_path, "--cache", str(cache))
     with sqlite3.connect(cache) as db:
-        db.execute("UPDATE reports SET report = ?", ('{"written_by": "another version"}',))
+        db.execute("UPDATE answers SET report = ?", ('{"written_by": "another version"}',))
     out = tmp_path / "b.jsonl"
     assert await cli("screen", str(path), "--out", str(out), "--cache", str(cache),
                      "--journal", str(tmp_path / "j2.db"), *FAST) == 0  # fmt: skip
