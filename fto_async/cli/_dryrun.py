@@ -85,7 +85,7 @@ async def dry_run(job: Job, args: argparse.Namespace) -> int:
                 jrow = None
             action = plan(jrow, unknown_policy=job.unknown_policy)  # as the run reads it
             try:
-                fingerprint, digest = await row_identity(row)
+                fingerprint, digest, _data = await row_identity(row)
             except (OSError, InvalidRequestError) as exc:
                 if action not in ("done", "poll", "failed"):
                     count["invalid"] += 1

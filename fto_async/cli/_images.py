@@ -51,20 +51,23 @@ def unreadable(row: Row, exc: Exception) -> str:
 
 
 
-async def row_identity(row: Row) -> tuple[str, str | None]:
-    """A good row's request fingerprint and, for an ``image_path`` row, its file's digest.
+async def row_identity(row: Row) -> tuple[str, str | None, bytes | None]:
+    """A good row's request fingerprint and, for an ``image_path`` row, its file's digest
+    and bytes: read once, and what is hashed is what is sent (uploaded or encoded), so
+    an edit of the file meanwhile cannot file the answer under other bytes.
 
     Raises:
         OSError: the image file cannot be read. InvalidRequestError: it is no image.
     """
     if row.image_path is None:
         assert row.request is not None
-        return request_fingerprint(row.request), None
+        return request_fingerprint(row.request), None, None
     data = await asyncio.to_thread(row.image_path.read_bytes)
     digest = image_digest(data)
     if row.workflow:  # sent as base64: the fingerprint hashes the same bytes
-        return request_fingerprint(row.make_request(image=data)), digest
-    return request_fingerprint(row.make_request(url=PLACEHOLDER_URL), image_sha256=digest), digest
+        return request_fingerprint(row.make_request(image=data)), digest, data
+    fingerprint = request_fingerprint(row.make_request(url=PLACEHOLDER_URL), image_sha256=digest)
+    return fingerprint, digest, data
 
 
 
@@ -102,23 +105,25 @@ class Images:
         self.uploads = 0  #: files uploaded in this run (for the summary)
         self.upload_urls: dict[str, tuple[str, float]] = {}  # digest -> (url, good until)
         # Follow-ups need a row's public image URL again: image_path rows are remembered
-        # (path, and the P010 URL with its expiry) until their follow-ups ask for it.
-        self.images: dict[str, tuple[Path, str | None, float]] = {}
+        # (path, digest of the bytes screened, and the P010 URL with its expiry) until
+        # their follow-ups ask for it.
+        self.images: dict[str, tuple[Path, str, str | None, float]] = {}
 
-    def remember(self, key: str, path: Path) -> None:
+    def remember(self, key: str, path: Path, digest: str) -> None:
         """Keep a row's image for its follow-ups (uploaded if followed up)."""
         if self.follow_up:
-            self.images[key] = (path, None, 0.0)
+            self.images[key] = (path, digest, None, 0.0)
 
     def forget(self, key: str) -> None:
         """The row's follow-ups have ended."""
         self.images.pop(key, None)
 
     async def request(
-        self, row: Row, fingerprint: str, digest: str
+        self, row: Row, fingerprint: str, digest: str, data: bytes
     ) -> ImageSearchRequest | WorkflowRequest:
-        """The request of an ``image_path`` row the run sends: read for the workflow,
-        the placeholder on a cache hit (never sent), else an upload URL (reused).
+        """The request of an ``image_path`` row the run sends: its ``data`` (the bytes
+        hashed into ``fingerprint``) encoded for the workflow, the placeholder on a cache
+        hit (never sent), else an upload of ``data`` (its URL reused by digest).
 
         Raises:
             OSError: the file cannot be read. InvalidRequestError: it is no image.
@@ -126,20 +131,18 @@ class Images:
         """
         assert row.image_path is not None
         if row.workflow:
-            data, _kind = await asyncio.to_thread(
-                _validate.read_image_file, "image_path", row.image_path
-            )
+            await asyncio.to_thread(_validate.image_bytes, "image_path", data)
             return await asyncio.to_thread(row.make_request, image=data)
         if await self._cache_answers(fingerprint, row):
             return row.make_request(url=PLACEHOLDER_URL)  # the batch's cache hit
         known = self.upload_urls.get(digest)
         if known is not None and time.monotonic() < known[1]:
             return row.make_request(url=known[0])
-        uploaded = await self.client.upload_image(row.image_path)
+        uploaded = await self.client.upload_image(data, filename=row.image_path.name)
         self.uploads += 1
         if self.follow_up:  # reused by its follow-ups while fresh
             expires = time.monotonic() + float(uploaded.expire or 0)
-            self.images[row.jkey] = (row.image_path, uploaded.url, expires)
+            self.images[row.jkey] = (row.image_path, digest, uploaded.url, expires)
         life = float(uploaded.expire) if uploaded.expire else _UPLOAD_LIFETIME
         self.upload_urls[digest] = (uploaded.url, time.monotonic() + life - _UPLOAD_MARGIN)
         return row.make_request(url=uploaded.url)
@@ -159,10 +162,15 @@ class Images:
         fresh, else a new upload of its image_path; else the request's own image."""
         entry = self.images.pop(str(key), None)
         if entry is not None:
-            path, url, expires = entry
+            path, digest, url, expires = entry
             if url is not None and time.monotonic() < expires - _UPLOAD_MARGIN:
                 return url
-            uploaded = await self.client.upload_image(path)
+            data, _kind = await asyncio.to_thread(_validate.read_image_file, "image", path)
+            if image_digest(data) != digest:  # compared with what was screened: refused
+                raise InvalidRequestError(
+                    "image", f"{path.name} changed since its row was screened"
+                )  # fmt: skip
+            uploaded = await self.client.upload_image(data, filename=path.name)
             self.uploads += 1
             return uploaded.url
         if isinstance(request, ImageSearchRequest) or (

@@ -203,7 +203,7 @@ class _Run:
                     await self.journal.reset_to_pending(row.jkey)
                     jrow = self.journal.get(row.jkey)
                 try:
-                    fingerprint, digest = await row_identity(row)
+                    fingerprint, digest, data = await row_identity(row)
                 except (OSError, InvalidRequestError) as exc:
                     if self._is_done(row):  # the image went away after the scan
                         self.gone += 1  # its result stays: the image is not needed again
@@ -214,12 +214,13 @@ class _Run:
                     # Its task is known: no upload needed. A fingerprint of its own keeps
                     # it from sharing anything through the placeholder URL, and the
                     # journal's record is kept as it is (nothing to compare it with).
-                    fingerprint, digest, checked = f"row:{row.jkey}", None, None
+                    fingerprint, digest, data, checked = f"row:{row.jkey}", None, None, None
                 else:
                     checked, jrow = await self._reconcile(row, jrow, fingerprint)
                 self.distinct.add(fingerprint)
                 request = row.request or await self._image_request(row, jrow, fingerprint,
-                                                                   digest)  # fmt: skip
+                                                                   digest, data)  # fmt: skip
+                del data  # held only while its request is built
                 if request is None:
                     continue
                 if jrow is None:
@@ -276,7 +277,8 @@ class _Run:
                                        row.kind)  # fmt: skip
 
     async def _image_request(
-        self, row: Row, jrow: JournalRow | None, fingerprint: str, digest: str | None
+        self, row: Row, jrow: JournalRow | None, fingerprint: str, digest: str | None,
+        data: bytes | None,
     ) -> ImageSearchRequest | WorkflowRequest | None:
         """The request of an ``image_path`` row: uploaded (or read) only when needed, and
         a file uploaded once per run (by its digest) while its URL lives."""
@@ -285,7 +287,8 @@ class _Run:
             ItemState.UNKNOWN, ItemState.SUBMITTING
         )
         assert row.image_path is not None
-        self.images.remember(row.jkey, row.image_path)  # uploaded if followed up
+        if digest is not None:
+            self.images.remember(row.jkey, row.image_path, digest)  # uploaded if followed up
         undecodable = state is ItemState.DONE and not readable(
             self.client, jrow.report if jrow is not None else None, row.kind
         )  # the batch screens it again: with the real image, never the placeholder
@@ -293,8 +296,9 @@ class _Run:
             return row.make_request(url=PLACEHOLDER_URL)  # never sent: the journal has it
         assert row.image_path is not None
         assert digest is not None
+        assert data is not None
         try:
-            return await self.images.request(row, fingerprint, digest)
+            return await self.images.request(row, fingerprint, digest, data)
         except OSError as exc:
             await self._invalid(row, f"image_path: cannot read {row.image_path.name} ({exc})")
         except InvalidRequestError as exc:

@@ -120,3 +120,32 @@ async def test_old_and_future_entries_are_never_served(tmp_path: Path):
             assert await cache.get(fingerprint, platform=platform, account=account) is None
             assert await cache.get(fingerprint) is None
         assert done.report is not None
+
+
+async def test_a_local_image_is_read_once_and_sent_as_hashed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+):
+    """The CLI hashes and uploads the same buffer: an edit of the file after it was hashed
+    does not change what is uploaded (the answer is filed under the bytes it answers)."""
+    from fto_async.cli import _images
+    from tests._shared import PNG, png_of_size
+    from tests.reliability._cli import FAST, cli, point_at, records
+
+    image = tmp_path / "a.png"
+    image.write_bytes(PNG)
+    catalog = tmp_path / "c.csv"
+    catalog.write_text("sku,image_path,country\nA,a.png,US\n", encoding="utf-8")
+    real = _images.Images.request
+
+    async def edit_then_request(self, row, *args):
+        image.write_bytes(png_of_size(500))  # edited after its digest was taken
+        return await real(self, row, *args)
+
+    monkeypatch.setattr(_images.Images, "request", edit_then_request)
+    async with emulator(time_scale=0.001) as emu:
+        point_at(monkeypatch, emu)
+        out = tmp_path / "out.jsonl"
+        assert await cli("screen", str(catalog), "--out", str(out), "--no-cache", *FAST) == 0
+        uploaded = [data for data, _mime in emu._state.images.values()]
+    assert uploaded == [PNG]
+    assert [r["status"] for r in records(out)] == ["done"]
