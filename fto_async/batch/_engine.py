@@ -226,14 +226,17 @@ class _Batch(_Sharing):
                 found = await self.journaling.resume(
                     key, request, self.counters.read - 1, checked
                 )
+                # A record kept unchecked (``checked`` None: an older journal, say) keeps
+                # its own result, but never answers another item nor feeds the cache.
+                shareable = None if checked is None or checked != fingerprint else fingerprint
                 if isinstance(found, Outcome):
-                    if fingerprint is not None and found.ok:
-                        self._remember(fingerprint, found)
+                    if shareable is not None and found.ok:
+                        self._remember(shareable, found)
                     await self.emit(found)
                     continue
                 if found is not None:
-                    if fingerprint is None or not await self._resume_shared(found, fingerprint):
-                        self._track(found, fingerprint, request)
+                    if shareable is None or not await self._resume_shared(found, shareable):
+                        self._track(found, shareable, request)
                         self.scheduler.add(found)
                     continue
             if fingerprint is not None:
