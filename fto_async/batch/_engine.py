@@ -16,6 +16,8 @@ from collections import OrderedDict
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
+import attrs
+
 from .._kinds import request_kind
 from ..errors import BatchAbortedError, FtoError, InvalidRequestError
 from ..fingerprint import request_fingerprint
@@ -88,6 +90,7 @@ class _Batch(_Sharing):
         self.report_sizes: dict[str, int] = {}  # fingerprint -> JSON bytes of its report
         self.report_bytes = 0  # their sum, at most RECENT_REPORT_BYTES
         self.followers = 0  # duplicates waiting in groups (bounded by max_pending)
+        self.identities: dict[Any, str] = {}  # key -> checked fingerprint, until emitted
 
     # -- progress -------------------------------------------------------------------
 
@@ -172,6 +175,9 @@ class _Batch(_Sharing):
 
     async def emit(self, outcome: Outcome) -> None:
         self.counters.count(outcome)
+        checked = self.identities.pop(outcome.key, None) if self.identities else None
+        if checked is not None:
+            outcome = attrs.evolve(outcome, fingerprint=checked)
         await self.out.put(self.shape(outcome))
 
     async def _admit(self) -> bool:
@@ -229,6 +235,8 @@ class _Batch(_Sharing):
                 # A record kept unchecked (``checked`` None: an older journal, say) keeps
                 # its own result, but never answers another item nor feeds the cache.
                 shareable = None if checked is None or checked != fingerprint else fingerprint
+                if shareable is not None:
+                    self.identities[key] = shareable
                 if isinstance(found, Outcome):
                     if shareable is not None and found.ok:
                         self._remember(shareable, found)
@@ -240,6 +248,8 @@ class _Batch(_Sharing):
                         self.scheduler.add(found)
                     continue
             if fingerprint is not None:
+                if self.journaling is None:
+                    self.identities[key] = fingerprint
                 if await self._share(key, request, fingerprint):
                     continue
                 if await self._from_cache(key, request, fingerprint):

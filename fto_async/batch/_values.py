@@ -250,6 +250,9 @@ class Outcome:
             in the same batch), else ``None``.
         from_cache: the report comes from the :class:`~fto_async.cache.ReportCache`.
         cached_at: epoch seconds when that cached report was stored (else ``None``).
+        fingerprint: the checked fingerprint of the question this outcome answers
+            (``None``: not known, or a journal record that cannot be checked); the item's
+            follow-ups are keyed by it and shared or cached only with one.
     """
 
     key: Any
@@ -265,6 +268,7 @@ class Outcome:
     shared_with: Any = None
     from_cache: bool = False
     cached_at: float | None = None
+    fingerprint: str | None = attrs.field(default=None, repr=False)
 
     @property
     def cache_age(self) -> float | None:

@@ -62,3 +62,36 @@ async def test_replace_moves_follow_ups_to_history(tmp_path: Path):
         assert journal.follow_ups("k") == []
     async with Journal(path) as journal:
         assert journal.follow_ups("k") == []
+
+
+def _one_vs_one_tasks(emu) -> int:
+    return sum(1 for record in emu.stats.submits if record.kind == "one-vs-one")
+
+
+async def test_equal_items_share_their_follow_ups_and_the_cache_answers_them(tmp_path: Path):
+    """Three equal items pay one 1-vs-1 task per patent, not three; a later run with the
+    cache pays none, and each item still gets (and journals) every follow-up."""
+    from fto_async.cache import ReportCache
+
+    items = [(f"sku{i}", _photo("same")) for i in range(3)]
+    async with emulator() as emu, make_client(emu) as client:
+        async with Journal(tmp_path / "j1.db") as journal, ReportCache(tmp_path / "c.db") as cache:
+            outcomes, raised = await collect(
+                client.screen_many(items, journal=journal, cache=cache, follow_up=SPEC)
+            )
+            assert raised is None
+            picks = {fu.patent_pn for fu in outcomes[0].follow_ups}
+            assert picks
+            assert _one_vs_one_tasks(emu) == len(picks)
+            for outcome in outcomes:
+                assert {fu.patent_pn for fu in outcome.follow_ups} == picks
+                assert all(fu.ok for fu in outcome.follow_ups)
+                rows = journal.follow_ups(str(outcome.key))
+                assert {row.state for row in rows} == {ItemState.DONE}
+        async with Journal(tmp_path / "j2.db") as journal, ReportCache(tmp_path / "c.db") as cache:
+            again, _ = await collect(
+                client.screen_many(items, journal=journal, cache=cache, follow_up=SPEC)
+            )
+        assert _one_vs_one_tasks(emu) == len(picks)  # nothing paid again
+        assert all(len(o.follow_ups) == len(picks) for o in again)
+        assert all(fu.ok for o in again for fu in o.follow_ups)
