@@ -50,6 +50,7 @@ from ..errors import (
     PermissionDeniedError,
     PlatformUnreachableError,
     QuotaExceededError,
+    ResponseDecodeError,
 )
 from ..journal import ItemState, Journal, JournalRow
 from ..models import ImageSearchRequest, Request, WorkflowRequest
@@ -120,6 +121,8 @@ class _Run:
         self.unchecked = 0  #: rows of a schema-1 journal with a local image (result kept)
         self.unsent = 0  #: rows whose submit failed before it went out (left pending)
         self.unsent_error: FtoError | None = None
+        self.refused = 0  #: answers refused as malformed (another task's, NaN, oversized)
+        self.refused_error: FtoError | None = None
         self.fingerprints: dict[str, str | None] = {}  # handed to the batch, then dropped
         self.images = Images(client, cache, job.max_age, job.follow_up is not None)
         # The report's thumbnails of local images are made while the platform works.
@@ -172,6 +175,9 @@ class _Run:
                         and (error.retryable or error.fatal):
                     self.unsent += 1  # left pending for the next run: say why at the end
                     self.unsent_error = error
+                elif isinstance(error, ResponseDecodeError) and outcome.task_id is not None:
+                    self.refused += 1  # left submitted: the next run polls it again
+                    self.refused_error = error
         except BatchAbortedError as exc:
             self.fatal = exc.cause
 
@@ -480,6 +486,9 @@ def _exit_code(job: Job, run: _Run, tally: Tally, hard: bool) -> int:
         say_error(f"stopped {how}; {left} rows left (the journal keeps every task id). "
              f"Resume with the same command:\n  {job.resume}")
         return EXIT_STOPPED
+    if run.refused and run.refused_error is not None:
+        say_error(f"{run.refused} answers were refused as malformed (e.g. {run.refused_error});"
+                  " their rows stay submitted: the next run polls them again")
     if run.unsent and run.unsent_error is not None:
         error = run.unsent_error
         say_error(f"{run.unsent} rows could not be sent ({type(error).__name__}: {error}); "

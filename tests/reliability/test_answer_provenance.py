@@ -149,3 +149,24 @@ async def test_a_local_image_is_read_once_and_sent_as_hashed(
         uploaded = [data for data, _mime in emu._state.images.values()]
     assert uploaded == [PNG]
     assert [r["status"] for r in records(out)] == ["done"]
+
+
+async def test_the_cli_never_serves_another_tasks_answer(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+):
+    """Against a platform whose every answer is another task's, no row is done and the
+    summary says why; the next run, against an honest platform, finishes every row."""
+    from tests.reliability._cli import FAST, cli, point_at, records, write_catalog
+
+    catalog = write_catalog(tmp_path / "c.csv", [f"K{i},https://img.example/{i}.png,US"
+                                                 for i in range(3)])  # fmt: skip
+    out = tmp_path / "out.jsonl"
+    async with emulator(wrong_task_rate=1.0, time_scale=0.001) as emu:
+        point_at(monkeypatch, emu)
+        code = await cli("screen", str(catalog), "--out", str(out), *FAST)
+        assert code != 0
+        assert all(r["status"] != "done" for r in records(out))
+        assert "answers were refused as malformed" in capsys.readouterr().err
+        emu.reconfigure(wrong_task_rate=0.0)
+        assert await cli("screen", str(catalog), "--out", str(out), *FAST) == 0
+    assert [r["status"] for r in records(out)] == ["done"] * 3

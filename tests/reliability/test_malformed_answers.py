@@ -46,8 +46,11 @@ async def test_nan_scores_leave_rows_for_the_next_run(tmp_path: Path):
         assert {journal.get(k).state for k, _ in items} == {ItemState.SUBMITTED}
 
 
-async def test_the_cli_survives_a_nan_report(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
-    """fto-async screen against NaN reports ends without a traceback; the rows are left."""
+async def test_the_cli_survives_a_nan_report(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+):
+    """fto-async screen against NaN reports ends without a traceback; the rows are left
+    for the next run, and the summary says why."""
     catalog = write_catalog(tmp_path / "c.csv", ["A,https://img.example/a.png,US"])
     async with emulator(nan_rate=1.0, time_scale=0.001) as emu:
         point_at(monkeypatch, emu)
@@ -56,6 +59,10 @@ async def test_the_cli_survives_a_nan_report(tmp_path: Path, monkeypatch: pytest
                          str(tmp_path / "j.db"), *FAST)  # fmt: skip
     assert code != 0
     assert all(r.get("status") != "done" for r in records(out)) if out.exists() else True
+    err = capsys.readouterr().err
+    assert "Traceback" not in err
+    assert "1 answers were refused as malformed" in err
+    assert "not a finite number" in err
 
 
 async def test_an_oversized_report_is_refused_before_structuring():
