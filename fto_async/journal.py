@@ -122,6 +122,8 @@ from ._journal_rows import (  # the rows, states and file format; re-exported
 if sys.platform != "win32":
     import fcntl
 
+_Retire = tuple[float, str, str | None, str | None]  # replaced_at, key, patent_pn, patent_pn
+
 __all__ = [
     "FollowUpRow",
     "InvalidTransitionError",
@@ -165,9 +167,11 @@ class Journal(_FollowUps):
         self._meta: dict[str, str] = {}  # meta values queued for the next commit
         self._history: list[tuple[Any, ...]] = []  # replaced records for the next commit
         self._stamps: dict[str, int] = {}  # run stamps queued for the next commit
-        self._fu_retire: list[tuple[float, str]] = []  # (replaced_at, key) for the next commit
-        self._writing: tuple[list[tuple[Any, ...]], list[tuple[int, str]],
-                             list[tuple[float, str]]] = ([], [], [])  # fmt: skip
+        # (replaced_at, key, patent_pn or None twice): follow-ups to history, next commit
+        self._fu_retire: list[_Retire] = []
+        self._writing: tuple[list[tuple[Any, ...]], list[tuple[int, str]], list[_Retire]] = (
+            [], [], []
+        )
         self._readonly = readonly
         self._columns = frozenset((*_Rec._fields, "run"))  # the file's items columns
         self._select = f"SELECT {_COLUMNS} FROM items"  # noqa: S608 - the columns of _Rec
@@ -359,7 +363,7 @@ class Journal(_FollowUps):
         if rec.state != _S.PENDING or rec.attempts:
             self._history.append((*rec, now))
         # Its follow-ups answered the old request: they go to history with it.
-        self._fu_retire.append((now, key))
+        self._fu_retire.append((now, key, None, None))
         fresh = _Rec(key, seq, _dumps(request), _S.PENDING, None, kind, 0, None, None, None,
                      rec.created_at, now, None, None, fingerprint)  # fmt: skip
         self._counts[ItemState(rec.state)] -= 1
@@ -599,7 +603,7 @@ class Journal(_FollowUps):
         _sqlite.write_batch(self._wdb, [
             (_HISTORY_INSERT, history), (_UPSERT, rows), (_STAMP, stamps),
             (_META_UPSERT, meta), (_FU_UPSERT, fu_rows),
-            (_FU_RETIRE, retire), (_FU_DROP, [(key,) for _at, key in retire]),
+            (_FU_RETIRE, retire), (_FU_DROP, [entry[1:] for entry in retire]),
         ])  # fmt: skip
 
     def _stream(

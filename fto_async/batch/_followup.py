@@ -260,6 +260,11 @@ class _Stage:
     ) -> FollowUpResult | None:
         key, journal = str(outcome.key), self.journal
         row = journal.follow_up(key, pn) if journal is not None else None
+        ident = self._identity(outcome, pn)
+        if journal is not None and row is not None and None not in (ident, row.fingerprint) \
+                and row.fingerprint != ident:
+            await journal.replace_follow_up(key, pn)  # asked otherwise now (report language)
+            row = None
         action = plan(row, unknown_policy=self.unknown_policy)  # the items' policy
         if journal is None or row is None:
             return await self._ask(outcome, pn, image_url)
@@ -288,23 +293,29 @@ class _Stage:
             await journal.mark_follow_up(key, pn, ItemState.PENDING)
         return await self._ask(outcome, pn, image_url)
 
+    def _identity(self, outcome: Outcome, pn: str) -> str | None:
+        """What the follow-up asks (``None``: its item's record cannot be checked)."""
+        if outcome.fingerprint is None:
+            return None
+        return follow_up_fingerprint(outcome.fingerprint, pn, self.spec.report_lang)
+
     async def _ask(
         self, outcome: Outcome, pn: str, image_url: Callable[[], Awaitable[str]]
     ) -> FollowUpResult | None:
         """A follow-up to pay for, unless an equal one (same checked item fingerprint,
         patent and report language) is asked in this batch or answered by the cache."""
         key = str(outcome.key)
-        if outcome.fingerprint is None:  # cannot be checked: its own task, shared with none
+        ident = self._identity(outcome, pn)
+        if ident is None:  # cannot be checked: its own task, shared with none
             return await self._submit(key, pn, image_url)
-        ident = follow_up_fingerprint(outcome.fingerprint, pn, self.spec.report_lang)
         flight = self.flights.get(ident)
         if flight is not None:
             self.flights.move_to_end(ident)
             shared = await asyncio.shield(flight)
             if shared is not None and shared.report is not None:
-                await self._adopt(key, pn, shared.task_id, shared.report)
+                await self._adopt(key, pn, shared.task_id, shared.report, ident)
                 return self._ended(FollowUpResult(pn, shared.task_id, shared.report, None))
-            return await self._submit(key, pn, image_url)  # it failed: ask on our own
+            return await self._submit(key, pn, image_url, ident)  # it failed: ask alone
         flight = self.flights[ident] = asyncio.get_running_loop().create_future()
         while len(self.flights) > _RECENT_FOLLOW_UPS:
             self.flights.popitem(last=False)
@@ -312,10 +323,10 @@ class _Stage:
         try:
             cached = await self._cached(ident, pn)
             if cached is not None and cached.report is not None:
-                await self._adopt(key, pn, cached.task_id, cached.report)
+                await self._adopt(key, pn, cached.task_id, cached.report, ident)
                 result = self._ended(cached)
             else:
-                result = await self._submit(key, pn, image_url)
+                result = await self._submit(key, pn, image_url, ident)
                 if result is not None and result.report is not None and self.cache:
                     platform, account = provenance_of(self.client)
                     await self.cache.put(ident, "one_vs_one", dict(result.report.raw),
@@ -341,19 +352,20 @@ class _Stage:
         return None if one is None else FollowUpResult(pn, hit.task_id, one, None)
 
     async def _adopt(
-        self, key: str, pn: str, task_id: str | None, report: OneVsOneReport
+        self, key: str, pn: str, task_id: str | None, report: OneVsOneReport, ident: str
     ) -> None:
         """Journal a follow-up answered by an equal one's task or by the cache."""
         journal = self.journal
         if journal is None:
             return
-        await journal.add_follow_up(key, pn)
+        await journal.add_follow_up(key, pn, fingerprint=ident)
         await journal.mark_follow_up(key, pn, ItemState.SUBMITTING)
         await journal.mark_follow_up(key, pn, ItemState.SUBMITTED, task_id=task_id or "cached")
         await journal.mark_follow_up(key, pn, ItemState.DONE, report=dict(report.raw))
 
     async def _submit(
-        self, key: str, pn: str, image_url: Callable[[], Awaitable[str]]
+        self, key: str, pn: str, image_url: Callable[[], Awaitable[str]],
+        ident: str | None = None,
     ) -> FollowUpResult | None:
         journal = self.journal
         if self.stopping:
@@ -368,12 +380,12 @@ class _Stage:
                 if exc.fatal:
                     self._stop_for(exc)
                 elif journal is not None and not transient(exc):
-                    await journal.add_follow_up(key, pn)
+                    await journal.add_follow_up(key, pn, fingerprint=ident)
                     await journal.mark_follow_up(key, pn, ItemState.FAILED, error=str(exc),
                                                  error_type=type(exc).__name__)  # fmt: skip
                 return self._ended(FollowUpResult(pn, None, None, exc))
             if journal is not None:
-                await journal.add_follow_up(key, pn)
+                await journal.add_follow_up(key, pn, fingerprint=ident)
                 await journal.mark_follow_up(key, pn, ItemState.SUBMITTING)
             try:
                 task_id = await self.client.submit_1v1(request)

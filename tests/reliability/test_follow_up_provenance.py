@@ -95,3 +95,31 @@ async def test_equal_items_share_their_follow_ups_and_the_cache_answers_them(tmp
         assert _one_vs_one_tasks(emu) == len(picks)  # nothing paid again
         assert all(len(o.follow_ups) == len(picks) for o in again)
         assert all(fu.ok for o in again for fu in o.follow_ups)
+
+
+async def test_another_report_language_asks_again(tmp_path: Path):
+    """A follow-up done in English is not reused for a run that asks for Chinese: it
+    moves to history and is asked again; the same language is resumed, not paid twice."""
+    path = tmp_path / "j.db"
+    items = [("sku", _photo("lang"))]
+    english = FollowUp(min_risk=RiskLevel.LOW, top=2, report_lang="en")
+    chinese = FollowUp(min_risk=RiskLevel.LOW, top=2, report_lang="cn")
+    async with emulator() as emu, make_client(emu) as client:
+        async with Journal(path) as journal:
+            (first,), _ = await collect(client.screen_many(items, journal=journal,
+                                                           follow_up=english))  # fmt: skip
+        async with Journal(path) as journal:
+            (same,), _ = await collect(client.screen_many(items, journal=journal,
+                                                          follow_up=english))  # fmt: skip
+        async with Journal(path) as journal:
+            (other,), _ = await collect(client.screen_many(items, journal=journal,
+                                                           follow_up=chinese))  # fmt: skip
+    assert first.follow_ups
+    assert all(fu.resumed for fu in same.follow_ups)
+    assert not any(fu.resumed for fu in other.follow_ups)
+    assert {fu.task_id for fu in other.follow_ups}.isdisjoint(
+        {fu.task_id for fu in first.follow_ups}
+    )
+    with sqlite3.connect(path) as db:
+        retired = {row[0] for row in db.execute("SELECT task_id FROM follow_up_history")}
+    assert retired == {fu.task_id for fu in first.follow_ups}
