@@ -117,6 +117,7 @@ class _Counts:
     running: int = 0
     done: int = 0
     failed: int = 0
+    resubmitted: int = 0  # follow-ups a dead run left mid-submit, submitted again
 
 
 class _Stage:
@@ -158,7 +159,8 @@ class _Stage:
             c = self.counts
             self.user_progress(attrs.evolve(
                 self.latest, follow_ups_running=c.running, follow_ups_done=c.done,
-                follow_ups_failed=c.failed, calls=self.client.stats.calls,
+                follow_ups_failed=c.failed, follow_ups_resubmitted=c.resubmitted,
+                calls=self.client.stats.calls,
             ))  # fmt: skip
 
     def _ended(self, result: FollowUpResult) -> FollowUpResult:
@@ -288,6 +290,7 @@ class _Stage:
             )
             return self._ended(FollowUpResult(pn, None, None, unknown))
         if action == "resubmit":
+            self.counts.resubmitted += 1  # announced, as for items
             if row.state is ItemState.SUBMITTING:
                 await journal.mark_follow_up(key, pn, ItemState.UNKNOWN)
             await journal.mark_follow_up(key, pn, ItemState.PENDING)

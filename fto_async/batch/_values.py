@@ -311,6 +311,8 @@ class Progress:
         follow_ups_running: 1-vs-1 follow-ups started and not ended (``follow_up`` option).
         follow_ups_done: follow-ups ended with a report (resumed ones included).
         follow_ups_failed: follow-ups ended with an error.
+        follow_ups_resubmitted: follow-ups an earlier run died while submitting, submitted
+            again (``unknown_policy="resubmit"``): a task may exist twice.
         shared: outcomes answered by another item's task or report (no call of their own).
         from_cache: requests answered by the report cache (cache hits; no call).
         deferred: of ``failed``, items whose error was not theirs (a fatal stop, a
@@ -334,6 +336,7 @@ class Progress:
     follow_ups_running: int = 0
     follow_ups_done: int = 0
     follow_ups_failed: int = 0
+    follow_ups_resubmitted: int = 0
     shared: int = 0
     from_cache: int = 0
     deferred: int = 0

@@ -130,7 +130,10 @@ async def dry_run(job: Job, args: argparse.Namespace) -> int:
             await cache.aclose()
     calls = count["submits"] + count["polls"] + count["uploads"]
     # Follow-ups depend on the reports: none, or up to N per row, a submit and a poll each.
-    follow_up_max = (count["polls"] + count["reported"]) * job.follow_up.top * 2 \
+    # Cached rows need theirs too (perhaps from the cache); shared rows share their equal
+    # row's follow-ups, as the run shares them.
+    follow_up_max = (count["polls"] + count["cached"] + count["reported"]) \
+        * job.follow_up.top * 2 \
         if job.follow_up is not None else 0
     task = PollConfig().initial_estimate
     seconds = calls / float(qps) + (DEFAULT_SUBMIT_LATENCY + task if calls else 0)
@@ -152,7 +155,8 @@ async def dry_run(job: Job, args: argparse.Namespace) -> int:
                     f"~{DEFAULT_SUBMIT_LATENCY + task:.0f} s for the last submit and task)"),
         *([("follow-up calls", f"0 .. {follow_up_max} (up to {job.follow_up.top} per row "
                                 f"at {job.follow_up.min_risk.value} risk or above, a submit "
-                                "and a poll each; depends on the reports)")]
+                                "and a poll each, once per distinct request; depends on the "
+                                "reports and the cache)")]
           if job.follow_up is not None else []),
         ("requests", f"{count['rows']} rows, {len(distinct)} distinct requests, "
                      f"{count['cached']} from cache, calls needed {calls}"),

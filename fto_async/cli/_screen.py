@@ -404,6 +404,7 @@ async def run_screen(job: Job, make_client: Callable[[], FtoClient]) -> int:
         unconnected=stats.unconnected, unanswered=stats.unanswered,
         ambiguous=client.stats.ambiguous_submits,
         resubmitted_unknown=latest.resubmitted_unknown if latest else 0,
+        resubmitted_follow_ups=latest.follow_ups_resubmitted if latest else 0,
         recovered_unknown=journal.recovered_unknown, uploads=run.images.uploads,
         elapsed=time.monotonic() - started, out=job.out, journal=job.journal,
         notes=_notes(run),

@@ -123,3 +123,47 @@ async def test_another_report_language_asks_again(tmp_path: Path):
     with sqlite3.connect(path) as db:
         retired = {row[0] for row in db.execute("SELECT task_id FROM follow_up_history")}
     assert retired == {fu.task_id for fu in first.follow_ups}
+
+
+async def test_the_dry_run_counts_follow_ups_of_cached_rows(tmp_path: Path, monkeypatch, capsys):
+    """Rows the cache answers still get follow-ups: the dry run counts them (it said 0)."""
+    from tests.reliability._cli import FAST, cli, point_at, write_catalog
+
+    catalog = write_catalog(tmp_path / "c.csv", ["A,https://img.example/a.png,EU",
+                                                 "B,https://img.example/a.png,EU"])  # fmt: skip
+    cache = str(tmp_path / "cache.db")
+    async with emulator(time_scale=0.001) as emu:
+        point_at(monkeypatch, emu)
+        assert await cli("screen", str(catalog), "--out", str(tmp_path / "a.jsonl"),
+                         "--cache", cache, *FAST) == 0  # fmt: skip
+        capsys.readouterr()
+        assert await cli("screen", str(catalog), "--out", str(tmp_path / "b.jsonl"), "--cache",
+                         cache, "--follow-up", "low:2", "--dry-run") == 0  # fmt: skip
+    text = capsys.readouterr().out
+    line = next(line for line in text.splitlines() if "follow-up calls" in line)
+    assert "0 .. 4 " in line  # one distinct request from the cache, 2 patents x 2 calls
+
+
+async def test_a_follow_up_left_mid_submit_is_announced(tmp_path: Path, capsys):
+    """A follow-up a dead run left ``submitting`` shows in ``status`` and, when the next
+    run resubmits it, in that run's progress (as items are)."""
+    from tests.reliability._cli import cli
+
+    path = tmp_path / "j.db"
+    items = [("sku", _photo("crash"))]
+    async with emulator() as emu, make_client(emu) as client:
+        async with Journal(path) as journal:
+            (first,), _ = await collect(client.screen_many(items, journal=journal,
+                                                           follow_up=SPEC))  # fmt: skip
+        assert first.follow_ups
+        with sqlite3.connect(path) as db:
+            db.execute("UPDATE follow_ups SET state = 'submitting', task_id = NULL,"
+                       " report = NULL WHERE rowid = (SELECT MIN(rowid) FROM follow_ups)")
+        capsys.readouterr()
+        assert await cli("status", str(path)) == 0
+        assert "1 follow-ups may hold a task" in capsys.readouterr().out
+        seen = []
+        async with Journal(path) as journal:
+            await collect(client.screen_many(items, journal=journal, follow_up=SPEC,
+                                             on_progress=seen.append))  # fmt: skip
+    assert seen[-1].follow_ups_resubmitted == 1
