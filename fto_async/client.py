@@ -540,8 +540,14 @@ def provenance(base_url: str, account_id: str) -> tuple[str, str]:
     """The ``(platform, account)`` of :attr:`FtoClient.provenance` (base URL without a
     trailing slash, lower-case scheme and host)."""
     parts = urlsplit(base_url.strip())
-    platform = f"{parts.scheme.lower()}://{parts.netloc.lower()}{parts.path.rstrip('/')}"
-    return platform, account_id
+    host = parts.hostname or ""  # never the user info of a URL
+    if ":" in host:
+        host = f"[{host}]"
+    try:
+        port = f":{parts.port}" if parts.port is not None else ""
+    except ValueError:
+        port = ""
+    return f"{parts.scheme.lower()}://{host}{port}{parts.path.rstrip('/')}", account_id
 
 
 def _refuse_placeholder(body: Mapping[str, Any]) -> None:

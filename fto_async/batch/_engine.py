@@ -23,7 +23,7 @@ from ..errors import BatchAbortedError, FtoError, InvalidRequestError
 from ..fingerprint import request_fingerprint
 from ..models import ImageSearchReport, Request, TaskKind
 from ..polling import PendingTask, PollScheduler
-from ._journaling import _Counters, _Journaling
+from ._journaling import _Counters, _Journaling, bind_provenance
 from ._sharing import _Group, _Recent, _Sharing, provenance_of
 from ._stream import _END, _pairs, _pump
 from ._values import BatchClient, Item, Items, Outcome, Progress, TaskIds, _Options
@@ -206,6 +206,8 @@ class _Batch(_Sharing):
     # -- submitting -----------------------------------------------------------------
 
     async def feed_requests(self, items: Items, submits: asyncio.TaskGroup) -> None:
+        if self.journaling is not None:  # its answers are this platform's and account's
+            await bind_provenance(self.journaling.journal, *provenance_of(self.client))
         pairs = _pairs(items)
         async for key, value in pairs:
             self.counters.read += 1

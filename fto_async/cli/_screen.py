@@ -38,6 +38,7 @@ from typing import TYPE_CHECKING, Final, Literal, TextIO
 import attrs
 
 from ..batch import Item, screen_many, screen_with_follow_ups
+from ..batch._journaling import provenance_mismatch
 from ..cache import ReportCache
 from ..client import FtoClient
 from ..errors import (
@@ -337,10 +338,16 @@ async def run_screen(job: Job, make_client: Callable[[], FtoClient]) -> int:
         await client.aclose()
         return EXIT_USAGE
     journal = await open_journal(job.journal)
-    if journal is None:
+    other = None if journal is None else provenance_mismatch(journal, *client.provenance)
+    if other is not None:
+        say_error(f"the journal {job.journal} holds answers from {other} (or another "
+                  f"account), not from {client.provenance[0]}: use another --journal")
+    if journal is None or other is not None:
         await client.aclose()
         if cache is not None:
             await cache.aclose()
+        if journal is not None:
+            await journal.aclose()
         return EXIT_USAGE
     started = time.monotonic()
     view = ProgressView(job.total, tty=job.tty)

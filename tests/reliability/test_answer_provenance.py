@@ -170,3 +170,32 @@ async def test_the_cli_never_serves_another_tasks_answer(
         emu.reconfigure(wrong_task_rate=0.0)
         assert await cli("screen", str(catalog), "--out", str(out), *FAST) == 0
     assert [r["status"] for r in records(out)] == ["done"] * 3
+
+
+async def test_a_journal_holds_one_platforms_answers(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+):
+    """A journal filled against one platform is refused against another (exit 2, no
+    call): its done rows would otherwise be shown as the other platform's answers. A
+    library batch raises ConfigurationError before any call."""
+    from fto_async import ConfigurationError
+    from tests.reliability._cli import FAST, cli, point_at, records, write_catalog
+
+    catalog = write_catalog(tmp_path / "c.csv", ["K1,https://img.example/1.png,US"])
+    out = tmp_path / "out.jsonl"
+    async with emulator(time_scale=0.001) as first, emulator(time_scale=0.001) as second:
+        point_at(monkeypatch, first)
+        assert await cli("screen", str(catalog), "--out", str(out), *FAST) == 0
+        point_at(monkeypatch, second)
+        capsys.readouterr()
+        assert await cli("screen", str(catalog), "--out", str(out), *FAST) == 2
+        assert "holds answers from" in capsys.readouterr().err
+        assert second.stats.count() == 0
+        assert [r["status"] for r in records(out)] == ["done"]
+        journal_path = tmp_path / "out.jsonl.journal.db"
+        async with make_client(second) as client, Journal(journal_path) as journal:
+            _outcomes, raised = await collect(
+                client.screen_many([("K9", request(9))], journal=journal)
+            )
+        assert isinstance(raised, ConfigurationError)
+        assert second.stats.submits == []
