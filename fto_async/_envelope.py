@@ -93,14 +93,6 @@ def _snippet(body: bytes) -> str:
     return " ".join(text.split())[:120]
 
 
-class _NonFinite(ValueError):
-    """Private: ``NaN``/``Infinity`` met while decoding an answer."""
-
-
-def _refuse_constant(name: str) -> Any:
-    raise _NonFinite(name)
-
-
 def decode_answer(
     http_status: int,
     body: bytes,
@@ -111,10 +103,14 @@ def decode_answer(
     """Data of a successful answer; raises the matching :class:`~fto_async.errors.FtoError`."""
     request_id = next((headers[h] for h in _REQUEST_ID_HEADERS if h in headers), None)
     retry_after = parse_retry_after(headers.get("retry-after"), now)
+    constants: list[str] = []  # NaN/Infinity met: no documented answer holds one
+
+    def constant(name: str) -> float:
+        constants.append(name)
+        return float(name)
+
     try:
-        obj = json.loads(body, parse_constant=_refuse_constant) if body.strip() else None
-    except _NonFinite as exc:  # NaN/Infinity: JSON that no documented answer holds
-        raise ResponseDecodeError(f"the answer holds {exc} (not a finite number)") from None
+        obj = json.loads(body, parse_constant=constant) if body.strip() else None
     except (ValueError, RecursionError):  # RecursionError: absurdly nested JSON
         obj = None
         if http_status < 400:
@@ -153,5 +149,7 @@ def decode_answer(
             request_id=request_id,
             retry_after=retry_after,
         )
+    if constants:  # an error answer says what it says; data must hold finite numbers
+        raise ResponseDecodeError(f"the answer holds {constants[0]} (not a finite number)")
     data = obj.get("data")
     return data if data is not None else obj
