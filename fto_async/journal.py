@@ -25,7 +25,14 @@ The state machine (any other write raises :class:`InvalidTransitionError`)::
     unknown | failed ─> pending    reset_to_pending: the resubmit / retry policy
     unknown ─> submitted           its task was found; else it stays unknown (skip policy)
     any ─> pending                 replace: the item's request changed (its fingerprint);
-                                   the earlier record moves to the ``history`` table
+                                   the earlier record moves to the ``history`` table and
+                                   its follow-ups to ``follow_up_history`` (schema 4): a
+                                   follow-up belongs to its item's screening
+
+Each follow-up keeps what it asks (``fingerprint``: its item's, the patent, the report
+language); one asked otherwise now moves to ``follow_up_history``
+(:meth:`Journal.replace_follow_up`). The ``provenance`` meta value names the platform and
+account whose answers the journal holds; a batch of another refuses it.
 
 Each row keeps its request's fingerprint (:mod:`fto_async.fingerprint`; ``None`` for rows
 written before schema 2, "unknown": never taken as a match nor as a change) and the
