@@ -21,7 +21,7 @@ The package, one job per module (imports run one way, downwards: ``cli/`` -> ``c
     auth           the two credential schemes; token cache, single-flight refresh
     errors         the error tree and the platform's code table
     models         attrs requests (validated) and reports; TaskKind and its endpoints
-    _validate      field rules, and the one image rule (PNG/JPEG under 4 MiB)
+    _validate      field rules, and the one image rule (PNG/JPEG of at most 4,194,304 bytes)
     _serde         the one cattrs converter
     fingerprint    the request fingerprint (canonical body, images by SHA-256)
     _envelope      reading a platform answer

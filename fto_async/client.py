@@ -301,7 +301,8 @@ class FtoClient:
     async def upload_image(
         self, image: str | PathLike[str] | bytes, *, filename: str | None = None
     ) -> UploadedImage:
-        """Upload a local JPG/PNG under 4 MB; returns its public ``url`` and ``expire``.
+        """Upload a local JPG/PNG of at most 4,194,304 bytes (reference §6); returns its public
+        ``url`` and ``expire``.
 
         Raises:
             InvalidRequestError: not a decodable JPG/PNG, too large, or the file cannot be
