@@ -35,7 +35,7 @@ from typing import Any
 import aiohttp
 import attrs
 
-from ._envelope import decode_answer
+from ._envelope import decode_answer, parse_retry_after
 from ._http import AiohttpSender, FileField, HttpSender
 from ._reach import Reachability
 from .auth import ApiKey, Authenticator, ClientCredentials, StaticKeyAuth, TokenAuth, token_error
@@ -421,6 +421,15 @@ class Transport:
             body = json.loads(answer.body)
         except (ValueError, RecursionError):
             body = None
+        if status == 429 and not (isinstance(body, Mapping) and body.get("error_code")):
+            # Throttled (reference §9: PatSnap's scripts retry a bare 429): retried, never
+            # an authentication failure, and an answer of the platform (no reachability
+            # alarm). The token call holds no gate permit: the retry's backoff paces it.
+            self.reach.body(envelope=True)
+            raise RateLimitedError(
+                None, "token request throttled (HTTP 429)", http_status=status,
+                retry_after=parse_retry_after(answer.headers.get("retry-after"), time.time()),
+            )
         self.reach.body(envelope=isinstance(body, Mapping))
         if not isinstance(body, Mapping) and (fatal := self.reach.check_answer()) is not None:
             raise fatal
