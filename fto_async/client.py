@@ -99,6 +99,8 @@ class FtoClient:
         durations: learnt task durations to start from (default: new ones, seeded by
             ``poll.initial_estimate`` if given). The client keeps them in
             :attr:`durations`, shared by every batch, poller and ``begin_*`` task.
+        key_auth: how an ``sk-`` key travels: ``"both"`` (default), ``"query"`` or
+            ``"bearer"``; see :class:`~fto_async.config.ClientConfig`.
     """
 
     def __init__(
@@ -123,6 +125,7 @@ class FtoClient:
         transport: HttpSender | None = None,
         redis_url: str | None = None,
         durations: TaskDurations | None = None,
+        key_auth: str | None = None,
     ) -> None:
         self._credentials = _credentials(client_id, client_secret, api_key)
         cfg = config or ClientConfig()
@@ -145,12 +148,18 @@ class FtoClient:
                 "timeout": timeout,
                 "retry": retry,
                 "poll": poll,
+                "key_auth": key_auth,
             }.items()
             if v is not None
         }
         if rate_changes:
             changes["rate"] = attrs.evolve(cfg.rate, **rate_changes)
         self.config: ClientConfig = attrs.evolve(cfg, **changes) if changes else cfg
+        if self.config.key_auth != "both" and not isinstance(self._credentials, ApiKey):
+            raise ConfigurationError(
+                f"key_auth={self.config.key_auth!r} applies to sk- API keys only: client "
+                "credentials always send apikey= and a Bearer token (reference §7.1)"
+            )
         self._converter = _serde.make_converter()
         self._owned_gate: RedisRateGate | None = None
         if gate is None and self.config.rate.redis_url:
@@ -177,8 +186,9 @@ class FtoClient:
         cls, environ: Mapping[str, str] | None = None, **options: Any
     ) -> FtoClient:
         """Build a client from ``PATSNAP_CLIENT_ID`` / ``PATSNAP_CLIENT_SECRET`` or
-        ``PATSNAP_API_KEY``, ``PATSNAP_BASE_URL``, ``PATSNAP_QPS`` and
-        ``PATSNAP_REDIS_URL``.
+        ``PATSNAP_API_KEY``, ``PATSNAP_BASE_URL``, ``PATSNAP_QPS``,
+        ``PATSNAP_REDIS_URL`` and ``PATSNAP_KEY_AUTH`` (``both``/``query``/``bearer``, see
+        :attr:`~fto_async.config.ClientConfig.key_auth`).
 
         Keyword ``options`` override the environment.
 

@@ -247,6 +247,9 @@ class Transport:
             if isinstance(credentials, ApiKey)
             else TokenAuth(credentials, self._fetch_token)
         )
+        # Which channels carry the credential (reference §7.2a): query, header, or both.
+        self._query_key = config.key_auth in ("both", "query")
+        self._bearer = config.key_auth in ("both", "bearer")
         self._sender: HttpSender = sender or AiohttpSender(
             limit=config.rate.in_flight_limit + 4, ssl_context=config.ssl,
             user_agent=config.user_agent, session=session,
@@ -352,14 +355,14 @@ class Transport:
     ) -> Any:
         sender = self._check_open()
         url = self._base + path
-        params = {"apikey": self._auth.apikey}
+        params = {"apikey": self._auth.apikey} if self._query_key else {}
         started = time.monotonic()
         async with self.gate.slot(path, priority=priority) as permit:
             # The bearer is read again once the gate admits the call: a call can wait in
             # the gate for long, and the token seen before may have been replaced since.
             bearer = await self._auth.bearer()
             used.append(bearer)
-            headers = {"Authorization": f"Bearer {bearer}"}
+            headers = {"Authorization": f"Bearer {bearer}"} if self._bearer else {}
             if before_send is not None:
                 await before_send()
             self.stats.calls += 1
@@ -398,7 +401,8 @@ class Transport:
 
     def _log(self, path: str, status: int, exc: FtoError | None, started: float) -> None:
         if log.isEnabledFor(logging.DEBUG):
-            url = redact_url(f"{self._base}{path}?apikey={self._auth.apikey}")
+            query = f"?apikey={self._auth.apikey}" if self._query_key else ""
+            url = redact_url(f"{self._base}{path}{query}")
             ms = (time.monotonic() - started) * 1000
             outcome = "ok" if exc is None else f"{type(exc).__name__}: {exc}"
             log.debug("POST %s -> HTTP %d in %.0f ms: %s", url, status, ms, outcome)
