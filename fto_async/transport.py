@@ -240,6 +240,8 @@ class Transport:
         self.config = config
         self.gate: RateGateProtocol = gate or RateGate(config.rate)
         self.stats = TransportStats()
+        #: The ``Date`` header of the last answer (``fto-async doctor`` checks the clock).
+        self.server_date: str | None = None
         self._task_paths = task_paths
         self.retry = RetryPolicy(config.retry, hooks=(self._count_ambiguous, *retry_hooks))
         self._auth: Authenticator = (
@@ -373,6 +375,7 @@ class Transport:
                     on_answer=faults.got_answer,
                 )
         status, body, resp_headers = answer.status, answer.body, answer.headers
+        self.server_date = resp_headers.get("Date")
         try:
             data = decode_answer(status, body, resp_headers, now=time.time())
         except RateLimitedError:
@@ -421,6 +424,7 @@ class Transport:
                 on_answer=faults.got_answer,
             )
         status = answer.status
+        self.server_date = answer.headers.get("Date")
         try:
             body = json.loads(answer.body)
         except (ValueError, RecursionError):

@@ -7,7 +7,8 @@ Modules:
 * ``_screen``: one screening run (catalog -> journal -> batch -> output);
 * ``_catalog``: reading a CSV/JSONL catalog into requests, row by row;
 * ``_results``: output rows, JSONL/CSV writing, tallies;
-* ``_display``: progress and summary tables (rich on a terminal, plain lines else).
+* ``_display``: progress and summary tables (rich on a terminal, plain lines else);
+* ``_doctor``: ``fto-async doctor``, the setup checks (no billable task).
 """
 
 from ._main import build_parser, main

@@ -68,6 +68,7 @@ from ..journal import ItemState, Journal
 from ..models import RiskLevel
 from ._catalog import Catalog, CatalogError, check_defaults
 from ._display import Section, clean, format_duration, render_sections
+from ._doctor import add_doctor_command
 from ._paths import clash, sqlite_files
 from ._report import add_report_command, export_xlsx, html_path
 from ._results import INVALID_TYPE, atomic_write, records_from_journal, write_csv, write_jsonl
@@ -241,6 +242,7 @@ def build_parser() -> argparse.ArgumentParser:
     export.set_defaults(func=_cmd_export)
 
     add_report_command(commands)
+    add_doctor_command(commands)
 
     demo = commands.add_parser("demo", help="screen a sample catalog on a local emulator")
     demo.add_argument("--rows", type=int, default=None, help="rows to screen (default: all)")
