@@ -34,6 +34,7 @@ The package, one job per module (imports run one way, downwards: ``cli/`` -> ``c
     batch          screen_many and friends over any iterable
     journal        the durable record of every item
     client         FtoClient: one method per endpoint; builds batches and pollers
+    _uploads       the P010 URLs a client uploaded, renewed before they expire
     testing        MockTransport, for tests with no server
     cli/           the fto-async command (never imported by the modules above)
     emulator/      the local platform

@@ -15,6 +15,7 @@ import attrs
 from . import _serde, _validate
 from . import batch as _batch
 from ._poller import TaskPoller, wait_for_task
+from ._uploads import UploadLedger
 from .auth import ApiKey, ClientCredentials
 from .batch import BatchOptions, Items, Outcome, TaskIds
 from .config import ClientConfig, PollConfig, RetryConfig, env_settings
@@ -161,6 +162,8 @@ class FtoClient:
                 "credentials always send apikey= and a Bearer token (reference §7.1)"
             )
         self._converter = _serde.make_converter()
+        #: P010 URLs this client uploaded: renewed before a submit when about to expire.
+        self._uploads = UploadLedger()
         self._owned_gate: RedisRateGate | None = None
         if gate is None and self.config.rate.redis_url:
             gate = self._owned_gate = RedisRateGate(
@@ -314,6 +317,11 @@ class FtoClient:
         """Upload a local JPG/PNG of at most 4,194,304 bytes (reference §6); returns its public
         ``url`` and ``expire``.
 
+        The URL is public for 9 hours: anyone holding it can open the image (reference §6;
+        :class:`~fto_async.WorkflowRequest` with ``target_image_base64`` creates none).
+        A URL uploaded from a file is uploaded again when a submit would send it with
+        less than 10 minutes left.
+
         Raises:
             InvalidRequestError: not a decodable JPG/PNG, too large, or the file cannot be
                 read (a path must name a regular file: see
@@ -333,7 +341,10 @@ class FtoClient:
             raise InvalidRequestError("image", f"must be a path or bytes, got {got}")
         field = FileField("image", name or f"image.{kind.ext}", data, kind.mime)
         answer = await self._transport.call(UPLOAD_PATH, files=(field,))
-        return _serde.structure(self._converter, answer, UploadedImage)
+        uploaded = _serde.structure(self._converter, answer, UploadedImage)
+        source = None if isinstance(image, bytes) else Path(image)
+        self._uploads.remember(uploaded.url, uploaded.expire, source)
+        return uploaded
 
     # -- any kind of task -----------------------------------------------------------
 
@@ -488,6 +499,10 @@ class FtoClient:
         request: Request | OneVsOneRequest,
         before_send: BeforeSend | None = None,
     ) -> str:
+        url = getattr(request, "url", None)
+        source = self._uploads.stale(url) if isinstance(url, str) else None
+        if source is not None:  # our P010 URL would expire before use: upload it again
+            request = attrs.evolve(request, url=(await self.upload_image(source)).url)
         body = _serde.unstructure(self._converter, request)
         answer = await self._transport.call(path, body, before_send=before_send)
         task_id = answer.get("task_id") if isinstance(answer, Mapping) else None

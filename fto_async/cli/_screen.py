@@ -84,6 +84,12 @@ _PAST_PENDING: Final = frozenset({ItemState.DONE, ItemState.SUBMITTED, ItemState
 CACHE_SLACK: Final = 60.0
 _UPLOAD_LIFETIME: Final = 32_400.0  # seconds an upload URL lives when ``expire`` is absent
 _UPLOAD_MARGIN: Final = 600.0  # an upload URL is reused only with this much life left
+#: Said once per run, at its first P010 upload (reference §6).
+UPLOAD_NOTICE: Final = (
+    "note: local images are uploaded to PatSnap (P010) and get a public URL for 9 hours: "
+    "anyone holding the link can open the image. --workflow screens them as base64, "
+    "with no public URL (1-vs-1 follow-ups still need one)."
+)
 
 
 @attrs.frozen
@@ -273,6 +279,12 @@ class _Run:
         except BatchAbortedError as exc:
             self.fatal = exc.cause
 
+    def _uploaded(self) -> None:
+        """Count one P010 upload; the run's first says once that its URL is public."""
+        self.uploads += 1
+        if self.uploads == 1:
+            self.view.log(UPLOAD_NOTICE)
+
     async def follow_up_image(self, key: object, request: object) -> str:
         """The public URL of a row's image for its follow-ups: the run's P010 URL while
         fresh, else a new upload of its image_path; else the request's own image."""
@@ -282,7 +294,7 @@ class _Run:
             if url is not None and time.monotonic() < expires - _UPLOAD_MARGIN:
                 return url
             uploaded = await self.client.upload_image(path)
-            self.uploads += 1
+            self._uploaded()
             return uploaded.url
         if isinstance(request, ImageSearchRequest) or (
             isinstance(request, WorkflowRequest) and request.url is not None
@@ -292,7 +304,7 @@ class _Run:
         if isinstance(request, WorkflowRequest) and request.target_image_base64 is not None:
             data = base64.b64decode(request.target_image_base64)
             uploaded = await self.client.upload_image(data)
-            self.uploads += 1
+            self._uploaded()
             return uploaded.url
         raise InvalidRequestError("image", "the row has no image to compare")
 
@@ -426,7 +438,7 @@ class _Run:
             if known is not None and time.monotonic() < known[1]:
                 return row.make_request(url=known[0])
             uploaded = await self.client.upload_image(row.image_path)
-            self.uploads += 1
+            self._uploaded()
             if self.job.follow_up is not None:  # reused by its follow-ups while fresh
                 expires = time.monotonic() + float(uploaded.expire or 0)
                 self.images[row.jkey] = (row.image_path, uploaded.url, expires)
