@@ -113,13 +113,18 @@ async def test_an_unknown_status_keeps_the_row_for_the_next_run(tmp_path):
 
 @pytest.mark.parametrize("mode", ["all", "none"])
 async def test_cli_screens_with_either_encoding(emu, env, tmp_path, mode):
-    """`fto-async screen` (image search, and --workflow) ends every row done whichever
-    encoding the platform uses."""
+    """`fto-async screen` (image search with 1-vs-1 follow-ups, and --workflow) ends every
+    row and follow-up done whichever encoding the platform uses."""
     emu.reconfigure(string_status=mode)
     path = catalog(tmp_path, good_rows(4))
     out = tmp_path / "r.jsonl"
-    assert await cli("screen", str(path), "--out", str(out), *FAST) == 0
-    assert {r["status"] for r in records(out)} == {"done"}
+    assert await cli("screen", str(path), "--out", str(out), "--follow-up", "low:1",
+                     *FAST) == 0  # fmt: skip
+    recs = records(out)
+    assert {r["status"] for r in recs} == {"done"}
+    follow_ups = [fu for r in recs for fu in r["follow_ups"]]
+    assert follow_ups  # 1-vs-1 tasks, read in the same encoding
+    assert all(fu["error"] is None and fu["report"] for fu in follow_ups)
     wf = tmp_path / "w.jsonl"
     assert await cli("screen", str(path), "--out", str(wf), "--workflow", *FAST) == 0
     assert {r["status"] for r in records(wf)} == {"done"}
