@@ -55,6 +55,8 @@ from ._display import clean
 
 __all__ = ["Check", "add_doctor_command", "run_checks"]
 
+#: ``doctor --help``: the module docstring without its first line and its markup.
+_DESCRIPTION: Final = (__doc__ or "").split("\n\n", 1)[-1].replace("``", "").replace("**", "")
 #: A task id no platform has issued: polls of it never touch a real task.
 DUMMY_TASK_ID: Final = "00000000-0000-0000-0000-000000000000"
 #: Clock skew, in seconds, beyond which the clock check fails.
@@ -86,7 +88,7 @@ def add_doctor_command(commands: Any) -> None:
     """Add ``fto-async doctor [--json] [--base-url URL] [--journal PATH] [--redis-url URL]``."""
     doctor = commands.add_parser(
         "doctor", help="check credentials, platform, paths, clock, folders and Redis",
-        description=__doc__.split("\n\n", 1)[1] if __doc__ else None,
+        description=_DESCRIPTION,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )  # fmt: skip
     doctor.add_argument("--json", action="store_true", help="print one JSON object")
