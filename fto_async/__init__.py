@@ -24,7 +24,7 @@ The package, one job per module (imports run one way, downwards: ``cli/`` -> ``c
     _enums         the platform's enumerations (RiskLevel, TaskStatus, ...), in models
     _kinds         THE table of task kinds: request/result class, paths, fingerprint
                    fields, journal table (a new kind is a row there + its models)
-    _validate      field rules, and the one image rule (PNG/JPEG under 4 MiB)
+    _validate      field rules, and the one image rule (PNG/JPEG of at most 4,194,304 bytes)
     _serde         the one cattrs converter (CONVERTER)
     fingerprint    the request fingerprint (canonical body, images by SHA-256)
     _envelope      reading a platform answer
@@ -46,6 +46,7 @@ The package, one job per module (imports run one way, downwards: ``cli/`` -> ``c
     _journal_follow_ups  the journal's follow-ups table (a part of Journal)
     cache          ReportCache: reports by fingerprint, with their provenance
     client         FtoClient: one method per endpoint; builds batches and pollers
+    _uploads       the P010 URLs a client uploaded, renewed before they expire
     testing        MockTransport, for tests with no server
     outputs/       the one record rule (journal row -> flat record, one status word, the
                    last run's row set) and its writers: JSONL, CSV, XLSX, the HTML report

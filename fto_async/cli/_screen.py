@@ -121,7 +121,9 @@ class _Run:
         self.unsent = 0  #: rows whose submit failed before it went out (left pending)
         self.unsent_error: FtoError | None = None
         self.fingerprints: dict[str, str | None] = {}  # handed to the batch, then dropped
-        self.images = Images(client, cache, job.max_age, job.follow_up is not None)
+        self.images = Images(
+            client, cache, job.max_age, job.follow_up is not None, notice=self.view.log
+        )
         # The report's thumbnails of local images are made while the platform works.
         self.warmer: Warmer | None = None
         if job.report:
