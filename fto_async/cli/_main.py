@@ -155,7 +155,6 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_report_command(commands)
     add_doctor_command(commands)
-    add_doctor_command(commands)
 
     demo = commands.add_parser("demo", help="screen a sample catalog on a local emulator")
     demo.add_argument("--rows", type=int, default=None, help="rows to screen (default: all)")
