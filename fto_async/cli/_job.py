@@ -19,7 +19,7 @@ import attrs
 from ..batch import FollowUp
 from ..config import env_settings, redact_url_credentials
 from ..errors import ConfigurationError, InvalidRequestError
-from ._args import default_cache_path
+from ._args import default_cache_path, patent_link
 from ._catalog import Catalog, CatalogError, check_defaults
 from ._common import say_error
 from ._paths import clash, sqlite_files
@@ -43,6 +43,10 @@ class Job:
             report stays good.
         retry_failed: submit again rows whose task failed in an earlier run
             (``--retry-failed``; rows refused as invalid are retried once fixed anyway).
+        rescreen: screen every row again, done rows included (``--rescreen``): their
+            earlier result moves to the journal's history, and the report cache is not
+            read (its reports are still written).
+        patent_link: the patent link template (``--patent-link``/``FTO_PATENT_LINK``).
     """
 
     catalog: Catalog
@@ -58,6 +62,8 @@ class Job:
     max_age: float = 7 * 86400.0
 
     retry_failed: bool = False
+    rescreen: bool = False
+    patent_link: str | None = None
 
 
 def prepare(args: argparse.Namespace) -> Job | None:
@@ -86,6 +92,11 @@ def prepare(args: argparse.Namespace) -> Job | None:
     if refused is not None:
         say_error(refused)
         return None
+    try:
+        template = patent_link(args)
+    except ValueError as exc:
+        say_error(str(exc))
+        return None
     cache: Path | None = None
     if not args.no_cache:
         try:
@@ -102,7 +113,8 @@ def prepare(args: argparse.Namespace) -> Job | None:
     return Job(catalog, total, args.out, journal, unknown_policy=args.unknown,
                resume=shlex.join(["fto-async", *map(redact_url_credentials, args.argv)]),
                report=not args.no_report, follow_up=args.follow_up, cache=cache,
-               max_age=args.max_age, retry_failed=args.retry_failed)  # fmt: skip
+               max_age=args.max_age, retry_failed=args.retry_failed,
+               rescreen=getattr(args, "rescreen", False), patent_link=template)  # fmt: skip
 
 
 def _output_clash(catalog: Catalog, out: Path, journal: Path) -> str | None:

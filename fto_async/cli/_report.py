@@ -19,7 +19,7 @@ from ..outputs._thumbs import cache_path
 from ._catalog import Catalog, CatalogError, Defaults, Row
 from ._common import EXIT_OK, EXIT_USAGE, say_error
 
-__all__ = ["add_report_command", "html_path", "product_of", "screen_report"]
+__all__ = ["add_report_command", "catalog_products", "html_path", "product_of", "screen_report"]
 
 # Only titles and images are read from a catalog here; a country makes every row parse.
 _READ_ONLY_DEFAULTS = Defaults(country=("US",))
@@ -34,6 +34,17 @@ def product_of(row: Row) -> Product:
     """What the report shows of a catalog row: its title and image."""
     url = getattr(row.request, "url", None) if row.request is not None else None
     return Product(title=row.title, image_url=url, image_path=row.image_path)
+
+
+def catalog_products(path: Path) -> dict[str, tuple[str | None, str | None]]:
+    """Each catalog row's title and image (its URL, else its local path), by journal key."""
+    catalog = Catalog(path, _READ_ONLY_DEFAULTS)
+    return {row.jkey: (row.title, image_of(product_of(row))) for row in catalog.rows()}
+
+
+def image_of(product: Product) -> str | None:
+    """What the record's ``image`` field shows of a product: its URL, else its file."""
+    return product.image_url or (None if product.image_path is None else str(product.image_path))
 
 
 def _joined(catalog: Catalog, results: Path) -> Iterator[dict[str, Any]]:
