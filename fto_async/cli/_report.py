@@ -8,6 +8,7 @@ catalog rows (product names and images) to results and hands plain data to
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import sys
 from collections.abc import Iterator
@@ -16,8 +17,10 @@ from typing import Any
 
 from ..outputs import Product, write_html
 from ..outputs._thumbs import cache_path
+from ._args import patent_link, patent_link_arg
 from ._catalog import Catalog, CatalogError, Defaults, Row
 from ._common import EXIT_OK, EXIT_USAGE, say_error
+from ._results import CALLS_META
 
 __all__ = ["add_report_command", "catalog_products", "html_path", "product_of", "screen_report"]
 
@@ -64,15 +67,22 @@ def _joined(catalog: Catalog, results: Path) -> Iterator[dict[str, Any]]:
             yield record
 
 
-def screen_report(catalog: Catalog, results: Path, calls: int | None) -> Path | None:
+def screen_report(
+    catalog: Catalog, results: Path, calls: int | None, *, calls_run: int | None = None,
+    template: str | None = None,
+) -> Path | None:  # fmt: skip
     """Write ``results``' HTML report beside it; say why not (and return ``None``).
+
+    ``calls`` counts the screening's platform calls over every run, ``calls_run`` the
+    last run's; ``template`` is the patent link template.
 
     Local images' thumbnails are kept in ``OUT.thumbs.db``, so a rerun's report (or a
     resumed run's) encodes only new or changed images.
     """
     out = html_path(results)
     try:
-        write_html(_joined(catalog, results), out, calls=calls, thumb_cache=cache_path(results))
+        write_html(_joined(catalog, results), out, calls=calls, calls_run=calls_run,
+                   thumb_cache=cache_path(results), patent_link=template)
     except (OSError, ValueError, CatalogError) as exc:
         say_error(f"the HTML report {out} was not written: {exc}")
         return None
@@ -91,7 +101,26 @@ def add_report_command(commands: Any) -> None:
     report.add_argument("--title", help="the report's heading")
     report.add_argument("--all", action="store_true",
                         help="also rows that were not in the last run's catalog")
+    report.add_argument("--patent-link", type=patent_link_arg, metavar="TEMPLATE",
+                        help="link each patent to TEMPLATE, an http(s) URL with {pn} "
+                             "(default: FTO_PATENT_LINK, else per authority)")
     report.set_defaults(func=_cmd_report)
+
+
+def _journal_calls(path: Path) -> int | None:
+    """The platform calls a journal's runs recorded (``None``: a JSONL file, or none)."""
+    import sqlite3
+
+    try:
+        with contextlib.closing(sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro",
+                                                uri=True)) as db:  # fmt: skip
+            found = db.execute("SELECT value FROM meta WHERE key = ?", (CALLS_META,)).fetchone()
+    except sqlite3.Error:
+        return None
+    try:
+        return int(found[0]) if found else None
+    except ValueError:
+        return None
 
 
 def _cmd_report(args: argparse.Namespace) -> int:
@@ -105,11 +134,13 @@ def _cmd_report(args: argparse.Namespace) -> int:
         return EXIT_USAGE
     products = None
     try:
+        template = patent_link(args)
         if args.catalog is not None:
             catalog = Catalog(args.catalog, _READ_ONLY_DEFAULTS)
             products = {row.jkey: product_of(row) for row in catalog.rows()}
         written = write_html(args.journal, args.out, title=args.title, products=products,
-                             thumb_cache=thumbs, all_rows=args.all)
+                             thumb_cache=thumbs, all_rows=args.all, patent_link=template,
+                             calls=_journal_calls(args.journal))  # fmt: skip
     except (CatalogError, OSError, ValueError, RuntimeError) as exc:
         say_error(str(exc))
         return EXIT_USAGE

@@ -21,11 +21,13 @@ from ..outputs import atomic_write, record_from_journal, write_jsonl
 from ..outputs._record import follow_up_status, invalid_record, previous_result
 from ._catalog import Catalog
 
-__all__ = ["CATALOG_META", "Tally", "write_output"]
+__all__ = ["CALLS_META", "CATALOG_META", "Tally", "write_output"]
 
 _TOP: Final = 20
 #: The journal's meta key naming the catalog of its last run (for ``export``'s titles).
 CATALOG_META: Final = "catalog"
+#: The journal's meta key counting the platform calls of every run (the report's header).
+CALLS_META: Final = "calls_total"
 
 
 def _group(record: dict[str, Any], error_type: str | None) -> str:

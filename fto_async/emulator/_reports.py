@@ -21,9 +21,10 @@ the same report and different images get different ones. The numbers hold togeth
   requested ``statuses``.
 * Publications (:attr:`ReportInputs.publish_round`): round ``k`` publishes new designs for a
   ``publish_share`` of images, chosen by sha256 of the image and ``k``. A hit adds one or two
-  new High designs of the product's class at the top of the report, with patent numbers
-  that depend on the image and ``k`` only. Everything else stays as it was, so a rescreen
-  differs exactly where something was published.
+  new High designs of the product's class (valid or pending: new rights are live) at the
+  top of the report, with patent numbers that depend on the image and ``k`` only.
+  Everything else stays as it was, so a rescreen differs exactly where something was
+  published.
 """
 
 from __future__ import annotations
@@ -394,22 +395,25 @@ def build_result(inputs: ReportInputs) -> dict[str, Any]:
     shown = {p["patent_pn"] for p in _fuse(base, base_rerank)[: rng.randint(0, 8)]}
     fresh: list[dict[str, Any]] = []
     fresh_rerank: list[float] = []
+    published: set[str] = set()
     for round_ in reversed(_published(inputs)):
         news = random.Random(hashlib.sha256(f"new\n{inputs.image}\n{round_}".encode()).digest())
         for _ in range(news.randint(1, 2)):
             score = round(news.uniform(0.82, 0.97), 4)
             fresh.append(_patent(news, inputs, product, score, start, end, locs, family))
             fresh_rerank.append(_rerank(news, score))
-            shown.add(fresh[-1]["patent_pn"])
+            published.add(fresh[-1]["patent_pn"])
     patents = fresh + base
     count = len(patents)
     fused = _fuse(patents, fresh_rerank + base_rerank)
     comparisons = []
+    shown |= published
     for item in (f for f in fused if f["patent_pn"] in shown):
         # Each comparison draws from its own generator, so a publication changes nothing else.
         own = random.Random(seed + item["patent_pn"].encode())
         level = risk_level(item["score"])
-        status = own.choice([s for s in (1, 1, 1, 3, 2) if s in inputs.statuses] or [1])
+        mix = (1, 1, 3) if item["patent_pn"] in published else (1, 1, 1, 3, 2)  # new: live
+        status = own.choice([s for s in mix if s in inputs.statuses] or [1])
         comparisons.append(
             {
                 "score": item["score"],

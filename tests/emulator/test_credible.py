@@ -94,6 +94,7 @@ def test_a_publication_adds_new_designs_to_a_share_of_images_only():
         added = [c for c in after["report"]["comparisons"] if c["patent_pn"] not in old]
         assert 1 <= len(added) <= 2
         assert all(c["risk_level"] == "High" for c in added)
+        assert all(c["status"] in (1, 3) for c in added)  # a new design is live
         assert all(_base(c["title"]) in BOTTLES for c in added)
         kept = {c["patent_pn"]: c for c in after["report"]["comparisons"] if c["patent_pn"] in old}
         assert kept == {c["patent_pn"]: c for c in before["report"]["comparisons"]}
