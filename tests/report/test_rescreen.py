@@ -215,3 +215,20 @@ def test_summary_counts_new_matches(rescreened, capsys):
     for rec in rescreened["first"]:
         first.add(rec)
     assert first.changes() == "first screening: no earlier result to compare with"
+
+
+def test_html_links_use_the_template_and_escape_the_number(tmp_path):
+    """The report's patent links follow --patent-link; a hostile number stays inert."""
+    from fto_async.outputs import write_html
+
+    evil = '"><script>alert(1)</script>'
+    comparison = {"score": 0.9, "title": "t", "img_id": "i", "status": 1, "country": "US",
+                  "patent_pn": evil, "risk_level": "High"}
+    ok = {**comparison, "patent_pn": "USD1S1"}
+    rec = {"key": "K", "line": 2, "status": "done", "error": None,
+           "report": {"report": {"comparisons": [comparison, ok]}}}
+    html = write_html([rec], tmp_path / "r.html",
+                      patent_link="https://reg.example/{authority}/{pn}").path.read_text()
+    assert 'href="https://reg.example/US/USD1S1"' in html
+    assert "<script>alert" not in html
+    assert "%22%3E%3Cscript%3E" in html  # the number is percent-encoded in its link
