@@ -213,3 +213,23 @@ async def test_print_summary_fits_in_a_few_pages(browser, rescreened, tmp_path):
     await page.pdf(path=str(pdf), format="A4")
     assert _pages(pdf) > pages
     assert problems == []
+
+
+async def test_rows_sharing_an_image_are_grouped(browser, rescreened):
+    """The two rows with P-001's photo say so and follow P-001, in every sort but by key."""
+    problems: list[str] = []
+    page = await _open(browser, rescreened["html"], 1400, problems)
+
+    async def after_lead() -> list[str]:
+        keys = await page.eval_on_selector_all("article.card", "els => els.map(e => e.dataset.key)")
+        at = keys.index("P-001")
+        return keys[at + 1: at + 3]
+
+    same = await page.eval_on_selector_all(
+        "article.card[data-same]", "els => els.map(e => [e.dataset.key, e.dataset.same])")
+    assert sorted(same) == [["P-039", "P-001"], ["P-040", "P-001"]]
+    assert "Same image as P-001" in await page.text_content("article.card[data-key='P-039']")
+    assert sorted(await after_lead()) == ["P-039", "P-040"]
+    await page.select_option("#sort", "seq")
+    assert sorted(await after_lead()) == ["P-039", "P-040"]
+    assert problems == []

@@ -232,3 +232,14 @@ def test_html_links_use_the_template_and_escape_the_number(tmp_path):
     assert 'href="https://reg.example/US/USD1S1"' in html
     assert "<script>alert" not in html
     assert "%22%3E%3Cscript%3E" in html  # the number is percent-encoded in its link
+
+
+def test_invalid_rows_show_their_title_and_line(tmp_path):
+    """An invalid row's card names the product and its catalog line."""
+    from fto_async.outputs import write_html
+    from fto_async.outputs._record import invalid_record
+
+    rec = invalid_record("BAD-1", 7, "country: bad code", title="Glass lamp", image=None)
+    html = write_html([rec], tmp_path / "r.html").path.read_text()
+    assert "Glass lamp" in html
+    assert "catalog line 7" in html

@@ -148,15 +148,32 @@
     var frag = document.createDocumentFragment();
     items.forEach(function (card) { frag.appendChild(card); });
     into.appendChild(frag);
+    if (how !== "key") { group(); }
+  }
+
+  // A row whose image and matches equal an earlier row's (data-same names it) follows it.
+  function group() {
+    var into = list();
+    var same = into ? into.querySelectorAll("article.card[data-same]") : [];
+    if (!same.length) { return; }  // the usual case: nothing is read
+    var byKey = {};
+    var last = {};
+    all().forEach(function (card) { byKey[card.getAttribute("data-key")] = card; });
+    Array.prototype.forEach.call(same, function (card) {
+      var lead = card.getAttribute("data-same");
+      var after = last[lead] || byKey[lead];
+      if (after && after !== card) { after.insertAdjacentElement("afterend", card); last[lead] = card; }
+    });
   }
 
   if (parsing) {
     document.addEventListener("DOMContentLoaded", function () {
       parsing = false;
-      if (sorted) { reorder(); }
+      if (sorted) { reorder(); } else { group(); }
       if (filtered) { apply(); }
     });
   }
+  if (!parsing) { group(); }
   if (restore()) {
     if (sort.value !== "risk") { reorder(); }
     apply();
