@@ -243,3 +243,16 @@ def test_invalid_rows_show_their_title_and_line(tmp_path):
     html = write_html([rec], tmp_path / "r.html").path.read_text()
     assert "Glass lamp" in html
     assert "catalog line 7" in html
+
+
+def test_report_header_counts_every_run_and_per_row_filters(rescreened):
+    """The header counts the calls of both runs (and the last one's), and a filter only
+    some rows used says how many."""
+    import re
+
+    html = rescreened["html"].read_text("utf-8")
+    found = re.search(r"(\d+) platform calls in all runs \((\d+) in the last\)", html)
+    assert found is not None
+    total, last = int(found.group(1)), int(found.group(2))
+    assert total > last > 0
+    assert re.search(r"09-01 \(\d+ of 40 rows\)", html)
