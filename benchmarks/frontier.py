@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import itertools
 import math
 import random
 import statistics
@@ -35,8 +36,7 @@ from pathlib import Path
 from statistics import NormalDist
 from typing import Any
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import table
 
@@ -161,7 +161,7 @@ class Frontier:
         h = self.hull
         if budget <= h[0][0]:
             return [(1.0, h[0][2])]
-        for (c1, _, s1), (c2, _, s2) in zip(h, h[1:], strict=False):
+        for (c1, _, s1), (c2, _, s2) in itertools.pairwise(h):
             if c1 <= budget <= c2:
                 w = (c2 - budget) / (c2 - c1)
                 return [(w, s1), (1 - w, s2)]
@@ -262,8 +262,9 @@ def study(sigmas: Sequence[float], medians: Sequence[float], seeds: int, *, h: f
                         for s in range(seeds)]
                 refs = [front.at(r["calls"]) for r in runs]
                 med = {k: statistics.median(r[k] for r in runs) for k in ("calls", "p50", "mean")}
-                ex50 = statistics.median(r["p50"] - f["p50"] for r, f in zip(runs, refs, strict=True))
-                exm = statistics.median(r["mean"] - f["mean"] for r, f in zip(runs, refs, strict=True))
+                pairs = list(zip(runs, refs, strict=True))
+                ex50 = statistics.median(r["p50"] - f["p50"] for r, f in pairs)
+                exm = statistics.median(r["mean"] - f["mean"] for r, f in pairs)
                 rows.append([sigma, phase, median, med["calls"], med["calls"] - budget,
                              med["p50"], ex50, med["mean"], exm])
                 if log:
