@@ -22,19 +22,30 @@ tuning knob, and (unlike binning the ages) no bias towards earlier polls.
 
 **Scouting (cold start).** While a kind has no duration quantile yet (nothing
 learnt, restored or seeded), the first ``PollConfig.scouts`` tasks are polled from
-``min_interval`` after their submit, the gap growing by 10% of their age (2, 4, 6 ...
-s, then gently slower), and every other task of that kind waits, unpolled. Scouting
+``min_interval`` after their submit (the k-th from ``(1 + k/scouts) min_interval``, so
+their polls interleave rather than run in lockstep), the gap growing by 10% of their
+age (2, 4, 6 ... s, then gently slower), and every other task of that kind waits, unpolled. Scouting
 ends once the tasks finished, still-running scouts counted as censored at the age they
 were last seen running, put 70% of the mass below an age that every running scout has
-passed (3 scouts of 4 ended: the slowest is not waited for); a scout that ends without a
+passed, within 5% (3 scouts of 4 ended: the slowest is not waited for); a scout that ends without a
 duration (it failed) is replaced by the oldest waiting task. Then every waiting task
 is scheduled at its
 submit time plus the learnt quantile. The first outcome thus comes within one
 ``min_interval`` (or 10% of its age) of the first scout's end, whatever the batch size,
 and scouting costs a few dozen polls in all, not per task.
 
-**Warm schedule.** A task is first polled when it reaches the ``quantile`` (0.87) of
-its kind's durations (never sooner than ``min_interval``); a task still running at age
+**Warm schedule.** A task is first polled when it reaches the quantile ``q`` of its
+kind's durations (never sooner than ``min_interval``), where ``q = 1 / (calls_per_task
+- 1 - 0.05)`` (0.87 for the default 2.2: the optimal shape for a known lognormal has
+``q = 1 / (B - 1)``; 0.05 is kept for scouting and the tail). That age is multiplied by
+a factor tracked from the first polls' own answers (stochastic approximation: each
+on-time first poll that finds its task running raises it, each that finds it done
+lowers it, so that a fraction ``q`` find their task done, once 32 tasks finished), and
+first polls are spread over at least +-5% of it: with current-status answers, polls all
+at one age can never lower the estimate (it ratcheted upwards). A budget controller
+shifts ``q`` (by at most 0.12) by the calls each task delivered on a settled estimate
+spent beyond or below ``calls_per_task``, so the calls follow the budget. The re-poll
+rule uses the same ``q``: a task still running at age
 ``a`` is polled again when ``quantile`` of the tasks still running at ``a`` are
 expected done (the conditional quantile), or, past everything seen so far, when its
 age grew by 15% (by ``backoff`` while fewer than 64 tasks finished), and never
@@ -97,6 +108,14 @@ _DITHER = 0.06  # first polls spread over up to +-6% of the quantile age
 _BEYOND_GROWTH = 1.15  # an outlier (older than every finished task): +15% age per poll
 _WARM_LEVEL = 0.7  # scouting ends once this quantile is known (3 of 4 scouts ended)
 _CAUTION = 4  # finished tasks at which the first-poll quantile is halfway to quantile
+_SCOUT_TOLERANCE = 0.05  # scouting ends when running scouts are within 5% of the age
+_SA_GAIN = 0.03  # stochastic approximation of the first-poll age (log scale, per answer)
+_SA_AFTER = 32  # finished tasks before the first-poll age is tuned from answers
+_SA_LATE = 1.05  # a first poll later than 5% past its aim says nothing about the aim
+_SPREAD = 0.05  # first polls always spread over at least +-5% of their age
+_RESERVE = 0.05  # calls per task kept for scouting and the tail: q = 1 / (B - 1 - reserve)
+_STEER_GAIN = 0.004  # the budget controller: quantile shift per call of error per task
+_STEER_MAX = 0.12  # the controller shifts the quantile by at most this much
 _TRUSTED = 64  # finished tasks after which a task older than all is an outlier
 
 #: Sends one poll for a task and returns its report.
@@ -111,7 +130,10 @@ class _DurationEstimator:
     See the module docstring (Turnbull's estimate over the intervals' own endpoints).
     """
 
-    __slots__ = ("_cells", "_fresh", "_live", "_quantiles", "_sample", "finished", "seed")
+    __slots__ = (
+        "_cells", "_fresh", "_live", "_quantiles", "_sample", "finished", "log_scale", "seed",
+        "shift",
+    )
 
     def __init__(self, seed: float | None = None) -> None:
         self.seed = seed
@@ -122,6 +144,20 @@ class _DurationEstimator:
         self._quantiles: dict[float, float | None] = {}
         #: Finished tasks observed (a censored one does not count).
         self.finished = 0
+        #: log of the factor applied to the quantile for a first poll, tracked from the
+        #: first polls' own answers (see :meth:`first_answer`).
+        self.log_scale = 0.0
+        #: The budget controller's shift of the quantile (see PollScheduler._steer).
+        self.shift = 0.0
+
+    def first_answer(self, done: bool, q: float) -> None:
+        """A first poll made at its aimed age answered ``done`` (or running): move the
+        first-poll age so that a fraction ``q`` of first polls find their task done
+        (Robbins-Monro on current-status answers: unbiased whatever the estimate)."""
+        if self.finished < _SA_AFTER:  # the estimate itself is still crude: it leads
+            return
+        self.log_scale += _SA_GAIN * (q - float(done))
+        self.log_scale = min(1.0, max(-1.0, self.log_scale))
 
     # -- learning -------------------------------------------------------------------
 
@@ -291,7 +327,8 @@ def _quantile(cells: list[tuple[float, float, float]], q: float) -> float | None
     """The right end of the cell where the estimate reaches ``q`` (``None``: past all
     finished tasks). The NPMLE says how much mass a cell holds, not where in it; its
     right end is the one age by which ``q`` is surely reached (biased up by at most a
-    cell, which is narrow where polls are dense; fewer polls, a little latency)."""
+    cell, which is narrow where polls are dense). First polls do not inherit the bias:
+    their age is tuned from their own answers (:meth:`_DurationEstimator.first_answer`)."""
     run = 0.0
     for _lo, hi, m in cells:
         run += m
@@ -413,6 +450,8 @@ class PendingTask:
         age_known: False when the submit time was unknown (nothing is learnt from it).
         fallback_due: the normal due time of an early tail poll (used if the room for
             tail polls is gone when it comes due).
+        aim: the age its first poll was aimed at (``None``: not aimed, e.g. a scout);
+            the answer of a first poll made on time tunes the first-poll age.
     """
 
     key: Any
@@ -427,30 +466,42 @@ class PendingTask:
     scout: bool = False
     age_known: bool = True
     fallback_due: float | None = None
+    aim: float | None = attrs.field(default=None, repr=False)
+    aimed: bool = attrs.field(default=False, repr=False)
 
 
 def _scout_gap(config: PollConfig, age: float) -> float:
     return min(config.max_interval, max(config.min_interval, _SCOUT_GROWTH * age))
 
 
-def first_age(durations: TaskDurations, kind: str, config: PollConfig) -> float | None:
+def first_age(
+    durations: TaskDurations, kind: str, config: PollConfig, q: float | None = None
+) -> float | None:
     """Private: the age at which to poll a new task first (``None``: unknown, scout).
 
-    While few tasks have finished, it aims at a higher quantile (``1 - (1 - q) * n /
-    (n + 16)`` after ``n`` finished): a crude early estimate then costs a little
-    latency for the first cohort rather than a second poll for many of its tasks.
+    The ``q`` quantile (default ``config.quantile``) times the factor tracked from the
+    first polls' answers (:meth:`_DurationEstimator.first_answer`). While few tasks have
+    finished, it aims at a higher quantile (``1 - (1 - q) * n / (n + 4)`` after ``n``
+    finished): a crude early estimate then costs a little latency for the first cohort
+    rather than a second poll for many of its tasks.
     """
     est = durations.estimator(kind)
     n = est.finished
-    q = 1.0 - (1.0 - config.quantile) * n / (n + _CAUTION) if n else config.quantile
+    base = config.quantile if q is None else q
+    q = 1.0 - (1.0 - base) * n / (n + _CAUTION) if n else base
     value = est.quantile(q)
     if value is None and est.known:  # more than 1 - q of the tasks run past all seen done
         value = est.longest() * _BEYOND_GROWTH
+    if value is not None and est.known:
+        value *= math.exp(est.log_scale)
     return None if value is None else max(config.min_interval, value)
 
 
-def next_age(durations: TaskDurations, kind: str, config: PollConfig, age: float) -> float:
-    """Private: the age at which to poll again a task found running at ``age``.
+def next_age(
+    durations: TaskDurations, kind: str, config: PollConfig, age: float, q: float | None = None
+) -> float:
+    """Private: the age at which to poll again a task found running at ``age``: when a
+    fraction ``q`` (default ``config.quantile``) of those still running are done.
 
     Never sooner than ``min_interval`` after ``age`` nor later than ``max_interval``.
     """
@@ -460,7 +511,7 @@ def next_age(durations: TaskDurations, kind: str, config: PollConfig, age: float
             return age + _scout_gap(config, age)
         target = max(age * config.backoff, max(config.min_interval, est.seed))
     else:
-        found = est.conditional(age, config.quantile)
+        found = est.conditional(age, config.quantile if q is None else q)
         if found is None:  # older than every finished task: an outlier, or little data
             found = age * (_BEYOND_GROWTH if est.finished >= _TRUSTED else config.backoff)
         # The upper tail is known from few tasks: never step less than 15% of the age.
@@ -551,11 +602,30 @@ class PollScheduler:
         else:
             self._parked.setdefault(task.kind, deque()).append(task)
 
+    def _quantile(self, kind: str) -> float:
+        """The quantile polls aim at: ``1 / (calls_per_task - 1 - reserve)`` (the optimal
+        shape's, with a little kept for scouting and the tail), shifted by the budget
+        controller (see _steer)."""
+        budget = self.config.calls_per_task - 1.0 - _RESERVE
+        base = 1.0 / budget if budget > 1.0 else 0.97
+        shift = self.durations.estimator(kind).shift
+        return min(0.97, max(0.3, base + shift))
+
+    def _steer(self, task: PendingTask) -> None:
+        """The budget controller: a task delivered with more calls than
+        ``calls_per_task`` raises the quantile (fewer second polls), one with fewer
+        lowers it (earlier first polls); an integral controller, bounded."""
+        if not task.aimed:  # a scout, or polled before anything was known
+            return
+        est = self.durations.estimator(task.kind)
+        error = min(2.0, max(-2.0, 1.0 + task.polls - self.config.calls_per_task))
+        est.shift = min(_STEER_MAX, max(-_STEER_MAX, est.shift + _STEER_GAIN * error))
+
     def _push_first(self, task: PendingTask, now: float) -> None:
         """Queue a task's first poll a little before the quantile age: it is re-checked
         against the estimate of that moment when it comes due (see _first_poll_later),
         which may have moved either way since."""
-        age = first_age(self.durations, task.kind, self.config)
+        age = first_age(self.durations, task.kind, self.config, self._quantile(task.kind))
         assert age is not None
         assert task.submitted_at is not None
         early = max(self.config.min_interval, _EARLY * age)
@@ -570,10 +640,14 @@ class PollScheduler:
         return not scouts or len(scouts) + finished < self.config.scouts
 
     def _make_scout(self, task: PendingTask, scouts: set[PendingTask], now: float) -> None:
+        """Scouts are polled out of step: the k-th first at ``(1 + k / scouts)`` times
+        ``min_interval``, so their polls interleave and one that ends is seen sooner."""
+        step = len(scouts) % self.config.scouts / self.config.scouts
         task.scout = True
         scouts.add(task)
         assert task.submitted_at is not None
-        self._push(max(task.submitted_at + self.config.min_interval, now), task)
+        first = self.config.min_interval * (1.0 + step)
+        self._push(max(task.submitted_at + first, now), task)
 
     def _is_warm(self, kind: str) -> bool:
         """Whether ``kind``'s first-poll quantile is known (sticky once true)."""
@@ -587,7 +661,7 @@ class PollScheduler:
         # past it (only the tasks still at risk there tell), so wait for it.
         running = [s.last_age for s in self._scouts.get(kind, ()) if s.polls]
         found = est.quantile(min(self.config.quantile, _WARM_LEVEL), running)
-        if found is None or any(age < found for age in running):
+        if found is None or any(age < found * (1.0 - _SCOUT_TOLERANCE) for age in running):
             return False
         self._warm.add(kind)
         return True
@@ -702,6 +776,12 @@ class PollScheduler:
             age = now - task.submitted_at
             status = report.task_status
             est = self.durations.estimator(task.kind)
+            aim, task.aim = task.aim, None
+            if task.polls == 1 and aim is not None and est.finished >= _SA_AFTER:
+                task.aimed = True  # a first poll on a settled estimate: steers the budget
+            on_time = task.polls == 1 and aim is not None and age <= aim * _SA_LATE
+            if on_time and status in (TaskStatus.SUCCESS, TaskStatus.RUNNING):
+                est.first_answer(status == TaskStatus.SUCCESS, self._quantile(task.kind))
             if status == TaskStatus.SUCCESS and task.age_known:
                 est.observe(task.last_age, age, task.task_id)
             elif status == TaskStatus.FAILED:
@@ -743,11 +823,13 @@ class PollScheduler:
         """
         if task.polls or task.submitted_at is None or task.scout or self._tail_room(1):
             return False  # in the tail, with polls to spare: poll at the early time
-        age = first_age(self.durations, task.kind, self.config)
+        age = first_age(self.durations, task.kind, self.config, self._quantile(task.kind))
         if age is None:
             return False
-        due = task.submitted_at + max(self.config.min_interval, age * self._dither(task))
+        aim = max(self.config.min_interval, age * self._dither(task))
+        due = task.submitted_at + aim
         if due <= now + 1e-3:
+            task.aim = aim
             return False
         self._slots.release()
         self._push(due, task)
@@ -762,12 +844,16 @@ class PollScheduler:
         durations that hardly vary (or a bare seed) are not dithered. Fixed per task
         (from its id: no random state).
         """
-        q = self.config.quantile
-        at = self.durations.estimator(task.kind).quantile(q)
-        below = self.durations.estimator(task.kind).quantile(max(0.01, q - 0.1))
-        if at is None or below is None or at <= 0:
+        est = self.durations.estimator(task.kind)
+        if not est.known:  # a bare seed: not dithered
             return 1.0
-        spread = min(_DITHER, max(0.0, 1.0 - below / at))
+        q = self._quantile(task.kind)
+        at = est.quantile(q)
+        below = est.quantile(max(0.01, q - 0.1))
+        if at is None or below is None or at <= 0:
+            spread = _SPREAD
+        else:
+            spread = max(_SPREAD, min(_DITHER, 1.0 - below / at))
         u = (zlib.crc32(task.task_id.encode()) & 0xFFFF) / 0xFFFF
         return 1.0 + spread * (2.0 * u - 1.0)
 
@@ -803,7 +889,7 @@ class PollScheduler:
         else:
             if task.scout:
                 self._after_scouting(task, now)
-            target = next_age(self.durations, kind, cfg, age)
+            target = next_age(self.durations, kind, cfg, age, self._quantile(kind))
             if self._tail_room():
                 tight = age + _scout_gap(cfg, age)
                 if tight < target:  # sooner, if there is still room when it comes due
@@ -818,6 +904,8 @@ class PollScheduler:
         self, task: PendingTask, report: ImageSearchReport | None, error: FtoError | None
     ) -> None:
         self.delivered += 1
+        if report is not None:
+            self._steer(task)
         if task.scout or task.kind in self._parked:
             self._after_scouting(task, asyncio.get_running_loop().time())
         await self._deliver(task, report, error)
