@@ -14,7 +14,6 @@ import attrs
 
 from . import _serde, _validate
 from . import batch as _batch
-from ._poller import TaskPoller, wait_for_task
 from .auth import ApiKey, ClientCredentials
 from .batch import BatchOptions, Items, Outcome, TaskIds
 from .config import ClientConfig, PollConfig, RetryConfig, env_settings
@@ -43,7 +42,7 @@ from .models import (
     report_class,
     request_kind,
 )
-from .polling import TaskDurations
+from .polling import TaskDurations, TaskPoller, wait_for_task
 from .ratelimit import RateGateProtocol
 from .redisgate import RedisRateGate
 from .retry import RetryHook
