@@ -163,7 +163,9 @@ def test_lognormal_first_poll_hit_rate_at_least_quantile(sigma: float) -> None:
     ids = sorted(platform.polls)[warmup:]
     hits = sum(platform.polls[t][0] >= platform.ready[t] for t in ids)
     rate = hits / len(ids)
-    assert rate >= config.quantile - 0.05, rate
+    # First polls aim at the quantile the budget controller steers (issue 24).
+    aimed = scheduler._quantile("image_search")
+    assert aimed - 0.05 <= rate <= aimed + 0.05, (rate, aimed)
     true_q = sorted(durations)[int(config.quantile * n)]
     learnt = scheduler.durations.quantile("image_search", config.quantile)
     assert learnt is not None

@@ -20,8 +20,9 @@ _EM_ROUNDS = 40
 _SCOUT_GROWTH = 0.1  # a scout's gap: 10% of its age, at least min_interval
 _BEYOND_GROWTH = 1.15  # an outlier (older than every finished task): +15% age per poll
 _CAUTION = 4  # finished tasks at which the first-poll quantile is halfway to quantile
-_SA_GAIN = 0.03  # stochastic approximation of the first-poll age (log scale, per answer)
-_SA_AFTER = 32  # finished tasks before the first-poll age is tuned from answers
+_SA_GAIN = 0.03  # stochastic approximation of the first-poll age: the least gain...
+_SA_START = 0.5  # ...and the gain of the k-th answer before that: 0.5 / (k + 4)
+_SA_AFTER = 32  # finished tasks before a first poll steers the budget
 _TRUSTED = 64  # finished tasks after which a task older than all is an outlier
 
 
@@ -32,8 +33,8 @@ class _DurationEstimator:
     """
 
     __slots__ = (
-        "_cells", "_fresh", "_live", "_quantiles", "_sample", "finished", "log_scale", "seed",
-        "shift",
+        "_cells", "_fresh", "_live", "_quantiles", "_sample", "answers", "finished", "first_log",
+        "seed", "shift",
     )
 
     def __init__(self, seed: float | None = None) -> None:
@@ -45,22 +46,24 @@ class _DurationEstimator:
         self._quantiles: dict[float, float | None] = {}
         #: Finished tasks observed (a censored one does not count).
         self.finished = 0
-        #: log of the factor applied to the quantile for a first poll, tracked from the
-        #: first polls' own answers (see :meth:`first_answer`).
-        self.log_scale = 0.0
+        #: log of the first-poll age, tracked from the first polls' own answers (see
+        #: :meth:`first_answer`; ``None``: no answer yet), and the answers counted.
+        self.first_log: float | None = None
+        self.answers = 0
         #: The budget controller's shift of the quantile (see PollScheduler._steer).
         self.shift = 0.0
 
-    def first_answer(self, done: bool, q: float) -> None:
-        """A first poll made at its aimed age answered ``done`` (or running): move the
-        first-poll age so that a fraction ``q`` of first polls find their task done
-        (Robbins-Monro on current-status answers: unbiased whatever the estimate)."""
-        if self.finished < _SA_AFTER:  # the estimate itself is still crude: it leads
-            return
-        self.log_scale += _SA_GAIN * (q - float(done))
-        self.log_scale = min(1.0, max(-1.0, self.log_scale))
-
-    # -- learning -------------------------------------------------------------------
+    def first_answer(self, done: bool, q: float, aimed_at: float) -> None:
+        """A first poll made on time answered ``done`` (or running): move the first-poll
+        age so that a fraction ``q`` of first polls find their task done (Robbins-Monro
+        on current-status answers, in log age: unbiased whatever the estimate, so no
+        ratchet). ``aimed_at``: the age the poll aimed at, the start (first answer).
+        The gain falls from 0.1 to 0.03: a cold cohort moves fast, a warm one steady."""
+        if self.first_log is None:
+            self.first_log = math.log(max(aimed_at, 1e-9))
+        self.answers += 1
+        gain = max(_SA_GAIN, _SA_START / (self.answers + 4))
+        self.first_log += gain * (q - float(done))
 
     def running(self, task_id: str, age: float) -> None:
         """Task ``task_id`` was seen running at ``age``: counted as censored there until
@@ -338,21 +341,22 @@ def first_age(
 ) -> float | None:
     """Private: the age at which to poll a new task first (``None``: unknown, scout).
 
-    The ``q`` quantile (default ``config.quantile``) times the factor tracked from the
-    first polls' answers (:meth:`_DurationEstimator.first_answer`). While few tasks have
+    With ``q`` given (the scheduler's), the age tracked from the first polls' answers
+    once there are any (:meth:`_DurationEstimator.first_answer`); else the ``q``
+    quantile (default ``config.quantile``) of the estimate. While few tasks have
     finished, it aims at a higher quantile (``1 - (1 - q) * n / (n + 4)`` after ``n``
     finished): a crude early estimate then costs a little latency for the first cohort
     rather than a second poll for many of its tasks.
     """
     est = durations.estimator(kind)
+    if q is not None and est.known and est.first_log is not None:
+        return max(config.min_interval, math.exp(est.first_log))
     n = est.finished
     base = config.quantile if q is None else q
     q = 1.0 - (1.0 - base) * n / (n + _CAUTION) if n else base
     value = est.quantile(q)
     if value is None and est.known:  # more than 1 - q of the tasks run past all seen done
         value = est.longest() * _BEYOND_GROWTH
-    if value is not None and est.known:
-        value *= math.exp(est.log_scale)
     return None if value is None else max(config.min_interval, value)
 
 

@@ -60,7 +60,8 @@ class PendingTask:
         age_known: False when the submit time was unknown (nothing is learnt from it).
         fallback_due: the normal due time of an early tail poll (used if the room for
             tail polls is gone when it comes due).
-        aim: the age its first poll was aimed at (``None``: not aimed, e.g. a scout);
+        aim: the age its first poll was aimed at, dithered and not (``None``: not
+            aimed, e.g. a scout);
             the answer of a first poll made on time tunes the first-poll age.
     """
 
@@ -76,7 +77,7 @@ class PendingTask:
     scout: bool = False
     age_known: bool = True
     fallback_due: float | None = None
-    aim: float | None = attrs.field(default=None, repr=False)
+    aim: tuple[float, float] | None = attrs.field(default=None, repr=False)
     aimed: bool = attrs.field(default=False, repr=False)
 
 
@@ -340,9 +341,9 @@ class PollScheduler:
             aim, task.aim = task.aim, None
             if task.polls == 1 and aim is not None and est.finished >= _SA_AFTER:
                 task.aimed = True  # a first poll on a settled estimate: steers the budget
-            on_time = task.polls == 1 and aim is not None and age <= aim * _SA_LATE
-            if on_time and status in (TaskStatus.SUCCESS, TaskStatus.RUNNING):
-                est.first_answer(status == TaskStatus.SUCCESS, self._quantile(task.kind))
+            on_time = aim is not None and task.polls == 1 and age <= aim[0] * _SA_LATE
+            if on_time and aim is not None and status in (TaskStatus.SUCCESS, TaskStatus.RUNNING):
+                est.first_answer(status == TaskStatus.SUCCESS, self._quantile(task.kind), aim[1])
             if status == TaskStatus.SUCCESS and task.age_known:
                 est.observe(task.last_age, age, task.task_id)
             elif status == TaskStatus.FAILED:
@@ -390,7 +391,7 @@ class PollScheduler:
         aim = max(self.config.min_interval, age * self._dither(task))
         due = task.submitted_at + aim
         if due <= now + 1e-3:
-            task.aim = aim
+            task.aim = (aim, age)
             return False
         self._slots.release()
         self._push(due, task)
