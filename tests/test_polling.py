@@ -165,7 +165,7 @@ def test_lognormal_first_poll_hit_rate_at_least_quantile(sigma: float) -> None:
     rate = hits / len(ids)
     # First polls aim at the quantile the budget controller steers (issue 24).
     aimed = scheduler._quantile("image_search")
-    assert aimed - 0.05 <= rate <= aimed + 0.05, (rate, aimed)
+    assert rate >= min(aimed, config.quantile) - 0.05, (rate, aimed)
     true_q = sorted(durations)[int(config.quantile * n)]
     learnt = scheduler.durations.quantile("image_search", config.quantile)
     assert learnt is not None
