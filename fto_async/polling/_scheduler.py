@@ -29,7 +29,8 @@ _SCOUT_TOLERANCE = 0.05  # scouting ends when running scouts are within 5% of th
 _SA_LATE = 1.05  # a first poll later than 5% past its aim says nothing about the aim
 _SPREAD = 0.05  # first polls always spread over at least +-5% of their age
 _RESERVE = 0.05  # calls per task kept for scouting and the tail: q = 1 / (B - 1 - reserve)
-_STEER_GAIN = 0.004  # the budget controller: quantile shift per call of error per task
+_STEER_GAIN = 0.001  # the budget controller: quantile shift per call of error per task
+_UNDER = 0.01  # the controller aims this far under the budget (cold tasks spend more)
 _STEER_MAX = 0.12  # the controller shifts the quantile by at most this much
 
 #: Sends one poll for a task and returns its report.
@@ -60,6 +61,7 @@ class PendingTask:
         age_known: False when the submit time was unknown (nothing is learnt from it).
         fallback_due: the normal due time of an early tail poll (used if the room for
             tail polls is gone when it comes due).
+        phase: a scout's offset (a fraction of a gap), applied once (see _make_scout).
         aim: the age its first poll was aimed at, dithered and not (``None``: not
             aimed, e.g. a scout);
             the answer of a first poll made on time tunes the first-poll age.
@@ -79,6 +81,7 @@ class PendingTask:
     fallback_due: float | None = None
     aim: tuple[float, float] | None = attrs.field(default=None, repr=False)
     aimed: bool = attrs.field(default=False, repr=False)
+    phase: float = attrs.field(default=0.0, repr=False)
 
 
 class PollScheduler:
@@ -180,7 +183,8 @@ class PollScheduler:
         if not task.aimed:  # a scout, or polled before anything was known
             return
         est = self.durations.estimator(task.kind)
-        error = min(2.0, max(-2.0, 1.0 + task.polls - self.config.calls_per_task))
+        target = self.config.calls_per_task - _UNDER
+        error = min(2.0, max(-2.0, 1.0 + task.polls - target))
         est.shift = min(_STEER_MAX, max(-_STEER_MAX, est.shift + _STEER_GAIN * error))
 
     def _push_first(self, task: PendingTask, now: float) -> None:
@@ -202,14 +206,16 @@ class PollScheduler:
         return not scouts or len(scouts) + finished < self.config.scouts
 
     def _make_scout(self, task: PendingTask, scouts: set[PendingTask], now: float) -> None:
-        """Scouts are polled out of step: the k-th first at ``(1 + k / scouts)`` times
-        ``min_interval``, so their polls interleave and one that ends is seen sooner."""
-        step = len(scouts) % self.config.scouts / self.config.scouts
+        """Scouts are polled out of step: all first at ``min_interval`` (the first
+        outcome of a short task is not delayed), then the k-th scout's first gap longer
+        than ``min_interval`` shrinks by ``k / (2 scouts)``, so their polls interleave (a
+        scout that ends is seen sooner, and their answers sample more ages); a gap never
+        grows, so a scout's end is still seen within one gap."""
+        task.phase = len(scouts) % self.config.scouts / (2 * self.config.scouts)
         task.scout = True
         scouts.add(task)
         assert task.submitted_at is not None
-        first = self.config.min_interval * (1.0 + step)
-        self._push(max(task.submitted_at + first, now), task)
+        self._push(max(task.submitted_at + self.config.min_interval, now), task)
 
     def _is_warm(self, kind: str) -> bool:
         """Whether ``kind``'s first-poll quantile is known (sticky once true)."""
@@ -391,8 +397,12 @@ class PollScheduler:
         aim = max(self.config.min_interval, age * self._dither(task))
         due = task.submitted_at + aim
         if due <= now + 1e-3:
-            task.aim = (aim, age)
+            # Polled now: at the age aimed when it was queued for now (the estimate may
+            # have moved since; the answer still tells about that aim), or at this one.
+            if task.aim is None or task.submitted_at + task.aim[0] < now - 1e-3:
+                task.aim = (aim, age)
             return False
+        task.aim = (aim, age)
         self._slots.release()
         self._push(due, task)
         return True
@@ -447,7 +457,10 @@ class PollScheduler:
         cfg = self.config
         kind = task.kind
         if task.scout and not self._is_warm(kind):
-            target = age + _scout_gap(cfg, age)
+            gap = _scout_gap(cfg, age)
+            if task.phase and gap * (1.0 - task.phase) >= cfg.min_interval:  # once
+                gap, task.phase = gap * (1.0 - task.phase), 0.0  # out of step with the rest
+            target = age + gap
         else:
             if task.scout:
                 self._after_scouting(task, now)
