@@ -42,7 +42,7 @@ from .models import (
     report_class,
     request_kind,
 )
-from .polling import TaskDurations, TaskPoller, wait_for_task
+from .polling import TaskDurations, TaskPoller, poll_priority, wait_for_task
 from .ratelimit import RateGateProtocol
 from .redisgate import RedisRateGate
 from .retry import RetryHook
@@ -488,9 +488,10 @@ class FtoClient:
     ) -> _R:
         if not isinstance(task_id, str) or not task_id.strip():
             raise InvalidRequestError("task_id", "must be a non-empty string")
-        # Polls are for tasks already paid for: they go before queued submits.
+        # Polls are for tasks already paid for: they go before queued submits (unless
+        # the batch's PollConfig.order is "makespan").
         answer = await self._transport.call(
-            path, {"task_id": task_id}, before_send=before_send, priority=True
+            path, {"task_id": task_id}, before_send=before_send, priority=poll_priority()
         )
         return _serde.structure(self._converter, answer, cls)
 

@@ -55,3 +55,41 @@ def test_polls_keep_the_gate_when_no_submit_waits() -> None:
 
     elapsed = run_virtual(main)
     assert elapsed <= 200 / (40 * 0.96) + 0.1, elapsed
+
+
+def test_poll_order_sets_the_priority_of_each_poll() -> None:
+    """PollConfig(order="makespan") sends a batch's polls without priority (they queue
+    with submits); the default ("results") sends them first; a bad order is refused."""
+    import pytest
+
+    from fto_async.config import PollConfig
+    from fto_async.errors import ConfigurationError, FtoError
+    from fto_async.models import ImageSearchReport, TaskStatus
+    from fto_async.polling import PendingTask, PollScheduler, poll_priority
+
+    async def run(order: str) -> list[bool]:
+        seen: list[bool] = []
+
+        async def fetch(task: PendingTask) -> ImageSearchReport:
+            seen.append(poll_priority())
+            return ImageSearchReport(task_id=task.task_id, task_status=TaskStatus.SUCCESS)
+
+        async def deliver(task: PendingTask, report: ImageSearchReport | None,
+                          error: FtoError | None) -> None:
+            return None
+
+        config = PollConfig(order=order, initial_estimate=5.0)
+        scheduler = PollScheduler(fetch, deliver, config)
+        runner = asyncio.create_task(scheduler.run())
+        now = asyncio.get_running_loop().time()
+        for i in range(3):
+            scheduler.add(PendingTask(i, f"t{i}", "image_search", submitted_at=now))
+        scheduler.close()
+        await runner
+        return seen
+
+    assert run_virtual(lambda: run("results")) == [True] * 3
+    assert run_virtual(lambda: run("makespan")) == [False] * 3
+    assert poll_priority()  # outside a scheduler: a poll goes first
+    with pytest.raises(ConfigurationError):
+        PollConfig(order="fastest")

@@ -74,7 +74,7 @@ The package, one job per module::
 
 from ._durations import TaskDurations, first_age, next_age
 from ._poller import ReportSource, TaskPoller, wait_for_task
-from ._scheduler import Deliver, Fetch, PendingTask, PollScheduler
+from ._scheduler import Deliver, Fetch, PendingTask, PollScheduler, poll_priority
 
 __all__ = [
     "Deliver",
@@ -86,5 +86,6 @@ __all__ = [
     "TaskPoller",
     "first_age",
     "next_age",
+    "poll_priority",
     "wait_for_task",
 ]

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import heapq
 import itertools
 import math
@@ -20,7 +21,17 @@ from ..errors import FtoError, TaskFailedError, TaskTimeoutError
 from ..models import ImageSearchReport, TaskKind, TaskStatus
 from ._durations import _SA_AFTER, TaskDurations, _scout_gap, first_age, next_age
 
-__all__ = ["Deliver", "Fetch", "PendingTask", "PollScheduler"]
+__all__ = ["Deliver", "Fetch", "PendingTask", "PollScheduler", "poll_priority"]
+
+# Whether the poll being sent goes before queued submits: each poll runs in a task of
+# its own (a copy of the context), where the scheduler sets it from PollConfig.order.
+_PRIORITY: contextvars.ContextVar[bool] = contextvars.ContextVar("fto_poll_priority", default=True)
+
+
+def poll_priority() -> bool:
+    """Private: whether the poll being sent (from this task) takes the gate's priority
+    lane (``PollConfig.order == "results"``, and outside a scheduler)."""
+    return _PRIORITY.get()
 
 _EARLY = 0.8  # a first poll is queued at 0.8x the quantile age, then re-checked
 _DITHER = 0.06  # first polls spread over up to +-6% of the quantile age
@@ -323,6 +334,7 @@ class PollScheduler:
         me = asyncio.current_task()
         assert me is not None
         try:
+            _PRIORITY.set(self.config.order != "makespan")  # this poll's task only
             self._fetching[task] = me  # abort() may cancel the poll until it is sent
             task.sent = False
             failure: FtoError | None = None
