@@ -61,7 +61,10 @@ quantile age and a task still running is polled again at the scouting cadence ra
 than the conditional quantile, so the last tasks are seen soon after they end.
 
 Polls are sent with ``priority=True`` (see :meth:`fto_async.ratelimit.RateGate.slot`):
-a due poll never waits behind queued submits. A task past its deadline
+a due poll does not wait behind queued submits, though polls take at most 3 admissions
+in 4 while submits wait, so submission never stalls. ``PollConfig(order="makespan")``
+sends them without priority (a per-poll context variable, :func:`poll_priority`, read
+by the client). A task past its deadline
 (``PollConfig.timeout`` after its submit) ends with
 :class:`~fto_async.errors.TaskTimeoutError`.
 
