@@ -217,6 +217,14 @@ class RateConfig:
         return max(8, math.ceil(self.qps * self.submit_latency * 1.5))
 
 
+def _one_of(*choices: str) -> Any:
+    def check(_inst: object, attribute: attrs.Attribute[Any], value: object) -> None:
+        if value not in choices:
+            raise ConfigurationError(f"{attribute.name} must be one of {choices}, got {value!r}")
+
+    return check
+
+
 def _optional_positive(_inst: object, attribute: attrs.Attribute[Any], v: float | None) -> None:
     if v is not None and not _number(attribute, v) > 0:
         raise ConfigurationError(f"{attribute.alias} must be > 0 or None, got {v!r}")
@@ -259,10 +267,17 @@ class PollConfig:
             is known of the durations beyond the seed.
         scouts: tasks of a kind polled from ``min_interval`` on, backing off by 10% of
             their age, while that kind's durations are unknown (4).
-        calls_per_task: the calls per task (submit included) a batch may spend in all;
-            in its tail (every submit done) the scheduler polls the last tasks more
-            often while it stays under this target (2.2: one submit, ~1.1 polls, and
-            the rest for the tail). Scouting and second polls count against it.
+        calls_per_task: the calls per task (submit included) a batch spends: its
+            scheduler aims first polls at the quantile ``1 / (calls_per_task - 1.05)``
+            (0.87 for 2.2; ``quantile`` is then for single-task waits) and a controller
+            holds the calls there; more calls, results sooner (see
+            ``benchmarks/frontier.py``). In its tail (every submit done) the scheduler
+            polls the last tasks more often while it stays under this target.
+        order: on a saturated rate gate, ``"results"`` (default): a batch's due polls go
+            before queued submits (results flow during submission), taking at most 3
+            admissions in 4 while submits wait; ``"makespan"``: polls take no priority
+            (they queue with submits, first come first served), for jobs that only
+            care when the whole batch ends.
     """
 
     interval: float = attrs.field(default=3.0, validator=_positive)
@@ -276,6 +291,7 @@ class PollConfig:
     backoff: float = attrs.field(default=1.5, validator=_positive)
     scouts: int = attrs.field(default=4, validator=_int_at_least(1))
     calls_per_task: float = attrs.field(default=2.2, validator=_positive)
+    order: str = attrs.field(default="results", validator=_one_of("results", "makespan"))
 
     @property
     def initial_estimate(self) -> float:

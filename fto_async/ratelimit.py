@@ -14,8 +14,11 @@ Every business call of one client passes :meth:`RateGate.slot`, which
    drained enough). Thousands of callers never park on the limiter.
 
 The lanes only change the order of admissions: there is still one pacer, one leaky
-bucket, so the bound below holds for every mix of priorities. A priority call waits
-at most one pacing step (``1 / rate`` seconds), never for the queue behind it.
+bucket, so the bound below holds for every mix of priorities. Priority takes at most
+3 admissions in 4 while the other lane waits (then one of its calls goes), so due polls
+never stall submits: a priority call waits at most two pacing steps (``1 / rate``
+seconds each) for the calls ahead of its lane, a submit at the head of its lane at most
+four.
 
 Why not ``AsyncLimiter(Q, 1)``: it lets Q calls pass at once after an idle spell and
 Q more over the next second, so one sliding window can hold almost 2Q. A leaky bucket
@@ -58,6 +61,7 @@ __all__ = ["Permit", "RateGate", "RateGateProtocol"]
 
 _DECREASE = 0.7
 _PROBE = 0.05  # of the ceiling, per second, above the last throttled rate
+_PRIORITY_RUN = 3  # priority calls admitted in a row while others wait: then one other
 
 
 def _credit(qps: float, rate: float) -> float:
@@ -206,6 +210,7 @@ class RateGate:
             deque(), deque()
         )
         self._timer: asyncio.TimerHandle | None = None
+        self._run = 0  # priority admissions in a row while the other lane waited
         #: Calls admitted so far (every attempt counts: the platform counts them too).
         self.calls = 0
         #: 67200002 answers reported through :meth:`on_throttled`.
@@ -274,27 +279,34 @@ class RateGate:
             self._timer.cancel()
             self._timer = None
         pacer = self._pacer
+        while (lane := self._next_lane()) is not None:
+            try:
+                granted = self._grant()
+            except BudgetExhaustedError as exc:
+                lane.popleft().set_exception(exc)
+                continue
+            if not granted:
+                if pacer is not None and self._busy < self.config.in_flight_limit:
+                    # capacity returns as the bucket drains (the in-flight bound
+                    # is re-dispatched by _exit)
+                    need = pacer._level + 1.0 - pacer.max_rate
+                    delay = max(need / pacer._rate_per_sec, 1e-4)
+                    self._timer = asyncio.get_running_loop().call_later(delay, self._dispatch)
+                return
+            self._run = self._run + 1 if lane is self._lanes[0] and self._lanes[1] else 0
+            lane.popleft().set_result(None)
+
+    def _next_lane(self) -> deque[asyncio.Future[None]] | None:
+        """The lane to admit from next: priority first, but after ``_PRIORITY_RUN``
+        priority admissions in a row while the other lane waited, one of the other's
+        (cancelled waiters at the heads are dropped)."""
         for lane in self._lanes:
-            while lane:
-                if lane[0].done():  # cancelled while waiting
-                    lane.popleft()
-                    continue
-                try:
-                    granted = self._grant()
-                except BudgetExhaustedError as exc:
-                    lane.popleft().set_exception(exc)
-                    continue
-                if not granted:
-                    if pacer is not None and self._busy < self.config.in_flight_limit:
-                        # capacity returns as the bucket drains (the in-flight bound
-                        # is re-dispatched by _exit)
-                        need = pacer._level + 1.0 - pacer.max_rate
-                        delay = max(need / pacer._rate_per_sec, 1e-4)
-                        self._timer = asyncio.get_running_loop().call_later(
-                            delay, self._dispatch
-                        )
-                    return
-                lane.popleft().set_result(None)
+            while lane and lane[0].done():
+                lane.popleft()
+        first, other = self._lanes
+        if first and (not other or self._run < _PRIORITY_RUN):
+            return first
+        return other or first or None
 
     def _exit(self) -> None:
         self._busy -= 1
