@@ -8,8 +8,11 @@ The generated parts of the site (errors, CLI, emulator options, API reference) c
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import importlib.util
+import io
 import re
+import shlex
 import tempfile
 from pathlib import Path
 from types import ModuleType
@@ -138,3 +141,48 @@ async def test_demo_points_onward(fast_env: Path, capsys: pytest.CaptureFixture[
     assert f"open the report: {report}" in lines
     assert f"to screen your own catalog: copy {folder / 'catalog.csv'} and run" in lines
     assert lines[-1].strip().startswith("fto-async screen catalog.csv --out results.jsonl")
+
+
+def command_lines() -> list[tuple[str, str]]:
+    """``fto-async ...`` lines of the bash blocks in the README and the pages."""
+    found = []
+    for path in [ROOT / "README.md", *sorted(DOCS.glob("*.md"))]:
+        text = path.read_text(encoding="utf-8")
+        for block in re.findall(r"```bash\n(.*?)```", text, re.S):
+            for line in block.splitlines():
+                line = line.split("  #", 1)[0].strip()
+                if line.startswith("fto-async "):
+                    found.append((path.name, line))
+    return found
+
+
+def test_documented_commands_parse() -> None:
+    """Every fto-async command shown in the README and the pages is accepted by the parser."""
+    lines = command_lines()
+    assert len(lines) > 10
+    for page, line in lines:
+        argv = shlex.split(line)[1:]
+        if argv[0] == "emulator":
+            hooks().emulator_parser().parse_args(argv[1:])
+        else:
+            build_parser().parse_args(argv)  # SystemExit(2) on a wrong flag
+        assert page
+
+
+async def test_readme_library_example_runs(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """The README's Python example screens its row against the emulator."""
+    from fto_async.emulator import Emulator, EmulatorConfig
+
+    text = (ROOT / "README.md").read_text(encoding="utf-8")
+    (code,) = re.findall(r"```python\n(.*?)```", text, re.S)
+    monkeypatch.chdir(tmp_path)  # the example's run.journal goes there
+    async with Emulator(EmulatorConfig(time_scale=0.02)) as emu:
+        monkeypatch.setenv("PATSNAP_BASE_URL", emu.base_url)
+        monkeypatch.setenv("PATSNAP_API_KEY", "sk-demo")
+        out = io.StringIO()
+        with contextlib.redirect_stdout(out):
+            await asyncio.to_thread(exec, compile(code, "README.md", "exec"), {})
+    assert out.getvalue().startswith("LAMP-001 ")
+    assert "failed" not in out.getvalue()
