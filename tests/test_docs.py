@@ -8,11 +8,11 @@ The generated parts of the site (errors, CLI, emulator options, API reference) c
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import importlib.util
-import io
+import os
 import re
 import shlex
+import sys
 import tempfile
 from pathlib import Path
 from types import ModuleType
@@ -169,20 +169,22 @@ def test_documented_commands_parse() -> None:
         assert page
 
 
-async def test_readme_library_example_runs(
-    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
-) -> None:
-    """The README's Python example screens its row against the emulator."""
+async def test_readme_library_example_runs(tmp_path: Path) -> None:
+    """The README's Python example screens its row against the emulator (in a subprocess)."""
     from fto_async.emulator import Emulator, EmulatorConfig
 
     text = (ROOT / "README.md").read_text(encoding="utf-8")
-    (code,) = re.findall(r"```python\n(.*?)```", text, re.S)
-    monkeypatch.chdir(tmp_path)  # the example's run.journal goes there
+    (source,) = re.findall(r"```python\n(.*?)```", text, re.S)
+    script = tmp_path / "example.py"
+    script.write_text(source, encoding="utf-8")
     async with Emulator(EmulatorConfig(time_scale=0.02)) as emu:
-        monkeypatch.setenv("PATSNAP_BASE_URL", emu.base_url)
-        monkeypatch.setenv("PATSNAP_API_KEY", "sk-demo")
-        out = io.StringIO()
-        with contextlib.redirect_stdout(out):
-            await asyncio.to_thread(exec, compile(code, "README.md", "exec"), {})
-    assert out.getvalue().startswith("LAMP-001 ")
-    assert "failed" not in out.getvalue()
+        env = {**os.environ, "PATSNAP_BASE_URL": emu.base_url, "PATSNAP_API_KEY": "sk-demo",
+               "PYTHONPATH": str(ROOT)}
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable, str(script), cwd=tmp_path, env=env,
+            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+        )
+        out, err = await asyncio.wait_for(proc.communicate(), 60)
+    assert proc.returncode == 0, err.decode()
+    assert out.decode().startswith("LAMP-001 ")
+    assert "failed" not in out.decode()
