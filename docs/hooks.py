@@ -145,7 +145,8 @@ def _option_row(action: argparse.Action) -> str:
             names += f" `{metavar}`"
     else:
         names = f"`{action.metavar or action.dest}`"
-    text = (action.help or "").replace("|", "\\|").replace("%%", "%")
+    text = (action.help or ("" if action.option_strings else "positional argument"))
+    text = text.replace("|", "\\|").replace("%%", "%")
     if action.choices and not isinstance(action.choices, dict):
         text += " (one of " + ", ".join(f"`{c}`" for c in action.choices) + ")"
     if action.required and action.option_strings:

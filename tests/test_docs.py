@@ -50,6 +50,20 @@ def test_every_public_name_is_in_the_site() -> None:
     assert not missing
 
 
+def test_rest_docstrings_become_markdown() -> None:
+    """docs/griffe_rst.py turns Sphinx roles and ``::`` blocks into Markdown."""
+    pytest.importorskip("griffe")  # the docs extra
+    spec = importlib.util.spec_from_file_location("griffe_rst", DOCS / "griffe_rst.py")
+    assert spec is not None
+    assert spec.loader is not None
+    rst = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(rst)
+    text = "See :class:`~fto_async.errors.TaskTimeoutError` and ``x``. Example::\n\n    f(1)\n"
+    assert rst.markdown(text) == (
+        "See `TaskTimeoutError` and `x`. Example:\n\n```python\nf(1)\n```\n"
+    )
+
+
 def test_every_platform_code_is_on_the_errors_page() -> None:
     """The errors page lists every code of the code table, with class and advice."""
     page = hooks().expand((DOCS / "errors.md").read_text(encoding="utf-8"))
