@@ -68,7 +68,7 @@ from ..journal import ItemState, Journal
 from ..models import RiskLevel
 from ._catalog import Catalog, CatalogError, check_defaults
 from ._display import Section, clean, format_duration, render_sections
-from ._paths import clash, sqlite_files
+from ._paths import clash, same_file, sqlite_files
 from ._report import add_report_command, export_xlsx, html_path
 from ._results import INVALID_TYPE, atomic_write, records_from_journal, write_csv, write_jsonl
 from ._screen import (
@@ -327,8 +327,8 @@ def _prepare(args: argparse.Namespace) -> Job | None:
             return None
         cache = args.cache or default_cache_path(base_url)
         others = {"the catalog": args.catalog, "--out": args.out, "the journal": journal}
-        for name, other in others.items():
-            if cache.expanduser().resolve() == Path(other).expanduser().resolve():
+        for name, other in others.items():  # same file: by inode, as for the other outputs
+            if same_file(cache.expanduser(), Path(other).expanduser()):
                 say_error(f"--cache: {cache} is {name}; give the cache a file of its own")
                 return None
     return Job(catalog, total, args.out, journal, unknown_policy=args.unknown,
