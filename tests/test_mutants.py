@@ -49,6 +49,58 @@ def test_every_field_of_a_workflow_changes_its_fingerprint(change):
     )
 
 
+def test_the_v1_rule_gives_the_same_fingerprints_forever():
+    """Journals and report caches written by earlier versions hold v1 fingerprints: the
+    rule's text (key order, separators, non-ASCII text, the image digest) never drifts
+    while the prefix stays ``v1``. Pinned values; a deliberate change bumps the prefix."""
+    import base64
+
+    from fto_async import ImageSearchRequest
+    from fto_async.fingerprint import image_digest
+    from tests._shared import PNG
+
+    search = ImageSearchRequest(URL, ["US", "CN"], "en", loc_items=["06-01"],
+                                main_field="lampe \u00e0 poser")  # fmt: skip
+    workflow = WorkflowRequest(target_image_base64=base64.b64encode(PNG).decode(),
+                               country=["US"], apply_start_time="20190101",
+                               apply_end_time="20221231", title="tasse \u00e0 caf\u00e9")
+    upload = ImageSearchRequest("https://cdn.example/upload/1.png", ["US"], "en")
+    assert image_digest(b"abc") == (
+        "sha256:ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+    )
+    assert request_fingerprint(search) == (
+        "v1:45b37ee7f6877cd509a2ac286688b1f7dca811d1a34ecbec5d2564532b2fb94d"
+    )
+    assert request_fingerprint(workflow) == (
+        "v1:8607b3c0ff07586c982db70b8c54667d19f92b19c5fddd009fbb008470c5a526"
+    )
+    assert request_fingerprint(upload, image_sha256=image_digest(b"abc")) == (
+        "v1:23c929ecfac3a0617a453c173cf86efd53924148a93c4ee2b6b652b685bd4461"
+    )
+
+
+def test_fields_the_rule_does_not_know_yet_still_count_and_order_does_not():
+    """A wire field added by the platform later is part of the question; the order of a
+    body's keys is not."""
+    from fto_async.fingerprint import wire_fingerprint
+
+    body = {"url": URL, "country": ["US"], "lang": "en"}
+    assert wire_fingerprint("image_search", body) != wire_fingerprint(
+        "image_search", {**body, "new_field": 1}
+    )
+    assert wire_fingerprint("image_search", {**body, "new_field": 1}) == wire_fingerprint(
+        "image_search", {"new_field": 1, **dict(reversed(body.items()))}
+    )
+
+
+def test_a_non_request_is_refused_naming_the_request():
+    from fto_async import InvalidRequestError
+
+    with pytest.raises(InvalidRequestError, match="cannot fingerprint a dict") as caught:
+        request_fingerprint({"url": URL})
+    assert caught.value.field == "request"
+
+
 # -- the default cache file: one per platform, the base URL's path included -------------
 
 def test_two_platforms_behind_one_host_get_two_cache_files():
