@@ -281,3 +281,23 @@ async def test_cache_naming_the_journal_by_a_link_is_refused(
     assert "--cache:" in capsys.readouterr().err
     assert emu.stats.count() == calls
     assert journal.read_bytes() == before
+
+
+# -- the error table: what error_from_code keeps, and may_have_created_task ----------------
+
+def test_an_http_422_keeps_its_code_status_and_request_id():
+    from fto_async.errors import ValidationError, error_from_code
+
+    err = error_from_code(None, "bad body", http_status=422, request_id="req-1")
+    assert isinstance(err, ValidationError)
+    assert (err.code, err.http_status, err.request_id) == (None, 422, "req-1")
+    err = error_from_code(67200001, "bad body", http_status=422, request_id="req-2")
+    assert (err.http_status, err.request_id) == (422, "req-2")
+    assert ValidationError(None, "bad").http_status == 422  # its documented default
+
+
+def test_a_whole_non_json_answer_created_no_task():
+    """An HTML page came back whole: whatever answered is not the platform, no task."""
+    from fto_async.errors import MalformedResponseError, may_have_created_task
+
+    assert not may_have_created_task(MalformedResponseError("<html>", http_status=502))
