@@ -11,9 +11,10 @@ after changing a rule, and record the scores (docs' reliability page, issue note
     python benchmarks/mutation.py journal --only '*_Journal_mark_*'   # a subset of mutants
     python benchmarks/mutation.py --list
 
-Prints, per module: mutants, killed, survived, no tests, timeouts, the score (killed and
-timed out over the mutants tested) and the surviving mutants' names (``mutmut show NAME``
-in the printed scratch folder shows the diff). ``-j`` bounds the worker processes (default
+Prints, per module: the score (killed and timed out over killed, timed out and
+survived), the count of each verdict (``not checked``: left out by ``--only``) and the
+surviving mutants' names (``mutmut show NAME`` in the printed scratch folder shows the
+diff). ``-j`` bounds the worker processes (default
 2: the machine is shared).
 """
 
@@ -39,7 +40,7 @@ MODULES: dict[str, tuple[str, list[str]]] = {
     "fingerprint": ("fto_async/fingerprint.py",
                     ["tests/test_fingerprint.py", "tests/test_mutants.py"]),
     "cells": ("fto_async/_cells.py", ["tests/report/test_exports.py"]),
-    "errors": ("fto_async/errors.py", ["tests/test_errors.py"]),
+    "errors": ("fto_async/errors.py", ["tests/test_errors.py", "tests/test_mutants.py"]),
     "cache": ("fto_async/cache.py", ["tests/test_cache.py"]),
     "journal": ("fto_async/journal.py",
                 ["tests/test_journal.py", "tests/test_journal_follow_ups.py",
@@ -86,17 +87,19 @@ def run(module: str, jobs: int, only: list[str]) -> dict[str, Any]:
     subprocess.run([*mutmut, "run", "--max-children", str(jobs), *only], cwd=work, env=env,
                    stdout=subprocess.DEVNULL, check=False)  # fmt: skip
     took = time.monotonic() - started
-    subprocess.run([*mutmut, "export-cicd-stats"], cwd=work, env=env,
-                   stdout=subprocess.DEVNULL, check=True)  # fmt: skip
-    stats = json.loads((work / "mutants" / "mutmut-cicd-stats.json").read_text())
-    listing = subprocess.run([*mutmut, "results"], cwd=work, env=env, capture_output=True,
-                             text=True, check=True).stdout  # fmt: skip
-    survivors = [line.split(":")[0].strip() for line in listing.splitlines()
-                 if line.strip().endswith(": survived")]  # fmt: skip
-    tested = stats["total"] - stats["skipped"] - stats["no_tests"]
-    caught = stats["killed"] + stats["timeout"]
-    return {"module": module, "seconds": round(took), "work": str(work), **stats,
-            "score": caught / tested if tested else float("nan"), "survivors": survivors}
+    listing = subprocess.run([*mutmut, "results", "--all", "true"], cwd=work, env=env,
+                             capture_output=True, text=True, check=True).stdout  # fmt: skip
+    status: dict[str, str] = {}
+    for line in listing.splitlines():
+        name, _, verdict = line.strip().rpartition(": ")
+        if name:
+            status[name] = verdict
+    counts = {v: list(status.values()).count(v) for v in set(status.values())}
+    caught = counts.get("killed", 0) + counts.get("timeout", 0)
+    tested = caught + counts.get("survived", 0)
+    return {"module": module, "seconds": round(took), "work": str(work), "counts": counts,
+            "score": caught / tested if tested else float("nan"),
+            "survivors": [n for n, v in status.items() if v == "survived"]}
 
 
 def main() -> None:
@@ -116,9 +119,9 @@ def main() -> None:
         parser.error(f"unknown module(s) {unknown}: choose from {sorted(MODULES)}")
     for module in args.modules or DEFAULT:
         r = run(module, args.jobs, args.only)
-        print(f"{r['module']:12} mutants {r['total']:4}  killed {r['killed']:4}  survived "
-              f"{r['survived']:3}  no tests {r['no_tests']:3}  timeout {r['timeout']:2}  "
-              f"score {r['score']:.1%}  ({r['seconds']} s, {r['work']})", flush=True)
+        counts = ", ".join(f"{k} {v}" for k, v in sorted(r["counts"].items()))
+        print(f"{r['module']:12} score {r['score']:6.1%}  ({counts}; {r['seconds']} s, "
+              f"{r['work']})", flush=True)
         for name in r["survivors"]:
             print(f"    survived: {name}")
 
