@@ -186,8 +186,11 @@ async def test_killed_process_leaves_nothing_stuck(redis_url: str) -> None:
         before = [t for t in times if t <= killed_at]
         later = [t for t in times if t > killed_at + 1.0]
         assert len(later) > 40
-        # The survivor alone runs as fast as both did together before the kill.
-        assert span_rate(later) >= 0.85 * span_rate(before)
+        # The survivor takes the whole rate: well above its half share of the pair's
+        # rate before the kill (stuck behind the victim's leftovers it would stay near
+        # 0.5 or below). Not 1.0: one process on a loaded machine sends fewer calls a
+        # second than two (measured 0.82 at load 9 on 2 cores).
+        assert span_rate(later) >= 0.65 * span_rate(before)
         assert emu.stats.count(code=67200002) == 0
         assert emu.stats.max_attempts_in_window(KEY) <= 40
 
