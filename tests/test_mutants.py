@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 
 from fto_async import WorkflowRequest
-from fto_async.cli._main import default_cache_path
+from fto_async.cli._args import default_cache_path
 from fto_async.fingerprint import request_fingerprint
 from fto_async.journal import InvalidTransitionError, ItemState, Journal
 from fto_async.report import write_html
@@ -171,13 +171,13 @@ async def test_each_journal_mark_moves_only_from_its_documented_states(tmp_path:
 
 # -- the follow-ups' transition table --------------------------------------------------------
 
-FU_ALLOWED = {  # target state -> the states it may come from (the documented table)
+FU_ALLOWED = {  # target state -> the states it may come from (the items' table, shared)
     S.SUBMITTING: {S.PENDING},
     S.SUBMITTED: {S.SUBMITTING, S.UNKNOWN},
-    S.UNKNOWN: {S.SUBMITTING},
-    S.PENDING: {S.SUBMITTING, S.UNKNOWN},
-    S.DONE: {S.SUBMITTED},
-    S.FAILED: {S.PENDING, S.SUBMITTING, S.SUBMITTED, S.UNKNOWN},
+    S.UNKNOWN: {S.SUBMITTING, S.UNKNOWN},
+    S.PENDING: {S.PENDING, S.SUBMITTING, S.UNKNOWN, S.FAILED},
+    S.DONE: {S.SUBMITTED, S.FAILED, S.DONE},
+    S.FAILED: {S.PENDING, S.SUBMITTING, S.SUBMITTED, S.UNKNOWN, S.FAILED},
 }
 FU_ARGS: dict[ItemState, dict[str, Any]] = {
     S.SUBMITTED: {"task_id": "t-2"}, S.DONE: {"report": {"task_status": 2}},
