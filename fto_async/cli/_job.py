@@ -141,7 +141,7 @@ def _has_secret(url: str) -> bool:
 
 def _report_files(args: argparse.Namespace) -> list[tuple[str, Path]]:
     """The HTML report and its thumbnail cache a run writes beside ``--out`` (if any)."""
-    if args.no_report or args.dry_run:
+    if args.no_report:
         return []
     from ..outputs._thumbs import cache_path  # Pillow: only when a report is written
     from ._report import html_path

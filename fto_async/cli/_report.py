@@ -18,6 +18,7 @@ from ..outputs import Product, write_html
 from ..outputs._thumbs import cache_path
 from ._catalog import Catalog, CatalogError, Defaults, Row
 from ._common import EXIT_OK, EXIT_USAGE, say_error
+from ._paths import clash, is_sqlite, sqlite_files
 
 __all__ = ["add_report_command", "html_path", "product_of", "screen_report"]
 
@@ -88,14 +89,18 @@ def _cmd_report(args: argparse.Namespace) -> int:
         say_error(f"no journal at {args.journal}")
         return EXIT_USAGE
     thumbs = cache_path(args.journal)
-    if args.out.resolve() in {args.journal.resolve(), thumbs.resolve(), *(
-            [args.catalog.resolve()] if args.catalog else [])}:  # fmt: skip
-        say_error("--out must not be the journal, its thumbnail cache or the catalog")
+    catalog = None if args.catalog is None else Catalog(args.catalog, _READ_ONLY_DEFAULTS)
+    try:
+        refused = _out_clash(args.out, args.journal, thumbs, catalog)
+    except CatalogError as exc:
+        say_error(str(exc))
+        return EXIT_USAGE
+    if refused is not None:
+        say_error(refused)
         return EXIT_USAGE
     products = None
     try:
-        if args.catalog is not None:
-            catalog = Catalog(args.catalog, _READ_ONLY_DEFAULTS)
+        if catalog is not None:
             products = {row.jkey: product_of(row) for row in catalog.rows()}
         written = write_html(args.journal, args.out, title=args.title, products=products,
                              thumb_cache=thumbs, all_rows=args.all)
@@ -104,3 +109,27 @@ def _cmd_report(args: argparse.Namespace) -> int:
         return EXIT_USAGE
     sys.stdout.write(f"{written.path} ({written.rows} rows, {written.bytes / 1e6:.1f} MB)\n")
     return EXIT_OK
+
+
+def _out_clash(out: Path, journal: Path, thumbs: Path, catalog: Catalog | None) -> str | None:
+    """Why ``report --out`` would overwrite an input (``None``: it would not): the journal
+    (or its ``-wal``/``-shm``), the results beside it, its thumbnails, the catalog, a
+    catalog image, or any SQLite file (see ``_paths.py``)."""
+
+    def inputs() -> Iterator[tuple[str, Path]]:
+        for path in sqlite_files(journal):
+            yield "the journal", path
+        if journal.name.endswith(".journal.db"):
+            yield "the results", journal.with_name(journal.name.removesuffix(".journal.db"))
+        yield "the thumbnail cache", thumbs
+        if catalog is not None:
+            yield "the catalog", catalog.path
+            if out.exists():  # a file that does not exist yet is no image
+                for image in catalog.image_paths():
+                    yield "an image of the catalog", image
+
+    refused = clash(("--out", out), inputs())
+    if refused is None and is_sqlite(out):
+        refused = (f"--out {out} is a SQLite database (a journal?): an output never "
+                   "overwrites one; choose another --out")
+    return refused
