@@ -41,6 +41,7 @@ import functools
 import hashlib
 import json
 import os
+import re
 import shutil
 import tempfile
 from collections.abc import Callable, Iterable, Iterator, Mapping
@@ -170,12 +171,25 @@ def _from_file(source: Path, use: Callable[[Rows], _T], *, all_rows: bool = Fals
         return pool.submit(asyncio.run, with_journal()).result()
 
 
+#: Bidirectional controls: they reorder what is shown (a patent number read backwards).
+_BIDI = re.compile("[\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]")
+
+
+def _visible_bidi(value: object) -> object:
+    """Every ``{{ }}`` output's last step: bidi controls become visible ``\\u202e``
+    escapes (text the autoescape has escaped, or will, stays so: the escape is ASCII)."""
+    if not isinstance(value, str) or _BIDI.search(value) is None:
+        return value
+    text = _BIDI.sub(lambda m: f"\\u{ord(m.group()):04x}", value)
+    return Markup(text) if isinstance(value, Markup) else text  # noqa: S704 - ASCII added
+
+
 @functools.cache
 def _environment() -> jinja2.Environment:
     return jinja2.Environment(
         loader=jinja2.PackageLoader("fto_async.outputs", "templates"),
         autoescape=True, trim_blocks=True, lstrip_blocks=True,
-        undefined=jinja2.StrictUndefined,
+        undefined=jinja2.StrictUndefined, finalize=_visible_bidi,
     )  # fmt: skip
 
 
