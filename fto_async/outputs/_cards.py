@@ -75,11 +75,14 @@ class Product:
         title: the product's name.
         image_url: an ``http(s)`` URL of its image (shown lazily, never fetched by us).
         image_path: a local image (embedded as a small thumbnail once Pillow decodes it).
+        note: a line the card shows under the title (say, that the catalog row changed
+            since it was screened).
     """
 
     title: str | None = None
     image_url: str | None = None
     image_path: Path | None = None
+    note: str | None = None
 
 
 def web_url(value: object) -> str | None:
@@ -365,6 +368,7 @@ def card(
         "cr": " ".join(f"{c}:{r}" for c, r in per_country.items() if " " not in c),
         "q": f"{key} {title or ''}".casefold(), "image": image, "embedded": embedded,
         "image_note": None if image else _image_note(rec, request, product),
+        "note": product.note,
         "drawing": thumbnail(raw, thumb_px // 2, line_art=True)
         if (raw := _data_uri_bytes(data.get("line_drawing_base64"))) else None,
         "error": _str(rec.get("error")) if status in ("failed", "invalid") else None,
