@@ -7,8 +7,9 @@ small SQLite table, for the next run. The key is the SHA-256 of the file's bytes
 thumbnail's size and :data:`~fto_async.outputs._cards.ENCODER`: an edited file (even one
 given back its size and modification time), a new size or a new encoder misses. The
 bytes hashed are the bytes decoded (read once). Within one cache object the digest of a
-file is remembered by its path, size, inode, ``mtime_ns`` and ``ctime_ns`` (which no
-user can set back), so a report reads each file once.
+file is remembered by its path, size, inode, ``mtime_ns`` and ``ctime_ns`` (a change
+time no ``touch`` can set back), in memory and in the file's ``digests`` table, so a
+report reads each file at most once and a rerun reads no unchanged file at all.
 
 Only thumbnails we encoded are stored: a file that does not decode as an image is never
 cached (it is tried again next time), and what is read back must be a ``data:`` URI of
@@ -42,6 +43,14 @@ _MEMORY: Final = 2048  # thumbnails kept in memory (about 1 KB each)
 _FLUSH: Final = 256  # new thumbnails written per transaction
 _KEEP_DAYS: Final = 60  # an entry no report has used for this long is dropped
 _DAY: Final = 86_400
+_DIGESTS: Final = """
+CREATE TABLE IF NOT EXISTS digests (
+    path TEXT NOT NULL PRIMARY KEY, size INTEGER NOT NULL, ino INTEGER NOT NULL,
+    mtime_ns INTEGER NOT NULL, ctime_ns INTEGER NOT NULL, digest TEXT NOT NULL,
+    used INTEGER NOT NULL
+) WITHOUT ROWID
+"""
+_HEX64: Final = frozenset("0123456789abcdef")
 _SCHEMA: Final = """
 CREATE TABLE IF NOT EXISTS thumbs (
     digest TEXT NOT NULL, px INTEGER NOT NULL, encoder TEXT NOT NULL, uri TEXT NOT NULL,
@@ -72,6 +81,7 @@ class ThumbCache:
         self._memory: collections.OrderedDict[Key, str] = collections.OrderedDict()
         self._new: list[tuple[str, int, str, str, int]] = []
         self._digests: dict[_Stat, str] = {}  # this object's files, by what stat says
+        self._new_digests: list[tuple[str, int, int, int, int, str, int]] = []
         self._used: list[Key] = []
         self._making: dict[Key, Future[str | None]] = {}
         self._today = int(time.time()) // _DAY
@@ -92,13 +102,15 @@ class ThumbCache:
             db = sqlite3.connect(path, timeout=2.0, check_same_thread=False)
             tables = {name for (name,) in db.execute(
                 "SELECT name FROM sqlite_master WHERE type = 'table'")}  # fmt: skip
-            if tables - {"thumbs"}:  # someone else's database: leave it alone
+            if tables - {"thumbs", "digests"}:  # someone else's database: leave it alone
                 db.close()
                 return None
             columns = {row[1] for row in db.execute("PRAGMA table_info(thumbs)")}
             if columns and "digest" not in columns:  # keyed by path and mtime: not trusted
                 db.execute("DROP TABLE thumbs")
             db.execute(_SCHEMA)
+            db.execute(_DIGESTS)
+            db.execute("DELETE FROM digests WHERE used < ?", (self._today - _KEEP_DAYS,))
             db.execute("DELETE FROM thumbs WHERE encoder != ? OR used < ?",
                        (ENCODER, self._today - _KEEP_DAYS))  # fmt: skip
             db.commit()
@@ -110,19 +122,39 @@ class ThumbCache:
         return db
 
     def ready(self, path: Path | None, px: int) -> bool:
-        """Whether :meth:`thumbnail` would answer from the cache (no decoding)."""
-        if path is None:
-            return False
-        digest = self._known_digest(path)
-        if digest is None:
-            data = _read(path)
-            digest = None if data is None else self._remember_digest(path, data)
+        """Whether :meth:`thumbnail` would answer from the cache (no decoding, no reading:
+        a file whose stat is new is read, hashed and looked up by :meth:`thumbnail`)."""
+        digest = None if path is None else self._known_digest(path)
         return digest is not None and self._get((digest, px, ENCODER)) is not None
 
     def _known_digest(self, path: Path) -> str | None:
+        """The digest of ``path`` if its stat is the one it was hashed with."""
         stat = _stat(path)
+        if stat is None:
+            return None
         with self._lock:
-            return None if stat is None else self._digests.get(stat)
+            digest = self._digests.get(stat)
+            if digest is not None or self._connection() is None:
+                return digest
+            assert self._db is not None
+            try:
+                found = self._db.execute(
+                    "SELECT digest FROM digests WHERE path = ? AND size = ? AND ino = ? AND "
+                    "mtime_ns = ? AND ctime_ns = ?", stat).fetchone()  # fmt: skip
+            except sqlite3.Error:
+                self._disable()
+                return None
+            if found is None or not isinstance(found[0], str) or len(found[0]) != 64 \
+                    or not set(found[0]) <= _HEX64:
+                return None
+            self._digests[stat] = found[0]
+            return str(found[0])
+
+    def _connection(self) -> sqlite3.Connection | None:
+        """The file, opened on first use (the lock is held)."""
+        if self._path is not None:  # a report without local images makes no file
+            self._db, self._path = self._open(self._path), None
+        return self._db
 
     def _remember_digest(self, path: Path, data: bytes) -> str:
         digest = hashlib.sha256(data).hexdigest()
@@ -132,6 +164,8 @@ class ThumbCache:
                 if len(self._digests) >= _MEMORY:
                     self._digests.clear()
                 self._digests[stat] = digest
+                if self._db is not None:  # kept for the next report
+                    self._new_digests.append((*stat, digest, self._today))
         return digest
 
     def thumbnail(self, path: Path, px: int) -> str | None:
@@ -178,10 +212,9 @@ class ThumbCache:
                 self._memory.move_to_end(key)
                 self.hits += 1
                 return uri
-            if self._path is not None:  # a report without local images makes no file
-                self._db, self._path = self._open(self._path), None
-            if self._db is None:
+            if self._connection() is None:
                 return None
+            assert self._db is not None
             try:
                 found = self._db.execute(
                     "SELECT uri, used FROM thumbs WHERE digest = ? AND px = ? AND encoder = ?",
@@ -213,7 +246,7 @@ class ThumbCache:
 
     def _flush(self) -> None:
         """Write new and reused entries (the lock is held)."""
-        if self._db is None or not (self._new or self._used):
+        if self._db is None or not (self._new or self._used or self._new_digests):
             return
         try:
             with self._db:
@@ -222,10 +255,13 @@ class ThumbCache:
                 self._db.executemany(
                     "UPDATE thumbs SET used = ? WHERE digest = ? AND px = ? AND encoder = ?",
                     [(self._today, *k) for k in self._used])
+                self._db.executemany("INSERT OR REPLACE INTO digests VALUES (?, ?, ?, ?, ?, ?, ?)",
+                                     self._new_digests)  # fmt: skip
         except sqlite3.Error:
             self._disable()
         self._new.clear()
         self._used.clear()
+        self._new_digests.clear()
 
     def _disable(self) -> None:
         if self._db is not None:

@@ -196,3 +196,28 @@ async def test_report_catalog_notes_a_local_image_edited_after_screening(
     text = html.read_text("utf-8")
     assert text.count("catalog entry changed") == 1
     assert re.search(r'data-key="B"[^§]*?catalog entry changed', text)
+
+
+def test_a_rerun_reads_no_unchanged_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The digests are kept by stat (ctime included): a rerun's report reads no unchanged
+    image, and one rewritten with its old size and mtime is read (and shown) anew."""
+    from fto_async.outputs import _thumbs
+
+    photos = [tmp_path / f"p{n}.png" for n in range(3)]
+    for n, photo in enumerate(photos):
+        photo.write_bytes(_png((80 * n, 10, 10)))
+    rows = [_record(f"K{n}", image_path=str(p)) for n, p in enumerate(photos)]
+    cache = tmp_path / "r.thumbs.db"
+    write_html(rows, tmp_path / "1.html", thumb_cache=cache)
+    reads: list[str] = []
+    real = _thumbs._read
+    monkeypatch.setattr(_thumbs, "_read", lambda path: reads.append(path.name) or real(path))
+    write_html(rows, tmp_path / "2.html", thumb_cache=cache)
+    assert reads == []
+    before = photos[1].stat()
+    photos[1].write_bytes(_png((1, 200, 1)))
+    os.utime(photos[1], ns=(before.st_atime_ns, before.st_mtime_ns))
+    html = write_html(rows, tmp_path / "3.html", thumb_cache=cache).path.read_text("utf-8")
+    assert reads == ["p1.png"]
+    fresh = write_html(rows[1:2], tmp_path / "4.html").path.read_text("utf-8")
+    assert _FRAME.findall(fresh)[0] in _FRAME.findall(html)
