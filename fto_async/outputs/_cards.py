@@ -119,7 +119,10 @@ def blocked_host(url: object) -> str | None:
     host = host.rstrip(".")
     if host == "localhost" or host.endswith(".localhost"):
         return "it points at this computer (localhost)"
-    address = _ip_literal(host)
+    try:
+        address = _ip_literal(host)
+    except ValueError:  # a number a browser refuses as an address: never loaded
+        return "its host is not a valid address"
     if address is None:
         return None
     if address.is_loopback:
@@ -133,7 +136,11 @@ def blocked_host(url: object) -> str | None:
 
 
 def _ip_literal(host: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
-    """The address a browser makes of ``host`` if it is an IP literal (WHATWG rules)."""
+    """The address a browser makes of ``host`` if it is an IP literal (WHATWG rules).
+
+    Raises:
+        ValueError: ``host`` ends in a number but is no valid IPv4 address.
+    """
     if ":" in host:
         with contextlib.suppress(ValueError):
             address = ipaddress.IPv6Address(host.strip("[]").split("%")[0])
@@ -147,16 +154,16 @@ def _ip_literal(host: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | No
     numbers = []
     for part in parts:
         if not _IPV4_PART.fullmatch(part):
-            return ipaddress.IPv4Address(0)  # not a valid address: never load it
+            raise ValueError(host)  # not a valid address
         low = part.lower()
         base = 16 if low.startswith("0x") else 8 if len(part) > 1 and part[0] == "0" else 10
         digits = low[2:] if base == 16 else part
         numbers.append(int(digits or "0", base))
     if len(numbers) > 4 or any(n > 255 for n in numbers[:-1]):
-        return ipaddress.IPv4Address(0)
+        raise ValueError(host)
     value = numbers[-1]
     if value >= 256 ** (5 - len(numbers)):
-        return ipaddress.IPv4Address(0)
+        raise ValueError(host)
     for n, number in enumerate(numbers[:-1]):
         value += number << (8 * (3 - n))
     return ipaddress.IPv4Address(value)
