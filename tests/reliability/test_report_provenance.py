@@ -142,8 +142,10 @@ def test_bidi_controls_are_visible(tmp_path: Path) -> None:
     assert "a\\u2067b" in html
 
 
-@pytest.mark.parametrize("host", ["127.0.0.1", "127.1", "2130706433", "0x7f.1", "1.2.3.4.5", "10.1.2.3", "192.168.0.9",
-                                  "169.254.169.254", "[::1]", "[fe80::1]", "localhost"])
+@pytest.mark.parametrize("host", [
+    "127.0.0.1", "127.1", "2130706433", "0x7f.1", "1.2.3.4.5", "10.1.2.3", "192.168.0.9",
+    "169.254.169.254", "[::1]", "[fe80::1]", "localhost",
+])  # fmt: skip
 def test_private_addresses_are_not_loaded(tmp_path: Path, host: str) -> None:
     """A product or patent image on a non-public address: no ``src``, a note saying why."""
     url = f"http://{host}/beacon.png"
