@@ -20,9 +20,12 @@ The package, one job per module (imports run one way, downwards: ``cli/`` -> ``c
     config         options as frozen values; from_env() reads the environment
     auth           the two credential schemes; token cache, single-flight refresh
     errors         the error tree and the platform's code table
-    models         attrs requests (validated) and reports; TaskKind and its endpoints
-    _validate      field rules, and the one image rule (PNG/JPEG under 4 MiB)
-    _serde         the one cattrs converter
+    models         wire requests (validated, attrs) and reports; the TaskKind names
+    _enums         the platform's enumerations (RiskLevel, TaskStatus, ...), in models
+    _kinds         THE table of task kinds: request/result class, paths, fingerprint
+                   fields, journal table (a new kind is a row there + its models)
+    _validate      field rules, and the one image rule (PNG/JPEG of at most 4,194,304 bytes)
+    _serde         the one cattrs converter (CONVERTER)
     fingerprint    the request fingerprint (canonical body, images by SHA-256)
     _envelope      reading a platform answer
     _http          one POST (aiohttp); testing.MockTransport is its handler-style fake
@@ -31,9 +34,19 @@ The package, one job per module (imports run one way, downwards: ``cli/`` -> ``c
     transport      the single place a call goes out: gate -> auth -> HTTP -> envelope
     polling        the poll scheduler of many pending tasks
     _poller        one task: wait_for_task and TaskPoller
-    batch          screen_many and friends over any iterable
-    journal        the durable record of every item
+    batch/         screen_many and friends over any iterable: __init__ (entry points),
+                   _values (Item, Outcome, Progress, FollowUp, options), _engine (flow
+                   control), _sharing (dedupe, single flight, windows, cache hits),
+                   _journaling (the ONE resume and record policy, items and follow-ups),
+                   _stream (the pump), _followup (the 1-vs-1 follow-up stage)
+    _sqlite        file + flock, WAL, read-only opening, one-thread executor, group
+                   commit: the plumbing of the journal, the cache and the thumbnails
+    journal        the durable record of every item and follow-up
+    _journal_rows  the journal's states, ONE transition table, rows and file format
+    _journal_follow_ups  the journal's follow-ups table (a part of Journal)
+    cache          ReportCache: reports by fingerprint, with their provenance
     client         FtoClient: one method per endpoint; builds batches and pollers
+    _uploads       the P010 URLs a client uploaded, renewed before they expire
     testing        MockTransport, for tests with no server
     outputs/       the one record rule (journal row -> flat record, one status word, the
                    last run's row set) and its writers: JSONL, CSV, XLSX, the HTML report
@@ -51,7 +64,7 @@ import attrs
 
 from ._poller import TaskPoller
 from .auth import ApiKey, ClientCredentials
-from .batch import Item, Outcome, Progress
+from .batch import FollowUp, FollowUpResult, Item, Outcome, Progress
 from .cache import CachedReport, ReportCache
 from .client import FtoClient
 from .config import (
@@ -100,10 +113,10 @@ from .errors import (
     UnknownSubmissionError,
     ValidationError,
 )
-from .followup import FollowUp
+from .fingerprint import image_digest, request_fingerprint
+from .journal import Journal, JournalLockedError, NotAJournalError
 from .models import (
     Comparison,
-    FollowUpResult,
     ImageSearchReport,
     ImageSearchRequest,
     LegalStatus,
@@ -158,9 +171,12 @@ __all__ = [
     "InvalidParameterError",
     "InvalidRequestError",
     "Item",
+    "Journal",
+    "JournalLockedError",
     "LegalStatus",
     "LocItem",
     "MalformedResponseError",
+    "NotAJournalError",
     "NotThePlatformError",
     "OneVsOneComparison",
     "OneVsOneReport",
@@ -207,6 +223,8 @@ __all__ = [
     "ValidationError",
     "WorkflowReport",
     "WorkflowRequest",
+    "image_digest",
+    "request_fingerprint",
 ]
 
 # Show public classes as ``fto_async.X`` in reprs and tracebacks (as httpx does). Their

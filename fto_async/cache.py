@@ -36,12 +36,13 @@ import os
 import sqlite3
 import time
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 from pathlib import Path
 from typing import Any, Final, Self
 
 import attrs
+
+from . import _sqlite
 
 __all__ = ["DEFAULT_MAX_AGE", "CachedReport", "ReportCache"]
 
@@ -132,7 +133,7 @@ class ReportCache:
         self.errors = 0
         self.last_error: Exception | None = None
         self._db: sqlite3.Connection | None = None  # used by the executor's thread only
-        self._executor = ThreadPoolExecutor(1, thread_name_prefix="fto-cache")
+        self._executor = _sqlite.one_thread("fto-cache")
         self._state = "open"
         self._queued: dict[str, _Put] = {}  # puts waiting for the next commit
         self._writing: dict[str, _Put] = {}  # puts being committed now
@@ -241,13 +242,8 @@ class ReportCache:
         if self._db is None:
             self.path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
             os.close(os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600))
-            db = sqlite3.connect(self.path, isolation_level=None, timeout=_BUSY_TIMEOUT_MS / 1000)
-            db.execute(f"PRAGMA busy_timeout={_BUSY_TIMEOUT_MS}")
-            mode = db.execute("PRAGMA journal_mode=WAL").fetchone()[0]
-            if mode != "wal":
-                db.close()
-                raise RuntimeError(f"report cache {str(self.path)!r}: WAL mode refused ({mode})")
-            db.execute("PRAGMA synchronous=NORMAL")
+            db = _sqlite.connect(self.path, wal=True, what="report cache",
+                                 timeout=_BUSY_TIMEOUT_MS / 1000)  # the busy timeout
             db.execute(_SCHEMA)
             self._db = db
         return self._db
@@ -266,14 +262,7 @@ class ReportCache:
         return CachedReport(fingerprint, row[0], report, float(row[2]), row[3])
 
     def _put_many(self, puts: list[_Put]) -> None:
-        db = self._connection()
-        db.execute("BEGIN IMMEDIATE")
-        try:
-            db.executemany(_PUT, puts)
-            db.execute("COMMIT")
-        except BaseException:
-            db.execute("ROLLBACK")
-            raise
+        _sqlite.write_batch(self._connection(), [(_PUT, puts)], "BEGIN IMMEDIATE")
 
     def _prune(self, oldest: float) -> int:
         return self._connection().execute(

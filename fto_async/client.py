@@ -14,9 +14,11 @@ import attrs
 
 from . import _serde, _validate
 from . import batch as _batch
+from ._kinds import KINDS, UPLOAD_PATH, report_class, request_kind
 from ._poller import TaskPoller, wait_for_task
+from ._uploads import UploadLedger
 from .auth import ApiKey, ClientCredentials
-from .batch import BatchOptions, Items, Outcome, TaskIds
+from .batch import BatchOptions, Items, Outcome, TaskIds, screen_with_follow_ups
 from .config import ClientConfig, PollConfig, RetryConfig, env_settings
 from .errors import (
     ConfigurationError,
@@ -26,11 +28,7 @@ from .errors import (
     ResponseDecodeError,
     TaskExpiredError,
 )
-from .followup import screen_with_follow_ups
 from .models import (
-    REPORT_PATHS,
-    SUBMIT_PATHS,
-    UPLOAD_PATH,
     ImageSearchReport,
     ImageSearchRequest,
     OneVsOneReport,
@@ -40,8 +38,6 @@ from .models import (
     UploadedImage,
     WorkflowReport,
     WorkflowRequest,
-    report_class,
-    request_kind,
 )
 from .polling import TaskDurations
 from .ratelimit import RateGateProtocol
@@ -51,11 +47,11 @@ from .transport import BeforeSend, FileField, HttpSender, Transport, TransportSt
 
 __all__ = ["FtoClient"]
 
-_SUBMIT_PATH = SUBMIT_PATHS["image_search"]
-_REPORT_PATH = REPORT_PATHS["image_search"]
-_WORKFLOW_SUBMIT_PATH = SUBMIT_PATHS["workflow"]
-_ONE_VS_ONE_SUBMIT_PATH = SUBMIT_PATHS["one_vs_one"]
-_ONE_VS_ONE_REPORT_PATH = REPORT_PATHS["one_vs_one"]
+_SUBMIT_PATH = KINDS["image_search"].submit_path
+_REPORT_PATH = KINDS["image_search"].result_path
+_WORKFLOW_SUBMIT_PATH = KINDS["workflow"].submit_path
+_ONE_VS_ONE_SUBMIT_PATH = KINDS["one_vs_one"].submit_path
+_ONE_VS_ONE_REPORT_PATH = KINDS["one_vs_one"].result_path
 
 _R = TypeVar("_R", bound=ImageSearchReport)
 
@@ -99,6 +95,8 @@ class FtoClient:
         durations: learnt task durations to start from (default: new ones, seeded by
             ``poll.initial_estimate`` if given). The client keeps them in
             :attr:`durations`, shared by every batch, poller and ``begin_*`` task.
+        key_auth: how an ``sk-`` key travels: ``"both"`` (default), ``"query"`` or
+            ``"bearer"``; see :class:`~fto_async.config.ClientConfig`.
     """
 
     def __init__(
@@ -123,6 +121,7 @@ class FtoClient:
         transport: HttpSender | None = None,
         redis_url: str | None = None,
         durations: TaskDurations | None = None,
+        key_auth: str | None = None,
     ) -> None:
         self._credentials = _credentials(client_id, client_secret, api_key)
         cfg = config or ClientConfig()
@@ -145,13 +144,21 @@ class FtoClient:
                 "timeout": timeout,
                 "retry": retry,
                 "poll": poll,
+                "key_auth": key_auth,
             }.items()
             if v is not None
         }
         if rate_changes:
             changes["rate"] = attrs.evolve(cfg.rate, **rate_changes)
         self.config: ClientConfig = attrs.evolve(cfg, **changes) if changes else cfg
-        self._converter = _serde.make_converter()
+        if self.config.key_auth != "both" and not isinstance(self._credentials, ApiKey):
+            raise ConfigurationError(
+                f"key_auth={self.config.key_auth!r} applies to sk- API keys only: client "
+                "credentials always send apikey= and a Bearer token (reference §7.1)"
+            )
+        self._converter = _serde.CONVERTER
+        #: P010 URLs this client uploaded: renewed before a submit when about to expire.
+        self._uploads = UploadLedger()
         self._owned_gate: RedisRateGate | None = None
         if gate is None and self.config.rate.redis_url:
             gate = self._owned_gate = RedisRateGate(
@@ -168,7 +175,7 @@ class FtoClient:
             gate=gate,
             retry_hooks=tuple(retry_hooks),
             session=session,
-            task_paths=frozenset(SUBMIT_PATHS.values()),
+            task_paths=frozenset(k.submit_path for k in KINDS.values()),
             sender=transport,
         )
 
@@ -177,8 +184,9 @@ class FtoClient:
         cls, environ: Mapping[str, str] | None = None, **options: Any
     ) -> FtoClient:
         """Build a client from ``PATSNAP_CLIENT_ID`` / ``PATSNAP_CLIENT_SECRET`` or
-        ``PATSNAP_API_KEY``, ``PATSNAP_BASE_URL``, ``PATSNAP_QPS`` and
-        ``PATSNAP_REDIS_URL``.
+        ``PATSNAP_API_KEY``, ``PATSNAP_BASE_URL``, ``PATSNAP_QPS``,
+        ``PATSNAP_REDIS_URL`` and ``PATSNAP_KEY_AUTH`` (``both``/``query``/``bearer``, see
+        :attr:`~fto_async.config.ClientConfig.key_auth`).
 
         Keyword ``options`` override the environment.
 
@@ -301,7 +309,13 @@ class FtoClient:
     async def upload_image(
         self, image: str | PathLike[str] | bytes, *, filename: str | None = None
     ) -> UploadedImage:
-        """Upload a local JPG/PNG under 4 MB; returns its public ``url`` and ``expire``.
+        """Upload a local JPG/PNG of at most 4,194,304 bytes (reference §6); returns its public
+        ``url`` and ``expire``.
+
+        The URL is public for 9 hours: anyone holding it can open the image (reference §6;
+        :class:`~fto_async.WorkflowRequest` with ``target_image_base64`` creates none).
+        A URL uploaded from a file is uploaded again when a submit would send it with
+        less than 10 minutes left.
 
         Raises:
             InvalidRequestError: not a decodable JPG/PNG, too large, or the file cannot be
@@ -322,7 +336,10 @@ class FtoClient:
             raise InvalidRequestError("image", f"must be a path or bytes, got {got}")
         field = FileField("image", name or f"image.{kind.ext}", data, kind.mime)
         answer = await self._transport.call(UPLOAD_PATH, files=(field,))
-        return _serde.structure(self._converter, answer, UploadedImage)
+        uploaded = _serde.structure(self._converter, answer, UploadedImage)
+        source = None if isinstance(image, bytes) else Path(image)
+        self._uploads.remember(uploaded.url, uploaded.expire, source)
+        return uploaded
 
     # -- any kind of task -----------------------------------------------------------
 
@@ -330,7 +347,7 @@ class FtoClient:
         """The path a task's report is read from (``kind``: image_search or workflow)."""
         if kind == "workflow":
             return self.config.workflow_result_path
-        return REPORT_PATHS[kind]
+        return KINDS[kind].result_path
 
     async def submit(self, request: Request, *, before_send: BeforeSend | None = None) -> str:
         """Submit either kind of request; returns the task id.
@@ -341,7 +358,7 @@ class FtoClient:
                 it goes out (see :meth:`fto_async.transport.Transport.call`).
         """
         _require(request, Request, "request")
-        return await self._submit(SUBMIT_PATHS[request_kind(request)], request, before_send)
+        return await self._submit(KINDS[request_kind(request)].submit_path, request, before_send)
 
     async def get_report(
         self,
@@ -381,7 +398,7 @@ class FtoClient:
     ) -> AsyncIterator[Outcome]:
         """Submit and poll many requests; yields an :class:`~fto_async.batch.Outcome` per item
         as each completes. All options are documented on :func:`fto_async.batch.screen_many`;
-        ``follow_up=FollowUp(...)`` adds 1-vs-1 follow-ups (:mod:`fto_async.followup`).
+        ``follow_up=FollowUp(...)`` adds 1-vs-1 follow-ups (:mod:`fto_async.batch._followup`).
         """
         if options.get("follow_up") is not None:
             return screen_with_follow_ups(self, items, **options)
@@ -477,6 +494,10 @@ class FtoClient:
         request: Request | OneVsOneRequest,
         before_send: BeforeSend | None = None,
     ) -> str:
+        url = getattr(request, "url", None)
+        source = self._uploads.stale(url) if isinstance(url, str) else None
+        if source is not None:  # our P010 URL would expire before use: upload it again
+            request = attrs.evolve(request, url=(await self.upload_image(source)).url)
         body = _serde.unstructure(self._converter, request)
         answer = await self._transport.call(path, body, before_send=before_send)
         task_id = answer.get("task_id") if isinstance(answer, Mapping) else None

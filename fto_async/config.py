@@ -353,6 +353,11 @@ class ClientConfig:
         not_platform_after: consecutive whole answers that are not JSON (an HTML page),
             with no platform envelope ever seen, before calls give up with the fatal
             ``NotThePlatformError`` (a wrong base URL, a captive portal).
+        key_auth: how an ``sk-`` API key travels (reference §7.2a): ``"both"`` (default:
+            ``?apikey=`` and ``Authorization: Bearer``, which works wherever either does),
+            ``"query"`` (``?apikey=`` only, as PatSnap's FTO script) or ``"bearer"`` (the
+            header only; the URL then carries no secret). For a proxy that strips one.
+            Client credentials always send both (§7.1): anything but ``"both"`` is refused.
     """
 
     base_url: str = DEFAULT_BASE_URL
@@ -370,8 +375,13 @@ class ClientConfig:
     unreachable_after: float = attrs.field(default=30.0, validator=_non_negative)
     unreachable_attempts: int = attrs.field(default=20, validator=_int_at_least(1))
     not_platform_after: int = attrs.field(default=5, validator=_int_at_least(1))
+    key_auth: str = "both"
 
     def __attrs_post_init__(self) -> None:
+        if self.key_auth not in KEY_AUTH_STYLES:
+            raise ConfigurationError(
+                f"key_auth must be one of {', '.join(KEY_AUTH_STYLES)}, got {self.key_auth!r}"
+            )
         if not isinstance(self.base_url, str) or not self.base_url.startswith(
             ("http://", "https://")
         ):
@@ -384,11 +394,16 @@ class ClientConfig:
             raise ConfigurationError("workflow_result_path must start with '/'")
 
 
+#: How an ``sk-`` key may be sent (see ``ClientConfig.key_auth``).
+KEY_AUTH_STYLES = ("both", "query", "bearer")
+
+
 def env_settings(environ: Mapping[str, str] | None = None) -> dict[str, str | float | None]:
     """Read the ``PATSNAP_*`` variables (the only code that reads the environment).
 
     Returns a dict with ``client_id``, ``client_secret``, ``api_key``, ``base_url``,
-    ``qps`` and ``redis_url`` (from ``PATSNAP_REDIS_URL``; ``None`` where unset).
+    ``qps``, ``redis_url`` (from ``PATSNAP_REDIS_URL``) and ``key_auth`` (from
+    ``PATSNAP_KEY_AUTH``, lower-cased); ``None`` where unset.
     """
     env = os.environ if environ is None else environ
     qps_text = env.get("PATSNAP_QPS")
@@ -405,4 +420,5 @@ def env_settings(environ: Mapping[str, str] | None = None) -> dict[str, str | fl
         "base_url": env.get("PATSNAP_BASE_URL") or None,
         "qps": qps,
         "redis_url": env.get("PATSNAP_REDIS_URL") or None,
+        "key_auth": (env.get("PATSNAP_KEY_AUTH") or "").strip().lower() or None,
     }

@@ -36,28 +36,15 @@ from collections.abc import Mapping
 from typing import Any, Final
 
 from . import _serde
+from ._kinds import KINDS, request_kind
 from .errors import InvalidRequestError
-from .models import Request, TaskKind, request_kind
+from .models import Request, TaskKind
 
 __all__ = ["FINGERPRINT_VERSION", "image_digest", "request_fingerprint", "wire_fingerprint"]
 
 #: The rule's version, the fingerprint's prefix.
 FINGERPRINT_VERSION: Final = "v1"
 
-# Every wire field of each kind, with its platform default (None: no default).
-_FIELDS: Final[Mapping[TaskKind, Mapping[str, Any]]] = {
-    "image_search": {
-        "url": None, "country": None, "lang": None, "loc_items": None,
-        "apply_start_time": None, "main_field": None,
-    },
-    "workflow": {
-        "url": None, "target_image_base64": None, "country": None, "loc_items": None,
-        "apply_start_time": None, "apply_end_time": None, "simple_legal_status": "1,2",
-        "title": None, "user_id": None,
-    },
-    "one_vs_one": {"patent_number": None, "url": None, "report_lang": None},
-}
-_converter = _serde.make_converter()
 
 
 def image_digest(data: bytes) -> str:
@@ -79,7 +66,7 @@ def request_fingerprint(request: object, *, image_sha256: str | None = None) -> 
     """
     if not isinstance(request, Request):
         raise InvalidRequestError("request", f"cannot fingerprint a {type(request).__name__}")
-    body = _serde.unstructure(_converter, request)
+    body = _serde.unstructure(_serde.CONVERTER, request)
     return wire_fingerprint(request_kind(request), body, image_sha256=image_sha256)
 
 
@@ -87,7 +74,7 @@ def wire_fingerprint(
     kind: TaskKind, body: Mapping[str, Any], *, image_sha256: str | None = None
 ) -> str:
     """The fingerprint of a wire body of ``kind`` (what the journal stores)."""
-    fields = _FIELDS[kind]
+    fields = KINDS[kind].fingerprint_fields
     canonical: dict[str, Any] = {
         name: body.get(name) if body.get(name) is not None else default
         for name, default in fields.items()

@@ -60,8 +60,9 @@ open: no ``-wal`` file), takes no lock, creates nothing and works while a run wr
 A file that is not a journal (no ``items``/``meta`` tables, no schema version) raises
 :class:`NotAJournalError` in both modes and is left as it was.
 
-Follow-ups (1-vs-1 tasks on an item's riskiest patents, :mod:`fto_async.followup`) have
-their own small table, one row per ``(key, patent_pn)`` with the same states: ``pending``
+Follow-ups (1-vs-1 tasks on an item's riskiest patents, :mod:`fto_async.batch._followup`) have
+their own small table, one row per ``(key, patent_pn)``, with the same states and the SAME
+transition table as items (one state machine; a follow-up never shares): ``pending``
 -> ``submitting`` (committed before the call) -> ``submitted`` (task_id committed) ->
 ``done`` | ``failed``; a row left ``submitting`` by a dead run is ``unknown`` at open. See
 :meth:`Journal.add_follow_up` and :meth:`Journal.mark_follow_up`.
@@ -74,25 +75,47 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import functools
 import heapq
 import json
-import operator
 import os
 import sqlite3
 import sys
 import time
-import urllib.parse
 from collections import Counter
 from collections.abc import Iterable, Iterator
-from concurrent.futures import ThreadPoolExecutor
-from enum import StrEnum
 from pathlib import Path
-from typing import Any, NamedTuple, Self
+from typing import Any, Self
 
-import attrs
-
-from .errors import FtoError
+from . import _sqlite
+from ._journal_follow_ups import _FollowUps
+from ._journal_rows import (  # the rows, states and file format; re-exported
+    _ALLOWED,
+    _COLUMNS,
+    _DURATIONS_KEY,
+    _FU_UPSERT,
+    _HISTORY_INSERT,
+    _KINDS,
+    _LAZY_DELAY,
+    _MAX_QUEUED,
+    _META_UPSERT,
+    _ORDER,
+    _S,
+    _STAMP,
+    _UPSERT,
+    FollowUpRow,
+    InvalidTransitionError,
+    ItemState,
+    JournalLockedError,
+    JournalRow,
+    NotAJournalError,
+    _check_journal,
+    _dumps,
+    _FuRec,
+    _locked,
+    _migrate,
+    _Rec,
+    _to_row,
+)
 
 if sys.platform != "win32":
     import fcntl
@@ -107,303 +130,11 @@ __all__ = [
     "NotAJournalError",
 ]
 
-_SCHEMA_VERSION = 3  # 2: items.fingerprint, items.run, history; 3: follow_ups
-_LAZY_DELAY = 0.2  # seconds a lazy write may wait for company before it is committed
-_MAX_QUEUED = 10_000  # queued rows before lazy writes wait for a commit (bounded memory)
-_KINDS = ("image_search", "workflow")
-_DURATIONS_KEY = "durations"  # meta key: the client's learnt task durations
-
-
-class ItemState(StrEnum):
-    """Where an item stands; the module docstring draws the state machine."""
-
-    PENDING = "pending"
-    SUBMITTING = "submitting"
-    SUBMITTED = "submitted"
-    DONE = "done"
-    FAILED = "failed"
-    UNKNOWN = "unknown"
-
-
-class InvalidTransitionError(ValueError):
-    """A write that the item's current state does not allow (a bug in the caller)."""
-
-
-class JournalLockedError(FtoError, RuntimeError):
-    """Another open :class:`Journal`, in this process or another, holds the file."""
-
-
-class NotAJournalError(FtoError, ValueError):
-    """The file is not an fto-async journal (another database, or not SQLite); unchanged."""
-
-
-@attrs.frozen
-class JournalRow:
-    """One item as the journal knows it. Times are epoch seconds.
-
-    Attributes:
-        key: the item's key; seq: its input position (the order of ``rows()``).
-        request: the request's wire body; kind: ``"image_search"`` or ``"workflow"``.
-        state: see :class:`ItemState`; task_id: the platform's task id, once known.
-        attempts: submits started; error, error_type: the last failure and its class name.
-        report: the report's JSON, once done.
-        fingerprint: the request's fingerprint (``None``: written before schema 2).
-        created_at, updated_at, submitted_at, completed_at: when it was added, last
-            changed, given its task_id, done or failed.
-
-    ``request`` and ``report`` are decoded from their stored text on first access, so
-    reading an item's state costs no JSON parsing (a report is tens of kilobytes).
-    """
-
-    key: str
-    seq: int
-    state: ItemState
-    task_id: str | None
-    kind: str | None
-    attempts: int
-    error: str | None
-    error_type: str | None
-    created_at: float
-    updated_at: float
-    submitted_at: float | None
-    completed_at: float | None
-    request_json: str = attrs.field(repr=False)
-    report_json: str | None = attrs.field(repr=False)
-    fingerprint: str | None = None
-
-    @functools.cached_property
-    def request(self) -> dict[str, Any]:
-        """The request's wire body."""
-        body: dict[str, Any] = json.loads(self.request_json)
-        return body
-
-    @functools.cached_property
-    def report(self) -> dict[str, Any] | None:
-        """The report's JSON, once done."""
-        report: dict[str, Any] | None = (
-            None if self.report_json is None else json.loads(self.report_json)
-        )
-        return report
-
-
-@attrs.frozen
-class FollowUpRow:
-    """One follow-up (a 1-vs-1 task for one patent of an item) as the journal knows it.
-
-    Attributes:
-        key: the item's key; patent_pn: the compared patent.
-        state: see :class:`ItemState`; task_id: the 1-vs-1 task id, once known.
-        error, error_type: the failure and its class name, if it failed.
-        created_at, updated_at, submitted_at: epoch seconds.
-    """
-
-    key: str
-    patent_pn: str
-    state: ItemState
-    task_id: str | None
-    error: str | None
-    error_type: str | None
-    created_at: float
-    updated_at: float
-    submitted_at: float | None
-    report_json: str | None = attrs.field(repr=False)
-
-    @functools.cached_property
-    def report(self) -> dict[str, Any] | None:
-        """The 1-vs-1 report's JSON, once done."""
-        report: dict[str, Any] | None = (
-            None if self.report_json is None else json.loads(self.report_json)
-        )
-        return report
-
-
-class _FuRec(NamedTuple):
-    """Private: a follow-up row as stored, in column order."""
-
-    key: str
-    patent_pn: str
-    state: str
-    task_id: str | None
-    report: str | None
-    error: str | None
-    error_type: str | None
-    created_at: float
-    updated_at: float
-    submitted_at: float | None
-
-
-class _Rec(NamedTuple):
-    """Private: a row as stored (JSON as text), in column order."""
-
-    key: str
-    seq: int
-    request: str
-    state: str
-    task_id: str | None
-    kind: str | None
-    attempts: int
-    error: str | None
-    error_type: str | None
-    report: str | None
-    created_at: float
-    updated_at: float
-    submitted_at: float | None
-    completed_at: float | None
-    fingerprint: str | None
-
-
-_V1_COLUMNS = (  # schema 1's items columns, in order
-    "key", "seq", "request", "state", "task_id", "kind", "attempts", "error", "error_type",
-    "report", "created_at", "updated_at", "submitted_at", "completed_at",
-)
-_COLUMNS = ", ".join(_Rec._fields)
-_SCHEMA = (
-    """CREATE TABLE IF NOT EXISTS items (key TEXT PRIMARY KEY, seq INTEGER NOT NULL,
-    request TEXT NOT NULL, state TEXT NOT NULL CHECK (state IN ('pending', 'submitting',
-    'submitted', 'done', 'failed', 'unknown')), task_id TEXT, kind TEXT,
-    attempts INTEGER NOT NULL, error TEXT, error_type TEXT, report TEXT,
-    created_at REAL NOT NULL, updated_at REAL NOT NULL, submitted_at REAL, completed_at REAL,
-    fingerprint TEXT, run INTEGER)""",
-    "CREATE INDEX IF NOT EXISTS items_by_seq ON items (seq, key)",
-    "CREATE INDEX IF NOT EXISTS items_by_state ON items (state, seq)",
-    "CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)",
-    f"""CREATE TABLE IF NOT EXISTS history (id INTEGER PRIMARY KEY AUTOINCREMENT,
-    {_COLUMNS.replace("key,", "key TEXT NOT NULL,", 1)}, replaced_at REAL NOT NULL)""",
-    "CREATE INDEX IF NOT EXISTS history_by_key ON history (key, id)",
-    """CREATE TABLE IF NOT EXISTS follow_ups (key TEXT NOT NULL, patent_pn TEXT NOT NULL,
-    state TEXT NOT NULL, task_id TEXT, report TEXT, error TEXT, error_type TEXT,
-    created_at REAL NOT NULL, updated_at REAL NOT NULL, submitted_at REAL,
-    PRIMARY KEY (key, patent_pn))""",
-)
-_FU_SELECT = (
-    "SELECT key, patent_pn, state, task_id, report, error, error_type, created_at,"
-    " updated_at, submitted_at FROM follow_ups"
-)
-_FU_UPSERT = "INSERT OR REPLACE INTO follow_ups VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
-#: Follow-up transitions: the state a mark goes to -> the states it may come from.
-_FU_ALLOWED: dict[ItemState, frozenset[ItemState]] = {
-    ItemState.SUBMITTING: frozenset({ItemState.PENDING}),
-    ItemState.SUBMITTED: frozenset({ItemState.SUBMITTING, ItemState.UNKNOWN}),
-    ItemState.UNKNOWN: frozenset({ItemState.SUBMITTING}),
-    ItemState.PENDING: frozenset({ItemState.SUBMITTING, ItemState.UNKNOWN}),
-    ItemState.DONE: frozenset({ItemState.SUBMITTED}),
-    ItemState.FAILED: frozenset(
-        {ItemState.PENDING, ItemState.SUBMITTING, ItemState.SUBMITTED, ItemState.UNKNOWN}
-    ),
-}
-_MIGRATIONS = {"fingerprint": "TEXT", "run": "INTEGER"}  # schema 1 -> 2: columns added
-# S608 below: every name built into SQL here is one of this module's constants.
-_UPSERT = (  # key and created_at never change
-    f"INSERT INTO items ({_COLUMNS}) VALUES ({', '.join('?' * len(_Rec._fields))})"  # noqa: S608
-    " ON CONFLICT (key) DO UPDATE SET (seq, request, kind, fingerprint, state, task_id,"
-    " attempts, error, error_type, report, updated_at, submitted_at, completed_at) ="
-    " (excluded.seq, excluded.request, excluded.kind, excluded.fingerprint, excluded.state,"
-    " excluded.task_id, excluded.attempts, excluded.error, excluded.error_type,"
-    " excluded.report, excluded.updated_at, excluded.submitted_at, excluded.completed_at)"
-)
-_HISTORY_INSERT = (
-    f"INSERT INTO history ({_COLUMNS}, replaced_at)"  # noqa: S608
-    f" VALUES ({', '.join('?' * (len(_Rec._fields) + 1))})"
-)
-_STAMP = "UPDATE items SET run = ? WHERE key = ?"
-_META_UPSERT = "INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)"
-
-_S = ItemState
-_ORDER = operator.itemgetter(1, 0)  # a _Rec's (seq, key)
-_ALLOWED: dict[str, frozenset[ItemState]] = {
-    "mark_submitting": frozenset({_S.PENDING}),
-    "mark_submitted": frozenset({_S.SUBMITTING, _S.UNKNOWN}),
-    "mark_shared": frozenset({_S.PENDING}),
-    "mark_submit_failed": frozenset({_S.PENDING, _S.SUBMITTING}),
-    "mark_unknown": frozenset({_S.SUBMITTING, _S.UNKNOWN}),
-    "mark_done": frozenset({_S.SUBMITTED, _S.FAILED, _S.DONE}),
-    "mark_failed": frozenset({_S.PENDING, _S.SUBMITTING, _S.SUBMITTED, _S.UNKNOWN, _S.FAILED}),
-    "reset_to_pending": frozenset({_S.PENDING, _S.UNKNOWN, _S.FAILED}),
-}
-
-
-def _dumps(value: dict[str, Any]) -> str:
-    return json.dumps(value, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
-
-
-def _to_row(rec: _Rec) -> JournalRow:
-    fields = rec._asdict()
-    fields["state"] = ItemState(rec.state)
-    fields["request_json"], fields["report_json"] = fields.pop("request"), fields.pop("report")
-    return JournalRow(**fields)
-
-
-def _fu_row(rec: _FuRec) -> FollowUpRow:
-    fields = rec._asdict()
-    fields["state"] = ItemState(rec.state)
-    fields["report_json"] = fields.pop("report")
-    return FollowUpRow(**fields)
-
-
-def _lock(path: Path) -> int | None:
-    """Create ``path`` if needed (mode 0600) and ``flock`` the file itself.
-
-    The lock belongs to the file (its inode), not to a name: a symlink or a hard link
-    reaches the same lock. SQLite's own POSIX locks are separate from ``flock`` ones.
-    """
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
-    if sys.platform == "win32":  # pragma: no cover - no advisory lock there
-        return fd
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        os.close(fd)
-        raise JournalLockedError(f"journal {str(path)!r} is open elsewhere") from None
-    return fd
-
-
-def _read_only_uri(path: Path) -> str:
-    """A URI that opens ``path`` without ever writing to it or beside it.
-
-    ``mode=ro`` while a run has the file open (its ``-wal`` exists: read it as a WAL
-    reader); ``immutable=1`` otherwise, so SQLite creates no ``-wal``/``-shm`` files and
-    needs no write access to the folder.
-    """
-    resolved = path.resolve()
-    quoted = urllib.parse.quote(str(resolved))
-    wal = resolved.with_name(resolved.name + "-wal")
-    return f"file:{quoted}?mode=ro" if wal.exists() else f"file:{quoted}?mode=ro&immutable=1"
-
-
-def _check_journal(db: sqlite3.Connection, path: Path) -> tuple[int, frozenset[str]]:
-    """The schema version and items columns of a journal file; ``(0, {})`` if it is empty.
-
-    Raises:
-        NotAJournalError: the file is another database, or not SQLite at all.
-        RuntimeError: a newer fto-async wrote it.
-    """
-    where = f"{str(path)!r} is not an fto-async journal"
-    try:
-        listed = db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")
-        tables = {row[0] for row in listed}
-        if not tables:
-            return 0, frozenset()
-        if not {"items", "meta"} <= tables:
-            raise NotAJournalError(f"{where} (it has no items and meta tables)")
-        columns = frozenset(row[1] for row in db.execute("PRAGMA table_info(items)"))
-        found = db.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchall()
-    except sqlite3.DatabaseError as exc:
-        raise NotAJournalError(f"{where} ({exc})") from None
-    if not set(_V1_COLUMNS) <= columns or not found:
-        raise NotAJournalError(f"{where} (wrong items columns or no schema version)")
-    try:
-        version = int(found[0][0])
-    except ValueError:
-        raise NotAJournalError(f"{where} (schema version {found[0][0]!r})") from None
-    if version > _SCHEMA_VERSION:
-        raise RuntimeError(f"journal {str(path)!r} needs a newer fto-async")
-    return version, columns
-
-
-class Journal:
+class Journal(_FollowUps):
     """The durable record of a batch's items; the module docstring gives the contract.
 
-    Open it with ``await Journal.open(path)`` (``async with`` closes it), from one event
+    Open it with ``async with Journal(path)`` or ``await Journal.open(path)`` (``async with``
+    closes it; :meth:`aclose` does too), from one event
     loop. Reads are synchronous and cheap: a dict lookup for rows written since the last
     commit, else a primary-key lookup on a read-only connection. Using a closed journal
     raises ``RuntimeError``.
@@ -421,7 +152,7 @@ class Journal:
         *("_fu_dirty", "_fu_inflight", "commits", "path", "recovered_unknown"),
     )
 
-    def __init__(self, path: str | os.PathLike[str]) -> None:
+    def __init__(self, path: str | os.PathLike[str], *, readonly: bool = False) -> None:
         self.path = Path(path)
         self.recovered_unknown = 0
         self.commits = 0
@@ -433,7 +164,7 @@ class Journal:
         self._history: list[tuple[Any, ...]] = []  # replaced records for the next commit
         self._stamps: dict[str, int] = {}  # run stamps queued for the next commit
         self._writing: tuple[list[tuple[Any, ...]], list[tuple[int, str]]] = ([], [])
-        self._readonly = False
+        self._readonly = readonly
         self._columns = frozenset((*_Rec._fields, "run"))  # the file's items columns
         self._select = f"SELECT {_COLUMNS} FROM items"  # noqa: S608 - the columns of _Rec
         self._fu_dirty: dict[tuple[str, str], _FuRec] = {}  # follow-up rows, as _dirty
@@ -443,7 +174,7 @@ class Journal:
         self._urgent = asyncio.Event()  # someone awaits the next commit
         self._stopping = False
         self._broken: BaseException | None = None  # a failed commit ends all writing
-        self._executor = ThreadPoolExecutor(1, thread_name_prefix="fto-journal")
+        self._executor = _sqlite.one_thread("fto-journal")
         self._wdb: sqlite3.Connection | None = None  # used by the executor's thread only
         self._rdb: sqlite3.Connection | None = None  # read-only, used by the loop only
         self._lock_fd: int | None = None
@@ -467,26 +198,28 @@ class Journal:
             RuntimeError: the file was written by a newer schema version.
             sqlite3.DatabaseError, OSError: the file cannot be read.
         """
-        self = cls(path)
+        self = cls(path, readonly=readonly)
+        await self._open()
+        return self
+
+    async def _open(self) -> None:
         loop = asyncio.get_running_loop()
-        if readonly:
-            self._readonly = True
+        if self._readonly:
             try:
                 self._setup_readonly()
             except BaseException:
                 await self._release()
                 raise
             self._state = "open"
-            return self
+            return
         try:
-            self._lock_fd = _lock(self.path)
+            self._lock_fd = _sqlite.lock(self.path, _locked)
             await loop.run_in_executor(self._executor, self._setup)
         except BaseException:
             await self._release()
             raise
         self._state = "open"
         self._writer = loop.create_task(self._run_writer(), name=f"journal:{self.path}")
-        return self
 
     @staticmethod
     def is_held(path: str | os.PathLike[str]) -> bool:
@@ -505,10 +238,17 @@ class Journal:
         return False
 
     async def __aenter__(self) -> Self:
+        """``async with Journal(path) as journal`` opens it here (as :meth:`open` does,
+        with the same errors, raised at once); an open journal is entered as it is."""
+        if self._state == "unopened":
+            await self._open()
+        elif self._state != "open":
+            raise RuntimeError(f"journal {str(self.path)!r} is {self._state}: "
+                               "open a new Journal to use the file again")  # fmt: skip
         return self
 
     async def __aexit__(self, *exc_info: object) -> None:
-        await self.close()
+        await self.aclose()
 
     def __repr__(self) -> str:
         mode = " read-only" if self._readonly else ""
@@ -691,116 +431,6 @@ class Journal:
         self._meta[key] = str(value)
         await self._commit_wait()
 
-    # -- follow-ups (1-vs-1 tasks of an item's riskiest patents) --
-
-    def follow_up(self, key: str, patent_pn: str) -> FollowUpRow | None:
-        """The follow-up of item ``key`` for ``patent_pn``, as of every write called."""
-        rec = self._fu_lookup(key, patent_pn)
-        return None if rec is None else _fu_row(rec)
-
-    def follow_ups(self, key: str) -> list[FollowUpRow]:
-        """Every follow-up of item ``key`` (in ``patent_pn`` order)."""
-        self._check_readable()
-        found = {
-            rec.patent_pn: rec
-            for rec in map(_FuRec._make, self._fu_query(" WHERE key = ?", (key,)))
-        }
-        for overlay in (self._fu_inflight, self._fu_dirty):
-            found.update((pn, rec) for (k, pn), rec in overlay.items() if k == key)
-        return [_fu_row(found[pn]) for pn in sorted(found)]
-
-    def follow_up_counts(self) -> dict[ItemState, int]:
-        """How many committed follow-ups are in each state (``fto-async status``)."""
-        self._check_readable()
-        counts = dict.fromkeys(ItemState, 0)
-        if not self._fu_table():
-            return counts
-        for state, n in self._reader.execute(
-            "SELECT state, COUNT(*) FROM follow_ups GROUP BY state"
-        ).fetchall():
-            counts[ItemState(state)] = int(n)
-        return counts
-
-    async def add_follow_up(self, key: str, patent_pn: str) -> None:
-        """Record a follow-up as ``pending`` (lazy); an existing one is left as it is."""
-        self._check_writable()
-        if self._fu_lookup(key, patent_pn) is None:
-            now = time.time()
-            rec = _FuRec(key, patent_pn, _S.PENDING, None, None, None, None, now, now, None)
-            await self._fu_queue(rec, durable=False)
-
-    async def mark_follow_up(
-        self,
-        key: str,
-        patent_pn: str,
-        state: ItemState,
-        *,
-        task_id: str | None = None,
-        report: dict[str, Any] | None = None,
-        error: str | None = None,
-        error_type: str | None = None,
-    ) -> None:
-        """Move a follow-up to ``state``; committed before return, except ``done`` and
-        ``failed`` (lazy, like :meth:`mark_done`).
-
-        ``submitted`` needs ``task_id``; ``done`` needs ``report``; ``pending`` (from
-        ``unknown``, to submit again) forgets the task id.
-
-        Raises:
-            KeyError: no such follow-up. InvalidTransitionError: ``state`` cannot follow
-                the current one (see ``_FU_ALLOWED``).
-        """
-        self._check_writable()
-        state = ItemState(state)
-        rec = self._fu_lookup(key, patent_pn)
-        if rec is None:
-            raise KeyError((key, patent_pn))
-        if rec.state not in _FU_ALLOWED[state]:
-            raise InvalidTransitionError(
-                f"follow-up {key!r}/{patent_pn!r} is {rec.state}: cannot become {state}"
-            )
-        now = time.time()
-        changes: dict[str, Any] = {"state": state, "updated_at": now, "error": error,
-                                   "error_type": error_type}  # fmt: skip
-        if state is _S.SUBMITTED:
-            if not task_id:
-                raise InvalidTransitionError(f"follow-up {key!r}/{patent_pn!r}: no task_id")
-            changes.update(task_id=task_id, submitted_at=now)
-        elif state is _S.DONE:
-            if report is None:
-                raise InvalidTransitionError(f"follow-up {key!r}/{patent_pn!r}: no report")
-            changes["report"] = _dumps(report)
-        elif state is _S.PENDING:
-            changes.update(task_id=None, submitted_at=None)
-        durable = state not in (_S.DONE, _S.FAILED)
-        await self._fu_queue(rec._replace(**changes), durable=durable)
-
-    def _fu_lookup(self, key: str, patent_pn: str) -> _FuRec | None:
-        self._check_readable()
-        rec = self._fu_dirty.get((key, patent_pn)) or self._fu_inflight.get((key, patent_pn))
-        if rec is None:
-            found = self._fu_query(" WHERE key = ? AND patent_pn = ?", (key, patent_pn))
-            rec = _FuRec._make(found[0]) if found else None
-        return rec
-
-    def _fu_table(self) -> bool:
-        """Whether the file has the follow_ups table (a schema-2 journal opened read-only
-        has none: it is created when a run opens the journal for writing)."""
-        return bool(self._reader.execute(
-            "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'follow_ups'"
-        ).fetchone())
-
-    def _fu_query(self, where: str, params: tuple[Any, ...]) -> list[Any]:
-        if not self._fu_table():
-            return []
-        return self._reader.execute(_FU_SELECT + where, params).fetchall()
-
-    async def _fu_queue(self, rec: _FuRec, durable: bool) -> None:
-        self._fu_dirty[(rec.key, rec.patent_pn)] = rec
-        self._has_work.set()
-        if durable or len(self._fu_dirty) >= _MAX_QUEUED:
-            await self._commit_wait()
-
     async def save_durations(self, durations: dict[str, Any]) -> None:
         """Store learnt task durations (a ``TaskDurations.snapshot()``) in meta key
         ``durations``; returns once committed."""
@@ -822,7 +452,7 @@ class Journal:
         self._check_writable()
         await self._commit_wait()
 
-    async def close(self) -> None:
+    async def aclose(self) -> None:
         """Commit what is queued, stop the writer and close the file; then do nothing.
 
         Raises:
@@ -845,23 +475,6 @@ class Journal:
             raise RuntimeError("the journal closed after a failed commit") from self._broken
 
     # -- private --
-
-    @property
-    def _reader(self) -> sqlite3.Connection:
-        assert self._rdb is not None
-        return self._rdb
-
-    def _check_readable(self) -> None:
-        if self._state not in ("open", "closing"):
-            raise RuntimeError(f"journal {str(self.path)!r} is {self._state}")
-
-    def _check_writable(self) -> None:
-        if self._readonly:
-            raise RuntimeError(f"journal {str(self.path)!r} was opened read-only")
-        if self._state != "open":
-            raise RuntimeError(f"journal {str(self.path)!r} is {self._state}")
-        if self._broken is not None:
-            raise RuntimeError("an earlier journal commit failed") from self._broken
 
     def _lookup(self, key: str) -> _Rec | None:
         self._check_readable()
@@ -896,13 +509,6 @@ class Journal:
         self._has_work.set()
         if durable or len(self._dirty) >= _MAX_QUEUED:
             await self._commit_wait()
-
-    async def _commit_wait(self) -> None:
-        waiter = asyncio.get_running_loop().create_future()
-        self._waiters.append(waiter)
-        self._urgent.set()
-        self._has_work.set()
-        await waiter
 
     async def _run_writer(self) -> None:
         loop = asyncio.get_running_loop()
@@ -952,10 +558,7 @@ class Journal:
                         waiter.set_exception(error)
 
     def _setup_readonly(self) -> None:
-        self._rdb = db = sqlite3.connect(
-            _read_only_uri(self.path), uri=True, isolation_level=None, check_same_thread=False
-        )
-        db.execute("PRAGMA query_only=1")
+        self._rdb = db = _sqlite.connect_read_only(self.path, uri=True)
         _version, columns = _check_journal(db, self.path)
         if not columns:
             raise NotAJournalError(f"{str(self.path)!r} is not an fto-async journal (empty)")
@@ -968,44 +571,16 @@ class Journal:
     def _setup(self) -> None:  # in the writer thread
         # The file (created private by _lock; SQLite gives -wal and -shm the same mode)
         # is checked by a reader first: a file that is not a journal is left untouched.
-        probe = sqlite3.connect(_read_only_uri(self.path), uri=True, isolation_level=None)
+        probe = _sqlite.connect_read_only(self.path, uri=True)
         try:
             _check_journal(probe, self.path)
         finally:
             probe.close()
-        self._wdb = db = sqlite3.connect(self.path, isolation_level=None)
-        mode = db.execute("PRAGMA journal_mode=WAL").fetchone()[0]
-        if mode != "wal":
-            raise RuntimeError(f"journal {str(self.path)!r}: WAL mode refused ({mode})")
-        db.execute("PRAGMA synchronous=NORMAL")
-        db.execute("BEGIN IMMEDIATE")
-        try:
-            version, columns = _check_journal(db, self.path)
-            for statement in _SCHEMA:
-                db.execute(statement)
-            for name, sql_type in _MIGRATIONS.items():
-                if columns and name not in columns:
-                    db.execute(f"ALTER TABLE items ADD COLUMN {name} {sql_type}")
-            if not version:
-                db.execute(_META_UPSERT, ("created_at", str(time.time())))
-            if version < _SCHEMA_VERSION:
-                db.execute(_META_UPSERT, ("schema_version", str(_SCHEMA_VERSION)))
-            self.recovered_unknown = db.execute(
-                "UPDATE items SET state = 'unknown', updated_at = ? WHERE state = 'submitting'",
-                (time.time(),),
-            ).rowcount
-            db.execute(
-                "UPDATE follow_ups SET state = 'unknown', updated_at = ?"
-                " WHERE state = 'submitting'",
-                (time.time(),),
-            )
-            db.execute("COMMIT")
-        except BaseException:
-            db.execute("ROLLBACK")
-            raise
+        self._wdb = db = _sqlite.connect(self.path, wal=True, what="journal")
+        with _sqlite.transaction(db, "BEGIN IMMEDIATE"):
+            self.recovered_unknown = _migrate(db, self.path)
         self.commits += 1
-        self._rdb = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
-        self._rdb.execute("PRAGMA query_only=1")
+        self._rdb = _sqlite.connect_read_only(self.path)
         for state, count in self._rdb.execute("SELECT state, COUNT(*) FROM items GROUP BY state"):
             self._counts[ItemState(state)] = count
 
@@ -1014,18 +589,10 @@ class Journal:
     ) -> None:
         assert self._wdb is not None
         history, stamps = self._writing
-        self._wdb.execute("BEGIN")
-        try:
-            self._wdb.executemany(_HISTORY_INSERT, history)
-            self._wdb.executemany(_UPSERT, rows)
-            self._wdb.executemany(_STAMP, stamps)
-            self._wdb.executemany(_META_UPSERT, meta)
-            self._wdb.executemany(_FU_UPSERT, fu_rows)
-            self._wdb.execute("COMMIT")
-        except BaseException:
-            with contextlib.suppress(sqlite3.Error):
-                self._wdb.execute("ROLLBACK")
-            raise
+        _sqlite.write_batch(self._wdb, [
+            (_HISTORY_INSERT, history), (_UPSERT, rows), (_STAMP, stamps),
+            (_META_UPSERT, meta), (_FU_UPSERT, fu_rows),
+        ])  # fmt: skip
 
     def _stream(
         self, wanted: frozenset[ItemState] | None, since_run: int | None = None

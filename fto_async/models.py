@@ -11,27 +11,20 @@ from __future__ import annotations
 
 import base64
 import datetime as dt
-from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
-from enum import IntEnum, StrEnum
+from collections.abc import Mapping, Sequence
 from typing import Any, Final, Literal, Self, TypeAlias, get_args
 
 import attrs
 
 from . import _validate as v
-from .config import DEFAULT_WORKFLOW_RESULT_PATH
-from .errors import FtoError, InvalidRequestError
+from ._enums import LegalStatus, RiskLevel, SimpleLegalStatus, TaskStatus
+from .errors import InvalidRequestError
 
 __all__ = [
-    "REPORT_PATHS",
-    "SUBMIT_PATHS",
     "TASK_KINDS",
-    "UPLOAD_PATH",
     "Comparison",
-    "FollowUp",
-    "FollowUpResult",
     "ImageSearchReport",
     "ImageSearchRequest",
-    "ImageUrlHook",
     "LegalStatus",
     "LocItem",
     "OneVsOneComparison",
@@ -51,87 +44,8 @@ __all__ = [
     "WorkflowReport",
     "WorkflowRequest",
     "normalize_score",
-    "report_class",
-    "request_kind",
     "task_kind",
 ]
-
-
-# -- enums -------------------------------------------------------------------------------
-
-
-class TaskStatus(IntEnum):
-    """``task_status`` of a submitted task: running, finished or failed."""
-
-    RUNNING = 1
-    SUCCESS = 2
-    FAILED = 3
-
-
-class LegalStatus(IntEnum):
-    """Legal status of a compared patent (``report.comparisons[].status``)."""
-
-    VALID = 1
-    INVALID = 2
-    PENDING = 3
-
-
-class SimpleLegalStatus(IntEnum):
-    """The workflow's legal-status filter (``simple_legal_status``); the platform default is 1,2."""
-
-    INACTIVE = 0
-    ACTIVE = 1
-    PENDING = 2
-
-
-class RiskLevel(StrEnum):
-    """Infringement risk of a patent, ordered ``LOW < MEDIUM < HIGH``.
-
-    Parsed case-insensitively (``RiskLevel("high") is RiskLevel.HIGH``). Comparison
-    operators follow the risk order, not the alphabet, so ``max()`` and ``sorted()`` work::
-
-        RiskLevel.max([RiskLevel.LOW, None, RiskLevel.HIGH])   # RiskLevel.HIGH
-        RiskLevel.MEDIUM.rank                                  # 2
-    """
-
-    HIGH = "High"
-    MEDIUM = "Medium"
-    LOW = "Low"
-
-    @classmethod
-    def _missing_(cls, value: object) -> RiskLevel | None:
-        if isinstance(value, str):
-            folded = value.strip().casefold()
-            for member in cls:
-                if member.value.casefold() == folded:
-                    return member
-        return None
-
-    @property
-    def rank(self) -> int:
-        """1 for ``LOW``, 2 for ``MEDIUM``, 3 for ``HIGH``."""
-        return _RISK_RANK[self]
-
-    @classmethod
-    def max(cls, levels: Iterable[RiskLevel | None]) -> RiskLevel | None:
-        """Return the highest level in ``levels`` (``None`` items skipped), or ``None`` if none."""
-        present = [level for level in levels if level is not None]
-        return max(present, key=_RISK_RANK.__getitem__) if present else None
-
-    def __lt__(self, other: object) -> bool:
-        return self.rank < other.rank if isinstance(other, RiskLevel) else NotImplemented
-
-    def __le__(self, other: object) -> bool:
-        return self.rank <= other.rank if isinstance(other, RiskLevel) else NotImplemented
-
-    def __gt__(self, other: object) -> bool:
-        return self.rank > other.rank if isinstance(other, RiskLevel) else NotImplemented
-
-    def __ge__(self, other: object) -> bool:
-        return self.rank >= other.rank if isinstance(other, RiskLevel) else NotImplemented
-
-
-_RISK_RANK = {RiskLevel.LOW: 1, RiskLevel.MEDIUM: 2, RiskLevel.HIGH: 3}
 
 
 def _short(value: str | None) -> str:
@@ -550,43 +464,13 @@ class UploadedImage:
     raw: Mapping[str, Any] = attrs.field(factory=dict, eq=False, repr=False)
 
 
-# -- task kinds: the one home of the kind <-> endpoint/report rules -------------------------
+# -- task kinds: their names (the table of their rules is _kinds.KINDS) --------------------
 
 #: The kinds of task the platform runs (the journal stores them by these names).
 TaskKind = Literal["image_search", "workflow", "one_vs_one"]
 TASK_KINDS: Final[tuple[TaskKind, ...]] = get_args(TaskKind)
 
-#: Where each kind of task is submitted.
-SUBMIT_PATHS: Final[Mapping[TaskKind, str]] = {
-    "image_search": "/ai/image-search/submit",
-    "workflow": "/api/mcp/submit-workflow",
-    "one_vs_one": "/ai/infringement-detection-1v1-creation",
-}
-#: Where each kind's report is read by default (the workflow's path is UNVERIFIED and
-#: configurable: :attr:`~fto_async.config.ClientConfig.workflow_result_path`).
-REPORT_PATHS: Final[Mapping[TaskKind, str]] = {
-    "image_search": "/ai/image-search/report",
-    "workflow": DEFAULT_WORKFLOW_RESULT_PATH,
-    "one_vs_one": "/ai/infringement-detection-1v1-query",
-}
-#: P010: a local image becomes a temporary public URL.
-UPLOAD_PATH: Final = "/image-search/image-upload"
-
 Request: TypeAlias = ImageSearchRequest | WorkflowRequest
-
-
-def request_kind(request: object) -> TaskKind:
-    """The kind of task a request creates."""
-    if isinstance(request, OneVsOneRequest):
-        return "one_vs_one"
-    return "workflow" if isinstance(request, WorkflowRequest) else "image_search"
-
-
-def report_class(kind: TaskKind) -> type[ImageSearchReport]:
-    """The report class a task of ``kind`` answers with."""
-    if kind == "one_vs_one":
-        return OneVsOneReport
-    return WorkflowReport if kind == "workflow" else ImageSearchReport
 
 
 def task_kind(field: str, value: object) -> TaskKind:
@@ -712,112 +596,3 @@ class OneVsOneReport(ImageSearchReport):
     def highest_risk(self) -> RiskLevel | None:
         """The highest ``risk_level`` among the comparisons, ``None`` when there are none."""
         return RiskLevel.max(c.risk_level for c in self.comparisons)
-
-
-@attrs.frozen
-class FollowUpResult:
-    """One 1-vs-1 follow-up of a screened item (``Outcome.follow_ups``): the batch stage
-    of :mod:`fto_async.followup` compared the item's image with ``patent_pn``.
-
-    Usage::
-
-        for fu in outcome.follow_ups:
-            if fu.ok:
-                print(fu.patent_pn, fu.highest_risk, fu.high_risk_countries)
-            else:
-                print(fu.patent_pn, "failed:", fu.error)
-
-    Attributes:
-        patent_pn: the compared patent (from the item's report).
-        task_id: the 1-vs-1 task id, once submitted.
-        report: the finished :class:`OneVsOneReport`, else ``None``.
-        error: why the follow-up failed (it never fails the item itself), else ``None``.
-        resumed: the result comes from the journal of an earlier run (no call made).
-    """
-
-    patent_pn: str
-    task_id: str | None
-    report: OneVsOneReport | None
-    error: FtoError | None
-    resumed: bool = False
-
-    @property
-    def ok(self) -> bool:
-        """True when the 1-vs-1 task succeeded and its report is here."""
-        return self.error is None and self.report is not None
-
-    @property
-    def highest_risk(self) -> RiskLevel | None:
-        """The 1-vs-1 report's highest risk level, if any."""
-        return None if self.report is None else self.report.highest_risk
-
-    @property
-    def high_risk_countries(self) -> tuple[str, ...]:
-        """The 1-vs-1 report's ``high_risk_country`` (empty without a report)."""
-        return () if self.report is None else self.report.high_risk_country
-
-
-# -- the follow-up stage's choice (fto_async.followup runs it) ---------------------------
-
-#: ``async (key, request) -> url``: the public image URL for an item's follow-ups.
-ImageUrlHook = Callable[[Any, Any], Awaitable[str]]
-
-
-def _follow_up_risk(value: RiskLevel | str) -> RiskLevel:
-    try:
-        return RiskLevel(value)
-    except ValueError:
-        reason = f"must be High, Medium or Low, got {value!r}"
-        raise InvalidRequestError("min_risk", reason) from None
-
-
-def _follow_up_top(_inst: object, _attr: object, value: object) -> None:
-    if type(value) is not int or value < 1:
-        raise InvalidRequestError("top", f"must be an int of at least 1, got {value!r}")
-
-
-def _follow_up_lang(value: str | None) -> str | None:
-    return None if value is None else v.lang("report_lang", value)
-
-
-@attrs.frozen
-class FollowUp:
-    """Which matches of a screening report get a 1-vs-1 task.
-
-    Usage::
-
-        FollowUp()                                  # High risk, top 3 by score
-        FollowUp(min_risk=RiskLevel.MEDIUM, top=1, report_lang="en")
-
-    Attributes:
-        min_risk: the lowest ``risk_level`` followed up (a :class:`RiskLevel` or its name).
-        top: at most this many patents per item, the highest ``score`` first (>= 1).
-        report_lang: ``"cn"``/``"en"`` for the 1-vs-1 reports; ``None`` leaves it out.
-        image_url: optional ``async (key, request) -> url`` giving the image URL (see the
-            module docstring); ``None`` uses the request's image.
-
-    Raises:
-        InvalidRequestError: a bad ``min_risk``, ``top`` or ``report_lang``.
-    """
-
-    min_risk: RiskLevel = attrs.field(default=RiskLevel.HIGH, converter=_follow_up_risk)
-    top: int = attrs.field(default=3, validator=_follow_up_top)
-    report_lang: str | None = attrs.field(default=None, converter=_follow_up_lang)
-    image_url: ImageUrlHook | None = attrs.field(default=None, eq=False, repr=False)
-
-    def select(self, report: ImageSearchReport | None) -> list[str]:
-        """The patents to follow up in ``report``: at or above ``min_risk``, best first."""
-        found: Report | None = None if report is None else report.report
-        if found is None:
-            return []
-        picked: list[str] = []
-        ranked = sorted(
-            (c for c in found.comparisons if c.risk_level >= self.min_risk),
-            key=lambda c: (-c.score, c.patent_pn),
-        )
-        for comparison in ranked:
-            if comparison.patent_pn not in picked:
-                picked.append(comparison.patent_pn)
-            if len(picked) == self.top:
-                break
-        return picked

@@ -305,7 +305,7 @@ async def test_unknown_rows_follow_the_policy(emu, env, tmp_path):
     body = {"url": "https://example.com/p1.png", "country": ["US"], "lang": "en"}
     await journal.add_pending("K1", 3, body, "image_search")
     await journal.mark_submitting("K1")
-    await journal.close()
+    await journal.aclose()
 
     assert await cli("screen", str(path), "--out", str(out), "--unknown", "skip", *FAST) == 1
     assert [r["status"] for r in records(out)] == ["done", "unknown", "done"]
@@ -324,7 +324,7 @@ async def test_dry_run_follows_the_unknown_policy(emu, env, tmp_path, capsys):
     body = {"url": "https://example.com/p1.png", "country": ["US"], "lang": "en"}
     await journal.add_pending("K1", 3, body, "image_search")
     await journal.mark_submitting("K1")
-    await journal.close()
+    await journal.aclose()
 
     assert await cli("screen", str(path), "--out", str(out), "--dry-run") == 0
     assert "about 6 (submits 3" in capsys.readouterr().out

@@ -236,7 +236,7 @@ async def test_resume_polls_shared_rows_once_and_never_resubmits(tmp_path: Path)
 
 async def test_recent_report_window_is_bounded() -> None:
     """The finished-report window never holds more than RECENT_REPORTS reports."""
-    from fto_async import batch as batch_module
+    from fto_async.batch import _sharing as batch_module
 
     assert RECENT_REPORTS == 64
     old = batch_module.RECENT_REPORTS
@@ -265,7 +265,7 @@ async def test_recent_report_window_is_bounded() -> None:
 async def test_past_the_report_window_the_cache_answers(tmp_path: Path) -> None:
     """With a cache, a duplicate whose report left the window is read from the cache: no call."""
     from fto_async import ReportCache
-    from fto_async import batch as batch_module
+    from fto_async.batch import _sharing as batch_module
 
     old = batch_module.RECENT_REPORTS
     batch_module.RECENT_REPORTS = 2

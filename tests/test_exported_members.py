@@ -90,3 +90,14 @@ def test_module_all_names_exist() -> None:
         module = importlib.import_module(f"fto_async.{name}")
         for member in module.__all__:
             assert hasattr(module, member), f"fto_async.{name}.{member}"
+
+
+def test_the_journal_and_fingerprint_are_exported() -> None:
+    """What the README uses is importable from the package, and plumbing is not public."""
+    from fto_async import models
+
+    for name in ("Journal", "JournalLockedError", "NotAJournalError", "image_digest",
+                 "request_fingerprint"):  # fmt: skip
+        assert name in fto_async.__all__, name
+    for name in ("SUBMIT_PATHS", "REPORT_PATHS", "UPLOAD_PATH", "request_kind"):
+        assert name not in models.__all__, name

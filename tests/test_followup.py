@@ -20,16 +20,17 @@ from fto_async import (
     OneVsOneReport,
     PollConfig,
     QuotaExceededError,
+    ResponseDecodeError,
+    ResponseTooLargeError,
     RetryConfig,
     RiskLevel,
     TaskExpiredError,
     WorkflowRequest,
-    followup,
 )
-from fto_async.batch import Outcome, Progress
+from fto_async.batch import Outcome, Progress, screen_with_follow_ups
+from fto_async.batch import _followup as followup
 from fto_async.emulator import Emulator, EmulatorConfig
 from fto_async.emulator._state import STATE_KEY
-from fto_async.followup import screen_with_follow_ups
 from fto_async.journal import ItemState, Journal
 from tests._shared import credentials, png_of_size
 
@@ -275,3 +276,47 @@ async def test_journaled_follow_up_older_than_8h_is_expired_without_a_call(
         assert max(one_vs_one_tasks(emu).values()) == 1  # the expired ones not paid again
         for fu in expired:  # and not polled either
             assert emu.stats.polls_by_task[fu.task_id] == polls_before.get(fu.task_id, 0)
+
+
+class _Unreadable1v1:
+    """A client whose 1-vs-1 polls get an answer it cannot read (``error``)."""
+
+    def __init__(self, client: FtoClient, error: Exception) -> None:
+        self._client, self._error = client, error
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._client, name)
+
+    async def get_1v1_report(self, task_id: str) -> Any:
+        raise self._error
+
+
+@pytest.mark.parametrize("error", [
+    ResponseDecodeError("not the documented shape"),
+    ResponseTooLargeError("over max_response_bytes"),
+], ids=["decode", "too-large"])
+async def test_unreadable_1v1_answer_is_kept_for_the_next_run(
+    tmp_path: Path, error: Exception
+) -> None:
+    """After a ResponseDecodeError or ResponseTooLargeError a follow-up is kept for the
+    next run, as an item is (one record rule): the rerun polls its task, no new submit."""
+    path = tmp_path / "j.db"
+    work = items(4)
+    async with emulator(seed=3) as emu, make_client(emu) as client:
+        async with await Journal.open(path) as journal:
+            first, err = await run(_Unreadable1v1(client, error), work, journal=journal,
+                                   follow_up=FollowUp(top=1))  # fmt: skip
+            assert err is None
+            failed = [fu for o in first for fu in o.follow_ups]
+            assert failed
+            assert all(isinstance(fu.error, type(error)) for fu in failed)
+            rows = [fu for key, _ in work for fu in journal.follow_ups(key)]
+            assert rows
+            assert all(r.state is ItemState.SUBMITTED for r in rows)
+        created = sum(one_vs_one_tasks(emu).values())
+        async with await Journal.open(path) as journal:
+            second, err = await run(client, work, journal=journal, follow_up=FollowUp(top=1))
+            assert err is None
+        assert sum(one_vs_one_tasks(emu).values()) == created  # polled, never resubmitted
+        assert all(fu.ok and not fu.resumed for o in second for fu in o.follow_ups)
+        assert sum(len(o.follow_ups) for o in second) == len(failed)

@@ -391,15 +391,15 @@ async def test_newer_schema_is_refused(path: Path) -> None:
     with pytest.raises(RuntimeError, match="newer"):
         await Journal.open(path)
     journal = await Journal.open(path.with_name("other.journal"))  # the lock was released
-    await journal.close()
+    await journal.aclose()
 
 
 async def test_close_twice_and_use_after_close(path: Path) -> None:
     """Closing again is fine; every read or write after close raises RuntimeError."""
     journal = await Journal.open(path)
     await journal.add_pending("a", 0, REQUEST, "image_search")
-    await journal.close()
-    await journal.close()
+    await journal.aclose()
+    await journal.aclose()
     assert "closed" in repr(journal)
     with pytest.raises(RuntimeError):
         journal.get("a")
@@ -422,13 +422,13 @@ async def test_one_journal_per_file(path: Path) -> None:
             await Journal.open(path)
         assert isinstance(info.value, FtoError)  # caught with every other SDK error
     journal = await Journal.open(path)
-    await journal.close()
+    await journal.aclose()
 
 
 async def test_file_is_private(path: Path) -> None:
     """A new journal file is readable by its owner only."""
     journal = await Journal.open(path)
-    await journal.close()
+    await journal.aclose()
     assert stat.S_IMODE(path.stat().st_mode) == 0o600
 
 
@@ -446,7 +446,7 @@ async def test_failed_commit_is_reported(path: Path, monkeypatch: pytest.MonkeyP
     with pytest.raises(RuntimeError, match="earlier journal commit failed"):
         await journal.add_pending("b", 1, REQUEST, "image_search")
     with pytest.raises(RuntimeError, match="failed commit"):
-        await journal.close()
+        await journal.aclose()
     assert raw(path, "SELECT COUNT(*) FROM items") == [(0,)]
 
 
@@ -576,3 +576,54 @@ async def test_durations_are_saved_and_read_back(path: Path) -> None:
     assert restored.quantile("image_search", 0.9) == pytest.approx(
         learnt.quantile("image_search", 0.9)
     )
+
+
+async def test_async_with_journal_opens_it(path: Path) -> None:
+    """``async with Journal(path)`` opens the journal (as ``Journal.open`` does) and
+    closes it; what it wrote is there for the next opening."""
+    async with Journal(path) as journal:
+        await journal.add_pending("k", 0, REQUEST, "image_search")
+        assert journal.get("k") is not None
+    async with Journal(path) as again:
+        row = again.get("k")
+        assert row is not None
+        assert row.state is S.PENDING
+
+
+async def test_async_with_journal_fails_at_once(path: Path) -> None:
+    """Entering fails at once with the opening's errors: a file held by another journal,
+    a file that is not a journal; a closed journal is not entered again."""
+    from fto_async import NotAJournalError
+
+    async with Journal(path):
+        with pytest.raises(JournalLockedError):
+            async with Journal(path):
+                pass  # pragma: no cover - never entered
+    other = path.with_name("other.db")
+    with contextlib.closing(sqlite3.connect(other)) as db:
+        db.execute("CREATE TABLE t (x)")
+    with pytest.raises(NotAJournalError):
+        async with Journal(other):
+            pass  # pragma: no cover - never entered
+    journal = Journal(path)
+    async with journal:
+        pass
+    with pytest.raises(RuntimeError, match="closed"):
+        async with journal:
+            pass  # pragma: no cover - never entered
+
+
+async def test_an_unopened_journal_says_how_to_open_it(path: Path) -> None:
+    """Using a journal that was never opened raises at once, saying how to open it."""
+    with pytest.raises(RuntimeError, match=r"async with Journal\(path\)"):
+        Journal(path).get("k")
+
+
+async def test_async_with_journal_read_only(path: Path) -> None:
+    """``async with Journal(path, readonly=True)`` opens it read-only: reads, never writes."""
+    async with Journal(path) as journal:
+        await journal.add_pending("k", 0, REQUEST, "image_search")
+    async with Journal(path, readonly=True) as reader:
+        assert reader.get("k") is not None
+        with pytest.raises(RuntimeError, match="read-only"):
+            await reader.mark_submitting("k")

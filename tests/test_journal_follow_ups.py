@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -53,3 +54,30 @@ async def test_follow_up_bad_transitions(tmp_path: Path) -> None:
         await journal.mark_follow_up("k", "X", ItemState.SUBMITTING)
         with pytest.raises(InvalidTransitionError):
             await journal.mark_follow_up("k", "X", ItemState.SUBMITTED)
+
+
+async def test_follow_ups_and_items_share_one_transition_table(tmp_path: Path) -> None:
+    """A follow-up moves exactly as an item does: failed -> done (its task polled again)
+    and unknown -> unknown are allowed for both; pending -> done for neither."""
+    async with await Journal.open(tmp_path / "j.db") as journal:
+        await journal.add_pending("k", 0, {"url": "https://e.test/a.png"}, "image_search")
+        await journal.add_follow_up("k", "X")
+        item_writes: list[tuple[Any, ItemState]] = [
+            (lambda: journal.mark_submitting("k"), ItemState.SUBMITTING),
+            (lambda: journal.mark_unknown("k"), ItemState.UNKNOWN),
+            (lambda: journal.mark_unknown("k"), ItemState.UNKNOWN),
+            (lambda: journal.mark_submitted("k", "t-1"), ItemState.SUBMITTED),
+            (lambda: journal.mark_failed("k", "timed out", "TaskTimeoutError"), ItemState.FAILED),
+            (lambda: journal.mark_done("k", {"task_status": 2}), ItemState.DONE),
+        ]
+        for write_item, state in item_writes:
+            await write_item()
+            await journal.mark_follow_up("k", "X", state, task_id="t-1",
+                                         report={"task_status": 2})  # fmt: skip
+            row, follow_up = journal.get("k"), journal.follow_up("k", "X")
+            assert row is not None
+            assert follow_up is not None
+            assert row.state is follow_up.state is state
+        await journal.add_follow_up("k", "Y")
+        with pytest.raises(InvalidTransitionError):
+            await journal.mark_follow_up("k", "Y", ItemState.DONE, report={})

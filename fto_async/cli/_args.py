@@ -16,9 +16,9 @@ from urllib.parse import urlsplit
 import platformdirs
 
 from .. import _validate
+from ..batch import FollowUp
 from ..config import DEFAULT_BASE_URL, _base_url_problem
 from ..errors import InvalidRequestError
-from ..followup import FollowUp
 from ..models import RiskLevel
 
 __all__ = [

@@ -450,8 +450,7 @@ class Catalog:
                 "image_path", f"cannot read {text}: it is {v.file_kind(info.st_mode)}, "
                 "not an image file",
             )
-        if info.st_size >= v.MAX_IMAGE_BYTES:
-            v.image_bytes("image_path", b"", text, size=info.st_size)  # raises: too large
+        v.check_image_size("image_path", info.st_size, text)
         return resolved
 
 

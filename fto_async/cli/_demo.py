@@ -11,9 +11,9 @@ import tempfile
 from importlib import resources
 from pathlib import Path
 
+from ..batch import FollowUp
 from ..client import FtoClient
 from ..config import PollConfig
-from ..followup import FollowUp
 from ..models import RiskLevel
 from ._catalog import Catalog, check_defaults
 from ._common import EXIT_OK, EXIT_ROWS

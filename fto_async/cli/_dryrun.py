@@ -11,6 +11,7 @@ import argparse
 import sys
 from collections import Counter
 
+from ..batch._journaling import plan
 from ..cache import ReportCache
 from ..config import DEFAULT_QPS, DEFAULT_SUBMIT_LATENCY, PollConfig, env_settings
 from ..errors import ConfigurationError, InvalidRequestError
@@ -61,27 +62,26 @@ async def dry_run(job: Job, args: argparse.Namespace) -> int:
                         None, request_fingerprint(row.request)):
                 count["changed"] += 1  # the run screens it again
                 jrow = None
-            state = jrow.state if jrow is not None else None
+            action = plan(jrow, unknown_policy=job.unknown_policy)  # as the run reads it
             try:
                 fingerprint, digest = await row_identity(row)
             except (OSError, InvalidRequestError) as exc:
-                if state not in (ItemState.DONE, ItemState.SUBMITTED, ItemState.FAILED):
+                if action not in ("done", "poll", "failed"):
                     count["invalid"] += 1
                     sys.stderr.write(f"line {row.line}: {row.key}: cannot read the image "
                                      f"({exc})\n")  # fmt: skip
                     continue
                 fingerprint, digest = f"row:{row.jkey}", None  # as the run does
             distinct.add(fingerprint)
-            if state is ItemState.DONE or (
-                state is ItemState.FAILED and jrow is not None and jrow.error_type != INVALID_TYPE
+            if action == "done" or (
+                action == "failed" and jrow is not None and jrow.error_type != INVALID_TYPE
             ):
                 count["finished"] += 1
-                count["reported"] += state is ItemState.DONE  # may still need its follow-ups
-                if state is ItemState.DONE:
+                count["reported"] += action == "done"  # may still need its follow-ups
+                if action == "done":
                     seen.add(fingerprint)  # the batch remembers its report for duplicates
                 continue
-            if job.unknown_policy == "skip" and state in (ItemState.UNKNOWN,
-                                                          ItemState.SUBMITTING):
+            if action == "skip":
                 count["skipped_unknown"] += 1  # left alone: neither submitted nor polled
                 continue
             if fingerprint in seen:
@@ -89,7 +89,7 @@ async def dry_run(job: Job, args: argparse.Namespace) -> int:
                 continue
             seen.add(fingerprint)
             count["polls"] += 1  # the scheduler's aim: one poll per task
-            if state is ItemState.SUBMITTED:
+            if action == "poll":
                 continue
             if cache is not None and await cache.get(fingerprint,
                                                      max_age=job.max_age - CACHE_SLACK):
@@ -102,7 +102,7 @@ async def dry_run(job: Job, args: argparse.Namespace) -> int:
                 count["uploads"] += 1
     finally:
         if journal is not None:
-            await journal.close()
+            await journal.aclose()
         if cache is not None:
             await cache.aclose()
     calls = count["submits"] + count["polls"] + count["uploads"]

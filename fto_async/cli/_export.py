@@ -68,7 +68,7 @@ async def _export(path: Path, fmt: str, out: Path | None, *, everything: bool = 
                 return EXIT_USAGE
         outside = journal.count_before_run(since) if since else 0
     finally:
-        await journal.close()
+        await journal.aclose()
     if outside:
         say_error(f"{outside} rows in the journal were not in the last run's catalog; "
                   "left out (use --all to include)")

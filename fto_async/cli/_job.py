@@ -16,9 +16,9 @@ from typing import Literal
 
 import attrs
 
+from ..batch import FollowUp
 from ..config import _base_url_problem, env_settings, redact_url_credentials
 from ..errors import ConfigurationError, InvalidRequestError
-from ..followup import FollowUp
 from ._args import default_cache_path
 from ._catalog import Catalog, CatalogError, check_defaults
 from ._common import say_error

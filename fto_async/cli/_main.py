@@ -52,6 +52,7 @@ from ._args import (
 )
 from ._common import EXIT_ROWS, EXIT_USAGE, say_error
 from ._demo import cmd_demo
+from ._doctor import add_doctor_command
 from ._dryrun import dry_run
 from ._export import cmd_export
 from ._job import prepare
@@ -153,6 +154,7 @@ def build_parser() -> argparse.ArgumentParser:
     export.set_defaults(func=cmd_export)
 
     add_report_command(commands)
+    add_doctor_command(commands)
 
     demo = commands.add_parser("demo", help="screen a sample catalog on a local emulator")
     demo.add_argument("--rows", type=int, default=None, help="rows to screen (default: all)")

@@ -167,7 +167,7 @@ async def _from_journal(
         return write_html(journal, args.out, title=args.title, products=products,
                           thumb_cache=thumbs, all_rows=args.all)  # fmt: skip
     finally:
-        await journal.close()
+        await journal.aclose()
 
 
 async def _screened_products(catalog: Catalog, journal: Journal) -> dict[str, Product]:

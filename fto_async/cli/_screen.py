@@ -37,7 +37,7 @@ from typing import TYPE_CHECKING, Final, Literal, TextIO
 
 import attrs
 
-from ..batch import Item, screen_many
+from ..batch import Item, screen_many, screen_with_follow_ups
 from ..cache import ReportCache
 from ..client import FtoClient
 from ..errors import (
@@ -51,7 +51,6 @@ from ..errors import (
     PlatformUnreachableError,
     QuotaExceededError,
 )
-from ..followup import screen_with_follow_ups
 from ..journal import ItemState, Journal, JournalRow
 from ..models import ImageSearchRequest, Request, WorkflowRequest
 from ..outputs import last_run
@@ -122,7 +121,9 @@ class _Run:
         self.unsent = 0  #: rows whose submit failed before it went out (left pending)
         self.unsent_error: FtoError | None = None
         self.fingerprints: dict[str, str | None] = {}  # handed to the batch, then dropped
-        self.images = Images(client, cache, job.max_age, job.follow_up is not None)
+        self.images = Images(
+            client, cache, job.max_age, job.follow_up is not None, notice=self.view.log
+        )
         # The report's thumbnails of local images are made while the platform works.
         self.warmer: Warmer | None = None
         if job.report:
@@ -367,7 +368,7 @@ async def run_screen(job: Job, make_client: Callable[[], FtoClient]) -> int:
         if run.warmer is not None:
             run.warmer.abandon()  # (closed already unless the run raised)
         with contextlib.suppress(RuntimeError):
-            await journal.close()
+            await journal.aclose()
         if cache is not None:
             await cache.aclose()
     if not rebuilt:

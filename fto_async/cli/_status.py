@@ -63,7 +63,7 @@ async def _status(path: Path) -> int:
                 oldest = (row.submitted_at, row.key, row.task_id or "?")
         follow_ups = {str(k): n for k, n in journal.follow_up_counts().items() if n}
     finally:
-        await journal.close()
+        await journal.aclose()
     order = ("done", "failed", "invalid", "pending", "submitting", "submitted", "unknown")
     rows = [[name, str(states[name])] for name in order if states[name]]
     rows.append(["total", str(sum(states.values()))])

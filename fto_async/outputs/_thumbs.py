@@ -32,6 +32,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Final, TypeAlias
 
+from .. import _sqlite
 from . import _cards
 from ._cards import ENCODER, is_thumbnail_uri
 
@@ -99,7 +100,7 @@ class ThumbCache:
     def _open(self, path: Path) -> sqlite3.Connection | None:
         db = None
         try:
-            db = sqlite3.connect(path, timeout=2.0, check_same_thread=False)
+            db = _sqlite.connect(path, timeout=2.0)
             tables = {name for (name,) in db.execute(
                 "SELECT name FROM sqlite_master WHERE type = 'table'")}  # fmt: skip
             if tables - {"thumbs", "digests"}:  # someone else's database: leave it alone
@@ -249,7 +250,7 @@ class ThumbCache:
         if self._db is None or not (self._new or self._used or self._new_digests):
             return
         try:
-            with self._db:
+            with _sqlite.transaction(self._db):
                 self._db.executemany(
                     "INSERT OR REPLACE INTO thumbs VALUES (?, ?, ?, ?, ?)", self._new)
                 self._db.executemany(

@@ -322,7 +322,7 @@ async def batch_survives_fault(fault: Fault, tmp_path: Path) -> None:
                     await side
             rows = list(journal.rows())
         finally:
-            await journal.close()
+            await journal.aclose()
     elapsed = time.monotonic() - started  # the emulator is closed: every handler has ended
     acct = account(fault)
 
@@ -405,7 +405,7 @@ async def quota_exhaustion_stops(limit: int, tmp_path: Path) -> None:
                 await watcher
             rows = list(journal.rows())
         finally:
-            await journal.close()
+            await journal.aclose()
 
     assert isinstance(raised, BatchAbortedError)
     assert isinstance(raised.cause, QuotaExceededError)

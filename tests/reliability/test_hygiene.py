@@ -120,7 +120,7 @@ async def run_scenario(scenario: str, tmp_path: Path) -> None:
             left = {t for t in await settle() if not t.get_name().startswith("journal:")}
             assert not left, f"the batch left tasks behind: {left}"
         finally:
-            await journal.close()
+            await journal.aclose()
 
 
 @pytest.mark.parametrize("scenario", ["completes", "fatal", "cancelled", "break"])

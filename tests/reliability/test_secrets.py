@@ -214,7 +214,7 @@ async def test_no_secret_leaks_anywhere(
                 write_csv(records_from_journal(journal), csv_text)
                 (tmp_path / "results.csv").write_text(csv_text.getvalue(), encoding="utf-8")
             finally:
-                await journal.close()
+                await journal.aclose()
 
     secrets = [SK_KEY] if scheme == "sk" else [CLIENT_SECRET, *issued]
     if scheme == "oauth":

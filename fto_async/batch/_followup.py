@@ -24,6 +24,9 @@ Rules:
   polled, the report when done. A rerun yields done ones from the journal, polls
   submitted ones and submits only the rest: nothing is paid twice. A row left
   ``submitting``/``unknown`` by a dead run follows the batch's ``unknown_policy``.
+  What a row says and what a result records is the items' policy
+  (:mod:`fto_async.batch._journaling`): an answer that could not be read (too large,
+  not the documented shape) keeps the follow-up for the next run, as it keeps an item.
   A journaled task older than 8 h (the AI67 validity) ends with
   :class:`~fto_async.errors.TaskExpiredError` without a call; it is not resubmitted.
 * A fatal error (quota, auth) stops new follow-ups, ends pending polls with it, lets
@@ -44,34 +47,39 @@ from typing import Any, Final, Protocol, Unpack
 
 import attrs
 
-from .batch import _END, BatchClient, BatchOptions, Items, Outcome, Progress, _next
-from .batch import screen_many as _screen_many
-from .errors import (
+from ..errors import (
     BatchAbortedError,
     FtoError,
     InvalidRequestError,
     RecordedError,
     TaskExpiredError,
-    TaskFailedError,
-    TaskTimeoutError,
     UnknownSubmissionError,
-    may_have_created_task,
 )
-from .journal import ItemState, Journal
-from .models import (
-    FollowUp,
-    FollowUpResult,
+from ..journal import ItemState, Journal
+from ..models import (
     ImageSearchReport,
     ImageSearchRequest,
-    ImageUrlHook,
     OneVsOneReport,
     OneVsOneRequest,
     UploadedImage,
     WorkflowRequest,
 )
-from .polling import PendingTask, PollScheduler
+from ..polling import PendingTask, PollScheduler
+from ._engine import _Batch, _drive
+from ._journaling import plan, result_state, submit_failed_state, transient
+from ._stream import _END, _pump
+from ._values import (
+    BatchClient,
+    BatchOptions,
+    FollowUp,
+    FollowUpResult,
+    Items,
+    Outcome,
+    Progress,
+    _Options,
+)
 
-__all__ = ["FollowUp", "FollowUpClient", "ImageUrlHook", "screen_with_follow_ups"]
+__all__ = ["FollowUpClient", "screen_with_follow_ups"]
 
 #: AI67 task ids are valid for this many seconds (reference §5.1).
 TASK_VALIDITY: Final = 8 * 3600.0
@@ -178,7 +186,9 @@ class _Stage:
     async def _consume(self, items: Items, follows: asyncio.TaskGroup) -> None:
         options: Any = self.options
         try:
-            async for outcome in _screen_many(self.client, items, **options):
+            batch = _Batch(self.client, _Options.of(options))
+            outcomes = _drive(batch, lambda submits: batch.feed_requests(items, submits))
+            async for outcome in outcomes:
                 picks = self.spec.select(outcome.report) if outcome.error is None else []
                 if not picks:
                     await self.out.put(outcome)
@@ -242,27 +252,29 @@ class _Stage:
     ) -> FollowUpResult | None:
         key, journal = str(outcome.key), self.journal
         row = journal.follow_up(key, pn) if journal is not None else None
+        action = plan(row, unknown_policy=self.unknown_policy)  # the items' policy
         if journal is None or row is None:
             return await self._submit(key, pn, image_url)
-        if row.state is ItemState.DONE:
+        if action == "done":
             try:
                 report = self.client.decode_report(row.report, "one_vs_one")
             except FtoError as exc:  # an unreadable record: say so, pay nothing again
                 return self._ended(FollowUpResult(pn, row.task_id, None, exc, True))
             one = report if isinstance(report, OneVsOneReport) else None
             return self._ended(FollowUpResult(pn, row.task_id, one, None, True))
-        if row.state is ItemState.FAILED:
+        if action == "failed":
             err = RecordedError(row.error or "failed", error_type=row.error_type)
             return self._ended(FollowUpResult(pn, row.task_id, None, err, True))
-        if row.state is ItemState.SUBMITTED and row.task_id:
+        if action == "poll":
+            assert row.task_id is not None
             return await self._resume_poll(key, pn, row.task_id, row.submitted_at)
-        if row.state in (ItemState.SUBMITTING, ItemState.UNKNOWN):
-            if self.unknown_policy == "skip":
-                unknown = UnknownSubmissionError(
-                    f"follow-up {key!r}/{pn}: an earlier run died while submitting it; "
-                    "a task may exist on the platform (skipped by policy)"
-                )
-                return self._ended(FollowUpResult(pn, None, None, unknown))
+        if action == "skip":
+            unknown = UnknownSubmissionError(
+                f"follow-up {key!r}/{pn}: an earlier run died while submitting it; "
+                "a task may exist on the platform (skipped by policy)"
+            )
+            return self._ended(FollowUpResult(pn, None, None, unknown))
+        if action == "resubmit":
             if row.state is ItemState.SUBMITTING:
                 await journal.mark_follow_up(key, pn, ItemState.UNKNOWN)
             await journal.mark_follow_up(key, pn, ItemState.PENDING)
@@ -283,7 +295,7 @@ class _Stage:
             except FtoError as exc:  # a bad patent number, an upload that failed
                 if exc.fatal:
                     self._stop_for(exc)
-                elif journal is not None and not exc.retryable:
+                elif journal is not None and not transient(exc):
                     await journal.add_follow_up(key, pn)
                     await journal.mark_follow_up(key, pn, ItemState.FAILED, error=str(exc),
                                                  error_type=type(exc).__name__)  # fmt: skip
@@ -307,12 +319,7 @@ class _Stage:
 
     async def _submit_failed(self, key: str, pn: str, exc: FtoError) -> None:
         assert self.journal is not None
-        if may_have_created_task(exc):
-            state = ItemState.UNKNOWN
-        elif exc.fatal or exc.retryable:
-            state = ItemState.PENDING  # not the follow-up's fault: try again next run
-        else:
-            state = ItemState.FAILED
+        state = submit_failed_state(exc)  # the items' rule: unknown, pending or failed
         await self.journal.mark_follow_up(key, pn, state, error=str(exc),
                                           error_type=type(exc).__name__)  # fmt: skip
 
@@ -360,14 +367,15 @@ class _Stage:
         journal = self.journal
         if journal is None:
             return
-        if error is None and report is not None:
+        state = result_state(report, error)  # the items' rule (batch._journaling)
+        if state is ItemState.DONE:
+            assert report is not None
             await journal.mark_follow_up(key, pn, ItemState.DONE, report=dict(report.raw))
-        elif isinstance(error, TaskFailedError) or (error is not None and not (
-            error.fatal or error.retryable or isinstance(error, TaskTimeoutError)
-        )):
+        elif state is ItemState.FAILED:
             await journal.mark_follow_up(key, pn, ItemState.FAILED, error=str(error),
                                          error_type=type(error).__name__)  # fmt: skip
-        # timeouts, fatal and transient errors leave it `submitted`: the next run polls it
+        # else it stays `submitted`: the next run polls it (timeouts, fatal and transient
+        # errors, answers that could not be read)
 
     async def _fetch(self, task: PendingTask) -> ImageSearchReport:
         return await self.client.get_1v1_report(task.task_id)
@@ -380,20 +388,14 @@ class _Stage:
             done.set_result((report, error))
 
 
-async def _results(stage: _Stage, items: Items) -> AsyncIterator[Outcome]:
-    driver = asyncio.create_task(stage.drive(items))
-    try:
-        while (item := await _next(stage.out, driver)) is not _END:
-            yield item
-        await driver
+def _results(stage: _Stage, items: Items) -> AsyncIterator[Outcome]:
+    def verdict() -> None:
         if stage.inner_abort is not None:
             raise stage.inner_abort
         if stage.fatal is not None:
             raise BatchAbortedError(stage.fatal, not_attempted=0)
-    finally:
-        if not driver.done():
-            driver.cancel()
-            await asyncio.gather(driver, return_exceptions=True)
+
+    return _pump(stage.out, lambda: stage.drive(items), verdict)
 
 
 def screen_with_follow_ups(
