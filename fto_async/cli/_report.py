@@ -3,6 +3,11 @@
 Strictly private, and part of the command only (the core never imports it): it joins
 catalog rows (product names and images) to results and hands plain data to
 :func:`fto_async.outputs.write_html`.
+
+What a report shows is what was screened: ``report --out`` never names an input (see
+``_paths.py``); with ``--catalog``, a row whose image changed since the journal screened
+it shows the journal's image and a note; a results file's local images are embedded only
+from inside the image root, as ``screen`` confines them.
 """
 
 from __future__ import annotations
@@ -87,8 +92,8 @@ def add_report_command(commands: Any) -> None:
                         help="the catalog, for product names and local images")
     report.add_argument("--title", help="the report's heading")
     report.add_argument("--image-root", type=Path, metavar="DIR",
-                        help="folder a results file's image_path files may come from "
-                             "(default: the catalog's folder, else the results file's)")
+                        help="folder local images may come from, as for screen (default: "
+                             "the catalog's folder, else the results file's)")
     report.add_argument("--all", action="store_true",
                         help="also rows that were not in the last run's catalog")
     report.set_defaults(func=_cmd_report)
@@ -99,7 +104,8 @@ def _cmd_report(args: argparse.Namespace) -> int:
         say_error(f"no journal at {args.journal}")
         return EXIT_USAGE
     thumbs = cache_path(args.journal)
-    catalog = None if args.catalog is None else Catalog(args.catalog, _READ_ONLY_DEFAULTS)
+    catalog = None if args.catalog is None else Catalog(
+        args.catalog, _READ_ONLY_DEFAULTS, image_root=args.image_root)
     try:
         refused = _out_clash(args.out, args.journal, thumbs, catalog)
     except CatalogError as exc:
