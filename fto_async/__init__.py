@@ -12,7 +12,7 @@ Example::
         report = await client.wait_image_search(task_id)
 
 The package, one job per module (imports run one way, downwards: ``cli/`` -> ``client``
--> ``batch``, ``_poller``, ``polling``, ``transport`` -> ``ratelimit``, ``auth``,
+-> ``batch``, ``polling/``, ``transport`` -> ``ratelimit``, ``auth``,
 ``retry``, ``_envelope``, ``_http`` -> ``models``, ``_validate``, ``errors``, ``config``;
 ``batch`` and the pollers know no client, only small Protocols)::
 
@@ -32,8 +32,8 @@ The package, one job per module (imports run one way, downwards: ``cli/`` -> ``c
     ratelimit      the local rate gate: paced, never over the limit, adaptive
     retry          what is retried, how long to wait, the retry budget
     transport      the single place a call goes out: gate -> auth -> HTTP -> envelope
-    polling        the poll scheduler of many pending tasks
-    _poller        one task: wait_for_task and TaskPoller
+    polling/       polling: learnt durations (_durations), the scheduler of many pending
+                   tasks (_scheduler), one task: wait_for_task and TaskPoller (_poller)
     batch/         screen_many and friends over any iterable: __init__ (entry points),
                    _values (Item, Outcome, Progress, FollowUp, options), _engine (flow
                    control), _sharing (dedupe, single flight, windows, cache hits),
@@ -62,7 +62,6 @@ from typing import Any as _Any
 
 import attrs
 
-from ._poller import TaskPoller
 from .auth import ApiKey, ClientCredentials
 from .batch import FollowUp, FollowUpResult, Item, Outcome, Progress
 from .cache import CachedReport, ReportCache
@@ -136,7 +135,7 @@ from .models import (
     WorkflowReport,
     WorkflowRequest,
 )
-from .polling import TaskDurations
+from .polling import TaskDurations, TaskPoller
 from .ratelimit import RateGate
 from .redisgate import RedisRateGate
 from .retry import RetryEvent

@@ -15,7 +15,6 @@ import attrs
 from . import _serde, _validate
 from . import batch as _batch
 from ._kinds import KINDS, UPLOAD_PATH, report_class, request_kind
-from ._poller import TaskPoller, wait_for_task
 from ._uploads import UploadLedger
 from .auth import ApiKey, ClientCredentials
 from .batch import BatchOptions, Items, Outcome, TaskIds, screen_with_follow_ups
@@ -39,7 +38,7 @@ from .models import (
     WorkflowReport,
     WorkflowRequest,
 )
-from .polling import TaskDurations
+from .polling import TaskDurations, TaskPoller, poll_priority, wait_for_task
 from .ratelimit import RateGateProtocol
 from .redisgate import RedisRateGate
 from .retry import RetryHook
@@ -510,9 +509,10 @@ class FtoClient:
     ) -> _R:
         if not isinstance(task_id, str) or not task_id.strip():
             raise InvalidRequestError("task_id", "must be a non-empty string")
-        # Polls are for tasks already paid for: they go before queued submits.
+        # Polls are for tasks already paid for: they go before queued submits (unless
+        # the batch's PollConfig.order is "makespan").
         answer = await self._transport.call(
-            path, {"task_id": task_id}, before_send=before_send, priority=True
+            path, {"task_id": task_id}, before_send=before_send, priority=poll_priority()
         )
         return _serde.structure(self._converter, answer, cls)
 

@@ -100,6 +100,33 @@ def _redis_url(_inst: object, attribute: attrs.Attribute[str | None], v: str | N
         raise ConfigurationError(
             f"{attribute.name} must be a redis://, rediss:// or unix:// URL, got {shown!r}"
         )
+    if isinstance(v, str) and v.startswith(("redis://", "rediss://")):
+        from urllib.parse import urlsplit
+
+        try:
+            urlsplit(v).port  # noqa: B018 - parsed for its ValueError
+        except ValueError as exc:  # a port that is not a number, or out of range
+            raise ConfigurationError(f"{attribute.name} is not a valid Redis URL: {exc} "
+                                     f"(in {redact_url_credentials(v)!r})") from None
+
+
+def _base_url_problem(url: str) -> str | None:
+    """Why ``url`` cannot be a platform URL without printing it (``None``: it can).
+
+    User info (``https://user:password@host``) is refused: credentials go in
+    ``api_key`` or ``client_id``/``client_secret``, and a password in the URL would end
+    up in logs and file names. The message never repeats the URL.
+    """
+    from urllib.parse import urlsplit
+
+    try:
+        netloc = urlsplit(url).netloc
+    except ValueError:
+        return "is not a valid URL"
+    if "@" in netloc:
+        return ("must not contain user info (user:password@): give credentials through "
+                "PATSNAP_API_KEY or PATSNAP_CLIENT_ID/PATSNAP_CLIENT_SECRET")
+    return None
 
 
 def _optional_positive_int(
@@ -217,6 +244,14 @@ class RateConfig:
         return max(8, math.ceil(self.qps * self.submit_latency * 1.5))
 
 
+def _one_of(*choices: str) -> Any:
+    def check(_inst: object, attribute: attrs.Attribute[Any], value: object) -> None:
+        if value not in choices:
+            raise ConfigurationError(f"{attribute.name} must be one of {choices}, got {value!r}")
+
+    return check
+
+
 def _optional_positive(_inst: object, attribute: attrs.Attribute[Any], v: float | None) -> None:
     if v is not None and not _number(attribute, v) > 0:
         raise ConfigurationError(f"{attribute.alias} must be > 0 or None, got {v!r}")
@@ -259,10 +294,17 @@ class PollConfig:
             is known of the durations beyond the seed.
         scouts: tasks of a kind polled from ``min_interval`` on, backing off by 10% of
             their age, while that kind's durations are unknown (4).
-        calls_per_task: the calls per task (submit included) a batch may spend in all;
-            in its tail (every submit done) the scheduler polls the last tasks more
-            often while it stays under this target (2.2: one submit, ~1.1 polls, and
-            the rest for the tail). Scouting and second polls count against it.
+        calls_per_task: the calls per task (submit included) a batch spends: its
+            scheduler aims first polls at the quantile ``1 / (calls_per_task - 1.05)``
+            (0.87 for 2.2; ``quantile`` is then for single-task waits) and a controller
+            holds the calls there; more calls, results sooner (see
+            ``benchmarks/frontier.py``). In its tail (every submit done) the scheduler
+            polls the last tasks more often while it stays under this target.
+        order: on a saturated rate gate, ``"results"`` (default): a batch's due polls go
+            before queued submits (results flow during submission), taking at most 3
+            admissions in 4 while submits wait; ``"makespan"``: polls take no priority
+            (they queue with submits, first come first served), for jobs that only
+            care when the whole batch ends.
     """
 
     interval: float = attrs.field(default=3.0, validator=_positive)
@@ -276,6 +318,7 @@ class PollConfig:
     backoff: float = attrs.field(default=1.5, validator=_positive)
     scouts: int = attrs.field(default=4, validator=_int_at_least(1))
     calls_per_task: float = attrs.field(default=2.2, validator=_positive)
+    order: str = attrs.field(default="results", validator=_one_of("results", "makespan"))
 
     @property
     def initial_estimate(self) -> float:
@@ -359,6 +402,8 @@ class ClientConfig:
             ("http://", "https://")
         ):
             raise ConfigurationError(f"base_url must be http(s), got {self.base_url!r}")
+        if _base_url_problem(self.base_url) is not None:
+            raise ConfigurationError(f"base_url {_base_url_problem(self.base_url)}")
         if not isinstance(self.workflow_result_path, str) or not (
             self.workflow_result_path.startswith("/")
         ):

@@ -15,7 +15,9 @@ their own ``http(s)`` URLs, lazily. Local product images and the platform's line
 are embedded as small thumbnails, after Pillow decodes them (never a file as it is);
 given ``thumb_cache``, a local image's thumbnail is kept for the next report (see
 :mod:`fto_async.outputs._thumbs`). Every string from the catalog or the platform is escaped by
-Jinja2's autoescape. The script sits before the cards: the filters work while a large
+Jinja2's autoescape, and bidi controls in it show as visible ``\\u202e`` escapes; an
+``http(s)`` image on a loopback, private or link-local address is never loaded (the card
+says why). The script sits before the cards: the filters work while a large
 file is still being parsed.
 
 The DOM has stable hooks for scripts and tests: each row is an ``article.card`` with
@@ -41,6 +43,7 @@ import functools
 import hashlib
 import json
 import os
+import re
 import shutil
 import tempfile
 from collections.abc import Callable, Iterable, Iterator, Mapping
@@ -127,8 +130,8 @@ def write_html(
         thumb_px: the largest side of an embedded product thumbnail, in px (default
             200, the size the page shows it at).
         thumb_cache: a file (SQLite) that keeps local images' thumbnails for the next
-            report; ``fto-async screen --out OUT`` uses ``OUT.thumbs.db``. Keyed by each
-            file's path, size and modification time; without it, a report still encodes
+            report; ``fto-async screen --out OUT`` uses ``OUT.thumbs.db``. Keyed by the
+            SHA-256 of each file's bytes; without it, a report still encodes
             each distinct file once.
         all_rows: from a journal, also the rows its last run's catalog no longer had
             (by default a journal's report shows the rows ``export`` writes:
@@ -200,12 +203,25 @@ def _from_file(source: Path, use: Callable[[Rows], _T], *, all_rows: bool = Fals
         return pool.submit(asyncio.run, with_journal()).result()
 
 
+#: Bidirectional controls: they reorder what is shown (a patent number read backwards).
+_BIDI = re.compile("[\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]")
+
+
+def _visible_bidi(value: object) -> object:
+    """Every ``{{ }}`` output's last step: bidi controls become visible ``\\u202e``
+    escapes (text the autoescape has escaped, or will, stays so: the escape is ASCII)."""
+    if not isinstance(value, str) or _BIDI.search(value) is None:
+        return value
+    text = _BIDI.sub(lambda m: f"\\u{ord(m.group()):04x}", value)
+    return Markup(text) if isinstance(value, Markup) else text  # noqa: S704 - ASCII added
+
+
 @functools.cache
 def _environment() -> jinja2.Environment:
     return jinja2.Environment(
         loader=jinja2.PackageLoader("fto_async.outputs", "templates"),
         autoescape=True, trim_blocks=True, lstrip_blocks=True,
-        undefined=jinja2.StrictUndefined,
+        undefined=jinja2.StrictUndefined, finalize=_visible_bidi,
     )  # fmt: skip
 
 
