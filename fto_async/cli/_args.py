@@ -28,6 +28,8 @@ __all__ = [
     "default_cache_path",
     "follow_up_arg",
     "parse_duration",
+    "patent_link",
+    "patent_link_arg",
     "qps_arg",
     "time_scale_arg",
 ]
@@ -114,3 +116,30 @@ def follow_up_arg(text: str) -> FollowUp:
         raise argparse.ArgumentTypeError(
             f"expected LEVEL[:N] with LEVEL high, medium or low and N >= 1, got {text!r}"
         ) from None
+
+
+def patent_link_arg(text: str) -> str:
+    """``--patent-link``: a link template with ``{pn}`` (``http(s)`` only)."""
+    from ..outputs._links import check_template
+
+    try:
+        return check_template(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def patent_link(args: argparse.Namespace) -> str | None:
+    """The link template of a command: ``--patent-link``, else ``FTO_PATENT_LINK``.
+
+    Raises:
+        ValueError: ``FTO_PATENT_LINK`` is not a usable template.
+    """
+    from ..outputs._links import ENV_VAR, template_from_env
+
+    given: str | None = getattr(args, "patent_link", None)
+    if given is not None:
+        return given
+    try:
+        return template_from_env()
+    except ValueError as exc:
+        raise ValueError(f"{ENV_VAR}: {exc}") from None

@@ -19,7 +19,7 @@ import attrs
 from ..batch import FollowUp
 from ..config import _base_url_problem, env_settings, redact_url_credentials
 from ..errors import ConfigurationError, InvalidRequestError
-from ._args import default_cache_path
+from ._args import default_cache_path, patent_link
 from ._catalog import Catalog, CatalogError, check_defaults
 from ._common import say_error
 from ._paths import clash, is_sqlite, same_file, sqlite_files, writable_by_others
@@ -43,6 +43,10 @@ class Job:
             report stays good.
         retry_failed: submit again rows whose task failed in an earlier run
             (``--retry-failed``; rows refused as invalid are retried once fixed anyway).
+        rescreen: screen every row again, done rows included (``--rescreen``): their
+            earlier result moves to the journal's history, and the report cache is not
+            read (its reports are still written).
+        patent_link: the patent link template (``--patent-link``/``FTO_PATENT_LINK``).
     """
 
     catalog: Catalog
@@ -58,6 +62,8 @@ class Job:
     max_age: float = 7 * 86400.0
 
     retry_failed: bool = False
+    rescreen: bool = False
+    patent_link: str | None = None
 
 
 def prepare(args: argparse.Namespace) -> Job | None:
@@ -86,6 +92,11 @@ def prepare(args: argparse.Namespace) -> Job | None:
     if refused is not None:
         say_error(refused)
         return None
+    try:
+        template = patent_link(args)
+    except ValueError as exc:
+        say_error(str(exc))
+        return None
     cache: Path | None = None
     if not args.no_cache:
         try:
@@ -110,7 +121,8 @@ def prepare(args: argparse.Namespace) -> Job | None:
     return Job(catalog, total, args.out, journal, unknown_policy=args.unknown,
                resume=resume_command(args.argv),
                report=not args.no_report, follow_up=args.follow_up, cache=cache,
-               max_age=args.max_age, retry_failed=args.retry_failed)  # fmt: skip
+               max_age=args.max_age, retry_failed=args.retry_failed,
+               rescreen=getattr(args, "rescreen", False), patent_link=template)  # fmt: skip
 
 
 def resume_command(argv: list[str]) -> str:

@@ -26,11 +26,13 @@ from ..fingerprint import image_digest, wire_fingerprint
 from ..journal import ItemState, Journal, JournalRow
 from ..outputs import HtmlReport, Product, write_html
 from ..outputs._thumbs import cache_path
+from ._args import patent_link, patent_link_arg
 from ._catalog import Catalog, CatalogError, Defaults, Row
 from ._common import EXIT_OK, EXIT_USAGE, open_journal, say_error
 from ._paths import clash, is_sqlite, sqlite_files
+from ._results import CALLS_META
 
-__all__ = ["add_report_command", "html_path", "product_of", "screen_report"]
+__all__ = ["add_report_command", "catalog_products", "html_path", "product_of", "screen_report"]
 
 # Only titles and images are read from a catalog here; a country makes every row parse.
 _READ_ONLY_DEFAULTS = Defaults(country=("US",))
@@ -45,6 +47,17 @@ def product_of(row: Row) -> Product:
     """What the report shows of a catalog row: its title and image."""
     url = getattr(row.request, "url", None) if row.request is not None else None
     return Product(title=row.title, image_url=url, image_path=row.image_path)
+
+
+def catalog_products(path: Path) -> dict[str, tuple[str | None, str | None]]:
+    """Each catalog row's title and image (its URL, else its local path), by journal key."""
+    catalog = Catalog(path, _READ_ONLY_DEFAULTS)
+    return {row.jkey: (row.title, image_of(product_of(row))) for row in catalog.rows()}
+
+
+def image_of(product: Product) -> str | None:
+    """What the record's ``image`` field shows of a product: its URL, else its file."""
+    return product.image_url or (None if product.image_path is None else str(product.image_path))
 
 
 def _joined(catalog: Catalog, results: Path) -> Iterator[dict[str, Any]]:
@@ -66,15 +79,22 @@ def _joined(catalog: Catalog, results: Path) -> Iterator[dict[str, Any]]:
             yield record
 
 
-def screen_report(catalog: Catalog, results: Path, calls: int | None) -> Path | None:
+def screen_report(
+    catalog: Catalog, results: Path, calls: int | None, *, calls_run: int | None = None,
+    template: str | None = None,
+) -> Path | None:  # fmt: skip
     """Write ``results``' HTML report beside it; say why not (and return ``None``).
+
+    ``calls`` counts the screening's platform calls over every run, ``calls_run`` the
+    last run's; ``template`` is the patent link template.
 
     Local images' thumbnails are kept in ``OUT.thumbs.db``, so a rerun's report (or a
     resumed run's) encodes only new or changed images.
     """
     out = html_path(results)
     try:
-        write_html(_joined(catalog, results), out, calls=calls, thumb_cache=cache_path(results))
+        write_html(_joined(catalog, results), out, calls=calls, calls_run=calls_run,
+                   thumb_cache=cache_path(results), patent_link=template)
     except (OSError, ValueError, CatalogError) as exc:
         say_error(f"the HTML report {out} was not written: {exc}")
         return None
@@ -96,7 +116,18 @@ def add_report_command(commands: Any) -> None:
                              "the catalog's folder, else the results file's)")
     report.add_argument("--all", action="store_true",
                         help="also rows that were not in the last run's catalog")
+    report.add_argument("--patent-link", type=patent_link_arg, metavar="TEMPLATE",
+                        help="link each patent to TEMPLATE, an http(s) URL with {pn} "
+                             "(default: FTO_PATENT_LINK, else per authority)")
     report.set_defaults(func=_cmd_report)
+
+
+def _journal_calls(journal: Journal) -> int | None:
+    """The platform calls the journal's runs recorded (``None``: none recorded)."""
+    try:
+        return int(journal.get_meta(CALLS_META) or "")
+    except ValueError:
+        return None
 
 
 def _cmd_report(args: argparse.Namespace) -> int:
@@ -108,7 +139,8 @@ def _cmd_report(args: argparse.Namespace) -> int:
         args.catalog, _READ_ONLY_DEFAULTS, image_root=args.image_root)
     try:
         refused = _out_clash(args.out, args.journal, thumbs, catalog)
-    except CatalogError as exc:
+        template = patent_link(args)
+    except (CatalogError, ValueError) as exc:
         say_error(str(exc))
         return EXIT_USAGE
     if refused is not None:
@@ -116,7 +148,7 @@ def _cmd_report(args: argparse.Namespace) -> int:
         return EXIT_USAGE
     try:
         if is_sqlite(args.journal):
-            written = asyncio.run(_from_journal(args, catalog, thumbs))
+            written = asyncio.run(_from_journal(args, catalog, thumbs, template))
             if written is None:
                 return EXIT_USAGE
         else:  # a results JSONL: its image paths are confined as screen's are
@@ -124,7 +156,8 @@ def _cmd_report(args: argparse.Namespace) -> int:
             products = None if catalog is None else {
                 row.jkey: product_of(row) for row in catalog.rows()}
             written = write_html(_confined(args.journal, root), args.out, title=args.title,
-                                 products=products, thumb_cache=thumbs)  # fmt: skip
+                                 products=products, thumb_cache=thumbs,
+                                 patent_link=template)  # fmt: skip
     except (CatalogError, OSError, ValueError, RuntimeError) as exc:
         say_error(str(exc))
         return EXIT_USAGE
@@ -162,16 +195,18 @@ CHANGED_NOTE: Final = ("The catalog entry changed since this row was screened: "
 
 
 async def _from_journal(
-    args: argparse.Namespace, catalog: Catalog | None, thumbs: Path
+    args: argparse.Namespace, catalog: Catalog | None, thumbs: Path, template: str | None
 ) -> HtmlReport | None:
-    """The report of a journal; with a catalog, each row's product as it was screened."""
+    """The report of a journal; with a catalog, each row's product as it was screened.
+    The header counts the platform calls every run of the journal recorded."""
     journal = await open_journal(args.journal, readonly=True)
     if journal is None:
         return None
     try:
         products = None if catalog is None else await _screened_products(catalog, journal)
         return write_html(journal, args.out, title=args.title, products=products,
-                          thumb_cache=thumbs, all_rows=args.all)  # fmt: skip
+                          thumb_cache=thumbs, all_rows=args.all, patent_link=template,
+                          calls=_journal_calls(journal))  # fmt: skip
     finally:
         await journal.aclose()
 

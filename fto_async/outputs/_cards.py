@@ -28,6 +28,7 @@ from PIL import Image, ImageOps, features
 
 from ..journal import JournalRow
 from ..models import normalize_score
+from ._links import patent_url
 from ._record import STATUSES, base_record
 
 __all__ = [
@@ -289,7 +290,10 @@ def _images(report: Mapping[str, Any]) -> dict[str, Mapping[str, Any]]:
     return found
 
 
-def _match(item: Mapping[str, Any], images: Mapping[str, Mapping[str, Any]]) -> dict[str, Any]:
+def _match(
+    item: Mapping[str, Any], images: Mapping[str, Mapping[str, Any]], template: str | None,
+    new: frozenset[str],
+) -> dict[str, Any]:  # fmt: skip
     level = _level(item.get("risk_level"))
     score = _score(item.get("score"))
     status = item.get("status")
@@ -308,8 +312,9 @@ def _match(item: Mapping[str, Any], images: Mapping[str, Mapping[str, Any]]) -> 
         "risk_label": RISKS[level] if level else "Unrated",
         "score": score, "score_pct": None if score is None else f"{score * 100:.0f}%",
         "legal": legal[0] if legal else None, "legal_class": legal[1] if legal else "unknown",
-        "thumb": thumb, "texts": texts,
+        "thumb": thumb, "texts": texts, "url": patent_url(pn, item.get("country"), template),
         "thumb_note": f"Image not loaded: {blocked}" if blocked else None,
+        "live": status != 2, "new": pn in new,
         "cjk": any(_CJK.search(text) for _label, text in texts),
         "_order": (-_LEVELS.get(level or "", 0), -(score or 0.0)),
     }  # fmt: skip
@@ -318,10 +323,13 @@ def _match(item: Mapping[str, Any], images: Mapping[str, Mapping[str, Any]]) -> 
 def card(
     source: JournalRow | Mapping[str, Any], product: Product | None, *,
     thumb_px: int = DEFAULT_PX, thumbs: Callable[[Path, int], str | None] = thumbnail,
+    template: str | None = None, changes: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:  # fmt: skip
     """The template's values for one result row (see the module docstring).
 
-    ``thumbs(path, px)`` makes a local product image's thumbnail (a cache may answer).
+    ``thumbs(path, px)`` makes a local product image's thumbnail (a cache may answer);
+    ``template`` is the patent link template; ``changes`` what changed since the row's
+    previous result (``new_matches``, ``previous_screening``; a record carries them).
     """
     request: Mapping[str, Any] = {}
     if isinstance(source, JournalRow):
@@ -338,13 +346,18 @@ def card(
     comparisons = inner.get("comparisons")
     comparisons = comparisons if isinstance(comparisons, list) else []
     images = _images(data) if comparisons else {}
-    matches = [_match(c, images) for c in comparisons if isinstance(c, dict)]
+    changes = changes if changes is not None else rec
+    new = frozenset(_strs(changes.get("new_matches"))) if status == "done" else frozenset()
+    matches = [_match(c, images, template, new) for c in comparisons if isinstance(c, dict)]
     matches.sort(key=lambda m: m["_order"])
     if status == "done":
         levels = [_LEVELS[m["risk"]] for m in matches if m["risk"] in _LEVELS]
         top = _level(rec.get("highest_risk")) if not matches else None
         risk = next((k for k, v in _LEVELS.items() if levels and v == max(levels)), top or "none")
+        live = [_LEVELS[m["risk"]] for m in matches if m["risk"] in _LEVELS and m["live"]]
+        live_risk = next((k for k, v in _LEVELS.items() if live and v == max(live)), "none")
     else:
+        live_risk = status
         risk = status
     high = _strs(inner.get("high_risk_country")) or _strs(rec.get("high_risk_countries"))
     middle = _strs(inner.get("middle_risk_country")) or _strs(rec.get("middle_risk_countries"))
@@ -390,6 +403,10 @@ def card(
         },
         "operate_date": inner.get("operate_date") if isinstance(
             inner.get("operate_date"), int) else None,
+        "live_risk": live_risk, "live_label": RISKS[live_risk], "new": len(new),
+        "since_date": _str(changes.get("previous_screening")) if status == "done" else None,
+        "first": changes.get("risk_change") == "first", "same_as": None,
+        "risk_up": changes.get("risk_change") == "up",
     }  # fmt: skip
 
 
@@ -468,10 +485,20 @@ class Tally:
     langs: Counter[str] = attrs.field(factory=Counter)
     first: int | None = None
     last: int | None = None
+    compared: int = 0  #: done cards with a previous result
+    new_rows: int = 0  #: of those, cards with new matches
+    newly_high: int = 0  #: of those, cards whose risk went up to high
+    previous: str | None = None  #: the earliest previous screening date
 
     def add(self, values: Mapping[str, Any]) -> None:
         """Count one card (the result of :func:`card`)."""
         self.rows += 1
+        if values["since_date"]:
+            self.compared += 1
+            self.previous = min(self.previous or values["since_date"], values["since_date"])
+        if values["new"]:
+            self.new_rows += 1
+            self.newly_high += values["risk"] == "high" and values["risk_up"]
         self.risk[values["risk"]] += 1
         self.high.update(set(values["high"]))
         self.medium.update(set(values["middle"]) - set(values["high"]))
