@@ -12,7 +12,7 @@ Example::
         report = await client.wait_image_search(task_id)
 
 The package, one job per module (imports run one way, downwards: ``cli/`` -> ``client``
--> ``batch``, ``_poller``, ``polling``, ``transport`` -> ``ratelimit``, ``auth``,
+-> ``batch``, ``polling/``, ``transport`` -> ``ratelimit``, ``auth``,
 ``retry``, ``_envelope``, ``_http`` -> ``models``, ``_validate``, ``errors``, ``config``;
 ``batch`` and the pollers know no client, only small Protocols)::
 
@@ -24,7 +24,7 @@ The package, one job per module (imports run one way, downwards: ``cli/`` -> ``c
     _enums         the platform's enumerations (RiskLevel, TaskStatus, ...), in models
     _kinds         THE table of task kinds: request/result class, paths, fingerprint
                    fields, journal table (a new kind is a row there + its models)
-    _validate      field rules, and the one image rule (PNG/JPEG under 4 MiB)
+    _validate      field rules, and the one image rule (PNG/JPEG of at most 4,194,304 bytes)
     _serde         the one cattrs converter (CONVERTER)
     fingerprint    the request fingerprint (canonical body, images by SHA-256)
     _envelope      reading a platform answer
@@ -32,8 +32,8 @@ The package, one job per module (imports run one way, downwards: ``cli/`` -> ``c
     ratelimit      the local rate gate: paced, never over the limit, adaptive
     retry          what is retried, how long to wait, the retry budget
     transport      the single place a call goes out: gate -> auth -> HTTP -> envelope
-    polling        the poll scheduler of many pending tasks
-    _poller        one task: wait_for_task and TaskPoller
+    polling/       polling: learnt durations (_durations), the scheduler of many pending
+                   tasks (_scheduler), one task: wait_for_task and TaskPoller (_poller)
     batch/         screen_many and friends over any iterable: __init__ (entry points),
                    _values (Item, Outcome, Progress, FollowUp, options), _engine (flow
                    control), _sharing (dedupe, single flight, windows, cache hits),
@@ -46,6 +46,7 @@ The package, one job per module (imports run one way, downwards: ``cli/`` -> ``c
     _journal_follow_ups  the journal's follow-ups table (a part of Journal)
     cache          ReportCache: reports by fingerprint, with their provenance
     client         FtoClient: one method per endpoint; builds batches and pollers
+    _uploads       the P010 URLs a client uploaded, renewed before they expire
     testing        MockTransport, for tests with no server
     outputs/       the one record rule (journal row -> flat record, one status word, the
                    last run's row set) and its writers: JSONL, CSV, XLSX, the HTML report
@@ -61,7 +62,6 @@ from typing import Any as _Any
 
 import attrs
 
-from ._poller import TaskPoller
 from .auth import ApiKey, ClientCredentials
 from .batch import FollowUp, FollowUpResult, Item, Outcome, Progress
 from .cache import CachedReport, ReportCache
@@ -135,7 +135,7 @@ from .models import (
     WorkflowReport,
     WorkflowRequest,
 )
-from .polling import TaskDurations
+from .polling import TaskDurations, TaskPoller
 from .ratelimit import RateGate
 from .redisgate import RedisRateGate
 from .retry import RetryEvent

@@ -10,7 +10,11 @@ __all__ = ["LegalStatus", "RiskLevel", "SimpleLegalStatus", "TaskStatus"]
 
 
 class TaskStatus(IntEnum):
-    """``task_status`` of a submitted task: running, finished or failed."""
+    """``task_status`` of a submitted task: running, finished or failed.
+
+    One enum for both wire encodings: ``1``/``2``/``3`` and the agent-style workflows'
+    ``"running"``/``"success"``/``"failed"`` (reference §3.2; decoded in ``_serde``).
+    """
 
     RUNNING = 1
     SUCCESS = 2
@@ -26,11 +30,17 @@ class LegalStatus(IntEnum):
 
 
 class SimpleLegalStatus(IntEnum):
-    """The workflow's legal-status filter (``simple_legal_status``); the platform default is 1,2."""
+    """The workflow's legal-status filter (``simple_legal_status``); the platform default is 1,2.
+
+    The extended codes come from sibling image-search pages (reference §9).
+    """
 
     INACTIVE = 0
     ACTIVE = 1
     PENDING = 2
+    PCT_DESIGNATED_EXPIRED = 220
+    PCT_DESIGNATED = 221
+    UNDETERMINED = 999
 
 
 class RiskLevel(StrEnum):

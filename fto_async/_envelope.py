@@ -4,8 +4,10 @@ Rules, in order:
 
 * A body that is not JSON (a cut body, an HTML page): below HTTP 400
   :class:`~fto_async.errors.MalformedResponseError`; 5xx
-  :class:`~fto_async.errors.ServerError`; 401, 403, 404 and 422 their classes; any other
-  4xx a plain :class:`~fto_async.errors.ApiError`.
+  :class:`~fto_async.errors.ServerError`; 401, 403, 404 and 422 their classes; 429
+  :class:`~fto_async.errors.RateLimitedError` (throttling, like 67200002: undocumented, but
+  PatSnap's own scripts retry it, reference §9), with or without a body or ``Retry-After``;
+  any other 4xx a plain :class:`~fto_async.errors.ApiError`.
 * JSON that is not an object (or no body) below HTTP 400:
   :class:`~fto_async.errors.ResponseDecodeError`; from 400 on, as a body that is not JSON.
 * A non-zero ``error_code`` (int or numeric string) decides the class (reference §8).
@@ -140,7 +142,9 @@ def decode_answer(
         text, entries = format_detail(obj["detail"])
         if http_status == 422:
             raise ValidationError(None, text, details=entries, request_id=request_id)
-        raise error_from_code(None, text, http_status=http_status, request_id=request_id)
+        raise error_from_code(
+            None, text, http_status=http_status, request_id=request_id, retry_after=retry_after
+        )
     if _falsy(obj.get("status")) or _falsy(obj.get("success")) or http_status >= 400:
         raise error_from_code(
             None,

@@ -9,6 +9,8 @@ server. Faults are raised as aiohttp raises them (``aiohttp.ClientError``,
 
 from __future__ import annotations
 
+import io
+import json as _json
 import ssl
 from collections.abc import Callable, Mapping
 from typing import Any, Protocol
@@ -18,6 +20,9 @@ import aiohttp
 import attrs
 
 from .errors import ResponseTooLargeError
+
+#: Bodies larger than this go as a stream (aiohttp's threshold for raw bytes, 1 MiB).
+_LARGE_BODY = 2**20
 
 __all__ = ["AiohttpSender", "FileField", "HttpAnswer", "HttpSender"]
 
@@ -127,14 +132,20 @@ class AiohttpSender:
     ) -> HttpAnswer:
         kwargs: dict[str, Any] = {}
         if files:
+            # Images of up to 4 MiB go as streams: aiohttp warns (ResourceWarning) about
+            # raw bytes bodies over 1 MiB, which would lock the event loop.
             data = aiohttp.FormData()
             for f in files:
-                data.add_field(f.name, f.content, filename=f.filename, content_type=f.content_type)
+                data.add_field(f.name, io.BytesIO(f.content), filename=f.filename,
+                               content_type=f.content_type)  # fmt: skip
             kwargs["data"] = data
         elif form is not None:
             kwargs["data"] = dict(form)
         else:
-            kwargs["json"] = json if json is not None else {}
+            body = _json.dumps(json if json is not None else {}).encode()
+            # A workflow body carrying a base64 image goes as a stream (see above).
+            kwargs["data"] = io.BytesIO(body) if len(body) > _LARGE_BODY else body
+            headers = {**headers, "Content-Type": "application/json"}
         async with self._open().post(
             url, params=params, headers=headers, timeout=timeout, **kwargs
         ) as resp:

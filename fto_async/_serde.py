@@ -18,7 +18,7 @@ from cattrs.gen import make_dict_structure_fn, make_dict_unstructure_fn, overrid
 from cattrs.v import format_exception
 
 from .errors import ResponseDecodeError
-from .models import OneVsOneComparison, Report, RiskLevel
+from .models import OneVsOneComparison, Report, RiskLevel, TaskStatus
 
 __all__ = ["CONVERTER", "configure_converter", "make_converter", "structure", "unstructure"]
 
@@ -91,6 +91,32 @@ def _risk_level(value: object, _: type) -> RiskLevel:
         raise _WireError(f"expected High, Medium or Low, got {value!r:.40}") from None
 
 
+#: ``task_status`` as agent-style workflows send it (reference §3.2), lower-cased.
+_STATUS_WORDS: Mapping[str, TaskStatus] = {
+    "running": TaskStatus.RUNNING,
+    "success": TaskStatus.SUCCESS,
+    "failed": TaskStatus.FAILED,
+}
+
+
+def _task_status(value: object, _: type) -> TaskStatus:
+    """``task_status`` in either encoding: 1/2/3 or ``"running"``/``"success"``/``"failed"``.
+
+    PatSnap's agent-style workflows (AI66, AI35) report strings and the enhanced FTO
+    workflow may do the same (reference §3.2); any letter case is accepted, for every
+    kind. Any other value is an error naming it (the poll leaves the row for a rerun).
+    """
+    if isinstance(value, str):
+        status = _STATUS_WORDS.get(value.strip().lower())
+        if status is None:
+            raise _WireError(
+                f"expected task_status 1, 2, 3, 'running', 'success' or 'failed', "
+                f"got {value!r:.40}"
+            )
+        return status
+    return _int_enum(value, TaskStatus)  # type: ignore[return-value]
+
+
 def _int_enum(value: object, cls: type[enum.IntEnum]) -> enum.IntEnum:
     number = _int(value)
     try:
@@ -126,6 +152,8 @@ def configure_converter(conv: cattrs.Converter) -> None:
       take integers and floats. A boolean is never a number (``"score": true`` is an error).
     * ``IntEnum`` fields (``task_status``, ``status``) take their documented integers only:
       an unknown value such as ``task_status`` 4 is an error, not a guess.
+    * ``TaskStatus`` also takes ``"running"`` / ``"success"`` / ``"failed"`` in any letter
+      case (agent-style workflows, reference §3.2); ``"queued"`` is an error naming it.
     * ``RiskLevel`` takes ``High`` / ``Medium`` / ``Low`` in any letter case.
     * ``tuple[X, ...]`` fields take a JSON list; ``null`` gives ``()``. They are
       unstructured as lists.
@@ -148,6 +176,7 @@ def configure_converter(conv: cattrs.Converter) -> None:
     conv.register_structure_hook(bool, _bool)
     conv.register_structure_hook(enum.IntEnum, _int_enum)
     conv.register_structure_hook(RiskLevel, _risk_level)
+    conv.register_structure_hook(TaskStatus, _task_status)
     conv.register_unstructure_hook(enum.IntEnum, _enum_value)
     conv.register_unstructure_hook(RiskLevel, _enum_value)
 

@@ -32,6 +32,7 @@ __all__ = [
     "MAX_MAIN_FIELD",
     "MAX_URL_LENGTH",
     "ImageType",
+    "check_image_size",
     "country_codes",
     "date_order",
     "file_kind",
@@ -51,7 +52,9 @@ __all__ = [
 
 #: Report languages the platform accepts.
 LANGS = ("cn", "en")
-#: Images must be *under* this many bytes (the platform's "under 4 MB": 4 MiB).
+#: The largest image accepted, in bytes, inclusive: P010's "maximum 4096KB" (reference §6).
+#: 4,194,304 bytes are sent; 4,194,305 are refused before any call. :func:`check_image_size`
+#: is the one place that compares a size with it.
 MAX_IMAGE_BYTES = 4 * 1024 * 1024
 #: Longest ``main_field`` we send.
 MAX_MAIN_FIELD = 200
@@ -67,7 +70,11 @@ _DATE = re.compile(r"[0-9]{8}")
 _DATA_URI = re.compile(r"data:image/(png|jpeg|jpg);base64,", re.IGNORECASE)
 _PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 _JPEG_MAGIC = b"\xff\xd8\xff"
-_LEGAL_STATUS_VALUES = frozenset({0, 1, 2})
+#: ``simple_legal_status`` codes: 0 Inactive, 1 Active, 2 Pending, 220 PCT designated stage
+#: expired, 221 PCT designated stage, 999 Undetermined (reference §9; the workflow page
+#: itself lists 0/1/2, sibling image-search pages the rest).
+_LEGAL_STATUS_VALUES = frozenset({0, 1, 2, 220, 221, 999})
+_LEGAL_STATUS_TEXT = "0, 1, 2, 220, 221 or 999"
 
 
 def _show(value: object) -> str:
@@ -193,7 +200,7 @@ def text(field: str, value: object, *, max_len: int | None = None) -> str:
 
 
 def image_base64(field: str, value: object) -> str:
-    """Strict base64 of a PNG or JPEG under 4 MiB decoded, returned without a data prefix.
+    """Strict base64 of a PNG or JPEG of at most 4,194,304 bytes decoded, without a data prefix.
 
     A ``data:image/png;base64,`` or ``data:image/jpeg;base64,`` prefix is accepted and stripped.
     """
@@ -218,7 +225,7 @@ def image_base64(field: str, value: object) -> str:
     # 4 base64 characters carry 3 bytes: refuse an oversized image before decoding it.
     if len(value) > 4 * ((MAX_IMAGE_BYTES + 2) // 3):
         raise InvalidRequestError(
-            field, f"must be under 4 MiB ({MAX_IMAGE_BYTES} bytes) decoded, got more"
+            field, f"must be at most {MAX_IMAGE_BYTES} bytes (4096 KB) decoded, got more"
         )
     try:
         data = base64.b64decode(value, validate=True)
@@ -245,11 +252,26 @@ _PNG = ImageType("png", "image/png")
 _JPEG = ImageType("jpg", "image/jpeg")
 
 
+def check_image_size(field: str, size: int, name: str | None = None) -> None:
+    """The one size rule for images: at most :data:`MAX_IMAGE_BYTES` (4,194,304) bytes,
+    inclusive, as P010 documents "maximum 4096KB" (reference §6).
+
+    Raises:
+        InvalidRequestError: ``size`` is over the limit.
+    """
+    if size > MAX_IMAGE_BYTES:
+        what = f"{name} " if name else ""
+        raise InvalidRequestError(
+            field, f"{what}must be at most {MAX_IMAGE_BYTES} bytes (4096 KB), got {size} bytes"
+        )
+
+
 def image_bytes(
     field: str, data: bytes, name: str | None = None, *, size: int | None = None
 ) -> ImageType:
-    """The one image rule (uploads, base64 bodies, catalog files): a PNG or JPEG under 4 MiB
-    that decodes, at most :data:`MAX_IMAGE_PIXELS` pixels.
+    """The one image rule (uploads, base64 bodies, catalog files): a PNG or JPEG of at most
+    4,194,304 bytes (:func:`check_image_size`) that decodes, at most
+    :data:`MAX_IMAGE_PIXELS` pixels.
 
     Three magic bytes prove nothing (a text file may start ``FF D8 FF``, a key may follow a
     PNG signature): the bytes are decoded with Pillow. ``data`` is the whole image;
@@ -258,11 +280,7 @@ def image_bytes(
     image's type.
     """
     what = f"{name} " if name else ""
-    size = max(len(data), size or 0)
-    if size >= MAX_IMAGE_BYTES:
-        raise InvalidRequestError(
-            field, f"{what}must be under 4 MiB ({MAX_IMAGE_BYTES} bytes), got {size} bytes"
-        )
+    check_image_size(field, max(len(data), size or 0), name)
     if data.startswith(_PNG_MAGIC):
         kind = _PNG
     elif data.startswith(_JPEG_MAGIC):
@@ -364,8 +382,7 @@ def read_image_file(
     if not stat.S_ISREG(info.st_mode):
         kind = file_kind(info.st_mode)
         raise InvalidRequestError(field, f"cannot read {shown}: it is {kind}, not an image file")
-    if info.st_size >= MAX_IMAGE_BYTES:
-        image_bytes(field, b"", shown, size=info.st_size)  # raises: too large
+    check_image_size(field, info.st_size, shown)
     flags = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_NOCTTY", 0)
     flags |= getattr(os, "O_CLOEXEC", 0) | getattr(os, "O_BINARY", 0)
     try:
@@ -396,14 +413,15 @@ def read_image_file(
 
 def _legal_status_value(item: object) -> int | None:
     if isinstance(item, str):
-        return int(item) if item in ("0", "1", "2") else None
+        return int(item) if item.isdigit() and int(item) in _LEGAL_STATUS_VALUES else None
     if isinstance(item, int) and not isinstance(item, bool) and item in _LEGAL_STATUS_VALUES:
         return int(item)
     return None
 
 
 def simple_legal_status(field: str, value: object) -> str:
-    """Distinct statuses 0/1/2 as ``"1,2"``, a list of ints or one int; returns ``"1,2"`` sorted."""
+    """Distinct statuses (0, 1, 2, 220, 221, 999) as ``"1,2"``, a list of ints or one int;
+    returns them sorted, as ``"1,2"``."""
     items: Sequence[object]
     if isinstance(value, str):
         items = [part.strip() for part in value.split(",")]
@@ -413,16 +431,18 @@ def simple_legal_status(field: str, value: object) -> str:
         items = value
     else:
         raise InvalidRequestError(
-            field, f"must be a str like '1,2' or a list of 0/1/2, got {_type_name(value)}"
+            field, f"must be a str like '1,2' or a list of {_LEGAL_STATUS_TEXT}, "
+            f"got {_type_name(value)}"
         )
     if not items:
-        raise InvalidRequestError(field, "must name at least one status (0, 1 or 2)")
+        raise InvalidRequestError(field, f"must name at least one status ({_LEGAL_STATUS_TEXT})")
     statuses: list[int] = []
     for item in items:
         status = _legal_status_value(item)
         if status is None:
             raise InvalidRequestError(
-                field, f"each status must be 0, 1 or 2 (comma-separated), got {_show(item)}"
+                field, f"each status must be {_LEGAL_STATUS_TEXT} (comma-separated), "
+                f"got {_show(item)}"
             )
         if status in statuses:
             raise InvalidRequestError(field, f"statuses must be distinct, {status} appears twice")

@@ -16,7 +16,7 @@ import attrs
 from . import _serde, _validate
 from . import batch as _batch
 from ._kinds import KINDS, UPLOAD_PATH, report_class, request_kind
-from ._poller import TaskPoller, wait_for_task
+from ._uploads import UploadLedger
 from .auth import ApiKey, ClientCredentials
 from .batch import BatchOptions, Items, Outcome, TaskIds, screen_with_follow_ups
 from .config import ClientConfig, PollConfig, RetryConfig, env_settings
@@ -39,7 +39,7 @@ from .models import (
     WorkflowReport,
     WorkflowRequest,
 )
-from .polling import TaskDurations
+from .polling import TaskDurations, TaskPoller, poll_priority, wait_for_task
 from .ratelimit import RateGateProtocol
 from .redisgate import RedisRateGate
 from .retry import RetryHook
@@ -95,6 +95,8 @@ class FtoClient:
         durations: learnt task durations to start from (default: new ones, seeded by
             ``poll.initial_estimate`` if given). The client keeps them in
             :attr:`durations`, shared by every batch, poller and ``begin_*`` task.
+        key_auth: how an ``sk-`` key travels: ``"both"`` (default), ``"query"`` or
+            ``"bearer"``; see :class:`~fto_async.config.ClientConfig`.
     """
 
     def __init__(
@@ -119,6 +121,7 @@ class FtoClient:
         transport: HttpSender | None = None,
         redis_url: str | None = None,
         durations: TaskDurations | None = None,
+        key_auth: str | None = None,
     ) -> None:
         self._credentials = _credentials(client_id, client_secret, api_key)
         cfg = config or ClientConfig()
@@ -141,13 +144,21 @@ class FtoClient:
                 "timeout": timeout,
                 "retry": retry,
                 "poll": poll,
+                "key_auth": key_auth,
             }.items()
             if v is not None
         }
         if rate_changes:
             changes["rate"] = attrs.evolve(cfg.rate, **rate_changes)
         self.config: ClientConfig = attrs.evolve(cfg, **changes) if changes else cfg
+        if self.config.key_auth != "both" and not isinstance(self._credentials, ApiKey):
+            raise ConfigurationError(
+                f"key_auth={self.config.key_auth!r} applies to sk- API keys only: client "
+                "credentials always send apikey= and a Bearer token (reference §7.1)"
+            )
         self._converter = _serde.CONVERTER
+        #: P010 URLs this client uploaded: renewed before a submit when about to expire.
+        self._uploads = UploadLedger()
         self._owned_gate: RedisRateGate | None = None
         if gate is None and self.config.rate.redis_url:
             gate = self._owned_gate = RedisRateGate(
@@ -173,8 +184,9 @@ class FtoClient:
         cls, environ: Mapping[str, str] | None = None, **options: Any
     ) -> FtoClient:
         """Build a client from ``PATSNAP_CLIENT_ID`` / ``PATSNAP_CLIENT_SECRET`` or
-        ``PATSNAP_API_KEY``, ``PATSNAP_BASE_URL``, ``PATSNAP_QPS`` and
-        ``PATSNAP_REDIS_URL``.
+        ``PATSNAP_API_KEY``, ``PATSNAP_BASE_URL``, ``PATSNAP_QPS``,
+        ``PATSNAP_REDIS_URL`` and ``PATSNAP_KEY_AUTH`` (``both``/``query``/``bearer``, see
+        :attr:`~fto_async.config.ClientConfig.key_auth`).
 
         Keyword ``options`` override the environment.
 
@@ -304,7 +316,13 @@ class FtoClient:
     async def upload_image(
         self, image: str | PathLike[str] | bytes, *, filename: str | None = None
     ) -> UploadedImage:
-        """Upload a local JPG/PNG under 4 MB; returns its public ``url`` and ``expire``.
+        """Upload a local JPG/PNG of at most 4,194,304 bytes (reference §6); returns its public
+        ``url`` and ``expire``.
+
+        The URL is public for 9 hours: anyone holding it can open the image (reference §6;
+        :class:`~fto_async.WorkflowRequest` with ``target_image_base64`` creates none).
+        A URL uploaded from a file is uploaded again when a submit would send it with
+        less than 10 minutes left.
 
         Raises:
             InvalidRequestError: not a decodable JPG/PNG, too large, or the file cannot be
@@ -325,7 +343,10 @@ class FtoClient:
             raise InvalidRequestError("image", f"must be a path or bytes, got {got}")
         field = FileField("image", name or f"image.{kind.ext}", data, kind.mime)
         answer = await self._transport.call(UPLOAD_PATH, files=(field,))
-        return _serde.structure(self._converter, answer, UploadedImage)
+        uploaded = _serde.structure(self._converter, answer, UploadedImage)
+        source = None if isinstance(image, bytes) else Path(image)
+        self._uploads.remember(uploaded.url, uploaded.expire, source)
+        return uploaded
 
     # -- any kind of task -----------------------------------------------------------
 
@@ -480,6 +501,10 @@ class FtoClient:
         request: Request | OneVsOneRequest,
         before_send: BeforeSend | None = None,
     ) -> str:
+        url = getattr(request, "url", None)
+        source = self._uploads.stale(url) if isinstance(url, str) else None
+        if source is not None:  # our P010 URL would expire before use: upload it again
+            request = attrs.evolve(request, url=(await self.upload_image(source)).url)
         body = _serde.unstructure(self._converter, request)
         _refuse_placeholder(body)
         answer = await self._transport.call(path, body, before_send=before_send)
@@ -493,9 +518,10 @@ class FtoClient:
     ) -> _R:
         if not isinstance(task_id, str) or not task_id.strip():
             raise InvalidRequestError("task_id", "must be a non-empty string")
-        # Polls are for tasks already paid for: they go before queued submits.
+        # Polls are for tasks already paid for: they go before queued submits (unless
+        # the batch's PollConfig.order is "makespan").
         answer = await self._transport.call(
-            path, {"task_id": task_id}, before_send=before_send, priority=True
+            path, {"task_id": task_id}, before_send=before_send, priority=poll_priority()
         )
         report = await _structure_report(self._converter, answer, cls)
         answered = getattr(report, "task_id", "")

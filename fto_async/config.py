@@ -100,6 +100,33 @@ def _redis_url(_inst: object, attribute: attrs.Attribute[str | None], v: str | N
         raise ConfigurationError(
             f"{attribute.name} must be a redis://, rediss:// or unix:// URL, got {shown!r}"
         )
+    if isinstance(v, str) and v.startswith(("redis://", "rediss://")):
+        from urllib.parse import urlsplit
+
+        try:
+            urlsplit(v).port  # noqa: B018 - parsed for its ValueError
+        except ValueError as exc:  # a port that is not a number, or out of range
+            raise ConfigurationError(f"{attribute.name} is not a valid Redis URL: {exc} "
+                                     f"(in {redact_url_credentials(v)!r})") from None
+
+
+def _base_url_problem(url: str) -> str | None:
+    """Why ``url`` cannot be a platform URL without printing it (``None``: it can).
+
+    User info (``https://user:password@host``) is refused: credentials go in
+    ``api_key`` or ``client_id``/``client_secret``, and a password in the URL would end
+    up in logs and file names. The message never repeats the URL.
+    """
+    from urllib.parse import urlsplit
+
+    try:
+        netloc = urlsplit(url).netloc
+    except ValueError:
+        return "is not a valid URL"
+    if "@" in netloc:
+        return ("must not contain user info (user:password@): give credentials through "
+                "PATSNAP_API_KEY or PATSNAP_CLIENT_ID/PATSNAP_CLIENT_SECRET")
+    return None
 
 
 def _optional_positive_int(
@@ -217,6 +244,14 @@ class RateConfig:
         return max(8, math.ceil(self.qps * self.submit_latency * 1.5))
 
 
+def _one_of(*choices: str) -> Any:
+    def check(_inst: object, attribute: attrs.Attribute[Any], value: object) -> None:
+        if value not in choices:
+            raise ConfigurationError(f"{attribute.name} must be one of {choices}, got {value!r}")
+
+    return check
+
+
 def _optional_positive(_inst: object, attribute: attrs.Attribute[Any], v: float | None) -> None:
     if v is not None and not _number(attribute, v) > 0:
         raise ConfigurationError(f"{attribute.alias} must be > 0 or None, got {v!r}")
@@ -259,10 +294,17 @@ class PollConfig:
             is known of the durations beyond the seed.
         scouts: tasks of a kind polled from ``min_interval`` on, backing off by 10% of
             their age, while that kind's durations are unknown (4).
-        calls_per_task: the calls per task (submit included) a batch may spend in all;
-            in its tail (every submit done) the scheduler polls the last tasks more
-            often while it stays under this target (2.2: one submit, ~1.1 polls, and
-            the rest for the tail). Scouting and second polls count against it.
+        calls_per_task: the calls per task (submit included) a batch spends: its
+            scheduler aims first polls at the quantile ``1 / (calls_per_task - 1.05)``
+            (0.87 for 2.2; ``quantile`` is then for single-task waits) and a controller
+            holds the calls there; more calls, results sooner (see
+            ``benchmarks/frontier.py``). In its tail (every submit done) the scheduler
+            polls the last tasks more often while it stays under this target.
+        order: on a saturated rate gate, ``"results"`` (default): a batch's due polls go
+            before queued submits (results flow during submission), taking at most 3
+            admissions in 4 while submits wait; ``"makespan"``: polls take no priority
+            (they queue with submits, first come first served), for jobs that only
+            care when the whole batch ends.
     """
 
     interval: float = attrs.field(default=3.0, validator=_positive)
@@ -276,6 +318,7 @@ class PollConfig:
     backoff: float = attrs.field(default=1.5, validator=_positive)
     scouts: int = attrs.field(default=4, validator=_int_at_least(1))
     calls_per_task: float = attrs.field(default=2.2, validator=_positive)
+    order: str = attrs.field(default="results", validator=_one_of("results", "makespan"))
 
     @property
     def initial_estimate(self) -> float:
@@ -326,6 +369,11 @@ class ClientConfig:
         not_platform_after: consecutive whole answers that are not JSON (an HTML page),
             with no platform envelope ever seen, before calls give up with the fatal
             ``NotThePlatformError`` (a wrong base URL, a captive portal).
+        key_auth: how an ``sk-`` API key travels (reference §7.2a): ``"both"`` (default:
+            ``?apikey=`` and ``Authorization: Bearer``, which works wherever either does),
+            ``"query"`` (``?apikey=`` only, as PatSnap's FTO script) or ``"bearer"`` (the
+            header only; the URL then carries no secret). For a proxy that strips one.
+            Client credentials always send both (§7.1): anything but ``"both"`` is refused.
     """
 
     base_url: str = DEFAULT_BASE_URL
@@ -343,23 +391,35 @@ class ClientConfig:
     unreachable_after: float = attrs.field(default=30.0, validator=_non_negative)
     unreachable_attempts: int = attrs.field(default=20, validator=_int_at_least(1))
     not_platform_after: int = attrs.field(default=5, validator=_int_at_least(1))
+    key_auth: str = "both"
 
     def __attrs_post_init__(self) -> None:
+        if self.key_auth not in KEY_AUTH_STYLES:
+            raise ConfigurationError(
+                f"key_auth must be one of {', '.join(KEY_AUTH_STYLES)}, got {self.key_auth!r}"
+            )
         if not isinstance(self.base_url, str) or not self.base_url.startswith(
             ("http://", "https://")
         ):
             raise ConfigurationError(f"base_url must be http(s), got {self.base_url!r}")
+        if _base_url_problem(self.base_url) is not None:
+            raise ConfigurationError(f"base_url {_base_url_problem(self.base_url)}")
         if not isinstance(self.workflow_result_path, str) or not (
             self.workflow_result_path.startswith("/")
         ):
             raise ConfigurationError("workflow_result_path must start with '/'")
 
 
+#: How an ``sk-`` key may be sent (see ``ClientConfig.key_auth``).
+KEY_AUTH_STYLES = ("both", "query", "bearer")
+
+
 def env_settings(environ: Mapping[str, str] | None = None) -> dict[str, str | float | None]:
     """Read the ``PATSNAP_*`` variables (the only code that reads the environment).
 
     Returns a dict with ``client_id``, ``client_secret``, ``api_key``, ``base_url``,
-    ``qps`` and ``redis_url`` (from ``PATSNAP_REDIS_URL``; ``None`` where unset).
+    ``qps``, ``redis_url`` (from ``PATSNAP_REDIS_URL``) and ``key_auth`` (from
+    ``PATSNAP_KEY_AUTH``, lower-cased); ``None`` where unset.
     """
     env = os.environ if environ is None else environ
     qps_text = env.get("PATSNAP_QPS")
@@ -376,4 +436,5 @@ def env_settings(environ: Mapping[str, str] | None = None) -> dict[str, str | fl
         "base_url": env.get("PATSNAP_BASE_URL") or None,
         "qps": qps,
         "redis_url": env.get("PATSNAP_REDIS_URL") or None,
+        "key_auth": (env.get("PATSNAP_KEY_AUTH") or "").strip().lower() or None,
     }

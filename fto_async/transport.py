@@ -35,7 +35,7 @@ from typing import Any
 import aiohttp
 import attrs
 
-from ._envelope import decode_answer
+from ._envelope import decode_answer, parse_retry_after
 from ._http import AiohttpSender, FileField, HttpSender
 from ._reach import Reachability
 from .auth import ApiKey, Authenticator, ClientCredentials, StaticKeyAuth, TokenAuth, token_error
@@ -240,6 +240,8 @@ class Transport:
         self.config = config
         self.gate: RateGateProtocol = gate or RateGate(config.rate)
         self.stats = TransportStats()
+        #: The ``Date`` header of the last answer (``fto-async doctor`` checks the clock).
+        self.server_date: str | None = None
         self._task_paths = task_paths
         self.retry = RetryPolicy(config.retry, hooks=(self._count_ambiguous, *retry_hooks))
         self._auth: Authenticator = (
@@ -247,6 +249,9 @@ class Transport:
             if isinstance(credentials, ApiKey)
             else TokenAuth(credentials, self._fetch_token)
         )
+        # Which channels carry the credential (reference §7.2a): query, header, or both.
+        self._query_key = config.key_auth in ("both", "query")
+        self._bearer = config.key_auth in ("both", "bearer")
         self._sender: HttpSender = sender or AiohttpSender(
             limit=config.rate.in_flight_limit + 4, ssl_context=config.ssl,
             user_agent=config.user_agent, session=session,
@@ -352,14 +357,14 @@ class Transport:
     ) -> Any:
         sender = self._check_open()
         url = self._base + path
-        params = {"apikey": self._auth.apikey}
+        params = {"apikey": self._auth.apikey} if self._query_key else {}
         started = time.monotonic()
         async with self.gate.slot(path, priority=priority) as permit:
             # The bearer is read again once the gate admits the call: a call can wait in
             # the gate for long, and the token seen before may have been replaced since.
             bearer = await self._auth.bearer()
             used.append(bearer)
-            headers = {"Authorization": f"Bearer {bearer}"}
+            headers = {"Authorization": f"Bearer {bearer}"} if self._bearer else {}
             if before_send is not None:
                 await before_send()
             self.stats.calls += 1
@@ -370,6 +375,7 @@ class Transport:
                     on_answer=faults.got_answer,
                 )
         status, body, resp_headers = answer.status, answer.body, answer.headers
+        self.server_date = resp_headers.get("Date")
         try:
             data = decode_answer(status, body, resp_headers, now=time.time())
         except RateLimitedError:
@@ -398,7 +404,8 @@ class Transport:
 
     def _log(self, path: str, status: int, exc: FtoError | None, started: float) -> None:
         if log.isEnabledFor(logging.DEBUG):
-            url = redact_url(f"{self._base}{path}?apikey={self._auth.apikey}")
+            query = f"?apikey={self._auth.apikey}" if self._query_key else ""
+            url = redact_url(f"{self._base}{path}{query}")
             ms = (time.monotonic() - started) * 1000
             outcome = "ok" if exc is None else f"{type(exc).__name__}: {exc}"
             log.debug("POST %s -> HTTP %d in %.0f ms: %s", url, status, ms, outcome)
@@ -417,10 +424,20 @@ class Transport:
                 on_answer=faults.got_answer,
             )
         status = answer.status
+        self.server_date = answer.headers.get("Date")
         try:
             body = json.loads(answer.body)
         except (ValueError, RecursionError):
             body = None
+        if status == 429 and not (isinstance(body, Mapping) and body.get("error_code")):
+            # Throttled (reference §9: PatSnap's scripts retry a bare 429): retried, never
+            # an authentication failure, and an answer of the platform (no reachability
+            # alarm). The token call holds no gate permit: the retry's backoff paces it.
+            self.reach.body(envelope=True)
+            raise RateLimitedError(
+                None, "token request throttled (HTTP 429)", http_status=status,
+                retry_after=parse_retry_after(answer.headers.get("retry-after"), time.time()),
+            )
         self.reach.body(envelope=isinstance(body, Mapping))
         if not isinstance(body, Mapping) and (fatal := self.reach.check_answer()) is not None:
             raise fatal

@@ -372,7 +372,7 @@ def test_enum_values_match_reference():
     """The three status encodings have the reference's numbers."""
     assert [int(s) for s in TaskStatus] == [1, 2, 3]
     assert (LegalStatus.VALID, LegalStatus.INVALID, LegalStatus.PENDING) == (1, 2, 3)
-    assert [int(s) for s in models.SimpleLegalStatus] == [0, 1, 2]
+    assert [int(s) for s in models.SimpleLegalStatus] == [0, 1, 2, 220, 221, 999]
 
 
 def test_workflow_report_has_the_image_search_shape(conv):

@@ -366,21 +366,21 @@ def test_workflow_request_is_keyword_only():
 
 
 async def test_one_image_rule_for_bytes_uploads_and_catalog_files(tmp_path):
-    """Exactly 4 MiB is refused by every path (from_image_bytes used to accept it)."""
+    """One byte over 4 MiB is refused by every path; exactly 4 MiB is P010's inclusive maximum."""
     from fto_async import FtoClient
     from fto_async.cli._catalog import Catalog, check_defaults
 
-    at_limit = png_of_size(MAX)
-    under = png_of_size(MAX - 1)
-    with pytest.raises(InvalidRequestError, match="under 4 MiB"):
+    at_limit = png_of_size(MAX + 1)
+    under = png_of_size(MAX)
+    with pytest.raises(InvalidRequestError, match="at most 4194304 bytes"):
         WorkflowRequest.from_image_bytes(at_limit, country=["US"])
     WorkflowRequest.from_image_bytes(under, country=["US"])
     async with FtoClient(api_key="sk-x", base_url="http://127.0.0.1:9") as client:
-        with pytest.raises(InvalidRequestError, match="under 4 MiB"):
+        with pytest.raises(InvalidRequestError, match="at most 4194304 bytes"):
             await client.upload_image(at_limit)
     (tmp_path / "big.png").write_bytes(at_limit)
     (tmp_path / "ok.png").write_bytes(under)
     (tmp_path / "c.csv").write_text("sku,image_path\nA,big.png\nB,ok.png\n")
     rows = list(Catalog(tmp_path / "c.csv", check_defaults("US", "en", None, None, False)).rows())
-    assert "under 4 MiB" in (rows[0].error or "")
+    assert "at most 4194304 bytes" in (rows[0].error or "")
     assert rows[1].ok

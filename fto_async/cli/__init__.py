@@ -14,6 +14,7 @@ Modules:
 * ``_catalog``: reading a CSV/JSONL catalog into requests, row by row;
 * ``_results``: the screen's output rebuilt from the journal, and the summary's tally;
 * ``_display``: progress and summary tables (rich on a terminal, plain lines else);
+* ``_doctor``: ``fto-async doctor``, the setup checks (no billable task);
 * ``_common``, ``_paths``: exit codes, error lines, opening a journal; output clashes.
 
 The records and their writers (JSONL, CSV, XLSX, HTML) are :mod:`fto_async.outputs`.

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Final
 
@@ -31,6 +32,12 @@ __all__ = ["CACHE_SLACK", "Images", "readable", "row_identity", "stored_fingerpr
 #: skipped (the batch reads the cache again a moment later and must hit too).
 CACHE_SLACK: Final = 60.0
 _UPLOAD_LIFETIME: Final = 32_400.0  # seconds an upload URL lives when ``expire`` is absent
+#: Said once per run, at its first P010 upload (reference §6).
+UPLOAD_NOTICE: Final = (
+    "note: local images are uploaded to PatSnap (P010) and get a public URL for 9 hours: "
+    "anyone holding the link can open the image. --workflow screens them as base64, "
+    "with no public URL (1-vs-1 follow-ups still need one)."
+)
 _UPLOAD_MARGIN: Final = 600.0  # an upload URL is reused only with this much life left
 
 
@@ -96,9 +103,15 @@ class Images:
     """
 
     def __init__(
-        self, client: FtoClient, cache: ReportCache | None, max_age: float, follow_up: bool
+        self,
+        client: FtoClient,
+        cache: ReportCache | None,
+        max_age: float,
+        follow_up: bool,
+        notice: Callable[[str], None] | None = None,
     ) -> None:
         self.client = client
+        self.notice = notice
         self.cache = cache
         self.max_age = max_age
         self.follow_up = follow_up
@@ -108,6 +121,12 @@ class Images:
         # (path, digest of the bytes screened, and the P010 URL with its expiry) until
         # their follow-ups ask for it.
         self.images: dict[str, tuple[Path, str, str | None, float]] = {}
+
+    def _uploaded(self) -> None:
+        """Count one P010 upload; the run's first says once that its URL is public."""
+        self.uploads += 1
+        if self.uploads == 1 and self.notice is not None:
+            self.notice(UPLOAD_NOTICE)
 
     def remember(self, key: str, path: Path, digest: str) -> None:
         """Keep a row's image for its follow-ups (uploaded if followed up)."""
@@ -139,7 +158,7 @@ class Images:
         if known is not None and time.monotonic() < known[1]:
             return row.make_request(url=known[0])
         uploaded = await self.client.upload_image(data, filename=row.image_path.name)
-        self.uploads += 1
+        self._uploaded()
         if self.follow_up:  # reused by its follow-ups while fresh
             expires = time.monotonic() + float(uploaded.expire or 0)
             self.images[row.jkey] = (row.image_path, digest, uploaded.url, expires)
@@ -171,7 +190,7 @@ class Images:
                     "image", f"{path.name} changed since its row was screened"
                 )  # fmt: skip
             uploaded = await self.client.upload_image(data, filename=path.name)
-            self.uploads += 1
+            self._uploaded()
             return uploaded.url
         if isinstance(request, ImageSearchRequest) or (
             isinstance(request, WorkflowRequest) and request.url is not None
@@ -181,6 +200,6 @@ class Images:
         if isinstance(request, WorkflowRequest) and request.target_image_base64 is not None:
             data = base64.b64decode(request.target_image_base64)
             uploaded = await self.client.upload_image(data)
-            self.uploads += 1
+            self._uploaded()
             return uploaded.url
         raise InvalidRequestError("image", "the row has no image to compare")

@@ -17,12 +17,12 @@ from typing import Literal
 import attrs
 
 from ..batch import FollowUp
-from ..config import env_settings, redact_url_credentials
+from ..config import _base_url_problem, env_settings, redact_url_credentials
 from ..errors import ConfigurationError, InvalidRequestError
-from ._args import default_cache_path
+from ._args import default_cache_path, patent_link
 from ._catalog import Catalog, CatalogError, check_defaults
 from ._common import say_error
-from ._paths import clash, sqlite_files
+from ._paths import clash, is_sqlite, same_file, sqlite_files, writable_by_others
 
 __all__ = ["Job", "prepare"]
 
@@ -43,6 +43,10 @@ class Job:
             report stays good.
         retry_failed: submit again rows whose task failed in an earlier run
             (``--retry-failed``; rows refused as invalid are retried once fixed anyway).
+        rescreen: screen every row again, done rows included (``--rescreen``): their
+            earlier result moves to the journal's history, and the report cache is not
+            read (its reports are still written).
+        patent_link: the patent link template (``--patent-link``/``FTO_PATENT_LINK``).
     """
 
     catalog: Catalog
@@ -58,6 +62,8 @@ class Job:
     max_age: float = 7 * 86400.0
 
     retry_failed: bool = False
+    rescreen: bool = False
+    patent_link: str | None = None
 
 
 def prepare(args: argparse.Namespace) -> Job | None:
@@ -82,9 +88,14 @@ def prepare(args: argparse.Namespace) -> Job | None:
         say_error(str(exc))
         return None
     journal = args.journal or args.out.with_name(args.out.name + ".journal.db")
-    refused = _output_clash(catalog, args.out, journal)
+    refused = _output_clash(catalog, args.out, journal, _report_files(args))
     if refused is not None:
         say_error(refused)
+        return None
+    try:
+        template = patent_link(args)
+    except ValueError as exc:
+        say_error(str(exc))
         return None
     cache: Path | None = None
     if not args.no_cache:
@@ -93,20 +104,69 @@ def prepare(args: argparse.Namespace) -> Job | None:
         except ConfigurationError as exc:
             say_error(str(exc))
             return None
+        if base_url is not None and _base_url_problem(base_url) is not None:
+            say_error(f"PATSNAP_BASE_URL {_base_url_problem(base_url)}")  # never the URL
+            return None
         cache = args.cache or default_cache_path(base_url)
-        others = {"the catalog": args.catalog, "--out": args.out, "the journal": journal}
-        for name, other in others.items():
-            if cache.expanduser().resolve() == Path(other).expanduser().resolve():
+        unsafe = writable_by_others(cache.expanduser())
+        if unsafe is not None:
+            say_error(f"--cache: {unsafe} (or run with --no-cache)")
+            return None
+        others = {"the catalog": args.catalog, "--out": args.out, "the journal": journal,
+                  **dict(_report_files(args))}
+        for name, other in others.items():  # same file: by inode, as for the other outputs
+            if same_file(cache.expanduser(), Path(other).expanduser()):
                 say_error(f"--cache: {cache} is {name}; give the cache a file of its own")
                 return None
     return Job(catalog, total, args.out, journal, unknown_policy=args.unknown,
-               resume=shlex.join(["fto-async", *map(redact_url_credentials, args.argv)]),
+               resume=resume_command(args.argv),
                report=not args.no_report, follow_up=args.follow_up, cache=cache,
-               max_age=args.max_age, retry_failed=args.retry_failed)  # fmt: skip
+               max_age=args.max_age, retry_failed=args.retry_failed,
+               rescreen=getattr(args, "rescreen", False), patent_link=template)  # fmt: skip
 
 
-def _output_clash(catalog: Catalog, out: Path, journal: Path) -> str | None:
-    """Why ``--out`` or the journal would overwrite an input (``None``: they would not)."""
+def resume_command(argv: list[str]) -> str:
+    """The command that resumes a run of ``fto-async ARGV``, pasteable into a shell.
+
+    A ``--redis-url`` that holds a password becomes ``"$PATSNAP_REDIS_URL"`` (the shell
+    fills it in; set the variable first); other arguments have URL passwords redacted.
+    """
+    words = ["fto-async"]
+    secret = False
+    for n, arg in enumerate(argv):
+        name, eq, value = arg.partition("=")
+        if n and argv[n - 1] == "--redis-url" and _has_secret(arg):
+            words.append('"$PATSNAP_REDIS_URL"')
+            secret = True
+        elif name == "--redis-url" and eq and _has_secret(value):
+            words.append('--redis-url="$PATSNAP_REDIS_URL"')
+            secret = True
+        else:
+            words.append(shlex.quote(redact_url_credentials(arg)))
+    command = " ".join(words)
+    return f"{command}    # with PATSNAP_REDIS_URL set to the Redis URL" if secret else command
+
+
+def _has_secret(url: str) -> bool:
+    return redact_url_credentials(url) != url
+
+
+def _report_files(args: argparse.Namespace) -> list[tuple[str, Path]]:
+    """The HTML report and its thumbnail cache a run writes beside ``--out`` (if any)."""
+    if args.no_report:
+        return []
+    from ..outputs._thumbs import cache_path  # Pillow: only when a report is written
+    from ._report import html_path
+
+    return [("the HTML report", html_path(args.out)),
+            ("the thumbnail cache", cache_path(args.out))]  # fmt: skip
+
+
+def _output_clash(
+    catalog: Catalog, out: Path, journal: Path, report: list[tuple[str, Path]]
+) -> str | None:
+    """Why ``--out``, the journal or the report files would overwrite an input or each
+    other (``None``: they would not)."""
 
     def images() -> Iterator[tuple[str, Path]]:
         for image in catalog.image_paths():
@@ -124,18 +184,21 @@ def _output_clash(catalog: Catalog, out: Path, journal: Path) -> str | None:
         if journal.exists():
             yield from images()
 
+    def report_inputs(path: Path) -> Iterator[tuple[str, Path]]:
+        yield "--out", out
+        yield "the catalog", catalog.path
+        for sqlite in sqlite_files(journal):
+            yield "the journal", sqlite
+        if path.exists():
+            yield from images()
+
     refused = clash(("--out", out), out_inputs()) or clash(("--journal", journal),
                                                              journal_inputs())
-    if refused is None and _is_sqlite(out):
-        refused = (f"--out {out} is a SQLite database (a journal?): an output never "
-                   "overwrites one; choose another --out")
+    for what, path in report:
+        refused = refused or clash((what, path), report_inputs(path),
+                                   fix="choose another --out or --journal, or --no-report")
+    for what, path in [("--out", out), *report[:1]]:  # the text outputs
+        if refused is None and is_sqlite(path):
+            refused = (f"{what} {path} is a SQLite database (a journal?): an output never "
+                       "overwrites one; choose another --out")
     return refused
-
-
-def _is_sqlite(path: Path) -> bool:
-    """Whether ``path`` is an existing SQLite file (a journal of another run, say)."""
-    try:
-        with path.open("rb") as handle:
-            return handle.read(16) == b"SQLite format 3\x00"
-    except OSError:
-        return False

@@ -47,11 +47,13 @@ from ._args import (
     base_url_arg,
     follow_up_arg,
     parse_duration,
+    patent_link_arg,
     qps_arg,
     time_scale_arg,
 )
 from ._common import EXIT_ROWS, EXIT_USAGE, say_error
 from ._demo import cmd_demo
+from ._doctor import add_doctor_command
 from ._dryrun import dry_run
 from ._export import cmd_export
 from ._job import prepare
@@ -78,6 +80,11 @@ image by its file's hash) share one task, and finished reports are kept in a cac
 (default: a file per platform in the user cache folder) for --max-age, so screening
 the catalog again next week costs no call for what did not change.
 """
+
+
+_LINK_HELP = ("link each patent to TEMPLATE, an http(s) URL with {pn} and optionally "
+              "{authority}, e.g. 'https://patents.google.com/patent/{pn}' (default: "
+              "FTO_PATENT_LINK, else Google Patents, and EUIPO eSearch for EU designs)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -137,6 +144,12 @@ def build_parser() -> argparse.ArgumentParser:
     screen.add_argument("--follow-up", metavar="LEVEL[:N]", type=follow_up_arg,
                         help="compare each row's top N matches at LEVEL or above (high, "
                              "medium, low) 1-vs-1 with the product image (default N 3)")
+    screen.add_argument("--rescreen", action="store_true",
+                        help="screen every row again, done rows included (the report cache "
+                             "is not read; each earlier result moves to the journal's "
+                             "history, and the outputs say what is new since it)")
+    screen.add_argument("--patent-link", type=patent_link_arg, metavar="TEMPLATE",
+                        help=_LINK_HELP)
     screen.set_defaults(func=_cmd_screen)
 
     status = commands.add_parser("status", help="show a journal's progress")
@@ -150,9 +163,20 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument("--out", type=Path, help="file to write (default: standard output)")
     export.add_argument("--all", action="store_true",
                         help="also rows that were not in the last run's catalog")
+    export.add_argument("--catalog", type=Path,
+                        help="the catalog, for product titles and local image paths")
+    export.add_argument("--live-only", action="store_true",
+                        help="leave out matched designs whose right is invalid (lapsed); "
+                             "the platform's highest risk is kept as it is")
+    export.add_argument("--changed", action="store_true",
+                        help="only the rows whose result changed since their previous "
+                             "screening (new or dropped matches, risk up or down)")
+    export.add_argument("--patent-link", type=patent_link_arg, metavar="TEMPLATE",
+                        help=_LINK_HELP)
     export.set_defaults(func=cmd_export)
 
     add_report_command(commands)
+    add_doctor_command(commands)
 
     demo = commands.add_parser("demo", help="screen a sample catalog on a local emulator")
     demo.add_argument("--rows", type=int, default=None, help="rows to screen (default: all)")

@@ -70,7 +70,7 @@ from ._common import (
 from ._display import ProgressView, Summary, render_sections, summary_sections
 from ._images import Images, readable, row_identity, stored_fingerprint, unreadable
 from ._job import Job
-from ._results import Tally, write_output
+from ._results import CALLS_META, CATALOG_META, Tally, write_output
 from ._signals import interrupts_during_rebuild, signal_handlers
 
 if TYPE_CHECKING:
@@ -79,6 +79,7 @@ if TYPE_CHECKING:
 __all__ = ["run_screen"]
 
 _PAST_PENDING: Final = frozenset({ItemState.DONE, ItemState.SUBMITTED, ItemState.FAILED})
+_RESCREEN_META: Final = "rescreen_since"  # when an unfinished --rescreen began (epoch s)
 
 
 def _past_pending(jrow: JournalRow | None) -> bool:
@@ -124,8 +125,12 @@ class _Run:
         self.unsent_error: FtoError | None = None
         self.refused = 0  #: answers refused as malformed (another task's, NaN, oversized)
         self.refused_error: FtoError | None = None
+        self.rescreened = 0  #: rows --rescreen started again
+        self.rescreen_since = 0.0  #: when the rescreen began (results older are redone)
         self.fingerprints: dict[str, str | None] = {}  # handed to the batch, then dropped
-        self.images = Images(client, cache, job.max_age, job.follow_up is not None)
+        self.images = Images(
+            client, cache, job.max_age, job.follow_up is not None, notice=self.view.log
+        )
         # The report's thumbnails of local images are made while the platform works.
         self.warmer: Warmer | None = None
         if job.report:
@@ -224,6 +229,14 @@ class _Run:
                     fingerprint, digest, data, checked = f"row:{row.jkey}", None, None, None
                 else:
                     checked, jrow = await self._reconcile(row, jrow, fingerprint)
+                    if self.job.rescreen and self._rescreen_due(jrow):
+                        assert jrow is not None
+                        again = row.request or row.make_request(url=PLACEHOLDER_URL)
+                        await self.journal.replace(  # the old result moves to history
+                            row.jkey, row.line, self.client.encode_request(again),
+                            row.kind, fingerprint=checked)  # fmt: skip
+                        self.rescreened += 1
+                        jrow = self.journal.get(row.jkey)
                 self.distinct.add(fingerprint)
                 request = row.request or await self._image_request(row, jrow, fingerprint,
                                                                    digest, data)  # fmt: skip
@@ -239,6 +252,13 @@ class _Run:
         except CatalogError as exc:  # the file changed under us
             self.catalog_error = exc
             self.stop.set()
+
+    def _rescreen_due(self, jrow: JournalRow | None) -> bool:
+        """Whether ``--rescreen`` starts this row again: it holds a result (done or
+        failed) from before the rescreen began (a resumed rescreen keeps the new ones)."""
+        if jrow is None or jrow.state not in (ItemState.DONE, ItemState.FAILED):
+            return False
+        return (jrow.completed_at or jrow.updated_at) < self.rescreen_since
 
     def _is_done(self, row: Row) -> bool:
         jrow = self.journal.get(row.jkey)
@@ -355,6 +375,10 @@ async def run_screen(job: Job, make_client: Callable[[], FtoClient]) -> int:
     if journal.recovered_unknown:
         view.log(f"{journal.recovered_unknown} rows were mid-submit when the last run died: "
                  f"{'resubmitting' if job.unknown_policy == 'resubmit' else 'skipping'} them")
+    if job.rescreen:  # an unfinished rescreen (stopped, resumed) keeps its start time
+        begun = journal.get_meta(_RESCREEN_META)
+        run.rescreen_since = float(begun) if begun else time.time()
+        await journal.set_meta(_RESCREEN_META, repr(run.rescreen_since))
     hard = False
     run_no = last_run(journal) + 1
     out_error: OSError | CatalogError | None = None
@@ -374,14 +398,21 @@ async def run_screen(job: Job, make_client: Callable[[], FtoClient]) -> int:
             await asyncio.to_thread(run.warmer.close)
         try:
             with interrupts_during_rebuild():
-                tally = await write_output(job.catalog, journal, job.out, run=run_no)
+                tally = await write_output(job.catalog, journal, job.out, run=run_no,
+                                           template=job.patent_link)
         except KeyboardInterrupt:  # Ctrl-C (again) or SIGTERM while the output was rebuilt
             rebuilt = False
         except (OSError, CatalogError) as exc:  # an unwritable folder, a full disk, a
             out_error = exc  # catalog changed into something unreadable mid-run, ...
         else:
             await journal.set_meta("last_run", str(run_no))
-            report = _write_report(job, client.stats.calls)
+            # export finds titles and images here (a catalog moved since: --catalog)
+            await journal.set_meta(CATALOG_META, str(job.catalog.path.resolve()))
+            calls = _total_calls(journal) + client.stats.calls  # the screening's, every run
+            await journal.set_meta(CALLS_META, str(calls))
+            if job.rescreen and not (tally.status["pending"] or tally.status["unknown"]):
+                await journal.set_meta(_RESCREEN_META, "")  # every row was screened again
+            report = _write_report(job, calls, client.stats.calls)
     finally:
         if run.warmer is not None:
             run.warmer.abandon()  # (closed already unless the run raised)
@@ -424,13 +455,22 @@ async def run_screen(job: Job, make_client: Callable[[], FtoClient]) -> int:
     return _exit_code(job, run, tally, hard)
 
 
-def _write_report(job: Job, calls: int) -> Path | None:
+def _total_calls(journal: Journal) -> int:
+    """The platform calls of the journal's earlier runs (0: none recorded)."""
+    try:
+        return max(0, int(journal.get_meta(CALLS_META) or 0))
+    except ValueError:
+        return 0
+
+
+def _write_report(job: Job, calls: int, calls_run: int) -> Path | None:
     """The HTML report beside ``job.out`` (``None``: not asked for, or not written)."""
     if not job.report:
         return None
     from ._report import screen_report  # lazily: the report's libraries load only here
 
-    return screen_report(job.catalog, job.out, calls)
+    return screen_report(job.catalog, job.out, calls, calls_run=calls_run,
+                         template=job.patent_link)
 
 
 def _notes(run: _Run) -> list[tuple[str, str]]:
@@ -449,10 +489,13 @@ def _notes(run: _Run) -> list[tuple[str, str]]:
 
 
 async def _open_cache(job: Job) -> ReportCache | Literal[False] | None:
-    """The run's report cache (``None``: off), or ``False`` after saying why it cannot open."""
+    """The run's report cache (``None``: off), or ``False`` after saying why it cannot open.
+
+    ``--rescreen`` opens it with a max age of 0: no report is read from it, new ones are
+    written."""
     if job.cache is None:
         return None
-    cache = ReportCache(job.cache, max_age=job.max_age)
+    cache = ReportCache(job.cache, max_age=0.0 if job.rescreen else job.max_age)
     try:
         await cache.get("v1:probe")  # creates the file and its table, or fails now
         if cache.last_error is not None:
@@ -467,6 +510,8 @@ async def _open_cache(job: Job) -> ReportCache | Literal[False] | None:
 def _cache_text(job: Job) -> str:
     if job.cache is None:
         return "off (--no-cache)"
+    if job.rescreen:
+        return f"{job.cache} (not read: --rescreen; new reports written)"
     days = job.max_age / 86400
     age = f"{days:g} d" if days >= 1 else f"{job.max_age / 3600:g} h"
     return f"{job.cache} (reports younger than {age} reused)"

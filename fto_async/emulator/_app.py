@@ -14,6 +14,7 @@ Routes (all business routes pass the gateway, see ``_gateway``):
 ``GET /_emulator/images/{name}``                  uploaded bytes (no auth)
 ``GET /_emulator/stats``                          stats snapshot (no auth)
 ``GET|POST /_emulator/config``                    read / change the configuration (no auth)
+``POST /_emulator/publish``                       one more publication round (no auth)
 ``POST /_emulator/expire-tokens``                 invalidate every token (no auth)
 ================================================  ==================================================
 """
@@ -67,6 +68,7 @@ def create_app(config: EmulatorConfig | None = None) -> web.Application:
     router.add_get("/_emulator/stats", _admin.get_stats)
     router.add_get("/_emulator/config", _admin.get_config)
     router.add_post("/_emulator/config", _admin.post_config)
+    router.add_post("/_emulator/publish", _admin.publish)
     router.add_post("/_emulator/expire-tokens", _admin.expire_tokens)
     app.on_shutdown.append(_wake_sleepers)
     return app

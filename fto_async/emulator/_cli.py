@@ -51,10 +51,14 @@ _OPTIONS: Final[tuple[tuple[str, str, Callable[[str], Any], str], ...]] = (
     ("--upload-latency", "upload_latency", float, "upload latency in seconds (default 0.5)"),
     ("--task-duration", "task_duration", float, "median task duration in seconds (default 30)"),
     ("--task-duration-sigma", "task_duration_sigma", float, "lognormal sigma (default 0)"),
+    ("--workflow-task-duration", "workflow_task_duration", float,
+     "median workflow task duration in seconds, e.g. 300 (default: --task-duration)"),
     ("--busy-rate", "busy_rate", float, "probability of 67200100"),
     ("--ambiguous-busy-rate", "ambiguous_busy_rate", float, "submit creates a task, then 67200100"),
     ("--service-error-rate", "service_error_rate", float, "probability of 68300008"),
     ("--http-5xx-rate", "http_5xx_rate", float, "probability of HTTP 503"),
+    ("--http-429-rate", "http_429_rate", float,
+     "probability of a bare HTTP 429 (no envelope; token path too)"),
     ("--malformed-rate", "malformed_rate", float, "probability of an HTML 502 or cut JSON"),
     ("--drop-rate", "drop_rate", float, "probability of closing without a response"),
     ("--hang-rate", "hang_rate", float, "probability of hanging --hang-seconds"),
@@ -65,7 +69,20 @@ _OPTIONS: Final[tuple[tuple[str, str, Callable[[str], Any], str], ...]] = (
     ("--report-padding", "report_padding", int, "lie: extra comparisons per report"),
     ("--same-matches", "same_matches", _yes_no, "yes: every photo finds the same patents"),
     ("--seed", "seed", int, "RNG seed for faults, jitter and durations (default 0)"),
-    ("--workflow-result-path", "workflow_result_path", str, "result path of workflow tasks"),
+    ("--publish-share", "publish_share", float,
+     "share of product images (0..1) for which each publication round publishes new designs "
+     "(default 0)"),
+    ("--publish-round", "publish_round", int,
+     "publication rounds so far (default 0); raise it, or POST /_emulator/publish, and a "
+     "rescreen finds new High designs for about --publish-share of the rows"),
+    ("--workflow-result-path", "workflow_result_path", str,
+     "result path of workflow tasks (unknown paths answer 67200101)"),
+    ("--string-status", "string_status", str,
+     "which kinds answer task_status as 'running'/'success'/'failed': "
+     "workflow (default), all or none"),
+    ("--key-auth", "key_auth", str,
+     "how an sk- key must arrive: any (default), query (?apikey= only) or bearer "
+     "(Authorization header only)"),
 )
 
 
@@ -184,6 +201,10 @@ def _main(argv: list[str] | None, prog: str) -> int:
     parser = argparse.ArgumentParser(
         prog=prog,
         description="Run the local emulator of the PatSnap open platform (design-patent FTO).",
+        epilog=(
+            "Fixed behaviour: uploads take up to 4,194,304 bytes inclusive (P010's 4096KB); "
+            "unknown paths answer 67200101 (HTTP 404)."
+        ),
     )
     add_arguments(parser)
     args = parser.parse_args(argv)

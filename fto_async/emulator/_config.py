@@ -89,6 +89,14 @@ def _check_path(_inst: object, attribute: attrs.Attribute[Any], value: str) -> N
         raise ValueError(f"{attribute.name} must be a path starting with '/', got {value!r}")
 
 
+def _one_of(*allowed: str) -> Any:
+    def check(_inst: object, attribute: attrs.Attribute[Any], value: str) -> None:
+        if value not in allowed:
+            raise ValueError(f"{attribute.name} must be one of {', '.join(allowed)}, got {value!r}")
+
+    return check
+
+
 def _mask_clients(value: Mapping[str, str]) -> str:
     return repr(sorted(value))
 
@@ -135,12 +143,19 @@ class EmulatorConfig:
         task_duration: Median time from task creation to its result, default 30.0.
         task_duration_sigma: Sigma of the lognormal task duration, default 0.0 (every task
             takes exactly ``task_duration``).
+        workflow_task_duration: Median duration of workflow tasks, default ``None`` (the same
+            as ``task_duration``). Agent-style workflows take minutes (reference §3.2: 366.9 s
+            and 276.2 s), e.g. 300.0; scaled by ``time_scale`` like every duration.
         busy_rate: Probability that an admitted business call is answered 67200100 without
             doing anything.
         ambiguous_busy_rate: Probability that a submit creates its task and is then answered
             67200100, so the client cannot know the task exists (stats record it as created).
         service_error_rate: Probability of a 68300008 answer.
         http_5xx_rate: Probability of an HTTP 503 with the plain-text body "Service Unavailable".
+        http_429_rate: Probability of a bare HTTP 429 (undocumented, but PatSnap's own scripts
+            retry it, reference §9): in turn an empty body, a plain-text body, and an empty
+            body with ``Retry-After: 0``. Unlike the other faults it also applies to
+            ``/oauth/token``, and it is drawn before the QPS window (the call is not counted).
         malformed_rate: Probability of a broken answer: half the time an HTML 502 page, half the
             time a truncated JSON body with HTTP 200.
         drop_rate: Probability that the connection is closed without any response.
@@ -161,9 +176,24 @@ class EmulatorConfig:
             as the platform documents), times ``time_scale``; a query of an older id is
             answered like an unknown id (68300004 "task_id does not exist").
         seed: Seed of the RNG that draws faults, jitter and durations, default 0.
+        publish_share: Share of product images (0..1) for which each publication round
+            publishes new designs, default 0.0. Which images a round hits depends only on the
+            image and the round, so the same question keeps the same answer.
+        publish_round: How many publication rounds have happened, default 0. Raise it (CLI
+            ``--publish-round``, ``POST /_emulator/config`` or ``POST /_emulator/publish``)
+            to "publish": tasks created afterwards see one or two new High designs for about
+            ``publish_share`` of the images, and nothing else changes, so a rescreen shows
+            exactly those rows as new.
         workflow_result_path: Path of the result endpoint for ``/api/mcp/submit-workflow`` tasks,
             default ``/api/mcp/workflow-result``. The platform publishes none: this is a guess.
             It is fixed when the app is created.
+        string_status: Which kinds report ``task_status`` as ``"running"`` / ``"success"`` /
+            ``"failed"`` instead of 1/2/3: ``"workflow"`` (default: agent-style workflows do,
+            reference §3.2), ``"all"`` or ``"none"``.
+        key_auth: How an ``sk-`` key must arrive (reference §7.2a): ``"any"`` (default: query
+            parameter, Bearer header or both), ``"query"`` (only ``?apikey=`` is read; the
+            header is ignored, as behind a proxy that strips it) or ``"bearer"`` (only
+            ``Authorization: Bearer`` is read; the query parameter is ignored).
 
     The fault probabilities are drawn in the order above, once per admitted business call
     (after authentication, quotas and QPS); all default to 0.
@@ -199,10 +229,14 @@ class EmulatorConfig:
     task_duration_sigma: float = attrs.field(
         default=0.0, converter=_to_float, validator=_non_negative
     )
+    workflow_task_duration: float | None = attrs.field(
+        default=None, converter=_to_opt_float, validator=_non_negative
+    )
     busy_rate: float = _rate_field()
     ambiguous_busy_rate: float = _rate_field()
     service_error_rate: float = _rate_field()
     http_5xx_rate: float = _rate_field()
+    http_429_rate: float = _rate_field()
     malformed_rate: float = _rate_field()
     drop_rate: float = _rate_field()
     hang_rate: float = _rate_field()
@@ -214,9 +248,15 @@ class EmulatorConfig:
     same_matches: bool = attrs.field(default=False, converter=bool)
     task_validity: float = attrs.field(default=28800.0, converter=_to_float, validator=_positive)
     seed: int = attrs.field(default=0, converter=_to_int)
+    publish_share: float = _rate_field()
+    publish_round: int = attrs.field(default=0, converter=_to_int, validator=_non_negative)
     workflow_result_path: str = attrs.field(
         default="/api/mcp/workflow-result", validator=_check_path
     )
+    string_status: str = attrs.field(
+        default="workflow", validator=_one_of("none", "workflow", "all")
+    )
+    key_auth: str = attrs.field(default="any", validator=_one_of("any", "query", "bearer"))
 
 
 _FIELD_NAMES = frozenset(field.name for field in attrs.fields(EmulatorConfig))

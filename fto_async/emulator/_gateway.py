@@ -4,14 +4,17 @@ For a business call (any path but ``/oauth/token`` and ``/_emulator/*``) the che
 this order, the first failure answering in the platform envelope:
 
 1. unknown path (or method) -> 67200101, HTTP 404;
-2. no ``apikey`` (or ``apiKey``) query parameter, and no ``Bearer sk-...`` header -> 67200008;
-3. ``sk-`` key: unknown -> 67200008; an ``Authorization`` header other than
+2. a bare HTTP 429 at ``http_429_rate`` (reference §9; also on ``/oauth/token``);
+3. no ``apikey`` (or ``apiKey``) query parameter, and no ``Bearer sk-...`` header -> 67200008
+   (with ``key_auth`` "query" the header is not read, with "bearer" the query is not read:
+   reference §7.2a);
+   ``sk-`` key: unknown -> 67200008; an ``Authorization`` header other than
    ``Bearer <that key>`` -> 67200009;
-4. client_id: unknown -> 67200008; missing, unknown or expired Bearer token -> 67200003
+   client_id: unknown -> 67200008; missing, unknown or expired Bearer token -> 67200003
    (HTTP 401); a token of another client -> 67200009 (HTTP 401);
-5. total limit -> 67200001, daily limit -> 67200007 (HTTP 403), QPS window -> 67200002;
-6. faults, drawn from the seeded RNG (see :class:`EmulatorConfig`);
-7. the handler.
+4. total limit -> 67200001, daily limit -> 67200007 (HTTP 403), QPS window -> 67200002;
+5. faults, drawn from the seeded RNG (see :class:`EmulatorConfig`);
+6. the handler.
 
 The gateway also records every call in the stats: a business call on arrival (its path,
 account and loop time, before any check, so rejected calls count too) and again, with its
@@ -38,6 +41,7 @@ __all__ = [
     "TOKEN_PATH",
     "authenticate",
     "gateway",
+    "throttle_429",
 ]
 
 #: Prefix of the emulator's own routes: no auth, no stats, no QPS.
@@ -80,6 +84,11 @@ def authenticate(state: EmulatorState, request: web.Request, now: float) -> tupl
     query = request.query
     apikey = query.get("apikey") or query.get("apiKey")
     header = request.headers.get("Authorization")
+    style = state.config.key_auth
+    if style == "query" and header is not None and header.startswith(_BEARER + "sk-"):
+        header = None  # only the query parameter is read (reference §7.2a)
+    if style == "bearer" and (apikey or "").startswith("sk-"):
+        apikey = None  # only the Bearer header is read
     bearer = header[len(_BEARER) :] if header is not None and header.startswith(_BEARER) else None
     if not apikey:
         # An sk- key sent only as a Bearer header is the recommended form (guides/authentication).
@@ -103,6 +112,19 @@ def authenticate(state: EmulatorState, request: web.Request, now: float) -> tupl
     if owner != apikey:
         return "", 67200009
     return apikey, 0
+
+
+def throttle_429(state: EmulatorState) -> web.Response | None:
+    """A bare HTTP 429 at ``http_429_rate`` (no envelope), or None; three variants in turn."""
+    config = state.config
+    if not config.http_429_rate or state.rng.random() >= config.http_429_rate:
+        return None
+    state.throttled_429 += 1
+    variant = state.throttled_429 % 3
+    response = text_reply("Too Many Requests" if variant == 1 else "", status=429, code=429)
+    if variant == 2:
+        response.headers["Retry-After"] = "0"
+    return response
 
 
 async def _fault(state: EmulatorState, request: web.Request) -> web.StreamResponse | None:
@@ -141,6 +163,8 @@ async def _business(
     now = asyncio.get_running_loop().time()
     account, code = authenticate(state, request, now)
     state.stats.record_attempt(request.path, account, now)
+    if (throttled := throttle_429(state)) is not None:
+        return throttled
     if not code:
         code = state.admit(account, now)
     if code:
@@ -164,7 +188,7 @@ async def gateway(request: web.Request, handler: Handler) -> web.StreamResponse:
         if request.match_info.http_exception is not None:
             response = envelope_error(67200101)
         elif path == TOKEN_PATH:
-            response = await handler(request)
+            response = throttle_429(state) or await handler(request)
         else:
             state.stats.in_flight += 1
             try:

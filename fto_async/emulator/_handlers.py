@@ -28,6 +28,7 @@ from ._gateway import ACCOUNT_KEY, AMBIGUOUS_KEY
 from ._reports import ReportInputs, build_1v1_result, build_result
 from ._state import STATE_KEY, EmulatorState, Task
 from ._validation import (
+    MAX_IMAGE_BYTES,
     check_1v1_create,
     check_image_search_submit,
     check_workflow_submit,
@@ -47,14 +48,15 @@ __all__ = [
     "workflow_submit",
 ]
 
-#: Uploads must be smaller than this many bytes.
-_MAX_UPLOAD: Final = 4 * 1024 * 1024
+#: The largest upload accepted, in bytes: P010's "maximum 4096KB", inclusive (reference §6).
+_MAX_UPLOAD: Final = MAX_IMAGE_BYTES
 #: Validity of an uploaded image URL, in seconds (9 h), as the platform reports it.
 _UPLOAD_EXPIRE: Final = 32400
 _MAGIC: Final = ((b"\x89PNG\r\n\x1a\n", "png", "image/png"), (b"\xff\xd8\xff", "jpg", "image/jpeg"))
 _WORKFLOW_COUNTRIES: Final = ("US", "CN", "EU")
-# simple_legal_status (0 Inactive, 1 Active, 2 Pending) -> comparisons[].status (1, 2, 3).
-_LEGAL_TO_STATUS: Final = {"0": 2, "1": 1, "2": 3}
+# simple_legal_status (0 Inactive, 1 Active, 2 Pending; 220/221 PCT designated stage
+# expired/current, 999 Undetermined: reference §9) -> comparisons[].status (1, 2, 3).
+_LEGAL_TO_STATUS: Final = {"0": 2, "1": 1, "2": 3, "220": 2, "221": 3, "999": 3}
 _INVALID: Final = object()
 
 
@@ -117,6 +119,11 @@ async def _create(
 ) -> tuple[Task, bool]:
     """Spend balance, wait the submit latency, create the task; return it and the ambiguity."""
     account = request[ACCOUNT_KEY]
+    if kind != "one-vs-one":  # what has been published so far is part of the answer
+        config = state.config
+        inputs = attrs.evolve(
+            inputs, publish_share=config.publish_share, publish_round=config.publish_round
+        )
     state.spend_balance(account)
     await state.sleep(state.submit_delay())
     ambiguous = request.get(AMBIGUOUS_KEY, False)
@@ -193,20 +200,34 @@ async def workflow_submit(request: web.Request) -> web.Response:
     )
 
 
-def _task_data(task: Task, now: float, same_matches: bool = False) -> dict[str, Any]:
+#: ``task_status`` as agent-style workflows send it (reference §3.2).
+_STATUS_WORDS: Final = {1: "running", 2: "success", 3: "failed"}
+
+
+def _status(state: EmulatorState, task: Task, code: int) -> int | str:
+    """``task_status`` ``code`` in the encoding ``string_status`` asks for this kind."""
+    mode = state.config.string_status
+    if mode == "all" or (mode == "workflow" and task.kind == "workflow"):
+        return _STATUS_WORDS[code]
+    return code
+
+
+def _task_data(state: EmulatorState, task: Task, now: float) -> dict[str, Any]:
     """Return the ``data`` of a result poll: status 1, 3, or 2 with the report fields
     (``same_matches``: the report as if every image were one photo)."""
     if now < task.ready_at:
-        return {"task_id": task.task_id, "task_status": 1}
+        return {"task_id": task.task_id, "task_status": _status(state, task, 1)}
     if task.will_fail:
-        return {"task_id": task.task_id, "task_status": 3}
+        return {"task_id": task.task_id, "task_status": _status(state, task, 3)}
+    done = _status(state, task, 2)
     if task.kind == "one-vs-one":
-        return {"task_id": task.task_id, "task_status": 2, **build_1v1_result(task.inputs)}
-    result = build_result(attrs.evolve(task.inputs, image="") if same_matches else task.inputs)
+        return {"task_id": task.task_id, "task_status": done, **build_1v1_result(task.inputs)}
+    same = state.config.same_matches  # every photo finds the same patents
+    result = build_result(attrs.evolve(task.inputs, image="") if same else task.inputs)
     finished_ms = task.created_wall_ms + round((task.ready_at - task.created_at) * 1000)
     return {
         "task_id": task.task_id,
-        "task_status": 2,
+        "task_status": done,
         **result,
         "report": {**result["report"], "operate_date": finished_ms},
     }
@@ -228,8 +249,8 @@ async def _poll(request: web.Request, kind: str) -> web.Response:
         return envelope_error(68300004, "task_id does not exist")  # expired: as if unknown
     now = _now()
     state.stats.record_poll(task_id, task.ready_at, now)
-    data = _task_data(task, now, config.same_matches)
-    if data["task_status"] == 2:
+    data = _task_data(state, task, now)
+    if now >= task.ready_at and not task.will_fail:
         data = _lie(state, task, data, now)
     return envelope_ok(data)
 
@@ -246,7 +267,7 @@ def _lie(state: EmulatorState, task: Task, data: dict[str, Any], now: float) -> 
         if others:
             other = others[rng.randrange(len(others))]
             other = attrs.evolve(other, ready_at=min(other.ready_at, now))
-            data = _task_data(other, now, config.same_matches)
+            data = _task_data(state, other, now)
         else:
             data = {**data, "task_id": str(uuid.uuid4())}
     report = data.get("report") if task.kind != "one-vs-one" else data
@@ -303,13 +324,13 @@ async def _read_part(part: BodyPartReader) -> tuple[bytes, bool]:
     size = 0
     while chunk := await part.read_chunk():
         size += len(chunk)
-        if size < _MAX_UPLOAD:
+        if size <= _MAX_UPLOAD:
             chunks.append(chunk)
-    return b"".join(chunks), size >= _MAX_UPLOAD
+    return b"".join(chunks), size > _MAX_UPLOAD
 
 
 async def image_upload(request: web.Request) -> web.Response:
-    """``POST /image-search/image-upload``: multipart field ``image``, a PNG or JPEG < 4 MB."""
+    """``POST /image-search/image-upload``: field ``image``, a PNG or JPEG of <= 4,194,304 bytes."""
     state = request.app[STATE_KEY]
     if not request.content_type.startswith("multipart/"):
         return envelope_error(68300004, "image is required (multipart/form-data)")

@@ -74,6 +74,7 @@ class EmulatorState:
         "rng",
         "stats",
         "tasks",
+        "throttled_429",
     )
 
     def __init__(self, config: EmulatorConfig) -> None:
@@ -84,6 +85,7 @@ class EmulatorState:
         self.tasks: dict[str, Task] = {}
         self.images: dict[str, tuple[bytes, str]] = {}
         self.closing = False
+        self.throttled_429 = 0  # bare HTTP 429 answers so far (they alternate in shape)
         self._tokens: dict[str, _Token] = {}
         self._windows: dict[str, deque[float]] = {}
         self._daily: dict[str, list[int]] = {}
@@ -210,6 +212,8 @@ class EmulatorState:
         config = self.config
         rng = self.rng
         duration = config.task_duration
+        if kind == "workflow" and config.workflow_task_duration is not None:
+            duration = config.workflow_task_duration
         if config.task_duration_sigma > 0:
             duration *= math.exp(rng.gauss(0.0, config.task_duration_sigma))
         will_fail = config.fail_rate > 0 and rng.random() < config.fail_rate

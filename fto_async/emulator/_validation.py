@@ -18,6 +18,7 @@ from typing import Any, Final
 from urllib.parse import urlsplit
 
 __all__ = [
+    "MAX_IMAGE_BYTES",
     "check_1v1_create",
     "check_image_search_submit",
     "check_workflow_submit",
@@ -28,7 +29,10 @@ __all__ = [
 
 _DATE_RE: Final = re.compile(r"\d{8}")
 _DATA_URI_RE: Final = re.compile(r"data:[\w/+.-]*;base64,", re.ASCII)
-_LEGAL_STATUS_RE: Final = re.compile(r"[012](,[012])*")
+# 0/1/2 and the extended 220/221/999 of sibling image-search pages (reference §9).
+#: The largest image, in bytes, inclusive: P010's "maximum 4096KB" (reference §6).
+MAX_IMAGE_BYTES: Final = 4 * 1024 * 1024
+_LEGAL_STATUS_RE: Final = re.compile(r"(?:[012]|22[01]|999)(?:,(?:[012]|22[01]|999))*")
 
 
 def is_yyyymmdd(value: str) -> bool:
@@ -206,7 +210,8 @@ def check_workflow_submit(body: object) -> list[dict[str, Any]]:
         errors.append(
             _error(
                 ["simple_legal_status"],
-                "Value error, simple_legal_status must be comma-separated values of 0, 1, 2",
+                "Value error, simple_legal_status must be comma-separated values of "
+                "0, 1, 2, 220, 221, 999",
                 "value_error",
             )
         )
@@ -214,7 +219,16 @@ def check_workflow_submit(body: object) -> list[dict[str, Any]]:
     if isinstance(url, str) and url and not is_http_url(url):
         errors.append(_error(["url"], "Value error, url must be an http(s) URL", "value_error"))
     image = body.get("target_image_base64")
-    if isinstance(image, str) and image and _decode_base64(image) is None:
+    decoded = _decode_base64(image) if isinstance(image, str) and image else b""
+    if decoded and len(decoded) > MAX_IMAGE_BYTES:
+        errors.append(
+            _error(
+                ["target_image_base64"],
+                f"Value error, target_image_base64 must be at most {MAX_IMAGE_BYTES} bytes",
+                "value_error",
+            )
+        )
+    if isinstance(image, str) and image and decoded is None:
         errors.append(
             _error(
                 ["target_image_base64"],

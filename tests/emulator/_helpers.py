@@ -72,7 +72,7 @@ async def wait_done(
     for _ in range(200):
         _, payload = await call(session, emu, path, {"task_id": task_id})
         data: dict[str, Any] = payload["data"]
-        if data["task_status"] != 1:
+        if data["task_status"] not in (1, "running"):
             return data
         await asyncio.sleep(0.005)
     raise AssertionError("task never finished")

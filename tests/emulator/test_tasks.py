@@ -250,7 +250,7 @@ async def test_workflow_result_has_the_report_shape_in_english(session, emu):
     _, wrong_path = await call(session, emu, REPORT, {"task_id": task_id})
     assert wrong_path["error_code"] == 68300004
     data = await wait_done(session, emu, task_id, WORKFLOW_RESULT)
-    assert data["task_status"] == 2
+    assert data["task_status"] == "success"  # string statuses on workflow by default (§3.2)
     assert data["report"]["country"] == ["US", "CN", "EU"]
     for comparison in data["report"]["comparisons"]:
         assert comparison["suggestion"].isascii()

@@ -52,15 +52,15 @@ async def test_upload_answers_a_url_that_serves_the_image(session, emu, payload,
 
 
 async def test_upload_just_under_4mb_is_accepted(session, emu):
-    """A PNG of 4 MiB minus one byte is accepted."""
-    _, body = await _upload(session, emu, PNG + b"\x00" * (LIMIT - 1 - len(PNG)))
+    """A PNG of exactly 4 MiB is accepted: P010's "maximum 4096KB" is inclusive (§6)."""
+    _, body = await _upload(session, emu, PNG + b"\x00" * (LIMIT - len(PNG)))
     assert body["error_code"] == 0
 
 
 @pytest.mark.parametrize(
     "payload",
-    [b"hello, this is text", b"", PNG + b"\x00" * (LIMIT - len(PNG))],
-    ids=["text", "empty", "4MiB"],
+    [b"hello, this is text", b"", PNG + b"\x00" * (LIMIT + 1 - len(PNG))],
+    ids=["text", "empty", "4MiB+1"],
 )
 async def test_upload_that_is_not_a_small_png_or_jpeg_is_68300010(session, emu, payload):
     """A non-image file, an empty file, or a file of 4 MiB or more gets 68300010."""

@@ -130,7 +130,7 @@ def test_at_most_the_limit_plus_one_byte_is_read(tmp_path, monkeypatch):
     # stat says 1 KiB, as for a file that grows after it was looked at
     monkeypatch.setattr(_validate.os, "stat", lambda p, *a, **k: _shrunk(real_stat(p, *a, **k)))
     monkeypatch.setattr(_validate.os, "read", counting_read)
-    with pytest.raises(InvalidRequestError, match="under 4 MiB"):
+    with pytest.raises(InvalidRequestError, match="at most 4194304 bytes"):
         _validate.read_image_file("image", big)
     assert sum(sizes) == _validate.MAX_IMAGE_BYTES + 1
 

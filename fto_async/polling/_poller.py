@@ -12,10 +12,10 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Protocol, TypeVar
 
-from .config import ClientConfig, PollConfig
-from .errors import InvalidRequestError, TaskFailedError, TaskTimeoutError
-from .models import TASK_KINDS, ImageSearchReport, TaskKind, TaskStatus, task_kind
-from .polling import TaskDurations, first_age, next_age
+from ..config import ClientConfig, PollConfig
+from ..errors import InvalidRequestError, TaskFailedError, TaskTimeoutError
+from ..models import TASK_KINDS, ImageSearchReport, TaskKind, TaskStatus, task_kind
+from ._durations import TaskDurations, first_age, next_age
 
 __all__ = ["ReportSource", "TaskPoller", "wait_for_task"]
 
