@@ -31,6 +31,9 @@ The package, one job per module (imports run one way, downwards: ``cli/`` -> ``c
     _http          one POST (aiohttp); testing.MockTransport is its handler-style fake
     ratelimit      the local rate gate: paced, never over the limit, adaptive
     retry          what is retried, how long to wait, the retry budget
+    hooks          Hooks (on_call, on_retry, on_poll, on_result) and their events
+    _otel          OpenTelemetry through the API only (the otel extra), no-ops without it
+    _observe       fans each call, poll and task out to hooks, _otel and the call ledger
     transport      the single place a call goes out: gate -> auth -> HTTP -> envelope
     polling/       polling: learnt durations (_durations), the scheduler of many pending
                    tasks (_scheduler), one task: wait_for_task and TaskPoller (_poller)
@@ -113,6 +116,7 @@ from .errors import (
     ValidationError,
 )
 from .fingerprint import image_digest, request_fingerprint
+from .hooks import CallEvent, Hooks, PollEvent, ResultEvent
 from .journal import Journal, JournalLockedError, NotAJournalError
 from .models import (
     Comparison,
@@ -152,6 +156,7 @@ __all__ = [
     "BudgetExhaustedError",
     "BusyError",
     "CachedReport",
+    "CallEvent",
     "ClientConfig",
     "ClientCredentials",
     "ClientExpiredError",
@@ -163,6 +168,7 @@ __all__ = [
     "FollowUpResult",
     "FtoClient",
     "FtoError",
+    "Hooks",
     "IllegalRequestError",
     "ImageSearchReport",
     "ImageSearchRequest",
@@ -187,6 +193,7 @@ __all__ = [
     "PermissionDeniedError",
     "PlatformUnreachableError",
     "PollConfig",
+    "PollEvent",
     "Progress",
     "QuotaExceededError",
     "RRFFusionResponse",
@@ -201,6 +208,7 @@ __all__ = [
     "RequestTimeout",
     "ResponseDecodeError",
     "ResponseTooLargeError",
+    "ResultEvent",
     "RetryConfig",
     "RetryEvent",
     "RiskLevel",
