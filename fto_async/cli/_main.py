@@ -8,6 +8,7 @@ Usage::
     fto-async screen products.csv --out results.jsonl --follow-up high:3   # + 1-vs-1 (AI67)
     fto-async screen products.csv --out results.jsonl --max-age 12h   # or --no-cache
     fto-async status results.jsonl.journal.db
+    fto-async usage results.jsonl.journal.db --json      # calls per run and per path
     fto-async export results.jsonl.journal.db --format csv --out results.csv
     fto-async export results.jsonl.journal.db --all   # also rows no longer in the catalog
     fto-async demo                                          # a local emulator, a sample catalog
@@ -59,6 +60,7 @@ from ._job import prepare
 from ._report import add_report_command
 from ._screen import run_screen
 from ._status import cmd_status
+from ._usage import add_usage_command
 
 __all__ = ["build_parser", "main"]
 
@@ -155,6 +157,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_report_command(commands)
     add_doctor_command(commands)
+    add_usage_command(commands)
 
     demo = commands.add_parser("demo", help="screen a sample catalog on a local emulator")
     demo.add_argument("--rows", type=int, default=None, help="rows to screen (default: all)")

@@ -367,6 +367,8 @@ async def run_screen(job: Job, make_client: Callable[[], FtoClient]) -> int:
     finally:
         if run.warmer is not None:
             run.warmer.abandon()  # (closed already unless the run raised)
+        with contextlib.suppress(RuntimeError, sqlite3.Error):  # the call ledger
+            await journal.record_calls(run_no, client.observer.ledger)
         with contextlib.suppress(RuntimeError):
             await journal.aclose()
         if cache is not None:

@@ -1,0 +1,90 @@
+"""``fto-async usage``: the call ledger per run and per path equals the emulator's counts."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections import Counter
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+from fto_async.cli import main
+from fto_async.emulator import Emulator, EmulatorConfig
+from fto_async.journal import Journal
+
+FAST = ["--time-scale", "0.001", "--no-cache", "--no-report"]
+
+
+@pytest.fixture
+async def emu() -> AsyncIterator[Emulator]:
+    """Faults that make some calls refused (busy) and one task fail."""
+    config = EmulatorConfig(time_scale=0.001, qps=None, busy_rate=0.15, seed=5)
+    async with Emulator(config) as emulator:
+        yield emulator
+
+
+@pytest.fixture
+def env(monkeypatch: pytest.MonkeyPatch, emu: Emulator) -> None:
+    for name in ("PATSNAP_CLIENT_ID", "PATSNAP_CLIENT_SECRET", "PATSNAP_MAX_CALLS"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("PATSNAP_API_KEY", "sk-demo")
+    monkeypatch.setenv("PATSNAP_BASE_URL", emu.base_url)
+    monkeypatch.setenv("PATSNAP_QPS", "500")
+
+
+async def cli(*args: str) -> int:
+    return await asyncio.to_thread(main, list(args))
+
+
+def _catalog(tmp_path: Path, n: int, start: int = 0) -> Path:
+    path = tmp_path / "catalog.csv"
+    rows = [f"K{i},https://example.com/p{i}.png,US" for i in range(start, start + n)]
+    path.write_text("\n".join(["sku,image_url,country", *rows]) + "\n", encoding="utf-8")
+    return path
+
+
+def _emulator_by_path(emu: Emulator) -> Counter[str]:
+    counted: Counter[str] = Counter()
+    for (path, _code), n in emu.stats.calls.items():
+        counted[path] += n
+    return counted
+
+
+async def test_usage_json_equals_the_emulators_counts(emu, env, tmp_path, capsys):
+    """Two runs: per run and per path, the ledger equals what the emulator counted."""
+    out = tmp_path / "r.jsonl"
+    assert await cli("screen", str(_catalog(tmp_path, 8)), "--out", str(out), *FAST) == 0
+    first = _emulator_by_path(emu)
+    assert await cli("screen", str(_catalog(tmp_path, 12)), "--out", str(out), *FAST) == 0
+    capsys.readouterr()
+    journal = tmp_path / "r.jsonl.journal.db"
+    assert await cli("usage", str(journal), "--json") == 0
+    usage = json.loads(capsys.readouterr().out)
+    counted = _emulator_by_path(emu)
+    assert {p: t["reached"] for p, t in usage["paths"].items()} == dict(counted)
+    assert usage["total"]["reached"] == sum(counted.values())
+    assert [r["run"] for r in usage["runs"]] == [1, 2]
+    assert {p: t["reached"] for p, t in usage["runs"][0]["paths"].items()} == dict(first)
+    busy = sum(n for (_p, code), n in emu.stats.calls.items() if code == 67200100)
+    assert busy, "the seed gives busy answers"
+    assert sum(t["refused_by_code"].get("67200100", 0) for t in usage["paths"].values()) == busy
+    # The text form shows the same totals.
+    assert await cli("usage", str(journal)) == 0
+    text = capsys.readouterr().out
+    assert "run 1" in text
+    assert "run 2" in text
+    assert f"total {'':<31}{usage['total']['calls']:>6} calls" in text
+
+
+async def test_a_journal_without_a_ledger_reads_as_empty(tmp_path, capsys):
+    """A journal written before the ledger existed: no calls, no error, nothing created."""
+    path = tmp_path / "old.journal.db"
+    async with await Journal.open(path):
+        pass
+    assert await cli("usage", str(path), "--json") == 0
+    assert json.loads(capsys.readouterr().out)["total"]["calls"] == 0
+    assert await cli("usage", str(path)) == 0
+    assert "no calls recorded" in capsys.readouterr().out
+    assert await cli("usage", str(tmp_path / "missing.db")) == 2
