@@ -191,8 +191,9 @@ class FtoClient:
     ) -> FtoClient:
         """Build a client from ``PATSNAP_CLIENT_ID`` / ``PATSNAP_CLIENT_SECRET`` or
         ``PATSNAP_API_KEY``, ``PATSNAP_BASE_URL``, ``PATSNAP_QPS``,
-        ``PATSNAP_REDIS_URL`` and ``PATSNAP_KEY_AUTH`` (``both``/``query``/``bearer``, see
-        :attr:`~fto_async.config.ClientConfig.key_auth`).
+        ``PATSNAP_REDIS_URL``, ``PATSNAP_KEY_AUTH`` (``both``/``query``/``bearer``, see
+        :attr:`~fto_async.config.ClientConfig.key_auth`) and ``PATSNAP_MAX_CALLS`` (see
+        :attr:`~fto_async.config.RateConfig.max_calls`).
 
         Keyword ``options`` override the environment.
 

@@ -88,3 +88,68 @@ async def test_a_journal_without_a_ledger_reads_as_empty(tmp_path, capsys):
     assert await cli("usage", str(path)) == 0
     assert "no calls recorded" in capsys.readouterr().out
     assert await cli("usage", str(tmp_path / "missing.db")) == 2
+
+
+# -- the call budget (--max-calls, PATSNAP_MAX_CALLS) -----------------------------------
+
+
+@pytest.fixture
+async def calm() -> AsyncIterator[Emulator]:
+    """No faults: every call counts once."""
+    async with Emulator(EmulatorConfig(time_scale=0.001, qps=None)) as emulator:
+        yield emulator
+
+
+@pytest.fixture
+def calm_env(monkeypatch: pytest.MonkeyPatch, calm: Emulator) -> None:
+    for name in ("PATSNAP_CLIENT_ID", "PATSNAP_CLIENT_SECRET", "PATSNAP_MAX_CALLS"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("PATSNAP_API_KEY", "sk-demo")
+    monkeypatch.setenv("PATSNAP_BASE_URL", calm.base_url)
+    monkeypatch.setenv("PATSNAP_QPS", "500")
+
+
+def _unpolled(emu: Emulator) -> set[str]:
+    """Tasks the emulator created that no poll saw ended."""
+    return {s.task_id for s in emu.stats.submits} - set(emu.stats.seen_done)
+
+
+async def test_max_calls_40_on_60_rows_spends_at_most_40_and_polls_every_paid_task(
+    calm, calm_env, tmp_path, capsys
+):
+    """Exit 4 with the resume command; no paid task left unpolled; reruns finish the job."""
+    cat, out = _catalog(tmp_path, 60), tmp_path / "r.jsonl"
+    assert await cli("screen", str(cat), "--out", str(out), "--max-calls", "40", *FAST) == 4
+    err = capsys.readouterr().err
+    assert calm.stats.count() <= 40
+    assert _unpolled(calm) == set()
+    assert "every paid task was polled" in err
+    assert "rows left" in err
+    assert "--max-calls 40" in err  # the resume command
+    done = len(calm.stats.submits)
+    assert 0 < done < 60
+    for _ in range(10):  # each rerun spends at most 40 more, and goes on where it stopped
+        before = calm.stats.count()
+        code = await cli("screen", str(cat), "--out", str(out), "--max-calls", "40", *FAST)
+        assert calm.stats.count() - before <= 40
+        assert _unpolled(calm) == set()
+        if code == 0:
+            break
+        assert code == 4
+    assert code == 0
+    assert len(calm.stats.submits) == 60  # nothing paid twice
+
+
+async def test_patsnap_max_calls_is_the_default_budget(calm, calm_env, tmp_path, monkeypatch,
+                                                       capsys):  # fmt: skip
+    """PATSNAP_MAX_CALLS sets the budget; a bad value is a usage error with zero calls."""
+    cat, out = _catalog(tmp_path, 20), tmp_path / "r.jsonl"
+    monkeypatch.setenv("PATSNAP_MAX_CALLS", "nope")
+    assert await cli("screen", str(cat), "--out", str(out), *FAST) == 2
+    assert "PATSNAP_MAX_CALLS" in capsys.readouterr().err
+    assert await cli("screen", str(cat), "--out", str(out), "--max-calls", "0", *FAST) == 2
+    assert calm.stats.count() == 0
+    monkeypatch.setenv("PATSNAP_MAX_CALLS", "12")
+    assert await cli("screen", str(cat), "--out", str(out), *FAST) == 4
+    assert calm.stats.count() <= 12
+    assert _unpolled(calm) == set()

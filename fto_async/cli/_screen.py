@@ -55,8 +55,10 @@ from ..journal import ItemState, Journal, JournalRow
 from ..models import ImageSearchRequest, Request, WorkflowRequest
 from ..outputs import last_run
 from ..outputs._record import INVALID_TYPE, invalid_body
+from ._budget import CallBudget, budget_spent
 from ._catalog import PLACEHOLDER_URL, CatalogError, Row
 from ._common import (
+    EXIT_BUDGET,
     EXIT_FATAL,
     EXIT_OK,
     EXIT_ROWS,
@@ -121,6 +123,9 @@ class _Run:
         self.unsent = 0  #: rows whose submit failed before it went out (left pending)
         self.unsent_error: FtoError | None = None
         self.fingerprints: dict[str, str | None] = {}  # handed to the batch, then dropped
+        limit = client.config.rate.max_calls  # --max-calls / PATSNAP_MAX_CALLS
+        self.budget = None if limit is None else CallBudget(client, limit)
+        self.unpolled = 0  #: paid tasks left unpolled at the end (the budget's message)
         self.images = Images(
             client, cache, job.max_age, job.follow_up is not None, notice=self.view.log
         )
@@ -168,6 +173,8 @@ class _Run:
         )  # fmt: skip
         try:
             async for outcome in batch:  # the output is rebuilt from the journal at the end
+                if self.budget is not None:
+                    self.budget.ended_one(outcome.polls)
                 self.images.forget(str(outcome.key))  # its follow-ups have ended
                 error = outcome.error
                 if error is not None and outcome.task_id is None and not outcome.resumed \
@@ -220,6 +227,9 @@ class _Run:
                 else:
                     checked, jrow = await self._reconcile(row, jrow, fingerprint)
                 self.distinct.add(fingerprint)
+                if self.budget is not None and not _past_pending(jrow) and not \
+                        await self.budget.admit(row.kind, 1 + (row.image_path is not None)):
+                    continue  # past the budget: left pending for the next run
                 request = row.request or await self._image_request(row, jrow, fingerprint,
                                                                    digest)  # fmt: skip
                 if request is None:
@@ -229,6 +239,8 @@ class _Run:
                     await self.journal.add_pending(row.jkey, row.line, body, row.kind,
                                                    fingerprint=checked)  # fmt: skip
                 self.fingerprints[row.jkey] = checked  # what the journal compares
+                if self.budget is not None:
+                    self.budget.opened += 1
                 yield Item(row.jkey, request, fingerprint=fingerprint)  # what shares a task
         except CatalogError as exc:  # the file changed under us
             self.catalog_error = exc
@@ -369,6 +381,7 @@ async def run_screen(job: Job, make_client: Callable[[], FtoClient]) -> int:
             run.warmer.abandon()  # (closed already unless the run raised)
         with contextlib.suppress(RuntimeError, sqlite3.Error):  # the call ledger
             await journal.record_calls(run_no, client.observer.ledger)
+            run.unpolled = journal.counts()[ItemState.SUBMITTED]
         with contextlib.suppress(RuntimeError):
             await journal.aclose()
         if cache is not None:
@@ -466,6 +479,10 @@ def _exit_code(job: Job, run: _Run, tally: Tally, hard: bool) -> int:
     if run.catalog_error is not None:
         say_error(str(run.catalog_error))
         return EXIT_USAGE
+    if run.budget is not None and (run.budget.stopped
+                                   or isinstance(run.fatal, BudgetExhaustedError)):
+        say_error(budget_spent(run.budget, left, run.unpolled, job.resume))
+        return EXIT_BUDGET
     if run.fatal is not None:
         say_error(f"stopped by a fatal platform error: {run.fatal} ({type(run.fatal).__name__})")
         oauth = run.client.stats.token_requests > 0
