@@ -47,7 +47,8 @@ The package, one job per module (imports run one way, downwards: ``cli/`` -> ``c
     journal        the durable record of every item and follow-up
     _journal_rows  the journal's states, ONE transition table, rows and file format
     _journal_follow_ups  the journal's follow-ups table (a part of Journal)
-    _journal_ledger  the journal's call ledger: calls by run, path and result (its own table)
+    _journal_ledger  the journal's call ledger: calls by run, day, path and result (own table)
+    _statement     the platform's usage statement (client_secret in the body only)
     cache          ReportCache: reports by fingerprint, with their provenance
     client         FtoClient: one method per endpoint; builds batches and pollers
     _uploads       the P010 URLs a client uploaded, renewed before they expire

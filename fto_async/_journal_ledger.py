@@ -4,7 +4,10 @@ A part of :class:`~fto_async.journal.Journal` (a mixin, like its follow-ups). It
 table, ``calls``, is created when first written (``CREATE TABLE IF NOT EXISTS``): a
 journal without it reads as an empty ledger, and no schema version changes::
 
-    calls(run, path, result, code, n)   PRIMARY KEY (run, path, result, code)
+    calls(run, day, path, result, code, n)   PRIMARY KEY (run, day, path, result, code)
+
+``day`` is the date (``yyyyMMdd``, China Standard Time: the platform's statement days)
+when the counts were recorded: the end of the run for ``fto-async screen``.
 
 ``result`` is ``answered`` (code 0), ``refused`` (an answer carrying an error; ``code``
 the platform code, or -1 for an answer without one) or ``unanswered`` (code -1: sent,
@@ -15,6 +18,7 @@ endpoint paths (never a query string); nothing else about a call is stored.
 from __future__ import annotations
 
 import asyncio
+import datetime
 import sqlite3
 from collections.abc import Mapping
 from concurrent.futures import Executor
@@ -25,26 +29,37 @@ import attrs
 
 from . import _sqlite
 
-__all__ = ["CallCount"]
+__all__ = ["PLATFORM_TZ", "CallCount", "platform_day"]
 
 _CREATE = (
-    "CREATE TABLE IF NOT EXISTS calls (run INTEGER NOT NULL, path TEXT NOT NULL, "
-    "result TEXT NOT NULL, code INTEGER NOT NULL, n INTEGER NOT NULL, "
-    "PRIMARY KEY (run, path, result, code))"
+    "CREATE TABLE IF NOT EXISTS calls (run INTEGER NOT NULL, day TEXT NOT NULL, "
+    "path TEXT NOT NULL, result TEXT NOT NULL, code INTEGER NOT NULL, n INTEGER NOT NULL, "
+    "PRIMARY KEY (run, day, path, result, code))"
 )
 _ADD = (
-    "INSERT INTO calls (run, path, result, code, n) VALUES (?, ?, ?, ?, ?) "
-    "ON CONFLICT (run, path, result, code) DO UPDATE SET n = n + excluded.n"
+    "INSERT INTO calls (run, day, path, result, code, n) VALUES (?, ?, ?, ?, ?, ?) "
+    "ON CONFLICT (run, day, path, result, code) DO UPDATE SET n = n + excluded.n"
 )
-_SELECT = "SELECT run, path, result, code, n FROM calls ORDER BY run, path, result, code"
-RESULTS = ("answered", "refused", "unanswered")
+_SELECT = (
+    "SELECT run, day, path, result, code, n FROM calls ORDER BY run, day, path, result, code"
+)
+#: The platform's day: its statement counts calls by date in China Standard Time.
+PLATFORM_TZ = datetime.timezone(datetime.timedelta(hours=8), "CST")
+
+
+def platform_day(now: datetime.datetime | None = None) -> str:
+    """``yyyyMMdd`` of ``now`` (default: the current time) in the platform's time zone."""
+    moment = now or datetime.datetime.now(datetime.UTC)
+    return moment.astimezone(PLATFORM_TZ).strftime("%Y%m%d")
 
 
 @attrs.frozen
 class CallCount:
-    """``n`` calls of run ``run`` to ``path`` that ended as ``result`` with ``code``."""
+    """``n`` calls of run ``run`` (recorded on ``day``) to ``path`` that ended as
+    ``result`` with ``code``."""
 
     run: int
+    day: str
     path: str
     result: str
     code: int
@@ -69,17 +84,22 @@ class _Ledger:
         @property
         def _reader(self) -> sqlite3.Connection: ...
 
-    async def record_calls(self, run: int, counts: Mapping[tuple[str, str, int], int]) -> None:
+    async def record_calls(
+        self, run: int, counts: Mapping[tuple[str, str, int], int], day: str | None = None
+    ) -> None:
         """Add ``counts`` (``(path, result, code) -> n``, as
-        ``FtoClient.observer.ledger``) to run ``run``; returns once committed."""
+        ``FtoClient.observer.ledger``) to run ``run`` on ``day`` (default: today, see
+        :func:`platform_day`); returns once committed."""
         self._check_writable()
-        rows = [(run, path, result, code, n) for (path, result, code), n in counts.items() if n]
+        when = day or platform_day()
+        rows = [(run, when, path, result, code, n)
+                for (path, result, code), n in counts.items() if n]  # fmt: skip
         if not rows:
             return
         await self._commit_wait()  # the item writes queued before it go first
         await asyncio.get_running_loop().run_in_executor(self._executor, self._add_calls, rows)
 
-    def _add_calls(self, rows: list[tuple[int, str, str, int, int]]) -> None:  # writer thread
+    def _add_calls(self, rows: list[tuple[int, str, str, str, int, int]]) -> None:  # writer
         assert self._wdb is not None
         with _sqlite.transaction(self._wdb, "BEGIN IMMEDIATE") as db:
             db.execute(_CREATE)

@@ -16,6 +16,7 @@ from . import _serde, _validate
 from . import batch as _batch
 from ._kinds import KINDS, UPLOAD_PATH, report_class, request_kind
 from ._observe import Observer
+from ._statement import STATEMENT_PATH, UsageStatement, check_days
 from ._uploads import UploadLedger
 from .auth import ApiKey, ClientCredentials
 from .batch import BatchOptions, Items, Outcome, TaskIds, screen_with_follow_ups
@@ -352,6 +353,17 @@ class FtoClient:
         source = None if isinstance(image, bytes) else Path(image)
         self._uploads.remember(uploaded.url, uploaded.expire, source)
         return uploaded
+
+    async def usage_statement(self, time_start: str, time_end: str) -> UsageStatement:
+        """The platform's usage statement from ``time_start`` to ``time_end``
+        (``yyyyMMdd``); see :mod:`fto_async._statement` (records lag up to a day)."""
+        check_days(time_start, time_end)
+        creds = self._credentials
+        body = {"apikey": creds.key if isinstance(creds, ApiKey) else creds.client_id,
+                "time_start": time_start, "time_end": time_end}  # fmt: skip
+        if isinstance(creds, ClientCredentials):
+            body["client_secret"] = creds.client_secret  # in the body only; never logged
+        return UsageStatement.from_data(await self._transport.call(STATEMENT_PATH, body))
 
     # -- any kind of task -----------------------------------------------------------
 

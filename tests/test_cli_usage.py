@@ -76,6 +76,52 @@ async def test_usage_json_equals_the_emulators_counts(emu, env, tmp_path, capsys
     assert "run 1" in text
     assert "run 2" in text
     assert f"total {'':<31}{usage['total']['calls']:>6} calls" in text
+    # The platform's statement (the emulator's own counts) shows no difference.
+    before = emu.stats.count()
+    assert await cli("usage", str(journal), "--reconcile", "--json") == 0
+    found = json.loads(capsys.readouterr().out)
+    assert found["differences"] == 0
+    assert "08:00" in found["note"]
+    assert set(found["paths"]) == set(counted)
+    assert emu.stats.count() == before + 1  # one statement call
+    assert await cli("usage", str(journal), "--reconcile") == 0
+    assert "no difference" in capsys.readouterr().out
+    # Another day's ledger lines are not compared with today's statement: all differ.
+    assert await cli("usage", str(journal), "--reconcile", "--from", "20200101",
+                     "--to", "20200102") == 1  # fmt: skip
+    assert "paths differ" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("dates", [["--from", "2026-01-01"], ["--from", "20260231"],
+                                   ["--from", "20260102", "--to", "20260101"]])
+async def test_reconcile_refuses_bad_dates_with_zero_calls(emu, env, tmp_path, capsys, dates):
+    """A malformed, impossible or reversed range: exit 2, no call made."""
+    path = tmp_path / "j.db"
+    async with await Journal.open(path):
+        pass
+    assert await cli("usage", str(path), "--reconcile", *dates) == 2
+    assert "--from/--to" in capsys.readouterr().err
+    assert emu.stats.count() == 0
+
+
+async def test_the_statement_never_logs_the_client_secret(emu, caplog):
+    """OAuth credentials: the secret travels in the body only; no log line, no event holds it."""
+    import logging
+
+    from fto_async import FtoClient, Hooks
+    from fto_async._statement import STATEMENT_PATH
+
+    events: list[object] = []
+    with caplog.at_level(logging.DEBUG, logger="fto_async"):
+        async with FtoClient(client_id="demo-client", client_secret="demo-secret",
+                             base_url=emu.base_url, hooks=Hooks(on_call=events.append)) as c:
+            statement = await c.usage_statement("20260101", "20260101")
+    assert statement.usage == ()  # nothing billed yet (token and statement are not)
+    assert emu.stats.calls[(STATEMENT_PATH, 0)] == 1
+    assert any(STATEMENT_PATH in r.getMessage() for r in caplog.records)
+    for text in [r.getMessage() for r in caplog.records] + [repr(e) for e in events]:
+        assert "demo-secret" not in text
+    assert "demo-secret" not in repr(statement)
 
 
 async def test_a_journal_without_a_ledger_reads_as_empty(tmp_path, capsys):

@@ -1,10 +1,20 @@
-"""``fto-async usage JOURNAL [--json]``: the calls each run spent, from the call ledger.
+"""``fto-async usage JOURNAL [--json] [--reconcile [--from yyyyMMdd] [--to yyyyMMdd]]``.
+
+The calls each run spent, from the call ledger; with ``--reconcile``, compared with the
+platform's usage statement (:mod:`fto_async._statement`).
 
 The ledger (:mod:`fto_async._journal_ledger`) counts every call by run, endpoint path and
 result: ``answered``, ``refused`` (an answer carrying an error, by code) or
 ``unanswered``. This command reads it (read-only) and prints calls per run and per path,
-and the totals. ``reached`` is answered + refused: the calls the platform saw. Strictly
-private.
+and the totals. ``reached`` is answered + refused: the calls the platform saw.
+
+``--reconcile`` asks the platform for its statement over ``--from``..``--to`` (default:
+today, in the platform's time zone) and compares, per path, the statement's
+``usage_times`` with the ledger's ``reached`` and its ``fee_times`` with ``answered``
+(of the ledger lines recorded on those days; the token and statement calls are not
+billed). Exit 0: no difference; 1: differences (listed); 2: usage error; 3: the platform
+refused. The platform collects its records daily at 08:00, so a difference on the
+current day may only be the lag. Strictly private.
 """
 
 from __future__ import annotations
@@ -20,6 +30,7 @@ from typing import Any
 
 from .._journal_ledger import CallCount
 from ._common import EXIT_OK, EXIT_USAGE, open_journal, say_error
+from ._reconcile import reconcile
 
 __all__ = ["add_usage_command", "summarize"]
 
@@ -39,6 +50,14 @@ def add_usage_command(commands: Any) -> None:
     )  # fmt: skip
     usage.add_argument("journal", metavar="JOURNAL", type=Path)
     usage.add_argument("--json", action="store_true", help="print one JSON object")
+    usage.add_argument("--reconcile", action="store_true",
+                       help="compare with the platform's usage statement (one call; uses "
+                            "PATSNAP_* credentials)")
+    usage.add_argument("--from", dest="time_start", metavar="yyyyMMdd",
+                       help="first day of the statement (default today, UTC+8)")
+    usage.add_argument("--to", dest="time_end", metavar="yyyyMMdd",
+                       help="last day of the statement (default --from)")
+    usage.add_argument("--base-url", help="platform URL (default PATSNAP_BASE_URL)")
     usage.set_defaults(func=cmd_usage)
 
 
@@ -46,6 +65,8 @@ def cmd_usage(args: argparse.Namespace) -> int:
     if not args.journal.is_file():
         say_error(f"no journal at {args.journal}")
         return EXIT_USAGE
+    if args.reconcile:
+        return reconcile(args)
     lines = asyncio.run(_read(args.journal))
     if lines is None:
         return EXIT_USAGE
