@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import time
-from collections import Counter
+from collections import Counter, OrderedDict
 from collections.abc import AsyncIterator
 from typing import Any
 from urllib.parse import urlsplit
@@ -26,6 +26,7 @@ __all__ = ["NULL_OBSERVER", "Attempt", "Observer", "observer_of"]
 
 #: A ledger key: (path, "answered" | "refused" | "unanswered", code; 0 ok, -1 none).
 LedgerKey = tuple[str, str, int]
+_KEPT = 4096  # ended task spans kept for their follow-ups, at most
 
 
 class Attempt:
@@ -101,7 +102,7 @@ class Attempt:
 class Observer:
     """Hooks, telemetry and call counts of one client (private)."""
 
-    __slots__ = ("hooks", "ledger", "port", "runner", "server")
+    __slots__ = ("_kept", "hooks", "keep_spans", "ledger", "port", "runner", "server")
 
     def __init__(self, hooks: Hooks | None = None, base_url: str = "") -> None:
         self.hooks = hooks or Hooks()
@@ -114,6 +115,13 @@ class Observer:
             self.port = None
         #: Calls by (path, result, code), every attempt that passed the gate.
         self.ledger: Counter[LedgerKey] = Counter()
+        #: Keep the spans of tasks ended well, for their follow-ups (the follow-up stage).
+        self.keep_spans = False
+        self._kept: OrderedDict[str, Any] = OrderedDict()  # task id -> span (bounded LRU)
+
+    def kept_span(self, task_id: str | None) -> Any:
+        """The span of a task ended well (once: it is forgotten), else ``None``."""
+        return None if task_id is None else self._kept.pop(task_id, None)
 
     def attempt(self, path: str, resend: int) -> Attempt:
         return Attempt(self, path, resend)
@@ -147,6 +155,10 @@ class Observer:
             _otel.end_span(span, error, **{
                 "patsnap.task_id": task_id, "patsnap.polls": polls, "patsnap.outcome": outcome,
             })  # fmt: skip
+            if self.keep_spans and error is None and task_id is not None:
+                self._kept[task_id] = span
+                while len(self._kept) > _KEPT:
+                    self._kept.popitem(last=False)
         if self.hooks.on_result is not None:
             self.runner.fire("on_result", self.hooks.on_result,
                              ResultEvent(key, task_id, report, error, polls))  # fmt: skip

@@ -134,8 +134,8 @@ def end_span(span: Any, error: BaseException | None = None, **attributes: Any) -
 
 @contextlib.contextmanager
 def use_span(span: Any) -> Iterator[None]:
-    """Make ``span`` the current one inside the block (it is not ended on exit)."""
-    if not ENABLED or span is NO_SPAN:
+    """Make ``span`` the current one inside the block (not ended on exit; ``None``: no-op)."""
+    if not ENABLED or span is None or span is NO_SPAN:
         yield
         return
     with _trace.use_span(span, end_on_exit=False, record_exception=False,

@@ -78,7 +78,8 @@ class ResultEvent:
     """A task's end, as a batch or ``wait_*`` sees it.
 
     Attributes:
-        key: the batch item's key (``None`` outside a batch).
+        key: the batch item's key (``None`` outside a batch; ``(key, patent_pn)`` for
+            a follow-up).
         task_id: the task (``None`` when no task was created).
         report: the finished report (``None`` on failure).
         error: why it failed (``None`` on success).

@@ -220,6 +220,28 @@ async def test_an_unanswered_attempt_has_a_span_without_status(
     assert (second.attributes or {})["patsnap.error_code"] == 0
 
 
+async def test_follow_ups_are_child_tasks(otel: tuple[InMemorySpanExporter, Metrics]) -> None:
+    """Each 1-vs-1 follow-up has a task span whose parent is its item's task span."""
+    from fto_async import FollowUp
+
+    exporter, _metrics = otel
+    async with Emulator(EmulatorConfig(time_scale=SCALE, qps=None, seed=3)) as emu, \
+            _client(emu, "sk") as client:
+        requests = [ImageSearchRequest(f"https://img.example/p{i}.png", ["US", "EU"], "en")
+                    for i in range(16)]  # fmt: skip
+        outcomes = [o async for o in client.screen_many(requests, follow_up=FollowUp(top=2))]
+    follow_ups = {f.task_id: o.task_id for o in outcomes for f in o.follow_ups}
+    assert follow_ups, "the seed gives high-risk matches"
+    tasks = {(s.attributes or {})["patsnap.task_id"]: s for s in exporter.get_finished_spans()
+             if s.name == "fto_async.task"}  # fmt: skip
+    for child, parent in follow_ups.items():
+        span = tasks[child]
+        assert (span.attributes or {})["patsnap.task_kind"] == "one_vs_one"
+        assert span.parent is not None
+        assert span.parent.span_id == tasks[parent].context.span_id
+        assert span.context.trace_id == tasks[parent].context.trace_id
+
+
 def test_without_opentelemetry_nothing_is_imported() -> None:
     """With opentelemetry hidden, the SDK imports, calls and batches; all is a no-op."""
     script = textwrap.dedent("""
