@@ -199,3 +199,22 @@ async def test_patsnap_max_calls_is_the_default_budget(calm, calm_env, tmp_path,
     assert await cli("screen", str(cat), "--out", str(out), *FAST) == 4
     assert calm.stats.count() <= 12
     assert _unpolled(calm) == set()
+
+
+async def test_dry_run_takes_polls_per_task_from_the_ledger(calm, calm_env, tmp_path, capsys):
+    """After a run, --dry-run counts the polls a task took there, not one per task."""
+    import re
+
+    out = tmp_path / "r.jsonl"
+    assert await cli("screen", str(_catalog(tmp_path, 10)), "--out", str(out), *FAST) == 0
+    capsys.readouterr()
+    polls = calm.stats.count("/ai/image-search/report")
+    submits = calm.stats.count("/ai/image-search/submit", 0)
+    assert await cli("screen", str(_catalog(tmp_path, 30)), "--out", str(out),
+                     "--dry-run") == 0  # fmt: skip
+    text = capsys.readouterr().out
+    assert "from the journal's call ledger" in text
+    found = re.search(r"submits (\d+), polls ~(\d+)", text)
+    assert found is not None, text
+    assert int(found[1]) == 20
+    assert int(found[2]) == round(20 * polls / submits)

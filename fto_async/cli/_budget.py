@@ -24,13 +24,39 @@ from __future__ import annotations
 import asyncio
 import math
 
+from .._kinds import KINDS
 from ..client import FtoClient
+from ..config import DEFAULT_WORKFLOW_RESULT_PATH
+from ..journal import Journal
+from ..polling import TaskDurations
 
-__all__ = ["POLLS_KNOWN", "POLLS_UNKNOWN", "CallBudget", "budget_spent"]
+__all__ = ["POLLS_KNOWN", "POLLS_UNKNOWN", "CallBudget", "budget_spent", "polls_per_task"]
 
 POLLS_KNOWN = 2.0  #: polls reserved per task once its kind's durations are known
 POLLS_UNKNOWN = 6.0  #: polls reserved per task while they are not (scouting)
 _WAKE = 0.02  #: seconds between looks while a row waits for open items to end
+_LEDGER_MIN = 5  #: submits the ledger must hold before its polls per task are believed
+_SUBMITS = frozenset(k.submit_path for k in KINDS.values() if k.name != "one_vs_one")
+_REPORTS = frozenset({*(k.result_path for k in KINDS.values() if k.name != "one_vs_one"),
+                      DEFAULT_WORKFLOW_RESULT_PATH})  # fmt: skip
+
+
+def polls_per_task(journal: Journal | None) -> tuple[float, str]:
+    """Polls a task is expected to cost, and where the figure comes from (``--dry-run``):
+    the journal's call ledger (report calls per submit answered) once it holds
+    ``_LEDGER_MIN`` submits, else one (the scheduler's aim; a first run, with no learnt
+    durations, scouts and polls more: the text says so)."""
+    if journal is not None:
+        lines = journal.calls()
+        submits = sum(c.n for c in lines if c.path in _SUBMITS and c.result == "answered")
+        polls = sum(c.n for c in lines if c.path in _REPORTS and c.result != "unanswered")
+        if submits >= _LEDGER_MIN:
+            return polls / submits, "from the journal's call ledger"
+        durations = TaskDurations()
+        durations.restore(journal.load_durations())
+        if durations.known("image_search") or durations.known("workflow"):
+            return 1.0, "the learnt task durations aim each task's first poll"
+    return 1.0, "the scheduler's aim; no learnt durations yet: a first run scouts, more"
 
 
 class CallBudget:
