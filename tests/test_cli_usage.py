@@ -52,8 +52,12 @@ def _emulator_by_path(emu: Emulator) -> Counter[str]:
     return counted
 
 
-async def test_usage_json_equals_the_emulators_counts(emu, env, tmp_path, capsys):
-    """Two runs: per run and per path, the ledger equals what the emulator counted."""
+@pytest.mark.parametrize("every", [0.0, 3600.0])
+async def test_usage_json_equals_the_emulators_counts(emu, env, tmp_path, capsys, monkeypatch,
+                                                      every):  # fmt: skip
+    """Two runs: per run and per path, the ledger equals what the emulator counted, whether
+    it is recorded as the run goes (after each outcome) or at its end."""
+    monkeypatch.setattr("fto_async.cli._screen._LEDGER_EVERY", every)
     out = tmp_path / "r.jsonl"
     assert await cli("screen", str(_catalog(tmp_path, 8)), "--out", str(out), *FAST) == 0
     first = _emulator_by_path(emu)

@@ -31,6 +31,7 @@ import contextlib
 import sqlite3
 import sys
 import time
+from collections import Counter
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Final, Literal, TextIO
@@ -78,6 +79,7 @@ if TYPE_CHECKING:
 
 __all__ = ["run_screen"]
 
+_LEDGER_EVERY: Final = 5.0  # seconds between the call ledger's records during a run
 _PAST_PENDING: Final = frozenset({ItemState.DONE, ItemState.SUBMITTED, ItemState.FAILED})
 
 
@@ -126,6 +128,9 @@ class _Run:
         limit = client.config.rate.max_calls  # --max-calls / PATSNAP_MAX_CALLS
         self.budget = None if limit is None else CallBudget(client, limit)
         self.unpolled = 0  #: paid tasks left unpolled at the end (the budget's message)
+        self.run_no = 0  #: this run's number (the call ledger's)
+        self.recorded: Counter[tuple[str, str, int]] = Counter()  # calls in the ledger
+        self.recorded_at = time.monotonic()
         self.images = Images(
             client, cache, job.max_age, job.follow_up is not None, notice=self.view.log
         )
@@ -175,6 +180,8 @@ class _Run:
             async for outcome in batch:  # the output is rebuilt from the journal at the end
                 if self.budget is not None:
                     self.budget.ended_one(outcome.polls)
+                if time.monotonic() - self.recorded_at >= _LEDGER_EVERY:
+                    await self.record_calls()  # a run that dies keeps most of its ledger
                 self.images.forget(str(outcome.key))  # its follow-ups have ended
                 error = outcome.error
                 if error is not None and outcome.task_id is None and not outcome.resumed \
@@ -183,6 +190,15 @@ class _Run:
                     self.unsent_error = error
         except BatchAbortedError as exc:
             self.fatal = exc.cause
+
+    async def record_calls(self) -> None:
+        """Add the calls made since the last record to the journal's call ledger."""
+        self.recorded_at = time.monotonic()
+        delta = self.client.observer.ledger - self.recorded
+        if delta:
+            self.recorded.update(delta)
+            with contextlib.suppress(RuntimeError, sqlite3.Error):  # never fail a run on it
+                await self.journal.record_calls(self.run_no, delta)
 
     # -- the input of the batch -------------------------------------------------------
 
@@ -350,7 +366,7 @@ async def run_screen(job: Job, make_client: Callable[[], FtoClient]) -> int:
         view.log(f"{journal.recovered_unknown} rows were mid-submit when the last run died: "
                  f"{'resubmitting' if job.unknown_policy == 'resubmit' else 'skipping'} them")
     hard = False
-    run_no = last_run(journal) + 1
+    run_no = run.run_no = last_run(journal) + 1
     out_error: OSError | CatalogError | None = None
     report: Path | None = None
     rebuilt = True
@@ -379,8 +395,8 @@ async def run_screen(job: Job, make_client: Callable[[], FtoClient]) -> int:
     finally:
         if run.warmer is not None:
             run.warmer.abandon()  # (closed already unless the run raised)
-        with contextlib.suppress(RuntimeError, sqlite3.Error):  # the call ledger
-            await journal.record_calls(run_no, client.observer.ledger)
+        await run.record_calls()  # the rest of the call ledger
+        with contextlib.suppress(RuntimeError):
             run.unpolled = journal.counts()[ItemState.SUBMITTED]
         with contextlib.suppress(RuntimeError):
             await journal.aclose()
