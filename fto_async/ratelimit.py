@@ -59,9 +59,9 @@ from .errors import BudgetExhaustedError
 
 __all__ = ["Permit", "RateGate", "RateGateProtocol"]
 
+_PRIORITY_RUN = 3  # priority calls admitted in a row while others wait: then one other
 _DECREASE = 0.7
 _PROBE = 0.05  # of the ceiling, per second, above the last throttled rate
-_PRIORITY_RUN = 3  # priority calls admitted in a row while others wait: then one other
 
 
 def _credit(qps: float, rate: float) -> float:
@@ -210,6 +210,11 @@ class RateGate:
             deque(), deque()
         )
         self._timer: asyncio.TimerHandle | None = None
+        # Waiters the dispatcher gave a place to that have not resumed yet: each takes
+        # (and counts) its call in its own step, so a caller cancelled in between never
+        # held a counted call, and the budgets wait for these before refusing anyone.
+        self._reserved = 0
+        self._budget_blocked = False  # the dispatcher waits for the reserved ones
         self._run = 0  # priority admissions in a row while the other lane waited
         #: Calls admitted so far (every attempt counts: the platform counts them too).
         self.calls = 0
@@ -244,7 +249,7 @@ class RateGate:
         if extra is not None:
             await extra.acquire()
         lanes = self._lanes
-        if not lanes[0] and not lanes[1] and self._grant():
+        if not lanes[0] and not lanes[1] and self._budget_left() and self._take():
             pass  # admitted at once
         else:
             waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
@@ -254,38 +259,61 @@ class RateGate:
                 await waiter
             except asyncio.CancelledError:
                 if waiter.done() and not waiter.cancelled() and waiter.exception() is None:
-                    self.calls -= 1  # admitted just as it was cancelled: never sent
-                    self._calls_today -= 1
+                    self._reserved -= 1  # given a place, cancelled before taking the call
                     self._exit()
                 raise
+            self._reserved -= 1
+            try:
+                self._check_budgets()
+            except BudgetExhaustedError:
+                self._exit()
+                raise
+        # The call is taken and counted in the caller's own step, with no await between
+        # here and the send: from now on it is counted whatever happens to the caller.
+        self.calls += 1
+        self._calls_today += 1
+        if self._budget_blocked:
+            self._dispatch()  # a waiter held back by the budgets may be refused now
         return Permit(path, self._clock())
 
-    def _grant(self) -> bool:
-        """Take one admission now if the in-flight bound and the pacer allow it."""
+    def _take(self) -> bool:
+        """Take an in-flight place and a pacer step now if both bounds allow it."""
         pacer = self._pacer
         assert pacer is not None
         if self._busy >= self.config.in_flight_limit or not pacer.has_capacity():
             return False
-        self._check_budgets()
         pacer._level += 1.0  # the pacer's own acquire, without waiting
         self._busy += 1
-        self.calls += 1  # counted at once: the budgets of the next grant see it
-        self._calls_today += 1
         return True
+
+    def _budget_left(self) -> bool:
+        """Whether the budgets have room for one more call beside the reserved ones."""
+        cfg = self.config
+        taken = self._reserved
+        if cfg.max_calls is not None and self.calls + taken >= cfg.max_calls:
+            return False
+        return cfg.daily_limit is None or self._calls_today + taken < cfg.daily_limit
 
     def _dispatch(self) -> None:
         """Admit waiters in lane order while room lasts; else wake up when it comes."""
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
+        self._budget_blocked = False
         pacer = self._pacer
         while (lane := self._next_lane()) is not None:
             try:
-                granted = self._grant()
+                self._check_budgets()
             except BudgetExhaustedError as exc:
                 lane.popleft().set_exception(exc)
                 continue
-            if not granted:
+            if not self._budget_left():
+                # The last calls of a budget are reserved: each is taken when its
+                # caller resumes, or handed back if it was cancelled first. Refuse
+                # nobody until then (the budget is spent exactly, never short).
+                self._budget_blocked = True
+                return
+            if not self._take():
                 if pacer is not None and self._busy < self.config.in_flight_limit:
                     # capacity returns as the bucket drains (the in-flight bound
                     # is re-dispatched by _exit)
@@ -293,6 +321,7 @@ class RateGate:
                     delay = max(need / pacer._rate_per_sec, 1e-4)
                     self._timer = asyncio.get_running_loop().call_later(delay, self._dispatch)
                 return
+            self._reserved += 1
             self._run = self._run + 1 if lane is self._lanes[0] and self._lanes[1] else 0
             lane.popleft().set_result(None)
 

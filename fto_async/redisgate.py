@@ -239,6 +239,10 @@ class RedisRateGate:
         self._fallback_until = 0.0
         self._tasks: set[asyncio.Task[None]] = set()
         self._closed = False
+        # Callers past the max_calls check whose call is not granted yet: the budget
+        # holds their calls, and refuses nobody while they may still hand them back.
+        self._reserved = 0
+        self._reserved_freed: asyncio.Event | None = None
         #: Calls admitted by this process (every attempt counts, as the platform counts).
         self.calls = 0
         #: 67200002 answers reported through :meth:`on_throttled` in this process.
@@ -267,16 +271,36 @@ class RedisRateGate:
             raise RuntimeError("this gate is closed")
         await self._in_flight.acquire(priority)
         try:
-            self._check_max_calls()
-            limit = self.config.endpoint_qps.get(path)
-            if limit is not None:
-                await self._endpoint_pacer(path, limit).acquire()
-            permit = await self._admit(path, priority)
+            await self._reserve_call()
+            try:
+                limit = self.config.endpoint_qps.get(path)
+                if limit is not None:
+                    await self._endpoint_pacer(path, limit).acquire()
+                permit = await self._admit(path, priority)
+            finally:
+                self._reserved -= 1
+                if self._reserved_freed is not None:
+                    self._reserved_freed.set()
+                    self._reserved_freed = None
         except BaseException:
             self._in_flight.release()
             raise
         self.calls += 1
         return permit
+
+    async def _reserve_call(self) -> None:
+        """Hold one call of ``max_calls`` for this caller, or refuse if all are spent.
+
+        While the calls left are held by callers not yet granted, wait for them: each is
+        either granted (and counted) or handed back, so the budget is spent exactly.
+        """
+        m = self.config.max_calls
+        while m is not None and self.calls + self._reserved >= m:
+            self._check_max_calls()
+            if self._reserved_freed is None:
+                self._reserved_freed = asyncio.Event()
+            await self._reserved_freed.wait()
+        self._reserved += 1
 
     def _check_max_calls(self) -> None:
         m = self.config.max_calls
@@ -333,7 +357,11 @@ class RedisRateGate:
             # one grant ahead, so a grant is rarely refused (one round trip per call).
             delay = wait_or_at - now
             if delay > 0:
-                await asyncio.sleep(delay)
+                try:
+                    await asyncio.sleep(delay)
+                except asyncio.CancelledError:
+                    self.calls += 1  # granted, so counted in Redis: counted here too
+                    raise
         finally:
             if held:
                 self._head.release()

@@ -8,7 +8,6 @@ rows, ``wait_many`` after a fatal error, a submit whose answer may hide a task
 
 from __future__ import annotations
 
-import socket
 from pathlib import Path
 from typing import Any
 
@@ -130,18 +129,17 @@ async def test_a_submit_that_may_have_created_a_task_is_journaled_unknown(
     assert row.state is ItemState.UNKNOWN
 
 
-async def test_connection_refused_is_a_connect_error() -> None:
+async def test_connection_refused_is_a_connect_error(refused_port: int) -> None:
     """A port nobody listens on gives ConnectError (a TransportError), after the retries."""
-    with socket.socket() as sock:  # a free port, closed again: nothing listens there
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
+    port = refused_port
     retry = RetryConfig.for_testing(max_attempts=2)
     async with FtoClient(**credentials("sk"), base_url=f"http://127.0.0.1:{port}",
                          retry=retry, timeout=5.0) as client:
         with pytest.raises(ConnectError) as caught:
             await client.submit_image_search(image(1))
         assert client.retries == 1  # retried once: a refused connection sent nothing
-    assert "127.0.0.1" in str(caught.value) or caught.value.retryable
+    assert f"cannot connect (Connect call failed ('127.0.0.1', {port}))" in str(caught.value)
+    assert caught.value.retryable
 
 
 async def test_a_submit_refused_before_sending_leaves_its_row_pending(tmp_path: Path) -> None:

@@ -70,6 +70,9 @@ async def test_second_batch_costs_no_call(tmp_path: Path) -> None:
         async with ReportCache(tmp_path / "c.db") as cache:
             second, _ = await collect(client.screen_many(items, cache=cache))
         assert client.stats.calls == calls
+    assert sorted(o.key for o in first) == sorted(o.key for o in second) == sorted(
+        k for k, _ in items
+    )
     assert all(o.ok and o.from_cache for o in second)
     assert all(o.cached_at is not None and o.cache_age is not None for o in second)
     reports = {o.key: o.report for o in first}
@@ -184,6 +187,7 @@ async def test_a_broken_cache_never_stops_a_batch(tmp_path: Path) -> None:
         outcomes, raised = await collect(client.screen_many([image(1), image(2)], cache=cache))
         await cache.aclose()
     assert raised is None
+    assert len(outcomes) == 2
     assert all(o.ok for o in outcomes)
     assert cache.errors >= 2
     assert cache.last_error is not None

@@ -15,6 +15,31 @@ from fto_async.journal import ItemState, Journal
 from tests._shared import PNG, SUBMIT, collect
 from tests.test_batch import emulator, image, make_client, refused_image, running
 
+
+class Delivered:
+    """A batch's outcomes as they arrive, and a wait until some keys are among them: an
+    input generator waits on it (an event), never on the real clock."""
+
+    def __init__(self) -> None:
+        self.outcomes: list[Any] = []
+        self._arrived = asyncio.Event()
+
+    async def collect(self, batch: Any) -> tuple[list[Any], BaseException | None]:
+        try:
+            async for outcome in batch:
+                self.outcomes.append(outcome)
+                self._arrived.set()
+        except Exception as exc:
+            return self.outcomes, exc
+        return self.outcomes, None
+
+    async def wait_for(self, keys: Any) -> None:
+        wanted = set(keys)
+        async with asyncio.timeout(30):
+            while not wanted <= {o.key for o in self.outcomes}:
+                self._arrived.clear()
+                await self._arrived.wait()
+
 WORKFLOW_SUBMIT = "/api/mcp/submit-workflow"
 
 
@@ -60,13 +85,15 @@ async def test_dedupe_off_submits_every_row() -> None:
 async def test_later_duplicate_reuses_the_finished_report() -> None:
     """A duplicate read after its group finished takes the report without a call."""
 
+    delivered = Delivered()
+
     async def slow_items() -> Any:
         yield "a", image(1)
-        await asyncio.sleep(1.0)  # the first task is done by now (150 ms tasks)
+        await delivered.wait_for(["a"])  # the first task is done and delivered
         yield "b", image(1)
 
     async with running() as (emu, client):
-        outcomes, _ = await collect(client.screen_many(slow_items()))
+        outcomes, _ = await delivered.collect(client.screen_many(slow_items()))
         calls = client.stats.calls
     by_key = {o.key: o for o in outcomes}
     assert by_key["b"].shared_with == "a"
@@ -143,6 +170,7 @@ async def test_retryable_failure_twice_fails_the_group() -> None:
         client.submit = failing  # type: ignore[method-assign]
         outcomes, _ = await collect(client.screen_many([(k, image(1)) for k in "abc"]))
     assert attempts == 2
+    assert sorted(o.key for o in outcomes) == ["a", "b", "c"]
     assert all(isinstance(o.error, RateLimitedError) for o in outcomes)
 
 
@@ -207,10 +235,10 @@ async def test_resume_polls_shared_rows_once_and_never_resubmits(tmp_path: Path)
         async with await Journal.open(path) as journal:
             batch = client.screen_many(items, journal=journal, stop=stop)
 
-            async def stop_soon() -> None:
-                while len(emu.stats.submits) < 6:
-                    await asyncio.sleep(0.01)
-                await asyncio.sleep(0.05)
+            async def stop_soon() -> None:  # once every row is submitted or shares a task
+                async with asyncio.timeout(30):
+                    while journal.counts().get(ItemState.SUBMITTED, 0) < 18:
+                        await asyncio.sleep(0.005)  # a condition, not a guess of time
                 stop.set()
 
             stopper = asyncio.create_task(stop_soon())
@@ -243,15 +271,17 @@ async def test_recent_report_window_is_bounded() -> None:
     batch_module.RECENT_REPORTS = 3
     try:
 
+        delivered = Delivered()
+
         async def items() -> Any:
             for i in range(8):
                 yield f"a{i}", image(i)
-            await asyncio.sleep(1.0)
+            await delivered.wait_for(f"a{i}" for i in range(8))
             for i in range(8):
                 yield f"b{i}", image(i)  # 3 from the window, 5 poll their finished task
 
         async with running() as (emu, client):
-            outcomes, _ = await collect(client.screen_many(items()))
+            outcomes, _ = await delivered.collect(client.screen_many(items()))
     finally:
         batch_module.RECENT_REPORTS = old
     assert len(outcomes) == 16
@@ -271,15 +301,17 @@ async def test_past_the_report_window_the_cache_answers(tmp_path: Path) -> None:
     batch_module.RECENT_REPORTS = 2
     try:
 
+        delivered = Delivered()
+
         async def items() -> Any:
             for i in range(6):
                 yield f"a{i}", image(i)
-            await asyncio.sleep(1.0)
+            await delivered.wait_for(f"a{i}" for i in range(6))
             for i in range(6):
                 yield f"b{i}", image(i)
 
         async with running() as (emu, client), ReportCache(tmp_path / "c.db") as cache:
-            outcomes, raised = await collect(client.screen_many(items(), cache=cache))
+            outcomes, raised = await delivered.collect(client.screen_many(items(), cache=cache))
             polls = sum(emu.stats.polls_by_task.values())
     finally:
         batch_module.RECENT_REPORTS = old

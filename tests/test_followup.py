@@ -129,6 +129,7 @@ async def test_no_follow_up_below_min_risk_and_progress_counts() -> None:
             progress_interval=0.01,
         )]  # fmt: skip
         total = sum(len(o.follow_ups) for o in outcomes)
+        assert len(outcomes) == 8
         assert all(len(o.follow_ups) == len(expected(o, 1, RiskLevel.MEDIUM)) for o in outcomes)
         assert seen[-1].follow_ups_done == total
         assert seen[-1].follow_ups_failed == 0

@@ -71,5 +71,10 @@ def cmd_demo(args: argparse.Namespace) -> int:
     code = asyncio.run(demo())
     sys.stdout.write(f"\nDemo files in {folder}:\n  catalog  {catalog.path}\n  results  {out}\n"
                      f"  journal  {job.journal}\n  report   {html_path(out)}\n"
-                     f"Try: fto-async status {job.journal}\n")
+                     f"Try: fto-async status {job.journal}\n\n"
+                     f"open the report: {html_path(out)}\n"
+                     f"to screen your own catalog: copy {catalog.path} and run\n"
+                     f"  export PATSNAP_API_KEY=sk-...   # or PATSNAP_CLIENT_ID and "
+                     f"PATSNAP_CLIENT_SECRET\n"
+                     f"  fto-async screen catalog.csv --out results.jsonl --country US\n")
     return EXIT_OK if code in (EXIT_OK, EXIT_ROWS) else code  # failed rows are part of the show

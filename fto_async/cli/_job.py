@@ -22,7 +22,7 @@ from ..errors import ConfigurationError, InvalidRequestError
 from ._args import default_cache_path
 from ._catalog import Catalog, CatalogError, check_defaults
 from ._common import say_error
-from ._paths import clash, sqlite_files
+from ._paths import clash, same_file, sqlite_files
 
 __all__ = ["Job", "prepare"]
 
@@ -95,8 +95,8 @@ def prepare(args: argparse.Namespace) -> Job | None:
             return None
         cache = args.cache or default_cache_path(base_url)
         others = {"the catalog": args.catalog, "--out": args.out, "the journal": journal}
-        for name, other in others.items():
-            if cache.expanduser().resolve() == Path(other).expanduser().resolve():
+        for name, other in others.items():  # same file: by inode, as for the other outputs
+            if same_file(cache.expanduser(), Path(other).expanduser()):
                 say_error(f"--cache: {cache} is {name}; give the cache a file of its own")
                 return None
     return Job(catalog, total, args.out, journal, unknown_policy=args.unknown,

@@ -43,6 +43,7 @@ class RedisServer:
         self.port = free_port()
         self.password = password
         self.proc: subprocess.Popen[bytes] | None = None
+        self.started_once = False
 
     @property
     def url(self) -> str:
@@ -50,6 +51,19 @@ class RedisServer:
         return f"redis://{auth}127.0.0.1:{self.port}/0"
 
     def start(self) -> None:
+        """Start the server. The first start may move to another free port if this one
+        was taken meanwhile (another test worker); a restart keeps its port (clients
+        hold the URL) and fails if the port is gone."""
+        for _ in range(5):
+            if self._launch():
+                self.started_once = True
+                return
+            if self.started_once:
+                break
+            self.port = free_port()  # taken between free_port() and the bind: another
+        raise RuntimeError(f"redis-server did not start on port {self.port}")
+
+    def _launch(self) -> bool:
         args = [self.binary, "--port", str(self.port), "--bind", "127.0.0.1",
                 "--save", "", "--appendonly", "no", "--daemonize", "no"]
         if self.password:
@@ -59,12 +73,28 @@ class RedisServer:
         )
         deadline = time.monotonic() + 10
         while time.monotonic() < deadline:
-            try:
-                with socket.create_connection(("127.0.0.1", self.port), timeout=0.2):
-                    return
-            except OSError:
-                time.sleep(0.02)
-        raise RuntimeError("redis-server did not start")
+            if self.proc.poll() is not None:  # exited: the port is in use
+                self.proc = None
+                return False
+            if self._answers():
+                return True
+            time.sleep(0.02)
+        self.stop()
+        return False
+
+    def _answers(self) -> bool:
+        """Whether our process (not another one on that port) answers."""
+        import redis
+
+        assert self.proc is not None
+        client = redis.Redis(host="127.0.0.1", port=self.port, password=self.password,
+                             socket_timeout=0.5, socket_connect_timeout=0.2)  # fmt: skip
+        try:
+            return int(client.info("server")["process_id"]) == self.proc.pid
+        except (redis.RedisError, OSError):
+            return False
+        finally:
+            client.close()
 
     def stop(self) -> None:
         if self.proc is not None:

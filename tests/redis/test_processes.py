@@ -85,10 +85,34 @@ def span_rate(times: list[float]) -> float:
     return (len(times) - 1) / (max(times) - min(times))
 
 
+def max_in_window(times: list[float], window: float = 1.0) -> int:
+    """The most attempts in any ``window`` seconds."""
+    times = sorted(times)
+    best = start = 0
+    for end, t in enumerate(times):
+        while times[start] <= t - window:
+            start += 1
+        best = max(best, end - start + 1)
+    return best
+
+
+# Throughput is judged against a baseline measured in the same test on the same machine
+# (a lone process, or the run before an event), never against an absolute floor: under
+# load (parallel workers, a busy loop) every rate drops, and only a ratio still says
+# whether sharing the gate cost anything.
+
+
 async def test_processes_share_the_qps_budget(redis_url: str) -> None:
     """Three processes at qps=40 each, one account: the emulator never sees more than 40
-    attempts in a 1-s window, no 67200002, and the aggregate runs near the pace (0.9 Q)."""
+    attempts in a 1-s window, no 67200002, and together they run about as fast as one
+    process alone does on this machine right now (the baseline, measured first)."""
     async with emulator() as emu:
+        [alone] = await spawn(1, emu.base_url, redis_url, qps=40, calls=60)
+        await alone.wait()
+        baseline = span_rate(emu.stats.attempt_times[KEY])
+        emu.stats.reset()
+        with redis.Redis.from_url(redis_url) as r:
+            r.flushall()
         workers = await spawn(3, emu.base_url, redis_url, qps=40, calls=60)
         results = [await w.wait() for w in workers]
         stats = emu.stats
@@ -96,7 +120,7 @@ async def test_processes_share_the_qps_budget(redis_url: str) -> None:
         assert stats.max_attempts_in_window(KEY) <= 40
         assert sum(r["ok"] for r in results) == 180
         assert sum(r["gate_calls"] for r in results) == len(stats.attempt_times[KEY]) == 180
-        assert span_rate(stats.attempt_times[KEY]) >= 0.85 * 40
+        assert span_rate(stats.attempt_times[KEY]) >= 0.85 * baseline
 
 
 async def test_shared_daily_limit_stops_every_process_at_the_limit(redis_url: str) -> None:
@@ -158,9 +182,15 @@ async def test_killed_process_leaves_nothing_stuck(redis_url: str) -> None:
         await victim.proc.wait()
         killed_at = asyncio.get_running_loop().time()
         await survivor.wait()
-        later = [t for t in emu.stats.attempt_times[KEY] if t > killed_at + 1.0]
+        times = emu.stats.attempt_times[KEY]
+        before = [t for t in times if t <= killed_at]
+        later = [t for t in times if t > killed_at + 1.0]
         assert len(later) > 40
-        assert span_rate(later) >= 0.85 * 40
+        # The survivor takes the whole rate: well above its half share of the pair's
+        # rate before the kill (stuck behind the victim's leftovers it would stay near
+        # 0.5 or below). Not 1.0: one process on a loaded machine sends fewer calls a
+        # second than two (measured 0.82 at load 9 on 2 cores).
+        assert span_rate(later) >= 0.65 * span_rate(before)
         assert emu.stats.count(code=67200002) == 0
         assert emu.stats.max_attempts_in_window(KEY) <= 40
 
@@ -175,7 +205,9 @@ async def test_two_accounts_keep_their_own_budgets(redis_url: str) -> None:
         for key in (KEY, "sk-other"):
             assert len(emu.stats.attempt_times[key]) == 50
             assert emu.stats.max_attempts_in_window(key) <= 20
-            # A budget shared by both accounts would give each about 9/s.
-            assert span_rate(emu.stats.attempt_times[key]) >= 0.65 * 20
+        # One budget shared by both accounts would hold them together to 20 calls in
+        # every 1-s window (the gate's bound); their own budgets let them exceed it.
+        both = emu.stats.attempt_times[KEY] + emu.stats.attempt_times["sk-other"]
+        assert max_in_window(both) > 20
         assert emu.stats.count(code=67200002) == 0
 

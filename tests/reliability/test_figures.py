@@ -6,7 +6,6 @@ row that is not done is not done."""
 from __future__ import annotations
 
 import json
-import socket
 from pathlib import Path
 
 from aiohttp import web
@@ -38,12 +37,9 @@ async def test_calls_used_counts_only_answered_calls():
         assert snapshots[-1].calls == stats.answered < stats.calls
 
 
-async def test_attempts_that_never_connected_are_counted_apart():
+async def test_attempts_that_never_connected_are_counted_apart(refused_port):
     """A refused connection is 'unconnected', never a call used."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    async with make_client(f"http://127.0.0.1:{port}", "sk",
+    async with make_client(f"http://127.0.0.1:{refused_port}", "sk",
                            retry=RetryConfig.for_testing(3)) as client:  # fmt: skip
         outcomes, _ = await collect(client.screen_many([request(1)]))
         assert outcomes[0].error is not None
@@ -107,12 +103,10 @@ async def test_the_summary_says_why_rows_are_not_done(tmp_path: Path):
 
 
 async def test_cli_summary_counts_no_calls_used_against_a_refused_port(
-    tmp_path, monkeypatch, capsys
+    tmp_path, monkeypatch, capsys, refused_port
 ):
     """The CLI's "calls used" is 0 when nothing answered; the reason for pending rows shows."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        url = f"http://127.0.0.1:{sock.getsockname()[1]}"
+    url = f"http://127.0.0.1:{refused_port}"
     path = tmp_path / "c.csv"
     path.write_text("sku,image_url,country\nA,https://example.com/a.png,US\n", encoding="utf-8")
     monkeypatch.setenv("PATSNAP_API_KEY", API_KEY)

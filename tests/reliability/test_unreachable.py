@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import socket
 import time
 from collections import Counter
 from collections.abc import AsyncIterator
@@ -42,13 +41,6 @@ AFTER, ATTEMPTS, TIMEOUT = 0.5, 5, 0.3
 #: No test may come near the time trying every row would take; 20 s is far above the
 #: mechanism's bound (AFTER + a few TIMEOUTs and backoffs) and far below that.
 BOUND = 20.0
-
-
-def refused_port() -> int:
-    """A 127.0.0.1 port nobody listens on (bound, then closed)."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 @pytest.fixture
@@ -108,9 +100,9 @@ async def screen(url: str, tmp_path: Path) -> tuple[BaseException | None, Counte
         return error, states, c.stats, time.monotonic() - started
 
 
-async def test_a_refused_port_stops_the_batch_early(tmp_path):
+async def test_a_refused_port_stops_the_batch_early(tmp_path, refused_port):
     """Connection refused everywhere: a fatal PlatformUnreachableError, rows left pending."""
-    url = f"http://127.0.0.1:{refused_port()}"
+    url = f"http://127.0.0.1:{refused_port}"
     error, states, stats, took = await screen(url, tmp_path)
     assert isinstance(error, BatchAbortedError), error
     assert isinstance(error.cause, PlatformUnreachableError), error.cause
@@ -170,9 +162,11 @@ async def test_an_answer_resets_the_count():
     assert fatal.fatal
 
 
-async def test_cli_exits_3_saying_which_url_cannot_be_reached(tmp_path, monkeypatch, capsys):
+async def test_cli_exits_3_saying_which_url_cannot_be_reached(
+    tmp_path, monkeypatch, capsys, refused_port
+):
     """``fto-async screen`` against a refused port exits 3: "cannot reach URL"."""
-    url = f"http://127.0.0.1:{refused_port()}"
+    url = f"http://127.0.0.1:{refused_port}"
     path = tmp_path / "c.csv"
     path.write_text("sku,image_url,country\n" + "\n".join(
         f"K{i},https://example.com/p{i}.png,US" for i in range(ROWS)) + "\n", encoding="utf-8")
@@ -221,10 +215,10 @@ async def test_html_5xx_pages_stop_the_batch_but_stay_ambiguous(tmp_path):
     assert states[ItemState.PENDING.value] + states[ItemState.UNKNOWN.value] == ROWS
 
 
-async def test_oauth_token_requests_count_too(tmp_path):
+async def test_oauth_token_requests_count_too(tmp_path, refused_port):
     """With client credentials the first attempts are token requests: they feed the same
     counter (and ``unconnected``), so a refused port stops the batch the same way."""
-    url = f"http://127.0.0.1:{refused_port()}"
+    url = f"http://127.0.0.1:{refused_port}"
     config = ClientConfig(unreachable_after=AFTER, unreachable_attempts=ATTEMPTS)
     started = time.monotonic()
     async with FtoClient(client_id="id", client_secret="secret", base_url=url, config=config,
