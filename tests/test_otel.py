@@ -220,6 +220,35 @@ async def test_an_unanswered_attempt_has_a_span_without_status(
     assert (second.attributes or {})["patsnap.error_code"] == 0
 
 
+async def test_a_stopped_batch_ends_every_task_span(
+    otel: tuple[InMemorySpanExporter, Metrics],
+) -> None:
+    """A graceful stop with tasks still running: their spans end ("not ended"), and the
+    tasks-in-flight gauge comes back to zero."""
+    import asyncio
+
+    exporter, reader = otel
+    stop = asyncio.Event()
+    config = EmulatorConfig(time_scale=SCALE, qps=None, task_duration=2000.0)  # 10 s
+    async with Emulator(config) as emu, _client(emu, "sk") as client:
+
+        async def stop_once_submitted() -> None:
+            while len(emu.stats.submits) < 5:
+                await asyncio.sleep(0.01)
+            stop.set()
+
+        stopper = asyncio.create_task(stop_once_submitted())
+        outcomes, _error = await collect(
+            client.screen_many([_image(i) for i in range(5)], stop=stop)
+        )
+        await stopper
+    assert outcomes == []
+    tasks = [s for s in exporter.get_finished_spans() if s.name == "fto_async.task"]
+    assert len(tasks) == len(emu.stats.submits) == 5
+    assert {(s.attributes or {})["patsnap.outcome"] for s in tasks} == {"not ended"}
+    assert _sum(reader.points()["fto_async.tasks.in_flight"]) == 0
+
+
 async def test_follow_ups_are_child_tasks(otel: tuple[InMemorySpanExporter, Metrics]) -> None:
     """Each 1-vs-1 follow-up has a task span whose parent is its item's task span."""
     from fto_async import FollowUp

@@ -93,6 +93,7 @@ class _Batch(_Sharing):
         self.followers = 0  # duplicates waiting in groups (bounded by max_pending)
         self.observer = observer_of(client)  # task spans, on_result hooks
         self.requests = 0  # distinct requests submitted (the batch span's count)
+        self.open_spans: set[Any] = set()  # task spans started here and not ended yet
 
     # -- progress -------------------------------------------------------------------
 
@@ -130,6 +131,8 @@ class _Batch(_Sharing):
             with _otel.use_span(span):  # task spans are its children
                 await self._run(feed)
         finally:
+            for open_span in list(self.open_spans):  # stopped: polled by the next run
+                self._end_open(open_span)
             c = self.counters
             log.info("batch ended: %d read, %d done, %d failed, %d not attempted, "
                      "%d from cache, %d calls", c.read, c.done, c.failed, c.not_attempted,
@@ -172,6 +175,21 @@ class _Batch(_Sharing):
                     )
                 await self.journaling.journal.flush()
         await self.out.put(_END)
+
+    def _task_started(self, kind: str) -> Any:
+        span = self.observer.task_started(kind)
+        self.open_spans.add(span)
+        return span
+
+    def _task_ended(self, span: Any, *args: Any) -> None:
+        self.open_spans.discard(span)
+        self.observer.task_ended(span, *args)
+
+    def _end_open(self, span: Any) -> None:
+        """End a task span whose task did not end in this batch (a stop, a fatal error)."""
+        self.open_spans.discard(span)
+        _otel.tasks_in_flight(-1)
+        _otel.end_span(span, None, **{"patsnap.outcome": "not ended"})
 
     async def _watch_stop(self, stop: asyncio.Event, scheduler: asyncio.Task[None]) -> None:
         await stop.wait()
@@ -294,7 +312,7 @@ class _Batch(_Sharing):
                     await journaling.sending(key)
 
         self.requests += 1
-        span = self.observer.task_started(request_kind(request))  # submit to result
+        span = self._task_started(request_kind(request))  # submit to result
         try:
             while True:
                 try:
@@ -314,13 +332,13 @@ class _Batch(_Sharing):
                         sent = False  # its row is `pending` again: the retry journals anew
                         self.unsent.add(me)
                         continue
-                    self.observer.task_ended(span, key, None, None, exc, 0)
+                    self._task_ended(span, key, None, None, exc, 0)
                     span = None
                     await self.emit(Outcome(key, request, None, None, exc))
                     await self._fail_group(group, exc)
                     return
             if not self.poll_after_submit:
-                self.observer.task_ended(span, key, task_id, None, None, 0)
+                self._task_ended(span, key, task_id, None, None, 0)
                 span = None
                 await self.emit(Outcome(key, request, task_id, None, None))
                 return
@@ -340,8 +358,7 @@ class _Batch(_Sharing):
             span = None  # the scheduler's now: ended when delivered
         finally:
             if span is not None:  # cancelled (a stop): no result to tell
-                _otel.tasks_in_flight(-1)
-                _otel.end_span(span, None, **{"patsnap.outcome": "cancelled"})
+                self._end_open(span)
             self.unsent.discard(me)
             self.counters.submitting -= 1
             self.submit_slots.release()
@@ -376,7 +393,7 @@ class _Batch(_Sharing):
             task.sent = True  # past the gate: an abort lets this poll finish (it is paid for)
 
         if task.span is None:  # resumed, or a task id handed over: its span starts here
-            task.span = self.observer.task_started(task.kind)
+            task.span = self._task_started(task.kind)
         with _otel.use_span(task.span):  # polls are children of the task span
             return await self.client.get_report(task.task_id, task.kind, before_send=before_send)
 
@@ -387,7 +404,7 @@ class _Batch(_Sharing):
             self.stop_for(error)
             self.polls_aborted = True
             await self.scheduler.abort(error)  # polling is refused too: end the rest now
-        self.observer.task_ended(task.span, task.key, task.task_id, report, error, task.polls)
+        self._task_ended(task.span, task.key, task.task_id, report, error, task.polls)
         task.span = None
         if self.journaling is not None and task.request is not None:
             await self.journaling.result(task.key, report, error)
