@@ -51,6 +51,13 @@ class Platform:
         return MockResponse.ok({"task_id": task_id, "task_status": 2})
 
 
+async def _until(condition: Any, timeout: float = 5.0) -> None:
+    """Wait for async hooks (tasks of their own) to have run."""
+    async with asyncio.timeout(timeout):
+        while not condition():
+            await asyncio.sleep(0.005)
+
+
 def _client(hooks: Hooks, platform: Platform | None = None) -> FtoClient:
     return FtoClient(
         api_key="sk-test", transport=MockTransport(platform or Platform()), hooks=hooks,
@@ -96,7 +103,7 @@ async def test_async_hooks_run_and_a_batch_tells_each_result() -> None:
 
     async with _client(Hooks(on_call=on_call, on_result=on_result)) as client:
         outcomes = [o async for o in client.screen_many([_request(i) for i in range(3)])]
-        await asyncio.sleep(0.01)
+        await _until(lambda: len(results) == 3 and len(calls) == 10)
     assert sorted(r.key for r in results) == [0, 1, 2]
     assert {r.task_id for r in results} == {o.task_id for o in outcomes}
     assert all(r.error is None and r.polls == 2 for r in results)
@@ -118,7 +125,7 @@ async def test_a_raising_hook_never_breaks_a_call_and_is_logged_once(
         async with _client(Hooks(on_call=bad_call, on_poll=bad_poll)) as client:
             task_id = await client.submit_image_search(_request())
             await client.wait_image_search(task_id)
-            await asyncio.sleep(0.01)
+            await _until(lambda: any("on_poll" in r.getMessage() for r in caplog.records))
     mine = [r for r in caplog.records if r.name == "fto_async.hooks"]
     warnings = [r for r in mine if r.levelno == logging.WARNING]
     assert sorted(r.getMessage().split()[1] for r in warnings) == ["on_call", "on_poll"]
