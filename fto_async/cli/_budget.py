@@ -16,7 +16,9 @@ polls than reserved can still meet the gate's ceiling, and is then polled by the
 run (the message says how many). While items are open, a row that does not fit waits for
 them to end (their reserve comes back); when nothing is open and it still does not fit,
 the run stops reading: the tasks already paid are polled within N, and the rest stays
-``pending`` for the next run (exit code 4, with the resume command). Strictly private.
+``pending`` for the next run (exit code 4, with the resume command). N counts the calls
+to business paths (uploads included); ``/oauth/token`` requests, which the platform
+does not bill, are not counted. Strictly private.
 """
 
 from __future__ import annotations
