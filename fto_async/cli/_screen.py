@@ -71,7 +71,7 @@ from ._common import (
 from ._display import ProgressView, Summary, render_sections, summary_sections
 from ._images import Images, row_identity, stored_fingerprint, unreadable
 from ._job import Job
-from ._results import CALLS_META, CATALOG_META, Tally, write_output
+from ._results import CATALOG_META, Tally, screening_calls, write_output
 from ._signals import interrupts_during_rebuild, signal_handlers
 
 if TYPE_CHECKING:
@@ -416,11 +416,11 @@ async def run_screen(job: Job, make_client: Callable[[], FtoClient]) -> int:
             await journal.set_meta("last_run", str(run_no))
             # export finds titles and images here (a catalog moved since: --catalog)
             await journal.set_meta(CATALOG_META, str(job.catalog.path.resolve()))
-            calls = _total_calls(journal) + client.stats.calls  # the screening's, every run
-            await journal.set_meta(CALLS_META, str(calls))
+            await run.record_calls()  # the ledger holds this run's calls too
+            calls = screening_calls(journal)  # the screening's, every run
             if job.rescreen and not (tally.status["pending"] or tally.status["unknown"]):
                 await journal.set_meta(_RESCREEN_META, "")  # every row was screened again
-            report = _write_report(job, calls, client.stats.calls)
+            report = _write_report(job, calls, screening_calls(journal, run_no))
     finally:
         if run.warmer is not None:
             run.warmer.abandon()  # (closed already unless the run raised)
@@ -465,15 +465,7 @@ async def run_screen(job: Job, make_client: Callable[[], FtoClient]) -> int:
     return _exit_code(job, run, tally, hard)
 
 
-def _total_calls(journal: Journal) -> int:
-    """The platform calls of the journal's earlier runs (0: none recorded)."""
-    try:
-        return max(0, int(journal.get_meta(CALLS_META) or 0))
-    except ValueError:
-        return 0
-
-
-def _write_report(job: Job, calls: int, calls_run: int) -> Path | None:
+def _write_report(job: Job, calls: int | None, calls_run: int | None) -> Path | None:
     """The HTML report beside ``job.out`` (``None``: not asked for, or not written)."""
     if not job.report:
         return None
