@@ -418,9 +418,11 @@ def env_settings(environ: Mapping[str, str] | None = None) -> dict[str, str | fl
     """Read the ``PATSNAP_*`` variables (the only code that reads the environment).
 
     Returns a dict with ``client_id``, ``client_secret``, ``api_key``, ``base_url``,
-    ``qps``, ``redis_url`` (from ``PATSNAP_REDIS_URL``) and ``key_auth`` (from
-    ``PATSNAP_KEY_AUTH``, lower-cased); ``None`` where unset.
+    ``qps``, ``redis_url`` (from ``PATSNAP_REDIS_URL``), ``key_auth`` (from
+    ``PATSNAP_KEY_AUTH``, lower-cased) and ``max_calls`` (from ``PATSNAP_MAX_CALLS``, a
+    whole number at least 1); ``None`` where unset.
     """
+    max_calls = _env_max_calls(os.environ if environ is None else environ)
     env = os.environ if environ is None else environ
     qps_text = env.get("PATSNAP_QPS")
     qps: float | None = None
@@ -437,4 +439,19 @@ def env_settings(environ: Mapping[str, str] | None = None) -> dict[str, str | fl
         "qps": qps,
         "redis_url": env.get("PATSNAP_REDIS_URL") or None,
         "key_auth": (env.get("PATSNAP_KEY_AUTH") or "").strip().lower() or None,
+        "max_calls": max_calls,
     }
+
+
+def _env_max_calls(env: Mapping[str, str]) -> int | None:
+    text = (env.get("PATSNAP_MAX_CALLS") or "").strip()
+    if not text:
+        return None
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise ConfigurationError(f"PATSNAP_MAX_CALLS must be a whole number at least 1, "
+                                 f"got {text!r}")  # fmt: skip
+    return value

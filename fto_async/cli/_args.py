@@ -77,6 +77,17 @@ def qps_arg(text: str) -> float:
     return value
 
 
+def max_calls_arg(text: str) -> int:
+    """``--max-calls``: a whole number of calls, at least 1."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a whole number of calls, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
 def time_scale_arg(text: str) -> float:
     """``--time-scale``: a factor above 0."""
     value = _finite(text)

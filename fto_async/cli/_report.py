@@ -24,13 +24,13 @@ from typing import Any, Final
 
 from ..fingerprint import image_digest, wire_fingerprint
 from ..journal import ItemState, Journal, JournalRow
-from ..outputs import HtmlReport, Product, write_html
+from ..outputs import HtmlReport, Product, last_run, write_html
 from ..outputs._thumbs import cache_path
 from ._args import patent_link, patent_link_arg
 from ._catalog import Catalog, CatalogError, Defaults, Row
 from ._common import EXIT_OK, EXIT_USAGE, open_journal, say_error
 from ._paths import clash, is_sqlite, sqlite_files
-from ._results import CALLS_META
+from ._results import screening_calls
 
 __all__ = ["add_report_command", "catalog_products", "html_path", "product_of", "screen_report"]
 
@@ -122,14 +122,6 @@ def add_report_command(commands: Any) -> None:
     report.set_defaults(func=_cmd_report)
 
 
-def _journal_calls(journal: Journal) -> int | None:
-    """The platform calls the journal's runs recorded (``None``: none recorded)."""
-    try:
-        return int(journal.get_meta(CALLS_META) or "")
-    except ValueError:
-        return None
-
-
 def _cmd_report(args: argparse.Namespace) -> int:
     if not args.journal.is_file():
         say_error(f"no journal at {args.journal}")
@@ -206,7 +198,8 @@ async def _from_journal(
         products = None if catalog is None else await _screened_products(catalog, journal)
         return write_html(journal, args.out, title=args.title, products=products,
                           thumb_cache=thumbs, all_rows=args.all, patent_link=template,
-                          calls=_journal_calls(journal))  # fmt: skip
+                          calls=screening_calls(journal),
+                          calls_run=screening_calls(journal, last_run(journal)))  # fmt: skip
     finally:
         await journal.aclose()
 

@@ -19,15 +19,26 @@ import attrs
 from ..journal import ItemState, Journal
 from ..outputs import atomic_write, record_from_journal, write_jsonl
 from ..outputs._record import follow_up_status, invalid_record, previous_result
+from ..transport import TOKEN_PATH
 from ._catalog import Catalog
 
-__all__ = ["CALLS_META", "CATALOG_META", "Tally", "write_output"]
+__all__ = ["CATALOG_META", "Tally", "screening_calls", "write_output"]
 
 _TOP: Final = 20
 #: The journal's meta key naming the catalog of its last run (for ``export``'s titles).
 CATALOG_META: Final = "catalog"
-#: The journal's meta key counting the platform calls of every run (the report's header).
-CALLS_META: Final = "calls_total"
+def screening_calls(journal: Journal, run: int | None = None) -> int | None:
+    """The screening's calls that reached the platform, from the journal's call ledger:
+    answered or refused with a code, token requests aside (the summary's "calls used"
+    counts the same way). Every run, or run ``run`` only; ``None``: nothing recorded.
+
+    The one home of that figure: the summary, the report's header and ``usage`` agree.
+    """
+    lines = [line for line in journal.calls() if run is None or line.run == run]
+    if not lines:
+        return None
+    return sum(line.n for line in lines
+               if line.result != "unanswered" and line.path != TOKEN_PATH)  # fmt: skip
 
 
 def _group(record: dict[str, Any], error_type: str | None) -> str:

@@ -31,6 +31,7 @@ import contextlib
 import sqlite3
 import sys
 import time
+from collections import Counter
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Final, Literal, TextIO
@@ -57,8 +58,10 @@ from ..journal import ItemState, Journal, JournalRow
 from ..models import ImageSearchRequest, Request, WorkflowRequest
 from ..outputs import last_run
 from ..outputs._record import INVALID_TYPE, invalid_body
+from ._budget import CallBudget, budget_spent
 from ._catalog import PLACEHOLDER_URL, CatalogError, Row
 from ._common import (
+    EXIT_BUDGET,
     EXIT_FATAL,
     EXIT_OK,
     EXIT_ROWS,
@@ -70,7 +73,7 @@ from ._common import (
 from ._display import ProgressView, Summary, render_sections, summary_sections
 from ._images import Images, readable, row_identity, stored_fingerprint, unreadable
 from ._job import Job
-from ._results import CALLS_META, CATALOG_META, Tally, write_output
+from ._results import CATALOG_META, Tally, screening_calls, write_output
 from ._signals import interrupts_during_rebuild, signal_handlers
 
 if TYPE_CHECKING:
@@ -78,6 +81,7 @@ if TYPE_CHECKING:
 
 __all__ = ["run_screen"]
 
+_LEDGER_EVERY: Final = 5.0  # seconds between the call ledger's records during a run
 _PAST_PENDING: Final = frozenset({ItemState.DONE, ItemState.SUBMITTED, ItemState.FAILED})
 _RESCREEN_META: Final = "rescreen_since"  # when an unfinished --rescreen began (epoch s)
 
@@ -128,6 +132,12 @@ class _Run:
         self.rescreened = 0  #: rows --rescreen started again
         self.rescreen_since = 0.0  #: when the rescreen began (results older are redone)
         self.fingerprints: dict[str, str | None] = {}  # handed to the batch, then dropped
+        limit = client.config.rate.max_calls  # --max-calls / PATSNAP_MAX_CALLS
+        self.budget = None if limit is None else CallBudget(client, limit)
+        self.unpolled = 0  #: paid tasks left unpolled at the end (the budget's message)
+        self.run_no = 0  #: this run's number (the call ledger's)
+        self.recorded: Counter[tuple[str, str, int]] = Counter()  # calls in the ledger
+        self.recorded_at = time.monotonic()
         self.images = Images(
             client, cache, job.max_age, job.follow_up is not None, notice=self.view.log
         )
@@ -175,6 +185,10 @@ class _Run:
         )  # fmt: skip
         try:
             async for outcome in batch:  # the output is rebuilt from the journal at the end
+                if self.budget is not None:
+                    self.budget.ended_one(outcome.polls)
+                if time.monotonic() - self.recorded_at >= _LEDGER_EVERY:
+                    await self.record_calls()  # a run that dies keeps most of its ledger
                 self.images.forget(str(outcome.key))  # its follow-ups have ended
                 error = outcome.error
                 if error is not None and outcome.task_id is None and not outcome.resumed \
@@ -186,6 +200,15 @@ class _Run:
                     self.refused_error = error
         except BatchAbortedError as exc:
             self.fatal = exc.cause
+
+    async def record_calls(self) -> None:
+        """Add the calls made since the last record to the journal's call ledger."""
+        self.recorded_at = time.monotonic()
+        delta = self.client.observer.ledger - self.recorded
+        if delta:
+            self.recorded.update(delta)
+            with contextlib.suppress(RuntimeError, sqlite3.Error):  # never fail a run on it
+                await self.journal.record_calls(self.run_no, delta)
 
     # -- the input of the batch -------------------------------------------------------
 
@@ -238,6 +261,9 @@ class _Run:
                         self.rescreened += 1
                         jrow = self.journal.get(row.jkey)
                 self.distinct.add(fingerprint)
+                if self.budget is not None and not _past_pending(jrow) and not \
+                        await self.budget.admit(row.kind, 1 + (row.image_path is not None)):
+                    continue  # past the budget: left pending for the next run
                 request = row.request or await self._image_request(row, jrow, fingerprint,
                                                                    digest, data)  # fmt: skip
                 del data  # held only while its request is built
@@ -248,6 +274,8 @@ class _Run:
                     await self.journal.add_pending(row.jkey, row.line, body, row.kind,
                                                    fingerprint=checked)  # fmt: skip
                 self.fingerprints[row.jkey] = checked  # what the journal compares
+                if self.budget is not None:
+                    self.budget.opened += 1
                 yield Item(row.jkey, request, fingerprint=fingerprint)  # what shares a task
         except CatalogError as exc:  # the file changed under us
             self.catalog_error = exc
@@ -380,7 +408,7 @@ async def run_screen(job: Job, make_client: Callable[[], FtoClient]) -> int:
         run.rescreen_since = float(begun) if begun else time.time()
         await journal.set_meta(_RESCREEN_META, repr(run.rescreen_since))
     hard = False
-    run_no = last_run(journal) + 1
+    run_no = run.run_no = last_run(journal) + 1
     out_error: OSError | CatalogError | None = None
     report: Path | None = None
     rebuilt = True
@@ -408,14 +436,17 @@ async def run_screen(job: Job, make_client: Callable[[], FtoClient]) -> int:
             await journal.set_meta("last_run", str(run_no))
             # export finds titles and images here (a catalog moved since: --catalog)
             await journal.set_meta(CATALOG_META, str(job.catalog.path.resolve()))
-            calls = _total_calls(journal) + client.stats.calls  # the screening's, every run
-            await journal.set_meta(CALLS_META, str(calls))
+            await run.record_calls()  # the ledger holds this run's calls too
+            calls = screening_calls(journal)  # the screening's, every run
             if job.rescreen and not (tally.status["pending"] or tally.status["unknown"]):
                 await journal.set_meta(_RESCREEN_META, "")  # every row was screened again
-            report = _write_report(job, calls, client.stats.calls)
+            report = _write_report(job, calls, screening_calls(journal, run_no))
     finally:
         if run.warmer is not None:
             run.warmer.abandon()  # (closed already unless the run raised)
+        await run.record_calls()  # the rest of the call ledger
+        with contextlib.suppress(RuntimeError):
+            run.unpolled = journal.counts()[ItemState.SUBMITTED]
         with contextlib.suppress(RuntimeError):
             await journal.aclose()
         if cache is not None:
@@ -455,15 +486,7 @@ async def run_screen(job: Job, make_client: Callable[[], FtoClient]) -> int:
     return _exit_code(job, run, tally, hard)
 
 
-def _total_calls(journal: Journal) -> int:
-    """The platform calls of the journal's earlier runs (0: none recorded)."""
-    try:
-        return max(0, int(journal.get_meta(CALLS_META) or 0))
-    except ValueError:
-        return 0
-
-
-def _write_report(job: Job, calls: int, calls_run: int) -> Path | None:
+def _write_report(job: Job, calls: int | None, calls_run: int | None) -> Path | None:
     """The HTML report beside ``job.out`` (``None``: not asked for, or not written)."""
     if not job.report:
         return None
@@ -528,6 +551,10 @@ def _exit_code(job: Job, run: _Run, tally: Tally, hard: bool) -> int:
     if run.catalog_error is not None:
         say_error(str(run.catalog_error))
         return EXIT_USAGE
+    if run.budget is not None and (run.budget.stopped
+                                   or isinstance(run.fatal, BudgetExhaustedError)):
+        say_error(budget_spent(run.budget, left, run.unpolled, job.resume))
+        return EXIT_BUDGET
     if run.fatal is not None:
         say_error(f"stopped by a fatal platform error: {run.fatal} ({type(run.fatal).__name__})")
         oauth = run.client.stats.token_requests > 0

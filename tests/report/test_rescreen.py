@@ -256,3 +256,23 @@ def test_report_header_counts_every_run_and_per_row_filters(rescreened):
     total, last = int(found.group(1)), int(found.group(2))
     assert total > last > 0
     assert re.search(r"09-01 \(\d+ of 40 rows\)", html)
+
+
+def test_report_header_calls_are_the_ledgers(rescreened, tmp_path):
+    """One home for the screening's calls: the header of the report written by `screen`
+    and by `report` both read the journal's call ledger, as `usage` does."""
+    import json
+    import re
+
+    from fto_async.cli import main
+
+    html = rescreened["html"].read_text("utf-8")
+    found = re.search(r"(\d+) platform calls in all runs \((\d+) in the last\)", html)
+    assert found is not None
+    assert main(["usage", str(rescreened["journal"]), "--json"]) == 0
+    out = tmp_path / "again.html"
+    assert main(["report", str(rescreened["journal"]), "--out", str(out)]) == 0
+    again = re.search(r"(\d+) platform calls in all runs \((\d+) in the last\)",
+                      out.read_text("utf-8"))
+    assert again is not None
+    assert again.groups() == found.groups()
