@@ -105,8 +105,14 @@ def decode_answer(
     """Data of a successful answer; raises the matching :class:`~fto_async.errors.FtoError`."""
     request_id = next((headers[h] for h in _REQUEST_ID_HEADERS if h in headers), None)
     retry_after = parse_retry_after(headers.get("retry-after"), now)
+    constants: list[str] = []  # NaN/Infinity met: no documented answer holds one
+
+    def constant(name: str) -> float:
+        constants.append(name)
+        return float(name)
+
     try:
-        obj = json.loads(body) if body.strip() else None
+        obj = json.loads(body, parse_constant=constant) if body.strip() else None
     except (ValueError, RecursionError):  # RecursionError: absurdly nested JSON
         obj = None
         if http_status < 400:
@@ -147,5 +153,7 @@ def decode_answer(
             request_id=request_id,
             retry_after=retry_after,
         )
+    if constants:  # an error answer says what it says; data must hold finite numbers
+        raise ResponseDecodeError(f"the answer holds {constants[0]} (not a finite number)")
     data = obj.get("data")
     return data if data is not None else obj

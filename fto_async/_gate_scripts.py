@@ -39,8 +39,9 @@ end
 # KEYS: state hash, success log. ARGV: ceiling, tau, floor, qps, recovery, horizon,
 # daily_limit (0: none), my_epoch ('' before the first grant), my_calls_today, unsynced,
 # log_cap, successes (answers without 67200002 since this process's last request).
-# Returns {status, a, now, epoch, count, rate}: status 1 = granted (a = send time),
-# 0 = wait (a = seconds), 2 = daily limit reached. Floats travel as strings (Redis
+# Returns {status, a, now, epoch, count, rate, healed}: status 1 = granted (a = send
+# time), 0 = wait (a = seconds), 2 = daily limit reached; healed = the stored ``tat`` that
+# lay beyond any time a grant could set (reset to now), else ''. Floats travel as strings (Redis
 # would truncate Lua numbers to integers).
 ACQUIRE_LUA = (
     _RATE_LUA
@@ -60,6 +61,11 @@ end
 local f = redis.call('HMGET', KEYS[1], 'tat', 'dec_rate', 'dec_at', 'est', 'day', 'count',
                      'epoch')
 local tat = tonumber(f[1]) or 0
+local healed = ''
+if tat ~= tat or tat > now + horizon + tau + 1 / floor_ + 2 then
+  -- beyond any time a grant could have set (far future, inf, nan): heal, and say so
+  healed, tat = string.format('%.6f', tat), now
+end
 local day = math.floor(now / 86400)
 local count = 0
 if tonumber(f[5]) == day then count = tonumber(f[6]) or 0 end
@@ -95,7 +101,7 @@ redis.call('PEXPIRE', KEYS[1], """
     + str(_STATE_TTL_MS)
     + """)
 return {status, string.format('%.6f', a), string.format('%.6f', now), epoch, count,
-        string.format('%.6f', rate)}
+        string.format('%.6f', rate), healed}
 """
 )
 

@@ -15,6 +15,7 @@ from typing import Any
 
 from ._journal_rows import (
     _FU_SELECT,
+    _FU_SELECT_V3,
     _HOW_TO_OPEN,
     _MAX_QUEUED,
     _S,
@@ -42,6 +43,7 @@ class _FollowUps:
     _rdb: sqlite3.Connection | None
     _fu_dirty: dict[tuple[str, str], _FuRec]
     _fu_inflight: dict[tuple[str, str], _FuRec]
+    _fu_retire: list[tuple[float, str, str | None, str | None]]
     _waiters: list[asyncio.Future[None]]
     _has_work: asyncio.Event
     _urgent: asyncio.Event
@@ -76,13 +78,24 @@ class _FollowUps:
             counts[ItemState(state)] = int(n)
         return counts
 
-    async def add_follow_up(self, key: str, patent_pn: str) -> None:
-        """Record a follow-up as ``pending`` (lazy); an existing one is left as it is."""
+    async def add_follow_up(
+        self, key: str, patent_pn: str, *, fingerprint: str | None = None
+    ) -> None:
+        """Record a follow-up as ``pending`` (lazy), with what it asks (``fingerprint``);
+        an existing one is left as it is."""
         self._check_writable()
         if self._fu_lookup(key, patent_pn) is None:
             now = time.time()
-            rec = _FuRec(key, patent_pn, _S.PENDING, None, None, None, None, now, now, None)
+            rec = _FuRec(key, patent_pn, _S.PENDING, None, None, None, None, now, now, None,
+                         fingerprint)  # fmt: skip
             await self._fu_queue(rec, durable=False)
+
+    async def replace_follow_up(self, key: str, patent_pn: str) -> None:
+        """The follow-up asks something else now (another report language): its record
+        moves to the follow-up history; committed."""
+        self._check_writable()
+        self._fu_retire.append((time.time(), key, patent_pn, patent_pn))
+        await self._commit_wait()
 
     async def mark_follow_up(
         self,
@@ -148,7 +161,9 @@ class _FollowUps:
     def _fu_query(self, where: str, params: tuple[Any, ...]) -> list[Any]:
         if not self._fu_table():
             return []
-        return self._reader.execute(_FU_SELECT + where, params).fetchall()
+        columns = {row[1] for row in self._reader.execute("PRAGMA table_info(follow_ups)")}
+        select = _FU_SELECT if "fingerprint" in columns else _FU_SELECT_V3
+        return self._reader.execute(select + where, params).fetchall()
 
     async def _fu_queue(self, rec: _FuRec, durable: bool) -> None:
         self._fu_dirty[(rec.key, rec.patent_pn)] = rec

@@ -1,4 +1,4 @@
-"""The journal's rows, states and file format (schema 3). Private; see :mod:`fto_async.journal`.
+"""The journal's rows, states and file format (schema 4). Private; see :mod:`fto_async.journal`.
 
 The states (:class:`ItemState`) and THE transition table (``_TRANSITIONS``) that items and
 follow-ups share; the rows a reader gets (:class:`JournalRow`, :class:`FollowUpRow`) and
@@ -30,7 +30,8 @@ __all__ = [
     "NotAJournalError",
 ]
 
-_SCHEMA_VERSION = 3  # 2: items.fingerprint, items.run, history; 3: follow_ups
+_SCHEMA_VERSION = 4  # 2: items.fingerprint, items.run, history; 3: follow_ups;
+# 4: follow_up_history (follow-ups are replaced with their item)
 _LAZY_DELAY = 0.2  # seconds a lazy write may wait for company before it is committed
 _MAX_QUEUED = 10_000  # queued rows before lazy writes wait for a commit (bounded memory)
 _KINDS = tuple(k for k, kind in KINDS.items() if kind.journal_table == "items")
@@ -118,6 +119,9 @@ class FollowUpRow:
         state: see :class:`ItemState`; task_id: the 1-vs-1 task id, once known.
         error, error_type: the failure and its class name, if it failed.
         created_at, updated_at, submitted_at: epoch seconds.
+        fingerprint: what it asks (:func:`~fto_async.fingerprint.follow_up_fingerprint`:
+            the item's checked fingerprint, the patent, the report language); ``None``
+            before schema 4 or when its item could not be checked.
     """
 
     key: str
@@ -130,6 +134,7 @@ class FollowUpRow:
     updated_at: float
     submitted_at: float | None
     report_json: str | None = attrs.field(repr=False)
+    fingerprint: str | None = attrs.field(default=None, repr=False)
 
     @functools.cached_property
     def report(self) -> dict[str, Any] | None:
@@ -153,6 +158,7 @@ class _FuRec(NamedTuple):
     created_at: float
     updated_at: float
     submitted_at: float | None
+    fingerprint: str | None = None
 
 
 class _Rec(NamedTuple):
@@ -196,13 +202,26 @@ _SCHEMA = (
     """CREATE TABLE IF NOT EXISTS follow_ups (key TEXT NOT NULL, patent_pn TEXT NOT NULL,
     state TEXT NOT NULL, task_id TEXT, report TEXT, error TEXT, error_type TEXT,
     created_at REAL NOT NULL, updated_at REAL NOT NULL, submitted_at REAL,
-    PRIMARY KEY (key, patent_pn))""",
+    fingerprint TEXT, PRIMARY KEY (key, patent_pn))""",
+    """CREATE TABLE IF NOT EXISTS follow_up_history (id INTEGER PRIMARY KEY AUTOINCREMENT,
+    key TEXT NOT NULL, patent_pn TEXT NOT NULL, state TEXT NOT NULL, task_id TEXT,
+    report TEXT, error TEXT, error_type TEXT, created_at REAL NOT NULL,
+    updated_at REAL NOT NULL, submitted_at REAL, fingerprint TEXT,
+    replaced_at REAL NOT NULL)""",
 )
-_FU_SELECT = (
-    "SELECT key, patent_pn, state, task_id, report, error, error_type, created_at,"
-    " updated_at, submitted_at FROM follow_ups"
+_FU_FIELDS = ("key, patent_pn, state, task_id, report, error, error_type, created_at,"
+              " updated_at, submitted_at, fingerprint")  # fmt: skip
+_FU_SELECT = f"SELECT {_FU_FIELDS} FROM follow_ups"  # noqa: S608
+#: A schema-3 file opened read-only has no follow_ups.fingerprint column.
+_FU_SELECT_V3 = _FU_SELECT.replace(", fingerprint ", ", NULL AS fingerprint ")
+_FU_UPSERT = f"INSERT OR REPLACE INTO follow_ups ({_FU_FIELDS}) VALUES ({', '.join('?' * 11)})"  # noqa: S608
+# Params (replaced_at, key, patent_pn or None, the same): an item's follow-ups (or one of
+# them) go to history with its old record.
+_FU_RETIRE = (
+    f"INSERT INTO follow_up_history ({_FU_FIELDS}, replaced_at)"  # noqa: S608
+    f" SELECT {_FU_FIELDS}, ? FROM follow_ups WHERE key = ? AND (? IS NULL OR patent_pn = ?)"
 )
-_FU_UPSERT = "INSERT OR REPLACE INTO follow_ups VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+_FU_DROP = "DELETE FROM follow_ups WHERE key = ? AND (? IS NULL OR patent_pn = ?)"
 _MIGRATIONS = {"fingerprint": "TEXT", "run": "INTEGER"}  # schema 1 -> 2: columns added
 # S608 below: every name built into SQL here is one of this module's constants.
 _UPSERT = (  # key and created_at never change
@@ -313,6 +332,8 @@ def _migrate(db: sqlite3.Connection, path: Path) -> int:
     for name, sql_type in _MIGRATIONS.items():
         if columns and name not in columns:
             db.execute(f"ALTER TABLE items ADD COLUMN {name} {sql_type}")
+    if "fingerprint" not in {r[1] for r in db.execute("PRAGMA table_info(follow_ups)")}:
+        db.execute("ALTER TABLE follow_ups ADD COLUMN fingerprint TEXT")  # schema 3 -> 4
     if not version:
         db.execute(_META_UPSERT, ("created_at", str(time.time())))
     if version < _SCHEMA_VERSION:

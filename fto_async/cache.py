@@ -10,8 +10,14 @@ than ``max_age`` costs no call::
             print(outcome.key, "from the cache,", outcome.cache_age, "s old")
     cache.close()
 
-What is stored: one row per fingerprint (``fingerprint``, ``kind``, ``report`` JSON as the
-platform sent it, ``created_at`` epoch seconds, ``task_id``). Only successful reports are
+What is stored: one row per question, keyed by what it answers: the request
+``fingerprint``, the ``platform`` (base URL) and the ``account`` (client id, or ``sk:`` and
+a hash of the API key, never the key), with ``kind``, ``report`` JSON as the platform sent
+it, ``created_at`` epoch seconds and ``task_id``. A lookup names the same three: one file
+used against two platforms or by two accounts never answers one with the other's report.
+Entries of the first file format (table ``reports``, no platform or account) cannot be
+checked, so they are never served (they are pruned like the others). An entry stamped in
+the future (a clock jump) is a miss. Only successful reports are
 put; failed tasks, ``unknown`` submissions and errors never are. No credentials, tokens
 or request bodies are stored (a request's image URL appears only inside its fingerprint's
 hash). The file is created mode 0600 and its folder 0700.
@@ -50,14 +56,17 @@ __all__ = ["DEFAULT_MAX_AGE", "CachedReport", "ReportCache"]
 DEFAULT_MAX_AGE: Final = timedelta(days=7)
 _BUSY_TIMEOUT_MS: Final = 5000
 _SCHEMA: Final = (
-    "CREATE TABLE IF NOT EXISTS reports (fingerprint TEXT PRIMARY KEY, kind TEXT NOT NULL,"
-    " report TEXT NOT NULL, created_at REAL NOT NULL, task_id TEXT)"
+    "CREATE TABLE IF NOT EXISTS answers (fingerprint TEXT NOT NULL, platform TEXT NOT NULL,"
+    " account TEXT NOT NULL, kind TEXT NOT NULL, report TEXT NOT NULL,"
+    " created_at REAL NOT NULL, task_id TEXT, PRIMARY KEY (fingerprint, platform, account))"
 )
 _PUT: Final = (
-    "INSERT INTO reports VALUES (?, ?, ?, ?, ?) ON CONFLICT (fingerprint) DO UPDATE SET"
-    " (kind, report, created_at, task_id) = (excluded.kind, excluded.report,"
-    " excluded.created_at, excluded.task_id) WHERE excluded.created_at >= reports.created_at"
+    "INSERT INTO answers VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (fingerprint, platform,"
+    " account) DO UPDATE SET (kind, report, created_at, task_id) = (excluded.kind,"
+    " excluded.report, excluded.created_at, excluded.task_id)"
+    " WHERE excluded.created_at >= answers.created_at"
 )
+_FUTURE_SLACK: Final = 300.0  # seconds an entry may be stamped ahead of this clock
 
 
 @attrs.frozen
@@ -66,6 +75,8 @@ class CachedReport:
 
     Attributes:
         fingerprint: the request fingerprint it answers.
+        platform: the base URL of the platform that answered (``""``: not said).
+        account: the account that asked (client id or ``sk:`` key hash; ``""``: not said).
         kind: ``"image_search"`` or ``"workflow"``.
         report: the report's JSON, as the platform sent it.
         created_at: epoch seconds when it was stored (its task's completion).
@@ -77,16 +88,24 @@ class CachedReport:
     report: dict[str, Any] = attrs.field(repr=False)
     created_at: float
     task_id: str | None
+    platform: str = ""
+    account: str = ""
 
 
-_Put = tuple[str, str, str, float, str | None]  # fingerprint, kind, report text, at, task id
+# fingerprint, platform, account, kind, report text, at, task id
+_Put = tuple[str, str, str, str, str, float, str | None]
 
 
 def _from_put(put: _Put) -> CachedReport | None:
     try:
-        return CachedReport(put[0], put[1], json.loads(put[2]), put[3], put[4])
+        report = json.loads(put[4], parse_constant=_refuse)
     except ValueError:
         return None
+    return CachedReport(put[0], put[3], report, put[5], put[6], put[1], put[2])
+
+
+def _refuse(name: str) -> Any:
+    raise ValueError(name)  # NaN/Infinity: never a report
 
 
 def _seconds(value: timedelta | float) -> float:
@@ -135,8 +154,8 @@ class ReportCache:
         self._db: sqlite3.Connection | None = None  # used by the executor's thread only
         self._executor = _sqlite.one_thread("fto-cache")
         self._state = "open"
-        self._queued: dict[str, _Put] = {}  # puts waiting for the next commit
-        self._writing: dict[str, _Put] = {}  # puts being committed now
+        self._queued: dict[tuple[str, str, str], _Put] = {}  # puts waiting for the next commit
+        self._writing: dict[tuple[str, str, str], _Put] = {}  # puts being committed now
         self._flusher: asyncio.Task[None] | None = None
 
     def __repr__(self) -> str:
@@ -151,18 +170,24 @@ class ReportCache:
 
     # -- the API ------------------------------------------------------------------------
 
-    async def get(self, fingerprint: str, *, max_age: float | None = None) -> CachedReport | None:
-        """The report for ``fingerprint`` if one younger than ``max_age`` (seconds, default
-        the cache's) is stored, else ``None``."""
+    async def get(
+        self, fingerprint: str, *, max_age: float | None = None, platform: str = "",
+        account: str = "",
+    ) -> CachedReport | None:
+        """The report for ``fingerprint`` asked on ``platform`` by ``account`` if one
+        younger than ``max_age`` (seconds, default the cache's) is stored, else ``None``.
+        A batch passes its client's platform and account (:attr:`FtoClient.provenance`)."""
         limit = self.max_age if max_age is None else max_age
-        oldest = self.clock() - limit
-        put = self._queued.get(fingerprint) or self._writing.get(fingerprint)
+        now = self.clock()
+        oldest, newest = now - limit, now + _FUTURE_SLACK
+        key = (fingerprint, platform, account)
+        put = self._queued.get(key) or self._writing.get(key)
         found: CachedReport | None
         if put is not None:  # not committed yet, but ours
-            found = _from_put(put) if put[3] >= oldest else None
+            found = _from_put(put) if oldest <= put[5] <= newest else None
         else:
             try:
-                found = await self._run(self._get, fingerprint, oldest)
+                found = await self._run(self._get, key, oldest, newest)
             except sqlite3.Error as exc:
                 self._failed(exc)
                 found = None
@@ -174,14 +199,18 @@ class ReportCache:
         return found
 
     async def put(
-        self, fingerprint: str, kind: str, report: dict[str, Any], task_id: str | None
+        self, fingerprint: str, kind: str, report: dict[str, Any], task_id: str | None,
+        *, platform: str = "", account: str = "",
     ) -> None:
-        """Store a successful report (stamped now); a newer stored one is kept. Queued:
-        committed with the other puts of the moment (see :meth:`flush`)."""
+        """Store a successful report (stamped now) for ``fingerprint`` asked on
+        ``platform`` by ``account``; a newer stored one is kept. Queued: committed with
+        the other puts of the moment (see :meth:`flush`)."""
         if self._state != "open":
             raise RuntimeError(f"report cache {str(self.path)!r} is closed")
         text = json.dumps(report, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
-        self._queued[fingerprint] = (fingerprint, kind, text, self.clock(), task_id)
+        self._queued[(fingerprint, platform, account)] = (
+            fingerprint, platform, account, kind, text, self.clock(), task_id
+        )
         self.puts += 1
         if self._flusher is None or self._flusher.done():
             self._flusher = asyncio.get_running_loop().create_task(self._flush_queued())
@@ -249,26 +278,28 @@ class ReportCache:
             self._db = db
         return self._db
 
-    def _get(self, fingerprint: str, oldest: float) -> CachedReport | None:
+    def _get(
+        self, key: tuple[str, str, str], oldest: float, newest: float
+    ) -> CachedReport | None:
         row = self._connection().execute(
-            "SELECT kind, report, created_at, task_id FROM reports"
-            " WHERE fingerprint = ? AND created_at >= ?", (fingerprint, oldest),
+            "SELECT kind, report, created_at, task_id FROM answers WHERE fingerprint = ?"
+            " AND platform = ? AND account = ? AND created_at BETWEEN ? AND ?",
+            (*key, oldest, newest),
         ).fetchone()  # fmt: skip
         if row is None:
             return None
-        try:
-            report = json.loads(row[1])
-        except ValueError:
-            return None  # a damaged entry is a miss; the next report replaces it
-        return CachedReport(fingerprint, row[0], report, float(row[2]), row[3])
+        # a damaged entry is a miss; the next report replaces it
+        return _from_put((*key, row[0], row[1], float(row[2]), row[3]))
 
     def _put_many(self, puts: list[_Put]) -> None:
         _sqlite.write_batch(self._connection(), [(_PUT, puts)], "BEGIN IMMEDIATE")
 
     def _prune(self, oldest: float) -> int:
-        return self._connection().execute(
-            "DELETE FROM reports WHERE created_at < ?", (oldest,)
-        ).rowcount
+        db = self._connection()
+        old: int = 0
+        if db.execute("SELECT 1 FROM sqlite_master WHERE name = 'reports'").fetchone():
+            old = db.execute("DELETE FROM reports WHERE created_at < ?", (oldest,)).rowcount
+        return old + db.execute("DELETE FROM answers WHERE created_at < ?", (oldest,)).rowcount
 
     def _close(self) -> None:
         if self._db is not None:

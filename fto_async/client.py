@@ -8,6 +8,7 @@ from os import PathLike
 from pathlib import Path
 from types import TracebackType
 from typing import Any, Self, TypeVar, Unpack
+from urllib.parse import urlsplit
 
 import aiohttp
 import attrs
@@ -257,6 +258,13 @@ class FtoClient:
         """Calls sent again so far by this client: retries after a failure, and resends
         after a refused token was refreshed."""
         return self._transport.retry.retries + self._transport.stats.refresh_resends
+
+    @property
+    def provenance(self) -> tuple[str, str]:
+        """``(platform, account)`` that every stored answer of this client records and is
+        looked up by: the base URL, and the account's non-secret identity (the client
+        id, or ``sk:`` and a hash of the API key; never the key)."""
+        return provenance(self.config.base_url, self._credentials.account_id)
 
     def __repr__(self) -> str:
         kind = "api_key" if isinstance(self._credentials, ApiKey) else "client_credentials"
@@ -523,6 +531,7 @@ class FtoClient:
         if source is not None:  # our P010 URL would expire before use: upload it again
             request = attrs.evolve(request, url=(await self.upload_image(source)).url)
         body = _serde.unstructure(self._converter, request)
+        _refuse_placeholder(body)
         answer = await self._transport.call(path, body, before_send=before_send)
         task_id = answer.get("task_id") if isinstance(answer, Mapping) else None
         if not isinstance(task_id, str) or not task_id:
@@ -540,7 +549,13 @@ class FtoClient:
             answer = await self._transport.call(
                 path, {"task_id": task_id}, before_send=before_send, priority=poll_priority()
             )
-            report = _serde.structure(self._converter, answer, cls)
+            report = await _structure_report(self._converter, answer, cls)
+            answered = getattr(report, "task_id", "")
+            if answered and answered != task_id:  # a gateway or proxy mixed answers up
+                raise ResponseDecodeError(
+                    f"{path}: the answer is for another task ({answered!r}, polled "
+                    f"{task_id!r})", raw=answer,
+                )  # fmt: skip
         except FtoError as exc:
             self._observer.polled(task_id, path, None, exc)
             raise
@@ -556,6 +571,56 @@ class FtoClient:
             raise
         self._observer.task_ended(None, None, task_id, report, None, 0)
         return report
+
+
+#: Longest list a report may hold (comparisons, patents): a longer one is refused unread.
+MAX_REPORT_LIST = 1_000
+_REPORT_LISTS = (  # the paths of a report's lists, in every report shape
+    ("report", "comparisons"), ("comparisons",), ("patent_messages", "patent_messages"),
+    ("rrffusion_response", "patent_messages"),
+)  # fmt: skip
+
+
+async def _structure_report(conv: Any, answer: object, cls: type[_R]) -> _R:
+    """Structure a poll's answer: a finished report is checked for list lengths first,
+    then structured in a worker thread (a large one takes long: never on the loop)."""
+    if not isinstance(answer, Mapping) or len(answer) <= 3:
+        return _serde.structure(conv, answer, cls)  # a running task: a few fields
+    for path in _REPORT_LISTS:
+        node: object = answer
+        for name in path:
+            node = node.get(name) if isinstance(node, Mapping) else None
+        if isinstance(node, list) and len(node) > MAX_REPORT_LIST:
+            raise ResponseDecodeError(
+                f"the report's {'.'.join(path)} holds {len(node)} entries "
+                f"(at most {MAX_REPORT_LIST} are read)", raw=None,
+            )  # fmt: skip
+    return await asyncio.to_thread(_serde.structure, conv, answer, cls)
+
+
+def provenance(base_url: str, account_id: str) -> tuple[str, str]:
+    """The ``(platform, account)`` of :attr:`FtoClient.provenance` (base URL without a
+    trailing slash, lower-case scheme and host)."""
+    parts = urlsplit(base_url.strip())
+    host = parts.hostname or ""  # never the user info of a URL
+    if ":" in host:
+        host = f"[{host}]"
+    try:
+        port = f":{parts.port}" if parts.port is not None else ""
+    except ValueError:
+        port = ""
+    return f"{parts.scheme.lower()}://{host}{port}{parts.path.rstrip('/')}", account_id
+
+
+def _refuse_placeholder(body: Mapping[str, Any]) -> None:
+    """The last guard: a request naming a stand-in image (a URL on an ``.invalid`` host,
+    RFC 2606, such as the CLI's ``upload.invalid``) never leaves. Its answer would be
+    another image's, filed under the real one."""
+    url = body.get("url")
+    if isinstance(url, str):
+        host = (urlsplit(url).hostname or "").rstrip(".")
+        if host == "invalid" or host.endswith(".invalid"):
+            raise InvalidRequestError("url", f"{url!r} is a placeholder, not an image")
 
 
 def _require(value: object, cls: Any, field: str) -> None:

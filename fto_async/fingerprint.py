@@ -40,11 +40,20 @@ from ._kinds import KINDS, request_kind
 from .errors import InvalidRequestError
 from .models import Request, TaskKind
 
-__all__ = ["FINGERPRINT_VERSION", "image_digest", "request_fingerprint", "wire_fingerprint"]
+__all__ = ["FINGERPRINT_VERSION", "follow_up_fingerprint", "image_digest", "request_fingerprint",
+           "wire_fingerprint"]  # fmt: skip
 
 #: The rule's version, the fingerprint's prefix.
 FINGERPRINT_VERSION: Final = "v1"
 
+
+
+def follow_up_fingerprint(item: str, patent_pn: str, report_lang: str | None) -> str:
+    """What a 1-vs-1 follow-up asks: its item's checked fingerprint (the image as sent and
+    the filters), the patent and the report language. Follow-ups are shared within a
+    batch and cached under it."""
+    text = f"{item}\n{patent_pn}\n{report_lang or ''}"
+    return "fu1:" + hashlib.sha256(text.encode()).hexdigest()
 
 
 def image_digest(data: bytes) -> str:

@@ -25,7 +25,14 @@ The state machine (any other write raises :class:`InvalidTransitionError`)::
     unknown | failed ─> pending    reset_to_pending: the resubmit / retry policy
     unknown ─> submitted           its task was found; else it stays unknown (skip policy)
     any ─> pending                 replace: the item's request changed (its fingerprint);
-                                   the earlier record moves to the ``history`` table
+                                   the earlier record moves to the ``history`` table and
+                                   its follow-ups to ``follow_up_history`` (schema 4): a
+                                   follow-up belongs to its item's screening
+
+Each follow-up keeps what it asks (``fingerprint``: its item's, the patent, the report
+language); one asked otherwise now moves to ``follow_up_history``
+(:meth:`Journal.replace_follow_up`). The ``provenance`` meta value names the platform and
+account whose answers the journal holds; a batch of another refuses it.
 
 Each row keeps its request's fingerprint (:mod:`fto_async.fingerprint`; ``None`` for rows
 written before schema 2, "unknown": never taken as a match nor as a change) and the
@@ -93,6 +100,8 @@ from ._journal_rows import (  # the rows, states and file format; re-exported
     _ALLOWED,
     _COLUMNS,
     _DURATIONS_KEY,
+    _FU_DROP,
+    _FU_RETIRE,
     _FU_UPSERT,
     _HISTORY_INSERT,
     _KINDS,
@@ -120,6 +129,8 @@ from ._journal_rows import (  # the rows, states and file format; re-exported
 
 if sys.platform != "win32":
     import fcntl
+
+_Retire = tuple[float, str, str | None, str | None]  # replaced_at, key, patent_pn, patent_pn
 
 __all__ = [
     "FollowUpRow",
@@ -150,7 +161,7 @@ class Journal(_FollowUps, _Ledger):
         *("_broken", "_counts", "_dirty", "_executor", "_has_work", "_inflight", "_lock_fd"),
         *("_meta", "_rdb", "_state", "_stopping", "_urgent", "_waiters", "_wdb", "_writer"),
         *("_columns", "_history", "_readonly", "_select", "_stamps", "_writing"),
-        *("_fu_dirty", "_fu_inflight", "commits", "path", "recovered_unknown"),
+        *("_fu_dirty", "_fu_inflight", "_fu_retire", "commits", "path", "recovered_unknown"),
     )
 
     def __init__(self, path: str | os.PathLike[str], *, readonly: bool = False) -> None:
@@ -164,7 +175,11 @@ class Journal(_FollowUps, _Ledger):
         self._meta: dict[str, str] = {}  # meta values queued for the next commit
         self._history: list[tuple[Any, ...]] = []  # replaced records for the next commit
         self._stamps: dict[str, int] = {}  # run stamps queued for the next commit
-        self._writing: tuple[list[tuple[Any, ...]], list[tuple[int, str]]] = ([], [])
+        # (replaced_at, key, patent_pn or None twice): follow-ups to history, next commit
+        self._fu_retire: list[_Retire] = []
+        self._writing: tuple[list[tuple[Any, ...]], list[tuple[int, str]], list[_Retire]] = (
+            [], [], []
+        )
         self._readonly = readonly
         self._columns = frozenset((*_Rec._fields, "run"))  # the file's items columns
         self._select = f"SELECT {_COLUMNS} FROM items"  # noqa: S608 - the columns of _Rec
@@ -355,6 +370,8 @@ class Journal(_FollowUps, _Ledger):
         now = time.time()
         if rec.state != _S.PENDING or rec.attempts:
             self._history.append((*rec, now))
+        # Its follow-ups answered the old request: they go to history with it.
+        self._fu_retire.append((now, key, None, None))
         fresh = _Rec(key, seq, _dumps(request), _S.PENDING, None, kind, 0, None, None, None,
                      rec.created_at, now, None, None, fingerprint)  # fmt: skip
         self._counts[ItemState(rec.state)] -= 1
@@ -516,7 +533,7 @@ class Journal(_FollowUps, _Ledger):
         try:
             while not (self._stopping and not self._dirty and not self._meta
                        and not self._history and not self._stamps
-                       and not self._fu_dirty):
+                       and not self._fu_dirty and not self._fu_retire):
                 await self._has_work.wait()
                 if not self._urgent.is_set():
                     with contextlib.suppress(TimeoutError):
@@ -526,13 +543,13 @@ class Journal(_FollowUps, _Ledger):
                 self._urgent.clear()
                 rows, meta, waiters = self._dirty, self._meta, self._waiters
                 self._dirty, self._meta, self._waiters, self._inflight = {}, {}, [], rows
-                history, stamps = self._history, self._stamps
-                self._history, self._stamps = [], {}
-                self._writing = (history, [(run, key) for key, run in stamps.items()])
+                history, stamps, retire = self._history, self._stamps, self._fu_retire
+                self._history, self._stamps, self._fu_retire = [], {}, []
+                self._writing = (history, [(run, key) for key, run in stamps.items()], retire)
                 fu_rows, self._fu_dirty = self._fu_dirty, {}
                 self._fu_inflight = fu_rows
                 try:
-                    if rows or meta or history or stamps or fu_rows:
+                    if rows or meta or history or stamps or fu_rows or retire:
                         batch = ([*rows.values()], [*meta.items()], [*fu_rows.values()])
                         await loop.run_in_executor(self._executor, self._write, *batch)
                         self.commits += 1
@@ -540,6 +557,7 @@ class Journal(_FollowUps, _Ledger):
                     self._broken = exc
                     self._dirty = rows | self._dirty  # reads keep showing what was asked
                     self._history[:0] = history
+                    self._fu_retire[:0] = retire
                     self._fu_dirty = fu_rows | self._fu_dirty
                     self._waiters[:0] = waiters
                     return
@@ -589,10 +607,11 @@ class Journal(_FollowUps, _Ledger):
         self, rows: list[_Rec], meta: list[tuple[str, str]], fu_rows: list[_FuRec]
     ) -> None:
         assert self._wdb is not None
-        history, stamps = self._writing
+        history, stamps, retire = self._writing
         _sqlite.write_batch(self._wdb, [
             (_HISTORY_INSERT, history), (_UPSERT, rows), (_STAMP, stamps),
             (_META_UPSERT, meta), (_FU_UPSERT, fu_rows),
+            (_FU_RETIRE, retire), (_FU_DROP, [entry[1:] for entry in retire]),
         ])  # fmt: skip
 
     def _stream(

@@ -72,7 +72,7 @@ import hashlib
 import logging
 import random
 from collections import deque
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Final
 
 import attrs
 
@@ -84,13 +84,22 @@ from .ratelimit import Permit, RateGate, _credit, _Pacer, _Slot
 if TYPE_CHECKING:
     from redis.asyncio import Redis
 
-__all__ = ["RedisRateGate", "account_key"]
+__all__ = ["LONG_WAIT", "RedisRateGate", "account_key"]
 
 log = logging.getLogger("fto_async.redisgate")
 
 _HORIZON = 0.25  # seconds: how far ahead of now a grant may be reserved (at least 2 T)
 _BACKOFF_BASE = 0.05
 _BACKOFF_CAP = 2.0
+
+
+#: Seconds: a single wait of the gate longer than this is announced (a warning) first.
+LONG_WAIT: Final = 60.0
+
+
+def _announce(wait: float) -> None:
+    if wait > LONG_WAIT:
+        log.warning("shared rate gate: waiting %.0f s for the account's next call slot", wait)
 
 
 def account_key(account: str, prefix: str = "") -> str:
@@ -346,6 +355,7 @@ class RedisRateGate:
                     )
                 if status == 1:
                     break
+                _announce(wait_or_at)
                 await asyncio.sleep(wait_or_at)
                 if not priority and self._head.priority_waiting:
                     # A due poll arrived meanwhile: let it ask first, then ask again.
@@ -357,6 +367,7 @@ class RedisRateGate:
             # one grant ahead, so a grant is rarely refused (one round trip per call).
             delay = wait_or_at - now
             if delay > 0:
+                _announce(delay)
                 try:
                     await asyncio.sleep(delay)
                 except asyncio.CancelledError:
@@ -396,6 +407,9 @@ class RedisRateGate:
             self._day, self._mine_today = day, 0
         self._epoch, self._unsynced, self._shared_today = epoch, 0, count
         self._rate = float(reply[5])
+        if len(reply) > 6 and reply[6]:
+            log.warning("shared rate gate: the account's next-call time in Redis lay far in "
+                        "the future (%s); reset to now", reply[6])  # fmt: skip
         if status == 1:
             self._mine_today += 1
 

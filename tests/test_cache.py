@@ -92,7 +92,7 @@ async def test_old_entries_miss_and_are_replaced(tmp_path: Path) -> None:
     assert emu.stats.count(SUBMIT, 0) == 2
     assert not outcomes[0].from_cache
     with sqlite3.connect(tmp_path / "c.db") as db:
-        rows = db.execute("SELECT created_at FROM reports").fetchall()
+        rows = db.execute("SELECT created_at FROM answers").fetchall()
     assert rows == [(clock.now,)]
 
 
@@ -107,7 +107,7 @@ async def test_failures_are_never_cached(tmp_path: Path) -> None:
         assert not any(o.from_cache for o in second)
         assert emu.stats.count(SUBMIT, 0) == 4
     with sqlite3.connect(tmp_path / "c.db") as db:
-        assert db.execute("SELECT COUNT(*) FROM reports").fetchone() == (0,)
+        assert db.execute("SELECT COUNT(*) FROM answers").fetchone() == (0,)
 
 
 async def test_cache_hits_are_journaled_done(tmp_path: Path) -> None:
@@ -159,7 +159,7 @@ def test_two_processes_share_one_file(tmp_path: Path) -> None:
         _, err = proc.communicate(timeout=120)
         assert proc.returncode == 0, err
     with sqlite3.connect(path) as db:
-        assert db.execute("SELECT COUNT(*) FROM reports").fetchone() == (600,)
+        assert db.execute("SELECT COUNT(*) FROM answers").fetchone() == (600,)
 
 
 def test_no_credentials_in_the_file(tmp_path: Path) -> None:

@@ -51,7 +51,7 @@ async def test_dry_run_matches_the_real_run(emu, env, tmp_path, capsys):  # noqa
     for attempt, out in enumerate(("r1.jsonl", "r2.jsonl")):
         if attempt:  # warm half the cache: the first run's reports of u0, u1 only
             with sqlite3.connect(cache) as db:
-                db.execute("DELETE FROM reports WHERE rowid % 2 = 0")
+                db.execute("DELETE FROM answers WHERE rowid % 2 = 0")
         args = ["screen", str(path), "--out", str(tmp_path / out), "--cache", str(cache)]
         submits, uploads = len(emu.stats.submits), emu.stats.count(UPLOAD, 0)
         assert await cli(*args, "--dry-run") == 0
@@ -108,7 +108,7 @@ async def test_no_cache_and_max_age(emu, env, tmp_path, capsys):  # noqa: F811
                      *FAST) == 0  # fmt: skip
     assert len(emu.stats.submits) == 4
     with sqlite3.connect(cache) as db:  # K1's report is now 2 hours old
-        db.execute("UPDATE reports SET created_at = created_at - 7200 WHERE rowid = 1")
+        db.execute("UPDATE answers SET created_at = created_at - 7200 WHERE rowid = 1")
     capsys.readouterr()
     assert await cli(*base, "--out", str(tmp_path / "c.jsonl"), "--max-age", "1h") == 0
     assert len(emu.stats.submits) == 5  # the old one again, the fresh one from the cache

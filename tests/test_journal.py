@@ -375,7 +375,7 @@ async def test_request_is_copied_when_added(path: Path) -> None:
 async def test_meta(path: Path) -> None:
     """set_meta stores free-form values; the schema version and creation time are preset."""
     async with await Journal.open(path) as journal:
-        assert journal.get_meta("schema_version") == "3"
+        assert journal.get_meta("schema_version") == "4"
         assert float(journal.get_meta("created_at") or 0) > 0
         assert journal.get_meta("fingerprint") is None
         await journal.set_meta("fingerprint", "v1")
@@ -537,7 +537,7 @@ async def test_a_schema_1_journal_is_migrated(path: Path) -> None:
     async with await Journal.open(path) as journal:
         assert journal.get("a").state is S.DONE  # type: ignore[union-attr]
         await journal.replace("a", 0, REQUEST, "image_search", fingerprint="v1:x")
-    assert raw(path, "SELECT value FROM meta WHERE key = 'schema_version'") == [("3",)]
+    assert raw(path, "SELECT value FROM meta WHERE key = 'schema_version'") == [("4",)]
     assert raw(path, "SELECT key, task_id FROM history") == [("a", "t")]
 
 

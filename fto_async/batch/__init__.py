@@ -61,7 +61,9 @@ Never paying twice (``dedupe``, on by default, and ``cache``):
   in this batch; a finished fingerprint is remembered in a least-recently-used window of
   :data:`RECENT_TASKS` (10,000: its first key and task id, ~0.3 KB each), and its typed
   report in a smaller one of :data:`RECENT_REPORTS` (64: a typed report takes ~100 KB
-  in memory for ~30 KB of JSON, so ~6 MB at most; 256 grew a soak's RSS by 26 MB). Most
+  in memory for ~30 KB of JSON, so ~6 MB at most; 256 grew a soak's RSS by 26 MB), and
+  within :data:`~fto_async.batch._sharing.RECENT_REPORT_BYTES` (4 MiB) of their JSON,
+  so a few huge reports cannot hold gigabytes. Most
   duplicates arrive while their group is pending, which costs nothing. A later one
   takes the report from the window (no call), or past it from the cache if there is one
   (no call), or else polls the finished task once (one poll instead of a submit);

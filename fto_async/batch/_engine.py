@@ -17,6 +17,8 @@ from collections import OrderedDict
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
+import attrs
+
 from .. import _otel
 from .._kinds import request_kind
 from .._observe import observer_of
@@ -24,8 +26,8 @@ from ..errors import BatchAbortedError, FtoError, InvalidRequestError
 from ..fingerprint import request_fingerprint
 from ..models import ImageSearchReport, Request, TaskKind
 from ..polling import PendingTask, PollScheduler
-from ._journaling import _Counters, _Journaling
-from ._sharing import _Group, _Recent, _Sharing
+from ._journaling import _Counters, _Journaling, bind_provenance
+from ._sharing import _Group, _Recent, _Sharing, provenance_of
 from ._stream import _END, _pairs, _pump
 from ._values import BatchClient, Item, Items, Outcome, Progress, TaskIds, _Options
 
@@ -90,7 +92,10 @@ class _Batch(_Sharing):
         self.by_task: dict[str, _Group] = {}  # task id -> its group, while polled
         self.recent: OrderedDict[str, _Recent] = OrderedDict()  # LRU, RECENT_TASKS
         self.reports: OrderedDict[str, ImageSearchReport] = OrderedDict()  # RECENT_REPORTS
+        self.report_sizes: dict[str, int] = {}  # fingerprint -> JSON bytes of its report
+        self.report_bytes = 0  # their sum, at most RECENT_REPORT_BYTES
         self.followers = 0  # duplicates waiting in groups (bounded by max_pending)
+        self.identities: dict[Any, str] = {}  # key -> checked fingerprint, until emitted
         self.observer = observer_of(client)  # task spans, on_result hooks
         self.requests = 0  # distinct requests submitted (the batch span's count)
         self.open_spans: set[Any] = set()  # task spans started here and not ended yet
@@ -213,6 +218,9 @@ class _Batch(_Sharing):
 
     async def emit(self, outcome: Outcome) -> None:
         self.counters.count(outcome)
+        checked = self.identities.pop(outcome.key, None) if self.identities else None
+        if checked is not None:
+            outcome = attrs.evolve(outcome, fingerprint=checked)
         await self.out.put(self.shape(outcome))
 
     async def _admit(self) -> bool:
@@ -241,6 +249,8 @@ class _Batch(_Sharing):
     # -- submitting -----------------------------------------------------------------
 
     async def feed_requests(self, items: Items, submits: asyncio.TaskGroup) -> None:
+        if self.journaling is not None:  # its answers are this platform's and account's
+            await bind_provenance(self.journaling.journal, *provenance_of(self.client))
         pairs = _pairs(items)
         async for key, value in pairs:
             self.counters.read += 1
@@ -267,17 +277,24 @@ class _Batch(_Sharing):
                 found = await self.journaling.resume(
                     key, request, self.counters.read - 1, checked
                 )
+                # A record kept unchecked (``checked`` None: an older journal, say) keeps
+                # its own result, but never answers another item nor feeds the cache.
+                shareable = None if checked is None or checked != fingerprint else fingerprint
+                if shareable is not None:
+                    self.identities[key] = shareable
                 if isinstance(found, Outcome):
-                    if fingerprint is not None and found.ok:
-                        self._remember(fingerprint, found)
+                    if shareable is not None and found.ok:
+                        self._remember(shareable, found)
                     await self.emit(found)
                     continue
                 if found is not None:
-                    if fingerprint is None or not await self._resume_shared(found, fingerprint):
-                        self._track(found, fingerprint, request)
+                    if shareable is None or not await self._resume_shared(found, shareable):
+                        self._track(found, shareable, request)
                         self.scheduler.add(found)
                     continue
             if fingerprint is not None:
+                if self.journaling is None:
+                    self.identities[key] = fingerprint
                 if await self._share(key, request, fingerprint):
                     continue
                 if await self._from_cache(key, request, fingerprint):
@@ -419,8 +436,10 @@ class _Batch(_Sharing):
         if group is not None and outcome.ok:
             assert outcome.report is not None
             if self.cache is not None:
+                platform, account = provenance_of(self.client)
                 await self.cache.put(group.fingerprint, task.kind, dict(outcome.report.raw),
-                                     task.task_id)  # fmt: skip
+                                     task.task_id, platform=platform,
+                                     account=account)  # fmt: skip
             self._remember(group.fingerprint, outcome)
         await self.emit(outcome)
         if group is None:

@@ -42,6 +42,7 @@ import asyncio
 import base64
 import contextlib
 import time
+from collections import OrderedDict
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any, Final, Protocol, Unpack
 
@@ -57,6 +58,7 @@ from ..errors import (
     TaskExpiredError,
     UnknownSubmissionError,
 )
+from ..fingerprint import follow_up_fingerprint
 from ..journal import ItemState, Journal
 from ..models import (
     ImageSearchReport,
@@ -69,6 +71,7 @@ from ..models import (
 from ..polling import PendingTask, PollScheduler
 from ._engine import _Batch, _drive
 from ._journaling import plan, result_state, submit_failed_state, transient
+from ._sharing import provenance_of
 from ._stream import _END, _pump
 from ._values import (
     BatchClient,
@@ -87,6 +90,7 @@ __all__ = ["FollowUpClient", "screen_with_follow_ups"]
 TASK_VALIDITY: Final = 8 * 3600.0
 #: Items whose follow-ups run at once (the batch waits beyond: bounded memory).
 _MAX_ITEMS: Final = 256
+_RECENT_FOLLOW_UPS: Final = 4096  # finished follow-ups remembered for equal items
 
 class FollowUpClient(BatchClient, Protocol):
     """What the stage uses of a client: a batch client plus the AI67 and P010 methods."""
@@ -115,6 +119,7 @@ class _Counts:
     running: int = 0
     done: int = 0
     failed: int = 0
+    resubmitted: int = 0  # follow-ups a dead run left mid-submit, submitted again
 
 
 class _Stage:
@@ -125,6 +130,10 @@ class _Stage:
         self.spec = spec
         self.options = dict(options)
         self.journal: Journal | None = options.get("journal")
+        self.cache = options.get("cache")
+        # follow-up fingerprint -> its result, while asked and for a while after (LRU):
+        # equal items of one batch pay one 1-vs-1 task per patent, not one each
+        self.flights: OrderedDict[str, asyncio.Future[FollowUpResult | None]] = OrderedDict()
         self.stop: asyncio.Event | None = options.get("stop")
         self.unknown_policy = options.get("unknown_policy", "resubmit")
         self.user_progress = options.get("on_progress")
@@ -154,7 +163,8 @@ class _Stage:
             c = self.counts
             self.user_progress(attrs.evolve(
                 self.latest, follow_ups_running=c.running, follow_ups_done=c.done,
-                follow_ups_failed=c.failed, calls=self.client.stats.calls,
+                follow_ups_failed=c.failed, follow_ups_resubmitted=c.resubmitted,
+                calls=self.client.stats.calls,
             ))  # fmt: skip
 
     def _ended(self, result: FollowUpResult) -> FollowUpResult:
@@ -258,9 +268,14 @@ class _Stage:
     ) -> FollowUpResult | None:
         key, journal = str(outcome.key), self.journal
         row = journal.follow_up(key, pn) if journal is not None else None
+        ident = self._identity(outcome, pn)
+        if journal is not None and row is not None and None not in (ident, row.fingerprint) \
+                and row.fingerprint != ident:
+            await journal.replace_follow_up(key, pn)  # asked otherwise now (report language)
+            row = None
         action = plan(row, unknown_policy=self.unknown_policy)  # the items' policy
         if journal is None or row is None:
-            return await self._submit(key, pn, image_url)
+            return await self._ask(outcome, pn, image_url)
         if action == "done":
             try:
                 report = self.client.decode_report(row.report, "one_vs_one")
@@ -281,13 +296,85 @@ class _Stage:
             )
             return self._ended(FollowUpResult(pn, None, None, unknown))
         if action == "resubmit":
+            self.counts.resubmitted += 1  # announced, as for items
             if row.state is ItemState.SUBMITTING:
                 await journal.mark_follow_up(key, pn, ItemState.UNKNOWN)
             await journal.mark_follow_up(key, pn, ItemState.PENDING)
-        return await self._submit(key, pn, image_url)
+        return await self._ask(outcome, pn, image_url)
+
+    def _identity(self, outcome: Outcome, pn: str) -> str | None:
+        """What the follow-up asks (``None``: its item's record cannot be checked)."""
+        if outcome.fingerprint is None:
+            return None
+        return follow_up_fingerprint(outcome.fingerprint, pn, self.spec.report_lang)
+
+    async def _ask(
+        self, outcome: Outcome, pn: str, image_url: Callable[[], Awaitable[str]]
+    ) -> FollowUpResult | None:
+        """A follow-up to pay for, unless an equal one (same checked item fingerprint,
+        patent and report language) is asked in this batch or answered by the cache."""
+        key = str(outcome.key)
+        ident = self._identity(outcome, pn)
+        if ident is None:  # cannot be checked: its own task, shared with none
+            return await self._submit(key, pn, image_url)
+        flight = self.flights.get(ident)
+        if flight is not None:
+            self.flights.move_to_end(ident)
+            shared = await asyncio.shield(flight)
+            if shared is not None and shared.report is not None:
+                await self._adopt(key, pn, shared.task_id, shared.report, ident)
+                return self._ended(FollowUpResult(pn, shared.task_id, shared.report, None))
+            return await self._submit(key, pn, image_url, ident)  # it failed: ask alone
+        flight = self.flights[ident] = asyncio.get_running_loop().create_future()
+        while len(self.flights) > _RECENT_FOLLOW_UPS:
+            self.flights.popitem(last=False)
+        result: FollowUpResult | None = None
+        try:
+            cached = await self._cached(ident, pn)
+            if cached is not None and cached.report is not None:
+                await self._adopt(key, pn, cached.task_id, cached.report, ident)
+                result = self._ended(cached)
+            else:
+                result = await self._submit(key, pn, image_url, ident)
+                if result is not None and result.report is not None and self.cache:
+                    platform, account = provenance_of(self.client)
+                    await self.cache.put(ident, "one_vs_one", dict(result.report.raw),
+                                         result.task_id, platform=platform,
+                                         account=account)  # fmt: skip
+            return result
+        finally:
+            if not flight.done():
+                flight.set_result(result)
+
+    async def _cached(self, ident: str, pn: str) -> FollowUpResult | None:
+        if self.cache is None:
+            return None
+        platform, account = provenance_of(self.client)
+        hit = await self.cache.get(ident, platform=platform, account=account)
+        if hit is None:
+            return None
+        try:
+            report = self.client.decode_report(hit.report, "one_vs_one")
+        except FtoError:
+            return None  # an unreadable entry: ask again
+        one = report if isinstance(report, OneVsOneReport) else None
+        return None if one is None else FollowUpResult(pn, hit.task_id, one, None)
+
+    async def _adopt(
+        self, key: str, pn: str, task_id: str | None, report: OneVsOneReport, ident: str
+    ) -> None:
+        """Journal a follow-up answered by an equal one's task or by the cache."""
+        journal = self.journal
+        if journal is None:
+            return
+        await journal.add_follow_up(key, pn, fingerprint=ident)
+        await journal.mark_follow_up(key, pn, ItemState.SUBMITTING)
+        await journal.mark_follow_up(key, pn, ItemState.SUBMITTED, task_id=task_id or "cached")
+        await journal.mark_follow_up(key, pn, ItemState.DONE, report=dict(report.raw))
 
     async def _submit(
-        self, key: str, pn: str, image_url: Callable[[], Awaitable[str]]
+        self, key: str, pn: str, image_url: Callable[[], Awaitable[str]],
+        ident: str | None = None,
     ) -> FollowUpResult | None:
         journal = self.journal
         if self.stopping:
@@ -302,12 +389,12 @@ class _Stage:
                 if exc.fatal:
                     self._stop_for(exc)
                 elif journal is not None and not transient(exc):
-                    await journal.add_follow_up(key, pn)
+                    await journal.add_follow_up(key, pn, fingerprint=ident)
                     await journal.mark_follow_up(key, pn, ItemState.FAILED, error=str(exc),
                                                  error_type=type(exc).__name__)  # fmt: skip
                 return self._ended(FollowUpResult(pn, None, None, exc))
             if journal is not None:
-                await journal.add_follow_up(key, pn)
+                await journal.add_follow_up(key, pn, fingerprint=ident)
                 await journal.mark_follow_up(key, pn, ItemState.SUBMITTING)
             span = self.observer.task_started("one_vs_one")
             try:

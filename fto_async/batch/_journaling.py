@@ -24,6 +24,7 @@ import attrs
 
 from .._kinds import request_kind
 from ..errors import (
+    ConfigurationError,
     FtoError,
     RecordedError,
     ResponseDecodeError,
@@ -39,7 +40,8 @@ from ..models import ImageSearchReport, Request, TaskKind
 from ..polling import PendingTask
 from ._values import BatchClient, Outcome
 
-__all__ = ["Action", "plan", "recorded_fingerprint", "result_state", "submit_failed_state",
+__all__ = ["PROVENANCE_KEY", "Action", "bind_provenance", "plan", "provenance_mismatch",
+           "recorded_fingerprint", "result_state", "submit_failed_state",
            "transient"]  # fmt: skip
 
 #: What :func:`plan` says to do with a row: ``new`` (no row: add it, then submit),
@@ -49,6 +51,37 @@ __all__ = ["Action", "plan", "recorded_fingerprint", "result_state", "submit_fai
 #: (the same, resubmitted by policy) or ``submit`` (a pending row).
 Action: TypeAlias = Literal["new", "renew", "done", "failed", "poll", "skip", "resubmit",
                             "submit"]  # fmt: skip
+
+
+#: The journal's meta key for the platform and account whose answers it holds.
+PROVENANCE_KEY = "provenance"
+
+
+def provenance_mismatch(journal: Journal, platform: str, account: str) -> str | None:
+    """The platform a journal's answers came from, when it is not this one's (or the
+    account differs); ``None`` when they agree or the journal has not said yet."""
+    recorded = journal.get_meta(PROVENANCE_KEY)
+    if recorded is None or recorded == f"{platform} {account}":
+        return None
+    return recorded.split(" ", 1)[0]
+
+
+async def bind_provenance(journal: Journal, platform: str, account: str) -> None:
+    """Record the platform and account a journal's answers come from; refuse another.
+
+    Raises:
+        ConfigurationError: the journal holds answers of another platform or account.
+    """
+    if not (platform or account):
+        return  # a client that does not say (a test double)
+    other = provenance_mismatch(journal, platform, account)
+    if other is not None:
+        raise ConfigurationError(
+            f"journal {str(journal.path)!r} holds answers from {other} (or another account)"
+            f"; this client asks {platform}: use another journal"
+        )
+    if journal.get_meta(PROVENANCE_KEY) is None:
+        await journal.set_meta(PROVENANCE_KEY, f"{platform} {account}")
 
 
 def recorded_fingerprint(row: JournalRow) -> str | None:

@@ -3,7 +3,8 @@
 Items with the same fingerprint share one task (:class:`_Group`: the first item submits,
 duplicates wait for it: single flight); a finished fingerprint is remembered in bounded
 least-recently-used windows (:data:`RECENT_TASKS` task ids, :data:`RECENT_REPORTS`
-reports); a :class:`~fto_async.cache.ReportCache` answers with no call. The module
+reports within :data:`RECENT_REPORT_BYTES` of their JSON); a
+:class:`~fto_async.cache.ReportCache` answers with no call. The module
 docstring of :mod:`fto_async.batch` states the rules. :class:`_Sharing` is the part of
 the batch (:class:`~fto_async.batch._engine._Batch`) that does this; the engine admits,
 submits and polls.
@@ -12,6 +13,7 @@ submits and polls.
 from __future__ import annotations
 
 import asyncio
+import json
 from collections import OrderedDict
 from typing import Any, Final
 
@@ -25,12 +27,16 @@ from ..polling import PendingTask, PollScheduler
 from ._journaling import _Counters, _Journaling
 from ._values import BatchClient, Outcome
 
-__all__ = ["RECENT_REPORTS", "RECENT_TASKS"]
+__all__ = ["RECENT_REPORTS", "RECENT_REPORT_BYTES", "RECENT_TASKS", "provenance_of",
+           "report_size"]  # fmt: skip
 
 #: Finished fingerprints a batch remembers (first key and task id) for later duplicates.
 RECENT_TASKS: Final = 10_000
 #: Finished fingerprints whose typed reports a batch keeps for later duplicates (LRU).
 RECENT_REPORTS: Final = 64
+#: Bytes of report JSON that window may hold (a typed report takes ~3x in memory): a
+#: few huge reports evict the rest, and one larger than this is not kept at all.
+RECENT_REPORT_BYTES: Final = 4 * 1024 * 1024
 
 
 @attrs.define
@@ -86,7 +92,9 @@ class _Sharing:
     groups: dict[str, _Group]  # fingerprint -> its group pending here
     by_task: dict[str, _Group]  # task id -> its group, while polled
     recent: OrderedDict[str, _Recent]  # LRU, RECENT_TASKS
-    reports: OrderedDict[str, ImageSearchReport]  # RECENT_REPORTS
+    reports: OrderedDict[str, ImageSearchReport]  # RECENT_REPORTS, RECENT_REPORT_BYTES
+    report_sizes: dict[str, int]
+    report_bytes: int
     followers: int  # duplicates waiting in groups (bounded by max_pending)
 
     async def emit(self, outcome: Outcome) -> None:
@@ -178,7 +186,8 @@ class _Sharing:
         """Answer an item from the report cache; False on a miss."""
         if self.cache is None:
             return False
-        hit = await self.cache.get(fingerprint)
+        platform, account = provenance_of(self.client)
+        hit = await self.cache.get(fingerprint, platform=platform, account=account)
         if hit is None:
             return False
         try:
@@ -198,7 +207,8 @@ class _Sharing:
 
     async def _cached_report(self, fingerprint: str, request: Request) -> ImageSearchReport | None:
         assert self.cache is not None
-        hit = await self.cache.get(fingerprint)
+        platform, account = provenance_of(self.client)
+        hit = await self.cache.get(fingerprint, platform=platform, account=account)
         if hit is None:
             return None
         try:
@@ -214,10 +224,17 @@ class _Sharing:
         self.recent.move_to_end(fingerprint)
         if len(self.recent) > RECENT_TASKS:
             self.recent.popitem(last=False)
+        size = report_size(outcome.report)
+        self.report_bytes -= self.report_sizes.pop(fingerprint, 0)
+        self.reports.pop(fingerprint, None)
+        if size > RECENT_REPORT_BYTES:
+            return
         self.reports[fingerprint] = outcome.report
-        self.reports.move_to_end(fingerprint)
-        if len(self.reports) > RECENT_REPORTS:
-            self.reports.popitem(last=False)
+        self.report_sizes[fingerprint] = size
+        self.report_bytes += size
+        while len(self.reports) > RECENT_REPORTS or self.report_bytes > RECENT_REPORT_BYTES:
+            old, _report = self.reports.popitem(last=False)
+            self.report_bytes -= self.report_sizes.pop(old, 0)
 
     def _ungroup(self, group: _Group) -> list[_Member]:
         """Take a finished group out of the batch; return its waiting duplicates."""
@@ -250,6 +267,19 @@ class _Sharing:
             return False
         group.retried = True
         return True
+
+
+def provenance_of(client: object) -> tuple[str, str]:
+    """The ``platform`` and ``account`` a cache entry of ``client`` records (a client that
+    does not say, such as a test double, uses the unscoped part of the cache)."""
+    platform, account = getattr(client, "provenance", ("", ""))
+    return str(platform), str(account)
+
+
+def report_size(report: object) -> int:
+    """About how many bytes of JSON a typed report came from (its ``raw``)."""
+    raw = getattr(report, "raw", None)
+    return len(json.dumps(raw, default=str)) if raw else 0
 
 
 def _kind_of(outcome: Outcome) -> TaskKind:

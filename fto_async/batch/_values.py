@@ -250,6 +250,9 @@ class Outcome:
             in the same batch), else ``None``.
         from_cache: the report comes from the :class:`~fto_async.cache.ReportCache`.
         cached_at: epoch seconds when that cached report was stored (else ``None``).
+        fingerprint: the checked fingerprint of the question this outcome answers
+            (``None``: not known, or a journal record that cannot be checked); the item's
+            follow-ups are keyed by it and shared or cached only with one.
     """
 
     key: Any
@@ -265,6 +268,7 @@ class Outcome:
     shared_with: Any = None
     from_cache: bool = False
     cached_at: float | None = None
+    fingerprint: str | None = attrs.field(default=None, repr=False)
 
     @property
     def cache_age(self) -> float | None:
@@ -307,6 +311,8 @@ class Progress:
         follow_ups_running: 1-vs-1 follow-ups started and not ended (``follow_up`` option).
         follow_ups_done: follow-ups ended with a report (resumed ones included).
         follow_ups_failed: follow-ups ended with an error.
+        follow_ups_resubmitted: follow-ups an earlier run died while submitting, submitted
+            again (``unknown_policy="resubmit"``): a task may exist twice.
         shared: outcomes answered by another item's task or report (no call of their own).
         from_cache: requests answered by the report cache (cache hits; no call).
         deferred: of ``failed``, items whose error was not theirs (a fatal stop, a
@@ -330,6 +336,7 @@ class Progress:
     follow_ups_running: int = 0
     follow_ups_done: int = 0
     follow_ups_failed: int = 0
+    follow_ups_resubmitted: int = 0
     shared: int = 0
     from_cache: int = 0
     deferred: int = 0

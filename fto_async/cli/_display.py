@@ -303,6 +303,7 @@ class Summary:
     out: Path
     journal: Path
     notes: Sequence[tuple[str, str]] = ()  #: extra footer lines (label, text)
+    resubmitted_follow_ups: int = 0  #: follow-ups a dead run left mid-submit, sent again
     distinct: int = 0
     from_cache: int = 0
     shared: int = 0
@@ -351,6 +352,9 @@ def summary_sections(summary: Summary) -> tuple[list[Section], list[tuple[str, s
     if unknown:
         ambiguous += f"; {summary.recovered_unknown} found mid-submit after a crash, " \
                      f"{summary.resubmitted_unknown} resubmitted"
+    if summary.resubmitted_follow_ups:
+        ambiguous += f"; {summary.resubmitted_follow_ups} follow-ups left mid-submit by a " \
+                     "crash resubmitted"
     fu = tally.follow_ups
     if fu.total():
         high = f", {tally.follow_ups_high} high risk" if tally.follow_ups_high else ""

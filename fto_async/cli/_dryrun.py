@@ -11,9 +11,17 @@ import argparse
 import sys
 from collections import Counter
 
+from ..auth import ApiKey
 from ..batch._journaling import plan
 from ..cache import ReportCache
-from ..config import DEFAULT_QPS, DEFAULT_SUBMIT_LATENCY, PollConfig, env_settings
+from ..client import provenance
+from ..config import (
+    DEFAULT_BASE_URL,
+    DEFAULT_QPS,
+    DEFAULT_SUBMIT_LATENCY,
+    PollConfig,
+    env_settings,
+)
 from ..errors import ConfigurationError, InvalidRequestError
 from ..fingerprint import request_fingerprint
 from ..journal import ItemState
@@ -25,6 +33,18 @@ from ._images import CACHE_SLACK, row_identity, stored_fingerprint
 from ._job import Job
 
 __all__ = ["dry_run"]
+
+
+def _provenance_from_env() -> tuple[str, str]:
+    """The platform and account a run's client would have (see FtoClient.provenance)."""
+    settings = env_settings()
+    account = str(settings.get("client_id") or "")
+    if settings.get("api_key"):
+        try:
+            account = ApiKey(str(settings["api_key"])).account_id
+        except ConfigurationError:
+            account = ""
+    return provenance(str(settings.get("base_url") or DEFAULT_BASE_URL), account)
 
 
 async def dry_run(job: Job, args: argparse.Namespace) -> int:
@@ -40,6 +60,7 @@ async def dry_run(job: Job, args: argparse.Namespace) -> int:
     # Read-only: a missing cache file is not created by a dry run.
     cache = (ReportCache(job.cache, max_age=job.max_age)
              if job.cache is not None and job.cache.is_file() else None)  # fmt: skip
+    platform, account = _provenance_from_env()  # the cache answers only these
     count: Counter[str] = Counter()
     seen: set[str] = set()  # fingerprints answered in this run (as the batch shares them)
     distinct: set[str] = set()  # every good row's fingerprint
@@ -65,7 +86,7 @@ async def dry_run(job: Job, args: argparse.Namespace) -> int:
                 jrow = None
             action = plan(jrow, unknown_policy=job.unknown_policy)  # as the run reads it
             try:
-                fingerprint, digest = await row_identity(row)
+                fingerprint, digest, _data = await row_identity(row)
             except (OSError, InvalidRequestError) as exc:
                 if action not in ("done", "poll", "failed"):
                     count["invalid"] += 1
@@ -92,8 +113,10 @@ async def dry_run(job: Job, args: argparse.Namespace) -> int:
             count["polls"] += 1  # the scheduler's aim: one poll per task
             if action == "poll":
                 continue
-            if cache is not None and await cache.get(fingerprint,
-                                                     max_age=job.max_age - CACHE_SLACK):
+            if cache is not None and await cache.get(
+                fingerprint, max_age=job.max_age - CACHE_SLACK, platform=platform,
+                account=account,
+            ):
                 count["cached"] += 1
                 count["polls"] -= 1
                 continue
@@ -110,7 +133,10 @@ async def dry_run(job: Job, args: argparse.Namespace) -> int:
     count["polls"] = round(count["polls"] * per_task)  # tasks to poll -> polls
     calls = count["submits"] + count["polls"] + count["uploads"]
     # Follow-ups depend on the reports: none, or up to N per row, a submit and a poll each.
-    follow_up_max = (count["polls"] + count["reported"]) * job.follow_up.top * 2 \
+    # Cached rows need theirs too (perhaps from the cache); shared rows share their equal
+    # row's follow-ups, as the run shares them.
+    follow_up_max = (count["polls"] + count["cached"] + count["reported"]) \
+        * job.follow_up.top * 2 \
         if job.follow_up is not None else 0
     task = PollConfig().initial_estimate
     seconds = calls / float(qps) + (DEFAULT_SUBMIT_LATENCY + task if calls else 0)
@@ -133,7 +159,8 @@ async def dry_run(job: Job, args: argparse.Namespace) -> int:
                     f"~{DEFAULT_SUBMIT_LATENCY + task:.0f} s for the last submit and task)"),
         *([("follow-up calls", f"0 .. {follow_up_max} (up to {job.follow_up.top} per row "
                                 f"at {job.follow_up.min_risk.value} risk or above, a submit "
-                                "and a poll each; depends on the reports)")]
+                                "and a poll each, once per distinct request; depends on the "
+                                "reports and the cache)")]
           if job.follow_up is not None else []),
         ("requests", f"{count['rows']} rows, {len(distinct)} distinct requests, "
                      f"{count['cached']} from cache, calls needed {calls}"),

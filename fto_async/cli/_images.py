@@ -19,13 +19,14 @@ from typing import Final
 from .. import _validate
 from ..cache import ReportCache
 from ..client import FtoClient
-from ..errors import InvalidRequestError
+from ..errors import FtoError, InvalidRequestError
 from ..fingerprint import image_digest, request_fingerprint, wire_fingerprint
 from ..journal import JournalRow
 from ..models import ImageSearchRequest, TaskKind, WorkflowRequest
 from ._catalog import PLACEHOLDER_URL, Row
 
-__all__ = ["CACHE_SLACK", "Images", "row_identity", "stored_fingerprint", "unreadable"]
+__all__ = ["CACHE_SLACK", "Images", "readable", "row_identity", "stored_fingerprint",
+           "unreadable"]  # fmt: skip
 
 #: Seconds of max-age a local-image row's cache hit must have left for its upload to be
 #: skipped (the batch reads the cache again a moment later and must hit too).
@@ -41,6 +42,15 @@ _UPLOAD_MARGIN: Final = 600.0  # an upload URL is reused only with this much lif
 
 
 
+def readable(client: FtoClient, report: object, kind: object) -> bool:
+    """Whether a stored report (cache entry, journal record) decodes for its kind."""
+    try:
+        client.decode_report(report, "workflow" if kind == "workflow" else "image_search")
+    except FtoError:
+        return False
+    return True
+
+
 def unreadable(row: Row, exc: Exception) -> str:
     if isinstance(exc, OSError) and row.image_path is not None:
         return f"image_path: cannot read {row.image_path.name} ({exc})"
@@ -48,20 +58,23 @@ def unreadable(row: Row, exc: Exception) -> str:
 
 
 
-async def row_identity(row: Row) -> tuple[str, str | None]:
-    """A good row's request fingerprint and, for an ``image_path`` row, its file's digest.
+async def row_identity(row: Row) -> tuple[str, str | None, bytes | None]:
+    """A good row's request fingerprint and, for an ``image_path`` row, its file's digest
+    and bytes: read once, and what is hashed is what is sent (uploaded or encoded), so
+    an edit of the file meanwhile cannot file the answer under other bytes.
 
     Raises:
         OSError: the image file cannot be read. InvalidRequestError: it is no image.
     """
     if row.image_path is None:
         assert row.request is not None
-        return request_fingerprint(row.request), None
+        return request_fingerprint(row.request), None, None
     data = await asyncio.to_thread(row.image_path.read_bytes)
     digest = image_digest(data)
     if row.workflow:  # sent as base64: the fingerprint hashes the same bytes
-        return request_fingerprint(row.make_request(image=data)), digest
-    return request_fingerprint(row.make_request(url=PLACEHOLDER_URL), image_sha256=digest), digest
+        return request_fingerprint(row.make_request(image=data)), digest, data
+    fingerprint = request_fingerprint(row.make_request(url=PLACEHOLDER_URL), image_sha256=digest)
+    return fingerprint, digest, data
 
 
 
@@ -105,8 +118,9 @@ class Images:
         self.uploads = 0  #: files uploaded in this run (for the summary)
         self.upload_urls: dict[str, tuple[str, float]] = {}  # digest -> (url, good until)
         # Follow-ups need a row's public image URL again: image_path rows are remembered
-        # (path, and the P010 URL with its expiry) until their follow-ups ask for it.
-        self.images: dict[str, tuple[Path, str | None, float]] = {}
+        # (path, digest of the bytes screened, and the P010 URL with its expiry) until
+        # their follow-ups ask for it.
+        self.images: dict[str, tuple[Path, str, str | None, float]] = {}
 
     def _uploaded(self) -> None:
         """Count one P010 upload; the run's first says once that its URL is public."""
@@ -114,20 +128,21 @@ class Images:
         if self.uploads == 1 and self.notice is not None:
             self.notice(UPLOAD_NOTICE)
 
-    def remember(self, key: str, path: Path) -> None:
+    def remember(self, key: str, path: Path, digest: str) -> None:
         """Keep a row's image for its follow-ups (uploaded if followed up)."""
         if self.follow_up:
-            self.images[key] = (path, None, 0.0)
+            self.images[key] = (path, digest, None, 0.0)
 
     def forget(self, key: str) -> None:
         """The row's follow-ups have ended."""
         self.images.pop(key, None)
 
     async def request(
-        self, row: Row, fingerprint: str, digest: str
+        self, row: Row, fingerprint: str, digest: str, data: bytes
     ) -> ImageSearchRequest | WorkflowRequest:
-        """The request of an ``image_path`` row the run sends: read for the workflow,
-        the placeholder on a cache hit (never sent), else an upload URL (reused).
+        """The request of an ``image_path`` row the run sends: its ``data`` (the bytes
+        hashed into ``fingerprint``) encoded for the workflow, the placeholder on a cache
+        hit (never sent), else an upload of ``data`` (its URL reused by digest).
 
         Raises:
             OSError: the file cannot be read. InvalidRequestError: it is no image.
@@ -135,35 +150,46 @@ class Images:
         """
         assert row.image_path is not None
         if row.workflow:
-            data, _kind = await asyncio.to_thread(
-                _validate.read_image_file, "image_path", row.image_path
-            )
+            await asyncio.to_thread(_validate.image_bytes, "image_path", data)
             return await asyncio.to_thread(row.make_request, image=data)
-        if self.cache is not None and await self.cache.get(
-            fingerprint, max_age=self.max_age - CACHE_SLACK
-        ):
+        if await self._cache_answers(fingerprint, row):
             return row.make_request(url=PLACEHOLDER_URL)  # the batch's cache hit
         known = self.upload_urls.get(digest)
         if known is not None and time.monotonic() < known[1]:
             return row.make_request(url=known[0])
-        uploaded = await self.client.upload_image(row.image_path)
+        uploaded = await self.client.upload_image(data, filename=row.image_path.name)
         self._uploaded()
         if self.follow_up:  # reused by its follow-ups while fresh
             expires = time.monotonic() + float(uploaded.expire or 0)
-            self.images[row.jkey] = (row.image_path, uploaded.url, expires)
+            self.images[row.jkey] = (row.image_path, digest, uploaded.url, expires)
         life = float(uploaded.expire) if uploaded.expire else _UPLOAD_LIFETIME
         self.upload_urls[digest] = (uploaded.url, time.monotonic() + life - _UPLOAD_MARGIN)
         return row.make_request(url=uploaded.url)
+
+    async def _cache_answers(self, fingerprint: str, row: Row) -> bool:
+        """Whether the cache holds a report for the row that the batch can read (an
+        entry it cannot decode is a miss: the row is uploaded, never the placeholder)."""
+        if self.cache is None:
+            return False
+        platform, account = self.client.provenance
+        hit = await self.cache.get(fingerprint, max_age=self.max_age - CACHE_SLACK,
+                                   platform=platform, account=account)  # fmt: skip
+        return hit is not None and readable(self.client, hit.report, row.kind)
 
     async def follow_up_image(self, key: object, request: object) -> str:
         """The public URL of a row's image for its follow-ups: the run's P010 URL while
         fresh, else a new upload of its image_path; else the request's own image."""
         entry = self.images.pop(str(key), None)
         if entry is not None:
-            path, url, expires = entry
+            path, digest, url, expires = entry
             if url is not None and time.monotonic() < expires - _UPLOAD_MARGIN:
                 return url
-            uploaded = await self.client.upload_image(path)
+            data, _kind = await asyncio.to_thread(_validate.read_image_file, "image", path)
+            if image_digest(data) != digest:  # compared with what was screened: refused
+                raise InvalidRequestError(
+                    "image", f"{path.name} changed since its row was screened"
+                )  # fmt: skip
+            uploaded = await self.client.upload_image(data, filename=path.name)
             self._uploaded()
             return uploaded.url
         if isinstance(request, ImageSearchRequest) or (

@@ -39,6 +39,7 @@ from typing import TYPE_CHECKING, Final, Literal, TextIO
 import attrs
 
 from ..batch import Item, screen_many, screen_with_follow_ups
+from ..batch._journaling import provenance_mismatch
 from ..cache import ReportCache
 from ..client import FtoClient
 from ..errors import (
@@ -51,6 +52,7 @@ from ..errors import (
     PermissionDeniedError,
     PlatformUnreachableError,
     QuotaExceededError,
+    ResponseDecodeError,
 )
 from ..journal import ItemState, Journal, JournalRow
 from ..models import ImageSearchRequest, Request, WorkflowRequest
@@ -69,7 +71,7 @@ from ._common import (
     say_error,
 )
 from ._display import ProgressView, Summary, render_sections, summary_sections
-from ._images import Images, row_identity, stored_fingerprint, unreadable
+from ._images import Images, readable, row_identity, stored_fingerprint, unreadable
 from ._job import Job
 from ._results import CATALOG_META, Tally, screening_calls, write_output
 from ._signals import interrupts_during_rebuild, signal_handlers
@@ -125,6 +127,8 @@ class _Run:
         self.unchecked = 0  #: rows of a schema-1 journal with a local image (result kept)
         self.unsent = 0  #: rows whose submit failed before it went out (left pending)
         self.unsent_error: FtoError | None = None
+        self.refused = 0  #: answers refused as malformed (another task's, NaN, oversized)
+        self.refused_error: FtoError | None = None
         self.rescreened = 0  #: rows --rescreen started again
         self.rescreen_since = 0.0  #: when the rescreen began (results older are redone)
         self.fingerprints: dict[str, str | None] = {}  # handed to the batch, then dropped
@@ -191,6 +195,9 @@ class _Run:
                         and (error.retryable or error.fatal):
                     self.unsent += 1  # left pending for the next run: say why at the end
                     self.unsent_error = error
+                elif isinstance(error, ResponseDecodeError) and outcome.task_id is not None:
+                    self.refused += 1  # left submitted: the next run polls it again
+                    self.refused_error = error
         except BatchAbortedError as exc:
             self.fatal = exc.cause
 
@@ -231,7 +238,7 @@ class _Run:
                     await self.journal.reset_to_pending(row.jkey)
                     jrow = self.journal.get(row.jkey)
                 try:
-                    fingerprint, digest = await row_identity(row)
+                    fingerprint, digest, data = await row_identity(row)
                 except (OSError, InvalidRequestError) as exc:
                     if self._is_done(row):  # the image went away after the scan
                         self.gone += 1  # its result stays: the image is not needed again
@@ -242,7 +249,7 @@ class _Run:
                     # Its task is known: no upload needed. A fingerprint of its own keeps
                     # it from sharing anything through the placeholder URL, and the
                     # journal's record is kept as it is (nothing to compare it with).
-                    fingerprint, digest, checked = f"row:{row.jkey}", None, None
+                    fingerprint, digest, data, checked = f"row:{row.jkey}", None, None, None
                 else:
                     checked, jrow = await self._reconcile(row, jrow, fingerprint)
                     if self.job.rescreen and self._rescreen_due(jrow):
@@ -258,7 +265,8 @@ class _Run:
                         await self.budget.admit(row.kind, 1 + (row.image_path is not None)):
                     continue  # past the budget: left pending for the next run
                 request = row.request or await self._image_request(row, jrow, fingerprint,
-                                                                   digest)  # fmt: skip
+                                                                   digest, data)  # fmt: skip
+                del data  # held only while its request is built
                 if request is None:
                     continue
                 if jrow is None:
@@ -324,7 +332,8 @@ class _Run:
                                        row.kind)  # fmt: skip
 
     async def _image_request(
-        self, row: Row, jrow: JournalRow | None, fingerprint: str, digest: str | None
+        self, row: Row, jrow: JournalRow | None, fingerprint: str, digest: str | None,
+        data: bytes | None,
     ) -> ImageSearchRequest | WorkflowRequest | None:
         """The request of an ``image_path`` row: uploaded (or read) only when needed, and
         a file uploaded once per run (by its digest) while its URL lives."""
@@ -333,13 +342,18 @@ class _Run:
             ItemState.UNKNOWN, ItemState.SUBMITTING
         )
         assert row.image_path is not None
-        self.images.remember(row.jkey, row.image_path)  # uploaded if followed up
-        if state in _PAST_PENDING or skip_unknown:
+        if digest is not None:
+            self.images.remember(row.jkey, row.image_path, digest)  # uploaded if followed up
+        undecodable = state is ItemState.DONE and not readable(
+            self.client, jrow.report if jrow is not None else None, row.kind
+        )  # the batch screens it again: with the real image, never the placeholder
+        if (state in _PAST_PENDING and not undecodable) or skip_unknown:
             return row.make_request(url=PLACEHOLDER_URL)  # never sent: the journal has it
         assert row.image_path is not None
         assert digest is not None
+        assert data is not None
         try:
-            return await self.images.request(row, fingerprint, digest)
+            return await self.images.request(row, fingerprint, digest, data)
         except OSError as exc:
             await self._invalid(row, f"image_path: cannot read {row.image_path.name} ({exc})")
         except InvalidRequestError as exc:
@@ -372,10 +386,16 @@ async def run_screen(job: Job, make_client: Callable[[], FtoClient]) -> int:
         await client.aclose()
         return EXIT_USAGE
     journal = await open_journal(job.journal)
-    if journal is None:
+    other = None if journal is None else provenance_mismatch(journal, *client.provenance)
+    if other is not None:
+        say_error(f"the journal {job.journal} holds answers from {other} (or another "
+                  f"account), not from {client.provenance[0]}: use another --journal")
+    if journal is None or other is not None:
         await client.aclose()
         if cache is not None:
             await cache.aclose()
+        if journal is not None:
+            await journal.aclose()
         return EXIT_USAGE
     started = time.monotonic()
     view = ProgressView(job.total, tty=job.tty)
@@ -453,6 +473,7 @@ async def run_screen(job: Job, make_client: Callable[[], FtoClient]) -> int:
         unconnected=stats.unconnected, unanswered=stats.unanswered,
         ambiguous=client.stats.ambiguous_submits,
         resubmitted_unknown=latest.resubmitted_unknown if latest else 0,
+        resubmitted_follow_ups=latest.follow_ups_resubmitted if latest else 0,
         recovered_unknown=journal.recovered_unknown, uploads=run.images.uploads,
         elapsed=time.monotonic() - started, out=job.out, journal=job.journal,
         notes=_notes(run),
@@ -545,6 +566,9 @@ def _exit_code(job: Job, run: _Run, tally: Tally, hard: bool) -> int:
         say_error(f"stopped {how}; {left} rows left (the journal keeps every task id). "
              f"Resume with the same command:\n  {job.resume}")
         return EXIT_STOPPED
+    if run.refused and run.refused_error is not None:
+        say_error(f"{run.refused} answers were refused as malformed (e.g. {run.refused_error});"
+                  " their rows stay submitted: the next run polls them again")
     if run.unsent and run.unsent_error is not None:
         error = run.unsent_error
         say_error(f"{run.unsent} rows could not be sent ({type(error).__name__}: {error}); "

@@ -89,6 +89,11 @@ async def _status(path: Path) -> int:
         footer.append(("unknown", f"{states['unknown']} items may hold a task on the platform "
                        f"({died} left mid-submit by a run that died); the next run resubmits "
                        "them unless --unknown skip"))
+    if follow_ups.get("unknown") or follow_ups.get("submitting"):
+        stuck = follow_ups.get("unknown", 0) + follow_ups.get("submitting", 0)
+        footer.append(("unknown follow-ups", f"{stuck} follow-ups may hold a task on the "
+                       "platform (left mid-submit); the next run resubmits them unless "
+                       "--unknown skip"))
     if outside:
         footer.append(("not in the last run", f"{outside} items were not in the last run's "
                        "catalog: not counted above (export and report leave them out "

@@ -31,6 +31,14 @@ def _opt_int(text: str) -> int | str:
 
 
 # (flag, EmulatorConfig field, argument type, help)
+def _yes_no(text: str) -> bool:
+    if text.lower() in ("1", "yes", "true", "on"):
+        return True
+    if text.lower() in ("0", "no", "false", "off"):
+        return False
+    raise argparse.ArgumentTypeError(f"expected yes or no, got {text!r}")
+
+
 _OPTIONS: Final[tuple[tuple[str, str, Callable[[str], Any], str], ...]] = (
     ("--qps", "qps", _opt_float, "calls per second per account, or 'none' (default 10)"),
     ("--daily-limit", "daily_limit", _opt_int, "admitted calls per account per UTC day"),
@@ -56,6 +64,10 @@ _OPTIONS: Final[tuple[tuple[str, str, Callable[[str], Any], str], ...]] = (
     ("--hang-rate", "hang_rate", float, "probability of hanging --hang-seconds"),
     ("--hang-seconds", "hang_seconds", float, "how long a hang lasts (default 30)"),
     ("--fail-rate", "fail_rate", float, "probability that a task ends with task_status 3"),
+    ("--wrong-task-rate", "wrong_task_rate", float, "lie: answer with another task's result"),
+    ("--nan-rate", "nan_rate", float, "lie: probability of a NaN score in a finished report"),
+    ("--report-padding", "report_padding", int, "lie: extra comparisons per report"),
+    ("--same-matches", "same_matches", _yes_no, "yes: every photo finds the same patents"),
     ("--seed", "seed", int, "RNG seed for faults, jitter and durations (default 0)"),
     ("--publish-share", "publish_share", float,
      "share of product images (0..1) for which each publication round publishes new designs "

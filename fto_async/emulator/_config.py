@@ -162,6 +162,16 @@ class EmulatorConfig:
         hang_rate: Probability that the call sleeps ``hang_seconds`` before answering normally.
         hang_seconds: How long a hanging call sleeps, in real seconds, default 30.0.
         fail_rate: Probability that a created task ends with ``task_status`` 3 instead of 2.
+        wrong_task_rate: Probability that a finished task's poll is answered with the result
+            of another task (its ``task_id`` and report), as a misbehaving gateway or caching
+            proxy would: a lying platform.
+        nan_rate: Probability that a finished report carries a ``NaN`` score (bare ``NaN`` in
+            the JSON, which ``json.loads`` accepts by default).
+        same_matches: When true, an image-search or workflow report does not depend on the
+            image: every photo finds the same patents, as a re-shot photo of one product
+            does (the 1-vs-1 comparisons still depend on the image). Default false.
+        report_padding: Extra comparisons appended to every finished report,
+            default 0; a large value makes oversized reports.
         task_validity: How long a 1-vs-1 (AI67) task id stays valid, default 28800.0 (8 h,
             as the platform documents), times ``time_scale``; a query of an older id is
             answered like an unknown id (68300004 "task_id does not exist").
@@ -232,6 +242,10 @@ class EmulatorConfig:
     hang_rate: float = _rate_field()
     hang_seconds: float = attrs.field(default=30.0, converter=_to_float, validator=_non_negative)
     fail_rate: float = _rate_field()
+    wrong_task_rate: float = _rate_field()
+    nan_rate: float = _rate_field()
+    report_padding: int = attrs.field(default=0, converter=_to_int, validator=_non_negative)
+    same_matches: bool = attrs.field(default=False, converter=bool)
     task_validity: float = attrs.field(default=28800.0, converter=_to_float, validator=_positive)
     seed: int = attrs.field(default=0, converter=_to_int)
     publish_share: float = _rate_field()

@@ -16,7 +16,9 @@ import binascii
 import hashlib
 import hmac
 import json
+import math
 import time
+import uuid
 from typing import Any, Final
 
 import attrs
@@ -211,7 +213,8 @@ def _status(state: EmulatorState, task: Task, code: int) -> int | str:
 
 
 def _task_data(state: EmulatorState, task: Task, now: float) -> dict[str, Any]:
-    """Return the ``data`` of a result poll: status 1, 3, or 2 with the report fields."""
+    """Return the ``data`` of a result poll: status 1, 3, or 2 with the report fields
+    (``same_matches``: the report as if every image were one photo)."""
     if now < task.ready_at:
         return {"task_id": task.task_id, "task_status": _status(state, task, 1)}
     if task.will_fail:
@@ -219,7 +222,8 @@ def _task_data(state: EmulatorState, task: Task, now: float) -> dict[str, Any]:
     done = _status(state, task, 2)
     if task.kind == "one-vs-one":
         return {"task_id": task.task_id, "task_status": done, **build_1v1_result(task.inputs)}
-    result = build_result(task.inputs)
+    same = state.config.same_matches  # every photo finds the same patents
+    result = build_result(attrs.evolve(task.inputs, image="") if same else task.inputs)
     finished_ms = task.created_wall_ms + round((task.ready_at - task.created_at) * 1000)
     return {
         "task_id": task.task_id,
@@ -245,7 +249,37 @@ async def _poll(request: web.Request, kind: str) -> web.Response:
         return envelope_error(68300004, "task_id does not exist")  # expired: as if unknown
     now = _now()
     state.stats.record_poll(task_id, task.ready_at, now)
-    return envelope_ok(_task_data(state, task, now))
+    data = _task_data(state, task, now)
+    if now >= task.ready_at and not task.will_fail:
+        data = _lie(state, task, data, now)
+    return envelope_ok(data)
+
+
+def _lie(state: EmulatorState, task: Task, data: dict[str, Any], now: float) -> dict[str, Any]:
+    """A finished task's answer as a lying platform sends it (``wrong_task_rate``,
+    ``nan_rate``, ``report_padding``); unchanged when no lie is configured."""
+    config, rng = state.config, state.rng
+    if config.wrong_task_rate and rng.random() < config.wrong_task_rate:
+        others = [
+            t for t in state.tasks.values()
+            if t.kind == task.kind and t.task_id != task.task_id and not t.will_fail
+        ]  # fmt: skip
+        if others:
+            other = others[rng.randrange(len(others))]
+            other = attrs.evolve(other, ready_at=min(other.ready_at, now))
+            data = _task_data(state, other, now)
+        else:
+            data = {**data, "task_id": str(uuid.uuid4())}
+    report = data.get("report") if task.kind != "one-vs-one" else data
+    if not isinstance(report, dict):
+        return data
+    if config.nan_rate and rng.random() < config.nan_rate and report.get("comparisons"):
+        first = {**report["comparisons"][0], "score": math.nan}
+        report = {**report, "comparisons": [first, *report["comparisons"][1:]]}
+    if config.report_padding and report.get("comparisons"):
+        extra = report["comparisons"][-1:] * config.report_padding
+        report = {**report, "comparisons": [*report["comparisons"], *extra]}
+    return report if task.kind == "one-vs-one" else {**data, "report": report}
 
 
 async def image_search_report(request: web.Request) -> web.Response:

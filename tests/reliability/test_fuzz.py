@@ -275,6 +275,10 @@ def test_every_envelope_combination_returns_data_or_a_typed_error(
            for name, present in zip(FIELDS, mask, strict=True) if present}
     body = json.dumps(obj).encode()
     result, exc = attempt(decode_answer, http_status, body, CIMultiDict(headers))
+    finite: list[str] = []
+    json.loads(body, parse_constant=finite.append)
+    if finite and isinstance(exc, ResponseDecodeError) and "not a finite number" in str(exc):
+        return  # issue 19: data holding NaN/Infinity is refused (error answers are not)
     if exc is None:
         assert http_status < 400, "an HTTP error status returned data"
         assert code_of(obj.get("error_code")) is None
