@@ -261,7 +261,6 @@ def test_report_header_counts_every_run_and_per_row_filters(rescreened):
 def test_report_header_calls_are_the_ledgers(rescreened, tmp_path):
     """One home for the screening's calls: the header of the report written by `screen`
     and by `report` both read the journal's call ledger, as `usage` does."""
-    import json
     import re
 
     from fto_async.cli import main
