@@ -46,6 +46,7 @@ The package, one job per module (imports run one way, downwards: ``cli/`` -> ``c
     _journal_follow_ups  the journal's follow-ups table (a part of Journal)
     cache          ReportCache: reports by fingerprint, with their provenance
     client         FtoClient: one method per endpoint; builds batches and pollers
+    _screen        FtoClient.screen: single flight across callers, max_waiting, deadlines
     _uploads       the P010 URLs a client uploaded, renewed before they expire
     testing        MockTransport, for tests with no server
     outputs/       the one record rule (journal row -> flat record, one status word, the
@@ -84,6 +85,7 @@ from .errors import (
     ClientExpiredError,
     ConfigurationError,
     ConnectError,
+    DeadlineExceededError,
     FileSpecError,
     FtoError,
     IllegalRequestError,
@@ -92,6 +94,7 @@ from .errors import (
     InvalidRequestError,
     MalformedResponseError,
     NotThePlatformError,
+    OverloadedError,
     PathNotFoundError,
     PermissionDeniedError,
     PlatformUnreachableError,
@@ -158,6 +161,7 @@ __all__ = [
     "Comparison",
     "ConfigurationError",
     "ConnectError",
+    "DeadlineExceededError",
     "FileSpecError",
     "FollowUp",
     "FollowUpResult",
@@ -181,6 +185,7 @@ __all__ = [
     "OneVsOneReport",
     "OneVsOneRequest",
     "Outcome",
+    "OverloadedError",
     "PatentInfo",
     "PatentMessages",
     "PathNotFoundError",

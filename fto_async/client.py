@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import copy
 from collections.abc import AsyncIterator, Mapping, Sequence
 from os import PathLike
 from pathlib import Path
@@ -15,9 +16,11 @@ import attrs
 from . import _serde, _validate
 from . import batch as _batch
 from ._kinds import KINDS, UPLOAD_PATH, report_class, request_kind
+from ._screen import ScreenHub, ScreenStats
 from ._uploads import UploadLedger
 from .auth import ApiKey, ClientCredentials
-from .batch import BatchOptions, Items, Outcome, TaskIds, screen_with_follow_ups
+from .batch import BatchOptions, Item, Items, Outcome, TaskIds, screen_with_follow_ups
+from .cache import ReportCache
 from .config import ClientConfig, PollConfig, RetryConfig, env_settings
 from .errors import (
     ConfigurationError,
@@ -96,6 +99,14 @@ class FtoClient:
             :attr:`durations`, shared by every batch, poller and ``begin_*`` task.
         key_auth: how an ``sk-`` key travels: ``"both"`` (default), ``"query"`` or
             ``"bearer"``; see :class:`~fto_async.config.ClientConfig`.
+        cache: a :class:`~fto_async.cache.ReportCache` for :meth:`screen`, and for
+            :meth:`screen_many` when it is given no ``cache=``.
+        max_waiting: at most this many distinct questions answered by :meth:`screen` at
+            once; one more raises :class:`~fto_async.errors.OverloadedError` at once.
+
+    With no credentials at all, the client reads them from the environment as
+    :meth:`from_env` does (``PATSNAP_CLIENT_ID``/``PATSNAP_CLIENT_SECRET`` or
+    ``PATSNAP_API_KEY``).
     """
 
     def __init__(
@@ -121,8 +132,18 @@ class FtoClient:
         redis_url: str | None = None,
         durations: TaskDurations | None = None,
         key_auth: str | None = None,
+        cache: ReportCache | None = None,
+        max_waiting: int | None = None,
     ) -> None:
+        if client_id is None and client_secret is None and api_key is None:
+            client_id, client_secret, api_key = _env_credentials()
         self._credentials = _credentials(client_id, client_secret, api_key)
+        if max_waiting is not None and (not isinstance(max_waiting, int) or max_waiting < 1):
+            raise ConfigurationError(f"max_waiting must be a positive int, got {max_waiting!r}")
+        #: The report cache :meth:`screen` and :meth:`screen_many` use (``None``: none).
+        self.cache = cache
+        self._deadline: float | None = None  # with_options(timeout=...): each screen call's
+        self._view_of: FtoClient | None = None
         cfg = config or ClientConfig()
         rate_changes: dict[str, Any] = {
             k: v
@@ -177,6 +198,8 @@ class FtoClient:
             task_paths=frozenset(k.submit_path for k in KINDS.values()),
             sender=transport,
         )
+        self._screens = ScreenHub(self._run_one, self.durations, max_waiting,
+                                  self._transport.stats)  # fmt: skip
 
     @classmethod
     def from_env(
@@ -213,7 +236,12 @@ class FtoClient:
         await self.aclose()
 
     async def aclose(self) -> None:
-        """Close the connection pool (only if the client created it). Idempotent."""
+        """Close the connection pool (only if the client created it). Idempotent.
+
+        Flights of :meth:`screen` still running are cancelled first."""
+        if self._view_of is not None:
+            return  # a with_options() view: its client owns the pool
+        await self._screens.aclose()
         await self._transport.aclose()
         if self._owned_gate is not None:
             await self._owned_gate.aclose()
@@ -390,6 +418,52 @@ class FtoClient:
         now = asyncio.get_running_loop().time()
         return TaskPoller(self, task_id, request_kind(request), submitted_at=now)
 
+    # -- one question at a time (see fto_async._screen) ------------------------------
+
+    async def screen(
+        self, request: Request, *, key: Any = None, timeout: float | None = None
+    ) -> Outcome:
+        """Screen one request of any kind; concurrent calls for the same question share
+        one task.
+
+        A report younger than the client cache's ``max_age`` answers with no call. The
+        task is polled while the client is open even when every caller has gone (its
+        report then goes to the cache). Task errors come back in ``Outcome.error``, as
+        from :meth:`screen_many`.
+
+        Args:
+            request: an ``ImageSearchRequest`` or ``WorkflowRequest``.
+            key: the returned outcome's ``key``.
+            timeout: seconds for the whole call, retries and polls included (default:
+                the ``with_options(timeout=...)`` of this view, else none).
+
+        Raises:
+            InvalidRequestError: not a request (no call made).
+            OverloadedError: ``max_waiting`` questions already wait (no call made).
+            DeadlineExceededError: ``timeout`` passed.
+        """
+        if self.closed:
+            raise RuntimeError("the client is closed")
+        deadline = self._deadline if timeout is None else timeout
+        return await self._screens.screen(request, key=key, timeout=deadline, cache=self.cache)
+
+    def with_options(self, *, timeout: float | None = None) -> FtoClient:
+        """A view of this client whose :meth:`screen` calls have a deadline of ``timeout``
+        seconds each; it shares the pool, the gate, the cache, the durations and the
+        flights (closing the view closes nothing)."""
+        view = copy.copy(self)
+        view._deadline = timeout
+        view._view_of = self._view_of or self
+        return view
+
+    @property
+    def screen_stats(self) -> ScreenStats:
+        """Counters of :meth:`screen`: waiting callers, questions in flight, refusals."""
+        return self._screens.stats
+
+    def _run_one(self, items: list[Item], cache: ReportCache | None) -> AsyncIterator[Outcome]:
+        return _batch.screen_many(self, items, cache=cache, count_remaining=False)
+
     # -- batches (see fto_async.batch) ----------------------------------------------
 
     def screen_many(
@@ -399,6 +473,8 @@ class FtoClient:
         as each completes. All options are documented on :func:`fto_async.batch.screen_many`;
         ``follow_up=FollowUp(...)`` adds 1-vs-1 follow-ups (:mod:`fto_async.batch._followup`).
         """
+        if "cache" not in options and self.cache is not None:
+            options["cache"] = self.cache
         if options.get("follow_up") is not None:
             return screen_with_follow_ups(self, items, **options)
         return _batch.screen_many(self, items, **options)
@@ -535,8 +611,34 @@ def _credentials(
             raise ConfigurationError("pass either api_key or client_id/client_secret, not both")
         return ApiKey(api_key)
     if client_id is None or client_secret is None:
+        missing = "client_secret" if client_secret is None else "client_id"
+        if client_id is None and client_secret is None:
+            missing = "credentials"
         raise ConfigurationError(
-            "no credentials: pass client_id and client_secret, or api_key "
-            "(or set PATSNAP_CLIENT_ID/PATSNAP_CLIENT_SECRET or PATSNAP_API_KEY)"
+            f"no {missing}: pass client_id and client_secret, or api_key; with none "
+            "passed the client looked for PATSNAP_API_KEY, or PATSNAP_CLIENT_ID and "
+            "PATSNAP_CLIENT_SECRET, in the environment"
+            + _found_in_env()
         )
     return ClientCredentials(client_id, client_secret)
+
+
+def _env_credentials() -> tuple[str | None, str | None, str | None]:
+    """The credentials ``from_env`` would read (an ``sk-`` key wins over a client id)."""
+    env = env_settings()
+    api_key = env["api_key"]
+    if isinstance(api_key, str):
+        return None, None, api_key
+    client_id, secret = env["client_id"], env["client_secret"]
+    return (client_id if isinstance(client_id, str) else None,
+            secret if isinstance(secret, str) else None, None)  # fmt: skip
+
+
+def _found_in_env() -> str:
+    """Which of the looked-for variables are set (names only, never values)."""
+    env = env_settings()
+    names = {"api_key": "PATSNAP_API_KEY", "client_id": "PATSNAP_CLIENT_ID",
+             "client_secret": "PATSNAP_CLIENT_SECRET"}  # fmt: skip
+    found = [name for field, name in names.items() if env[field] is not None]
+    return f" (set: {', '.join(found)})" if found else " (none of them is set)"
+

@@ -1,0 +1,134 @@
+"""``FtoClient.screen``: one question at a time, shared across concurrent callers."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from pathlib import Path
+
+import pytest
+
+from fto_async import (
+    ConfigurationError,
+    DeadlineExceededError,
+    FtoClient,
+    InvalidRequestError,
+    OverloadedError,
+    ReportCache,
+)
+from tests._shared import SUBMIT, collect
+from tests.test_batch import emulator, image, make_client, running, workflow
+
+
+async def test_sixty_callers_twenty_questions_make_twenty_submits() -> None:
+    """60 concurrent calls over 20 distinct questions: 20 tasks, each caller its answer."""
+    async with running() as (emu, client):
+        asks = [(f"caller-{c}-{i}", image(i)) for c in range(3) for i in range(20)]
+        outcomes = await asyncio.gather(*(client.screen(r, key=k) for k, r in asks))
+    assert emu.stats.count(SUBMIT, 0) == 20
+    image_of_task = {rec.task_id: rec.image for rec in emu.stats.submits}
+    for (key, request), outcome in zip(asks, outcomes, strict=True):
+        assert outcome.ok, outcome.error
+        assert outcome.key == key
+        assert image_of_task[outcome.task_id] == request.url  # the right question's task
+    assert client.screen_stats.flights == 20
+    assert client.screen_stats.joined == 40
+    assert client.stats.waiting == 0
+
+
+async def test_screen_any_kind() -> None:
+    async with running() as (emu, client):
+        outcome = await client.screen(workflow(1))
+    assert outcome.ok
+    assert outcome.report is not None
+    assert emu.stats.count("/api/mcp/submit-workflow", 0) == 1
+
+
+async def test_bad_input_is_a_typed_error_with_zero_calls() -> None:
+    async with running() as (emu, client):
+        with pytest.raises(InvalidRequestError):
+            await client.screen("https://img.example/a.png")  # type: ignore[arg-type]
+    assert emu.stats.count(SUBMIT, 0) == 0
+    assert client.stats.calls == 0
+
+
+async def test_a_paid_task_outlives_its_callers_and_lands_in_the_cache(tmp_path: Path) -> None:
+    """The caller's deadline passes; the task is still polled, its report cached: the
+    caller who asks again gets it with no second task."""
+    async with (
+        emulator() as emu,
+        ReportCache(tmp_path / "c.db") as cache,
+        make_client(emu, cache=cache) as client,
+    ):
+        with pytest.raises(DeadlineExceededError):
+            await client.screen(image(1), timeout=0.03)  # tasks take ~100 ms here
+        async with asyncio.timeout(10):
+            while client.screen_stats.in_flight:
+                await asyncio.sleep(0.01)
+        again = await client.screen(image(1))
+        # screen_many uses the client's cache when given none
+        batch, _ = await collect(client.screen_many([("b", image(1))]))
+    assert emu.stats.count(SUBMIT, 0) == 1
+    assert again.ok
+    assert again.from_cache
+    assert batch[0].from_cache
+
+
+async def test_overloaded_client_refuses_fast_while_accepted_calls_finish() -> None:
+    async with emulator() as emu, make_client(emu, max_waiting=2) as client:
+        accepted = [asyncio.create_task(client.screen(image(i))) for i in range(2)]
+        await asyncio.sleep(0)  # both flights started
+        duplicate = asyncio.create_task(client.screen(image(0)))  # joins: never refused
+        await asyncio.sleep(0)
+        started = time.monotonic()
+        with pytest.raises(OverloadedError) as caught:
+            await client.screen(image(2))
+        refused_in = time.monotonic() - started
+        assert client.stats.waiting == 3
+        outcomes = await asyncio.gather(*accepted, duplicate)
+    assert refused_in < 0.05
+    assert caught.value.retryable
+    assert caught.value.retry_after > 0
+    assert all(o.ok for o in outcomes)
+    assert emu.stats.count(SUBMIT, 0) == 2
+    assert client.screen_stats.refused == 1
+
+
+async def test_a_deadline_holds_against_a_server_that_never_answers() -> None:
+    async with (
+        emulator(hang_rate=1.0, hang_seconds=60) as emu,
+        make_client(emu, timeout=30.0) as client,
+    ):
+        fast = client.with_options(timeout=0.3)
+        started = time.monotonic()
+        with pytest.raises(DeadlineExceededError):
+            async with asyncio.timeout(3):  # without the deadline: TimeoutError here
+                await fast.screen(image(1))
+        took = time.monotonic() - started
+        await fast.aclose()  # a view closes nothing
+        assert not client.closed
+    assert 0.3 <= took < 1.0
+
+
+def test_client_reads_credentials_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in ("PATSNAP_CLIENT_ID", "PATSNAP_CLIENT_SECRET", "PATSNAP_API_KEY"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("PATSNAP_API_KEY", "sk-from-env")
+    assert "auth=api_key" in repr(FtoClient())
+    monkeypatch.delenv("PATSNAP_API_KEY")
+    monkeypatch.setenv("PATSNAP_CLIENT_ID", "cid")
+    with pytest.raises(ConfigurationError) as caught:
+        FtoClient()
+    message = str(caught.value)
+    assert "client_secret" in message
+    assert "PATSNAP_CLIENT_SECRET" in message
+    assert "set: PATSNAP_CLIENT_ID" in message
+    assert "set PATSNAP_CLIENT_ID" not in message  # never "set X" when X is set
+    monkeypatch.delenv("PATSNAP_CLIENT_ID")
+    with pytest.raises(ConfigurationError, match="none of them is set"):
+        FtoClient()
+
+
+def test_max_waiting_must_be_positive() -> None:
+    with pytest.raises(ConfigurationError):
+        FtoClient(api_key="sk-x", max_waiting=0)
