@@ -15,7 +15,8 @@ Modules:
 * ``_results``: the screen's output rebuilt from the journal, and the summary's tally;
 * ``_display``: progress and summary tables (rich on a terminal, plain lines else);
 * ``_doctor``: ``fto-async doctor``, the setup checks (no billable task);
-* ``_common``, ``_paths``: exit codes, error lines, opening a journal; output clashes.
+* ``_common``, ``_paths``: exit codes, error lines, opening a journal; output clashes;
+* ``_pipes``: a catalog on stdin (``screen -``) and outputs that are streams (``--out -``).
 
 The records and their writers (JSONL, CSV, XLSX, HTML) are :mod:`fto_async.outputs`.
 """

@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import os
 import shlex
+import stat
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Literal
@@ -23,6 +24,7 @@ from ._args import default_cache_path
 from ._catalog import Catalog, CatalogError, check_defaults
 from ._common import say_error
 from ._paths import clash, same_file, sqlite_files
+from ._pipes import STDOUT, default_journal, is_dash, is_stream, spool_stdin
 
 __all__ = ["Job", "prepare"]
 
@@ -66,10 +68,16 @@ def prepare(args: argparse.Namespace) -> Job | None:
     except InvalidRequestError as exc:
         say_error(str(exc))
         return None
-    if not args.out.parent.is_dir():
+    pipes = default_cache_path(None).parent  # stdin catalogs, journals of streamed runs
+    if is_dash(args.catalog):
+        args.catalog = spool_stdin(pipes / "stdin")
+    streamed = is_stream(args.out)  # --out -, /dev/stdout, a FIFO: see cli._pipes
+    if is_dash(args.out):
+        args.out = STDOUT
+    if not streamed and not args.out.parent.is_dir():
         say_error(f"--out: the folder {args.out.parent} does not exist")
         return None
-    if not os.access(args.out.parent, os.W_OK):
+    if not streamed and not os.access(args.out.parent, os.W_OK):
         say_error(f"--out: the folder {args.out.parent} is not writable")
         return None
     if args.image_root is not None and not args.image_root.is_dir():
@@ -81,7 +89,9 @@ def prepare(args: argparse.Namespace) -> Job | None:
     except CatalogError as exc:
         say_error(str(exc))
         return None
-    journal = args.journal or args.out.with_name(args.out.name + ".journal.db")
+    journal = args.journal or (
+        default_journal(pipes / "journals", args.catalog) if streamed
+        else args.out.with_name(args.out.name + ".journal.db"))  # fmt: skip
     refused = _output_clash(catalog, args.out, journal)
     if refused is not None:
         say_error(refused)
@@ -101,7 +111,7 @@ def prepare(args: argparse.Namespace) -> Job | None:
                 return None
     return Job(catalog, total, args.out, journal, unknown_policy=args.unknown,
                resume=shlex.join(["fto-async", *map(redact_url_credentials, args.argv)]),
-               report=not args.no_report, follow_up=args.follow_up, cache=cache,
+               report=not args.no_report and not streamed, follow_up=args.follow_up, cache=cache,
                max_age=args.max_age, retry_failed=args.retry_failed)  # fmt: skip
 
 
@@ -133,8 +143,14 @@ def _output_clash(catalog: Catalog, out: Path, journal: Path) -> str | None:
 
 
 def _is_sqlite(path: Path) -> bool:
-    """Whether ``path`` is an existing SQLite file (a journal of another run, say)."""
+    """Whether ``path`` is an existing SQLite file (a journal of another run, say).
+
+    Only a regular file is opened: opening a FIFO or ``/dev/stdout`` for reading would
+    block for ever (no writer comes), and a pipe or a device is never a database.
+    """
     try:
+        if not stat.S_ISREG(path.stat().st_mode):
+            return False
         with path.open("rb") as handle:
             return handle.read(16) == b"SQLite format 3\x00"
     except OSError:
