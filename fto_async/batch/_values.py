@@ -10,6 +10,7 @@ options, checked once by ``_Options.of``. Nothing here runs a batch.
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 from collections.abc import AsyncIterable, Awaitable, Callable, Iterable
 from typing import Any, Literal, Protocol, TypeAlias, TypedDict
@@ -20,7 +21,12 @@ from .. import _validate as v
 from ..cache import ReportCache  # at run time too: get_type_hints resolves BatchOptions
 from ..config import ClientConfig, PollConfig
 from ..errors import FtoError, InvalidRequestError
-from ..journal import Journal  # at run time, so get_type_hints resolves BatchOptions
+from ..journal import (  # at run time, so get_type_hints resolves BatchOptions
+    FollowUpRow,
+    ItemState,
+    Journal,
+    JournalRow,
+)
 from ..models import (
     ImageSearchReport,
     OneVsOneReport,
@@ -280,6 +286,61 @@ class Outcome:
     def highest_risk(self) -> RiskLevel | None:
         """The report's highest risk level, if any."""
         return self.report.highest_risk if self.report is not None else None
+
+    def to_record(self) -> dict[str, Any]:
+        """The flat, JSON-safe record of this outcome: the fields of a row of the CLI's
+        JSONL and CSV outputs (``key``, ``line`` (``None``), ``task_id``, ``status``,
+        ``highest_risk``, ``high_risk_countries``, ``middle_risk_countries``, ``error``,
+        ``report``, ``follow_ups``).
+
+        The one record rule (:mod:`fto_async.outputs._record`) reads journal rows; this
+        outcome is put in that shape and handed to it. It is imported here, when called,
+        not with this module: the outputs sit above the core (they import the journal,
+        and their package loads the writers: CSV, XLSX, HTML), so ``import fto_async``
+        never loads them.
+        """
+        from ..outputs._record import record_from_journal  # lazily: see the docstring
+
+        record = record_from_journal(_as_row(self), follow_ups=_follow_up_rows(self))
+        record["key"] = self.key if isinstance(self.key, str | int) else str(self.key)
+        record["line"] = None
+        return record
+
+
+def _as_row(outcome: Outcome) -> JournalRow:
+    """The journal row an outcome would leave (what the record rule reads)."""
+    if outcome.report is not None and outcome.error is None:
+        state = ItemState.DONE
+    elif outcome.error is not None:
+        state = ItemState.FAILED
+    else:
+        state = ItemState.SUBMITTED
+    now = outcome.completed_at
+    kind = None if outcome.request is None else type(outcome.request).__name__
+    return JournalRow(
+        key=str(outcome.key), seq=0, state=state, task_id=outcome.task_id, kind=kind,
+        attempts=0, error=None if outcome.error is None else str(outcome.error),
+        error_type=None if outcome.error is None else type(outcome.error).__name__,
+        created_at=now, updated_at=now, submitted_at=outcome.submitted_at,
+        completed_at=now, request_json="{}",
+        report_json=None if outcome.report is None else json.dumps(dict(outcome.report.raw)),
+    )  # fmt: skip
+
+
+def _follow_up_rows(outcome: Outcome) -> list[FollowUpRow]:
+    rows = []
+    for fu in outcome.follow_ups:
+        state = (ItemState.DONE if fu.report is not None
+                 else ItemState.FAILED if fu.error is not None else ItemState.SUBMITTED)
+        rows.append(FollowUpRow(
+            key=str(outcome.key), patent_pn=fu.patent_pn, state=state, task_id=fu.task_id,
+            error=None if fu.error is None else str(fu.error),
+            error_type=None if fu.error is None else type(fu.error).__name__,
+            created_at=outcome.completed_at, updated_at=outcome.completed_at,
+            submitted_at=None,
+            report_json=None if fu.report is None else json.dumps(dict(fu.report.raw)),
+        ))  # fmt: skip
+    return rows
 
 
 @attrs.frozen

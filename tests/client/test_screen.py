@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 from pathlib import Path
 
@@ -132,3 +133,26 @@ def test_client_reads_credentials_from_the_environment(monkeypatch: pytest.Monke
 def test_max_waiting_must_be_positive() -> None:
     with pytest.raises(ConfigurationError):
         FtoClient(api_key="sk-x", max_waiting=0)
+
+
+async def test_to_record_is_the_outputs_record(tmp_path: Path) -> None:
+    """Outcome.to_record() gives what the CLI's JSONL/CSV rows hold for the same row
+    (the one record rule), JSON-safe, for done and failed outcomes alike."""
+    from fto_async.journal import Journal
+    from fto_async.outputs._record import record_from_journal
+    from tests.test_batch import refused_image
+
+    items = [("ok", image(1)), ("bad", refused_image(2))]
+    async with running() as (_, client), await Journal.open(tmp_path / "j.db") as journal:
+        outcomes, _ = await collect(client.screen_many(items, journal=journal))
+        expected = {o.key: record_from_journal(journal.get(o.key)) for o in outcomes}
+    for outcome in outcomes:
+        record = outcome.to_record()
+        json.dumps(record)  # JSON-safe
+        want = expected[outcome.key]
+        assert record == {**want, "line": None}
+    statuses = {o.key: o.to_record()["status"] for o in outcomes}
+    assert statuses == {"ok": "done", "bad": "failed"}
+    done = next(o for o in outcomes if o.key == "ok").to_record()
+    assert done["highest_risk"] is not None
+    assert done["report"] is not None
