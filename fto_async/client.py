@@ -106,7 +106,9 @@ class FtoClient:
 
     With no credentials at all, the client reads them from the environment as
     :meth:`from_env` does (``PATSNAP_CLIENT_ID``/``PATSNAP_CLIENT_SECRET`` or
-    ``PATSNAP_API_KEY``).
+    ``PATSNAP_API_KEY``), and, unless ``config`` is given, ``PATSNAP_BASE_URL``,
+    ``PATSNAP_QPS``, ``PATSNAP_REDIS_URL`` and ``PATSNAP_KEY_AUTH`` for the options not
+    passed.
     """
 
     def __init__(
@@ -137,6 +139,13 @@ class FtoClient:
     ) -> None:
         if client_id is None and client_secret is None and api_key is None:
             client_id, client_secret, api_key = _env_credentials()
+            if config is None:  # the rest of the environment too, as from_env() reads it
+                env = env_settings()
+                base_url = base_url if base_url is not None else _text(env["base_url"])
+                redis_url = redis_url if redis_url is not None else _text(env["redis_url"])
+                key_auth = key_auth if key_auth is not None else _text(env["key_auth"])
+                env_qps = env["qps"]
+                qps = qps if qps is not None or not isinstance(env_qps, float) else env_qps
         self._credentials = _credentials(client_id, client_secret, api_key)
         if max_waiting is not None and (not isinstance(max_waiting, int) or max_waiting < 1):
             raise ConfigurationError(f"max_waiting must be a positive int, got {max_waiting!r}")
@@ -632,6 +641,10 @@ def _env_credentials() -> tuple[str | None, str | None, str | None]:
     client_id, secret = env["client_id"], env["client_secret"]
     return (client_id if isinstance(client_id, str) else None,
             secret if isinstance(secret, str) else None, None)  # fmt: skip
+
+
+def _text(value: object) -> str | None:
+    return value if isinstance(value, str) else None
 
 
 def _found_in_env() -> str:

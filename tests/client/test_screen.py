@@ -115,7 +115,12 @@ def test_client_reads_credentials_from_the_environment(monkeypatch: pytest.Monke
     for name in ("PATSNAP_CLIENT_ID", "PATSNAP_CLIENT_SECRET", "PATSNAP_API_KEY"):
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("PATSNAP_API_KEY", "sk-from-env")
-    assert "auth=api_key" in repr(FtoClient())
+    monkeypatch.setenv("PATSNAP_BASE_URL", "http://127.0.0.1:9")
+    monkeypatch.setenv("PATSNAP_QPS", "7")
+    assert repr(FtoClient()) == "<FtoClient http://127.0.0.1:9 auth=api_key qps=7.0 open>"
+    assert FtoClient(qps=3).config.rate.qps == 3  # a keyword beats the environment
+    monkeypatch.delenv("PATSNAP_BASE_URL")
+    monkeypatch.delenv("PATSNAP_QPS")
     monkeypatch.delenv("PATSNAP_API_KEY")
     monkeypatch.setenv("PATSNAP_CLIENT_ID", "cid")
     with pytest.raises(ConfigurationError) as caught:
