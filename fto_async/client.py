@@ -153,6 +153,7 @@ class FtoClient:
         self.cache = cache
         self._deadline: float | None = None  # with_options(timeout=...): each screen call's
         self._view_of: FtoClient | None = None
+        self._by_digest: dict[str, asyncio.Future[str]] = {}  # upload_once: digest -> URL
         cfg = config or ClientConfig()
         rate_changes: dict[str, Any] = {
             k: v
@@ -376,6 +377,23 @@ class FtoClient:
         source = None if isinstance(image, bytes) else Path(image)
         self._uploads.remember(uploaded.url, uploaded.expire, source)
         return uploaded
+
+    async def upload_once(self, path: str | PathLike[str], digest: str) -> str:
+        """The P010 URL of a local image whose content hash is ``digest``: uploaded on
+        the first call, reused by later ones while the URL is valid (concurrent callers
+        share one upload). :meth:`fto_async.batch.Item.from_path` items use it."""
+        pending = self._by_digest.get(digest)
+        if pending is not None and pending.done() and (
+            pending.cancelled() or pending.exception() is not None
+            or self._uploads.stale(pending.result()) is not None
+        ):  # fmt: skip
+            pending = None  # failed, or about to expire: upload again
+        if pending is None:
+            pending = self._by_digest[digest] = asyncio.ensure_future(self._upload_url(path))
+        return await asyncio.shield(pending)
+
+    async def _upload_url(self, path: str | PathLike[str]) -> str:
+        return (await self.upload_image(path)).url
 
     # -- any kind of task -----------------------------------------------------------
 

@@ -11,8 +11,10 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import time
 from collections.abc import AsyncIterable, Awaitable, Callable, Iterable
+from pathlib import Path
 from typing import Any, Literal, Protocol, TypeAlias, TypedDict
 
 import attrs
@@ -21,6 +23,7 @@ from .. import _validate as v
 from ..cache import ReportCache  # at run time too: get_type_hints resolves BatchOptions
 from ..config import ClientConfig, PollConfig
 from ..errors import FtoError, InvalidRequestError
+from ..fingerprint import image_digest, request_fingerprint
 from ..journal import (  # at run time, so get_type_hints resolves BatchOptions
     FollowUpRow,
     ItemState,
@@ -29,6 +32,7 @@ from ..journal import (  # at run time, so get_type_hints resolves BatchOptions
 )
 from ..models import (
     ImageSearchReport,
+    ImageSearchRequest,
     OneVsOneReport,
     Report,
     Request,
@@ -164,6 +168,22 @@ class FollowUp:
 
 
 @attrs.frozen
+class LocalImage:
+    """A local image behind an :class:`Item`: uploaded by :meth:`resolve` at submit time."""
+
+    path: Path
+    digest: str
+
+    async def resolve(self, client: object, request: Request) -> Request:
+        """``request`` with the URL of this image, uploaded once per client and digest."""
+        upload = getattr(client, "upload_once", None)
+        if upload is None:
+            raise InvalidRequestError("item", "a local image needs an FtoClient to upload it")
+        url: str = await upload(self.path, self.digest)
+        return attrs.evolve(request, url=url)
+
+
+@attrs.frozen
 class Item:
     """One input item: its key, its request and, optionally, its fingerprint.
 
@@ -182,6 +202,28 @@ class Item:
     key: Any
     request: Request
     fingerprint: str | None = None
+    #: A local image to upload before the submit (:meth:`from_path`); ``None``: none.
+    local: LocalImage | None = attrs.field(default=None, kw_only=True, eq=False, repr=False)
+
+    @classmethod
+    def from_path(cls, key: Any, path: str | os.PathLike[str], **filters: Any) -> Item:
+        """An image-search item for a local JPG/PNG, uploaded (P010) only if the batch
+        submits it: not when the journal or the cache answers it, or an equal item's
+        task does. Its fingerprint is the file's SHA-256, so a rerun (journal, cache)
+        knows it without uploading; a client uploads each content hash once while its
+        URL is valid. ``filters`` are the other :class:`~fto_async.ImageSearchRequest`
+        fields (``country``, ``lang``, ...).
+
+        Raises:
+            InvalidRequestError: not a readable JPG/PNG of at most 4 MiB, or a bad filter
+                (checked now: no call).
+        """
+        data, _ = v.read_image_file("path", path)
+        digest = image_digest(data)
+        placeholder = f"https://local.invalid/{digest.removeprefix('sha256:')}"
+        request = ImageSearchRequest(url=placeholder, **filters)
+        fingerprint = request_fingerprint(request, image_sha256=digest)
+        return cls(key, request, fingerprint, local=LocalImage(Path(path), digest))
 
 
 Items: TypeAlias = (

@@ -161,3 +161,50 @@ async def test_to_record_is_the_outputs_record(tmp_path: Path) -> None:
     done = next(o for o in outcomes if o.key == "ok").to_record()
     assert done["highest_risk"] is not None
     assert done["report"] is not None
+
+
+async def test_item_from_path_uploads_each_content_once_and_only_when_submitted(
+    tmp_path: Path,
+) -> None:
+    """Two files with the same bytes and one other: 2 uploads, 2 tasks; a rerun that the
+    cache answers uploads nothing."""
+    from fto_async._kinds import UPLOAD_PATH
+    from fto_async.batch import Item
+    from tests._shared import PNG, png_of_size
+
+    (tmp_path / "a.png").write_bytes(PNG)
+    (tmp_path / "a-copy.png").write_bytes(PNG)
+    (tmp_path / "b.png").write_bytes(png_of_size(200))
+    names = ("a.png", "a-copy.png", "b.png")
+    items = [Item.from_path(n, tmp_path / n, country=["US"], lang="en") for n in names]
+    async with (
+        emulator() as emu,
+        ReportCache(tmp_path / "c.db") as cache,
+        make_client(emu, cache=cache) as client,
+    ):
+        first, _ = await collect(client.screen_many(items))
+        assert emu.stats.count(UPLOAD_PATH, 0) == 2
+        assert emu.stats.count(SUBMIT, 0) == 2
+        again, _ = await collect(client.screen_many(
+            [Item.from_path(n, tmp_path / n, country=["US"], lang="en") for n in names]
+        ))  # fmt: skip
+        assert emu.stats.count(UPLOAD_PATH, 0) == 2  # the rerun uploaded nothing
+        assert emu.stats.count(SUBMIT, 0) == 2
+        # no sharing, no cache: 3 tasks, but each content's URL is still the client's
+        third, _ = await collect(client.screen_many(items, dedupe=False, cache=None))
+    assert all(o.ok for o in first + again + third)
+    assert all(o.from_cache for o in again)
+    assert emu.stats.count(SUBMIT, 0) == 5
+    assert emu.stats.count(UPLOAD_PATH, 0) == 2
+    submitted = {rec.image for rec in emu.stats.submits}
+    assert not any("local.invalid" in url for url in submitted)  # real upload URLs sent
+
+
+def test_item_from_path_refuses_a_bad_file_with_no_call(tmp_path: Path) -> None:
+    from fto_async.batch import Item
+
+    (tmp_path / "x.png").write_bytes(b"not an image")
+    with pytest.raises(InvalidRequestError):
+        Item.from_path("x", tmp_path / "x.png", country=["US"], lang="en")
+    with pytest.raises(InvalidRequestError):
+        Item.from_path("y", tmp_path / "missing.png", country=["US"], lang="en")
