@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import csv
 import json
 import os
 import runpy
@@ -55,7 +56,7 @@ def test_example_catalog_is_the_bundled_sample():
 
 
 @pytest.mark.parametrize("name", ["screen_catalog.py", "web_app.py", "pipeline_step.py",
-                                  "fastapi_app.py"])
+                                  "csv_pipeline.py", "fastapi_app.py"])
 def test_examples_say_how_to_run_them(name):
     """Each example's docstring explains how to run it against fto-async emulator."""
     doc = load(name)["__doc__"]
@@ -211,3 +212,22 @@ async def test_fastapi_app_deadline_is_504(env, monkeypatch):
             took = asyncio.get_running_loop().time() - started
     assert answer.status_code == 504
     assert took < 2
+
+
+async def test_csv_pipeline(emu, env, tmp_path):
+    """examples/csv_pipeline.py: a CSV of URLs and local files in, one record per row out;
+    the local image is uploaded once."""
+    (tmp_path / "lamp.png").write_bytes(PNG)
+    src = tmp_path / "in.csv"
+    src.write_text("sku,image_url,image_path,country\n"
+                   "A,https://example.com/a.png,,US\n"
+                   f"B,,{tmp_path / 'lamp.png'},US\n"
+                   f"C,,{tmp_path / 'lamp.png'},US\n", encoding="utf-8")  # fmt: skip
+    dst = tmp_path / "out.csv"
+    await load("csv_pipeline.py")["main"](src, dst, float(SCALE))
+    with dst.open(newline="", encoding="utf-8") as handle:
+        rows = {r["key"]: r for r in csv.DictReader(handle)}
+    assert sorted(rows) == ["A", "B", "C"]
+    assert {r["status"] for r in rows.values()} == {"done"}
+    assert rows["B"]["task_id"] == rows["C"]["task_id"]  # equal files share one task
+    assert emu.stats.count("/image-search/image-upload", 0) == 1
