@@ -137,7 +137,8 @@ class FtoClient:
         cache: ReportCache | None = None,
         max_waiting: int | None = None,
     ) -> None:
-        if client_id is None and client_secret is None and api_key is None:
+        from_env = client_id is None and client_secret is None and api_key is None
+        if from_env:
             client_id, client_secret, api_key = _env_credentials()
             if config is None:  # the rest of the environment too, as from_env() reads it
                 env = env_settings()
@@ -146,7 +147,7 @@ class FtoClient:
                 key_auth = key_auth if key_auth is not None else _text(env["key_auth"])
                 env_qps = env["qps"]
                 qps = qps if qps is not None or not isinstance(env_qps, float) else env_qps
-        self._credentials = _credentials(client_id, client_secret, api_key)
+        self._credentials = _credentials(client_id, client_secret, api_key, from_env=from_env)
         if max_waiting is not None and (not isinstance(max_waiting, int) or max_waiting < 1):
             raise ConfigurationError(f"max_waiting must be a positive int, got {max_waiting!r}")
         #: The report cache :meth:`screen` and :meth:`screen_many` use (``None``: none).
@@ -631,21 +632,23 @@ def _require(value: object, cls: Any, field: str) -> None:
 
 
 def _credentials(
-    client_id: str | None, client_secret: str | None, api_key: str | None
+    client_id: str | None, client_secret: str | None, api_key: str | None,
+    *, from_env: bool = False,
 ) -> ClientCredentials | ApiKey:
     if api_key is not None:
         if client_id is not None or client_secret is not None:
             raise ConfigurationError("pass either api_key or client_id/client_secret, not both")
         return ApiKey(api_key)
     if client_id is None or client_secret is None:
-        missing = "client_secret" if client_secret is None else "client_id"
-        if client_id is None and client_secret is None:
-            missing = "credentials"
+        if from_env:
+            raise ConfigurationError(
+                "no credentials: none passed, and the environment has no PATSNAP_API_KEY "
+                "nor both PATSNAP_CLIENT_ID and PATSNAP_CLIENT_SECRET" + _found_in_env()
+            )
+        given, missing = (("client_id", "client_secret") if client_secret is None
+                          else ("client_secret", "client_id"))  # fmt: skip
         raise ConfigurationError(
-            f"no {missing}: pass client_id and client_secret, or api_key; with none "
-            "passed the client looked for PATSNAP_API_KEY, or PATSNAP_CLIENT_ID and "
-            "PATSNAP_CLIENT_SECRET, in the environment"
-            + _found_in_env()
+            f"no credentials: {given} was passed without {missing}; pass both, or api_key"
         )
     return ClientCredentials(client_id, client_secret)
 

@@ -126,13 +126,19 @@ def test_client_reads_credentials_from_the_environment(monkeypatch: pytest.Monke
     with pytest.raises(ConfigurationError) as caught:
         FtoClient()
     message = str(caught.value)
-    assert "client_secret" in message
     assert "PATSNAP_CLIENT_SECRET" in message
     assert "set: PATSNAP_CLIENT_ID" in message
     assert "set PATSNAP_CLIENT_ID" not in message  # never "set X" when X is set
     monkeypatch.delenv("PATSNAP_CLIENT_ID")
     with pytest.raises(ConfigurationError, match="none of them is set"):
         FtoClient()
+
+
+def test_a_partial_pair_passed_is_named_without_the_environment() -> None:
+    with pytest.raises(ConfigurationError) as caught:
+        FtoClient(client_id="cid")
+    assert "client_id was passed without client_secret" in str(caught.value)
+    assert "PATSNAP" not in str(caught.value)  # the environment was not read
 
 
 def test_max_waiting_must_be_positive() -> None:
