@@ -107,11 +107,12 @@ class ScreenHub:
             self.stats.joined += 1
         self.stats.waiting += 1
         self._traffic.waiting = self.stats.waiting
+        deadline = asyncio.timeout(timeout)
         try:
-            async with asyncio.timeout(timeout):
+            async with deadline:
                 outcome = await asyncio.shield(flight.task)
         except TimeoutError:
-            if flight.task.done() or timeout is None:
+            if timeout is None or not deadline.expired():
                 raise  # not our deadline: a TimeoutError from inside the flight
             raise DeadlineExceededError(timeout) from None
         finally:
