@@ -31,6 +31,9 @@ The package, one job per module (imports run one way, downwards: ``cli/`` -> ``c
     _http          one POST (aiohttp); testing.MockTransport is its handler-style fake
     ratelimit      the local rate gate: paced, never over the limit, adaptive
     retry          what is retried, how long to wait, the retry budget
+    hooks          Hooks (on_call, on_retry, on_poll, on_result) and their events
+    _otel          OpenTelemetry through the API only (the otel extra), no-ops without it
+    _observe       fans each call, poll and task out to hooks, _otel and the call ledger
     transport      the single place a call goes out: gate -> auth -> HTTP -> envelope
     polling/       polling: learnt durations (_durations), the scheduler of many pending
                    tasks (_scheduler), one task: wait_for_task and TaskPoller (_poller)
@@ -44,6 +47,8 @@ The package, one job per module (imports run one way, downwards: ``cli/`` -> ``c
     journal        the durable record of every item and follow-up
     _journal_rows  the journal's states, ONE transition table, rows and file format
     _journal_follow_ups  the journal's follow-ups table (a part of Journal)
+    _journal_ledger  the journal's call ledger: calls by run, day, path and result (own table)
+    _statement     the platform's usage statement (client_secret in the body only)
     cache          ReportCache: reports by fingerprint, with their provenance
     client         FtoClient: one method per endpoint; builds batches and pollers
     _screen        FtoClient.screen: single flight across callers, max_waiting, deadlines
@@ -116,6 +121,7 @@ from .errors import (
     ValidationError,
 )
 from .fingerprint import image_digest, request_fingerprint
+from .hooks import CallEvent, Hooks, PollEvent, ResultEvent
 from .journal import Journal, JournalLockedError, NotAJournalError
 from .models import (
     Comparison,
@@ -155,6 +161,7 @@ __all__ = [
     "BudgetExhaustedError",
     "BusyError",
     "CachedReport",
+    "CallEvent",
     "ClientConfig",
     "ClientCredentials",
     "ClientExpiredError",
@@ -167,6 +174,7 @@ __all__ = [
     "FollowUpResult",
     "FtoClient",
     "FtoError",
+    "Hooks",
     "IllegalRequestError",
     "ImageSearchReport",
     "ImageSearchRequest",
@@ -192,6 +200,7 @@ __all__ = [
     "PermissionDeniedError",
     "PlatformUnreachableError",
     "PollConfig",
+    "PollEvent",
     "Progress",
     "QuotaExceededError",
     "RRFFusionResponse",
@@ -206,6 +215,7 @@ __all__ = [
     "RequestTimeout",
     "ResponseDecodeError",
     "ResponseTooLargeError",
+    "ResultEvent",
     "RetryConfig",
     "RetryEvent",
     "RiskLevel",

@@ -42,7 +42,7 @@ from typing import Any, Final, Self
 
 import attrs
 
-from . import _sqlite
+from . import _otel, _sqlite
 
 __all__ = ["DEFAULT_MAX_AGE", "CachedReport", "ReportCache"]
 
@@ -170,6 +170,7 @@ class ReportCache:
             self.misses += 1
         else:
             self.hits += 1
+        _otel.cache_lookup(found is not None)
         return found
 
     async def put(

@@ -16,7 +16,9 @@ import attrs
 from . import _serde, _validate
 from . import batch as _batch
 from ._kinds import KINDS, UPLOAD_PATH, report_class, request_kind
+from ._observe import Observer
 from ._screen import ScreenHub, ScreenStats
+from ._statement import STATEMENT_PATH, UsageStatement, check_days
 from ._uploads import UploadLedger
 from .auth import ApiKey, ClientCredentials
 from .batch import BatchOptions, Item, Items, Outcome, TaskIds, screen_with_follow_ups
@@ -30,6 +32,7 @@ from .errors import (
     ResponseDecodeError,
     TaskExpiredError,
 )
+from .hooks import Hooks
 from .models import (
     ImageSearchReport,
     ImageSearchRequest,
@@ -99,6 +102,8 @@ class FtoClient:
             :attr:`durations`, shared by every batch, poller and ``begin_*`` task.
         key_auth: how an ``sk-`` key travels: ``"both"`` (default), ``"query"`` or
             ``"bearer"``; see :class:`~fto_async.config.ClientConfig`.
+        hooks: a :class:`~fto_async.hooks.Hooks`: callables told of every call, retry,
+            poll and result (sync or async; one that raises never breaks a call).
         cache: a :class:`~fto_async.cache.ReportCache` for :meth:`screen`, and for
             :meth:`screen_many` when it is given no ``cache=``.
         max_waiting: at most this many distinct questions answered by :meth:`screen` at
@@ -134,6 +139,7 @@ class FtoClient:
         redis_url: str | None = None,
         durations: TaskDurations | None = None,
         key_auth: str | None = None,
+        hooks: Hooks | None = None,
         cache: ReportCache | None = None,
         max_waiting: int | None = None,
     ) -> None:
@@ -200,14 +206,16 @@ class FtoClient:
         #: start the next process warm (batches with a journal do that themselves).
         self.durations = durations if durations is not None else TaskDurations()
         self.durations.seed_unknown(self.config.poll.seed_estimate)
+        self._observer = Observer(hooks, self.config.base_url)
         self._transport = Transport(
             self._credentials,
             self.config,
             gate=gate,
-            retry_hooks=tuple(retry_hooks),
+            retry_hooks=(*retry_hooks, self._observer.retried),
             session=session,
             task_paths=frozenset(k.submit_path for k in KINDS.values()),
             sender=transport,
+            observer=self._observer,
         )
         self._screens = ScreenHub(self._run_one, self.durations, max_waiting,
                                   self._transport.stats)  # fmt: skip
@@ -218,8 +226,9 @@ class FtoClient:
     ) -> FtoClient:
         """Build a client from ``PATSNAP_CLIENT_ID`` / ``PATSNAP_CLIENT_SECRET`` or
         ``PATSNAP_API_KEY``, ``PATSNAP_BASE_URL``, ``PATSNAP_QPS``,
-        ``PATSNAP_REDIS_URL`` and ``PATSNAP_KEY_AUTH`` (``both``/``query``/``bearer``, see
-        :attr:`~fto_async.config.ClientConfig.key_auth`).
+        ``PATSNAP_REDIS_URL``, ``PATSNAP_KEY_AUTH`` (``both``/``query``/``bearer``, see
+        :attr:`~fto_async.config.ClientConfig.key_auth`) and ``PATSNAP_MAX_CALLS`` (see
+        :attr:`~fto_async.config.RateConfig.max_calls`).
 
         Keyword ``options`` override the environment.
 
@@ -276,6 +285,11 @@ class FtoClient:
     def transport(self) -> Transport:
         """The transport every call goes through (private API; for the batch layer)."""
         return self._transport
+
+    @property
+    def observer(self) -> Observer:
+        """Hooks, OpenTelemetry and the call ledger of this client (private API)."""
+        return self._observer
 
     @property
     def retries(self) -> int:
@@ -395,6 +409,17 @@ class FtoClient:
 
     async def _upload_url(self, path: str | PathLike[str]) -> str:
         return (await self.upload_image(path)).url
+
+    async def usage_statement(self, time_start: str, time_end: str) -> UsageStatement:
+        """The platform's usage statement from ``time_start`` to ``time_end``
+        (``yyyyMMdd``); see :mod:`fto_async._statement` (records lag up to a day)."""
+        check_days(time_start, time_end)
+        creds = self._credentials
+        body = {"apikey": creds.key if isinstance(creds, ApiKey) else creds.client_id,
+                "time_start": time_start, "time_end": time_end}  # fmt: skip
+        if isinstance(creds, ClientCredentials):
+            body["client_secret"] = creds.client_secret  # in the body only; never logged
+        return UsageStatement.from_data(await self._transport.call(STATEMENT_PATH, body))
 
     # -- any kind of task -----------------------------------------------------------
 
@@ -615,14 +640,26 @@ class FtoClient:
             raise InvalidRequestError("task_id", "must be a non-empty string")
         # Polls are for tasks already paid for: they go before queued submits (unless
         # the batch's PollConfig.order is "makespan").
-        answer = await self._transport.call(
-            path, {"task_id": task_id}, before_send=before_send, priority=poll_priority()
-        )
-        return _serde.structure(self._converter, answer, cls)
+        try:
+            answer = await self._transport.call(
+                path, {"task_id": task_id}, before_send=before_send, priority=poll_priority()
+            )
+            report = _serde.structure(self._converter, answer, cls)
+        except FtoError as exc:
+            self._observer.polled(task_id, path, None, exc)
+            raise
+        self._observer.polled(task_id, path, report, None)
+        return report
 
     async def _wait(self, path: str, task_id: str, cls: type[_R], timeout: float | None) -> _R:
-        return await wait_for_task(lambda: self._report(path, task_id, cls), task_id,
-                                   self.config.poll, timeout)
+        try:
+            report = await wait_for_task(lambda: self._report(path, task_id, cls), task_id,
+                                         self.config.poll, timeout)  # fmt: skip
+        except FtoError as exc:
+            self._observer.task_ended(None, None, task_id, None, exc, 0)
+            raise
+        self._observer.task_ended(None, None, task_id, report, None, 0)
+        return report
 
 
 def _require(value: object, cls: Any, field: str) -> None:

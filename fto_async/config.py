@@ -100,6 +100,33 @@ def _redis_url(_inst: object, attribute: attrs.Attribute[str | None], v: str | N
         raise ConfigurationError(
             f"{attribute.name} must be a redis://, rediss:// or unix:// URL, got {shown!r}"
         )
+    if isinstance(v, str) and v.startswith(("redis://", "rediss://")):
+        from urllib.parse import urlsplit
+
+        try:
+            urlsplit(v).port  # noqa: B018 - parsed for its ValueError
+        except ValueError as exc:  # a port that is not a number, or out of range
+            raise ConfigurationError(f"{attribute.name} is not a valid Redis URL: {exc} "
+                                     f"(in {redact_url_credentials(v)!r})") from None
+
+
+def _base_url_problem(url: str) -> str | None:
+    """Why ``url`` cannot be a platform URL without printing it (``None``: it can).
+
+    User info (``https://user:password@host``) is refused: credentials go in
+    ``api_key`` or ``client_id``/``client_secret``, and a password in the URL would end
+    up in logs and file names. The message never repeats the URL.
+    """
+    from urllib.parse import urlsplit
+
+    try:
+        netloc = urlsplit(url).netloc
+    except ValueError:
+        return "is not a valid URL"
+    if "@" in netloc:
+        return ("must not contain user info (user:password@): give credentials through "
+                "PATSNAP_API_KEY or PATSNAP_CLIENT_ID/PATSNAP_CLIENT_SECRET")
+    return None
 
 
 def _optional_positive_int(
@@ -375,6 +402,8 @@ class ClientConfig:
             ("http://", "https://")
         ):
             raise ConfigurationError(f"base_url must be http(s), got {self.base_url!r}")
+        if _base_url_problem(self.base_url) is not None:
+            raise ConfigurationError(f"base_url {_base_url_problem(self.base_url)}")
         if not isinstance(self.workflow_result_path, str) or not (
             self.workflow_result_path.startswith("/")
         ):
@@ -389,9 +418,11 @@ def env_settings(environ: Mapping[str, str] | None = None) -> dict[str, str | fl
     """Read the ``PATSNAP_*`` variables (the only code that reads the environment).
 
     Returns a dict with ``client_id``, ``client_secret``, ``api_key``, ``base_url``,
-    ``qps``, ``redis_url`` (from ``PATSNAP_REDIS_URL``) and ``key_auth`` (from
-    ``PATSNAP_KEY_AUTH``, lower-cased); ``None`` where unset.
+    ``qps``, ``redis_url`` (from ``PATSNAP_REDIS_URL``), ``key_auth`` (from
+    ``PATSNAP_KEY_AUTH``, lower-cased) and ``max_calls`` (from ``PATSNAP_MAX_CALLS``, a
+    whole number at least 1); ``None`` where unset.
     """
+    max_calls = _env_max_calls(os.environ if environ is None else environ)
     env = os.environ if environ is None else environ
     qps_text = env.get("PATSNAP_QPS")
     qps: float | None = None
@@ -408,4 +439,19 @@ def env_settings(environ: Mapping[str, str] | None = None) -> dict[str, str | fl
         "qps": qps,
         "redis_url": env.get("PATSNAP_REDIS_URL") or None,
         "key_auth": (env.get("PATSNAP_KEY_AUTH") or "").strip().lower() or None,
+        "max_calls": max_calls,
     }
+
+
+def _env_max_calls(env: Mapping[str, str]) -> int | None:
+    text = (env.get("PATSNAP_MAX_CALLS") or "").strip()
+    if not text:
+        return None
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise ConfigurationError(f"PATSNAP_MAX_CALLS must be a whole number at least 1, "
+                                 f"got {text!r}")  # fmt: skip
+    return value

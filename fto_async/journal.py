@@ -88,6 +88,7 @@ from typing import Any, Self
 
 from . import _sqlite
 from ._journal_follow_ups import _FollowUps
+from ._journal_ledger import _Ledger  # the call ledger (its own table)
 from ._journal_rows import (  # the rows, states and file format; re-exported
     _ALLOWED,
     _COLUMNS,
@@ -130,7 +131,7 @@ __all__ = [
     "NotAJournalError",
 ]
 
-class Journal(_FollowUps):
+class Journal(_FollowUps, _Ledger):
     """The durable record of a batch's items; the module docstring gives the contract.
 
     Open it with ``async with Journal(path)`` or ``await Journal.open(path)`` (``async with``

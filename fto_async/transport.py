@@ -37,6 +37,7 @@ import attrs
 
 from ._envelope import decode_answer, parse_retry_after
 from ._http import AiohttpSender, FileField, HttpSender
+from ._observe import Attempt, Observer
 from ._reach import Reachability
 from .auth import ApiKey, Authenticator, ClientCredentials, StaticKeyAuth, TokenAuth, token_error
 from .config import ClientConfig
@@ -147,7 +148,7 @@ class _translate_faults:
     :class:`~fto_async._reach.Reachability` about attempts with no answer.
     """
 
-    __slots__ = ("answered", "business", "path", "reach", "started", "stats")
+    __slots__ = ("answered", "attempt", "business", "path", "reach", "started", "stats")
 
     def __init__(
         self,
@@ -163,10 +164,13 @@ class _translate_faults:
         self.business = business  # False for token requests: not calls, not in by_code
         self.started = time.monotonic()
         self.answered = False
+        self.attempt: Attempt | None = None  # told of the answer (the call ledger)
 
     def got_answer(self) -> None:
         """The status line came back: the call reached the platform."""
         self.answered = True
+        if self.attempt is not None:
+            self.attempt.got_answer()
         if self.stats is not None and self.business:
             self.stats.answered += 1
         if self.reach is not None:
@@ -227,6 +231,7 @@ class Transport:
         task_paths: paths whose calls create tasks (to count ambiguous resubmits).
         sender: the HTTP layer (default: an :class:`~fto_async._http.AiohttpSender`);
             :class:`fto_async.testing.MockTransport` answers from a handler instead.
+        observer: told about every attempt (hooks, OpenTelemetry, the call ledger).
     """
 
     def __init__(
@@ -239,8 +244,11 @@ class Transport:
         session: aiohttp.ClientSession | None = None,
         task_paths: frozenset[str] = frozenset(),
         sender: HttpSender | None = None,
+        observer: Observer | None = None,
     ) -> None:
         self.config = config
+        #: Hooks, OpenTelemetry and the call ledger (see :mod:`fto_async._observe`).
+        self.observer = observer or Observer(base_url=config.base_url)
         self.gate: RateGateProtocol = gate or RateGate(config.rate)
         self.stats = TransportStats()
         #: The ``Date`` header of the last answer (``fto-async doctor`` checks the clock).
@@ -323,7 +331,7 @@ class Transport:
         Raises:
             FtoError: the typed error of the last attempt.
         """
-        return await self._send(path, payload, files, before_send, priority)
+        return await self._send(path, payload, files, before_send, priority, [0])
 
     async def _attempt(
         self,
@@ -332,6 +340,7 @@ class Transport:
         files: tuple[FileField, ...],
         before_send: BeforeSend | None,
         priority: bool = False,
+        sends: list[int] | None = None,  # attempts of this call so far (resend count)
     ) -> Any:
         refreshed = False
         while True:
@@ -340,7 +349,8 @@ class Transport:
             await self._auth.bearer()
             used: list[str] = []  # the bearer the attempt went out with
             try:
-                return await self._send_once(path, payload, files, used, before_send, priority)
+                return await self._observed(path, payload, files, used, before_send, priority,
+                                            sends or [0])
             except AuthenticationError as exc:
                 expired = exc.code == 67200003 or (exc.code is None and exc.http_status == 401)
                 if refreshed or not expired or not used or not self._auth.invalidate(used[0]):
@@ -349,6 +359,29 @@ class Transport:
                 self.stats.refresh_resends += 1  # a resend: counted with the retries
                 log.info("token refused on %s; refreshing once", path)
 
+    async def _observed(
+        self,
+        path: str,
+        payload: Mapping[str, Any] | None,
+        files: tuple[FileField, ...],
+        used: list[str],
+        before_send: BeforeSend | None,
+        priority: bool,
+        sends: list[int],
+    ) -> Any:
+        """:meth:`_send_once`, reported to the observer (a span, hooks, the ledger)."""
+        attempt = self.observer.attempt(path, sends[0])
+        try:
+            data = await self._send_once(path, payload, files, used, before_send, priority,
+                                         attempt)  # fmt: skip
+        except BaseException as exc:
+            attempt.end(exc)
+            raise
+        finally:
+            sends[0] += attempt.went_out  # a resend is an attempt after one that went out
+        attempt.end(None)
+        return data
+
     async def _send_once(
         self,
         path: str,
@@ -356,13 +389,14 @@ class Transport:
         files: tuple[FileField, ...],
         used: list[str],
         before_send: BeforeSend | None,
-        priority: bool = False,
+        priority: bool,
+        attempt: Attempt,
     ) -> Any:
         sender = self._check_open()
         url = self._base + path
         params = {"apikey": self._auth.apikey} if self._query_key else {}
         started = time.monotonic()
-        async with self.gate.slot(path, priority=priority) as permit:
+        async with attempt.slot(self.gate, priority) as permit:
             # The bearer is read again once the gate admits the call: a call can wait in
             # the gate for long, and the token seen before may have been replaced since.
             bearer = await self._auth.bearer()
@@ -371,13 +405,16 @@ class Transport:
             if before_send is not None:
                 await before_send()
             self.stats.calls += 1
+            attempt.begin()
             async with _translate_faults(path, self.stats, self.reach) as faults:
+                faults.attempt = attempt
                 answer = await sender.post(
                     url, params=params, headers=headers, json=payload or {}, files=files,
                     timeout=self._timeout, max_bytes=self.config.max_response_bytes,
                     on_answer=faults.got_answer,
                 )
         status, body, resp_headers = answer.status, answer.body, answer.headers
+        attempt.status = status
         self.server_date = resp_headers.get("Date")
         try:
             data = decode_answer(status, body, resp_headers, now=time.time())
@@ -414,11 +451,23 @@ class Transport:
             log.debug("POST %s -> HTTP %d in %.0f ms: %s", url, status, ms, outcome)
 
     async def _fetch_token(self, creds: ClientCredentials) -> Mapping[str, Any]:
+        attempt = self.observer.attempt(TOKEN_PATH, 0)  # a span and a ledger line too
+        try:
+            body = await self._token_once(creds, attempt)
+        except BaseException as exc:
+            attempt.end(exc)
+            raise
+        attempt.end(None)
+        return body
+
+    async def _token_once(self, creds: ClientCredentials, attempt: Attempt) -> Mapping[str, Any]:
         sender = self._check_open()
         self.stats.token_requests += 1
+        attempt.begin()
         async with _translate_faults(
             TOKEN_PATH, self.stats, self.reach, business=False
         ) as faults:
+            faults.attempt = attempt
             answer = await sender.post(
                 self._base + TOKEN_PATH,
                 form={"grant_type": "client_credentials"},
@@ -426,7 +475,7 @@ class Transport:
                 timeout=self._timeout, max_bytes=self.config.max_response_bytes,
                 on_answer=faults.got_answer,
             )
-        status = answer.status
+        status = attempt.status = answer.status
         self.server_date = answer.headers.get("Date")
         try:
             body = json.loads(answer.body)

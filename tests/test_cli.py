@@ -25,6 +25,7 @@ import pytest
 from fto_async.cli import main
 from fto_async.emulator import Emulator, EmulatorConfig
 from fto_async.journal import Journal
+from fto_async.outputs._record import FLAT_COLUMNS
 from tests._shared import PNG, png_of_size
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -94,7 +95,7 @@ async def test_full_run_then_rerun_pays_nothing_twice(emu, env, tmp_path, capsys
         if rec["status"] == "done":
             assert rec["task_id"]
             assert rec["report"]["task_status"] == 2
-            assert rec["highest_risk"] in ("High", "Medium", "Low", None)
+            assert rec["highest_risk"] in ("High", "Medium", "Low", "none")
         else:
             assert rec["error"]
     # the duplicate rows share their twin's task: one submit per distinct request
@@ -174,8 +175,8 @@ async def test_status_and_export(emu, env, tmp_path, capsys):
 
     assert await cli("export", journal, "--format", "csv") == 0
     rows = list(csv.DictReader(io.StringIO(capsys.readouterr().out)))
-    assert list(rows[0]) == ["key", "task_id", "status", "highest_risk",
-                             "high_risk_countries", "error", "follow_ups"]
+    assert list(rows[0]) == list(FLAT_COLUMNS)
+    assert list(rows[0])[:6] == ["key", "line", "title", "image", "status", "highest_risk"]
     assert len(rows) == SAMPLE_ROWS
     by_key = {r["key"]: r for r in rows}
     for rec in records(out):

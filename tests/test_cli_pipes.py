@@ -96,8 +96,8 @@ def test_the_sqlite_check_never_opens_a_fifo(tmp_path):
     ever. A child process, so a hang is killed by the timeout, not the test run."""
     fifo = tmp_path / "out.fifo"
     os.mkfifo(fifo)
-    code = f"from pathlib import Path; from fto_async.cli._job import _is_sqlite; " \
-           f"print(_is_sqlite(Path({str(fifo)!r})))"  # fmt: skip
+    code = f"from pathlib import Path; from fto_async.cli._paths import is_sqlite; " \
+           f"print(is_sqlite(Path({str(fifo)!r})))"  # fmt: skip
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,  # noqa: S603
                           timeout=20, env={**os.environ, "PYTHONPATH": str(ROOT)})  # fmt: skip
     assert done.stdout.strip() == "False"

@@ -24,7 +24,9 @@ async def test_workflow_tasks_learn_their_minutes_apart_from_image_search():
         assert [o.error async for o in client.screen_many(images) if o.error] == []
         image_median = client.durations.quantile("image_search", 0.5)
         assert image_median is not None
-        assert 0.025 <= image_median <= 0.06
+        # Wall-clock tasks (30 ms here): a loaded machine adds latency, never removes it,
+        # so the bounds are the true duration below and far from the workflow's above.
+        assert 0.025 <= image_median <= 0.15
         assert not client.durations.known("workflow")
         before = emu.stats.polls_by_task.total()
         flows = [WorkflowRequest(url=f"https://a.example/w{i}.png", country=["US"])
@@ -34,7 +36,8 @@ async def test_workflow_tasks_learn_their_minutes_apart_from_image_search():
         assert {o.report.raw["task_status"] for o in done} == {"success"}  # type: ignore[union-attr]
         flow_median = client.durations.quantile("workflow", 0.5)
         assert flow_median is not None
-        assert 0.28 <= flow_median <= 0.4  # its own 300 s (scaled), not image search's 30 s
+        assert 0.28 <= flow_median <= 0.6  # its own 300 s (scaled), not image search's 30 s
+        assert flow_median > 3 * image_median
         polls = emu.stats.polls_by_task.total() - before
         assert polls / len(flows) < 4.0  # scouting costs a few dozen polls, not per task
         assert client.durations.quantile("image_search", 0.5) == image_median

@@ -254,7 +254,7 @@ def test_patent_numbers_and_task_ids_from_the_platform_are_escaped(tmp_path: Pat
                          "total_search_result_count": 40},
                          "report": {"country": ["US"], "comparisons": [comparison]}}}  # fmt: skip
     html = write_html([record], tmp_path / "r.html").path.read_text("utf-8")
-    assert "<strong>&lt;script&gt;window.__pwned=2&lt;/script&gt;</strong>" in html
+    assert "&lt;script&gt;window.__pwned=2&lt;/script&gt;</a></strong>" in html  # the linked pn
     assert XSS_SCRIPT not in html
     assert XSS_IMG not in html
     assert "&lt;img src=x onerror=" in html

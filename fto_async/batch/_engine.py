@@ -11,12 +11,15 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import time
 from collections import OrderedDict
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
+from .. import _otel
 from .._kinds import request_kind
+from .._observe import observer_of
 from ..errors import BatchAbortedError, FtoError, InvalidRequestError
 from ..fingerprint import request_fingerprint
 from ..models import ImageSearchReport, Request, TaskKind
@@ -27,6 +30,8 @@ from ._stream import _END, _pairs, _pump
 from ._values import BatchClient, Item, Items, LocalImage, Outcome, Progress, TaskIds, _Options
 
 __all__: list[str] = []
+
+log = logging.getLogger("fto_async.batch")
 
 
 class _Batch(_Sharing):
@@ -86,6 +91,9 @@ class _Batch(_Sharing):
         self.recent: OrderedDict[str, _Recent] = OrderedDict()  # LRU, RECENT_TASKS
         self.reports: OrderedDict[str, ImageSearchReport] = OrderedDict()  # RECENT_REPORTS
         self.followers = 0  # duplicates waiting in groups (bounded by max_pending)
+        self.observer = observer_of(client)  # task spans, on_result hooks
+        self.requests = 0  # distinct requests submitted (the batch span's count)
+        self.open_spans: set[Any] = set()  # task spans started here and not ended yet
 
     # -- progress -------------------------------------------------------------------
 
@@ -117,6 +125,26 @@ class _Batch(_Sharing):
     # -- the driver -----------------------------------------------------------------
 
     async def run(self, feed: Callable[[asyncio.TaskGroup], Awaitable[None]]) -> None:
+        log.info("batch started%s", "" if self.total is None else f": {self.total} items")
+        span = _otel.start_span("fto_async.batch")
+        try:
+            with _otel.use_span(span):  # task spans are its children
+                await self._run(feed)
+        finally:
+            for open_span in list(self.open_spans):  # stopped: polled by the next run
+                self._end_open(open_span)
+            c = self.counters
+            log.info("batch ended: %d read, %d done, %d failed, %d not attempted, "
+                     "%d from cache, %d calls", c.read, c.done, c.failed, c.not_attempted,
+                     c.from_cache, self.client.stats.answered)  # fmt: skip
+            _otel.end_span(span, self.fatal, **{
+                "fto_async.batch.items": c.read, "fto_async.batch.requests": self.requests,
+                "fto_async.batch.from_cache": c.from_cache, "fto_async.batch.done": c.done,
+                "fto_async.batch.failed": c.failed,
+                "fto_async.batch.not_attempted": c.not_attempted,
+            })  # fmt: skip
+
+    async def _run(self, feed: Callable[[asyncio.TaskGroup], Awaitable[None]]) -> None:
         progress_done = asyncio.Event()
         try:
             async with asyncio.TaskGroup() as tg:
@@ -147,6 +175,21 @@ class _Batch(_Sharing):
                     )
                 await self.journaling.journal.flush()
         await self.out.put(_END)
+
+    def _task_started(self, kind: str) -> Any:
+        span = self.observer.task_started(kind)
+        self.open_spans.add(span)
+        return span
+
+    def _task_ended(self, span: Any, *args: Any) -> None:
+        self.open_spans.discard(span)
+        self.observer.task_ended(span, *args)
+
+    def _end_open(self, span: Any) -> None:
+        """End a task span whose task did not end in this batch (a stop, a fatal error)."""
+        self.open_spans.discard(span)
+        _otel.tasks_in_flight(-1)
+        _otel.end_span(span, None, **{"patsnap.outcome": "not ended"})
 
     async def _watch_stop(self, stop: asyncio.Event, scheduler: asyncio.Task[None]) -> None:
         await stop.wait()
@@ -272,13 +315,16 @@ class _Batch(_Sharing):
                 if journaling is not None:
                     await journaling.sending(key)
 
+        self.requests += 1
+        span = self._task_started(request_kind(request))  # submit to result
         try:
             while True:
                 try:
                     if local is not None:  # upload the local image now, once per digest
                         request = await local.resolve(self.client, request)
                         local = None
-                    task_id = await self.client.submit(request, before_send=before_send)
+                    with _otel.use_span(span):  # the submit's HTTP spans are its children
+                        task_id = await self.client.submit(request, before_send=before_send)
                     break
                 except asyncio.CancelledError:
                     if not sent and self.fatal is not None:
@@ -293,10 +339,14 @@ class _Batch(_Sharing):
                         sent = False  # its row is `pending` again: the retry journals anew
                         self.unsent.add(me)
                         continue
+                    self._task_ended(span, key, None, None, exc, 0)
+                    span = None
                     await self.emit(Outcome(key, request, None, None, exc))
                     await self._fail_group(group, exc)
                     return
             if not self.poll_after_submit:
+                self._task_ended(span, key, task_id, None, None, 0)
+                span = None
                 await self.emit(Outcome(key, request, task_id, None, None))
                 return
             if journaling is not None:
@@ -309,10 +359,13 @@ class _Batch(_Sharing):
                         member.journaled = True
                         await journaling.shared(member.key, task_id)
             loop = asyncio.get_running_loop()
-            self.scheduler.add(
-                PendingTask(key, task_id, request_kind(request), request, submitted_at=loop.time())
-            )
+            self.scheduler.add(PendingTask(
+                key, task_id, request_kind(request), request, submitted_at=loop.time(), span=span
+            ))  # fmt: skip
+            span = None  # the scheduler's now: ended when delivered
         finally:
+            if span is not None:  # cancelled (a stop): no result to tell
+                self._end_open(span)
             self.unsent.discard(me)
             self.counters.submitting -= 1
             self.submit_slots.release()
@@ -346,7 +399,10 @@ class _Batch(_Sharing):
         async def before_send() -> None:
             task.sent = True  # past the gate: an abort lets this poll finish (it is paid for)
 
-        return await self.client.get_report(task.task_id, task.kind, before_send=before_send)
+        if task.span is None:  # resumed, or a task id handed over: its span starts here
+            task.span = self._task_started(task.kind)
+        with _otel.use_span(task.span):  # polls are children of the task span
+            return await self.client.get_report(task.task_id, task.kind, before_send=before_send)
 
     async def _deliver(
         self, task: PendingTask, report: ImageSearchReport | None, error: FtoError | None
@@ -355,6 +411,8 @@ class _Batch(_Sharing):
             self.stop_for(error)
             self.polls_aborted = True
             await self.scheduler.abort(error)  # polling is refused too: end the rest now
+        self._task_ended(task.span, task.key, task.task_id, report, error, task.polls)
+        task.span = None
         if self.journaling is not None and task.request is not None:
             await self.journaling.result(task.key, report, error)
         group = self.by_task.pop(task.task_id, None) if self.by_task else None

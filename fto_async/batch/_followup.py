@@ -47,6 +47,8 @@ from typing import Any, Final, Protocol, Unpack
 
 import attrs
 
+from .. import _otel
+from .._observe import observer_of
 from ..errors import (
     BatchAbortedError,
     FtoError,
@@ -138,6 +140,8 @@ class _Stage:
         )
         self.inner_abort: BatchAbortedError | None = None
         self.aborting: asyncio.Task[None] | None = None
+        self.observer = observer_of(client)  # follow-up task spans: children of the item's
+        self.observer.keep_spans = True
         if self.user_progress is not None:
             self.options["on_progress"] = self._progress
 
@@ -221,9 +225,11 @@ class _Stage:
                     url = asyncio.ensure_future(self._image_url(outcome))
                 return await asyncio.shield(url)
 
-            results = await asyncio.gather(
-                *(self._one(outcome, pn, image_url) for pn in picks)
-            )
+            parent = self.observer.kept_span(outcome.task_id)
+            with _otel.use_span(parent):  # the follow-ups' task spans are its children
+                results = await asyncio.gather(
+                    *(self._one(outcome, pn, image_url) for pn in picks)
+                )
             if any(r is None for r in results):
                 return  # stopped: the journal resumes this item next run
             done = tuple(r for r in results if r is not None)
@@ -303,17 +309,23 @@ class _Stage:
             if journal is not None:
                 await journal.add_follow_up(key, pn)
                 await journal.mark_follow_up(key, pn, ItemState.SUBMITTING)
+            span = self.observer.task_started("one_vs_one")
             try:
-                task_id = await self.client.submit_1v1(request)
-            except FtoError as exc:
+                with _otel.use_span(span):
+                    task_id = await self.client.submit_1v1(request)
+            except BaseException as exc:
+                error = exc if isinstance(exc, FtoError) else None
+                self.observer.task_ended(span, (key, pn), None, None, error, 0)
+                if error is None:
+                    raise
                 if journal is not None:
-                    await self._submit_failed(key, pn, exc)
-                if exc.fatal:
-                    self._stop_for(exc)
-                return self._ended(FollowUpResult(pn, None, None, exc))
+                    await self._submit_failed(key, pn, error)
+                if error.fatal:
+                    self._stop_for(error)
+                return self._ended(FollowUpResult(pn, None, None, error))
             if journal is not None:
                 await journal.mark_follow_up(key, pn, ItemState.SUBMITTED, task_id=task_id)
-            return await self._poll(key, pn, task_id, time.time())
+            return await self._poll(key, pn, task_id, time.time(), span)
         finally:
             self.counts.running -= 1
 
@@ -337,7 +349,8 @@ class _Stage:
             self.counts.running -= 1
 
     async def _poll(
-        self, key: str, pn: str, task_id: str, submitted_wall: float | None
+        self, key: str, pn: str, task_id: str, submitted_wall: float | None,
+        span: Any = None,
     ) -> FollowUpResult | None:
         if self.stopping:
             return None
@@ -350,7 +363,7 @@ class _Stage:
         self.scheduler.add(PendingTask(
             (key, pn), task_id, "one_vs_one", done,
             submitted_at=None if age is None else loop.time() - age,
-            submitted_wall=submitted_wall,
+            submitted_wall=submitted_wall, span=span,
         ))  # fmt: skip
         report, error = await done
         if error is _STOPPED:
@@ -378,11 +391,16 @@ class _Stage:
         # errors, answers that could not be read)
 
     async def _fetch(self, task: PendingTask) -> ImageSearchReport:
-        return await self.client.get_1v1_report(task.task_id)
+        if task.span is None:  # resumed: its span starts here
+            task.span = self.observer.task_started("one_vs_one")
+        with _otel.use_span(task.span):
+            return await self.client.get_1v1_report(task.task_id)
 
     async def _deliver(
         self, task: PendingTask, report: ImageSearchReport | None, error: FtoError | None
     ) -> None:
+        self.observer.task_ended(task.span, task.key, task.task_id, report, error, task.polls)
+        task.span = None
         done: asyncio.Future[Any] = task.request
         if not done.done():
             done.set_result((report, error))

@@ -19,6 +19,7 @@ from typing import Any, Literal, Protocol, TypeAlias, TypedDict
 
 import attrs
 
+from .. import _serde
 from .. import _validate as v
 from ..cache import ReportCache  # at run time too: get_type_hints resolves BatchOptions
 from ..config import ClientConfig, PollConfig
@@ -364,7 +365,9 @@ def _as_row(outcome: Outcome) -> JournalRow:
         attempts=0, error=None if outcome.error is None else str(outcome.error),
         error_type=None if outcome.error is None else type(outcome.error).__name__,
         created_at=now, updated_at=now, submitted_at=outcome.submitted_at,
-        completed_at=now, request_json="{}",
+        completed_at=now, request_json=json.dumps(
+            {} if outcome.request is None
+            else _serde.unstructure(_serde.CONVERTER, outcome.request)),
         report_json=None if outcome.report is None else json.dumps(dict(outcome.report.raw)),
     )  # fmt: skip
 

@@ -15,6 +15,10 @@ Modules:
 * ``_results``: the screen's output rebuilt from the journal, and the summary's tally;
 * ``_display``: progress and summary tables (rich on a terminal, plain lines else);
 * ``_doctor``: ``fto-async doctor``, the setup checks (no billable task);
+* ``_usage``, ``_reconcile``: ``fto-async usage`` (the call ledger) and ``--reconcile``
+  (against the platform's usage statement);
+* ``_budget``: ``screen --max-calls`` (when to stop taking rows) and ``--dry-run``'s
+  polls per task;
 * ``_common``, ``_paths``: exit codes, error lines, opening a journal; output clashes;
 * ``_pipes``: a catalog on stdin (``screen -``) and outputs that are streams (``--out -``).
 

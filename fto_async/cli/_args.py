@@ -17,7 +17,7 @@ import platformdirs
 
 from .. import _validate
 from ..batch import FollowUp
-from ..config import DEFAULT_BASE_URL
+from ..config import DEFAULT_BASE_URL, _base_url_problem
 from ..errors import InvalidRequestError
 from ..models import RiskLevel
 
@@ -28,6 +28,8 @@ __all__ = [
     "default_cache_path",
     "follow_up_arg",
     "parse_duration",
+    "patent_link",
+    "patent_link_arg",
     "qps_arg",
     "time_scale_arg",
 ]
@@ -56,7 +58,8 @@ def default_cache_path(base_url: str | None) -> Path:
     """The default report cache file: one per platform (its host), in the user cache folder
     (``platformdirs.user_cache_path``: ``$XDG_CACHE_HOME/fto-async`` on Linux)."""
     parts = urlsplit(base_url or DEFAULT_BASE_URL)
-    host = re.sub(r"[^A-Za-z0-9.-]+", "_", parts.netloc or "platform")[:60]
+    netloc = parts.netloc.rpartition("@")[2]  # never user info (refused before, anyway)
+    host = re.sub(r"[^A-Za-z0-9.-]+", "_", netloc or "platform")[:60]
     tag = hashlib.sha256((base_url or DEFAULT_BASE_URL).encode()).hexdigest()[:8]
     return platformdirs.user_cache_path("fto-async") / f"reports-{host}-{tag}.db"
 
@@ -71,6 +74,17 @@ def qps_arg(text: str) -> float:
     if value < MIN_QPS:
         raise argparse.ArgumentTypeError(f"must be at least {MIN_QPS} calls per second, "
                                          f"got {text!r}")  # fmt: skip
+    return value
+
+
+def max_calls_arg(text: str) -> int:
+    """``--max-calls``: a whole number of calls, at least 1."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a whole number of calls, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
     return value
 
 
@@ -93,7 +107,11 @@ def _finite(text: str) -> float:
 
 
 def base_url_arg(text: str) -> str:
-    """``--base-url``: an http(s) URL of at most 8 KiB (checked before any call)."""
+    """``--base-url``: an http(s) URL of at most 8 KiB, without user info (checked before
+    any call)."""
+    problem = _base_url_problem(text)
+    if problem is not None:  # never echo the URL: it may hold a password
+        raise argparse.ArgumentTypeError(problem)
     try:
         return _validate.url("url", text)
     except InvalidRequestError as exc:
@@ -109,3 +127,30 @@ def follow_up_arg(text: str) -> FollowUp:
         raise argparse.ArgumentTypeError(
             f"expected LEVEL[:N] with LEVEL high, medium or low and N >= 1, got {text!r}"
         ) from None
+
+
+def patent_link_arg(text: str) -> str:
+    """``--patent-link``: a link template with ``{pn}`` (``http(s)`` only)."""
+    from ..outputs._links import check_template
+
+    try:
+        return check_template(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def patent_link(args: argparse.Namespace) -> str | None:
+    """The link template of a command: ``--patent-link``, else ``FTO_PATENT_LINK``.
+
+    Raises:
+        ValueError: ``FTO_PATENT_LINK`` is not a usable template.
+    """
+    from ..outputs._links import ENV_VAR, template_from_env
+
+    given: str | None = getattr(args, "patent_link", None)
+    if given is not None:
+        return given
+    try:
+        return template_from_env()
+    except ValueError as exc:
+        raise ValueError(f"{ENV_VAR}: {exc}") from None

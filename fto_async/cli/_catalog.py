@@ -76,6 +76,8 @@ def stand_in_key(line: int) -> str:
 class _ImageGone(InvalidRequestError):
     """Private: an ``image_path`` that cannot be opened (moved, deleted, unreadable)."""
 
+    path: Path | None = None  #: the file it named (the outputs still show it)
+
 
 class CatalogError(Exception):
     """The catalog as a whole cannot be used (unreadable, not UTF-8, empty, no key column)."""
@@ -378,8 +380,9 @@ class Catalog:
         seen[key] = line
         try:
             return self._good_row(line, key, fields, read_images)
-        except _ImageGone as exc:
-            return Row(line, key, key, error=str(exc), image_gone=True)
+        except _ImageGone as exc:  # the outputs still show the product and its file
+            return Row(line, key, key, error=str(exc), image_gone=True, image_path=exc.path,
+                       title=_text(fields.get("title")))  # fmt: skip
         except InvalidRequestError as exc:
             return Row(line, key, key, error=str(exc))
 
@@ -439,9 +442,9 @@ class Catalog:
         try:
             info = os.stat(resolved)
         except OSError as exc:  # moved or deleted: a done row keeps its result
-            raise _ImageGone(
-                "image_path", f"cannot read {text} ({exc.strerror or exc})"
-            ) from None
+            gone = _ImageGone("image_path", f"cannot read {text} ({exc.strerror or exc})")
+            gone.path = resolved
+            raise gone from None
         if read_images:
             v.read_image_file("image_path", resolved, text)
             return resolved

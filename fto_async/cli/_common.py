@@ -15,6 +15,7 @@ from ..journal import Journal, JournalLockedError, NotAJournalError
 from ._display import clean
 
 __all__ = [
+    "EXIT_BUDGET",
     "EXIT_FATAL",
     "EXIT_OK",
     "EXIT_ROWS",
@@ -28,6 +29,7 @@ EXIT_OK: Final = 0  #: every row done
 EXIT_ROWS: Final = 1  #: some rows failed, were invalid or are unfinished
 EXIT_USAGE: Final = 2  #: bad command line, catalog or configuration
 EXIT_FATAL: Final = 3  #: a fatal platform error (quota, credentials) stopped the run
+EXIT_BUDGET: Final = 4  #: the --max-calls budget is spent; rerun to go on
 EXIT_STOPPED: Final = 130  #: stopped by Ctrl-C or SIGTERM
 
 

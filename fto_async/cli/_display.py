@@ -378,6 +378,8 @@ def summary_sections(summary: Summary) -> tuple[list[Section], list[tuple[str, s
         ("journal", str(summary.journal)),
         *summary.notes,
     ]
+    if (changes := tally.changes()) is not None:
+        footer.insert(0, ("what is new", changes))
     for reason, (n, _message) in sorted(tally.waiting.items(), key=lambda item: -item[1][0]):
         footer.append(("not done", f"{n} rows {reason}"))
     if tally.status["unknown"]:

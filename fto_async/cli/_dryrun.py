@@ -18,6 +18,7 @@ from ..errors import ConfigurationError, InvalidRequestError
 from ..fingerprint import request_fingerprint
 from ..journal import ItemState
 from ..outputs._record import INVALID_TYPE
+from ._budget import polls_per_task
 from ._common import EXIT_OK, EXIT_USAGE, open_journal, say_error
 from ._display import Section, clean, format_duration, render_sections
 from ._images import CACHE_SLACK, row_identity, stored_fingerprint
@@ -100,11 +101,13 @@ async def dry_run(job: Job, args: argparse.Namespace) -> int:
             if digest is not None and not row.workflow and digest not in uploaded:
                 uploaded.add(digest)
                 count["uploads"] += 1
+        per_task, source = polls_per_task(journal)  # the ledger, the learnt durations
     finally:
         if journal is not None:
             await journal.aclose()
         if cache is not None:
             await cache.aclose()
+    count["polls"] = round(count["polls"] * per_task)  # tasks to poll -> polls
     calls = count["submits"] + count["polls"] + count["uploads"]
     # Follow-ups depend on the reports: none, or up to N per row, a submit and a poll each.
     follow_up_max = (count["polls"] + count["reported"]) * job.follow_up.top * 2 \
@@ -125,6 +128,7 @@ async def dry_run(job: Job, args: argparse.Namespace) -> int:
     footer = [
         ("calls needed", f"about {calls} (submits {count['submits']}, polls ~{count['polls']}, "
                          f"uploads {count['uploads']})"),
+        ("polls per task", f"~{per_task:.2g} ({source})"),
         ("time at", f"{qps:g} QPS: about {format_duration(seconds)} (calls / QPS, plus "
                     f"~{DEFAULT_SUBMIT_LATENCY + task:.0f} s for the last submit and task)"),
         *([("follow-up calls", f"0 .. {follow_up_max} (up to {job.follow_up.top} per row "

@@ -10,7 +10,6 @@ from __future__ import annotations
 import argparse
 import os
 import shlex
-import stat
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Literal
@@ -18,12 +17,12 @@ from typing import Literal
 import attrs
 
 from ..batch import FollowUp
-from ..config import env_settings, redact_url_credentials
+from ..config import _base_url_problem, env_settings, redact_url_credentials
 from ..errors import ConfigurationError, InvalidRequestError
-from ._args import default_cache_path
+from ._args import default_cache_path, patent_link
 from ._catalog import Catalog, CatalogError, check_defaults
 from ._common import say_error
-from ._paths import clash, same_file, sqlite_files
+from ._paths import clash, is_sqlite, same_file, sqlite_files, writable_by_others
 from ._pipes import STDOUT, default_journal, is_dash, is_stream, spool_stdin
 
 __all__ = ["Job", "prepare"]
@@ -45,6 +44,10 @@ class Job:
             report stays good.
         retry_failed: submit again rows whose task failed in an earlier run
             (``--retry-failed``; rows refused as invalid are retried once fixed anyway).
+        rescreen: screen every row again, done rows included (``--rescreen``): their
+            earlier result moves to the journal's history, and the report cache is not
+            read (its reports are still written).
+        patent_link: the patent link template (``--patent-link``/``FTO_PATENT_LINK``).
     """
 
     catalog: Catalog
@@ -60,6 +63,8 @@ class Job:
     max_age: float = 7 * 86400.0
 
     retry_failed: bool = False
+    rescreen: bool = False
+    patent_link: str | None = None
 
 
 def prepare(args: argparse.Namespace) -> Job | None:
@@ -92,9 +97,14 @@ def prepare(args: argparse.Namespace) -> Job | None:
     journal = args.journal or (
         default_journal(pipes / "journals", args.catalog) if streamed
         else args.out.with_name(args.out.name + ".journal.db"))  # fmt: skip
-    refused = _output_clash(catalog, args.out, journal)
+    refused = _output_clash(catalog, args.out, journal, _report_files(args))
     if refused is not None:
         say_error(refused)
+        return None
+    try:
+        template = patent_link(args)
+    except ValueError as exc:
+        say_error(str(exc))
         return None
     cache: Path | None = None
     if not args.no_cache:
@@ -103,20 +113,69 @@ def prepare(args: argparse.Namespace) -> Job | None:
         except ConfigurationError as exc:
             say_error(str(exc))
             return None
+        if base_url is not None and _base_url_problem(base_url) is not None:
+            say_error(f"PATSNAP_BASE_URL {_base_url_problem(base_url)}")  # never the URL
+            return None
         cache = args.cache or default_cache_path(base_url)
-        others = {"the catalog": args.catalog, "--out": args.out, "the journal": journal}
+        unsafe = writable_by_others(cache.expanduser())
+        if unsafe is not None:
+            say_error(f"--cache: {unsafe} (or run with --no-cache)")
+            return None
+        others = {"the catalog": args.catalog, "--out": args.out, "the journal": journal,
+                  **dict(_report_files(args))}
         for name, other in others.items():  # same file: by inode, as for the other outputs
             if same_file(cache.expanduser(), Path(other).expanduser()):
                 say_error(f"--cache: {cache} is {name}; give the cache a file of its own")
                 return None
     return Job(catalog, total, args.out, journal, unknown_policy=args.unknown,
-               resume=shlex.join(["fto-async", *map(redact_url_credentials, args.argv)]),
-               report=not args.no_report and not streamed, follow_up=args.follow_up, cache=cache,
-               max_age=args.max_age, retry_failed=args.retry_failed)  # fmt: skip
+               resume=resume_command(args.argv),
+               report=not args.no_report and not streamed, follow_up=args.follow_up,
+               cache=cache, max_age=args.max_age, retry_failed=args.retry_failed,
+               rescreen=getattr(args, "rescreen", False), patent_link=template)  # fmt: skip
 
 
-def _output_clash(catalog: Catalog, out: Path, journal: Path) -> str | None:
-    """Why ``--out`` or the journal would overwrite an input (``None``: they would not)."""
+def resume_command(argv: list[str]) -> str:
+    """The command that resumes a run of ``fto-async ARGV``, pasteable into a shell.
+
+    A ``--redis-url`` that holds a password becomes ``"$PATSNAP_REDIS_URL"`` (the shell
+    fills it in; set the variable first); other arguments have URL passwords redacted.
+    """
+    words = ["fto-async"]
+    secret = False
+    for n, arg in enumerate(argv):
+        name, eq, value = arg.partition("=")
+        if n and argv[n - 1] == "--redis-url" and _has_secret(arg):
+            words.append('"$PATSNAP_REDIS_URL"')
+            secret = True
+        elif name == "--redis-url" and eq and _has_secret(value):
+            words.append('--redis-url="$PATSNAP_REDIS_URL"')
+            secret = True
+        else:
+            words.append(shlex.quote(redact_url_credentials(arg)))
+    command = " ".join(words)
+    return f"{command}    # with PATSNAP_REDIS_URL set to the Redis URL" if secret else command
+
+
+def _has_secret(url: str) -> bool:
+    return redact_url_credentials(url) != url
+
+
+def _report_files(args: argparse.Namespace) -> list[tuple[str, Path]]:
+    """The HTML report and its thumbnail cache a run writes beside ``--out`` (if any)."""
+    if args.no_report:
+        return []
+    from ..outputs._thumbs import cache_path  # Pillow: only when a report is written
+    from ._report import html_path
+
+    return [("the HTML report", html_path(args.out)),
+            ("the thumbnail cache", cache_path(args.out))]  # fmt: skip
+
+
+def _output_clash(
+    catalog: Catalog, out: Path, journal: Path, report: list[tuple[str, Path]]
+) -> str | None:
+    """Why ``--out``, the journal or the report files would overwrite an input or each
+    other (``None``: they would not)."""
 
     def images() -> Iterator[tuple[str, Path]]:
         for image in catalog.image_paths():
@@ -134,24 +193,21 @@ def _output_clash(catalog: Catalog, out: Path, journal: Path) -> str | None:
         if journal.exists():
             yield from images()
 
+    def report_inputs(path: Path) -> Iterator[tuple[str, Path]]:
+        yield "--out", out
+        yield "the catalog", catalog.path
+        for sqlite in sqlite_files(journal):
+            yield "the journal", sqlite
+        if path.exists():
+            yield from images()
+
     refused = clash(("--out", out), out_inputs()) or clash(("--journal", journal),
                                                              journal_inputs())
-    if refused is None and _is_sqlite(out):
-        refused = (f"--out {out} is a SQLite database (a journal?): an output never "
-                   "overwrites one; choose another --out")
+    for what, path in report:
+        refused = refused or clash((what, path), report_inputs(path),
+                                   fix="choose another --out or --journal, or --no-report")
+    for what, path in [("--out", out), *report[:1]]:  # the text outputs
+        if refused is None and is_sqlite(path):
+            refused = (f"{what} {path} is a SQLite database (a journal?): an output never "
+                       "overwrites one; choose another --out")
     return refused
-
-
-def _is_sqlite(path: Path) -> bool:
-    """Whether ``path`` is an existing SQLite file (a journal of another run, say).
-
-    Only a regular file is opened: opening a FIFO or ``/dev/stdout`` for reading would
-    block for ever (no writer comes), and a pipe or a device is never a database.
-    """
-    try:
-        if not stat.S_ISREG(path.stat().st_mode):
-            return False
-        with path.open("rb") as handle:
-            return handle.read(16) == b"SQLite format 3\x00"
-    except OSError:
-        return False

@@ -8,6 +8,7 @@ Usage::
     fto-async screen products.csv --out results.jsonl --follow-up high:3   # + 1-vs-1 (AI67)
     fto-async screen products.csv --out results.jsonl --max-age 12h   # or --no-cache
     fto-async status results.jsonl.journal.db
+    fto-async usage results.jsonl.journal.db --json      # calls per run and per path
     fto-async export results.jsonl.journal.db --format csv --out results.csv
     fto-async export results.jsonl.journal.db --all   # also rows no longer in the catalog
     fto-async demo                                          # a local emulator, a sample catalog
@@ -20,8 +21,9 @@ Credentials come from the environment: ``PATSNAP_API_KEY``, or ``PATSNAP_CLIENT_
 
 Exit codes: 0 every row done; 1 some rows failed, were invalid or are unfinished; 2 a
 usage, input or configuration error; 3 stopped by a fatal platform error (quota,
-balance, credentials); 130 stopped by Ctrl-C or SIGTERM (rerun the same command to
-resume).
+balance, credentials); 4 the ``--max-calls`` budget is spent (the rest is left pending;
+rerun the same command to go on); 130 stopped by Ctrl-C or SIGTERM (rerun the same
+command to resume).
 
 ``status`` and ``export`` only read the journal (see :mod:`fto_async.journal`); ``--out``
 never names an input (the catalog, the journal, a catalog image: see ``_paths.py``).
@@ -46,7 +48,9 @@ from ._args import (
     MIN_QPS,
     base_url_arg,
     follow_up_arg,
+    max_calls_arg,
     parse_duration,
+    patent_link_arg,
     qps_arg,
     time_scale_arg,
 )
@@ -59,6 +63,7 @@ from ._job import prepare
 from ._report import add_report_command
 from ._screen import run_screen
 from ._status import cmd_status
+from ._usage import add_usage_command
 
 __all__ = ["build_parser", "main"]
 
@@ -81,12 +86,17 @@ the catalog again next week costs no call for what did not change.
 """
 
 
+_LINK_HELP = ("link each patent to TEMPLATE, an http(s) URL with {pn} and optionally "
+              "{authority}, e.g. 'https://patents.google.com/patent/{pn}' (default: "
+              "FTO_PATENT_LINK, else Google Patents, and EUIPO eSearch for EU designs)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The ``fto-async`` argument parser (one subcommand per job)."""
     parser = argparse.ArgumentParser(
         prog="fto-async", description="Design-patent FTO screening of product catalogs.",
         epilog="Exit codes: 0 all done, 1 some rows failed, 2 usage/input error, "
-               "3 fatal platform error, 130 interrupted.",
+               "3 fatal platform error, 4 call budget spent, 130 interrupted.",
     )  # fmt: skip
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
@@ -115,6 +125,10 @@ def build_parser() -> argparse.ArgumentParser:
                         help="submit again the rows whose task failed in an earlier run")
     screen.add_argument("--workflow", action="store_true",
                         help="use the full FTO workflow endpoint (local images sent as base64)")
+    screen.add_argument("--max-calls", type=max_calls_arg, metavar="N",
+                        help="spend at most N calls in this run (default PATSNAP_MAX_CALLS): "
+                             "new rows stop early enough that every paid task is still "
+                             "polled; exit code 4, rerun to go on")
     screen.add_argument("--dry-run", action="store_true",
                         help="validate the catalog and estimate calls and time; call nothing")
     screen.add_argument("--redis-url", metavar="URL",
@@ -141,6 +155,12 @@ def build_parser() -> argparse.ArgumentParser:
     screen.add_argument("--follow-up", metavar="LEVEL[:N]", type=follow_up_arg,
                         help="compare each row's top N matches at LEVEL or above (high, "
                              "medium, low) 1-vs-1 with the product image (default N 3)")
+    screen.add_argument("--rescreen", action="store_true",
+                        help="screen every row again, done rows included (the report cache "
+                             "is not read; each earlier result moves to the journal's "
+                             "history, and the outputs say what is new since it)")
+    screen.add_argument("--patent-link", type=patent_link_arg, metavar="TEMPLATE",
+                        help=_LINK_HELP)
     screen.set_defaults(func=_cmd_screen)
 
     status = commands.add_parser("status", help="show a journal's progress")
@@ -154,10 +174,21 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument("--out", type=Path, help="file to write (default: standard output)")
     export.add_argument("--all", action="store_true",
                         help="also rows that were not in the last run's catalog")
+    export.add_argument("--catalog", type=Path,
+                        help="the catalog, for product titles and local image paths")
+    export.add_argument("--live-only", action="store_true",
+                        help="leave out matched designs whose right is invalid (lapsed); "
+                             "the platform's highest risk is kept as it is")
+    export.add_argument("--changed", action="store_true",
+                        help="only the rows whose result changed since their previous "
+                             "screening (new or dropped matches, risk up or down)")
+    export.add_argument("--patent-link", type=patent_link_arg, metavar="TEMPLATE",
+                        help=_LINK_HELP)
     export.set_defaults(func=cmd_export)
 
     add_report_command(commands)
     add_doctor_command(commands)
+    add_usage_command(commands)
 
     demo = commands.add_parser("demo", help="screen a sample catalog on a local emulator")
     demo.add_argument("--rows", type=int, default=None, help="rows to screen (default: all)")
@@ -220,6 +251,8 @@ def _cmd_screen(args: argparse.Namespace) -> int:
             options["poll"] = PollConfig().scaled(args.time_scale)
         if args.redis_url:
             options["redis_url"] = args.redis_url
+        if args.max_calls:
+            options["max_calls"] = args.max_calls  # else PATSNAP_MAX_CALLS, if set
         return FtoClient.from_env(**options)
 
     return asyncio.run(run_screen(job, make_client))

@@ -18,12 +18,27 @@ import attrs
 
 from ..journal import ItemState, Journal
 from ..outputs import atomic_write, record_from_journal, write_jsonl
-from ..outputs._record import follow_up_status, invalid_record
+from ..outputs._record import follow_up_status, invalid_record, previous_result
+from ..transport import TOKEN_PATH
 from ._catalog import Catalog
 
-__all__ = ["Tally", "write_output"]
+__all__ = ["CATALOG_META", "Tally", "screening_calls", "write_output"]
 
 _TOP: Final = 20
+#: The journal's meta key naming the catalog of its last run (for ``export``'s titles).
+CATALOG_META: Final = "catalog"
+def screening_calls(journal: Journal, run: int | None = None) -> int | None:
+    """The screening's calls that reached the platform, from the journal's call ledger:
+    answered or refused with a code, token requests aside (the summary's "calls used"
+    counts the same way). Every run, or run ``run`` only; ``None``: nothing recorded.
+
+    The one home of that figure: the summary, the report's header and ``usage`` agree.
+    """
+    lines = [line for line in journal.calls() if run is None or line.run == run]
+    if not lines:
+        return None
+    return sum(line.n for line in lines
+               if line.result != "unanswered" and line.path != TOKEN_PATH)  # fmt: skip
 
 
 def _group(record: dict[str, Any], error_type: str | None) -> str:
@@ -49,6 +64,10 @@ class Tally:
             those whose 1-vs-1 report found a high risk.
         waiting: why ``pending`` rows are not done -> ``[count, example message]``
             (``"not submitted: cannot connect ..."``, ``"paid and not yet polled: ..."``).
+        first: done rows screened for the first time (nothing to compare with).
+        compared: done rows with a previous result; new_rows: those with new matches;
+            newly_high: those of them that went up to High; dropped_rows: those that
+            lost matches.
     """
 
     rows: int = 0
@@ -60,6 +79,11 @@ class Tally:
     follow_ups: Counter[str] = attrs.field(factory=Counter)
     follow_ups_high: int = 0
     waiting: dict[str, list[Any]] = attrs.field(factory=dict)
+    first: int = 0
+    compared: int = 0
+    new_rows: int = 0
+    newly_high: int = 0
+    dropped_rows: int = 0
 
     def add(
         self,
@@ -85,6 +109,7 @@ class Tally:
             reason = _waiting(record, state)
             self.waiting.setdefault(reason, [0, record.get("error")])[0] += 1
         if status == "done":
+            self._changes(record)
             risk = record["highest_risk"] or "none"
             self.risk[risk] += 1
             if risk == "High":
@@ -104,6 +129,31 @@ class Tally:
                 where = f"{record['key'] or '-'} (line {record['line']})"
                 group[2].append(where)
 
+    def _changes(self, record: dict[str, Any]) -> None:
+        if record.get("risk_change") == "first":
+            self.first += 1
+            return
+        self.compared += 1
+        if record.get("new_matches"):
+            self.new_rows += 1
+            self.newly_high += record.get("risk_change") == "up" \
+                and record.get("highest_risk") == "High"  # fmt: skip
+        self.dropped_rows += bool(record.get("dropped_matches"))
+
+    def changes(self) -> str | None:
+        """The summary's line on what is new since the previous screening, if any row was
+        screened before (a first screening says so, never "0 new")."""
+        if not self.compared:
+            return "first screening: no earlier result to compare with" if self.first \
+                else None  # fmt: skip
+        text = (f"{self.new_rows} rows with new matches ({self.newly_high} newly High) "
+                f"since their previous screening")
+        if self.dropped_rows:
+            text += f"; {self.dropped_rows} rows lost matches"
+        if self.first:
+            text += f"; {self.first} rows screened for the first time"
+        return text
+
     def top_high(self) -> list[tuple[str, str, list[str]]]:
         """The high-risk rows with the most countries, in that order: key, title, countries."""
         return [(k, t, c) for _n, _l, k, t, c in sorted(self.high, reverse=True)]
@@ -120,7 +170,8 @@ def _waiting(record: dict[str, Any], state: ItemState | None) -> str:
 
 
 async def write_output(
-    catalog: Catalog, journal: Journal, out: Path, *, run: int | None = None
+    catalog: Catalog, journal: Journal, out: Path, *, run: int | None = None,
+    template: str | None = None,
 ) -> Tally:
     """Write ``out`` atomically: one record per catalog row, in catalog order.
 
@@ -128,7 +179,9 @@ async def write_output(
     ``invalid`` (but a ``done`` row whose local image has gone keeps its result), one
     the run never reached is ``pending``. Rows of the journal that are not in the
     catalog are left out. ``run`` stamps every catalog row's key with that run number
-    (:meth:`~fto_async.journal.Journal.stamp_run`), for ``fto-async export``.
+    (:meth:`~fto_async.journal.Journal.stamp_run`), for ``fto-async export``;
+    ``template`` is the patent link template. Each record carries the catalog's title and
+    image, and what changed since the row's previous result (the journal's history).
     """
     tally = Tally()
     with atomic_write(out) as handle:
@@ -138,12 +191,16 @@ async def write_output(
             elif n % 256 == 255:
                 await asyncio.sleep(0)
             jrow = journal.get(row.jkey) if row.error is None or row.image_gone else None
+            image = getattr(row.request, "url", None) if row.request is not None else None
+            image = image or (None if row.image_path is None else str(row.image_path))
             if row.error is not None and (jrow is None or jrow.state is not ItemState.DONE):
-                rec = invalid_record(row.key, row.line, row.error)
+                rec = invalid_record(row.key, row.line, row.error, title=row.title, image=image)
                 tally.add(rec, row.title)
             else:
-                rec = record_from_journal(jrow, key=row.key, line=row.line,
-                                          follow_ups=journal.follow_ups(row.jkey))
+                rec = record_from_journal(
+                    jrow, key=row.key, line=row.line, follow_ups=journal.follow_ups(row.jkey),
+                    title=row.title, image=image, template=template,
+                    previous=None if jrow is None else previous_result(journal, row.jkey))
                 tally.add(rec, row.title, None if jrow is None else jrow.error_type,
                           None if jrow is None else jrow.state)  # fmt: skip
             write_jsonl((rec,), handle)

@@ -31,6 +31,7 @@ import contextlib
 import sqlite3
 import sys
 import time
+from collections import Counter
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Final, Literal, TextIO
@@ -55,8 +56,10 @@ from ..journal import ItemState, Journal, JournalRow
 from ..models import ImageSearchRequest, Request, WorkflowRequest
 from ..outputs import last_run
 from ..outputs._record import INVALID_TYPE, invalid_body
+from ._budget import CallBudget, budget_spent
 from ._catalog import PLACEHOLDER_URL, CatalogError, Row
 from ._common import (
+    EXIT_BUDGET,
     EXIT_FATAL,
     EXIT_OK,
     EXIT_ROWS,
@@ -69,7 +72,7 @@ from ._display import ProgressView, Summary, render_sections, summary_sections
 from ._images import Images, row_identity, stored_fingerprint, unreadable
 from ._job import Job
 from ._pipes import is_stream
-from ._results import Tally, write_output
+from ._results import CATALOG_META, Tally, screening_calls, write_output
 from ._signals import interrupts_during_rebuild, signal_handlers
 
 if TYPE_CHECKING:
@@ -77,7 +80,9 @@ if TYPE_CHECKING:
 
 __all__ = ["run_screen"]
 
+_LEDGER_EVERY: Final = 5.0  # seconds between the call ledger's records during a run
 _PAST_PENDING: Final = frozenset({ItemState.DONE, ItemState.SUBMITTED, ItemState.FAILED})
+_RESCREEN_META: Final = "rescreen_since"  # when an unfinished --rescreen began (epoch s)
 
 
 def _past_pending(jrow: JournalRow | None) -> bool:
@@ -121,7 +126,15 @@ class _Run:
         self.unchecked = 0  #: rows of a schema-1 journal with a local image (result kept)
         self.unsent = 0  #: rows whose submit failed before it went out (left pending)
         self.unsent_error: FtoError | None = None
+        self.rescreened = 0  #: rows --rescreen started again
+        self.rescreen_since = 0.0  #: when the rescreen began (results older are redone)
         self.fingerprints: dict[str, str | None] = {}  # handed to the batch, then dropped
+        limit = client.config.rate.max_calls  # --max-calls / PATSNAP_MAX_CALLS
+        self.budget = None if limit is None else CallBudget(client, limit)
+        self.unpolled = 0  #: paid tasks left unpolled at the end (the budget's message)
+        self.run_no = 0  #: this run's number (the call ledger's)
+        self.recorded: Counter[tuple[str, str, int]] = Counter()  # calls in the ledger
+        self.recorded_at = time.monotonic()
         self.images = Images(
             client, cache, job.max_age, job.follow_up is not None, notice=self.view.log
         )
@@ -169,6 +182,10 @@ class _Run:
         )  # fmt: skip
         try:
             async for outcome in batch:  # the output is rebuilt from the journal at the end
+                if self.budget is not None:
+                    self.budget.ended_one(outcome.polls)
+                if time.monotonic() - self.recorded_at >= _LEDGER_EVERY:
+                    await self.record_calls()  # a run that dies keeps most of its ledger
                 self.images.forget(str(outcome.key))  # its follow-ups have ended
                 error = outcome.error
                 if error is not None and outcome.task_id is None and not outcome.resumed \
@@ -177,6 +194,15 @@ class _Run:
                     self.unsent_error = error
         except BatchAbortedError as exc:
             self.fatal = exc.cause
+
+    async def record_calls(self) -> None:
+        """Add the calls made since the last record to the journal's call ledger."""
+        self.recorded_at = time.monotonic()
+        delta = self.client.observer.ledger - self.recorded
+        if delta:
+            self.recorded.update(delta)
+            with contextlib.suppress(RuntimeError, sqlite3.Error):  # never fail a run on it
+                await self.journal.record_calls(self.run_no, delta)
 
     # -- the input of the batch -------------------------------------------------------
 
@@ -220,7 +246,18 @@ class _Run:
                     fingerprint, digest, checked = f"row:{row.jkey}", None, None
                 else:
                     checked, jrow = await self._reconcile(row, jrow, fingerprint)
+                    if self.job.rescreen and self._rescreen_due(jrow):
+                        assert jrow is not None
+                        again = row.request or row.make_request(url=PLACEHOLDER_URL)
+                        await self.journal.replace(  # the old result moves to history
+                            row.jkey, row.line, self.client.encode_request(again),
+                            row.kind, fingerprint=checked)  # fmt: skip
+                        self.rescreened += 1
+                        jrow = self.journal.get(row.jkey)
                 self.distinct.add(fingerprint)
+                if self.budget is not None and not _past_pending(jrow) and not \
+                        await self.budget.admit(row.kind, 1 + (row.image_path is not None)):
+                    continue  # past the budget: left pending for the next run
                 request = row.request or await self._image_request(row, jrow, fingerprint,
                                                                    digest)  # fmt: skip
                 if request is None:
@@ -230,10 +267,19 @@ class _Run:
                     await self.journal.add_pending(row.jkey, row.line, body, row.kind,
                                                    fingerprint=checked)  # fmt: skip
                 self.fingerprints[row.jkey] = checked  # what the journal compares
+                if self.budget is not None:
+                    self.budget.opened += 1
                 yield Item(row.jkey, request, fingerprint=fingerprint)  # what shares a task
         except CatalogError as exc:  # the file changed under us
             self.catalog_error = exc
             self.stop.set()
+
+    def _rescreen_due(self, jrow: JournalRow | None) -> bool:
+        """Whether ``--rescreen`` starts this row again: it holds a result (done or
+        failed) from before the rescreen began (a resumed rescreen keeps the new ones)."""
+        if jrow is None or jrow.state not in (ItemState.DONE, ItemState.FAILED):
+            return False
+        return (jrow.completed_at or jrow.updated_at) < self.rescreen_since
 
     def _is_done(self, row: Row) -> bool:
         jrow = self.journal.get(row.jkey)
@@ -338,8 +384,12 @@ async def run_screen(job: Job, make_client: Callable[[], FtoClient]) -> int:
     if journal.recovered_unknown:
         view.log(f"{journal.recovered_unknown} rows were mid-submit when the last run died: "
                  f"{'resubmitting' if job.unknown_policy == 'resubmit' else 'skipping'} them")
+    if job.rescreen:  # an unfinished rescreen (stopped, resumed) keeps its start time
+        begun = journal.get_meta(_RESCREEN_META)
+        run.rescreen_since = float(begun) if begun else time.time()
+        await journal.set_meta(_RESCREEN_META, repr(run.rescreen_since))
     hard = False
-    run_no = last_run(journal) + 1
+    run_no = run.run_no = last_run(journal) + 1
     out_error: OSError | CatalogError | None = None
     report: Path | None = None
     rebuilt = True
@@ -357,17 +407,27 @@ async def run_screen(job: Job, make_client: Callable[[], FtoClient]) -> int:
             await asyncio.to_thread(run.warmer.close)
         try:
             with interrupts_during_rebuild():
-                tally = await write_output(job.catalog, journal, job.out, run=run_no)
+                tally = await write_output(job.catalog, journal, job.out, run=run_no,
+                                           template=job.patent_link)
         except KeyboardInterrupt:  # Ctrl-C (again) or SIGTERM while the output was rebuilt
             rebuilt = False
         except (OSError, CatalogError) as exc:  # an unwritable folder, a full disk, a
             out_error = exc  # catalog changed into something unreadable mid-run, ...
         else:
             await journal.set_meta("last_run", str(run_no))
-            report = _write_report(job, client.stats.calls)
+            # export finds titles and images here (a catalog moved since: --catalog)
+            await journal.set_meta(CATALOG_META, str(job.catalog.path.resolve()))
+            await run.record_calls()  # the ledger holds this run's calls too
+            calls = screening_calls(journal)  # the screening's, every run
+            if job.rescreen and not (tally.status["pending"] or tally.status["unknown"]):
+                await journal.set_meta(_RESCREEN_META, "")  # every row was screened again
+            report = _write_report(job, calls, screening_calls(journal, run_no))
     finally:
         if run.warmer is not None:
             run.warmer.abandon()  # (closed already unless the run raised)
+        await run.record_calls()  # the rest of the call ledger
+        with contextlib.suppress(RuntimeError):
+            run.unpolled = journal.counts()[ItemState.SUBMITTED]
         with contextlib.suppress(RuntimeError):
             await journal.aclose()
         if cache is not None:
@@ -406,13 +466,14 @@ async def run_screen(job: Job, make_client: Callable[[], FtoClient]) -> int:
     return _exit_code(job, run, tally, hard)
 
 
-def _write_report(job: Job, calls: int) -> Path | None:
+def _write_report(job: Job, calls: int | None, calls_run: int | None) -> Path | None:
     """The HTML report beside ``job.out`` (``None``: not asked for, or not written)."""
     if not job.report:
         return None
     from ._report import screen_report  # lazily: the report's libraries load only here
 
-    return screen_report(job.catalog, job.out, calls)
+    return screen_report(job.catalog, job.out, calls, calls_run=calls_run,
+                         template=job.patent_link)
 
 
 def _notes(run: _Run) -> list[tuple[str, str]]:
@@ -431,10 +492,13 @@ def _notes(run: _Run) -> list[tuple[str, str]]:
 
 
 async def _open_cache(job: Job) -> ReportCache | Literal[False] | None:
-    """The run's report cache (``None``: off), or ``False`` after saying why it cannot open."""
+    """The run's report cache (``None``: off), or ``False`` after saying why it cannot open.
+
+    ``--rescreen`` opens it with a max age of 0: no report is read from it, new ones are
+    written."""
     if job.cache is None:
         return None
-    cache = ReportCache(job.cache, max_age=job.max_age)
+    cache = ReportCache(job.cache, max_age=0.0 if job.rescreen else job.max_age)
     try:
         await cache.get("v1:probe")  # creates the file and its table, or fails now
         if cache.last_error is not None:
@@ -449,6 +513,8 @@ async def _open_cache(job: Job) -> ReportCache | Literal[False] | None:
 def _cache_text(job: Job) -> str:
     if job.cache is None:
         return "off (--no-cache)"
+    if job.rescreen:
+        return f"{job.cache} (not read: --rescreen; new reports written)"
     days = job.max_age / 86400
     age = f"{days:g} d" if days >= 1 else f"{job.max_age / 3600:g} h"
     return f"{job.cache} (reports younger than {age} reused)"
@@ -465,6 +531,10 @@ def _exit_code(job: Job, run: _Run, tally: Tally, hard: bool) -> int:
     if run.catalog_error is not None:
         say_error(str(run.catalog_error))
         return EXIT_USAGE
+    if run.budget is not None and (run.budget.stopped
+                                   or isinstance(run.fatal, BudgetExhaustedError)):
+        say_error(budget_spent(run.budget, left, run.unpolled, job.resume))
+        return EXIT_BUDGET
     if run.fatal is not None:
         say_error(f"stopped by a fatal platform error: {run.fatal} ({type(run.fatal).__name__})")
         oauth = run.client.stats.token_requests > 0

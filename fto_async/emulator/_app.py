@@ -11,9 +11,11 @@ Routes (all business routes pass the gateway, see ``_gateway``):
 ``POST /ai/infringement-detection-1v1-creation``  AI67 1-vs-1 task, platform envelope
 ``POST /ai/infringement-detection-1v1-query``     its state/result; ids expire (8 h)
 ``POST /image-search/image-upload``               multipart ``image`` -> public URL
+``POST /open-user/statement/v2``                  usage statement from its own counts
 ``GET /_emulator/images/{name}``                  uploaded bytes (no auth)
 ``GET /_emulator/stats``                          stats snapshot (no auth)
 ``GET|POST /_emulator/config``                    read / change the configuration (no auth)
+``POST /_emulator/publish``                       one more publication round (no auth)
 ``POST /_emulator/expire-tokens``                 invalidate every token (no auth)
 ================================================  ==================================================
 """
@@ -24,7 +26,7 @@ from typing import Final
 
 from aiohttp import web
 
-from . import _admin, _handlers
+from . import _admin, _handlers, _statement
 from ._config import EmulatorConfig
 from ._gateway import gateway
 from ._state import STATE_KEY, EmulatorState
@@ -63,10 +65,12 @@ def create_app(config: EmulatorConfig | None = None) -> web.Application:
     router.add_post("/ai/infringement-detection-1v1-creation", _handlers.one_vs_one_create)
     router.add_post("/ai/infringement-detection-1v1-query", _handlers.one_vs_one_query)
     router.add_post("/image-search/image-upload", _handlers.image_upload)
+    router.add_post(_statement.STATEMENT_PATH, _statement.statement)
     router.add_get("/_emulator/images/{name}", _handlers.serve_image)
     router.add_get("/_emulator/stats", _admin.get_stats)
     router.add_get("/_emulator/config", _admin.get_config)
     router.add_post("/_emulator/config", _admin.post_config)
+    router.add_post("/_emulator/publish", _admin.publish)
     router.add_post("/_emulator/expire-tokens", _admin.expire_tokens)
     app.on_shutdown.append(_wake_sleepers)
     return app

@@ -57,6 +57,12 @@ _OPTIONS: Final[tuple[tuple[str, str, Callable[[str], Any], str], ...]] = (
     ("--hang-seconds", "hang_seconds", float, "how long a hang lasts (default 30)"),
     ("--fail-rate", "fail_rate", float, "probability that a task ends with task_status 3"),
     ("--seed", "seed", int, "RNG seed for faults, jitter and durations (default 0)"),
+    ("--publish-share", "publish_share", float,
+     "share of product images (0..1) for which each publication round publishes new designs "
+     "(default 0)"),
+    ("--publish-round", "publish_round", int,
+     "publication rounds so far (default 0); raise it, or POST /_emulator/publish, and a "
+     "rescreen finds new High designs for about --publish-share of the rows"),
     ("--workflow-result-path", "workflow_result_path", str,
      "result path of workflow tasks (unknown paths answer 67200101)"),
     ("--string-status", "string_status", str,

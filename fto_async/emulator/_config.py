@@ -166,6 +166,14 @@ class EmulatorConfig:
             as the platform documents), times ``time_scale``; a query of an older id is
             answered like an unknown id (68300004 "task_id does not exist").
         seed: Seed of the RNG that draws faults, jitter and durations, default 0.
+        publish_share: Share of product images (0..1) for which each publication round
+            publishes new designs, default 0.0. Which images a round hits depends only on the
+            image and the round, so the same question keeps the same answer.
+        publish_round: How many publication rounds have happened, default 0. Raise it (CLI
+            ``--publish-round``, ``POST /_emulator/config`` or ``POST /_emulator/publish``)
+            to "publish": tasks created afterwards see one or two new High designs for about
+            ``publish_share`` of the images, and nothing else changes, so a rescreen shows
+            exactly those rows as new.
         workflow_result_path: Path of the result endpoint for ``/api/mcp/submit-workflow`` tasks,
             default ``/api/mcp/workflow-result``. The platform publishes none: this is a guess.
             It is fixed when the app is created.
@@ -226,6 +234,8 @@ class EmulatorConfig:
     fail_rate: float = _rate_field()
     task_validity: float = attrs.field(default=28800.0, converter=_to_float, validator=_positive)
     seed: int = attrs.field(default=0, converter=_to_int)
+    publish_share: float = _rate_field()
+    publish_round: int = attrs.field(default=0, converter=_to_int, validator=_non_negative)
     workflow_result_path: str = attrs.field(
         default="/api/mcp/workflow-result", validator=_check_path
     )

@@ -19,6 +19,7 @@ import json
 import time
 from typing import Any, Final
 
+import attrs
 from aiohttp import BodyPartReader, web
 
 from ._gateway import ACCOUNT_KEY, AMBIGUOUS_KEY
@@ -116,6 +117,11 @@ async def _create(
 ) -> tuple[Task, bool]:
     """Spend balance, wait the submit latency, create the task; return it and the ambiguity."""
     account = request[ACCOUNT_KEY]
+    if kind != "one-vs-one":  # what has been published so far is part of the answer
+        config = state.config
+        inputs = attrs.evolve(
+            inputs, publish_share=config.publish_share, publish_round=config.publish_round
+        )
     state.spend_balance(account)
     await state.sleep(state.submit_delay())
     ambiguous = request.get(AMBIGUOUS_KEY, False)

@@ -9,9 +9,22 @@ the same report and different images get different ones. The numbers hold togeth
 * ``rrf_score = 1/(k + rerank_rank) + 1/(k + traditional_rank)`` with ``k_value`` 60.
 * Every ``authority``/``country`` is one of the requested countries; ``apdt`` is never before
   ``apply_start_time`` (nor after ``apply_end_time``).
-* ``comparisons`` (0..8) are the top fused results; the country lists and the suspected
-  infringement count follow from their risk levels, so some images come out clean.
+* ``comparisons`` (0..8, plus any published ones) are the top fused results; the country
+  lists and the suspected infringement count follow from their risk levels, so some images
+  come out clean.
 * LLM texts are Chinese for ``lang="cn"`` and English otherwise.
+* The product follows the requested Locarno class: a request for ``09-01`` (bottles) is a
+  bottle and matches bottles (titles and ``loc`` of that class, ``loc_match`` 1); without a
+  LOC the product is drawn from the seed and most neighbours share its class. An unknown
+  class gets neutral titles ("Design (LOC 12-34)").
+* Legal statuses mix valid (3 in 5), pending (1 in 5) and invalid (1 in 5), within the
+  requested ``statuses``.
+* Publications (:attr:`ReportInputs.publish_round`): round ``k`` publishes new designs for a
+  ``publish_share`` of images, chosen by sha256 of the image and ``k``. A hit adds one or two
+  new High designs of the product's class (valid or pending: new rights are live) at the
+  top of the report, with patent numbers that depend on the image and ``k`` only.
+  Everything else stays as it was, so a rescreen differs exactly where something was
+  published.
 """
 
 from __future__ import annotations
@@ -35,18 +48,41 @@ K_VALUE: Final = 60
 _DEFAULT_START: Final = dt.date(2015, 1, 1)
 _DEFAULT_END: Final = dt.date(2025, 12, 31)
 
-# (English title, Chinese title, Locarno class)
+# (English title, Chinese title, Locarno class); several products per common class.
 _PRODUCTS: Final = (
     ("Inflatable Santa", "充气圣诞老人", "11-02"),
+    ("Christmas ornament", "圣诞装饰品", "11-02"),
     ("Smartphone case", "手机壳", "03-01"),
+    ("Backpack", "背包", "03-01"),
+    ("Tote bag", "手提袋", "03-01"),
     ("Table lamp", "台灯", "26-05"),
+    ("Floor lamp", "落地灯", "26-05"),
+    ("Pendant lamp shade", "吊灯灯罩", "26-05"),
     ("Water bottle", "水瓶", "09-01"),
-    ("Wireless earphone", "无线耳机", "14-01"),
-    ("Toy vehicle", "玩具车", "21-01"),
-    ("Office chair", "办公椅", "06-01"),
+    ("Insulated bottle", "保温瓶", "09-01"),
+    ("Drinking bottle with lid", "带盖饮水瓶", "09-01"),
     ("Packaging box", "包装盒", "09-03"),
-    ("Electric kettle", "电热水壶", "07-02"),
+    ("Wireless earphone", "无线耳机", "14-01"),
+    ("Portable speaker", "便携音箱", "14-01"),
+    ("Toy vehicle", "玩具车", "21-01"),
+    ("Building block toy", "积木玩具", "21-01"),
+    ("Plush toy", "毛绒玩具", "21-01"),
     ("Camping tent", "帐篷", "21-03"),
+    ("Office chair", "办公椅", "06-01"),
+    ("Dining chair", "餐椅", "06-01"),
+    ("Sofa", "沙发", "06-01"),
+    ("Side table", "边桌", "06-03"),
+    ("Coffee table", "茶几", "06-03"),
+    ("Mug", "马克杯", "07-01"),
+    ("Travel cup", "随行杯", "07-01"),
+    ("Electric kettle", "电热水壶", "07-02"),
+    ("Kitchen utensil", "厨房用具", "07-03"),
+    ("Cutting board", "砧板", "07-03"),
+    ("Flower pot", "花盆", "07-06"),
+    ("Wrist watch", "手表", "10-02"),
+    ("Smartwatch", "智能手表", "10-02"),
+    ("Pet scratching post", "宠物抓柱", "30-01"),
+    ("Pet bed", "宠物床", "30-01"),
 )
 _TITLE_SUFFIXES: Final = (("", ""), (" with stand", "（带支架）"), (" (set)", "（套件）"))
 _PARTS: Final = (
@@ -82,6 +118,8 @@ class ReportInputs:
         apply_end_time: ``yyyyMMdd`` upper bound of the application dates, or None.
         statuses: Allowed ``comparisons[].status`` values (1 Valid, 2 Invalid, 3 Pending).
         patent_number: The patent of a 1-vs-1 (AI67) task, else None.
+        publish_share: Share of images that each publication round hits (0..1).
+        publish_round: How many publication rounds happened before the task was created.
     """
 
     image: str
@@ -92,6 +130,8 @@ class ReportInputs:
     apply_end_time: str | None = None
     statuses: tuple[int, ...] = (1, 2, 3)
     patent_number: str | None = None
+    publish_share: float = 0.0
+    publish_round: int = 0
 
 
 def risk_level(score: float) -> str:
@@ -101,6 +141,28 @@ def risk_level(score: float) -> str:
     if score >= 0.6:
         return "Medium"
     return "Low"
+
+
+def _products_for(locs: tuple[str, ...]) -> tuple[tuple[str, str, str], ...]:
+    """Return the products of the requested classes (exact, then by class), else neutral ones."""
+    exact = tuple(p for p in _PRODUCTS if p[2] in locs)
+    if exact:
+        return exact
+    classes = {loc[:2] for loc in locs}
+    family = tuple(p for p in _PRODUCTS if p[2][:2] in classes)
+    if family:
+        return family
+    return tuple((f"Design (LOC {loc})", f"外观设计（LOC {loc}）", loc) for loc in locs)
+
+
+def _published(inputs: ReportInputs) -> list[int]:
+    """Return the publication rounds (1-based) that hit this image."""
+    hits = []
+    for round_ in range(1, inputs.publish_round + 1):
+        digest = hashlib.sha256(f"publish\n{inputs.image}\n{round_}".encode()).digest()
+        if int.from_bytes(digest[:8], "big") / 2**64 < inputs.publish_share:
+            hits.append(round_)
+    return hits
 
 
 def _parse_date(value: str | None, default: dt.date) -> dt.date:
@@ -154,14 +216,15 @@ def _patent(
     start: dt.date,
     end: dt.date,
     locs: tuple[str, ...],
+    family: tuple[tuple[str, str, str], ...],
 ) -> dict[str, Any]:
-    """Return one PatentInfo item."""
+    """Return one PatentInfo item (of the product's class when a LOC was requested)."""
     country = rng.choice(inputs.countries)
     applied = start + dt.timedelta(days=rng.randint(0, (end - start).days))
     published = applied + dt.timedelta(days=rng.randint(90, 540))
     pn, apno, stem = _patent_numbers(rng, country, applied.year)
     # Most neighbours are the same kind of product, a few are other products.
-    title_en, title_cn, loc = product if rng.random() < 0.8 else rng.choice(_PRODUCTS)
+    title_en, title_cn, loc = product if rng.random() < 0.8 else rng.choice(family)
     suffix_en, suffix_cn = rng.choice(_TITLE_SUFFIXES)
     title = f"{title_cn}{suffix_cn}" if country == "CN" else f"{title_en}{suffix_en}"
     view = rng.randint(0, 6)
@@ -270,6 +333,32 @@ def _png(rng: random.Random, size: int = 16) -> bytes:
     )
 
 
+def _rerank(rng: random.Random, score: float) -> float:
+    """Return a rerank score on the 0..100 scale, near ``100 * score``."""
+    return max(0.0, min(100.0, round(100 * score + rng.gauss(0, 8), 1)))
+
+
+def _fuse(patents: list[dict[str, Any]], rerank: list[float]) -> list[dict[str, Any]]:
+    """Return the RRF-fused items (``patents`` is in traditional order), best first."""
+    order = sorted(range(len(patents)), key=lambda i: (-rerank[i], i))
+    rerank_rank = {index: rank for rank, index in enumerate(order, start=1)}
+    fused = []
+    for index, patent in enumerate(patents):
+        rr, tr = rerank_rank[index], index + 1
+        fused.append(
+            {
+                **patent,
+                "rrf_score": 1 / (K_VALUE + rr) + 1 / (K_VALUE + tr),
+                "rerank_rank": rr,
+                "rerank_score": rerank[index],
+                "traditional_rank": tr,
+                "traditional_score": patent["score"],
+            }
+        )
+    fused.sort(key=lambda item: (-item["rrf_score"], item["traditional_rank"]))
+    return fused
+
+
 @functools.lru_cache(maxsize=2048)
 def build_result(inputs: ReportInputs) -> dict[str, Any]:
     """Build the report fields of a successful task (cached: never mutate the result).
@@ -285,8 +374,11 @@ def build_result(inputs: ReportInputs) -> dict[str, Any]:
         f"{inputs.image}\n{','.join(inputs.countries)}\n{inputs.lang}".encode()
     ).digest()
     rng = random.Random(seed)
-    product = rng.choice(_PRODUCTS)
+    family = _products_for(inputs.loc) if inputs.loc else _PRODUCTS
+    product = rng.choice(family)
     locs = inputs.loc or (product[2],)
+    if not inputs.loc:  # the platform searched every class: neighbours mostly share this one
+        family = tuple(p for p in _PRODUCTS if p[2][:2] == product[2][:2]) + _PRODUCTS[:3]
     start = _parse_date(inputs.apply_start_time, _DEFAULT_START)
     end = _parse_date(inputs.apply_end_time, _DEFAULT_END)
     if end < start:
@@ -298,28 +390,30 @@ def build_result(inputs: ReportInputs) -> dict[str, Any]:
         (max(0.05, min(0.999, top * (1 - 0.025 * i) - rng.uniform(0, 0.02))) for i in range(count)),
         reverse=True,
     )
-    patents = [_patent(rng, inputs, product, s, start, end, locs) for s in scores]
-    rerank = [max(0.0, min(100.0, round(100 * p["score"] + rng.gauss(0, 8), 1))) for p in patents]
-    rerank_order = sorted(range(count), key=lambda i: (-rerank[i], i))
-    rerank_rank = {index: rank for rank, index in enumerate(rerank_order, start=1)}
-    fused = []
-    for index, patent in enumerate(patents):
-        rr, tr = rerank_rank[index], index + 1
-        fused.append(
-            {
-                **patent,
-                "rrf_score": 1 / (K_VALUE + rr) + 1 / (K_VALUE + tr),
-                "rerank_rank": rr,
-                "rerank_score": rerank[index],
-                "traditional_rank": tr,
-                "traditional_score": patent["score"],
-            }
-        )
-    fused.sort(key=lambda item: (-item["rrf_score"], item["traditional_rank"]))
+    base = [_patent(rng, inputs, product, s, start, end, locs, family) for s in scores]
+    base_rerank = [_rerank(rng, p["score"]) for p in base]
+    shown = {p["patent_pn"] for p in _fuse(base, base_rerank)[: rng.randint(0, 8)]}
+    fresh: list[dict[str, Any]] = []
+    fresh_rerank: list[float] = []
+    published: set[str] = set()
+    for round_ in reversed(_published(inputs)):
+        news = random.Random(hashlib.sha256(f"new\n{inputs.image}\n{round_}".encode()).digest())
+        for _ in range(news.randint(1, 2)):
+            score = round(news.uniform(0.82, 0.97), 4)
+            fresh.append(_patent(news, inputs, product, score, start, end, locs, family))
+            fresh_rerank.append(_rerank(news, score))
+            published.add(fresh[-1]["patent_pn"])
+    patents = fresh + base
+    count = len(patents)
+    fused = _fuse(patents, fresh_rerank + base_rerank)
     comparisons = []
-    for item in fused[: rng.randint(0, 8)]:
+    shown |= published
+    for item in (f for f in fused if f["patent_pn"] in shown):
+        # Each comparison draws from its own generator, so a publication changes nothing else.
+        own = random.Random(seed + item["patent_pn"].encode())
         level = risk_level(item["score"])
-        status = rng.choice([s for s in (1, 1, 1, 3, 2) if s in inputs.statuses] or [1])
+        mix = (1, 1, 3) if item["patent_pn"] in published else (1, 1, 1, 3, 2)  # new: live
+        status = own.choice([s for s in mix if s in inputs.statuses] or [1])
         comparisons.append(
             {
                 "score": item["score"],
@@ -331,7 +425,7 @@ def build_result(inputs: ReportInputs) -> dict[str, Any]:
                 "patent_pn": item["patent_pn"],
                 "risk_level": level,
                 **_texts(
-                    rng, inputs.lang, product, level, item["authority"], status, item["score"]
+                    own, inputs.lang, product, level, item["authority"], status, item["score"]
                 ),
             }
         )

@@ -16,6 +16,8 @@ journal, polling, transport) never imports this package; ``fto_async.cli`` does.
 Modules::
 
     _record    the record rule: journal row -> flat record, status word, row set
+    _matches   a report's matched designs as plain values; what changed since the last one
+    _links     the one patent link rule (patent_url; --patent-link, FTO_PATENT_LINK)
     _cells     spreadsheet cell text that cannot run (CSV and XLSX)
     _flat      JSONL and CSV writers, and the atomic file they write to
     _xlsx      the Excel workbook (XlsxWriter, streaming)

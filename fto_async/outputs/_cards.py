@@ -11,13 +11,16 @@ from __future__ import annotations
 
 import base64
 import binascii
+import contextlib
 import io
+import ipaddress
 import re
 import warnings
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any, Final
+from urllib.parse import urlsplit
 
 import attrs
 import PIL
@@ -25,10 +28,12 @@ from PIL import Image, ImageOps, features
 
 from ..journal import JournalRow
 from ..models import normalize_score
+from ._links import patent_url
 from ._record import STATUSES, base_record
 
 __all__ = [
-    "DEFAULT_PX", "ENCODER", "RISKS", "Product", "Tally", "card", "has_local_image",
+    "DEFAULT_PX", "ENCODER", "MAX_IMAGE_BYTES", "RISKS", "Product", "Tally", "blocked_host", "card",
+    "has_local_image",
     "is_thumbnail_uri", "local_image", "most", "thumbnail", "web_url",
 ]  # fmt: skip
 
@@ -47,9 +52,12 @@ _TEXTS: Final = (
 )  # fmt: skip
 _PLACEHOLDER_HOST: Final = "upload.invalid"  # the CLI's stand-in for a not-yet-uploaded image
 _BAD_URL: Final = re.compile(r"[\s\"'<>\\`]")
+_IPV4_PART: Final = re.compile(r"0[xX][0-9a-fA-F]*|[0-9]+")
 _CJK: Final = re.compile("[\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uac00-\ud7af]")
-_MAX_IMAGE_BYTES: Final = 32 * 1024 * 1024  # never read more than this for a thumbnail
+#: Never read more than this for a thumbnail.
+MAX_IMAGE_BYTES: Final = 32 * 1024 * 1024
 _MAX_PIXELS: Final = 64_000_000  # nor decode a larger image (a decompression bomb)
+_MAX_LINE_ART_PIXELS: Final = 4_000_000  # a platform line drawing: a tiny PNG may claim more
 _WEBP: Final = bool(features.check("webp"))
 _WEBP_QUALITY: Final = 50
 _JPEG_QUALITY: Final = 72
@@ -68,37 +76,116 @@ class Product:
         title: the product's name.
         image_url: an ``http(s)`` URL of its image (shown lazily, never fetched by us).
         image_path: a local image (embedded as a small thumbnail once Pillow decodes it).
+        note: a line the card shows under the title (say, that the catalog row changed
+            since it was screened).
     """
 
     title: str | None = None
     image_url: str | None = None
     image_path: Path | None = None
+    note: str | None = None
 
 
 def web_url(value: object) -> str | None:
-    """``value`` if it is an absolute ``http(s)`` URL (the only kind of ``src`` we write)."""
+    """``value`` if it is an absolute ``http(s)`` URL on a public host (the only kind of
+    ``src`` we write: see :func:`blocked_host`)."""
     if not isinstance(value, str):
         return None
     text = value.strip()
     lowered = text[:8].lower()
     if not lowered.startswith(("https://", "http://")):
         return None
-    if _BAD_URL.search(text) or _PLACEHOLDER_HOST in text:
+    if _BAD_URL.search(text) or _PLACEHOLDER_HOST in text or blocked_host(text):
         return None
     return text
 
 
-def thumbnail(source: bytes | Path, size: int, *, line_art: bool = False) -> str | None:
+def blocked_host(url: object) -> str | None:
+    """Why the report does not load ``url`` (``None``: it may): a loopback, private,
+    link-local or otherwise non-public address, which a browser opening the report would
+    call (a beacon on counsel's network each time the file is opened).
+
+    IPv4 literals are read as browsers read them (``127.1``, ``0x7f.0.0.1`` and
+    ``2130706433`` are all 127.0.0.1); ``localhost`` names are loopback. Host names are not
+    resolved (the report is written offline).
+    """
+    if not isinstance(url, str):
+        return None
+    try:
+        host = urlsplit(url.strip()).hostname
+    except ValueError:
+        return "its address cannot be parsed"
+    if not host:
+        return None
+    host = host.rstrip(".")
+    if host == "localhost" or host.endswith(".localhost"):
+        return "it points at this computer (localhost)"
+    try:
+        address = _ip_literal(host)
+    except ValueError:  # a number a browser refuses as an address: never loaded
+        return "its host is not a valid address"
+    if address is None:
+        return None
+    if address.is_loopback:
+        return f"it points at this computer ({address})"
+    if address.is_link_local:
+        return f"it points at a link-local address ({address})"
+    if address.is_private or address.is_reserved or address.is_multicast \
+            or address.is_unspecified or not address.is_global:
+        return f"it points at a private address ({address})"
+    return None
+
+
+def _ip_literal(host: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
+    """The address a browser makes of ``host`` if it is an IP literal (WHATWG rules).
+
+    Raises:
+        ValueError: ``host`` ends in a number but is no valid IPv4 address.
+    """
+    if ":" in host:
+        with contextlib.suppress(ValueError):
+            address = ipaddress.IPv6Address(host.strip("[]").split("%")[0])
+            return address.ipv4_mapped or address
+        return None
+    parts = host.split(".")
+    if parts and parts[-1] == "":
+        parts.pop()
+    if not parts or not _IPV4_PART.fullmatch(parts[-1]):
+        return None  # a name, not a number: browsers resolve it
+    numbers = []
+    for part in parts:
+        if not _IPV4_PART.fullmatch(part):
+            raise ValueError(host)  # not a valid address
+        low = part.lower()
+        base = 16 if low.startswith("0x") else 8 if len(part) > 1 and part[0] == "0" else 10
+        digits = low[2:] if base == 16 else part
+        numbers.append(int(digits or "0", base))
+    if len(numbers) > 4 or any(n > 255 for n in numbers[:-1]):
+        raise ValueError(host)
+    value = numbers[-1]
+    if value >= 256 ** (5 - len(numbers)):
+        raise ValueError(host)
+    for n, number in enumerate(numbers[:-1]):
+        value += number << (8 * (3 - n))
+    return ipaddress.IPv4Address(value)
+
+
+def thumbnail(
+    source: bytes | Path, size: int, *, line_art: bool = False, data: bytes | None = None
+) -> str | None:
     """A ``data:`` URI of ``source`` scaled to fit ``size`` px, or ``None`` if not an image.
 
     The image must decode with Pillow (JPEG, PNG, GIF or WebP); it is always re-encoded
     (WebP, else JPEG; PNG for ``line_art``), so the URI holds only bytes we wrote. A JPEG
     is decoded at a reduced scale (``draft``) and any image is shrunk by an integer factor
     (``reduce``) before the LANCZOS pass; Pillow decodes and scales without the GIL.
+    ``data``: the bytes of the file ``source``, already read (and hashed) by the caller.
     """
     try:
-        if isinstance(source, Path):
-            if source.stat().st_size > _MAX_IMAGE_BYTES:
+        if data is not None:
+            pass
+        elif isinstance(source, Path):
+            if source.stat().st_size > MAX_IMAGE_BYTES:
                 return None
             data = source.read_bytes()
         else:
@@ -106,8 +193,8 @@ def thumbnail(source: bytes | Path, size: int, *, line_art: bool = False) -> str
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             with Image.open(io.BytesIO(data), formats=("JPEG", "PNG", "GIF", "WEBP")) as im:
-                if im.width * im.height > _MAX_PIXELS:
-                    return None
+                if im.width * im.height > (_MAX_LINE_ART_PIXELS if line_art else _MAX_PIXELS):
+                    return None  # a bomb; a line drawing is small (the platform's are)
                 if im.format == "JPEG":
                     im.draft("RGB", (size, size))
                 im.load()
@@ -203,20 +290,21 @@ def _images(report: Mapping[str, Any]) -> dict[str, Mapping[str, Any]]:
     return found
 
 
-def _thumb(item: Mapping[str, Any] | None) -> str | None:
-    if item is None:
-        return None
-    return web_url(item.get("url_120")) or web_url(item.get("url"))
-
-
-def _match(item: Mapping[str, Any], images: Mapping[str, Mapping[str, Any]]) -> dict[str, Any]:
+def _match(
+    item: Mapping[str, Any], images: Mapping[str, Mapping[str, Any]], template: str | None,
+    new: frozenset[str],
+) -> dict[str, Any]:  # fmt: skip
     level = _level(item.get("risk_level"))
     score = _score(item.get("score"))
     status = item.get("status")
     legal = _LEGAL.get(status) if isinstance(status, int) else None
     img_id, pn = _str(item.get("img_id")), _str(item.get("patent_pn"))
-    thumb = (_thumb(images.get(f"img_id:{img_id}")) or _thumb(images.get(f"patent_pn:{pn}"))
-             or web_url(item.get("patent_image_url")))  # fmt: skip
+    found = [images.get(f"img_id:{img_id}"), images.get(f"patent_pn:{pn}")]
+    candidates = [v for i in found if i is not None for v in (i.get("url_120"), i.get("url"))]
+    candidates.append(item.get("patent_image_url"))
+    thumb = next((u for u in map(web_url, candidates) if u is not None), None)
+    blocked = None if thumb is not None else next(
+        (why for why in map(blocked_host, candidates) if why), None)
     texts = [(label, text) for name, label in _TEXTS if (text := _str(item.get(name)))]
     return {
         "pn": pn or "(no number)", "title": _str(item.get("title")),
@@ -224,7 +312,9 @@ def _match(item: Mapping[str, Any], images: Mapping[str, Mapping[str, Any]]) -> 
         "risk_label": RISKS[level] if level else "Unrated",
         "score": score, "score_pct": None if score is None else f"{score * 100:.0f}%",
         "legal": legal[0] if legal else None, "legal_class": legal[1] if legal else "unknown",
-        "thumb": thumb, "texts": texts,
+        "thumb": thumb, "texts": texts, "url": patent_url(pn, item.get("country"), template),
+        "thumb_note": f"Image not loaded: {blocked}" if blocked else None,
+        "live": status != 2, "new": pn in new,
         "cjk": any(_CJK.search(text) for _label, text in texts),
         "_order": (-_LEVELS.get(level or "", 0), -(score or 0.0)),
     }  # fmt: skip
@@ -233,10 +323,13 @@ def _match(item: Mapping[str, Any], images: Mapping[str, Mapping[str, Any]]) -> 
 def card(
     source: JournalRow | Mapping[str, Any], product: Product | None, *,
     thumb_px: int = DEFAULT_PX, thumbs: Callable[[Path, int], str | None] = thumbnail,
+    template: str | None = None, changes: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:  # fmt: skip
     """The template's values for one result row (see the module docstring).
 
-    ``thumbs(path, px)`` makes a local product image's thumbnail (a cache may answer).
+    ``thumbs(path, px)`` makes a local product image's thumbnail (a cache may answer);
+    ``template`` is the patent link template; ``changes`` what changed since the row's
+    previous result (``new_matches``, ``previous_screening``; a record carries them).
     """
     request: Mapping[str, Any] = {}
     if isinstance(source, JournalRow):
@@ -253,13 +346,18 @@ def card(
     comparisons = inner.get("comparisons")
     comparisons = comparisons if isinstance(comparisons, list) else []
     images = _images(data) if comparisons else {}
-    matches = [_match(c, images) for c in comparisons if isinstance(c, dict)]
+    changes = changes if changes is not None else rec
+    new = frozenset(_strs(changes.get("new_matches"))) if status == "done" else frozenset()
+    matches = [_match(c, images, template, new) for c in comparisons if isinstance(c, dict)]
     matches.sort(key=lambda m: m["_order"])
     if status == "done":
         levels = [_LEVELS[m["risk"]] for m in matches if m["risk"] in _LEVELS]
         top = _level(rec.get("highest_risk")) if not matches else None
         risk = next((k for k, v in _LEVELS.items() if levels and v == max(levels)), top or "none")
+        live = [_LEVELS[m["risk"]] for m in matches if m["risk"] in _LEVELS and m["live"]]
+        live_risk = next((k for k, v in _LEVELS.items() if live and v == max(live)), "none")
     else:
+        live_risk = status
         risk = status
     high = _strs(inner.get("high_risk_country")) or _strs(rec.get("high_risk_countries"))
     middle = _strs(inner.get("middle_risk_country")) or _strs(rec.get("middle_risk_countries"))
@@ -289,6 +387,8 @@ def card(
         "rank": _RANK[risk], "high": high, "middle": middle, "countries": countries,
         "cr": " ".join(f"{c}:{r}" for c, r in per_country.items() if " " not in c),
         "q": f"{key} {title or ''}".casefold(), "image": image, "embedded": embedded,
+        "image_note": None if image else _image_note(rec, request, product),
+        "note": product.note,
         "drawing": thumbnail(raw, thumb_px // 2, line_art=True)
         if (raw := _data_uri_bytes(data.get("line_drawing_base64"))) else None,
         "error": _str(rec.get("error")) if status in ("failed", "invalid") else None,
@@ -303,6 +403,10 @@ def card(
         },
         "operate_date": inner.get("operate_date") if isinstance(
             inner.get("operate_date"), int) else None,
+        "live_risk": live_risk, "live_label": RISKS[live_risk], "new": len(new),
+        "since_date": _str(changes.get("previous_screening")) if status == "done" else None,
+        "first": changes.get("risk_change") == "first", "same_as": None,
+        "risk_up": changes.get("risk_change") == "up",
     }  # fmt: skip
 
 
@@ -348,6 +452,17 @@ def _product_image(
     return None, False
 
 
+def _image_note(
+    rec: Mapping[str, Any], request: Mapping[str, Any], product: Product
+) -> str | None:
+    """Why the product's image URL is not shown (a private address), if that is why."""
+    for candidate in (rec.get("image_url"), product.image_url, request.get("url")):
+        why = blocked_host(candidate) if isinstance(candidate, str) and candidate else None
+        if why:
+            return f"Image not loaded: {why}"
+    return None
+
+
 @attrs.define
 class Tally:
     """The header's numbers, accumulated card by card (memory stays bounded).
@@ -370,10 +485,20 @@ class Tally:
     langs: Counter[str] = attrs.field(factory=Counter)
     first: int | None = None
     last: int | None = None
+    compared: int = 0  #: done cards with a previous result
+    new_rows: int = 0  #: of those, cards with new matches
+    newly_high: int = 0  #: of those, cards whose risk went up to high
+    previous: str | None = None  #: the earliest previous screening date
 
     def add(self, values: Mapping[str, Any]) -> None:
         """Count one card (the result of :func:`card`)."""
         self.rows += 1
+        if values["since_date"]:
+            self.compared += 1
+            self.previous = min(self.previous or values["since_date"], values["since_date"])
+        if values["new"]:
+            self.new_rows += 1
+            self.newly_high += values["risk"] == "high" and values["risk_up"]
         self.risk[values["risk"]] += 1
         self.high.update(set(values["high"]))
         self.medium.update(set(values["middle"]) - set(values["high"]))

@@ -1,6 +1,8 @@
 """The line writers of the one record: JSONL and CSV, and the atomic file they write to.
 
-Both take the records of :mod:`fto_async.outputs._record` as they come (streaming). CSV
+Both take the records of :mod:`fto_async.outputs._record` as they come (streaming): a
+JSONL line is the whole record (flat fields, then the full report and the follow-ups), a
+CSV row its flat fields (:data:`~fto_async.outputs._record.FLAT_COLUMNS`). CSV
 cells go through :func:`~fto_async.outputs._cells.cell_text` (no formulas, no controls).
 """
 
@@ -16,13 +18,12 @@ from pathlib import Path
 from typing import Any, Final, TextIO
 
 from ._cells import cell_text
-from ._record import follow_up_status
+from ._record import FLAT_COLUMNS, flat_cells
 
 __all__ = ["CSV_COLUMNS", "atomic_write", "write_csv", "write_jsonl"]
 
-#: Columns of ``fto-async export --format csv``.
-CSV_COLUMNS: Final = ("key", "task_id", "status", "highest_risk", "high_risk_countries", "error",
-                      "follow_ups")  # fmt: skip
+#: Columns of ``fto-async export --format csv``: the record's flat fields, in order.
+CSV_COLUMNS: Final = FLAT_COLUMNS
 
 
 @contextlib.contextmanager
@@ -59,29 +60,12 @@ def write_jsonl(records: Iterable[dict[str, Any]], handle: TextIO) -> None:
 
 
 def write_csv(records: Iterable[dict[str, Any]], handle: TextIO) -> None:
-    """Write records as CSV with :data:`CSV_COLUMNS` (countries ``;``-joined).
+    """Write records as CSV with :data:`CSV_COLUMNS` (:func:`~._record.flat_cells`: lists
+    ``;``-joined, scores as percentages).
 
     Every cell goes through :func:`~fto_async.outputs._cells.cell_text`: no formulas, no controls.
     """
     writer = csv.writer(handle)
     writer.writerow(CSV_COLUMNS)
     for rec in records:
-        writer.writerow([cell_text(value) for value in (
-            rec["key"],
-            rec["task_id"],
-            rec["status"],
-            rec["highest_risk"],
-            ";".join(rec["high_risk_countries"]),
-            rec["error"],
-            ";".join(f"{fu['patent_pn']}={_follow_up_cell(fu)}"
-                     for fu in rec.get("follow_ups", ())),
-        )])
-
-
-def _follow_up_cell(record: dict[str, Any]) -> str:
-    """A follow-up in the CSV: its highest risk when done (``done`` if none), its error
-    when failed, else ``pending``."""
-    status = follow_up_status(record)
-    if status == "done":
-        return str(record.get("highest_risk") or "done")
-    return str(record.get("error") or "failed") if status == "failed" else status
+        writer.writerow([cell_text(value) for value in flat_cells(rec)])

@@ -15,7 +15,9 @@ their own ``http(s)`` URLs, lazily. Local product images and the platform's line
 are embedded as small thumbnails, after Pillow decodes them (never a file as it is);
 given ``thumb_cache``, a local image's thumbnail is kept for the next report (see
 :mod:`fto_async.outputs._thumbs`). Every string from the catalog or the platform is escaped by
-Jinja2's autoescape. The script sits before the cards: the filters work while a large
+Jinja2's autoescape, and bidi controls in it show as visible ``\\u202e`` escapes; an
+``http(s)`` image on a loopback, private or link-local address is never loaded (the card
+says why). The script sits before the cards: the filters work while a large
 file is still being parsed.
 
 The DOM has stable hooks for scripts and tests: each row is an ``article.card`` with
@@ -41,6 +43,7 @@ import functools
 import hashlib
 import json
 import os
+import re
 import shutil
 import tempfile
 from collections.abc import Callable, Iterable, Iterator, Mapping
@@ -52,7 +55,7 @@ import attrs
 import jinja2
 from markupsafe import Markup
 
-from ..journal import Journal, JournalRow
+from ..journal import ItemState, Journal, JournalRow
 from ._cards import (
     DEFAULT_PX,
     RISKS,
@@ -63,12 +66,13 @@ from ._cards import (
     local_image,
     most,
 )
-from ._record import run_filter
+from ._matches import compare
+from ._record import previous_result, run_filter
 from ._thumbs import ThumbCache
 
 __all__ = ["HtmlReport", "Product", "write_html"]
 
-Rows: TypeAlias = Iterable[JournalRow | Mapping[str, Any]]
+Rows: TypeAlias = Iterable[JournalRow | Mapping[str, Any] | tuple[JournalRow, dict[str, Any]]]
 Source: TypeAlias = Journal | str | os.PathLike[str] | Rows
 _T = TypeVar("_T")
 _SQLITE_MAGIC = b"SQLite format 3\x00"
@@ -76,6 +80,7 @@ _MARK = "<!--fto-async:cards-->"
 _CHART_WIDTH = 260  # px of the longest bar
 _WORKERS = min(4, os.cpu_count() or 1)  # threads that build cards (and thumbnails)
 _WINDOW = 64  # cards built ahead of the writer
+_MAX_GROUPED = 100_000  # product images remembered for "same image as" (bounded memory)
 
 
 @attrs.frozen
@@ -104,6 +109,8 @@ def write_html(
     thumb_px: int = DEFAULT_PX,
     thumb_cache: str | os.PathLike[str] | None = None,
     all_rows: bool = False,
+    patent_link: str | None = None,
+    calls_run: int | None = None,
 ) -> HtmlReport:
     """Write the HTML risk report of ``source`` to ``path`` (atomically).
 
@@ -116,18 +123,21 @@ def write_html(
         path: the HTML file to write.
         title: the report's heading (default "Design-patent FTO risk report").
         products: catalog details by row key (name, image), for rows that lack them.
-        calls: the platform calls the run used, if known (shown in the header).
+        calls: the platform calls the screening used, across its runs, if known (shown
+            in the header). calls_run: those of the last run, if known.
         filters: the filters to show (``country``, ``loc``, ``since``, ``until``,
             ``lang``); by default they are read from the rows' requests and reports.
         thumb_px: the largest side of an embedded product thumbnail, in px (default
             200, the size the page shows it at).
         thumb_cache: a file (SQLite) that keeps local images' thumbnails for the next
-            report; ``fto-async screen --out OUT`` uses ``OUT.thumbs.db``. Keyed by each
-            file's path, size and modification time; without it, a report still encodes
+            report; ``fto-async screen --out OUT`` uses ``OUT.thumbs.db``. Keyed by the
+            SHA-256 of each file's bytes; without it, a report still encodes
             each distinct file once.
         all_rows: from a journal, also the rows its last run's catalog no longer had
             (by default a journal's report shows the rows ``export`` writes:
             :func:`~fto_async.outputs.run_filter`).
+        patent_link: the patent link template (:mod:`~fto_async.outputs._links`);
+            ``None``: the defaults.
 
     Returns:
         What was written (:class:`HtmlReport`).
@@ -137,17 +147,40 @@ def write_html(
         fto_async.JournalLockedError: the journal is open in another run.
     """
     out = Path(path)
+    options = _Options(title, products, calls, calls_run, filters, thumb_px, thumb_cache,
+                       patent_link)  # fmt: skip
     if isinstance(source, str | os.PathLike):
-        return _from_file(Path(source), lambda rows: _write(
-            rows, out, title, products, calls, filters, thumb_px, thumb_cache),
-            all_rows=all_rows)  # fmt: skip
+        return _from_file(Path(source), lambda rows: _write(rows, out, options),
+                          all_rows=all_rows)  # fmt: skip
     rows = _run_rows(source, all_rows) if isinstance(source, Journal) else source
-    return _write(rows, out, title, products, calls, filters, thumb_px, thumb_cache)
+    return _write(rows, out, options)
 
 
-def _run_rows(journal: Journal, all_rows: bool) -> Iterator[JournalRow]:
-    """The journal's row set: its last run's rows (every row with ``all_rows``)."""
-    return journal.rows(since_run=run_filter(journal, everything=all_rows))
+@attrs.frozen
+class _Options:
+    """Private: what :func:`write_html` was asked for, besides the rows."""
+
+    title: str | None
+    products: Mapping[str, Product] | None
+    calls: int | None
+    calls_run: int | None
+    filters: Mapping[str, Any] | None
+    thumb_px: int
+    thumb_cache: str | os.PathLike[str] | None
+    template: str | None
+
+
+def _run_rows(journal: Journal, all_rows: bool) -> Iterator[tuple[JournalRow, dict[str, Any]]]:
+    """The journal's row set (its last run's rows; every row with ``all_rows``), each with
+    what changed since its previous result."""
+    for row in journal.rows(since_run=run_filter(journal, everything=all_rows)):
+        previous = previous_result(journal, row.key) if row.state is ItemState.DONE else None
+        if previous is None:
+            yield row, {"risk_change": "first"}
+        else:
+            when = previous.completed_at or previous.updated_at
+            yield row, {**compare(previous.report, row.report), "previous_screening":
+                        dt.datetime.fromtimestamp(when, dt.UTC).strftime("%Y-%m-%d")}
 
 
 def _from_file(source: Path, use: Callable[[Rows], _T], *, all_rows: bool = False) -> _T:
@@ -170,12 +203,25 @@ def _from_file(source: Path, use: Callable[[Rows], _T], *, all_rows: bool = Fals
         return pool.submit(asyncio.run, with_journal()).result()
 
 
+#: Bidirectional controls: they reorder what is shown (a patent number read backwards).
+_BIDI = re.compile("[\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]")
+
+
+def _visible_bidi(value: object) -> object:
+    """Every ``{{ }}`` output's last step: bidi controls become visible ``\\u202e``
+    escapes (text the autoescape has escaped, or will, stays so: the escape is ASCII)."""
+    if not isinstance(value, str) or _BIDI.search(value) is None:
+        return value
+    text = _BIDI.sub(lambda m: f"\\u{ord(m.group()):04x}", value)
+    return Markup(text) if isinstance(value, Markup) else text  # noqa: S704 - ASCII added
+
+
 @functools.cache
 def _environment() -> jinja2.Environment:
     return jinja2.Environment(
         loader=jinja2.PackageLoader("fto_async.outputs", "templates"),
         autoescape=True, trim_blocks=True, lstrip_blocks=True,
-        undefined=jinja2.StrictUndefined,
+        undefined=jinja2.StrictUndefined, finalize=_visible_bidi,
     )  # fmt: skip
 
 
@@ -195,28 +241,34 @@ def _assets() -> tuple[Markup, Markup, str]:
     return Markup(css), Markup(js), csp  # noqa: S704 - our own files, hashed into the CSP
 
 
-def _write(
-    rows: Rows, out: Path, title: str | None, products: Mapping[str, Product] | None,
-    calls: int | None, filters: Mapping[str, Any] | None, thumb_px: int,
-    thumb_cache: str | os.PathLike[str] | None,
-) -> HtmlReport:  # fmt: skip
+def _write(rows: Rows, out: Path, options: _Options) -> HtmlReport:
     env = _environment()
-    render_card = env.get_template("card.html.j2").module.card  # type: ignore[attr-defined]
+    module = env.get_template("card.html.j2").module
+    render_card, render_line = module.card, module.line  # type: ignore[attr-defined]
     tally = Tally()
     with contextlib.ExitStack() as stack:
-        thumbs = stack.enter_context(ThumbCache(thumb_cache))
+        thumbs = stack.enter_context(ThumbCache(options.thumb_cache))
         buckets: dict[str, IO[str]] = {
             risk: stack.enter_context(tempfile.TemporaryFile("w+", encoding="utf-8"))
             for risk in RISKS
         }
-        for values in _cards(rows, products, thumb_px, thumbs):
+        lines = {risk: stack.enter_context(tempfile.TemporaryFile("w+", encoding="utf-8"))
+                 for risk in RISKS}  # fmt: skip
+        seen: dict[str, tuple[str, tuple[str, ...]]] = {}
+        for values in _cards(rows, options, thumbs):
+            _group(values, seen)
             tally.add(values)
             buckets[values["risk"]].write(str(render_card(values)))
-        head, tail = _page(env, tally, title, calls, filters).split(_MARK)
+            lines[values["risk"]].write(str(render_line(values)))
+        head, middle, tail = _page(env, tally, options).split(_MARK)
         tmp = out.with_name(f".{out.name}.{os.getpid()}.tmp")
         try:
             with tmp.open("w", encoding="utf-8") as handle:
                 handle.write(head)
+                for part in lines.values():
+                    part.seek(0)
+                    shutil.copyfileobj(part, handle, 1 << 20)
+                handle.write(middle)
                 for bucket in buckets.values():
                     bucket.seek(0)
                     shutil.copyfileobj(bucket, handle, 1 << 20)
@@ -227,9 +279,20 @@ def _write(
     return HtmlReport(out, tally.rows, out.stat().st_size, dict(tally.risk))
 
 
-def _cards(
-    rows: Rows, products: Mapping[str, Product] | None, thumb_px: int, thumbs: ThumbCache
-) -> Iterator[dict[str, Any]]:
+def _group(values: dict[str, Any], seen: dict[str, tuple[str, tuple[str, ...]]]) -> None:
+    """Mark a card whose product image and matches equal an earlier card's ("same image
+    as P-001"): the template shows a line instead of repeating the matches."""
+    image = values.get("image")
+    if not image or values["status"] != "done" or len(seen) >= _MAX_GROUPED:
+        return
+    digest = hashlib.sha256(str(image).encode()).hexdigest()
+    pns = tuple(m["pn"] for m in values["matches"])
+    first = seen.setdefault(digest, (values["key"], pns))
+    if first[0] != values["key"] and first[1] == pns:
+        values["same_as"] = first[0]
+
+
+def _cards(rows: Rows, options: _Options, thumbs: ThumbCache) -> Iterator[dict[str, Any]]:
     """The cards' values in row order.
 
     A row with a local image to decode is built on a worker thread (Pillow decodes and
@@ -238,19 +301,22 @@ def _cards(
     The window of futures keeps the order and bounds memory: at most ``_WINDOW`` cards
     wait for the writer.
     """
+    products, thumb_px = options.products, options.thumb_px
     with ThreadPoolExecutor(_WORKERS, thread_name_prefix="fto-report") as pool:
         window: collections.deque[Future[dict[str, Any]]] = collections.deque()
-        for row in rows:
+        for item in rows:
+            row, changes = item if isinstance(item, tuple) else (item, None)
             key = row.key if isinstance(row, JournalRow) else str(row.get("key"))
             product = None if products is None else products.get(key)
+            build = functools.partial(card, row, product, thumb_px=thumb_px,
+                                      thumbs=thumbs.thumbnail, template=options.template,
+                                      changes=changes)  # fmt: skip
             if has_local_image(row, product) and not thumbs.ready(
                     local_image(row, product), thumb_px):  # fmt: skip
-                window.append(pool.submit(card, row, product, thumb_px=thumb_px,
-                                          thumbs=thumbs.thumbnail))  # fmt: skip
+                window.append(pool.submit(build))
             else:
                 done: Future[dict[str, Any]] = Future()
-                done.set_result(card(row, product, thumb_px=thumb_px,
-                                     thumbs=thumbs.thumbnail))  # fmt: skip
+                done.set_result(build())
                 window.append(done)
             if len(window) >= _WINDOW:
                 yield window.popleft().result()
@@ -258,10 +324,7 @@ def _cards(
             yield window.popleft().result()
 
 
-def _page(
-    env: jinja2.Environment, tally: Tally, title: str | None, calls: int | None,
-    filters: Mapping[str, Any] | None,
-) -> str:  # fmt: skip
+def _page(env: jinja2.Environment, tally: Tally, options: _Options) -> str:
     css, js, csp = _assets()
     chart = tally.chart()
     top = max((h + m for _c, h, m in chart), default=0) or 1
@@ -269,11 +332,13 @@ def _page(
              "hw": round(h / top * _CHART_WIDTH, 1), "mw": round(m / top * _CHART_WIDTH, 1)}
             for c, h, m in chart]  # fmt: skip
     return env.get_template("page.html.j2").render(
-        title=title or "Design-patent FTO risk report", css=css, js=js, csp=csp,
+        title=options.title or "Design-patent FTO risk report", css=css, js=js, csp=csp,
         tally=tally, risks=RISKS, bars=bars, chart_width=_CHART_WIDTH,
-        filters=_filters(tally, filters), calls=calls, countries=tally.filter_countries(),
+        filters=_filters(tally, options.filters), calls=options.calls,
+        calls_run=options.calls_run, countries=tally.filter_countries(),
         generated=dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC"),
         screened=_dates(tally), cards=Markup(_MARK),  # noqa: S704 - a fixed marker
+        lines=Markup(_MARK),  # noqa: S704 - a fixed marker
     )  # fmt: skip
 
 
@@ -289,7 +354,10 @@ def _filters(tally: Tally, given: Mapping[str, Any] | None) -> list[tuple[str, s
         if not names:
             return None
         extra = len(counter) - len(names)
-        return ", ".join(names) + (f" and {extra} more" if extra > 0 else "")
+        # a value only some rows used says how many (a per-row filter, honestly)
+        shown = [n if counter[n] >= tally.rows else f"{n} ({counter[n]} of {tally.rows} rows)"
+                 for n in names]  # fmt: skip
+        return ", ".join(shown) + (f" and {extra} more" if extra > 0 else "")
 
     pairs = [("Countries", show("country", tally.countries) or "as each row asked"),
              ("LOC classes", show("loc", tally.locs) or "all"),

@@ -76,6 +76,7 @@ class PendingTask:
         aim: the age its first poll was aimed at, dithered and not (``None``: not
             aimed, e.g. a scout);
             the answer of a first poll made on time tunes the first-poll age.
+        span: the task's OpenTelemetry span (the batch's; ``None``: none).
     """
 
     key: Any
@@ -92,6 +93,7 @@ class PendingTask:
     fallback_due: float | None = None
     aim: tuple[float, float] | None = attrs.field(default=None, repr=False)
     aimed: bool = attrs.field(default=False, repr=False)
+    span: Any = attrs.field(default=None, repr=False, eq=False)  # the task's trace span
     phase: float = attrs.field(default=0.0, repr=False)
 
 

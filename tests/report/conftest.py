@@ -91,3 +91,67 @@ def expected_risk(record: dict[str, Any]) -> str:
     if status != "done":
         return status if status in ("failed", "invalid") else "pending"
     return (record["highest_risk"] or "none").lower()
+
+
+RESCREEN_SHARE = 0.3
+_LOCS = ("26-05", "09-01", "06-01", "21-01", "03-01", "07-01")
+
+
+def rescreen_catalog(folder: Path, rows: int = 40) -> Path:
+    """``rows`` products of six LOC classes; the last two share the first row's image."""
+    items = [{"sku": f"P-{n:03d}", "title": f"Product {n} ({_LOCS[n % 6]})",
+              "image_url": f"https://shop.example/img/p-{n}.png", "loc": _LOCS[n % 6]}
+             for n in range(1, rows - 1)]
+    items += [{"sku": f"P-{n:03d}", "title": f"Product {n}, same photo as P-001",
+               "image_url": "https://shop.example/img/p-1.png", "loc": _LOCS[1]}
+              for n in (rows - 1, rows)]
+    path = folder / "catalog.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in items), "utf-8")
+    return path
+
+
+async def _rescreen(folder: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, Any]:
+    config = EmulatorConfig(time_scale=0.001, qps=None, publish_share=RESCREEN_SHARE, seed=3)
+    async with Emulator(config) as emu:
+        monkeypatch.setenv("PATSNAP_API_KEY", "sk-demo")
+        monkeypatch.setenv("PATSNAP_BASE_URL", emu.base_url)
+        monkeypatch.setenv("PATSNAP_QPS", "500")
+        args = ["screen", str(folder / "catalog.jsonl"), "--out", str(folder / "results.jsonl"),
+                "--country", "US,EU,CN", "--time-scale", "0.001",
+                "--cache", str(folder / "cache.db")]
+        first = await asyncio.to_thread(main, args)
+        (folder / "first.jsonl").write_bytes((folder / "results.jsonl").read_bytes())
+        (folder / "first.html").write_bytes((folder / "results.jsonl.html").read_bytes())
+        emu.reconfigure(publish_round=1)
+        created = len(emu.stats.submits)
+        again = await asyncio.to_thread(main, [*args, "--rescreen"])
+        created = len(emu.stats.submits) - created
+    return {"codes": (first, again), "rescreen_tasks": created}
+
+
+@pytest.fixture(scope="session")
+def rescreened(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    """A 40-row catalog screened, then (after one publication round) screened again with
+    ``--rescreen``; ``changed`` holds the keys whose image the round hit."""
+    from fto_async.emulator._reports import ReportInputs, _published
+
+    folder = tmp_path_factory.mktemp("rescreened")
+    catalog = rescreen_catalog(folder)
+    with pytest.MonkeyPatch.context() as monkeypatch:
+        for name in ("PATSNAP_CLIENT_ID", "PATSNAP_CLIENT_SECRET", "FTO_PATENT_LINK"):
+            monkeypatch.delenv(name, raising=False)
+        with ThreadPoolExecutor(1) as pool:
+            ran = pool.submit(asyncio.run, _rescreen(folder, monkeypatch)).result()
+    assert ran["codes"] == (0, 0)
+    rows = [json.loads(line) for line in catalog.read_text("utf-8").splitlines()]
+    changed = {r["sku"] for r in rows if _published(ReportInputs(
+        image=r["image_url"], countries=("US",), lang="en", publish_share=RESCREEN_SHARE,
+        publish_round=1))}
+    out = folder / "results.jsonl"
+    return {
+        "folder": folder, "catalog": catalog, "out": out, "changed": changed,
+        "journal": folder / "results.jsonl.journal.db", "html": folder / "results.jsonl.html",
+        "first": [json.loads(x) for x in (folder / "first.jsonl").read_text().splitlines()],
+        "records": [json.loads(x) for x in out.read_text("utf-8").splitlines()],
+        "first_html": folder / "first.html", "rescreen_tasks": ran["rescreen_tasks"],
+    }

@@ -16,7 +16,7 @@ import pytest
 
 from fto_async.cli import main
 from fto_async.emulator import Emulator, EmulatorConfig
-from fto_async.outputs import write_csv
+from fto_async.outputs import CSV_COLUMNS, write_csv
 from fto_async.outputs._cells import cell_text
 from fto_async.outputs._xlsx import DESIGN_COLUMNS, ROW_COLUMNS, write_xlsx
 
@@ -50,7 +50,8 @@ def test_csv_export_writes_formulas_as_text():
     write_csv(records, handle)
     rows = list(csv.reader(io.StringIO(handle.getvalue())))[1:]
     assert [row[0] for row in rows] == ["'" + t for t in DANGEROUS]
-    assert all(row[5].startswith("'") and row[5].endswith("\\x00") for row in rows)
+    error = CSV_COLUMNS.index("error")
+    assert all(row[error].startswith("'") and row[error].endswith("\\x00") for row in rows)
 
 
 def test_xlsx_writes_formulas_as_strings(tmp_path):
@@ -80,8 +81,10 @@ def test_xlsx_writes_formulas_as_strings(tmp_path):
     assert first["patent_pn"].data_type == "s"
     assert first["risk_desc"].value == "\\x00nul"
     assert sheet.freeze_panes == "A2"
-    assert sheet.auto_filter.ref == f"A1:K{len(DANGEROUS) + 1}"
-    assert sheet.cell(row=2, column=4).fill.fgColor.rgb.endswith("FDECEA")  # High is red
+    last = chr(ord("A") + len(ROW_COLUMNS) - 1)
+    assert sheet.auto_filter.ref == f"A1:{last}{len(DANGEROUS) + 1}"
+    risk = ROW_COLUMNS.index("highest_risk") + 1
+    assert sheet.cell(row=2, column=risk).fill.fgColor.rgb.endswith("FDECEA")  # High is red
     book.close()
 
 
@@ -93,16 +96,17 @@ def test_export_xlsx_holds_what_the_jsonl_holds(screened, tmp_path, capsys):
     assert main(["export", str(screened["journal"]), "--out", str(jsonl)]) == 0
     records = [json.loads(line) for line in jsonl.read_text("utf-8").splitlines()]
     rows = _sheet(path, "Rows")
-    assert list(rows[0]) == list(ROW_COLUMNS)
+    assert list(rows[0]) == list(ROW_COLUMNS) == list(CSV_COLUMNS)
     assert len(rows) == len(records)
-    for row, rec in zip(rows, records, strict=True):
-        assert row["key"] == rec["key"]
+    by_key = {rec["key"]: rec for rec in records}
+    for row in rows:
+        rec = by_key[row["key"]]
         assert row["line"] == rec["line"]
         assert row["status"] == rec["status"]
         assert row["task_id"] == rec["task_id"]
         assert row["highest_risk"] == rec["highest_risk"]
-        assert (row["high_risk_countries"] or "") == ", ".join(rec["high_risk_countries"])
-        assert (row["middle_risk_countries"] or "") == ", ".join(rec["middle_risk_countries"])
+        assert (row["high_risk_countries"] or "") == ";".join(rec["high_risk_countries"])
+        assert (row["middle_risk_countries"] or "") == ";".join(rec["middle_risk_countries"])
         assert row["error"] == rec["error"]
     designs = _sheet(path, "Matched designs")
     assert list(designs[0]) == list(DESIGN_COLUMNS)

@@ -157,7 +157,7 @@ def test_matches_are_sorted_by_risk_then_score_with_their_thumbnails(tmp_path):
     rec = _done("K", comparisons)
     rec["report"]["report"]["comparisons"][4]["img_id"] = "unknown"
     html = write_html([rec], tmp_path / "r.html").path.read_text("utf-8")
-    order = re.findall(r"<strong>([A-Z0-9]+)</strong>", html)
+    order = re.findall(r'<strong><a href="[^"]+"[^>]*>([A-Z0-9]+)</a></strong>', html)
     assert order == ["HIGH2", "HIGH1", "MED2", "MED1", "LOW1"]
     assert 'src="https://img.example/img-HIGH2_120.png" alt="HIGH2" loading="lazy"' in html
     # MED2's img_id is unknown: its thumbnail is found by patent_pn.

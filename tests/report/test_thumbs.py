@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
 import os
 import re
@@ -83,7 +84,8 @@ def test_a_file_shared_by_rows_is_decoded_once_per_report(tmp_path, decodes):
 
 
 def test_a_changed_file_misses(tmp_path, decodes):
-    """A new mtime (or size) is a new key: that file alone is decoded again."""
+    """The key is the content: a new mtime alone decodes nothing, new bytes (here also a
+    new size) decode that file alone again."""
     paths = _photos(tmp_path, 3)
     cache = tmp_path / "r.thumbs.db"
     write_html(_rows(paths), tmp_path / "1.html", thumb_cache=cache)
@@ -91,7 +93,7 @@ def test_a_changed_file_misses(tmp_path, decodes):
     os.utime(paths[1], ns=(stat.st_atime_ns, stat.st_mtime_ns + 1_000_000_000))
     decodes.clear()
     write_html(_rows(paths), tmp_path / "2.html", thumb_cache=cache)
-    assert decodes == [str(paths[1].resolve())]
+    assert decodes == []
     paths[2].write_bytes(product_png((300, 300)))  # new content, maybe the same mtime
     os.utime(paths[2], ns=(stat.st_atime_ns, stat.st_mtime_ns))
     decodes.clear()
@@ -113,8 +115,8 @@ def test_a_file_that_is_not_an_image_is_never_cached(tmp_path, decodes):
         assert sorted(decodes) == ([str(fake.resolve()), str(good.resolve())] if n == 0
                                    else [str(fake.resolve())])  # fmt: skip
     with sqlite3.connect(cache) as db:
-        paths = [p for (p,) in db.execute("SELECT path FROM thumbs")]
-    assert paths == [str(good.resolve())]
+        digests = [d for (d,) in db.execute("SELECT digest FROM thumbs")]
+    assert digests == [hashlib.sha256(good.read_bytes()).hexdigest()]
 
 
 def test_a_tampered_entry_is_ignored(tmp_path, decodes):
