@@ -44,6 +44,10 @@ ADVICE: dict[str, str] = {
     "rerun later, the journal resumes.",
     "FileSpecError": "Send a PNG or JPEG of at most 4,194,304 bytes.",
     "ServerError": "Nothing: retried with backoff; rerun later if it persists.",
+    "OverloadedError": "Too many questions wait already (`max_waiting`): answer 429 with "
+    "`Retry-After: retry_after`, or raise `max_waiting` if the QPS allows it.",
+    "DeadlineExceededError": "Call again later: a task already paid is still polled and "
+    "its report goes to the client's cache, so the next call costs no second task.",
 }
 
 #: The platform's own message per code (reference §8), where it published one.

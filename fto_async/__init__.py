@@ -51,6 +51,7 @@ The package, one job per module (imports run one way, downwards: ``cli/`` -> ``c
     _statement     the platform's usage statement (client_secret in the body only)
     cache          ReportCache: reports by fingerprint, with their provenance
     client         FtoClient: one method per endpoint; builds batches and pollers
+    _screen        FtoClient.screen: single flight across callers, max_waiting, deadlines
     _uploads       the P010 URLs a client uploaded, renewed before they expire
     testing        MockTransport, for tests with no server
     outputs/       the one record rule (journal row -> flat record, one status word, the
@@ -89,6 +90,7 @@ from .errors import (
     ClientExpiredError,
     ConfigurationError,
     ConnectError,
+    DeadlineExceededError,
     FileSpecError,
     FtoError,
     IllegalRequestError,
@@ -97,6 +99,7 @@ from .errors import (
     InvalidRequestError,
     MalformedResponseError,
     NotThePlatformError,
+    OverloadedError,
     PathNotFoundError,
     PermissionDeniedError,
     PlatformUnreachableError,
@@ -165,6 +168,7 @@ __all__ = [
     "Comparison",
     "ConfigurationError",
     "ConnectError",
+    "DeadlineExceededError",
     "FileSpecError",
     "FollowUp",
     "FollowUpResult",
@@ -189,6 +193,7 @@ __all__ = [
     "OneVsOneReport",
     "OneVsOneRequest",
     "Outcome",
+    "OverloadedError",
     "PatentInfo",
     "PatentMessages",
     "PathNotFoundError",

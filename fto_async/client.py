@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import copy
 from collections.abc import AsyncIterator, Mapping, Sequence
 from os import PathLike
 from pathlib import Path
@@ -17,10 +18,12 @@ from . import _serde, _validate
 from . import batch as _batch
 from ._kinds import KINDS, UPLOAD_PATH, report_class, request_kind
 from ._observe import Observer
+from ._screen import ScreenHub, ScreenStats
 from ._statement import STATEMENT_PATH, UsageStatement, check_days
 from ._uploads import UploadLedger
 from .auth import ApiKey, ClientCredentials
-from .batch import BatchOptions, Items, Outcome, TaskIds, screen_with_follow_ups
+from .batch import BatchOptions, Item, Items, Outcome, TaskIds, screen_with_follow_ups
+from .cache import ReportCache
 from .config import ClientConfig, PollConfig, RetryConfig, env_settings
 from .errors import (
     ConfigurationError,
@@ -102,6 +105,16 @@ class FtoClient:
             ``"bearer"``; see :class:`~fto_async.config.ClientConfig`.
         hooks: a :class:`~fto_async.hooks.Hooks`: callables told of every call, retry,
             poll and result (sync or async; one that raises never breaks a call).
+        cache: a :class:`~fto_async.cache.ReportCache` for :meth:`screen`, and for
+            :meth:`screen_many` when it is given no ``cache=``.
+        max_waiting: at most this many distinct questions answered by :meth:`screen` at
+            once; one more raises :class:`~fto_async.errors.OverloadedError` at once.
+
+    With no credentials at all, the client reads them from the environment as
+    :meth:`from_env` does (``PATSNAP_CLIENT_ID``/``PATSNAP_CLIENT_SECRET`` or
+    ``PATSNAP_API_KEY``), and, unless ``config`` is given, ``PATSNAP_BASE_URL``,
+    ``PATSNAP_QPS``, ``PATSNAP_REDIS_URL`` and ``PATSNAP_KEY_AUTH`` for the options not
+    passed.
     """
 
     def __init__(
@@ -128,8 +141,27 @@ class FtoClient:
         durations: TaskDurations | None = None,
         key_auth: str | None = None,
         hooks: Hooks | None = None,
+        cache: ReportCache | None = None,
+        max_waiting: int | None = None,
     ) -> None:
-        self._credentials = _credentials(client_id, client_secret, api_key)
+        from_env = client_id is None and client_secret is None and api_key is None
+        if from_env:
+            client_id, client_secret, api_key = _env_credentials()
+            if config is None:  # the rest of the environment too, as from_env() reads it
+                env = env_settings()
+                base_url = base_url if base_url is not None else _text(env["base_url"])
+                redis_url = redis_url if redis_url is not None else _text(env["redis_url"])
+                key_auth = key_auth if key_auth is not None else _text(env["key_auth"])
+                env_qps = env["qps"]
+                qps = qps if qps is not None or not isinstance(env_qps, float) else env_qps
+        self._credentials = _credentials(client_id, client_secret, api_key, from_env=from_env)
+        if max_waiting is not None and (not isinstance(max_waiting, int) or max_waiting < 1):
+            raise ConfigurationError(f"max_waiting must be a positive int, got {max_waiting!r}")
+        #: The report cache :meth:`screen` and :meth:`screen_many` use (``None``: none).
+        self.cache = cache
+        self._deadline: float | None = None  # with_options(timeout=...): each screen call's
+        self._view_of: FtoClient | None = None
+        self._by_digest: dict[str, asyncio.Future[str]] = {}  # upload_once: digest -> URL
         cfg = config or ClientConfig()
         rate_changes: dict[str, Any] = {
             k: v
@@ -186,6 +218,8 @@ class FtoClient:
             sender=transport,
             observer=self._observer,
         )
+        self._screens = ScreenHub(self._run_one, self.durations, max_waiting,
+                                  self._transport.stats)  # fmt: skip
 
     @classmethod
     def from_env(
@@ -223,7 +257,12 @@ class FtoClient:
         await self.aclose()
 
     async def aclose(self) -> None:
-        """Close the connection pool (only if the client created it). Idempotent."""
+        """Close the connection pool (only if the client created it). Idempotent.
+
+        Flights of :meth:`screen` still running are cancelled first."""
+        if self._view_of is not None:
+            return  # a with_options() view: its client owns the pool
+        await self._screens.aclose()
         await self._transport.aclose()
         if self._owned_gate is not None:
             await self._owned_gate.aclose()
@@ -362,6 +401,23 @@ class FtoClient:
         self._uploads.remember(uploaded.url, uploaded.expire, source)
         return uploaded
 
+    async def upload_once(self, path: str | PathLike[str], digest: str) -> str:
+        """The P010 URL of a local image whose content hash is ``digest``: uploaded on
+        the first call, reused by later ones while the URL is valid (concurrent callers
+        share one upload). :meth:`fto_async.batch.Item.from_path` items use it."""
+        pending = self._by_digest.get(digest)
+        if pending is not None and pending.done() and (
+            pending.cancelled() or pending.exception() is not None
+            or self._uploads.stale(pending.result()) is not None
+        ):  # fmt: skip
+            pending = None  # failed, or about to expire: upload again
+        if pending is None:
+            pending = self._by_digest[digest] = asyncio.ensure_future(self._upload_url(path))
+        return await asyncio.shield(pending)
+
+    async def _upload_url(self, path: str | PathLike[str]) -> str:
+        return (await self.upload_image(path)).url
+
     async def usage_statement(self, time_start: str, time_end: str) -> UsageStatement:
         """The platform's usage statement from ``time_start`` to ``time_end``
         (``yyyyMMdd``); see :mod:`fto_async._statement` (records lag up to a day)."""
@@ -423,6 +479,52 @@ class FtoClient:
         now = asyncio.get_running_loop().time()
         return TaskPoller(self, task_id, request_kind(request), submitted_at=now)
 
+    # -- one question at a time (see fto_async._screen) ------------------------------
+
+    async def screen(
+        self, request: Request, *, key: Any = None, timeout: float | None = None
+    ) -> Outcome:
+        """Screen one request of any kind; concurrent calls for the same question share
+        one task.
+
+        A report younger than the client cache's ``max_age`` answers with no call. The
+        task is polled while the client is open even when every caller has gone (its
+        report then goes to the cache). Task errors come back in ``Outcome.error``, as
+        from :meth:`screen_many`.
+
+        Args:
+            request: an ``ImageSearchRequest`` or ``WorkflowRequest``.
+            key: the returned outcome's ``key``.
+            timeout: seconds for the whole call, retries and polls included (default:
+                the ``with_options(timeout=...)`` of this view, else none).
+
+        Raises:
+            InvalidRequestError: not a request (no call made).
+            OverloadedError: ``max_waiting`` questions already wait (no call made).
+            DeadlineExceededError: ``timeout`` passed.
+        """
+        if self.closed:
+            raise RuntimeError("the client is closed")
+        deadline = self._deadline if timeout is None else timeout
+        return await self._screens.screen(request, key=key, timeout=deadline, cache=self.cache)
+
+    def with_options(self, *, timeout: float | None = None) -> FtoClient:
+        """A view of this client whose :meth:`screen` calls have a deadline of ``timeout``
+        seconds each; it shares the pool, the gate, the cache, the durations and the
+        flights (closing the view closes nothing)."""
+        view = copy.copy(self)
+        view._deadline = timeout
+        view._view_of = self._view_of or self
+        return view
+
+    @property
+    def screen_stats(self) -> ScreenStats:
+        """Counters of :meth:`screen`: waiting callers, questions in flight, refusals."""
+        return self._screens.stats
+
+    def _run_one(self, items: list[Item], cache: ReportCache | None) -> AsyncIterator[Outcome]:
+        return _batch.screen_many(self, items, cache=cache, count_remaining=False)
+
     # -- batches (see fto_async.batch) ----------------------------------------------
 
     def screen_many(
@@ -432,6 +534,8 @@ class FtoClient:
         as each completes. All options are documented on :func:`fto_async.batch.screen_many`;
         ``follow_up=FollowUp(...)`` adds 1-vs-1 follow-ups (:mod:`fto_async.batch._followup`).
         """
+        if "cache" not in options and self.cache is not None:
+            options["cache"] = self.cache
         if options.get("follow_up") is not None:
             return screen_with_follow_ups(self, items, **options)
         return _batch.screen_many(self, items, **options)
@@ -630,15 +734,47 @@ def _require(value: object, cls: Any, field: str) -> None:
 
 
 def _credentials(
-    client_id: str | None, client_secret: str | None, api_key: str | None
+    client_id: str | None, client_secret: str | None, api_key: str | None,
+    *, from_env: bool = False,
 ) -> ClientCredentials | ApiKey:
     if api_key is not None:
         if client_id is not None or client_secret is not None:
             raise ConfigurationError("pass either api_key or client_id/client_secret, not both")
         return ApiKey(api_key)
     if client_id is None or client_secret is None:
+        if from_env:
+            raise ConfigurationError(
+                "no credentials: none passed, and the environment has no PATSNAP_API_KEY "
+                "nor both PATSNAP_CLIENT_ID and PATSNAP_CLIENT_SECRET" + _found_in_env()
+            )
+        given, missing = (("client_id", "client_secret") if client_secret is None
+                          else ("client_secret", "client_id"))  # fmt: skip
         raise ConfigurationError(
-            "no credentials: pass client_id and client_secret, or api_key "
-            "(or set PATSNAP_CLIENT_ID/PATSNAP_CLIENT_SECRET or PATSNAP_API_KEY)"
+            f"no credentials: {given} was passed without {missing}; pass both, or api_key"
         )
     return ClientCredentials(client_id, client_secret)
+
+
+def _env_credentials() -> tuple[str | None, str | None, str | None]:
+    """The credentials ``from_env`` would read (an ``sk-`` key wins over a client id)."""
+    env = env_settings()
+    api_key = env["api_key"]
+    if isinstance(api_key, str):
+        return None, None, api_key
+    client_id, secret = env["client_id"], env["client_secret"]
+    return (client_id if isinstance(client_id, str) else None,
+            secret if isinstance(secret, str) else None, None)  # fmt: skip
+
+
+def _text(value: object) -> str | None:
+    return value if isinstance(value, str) else None
+
+
+def _found_in_env() -> str:
+    """Which of the looked-for variables are set (names only, never values)."""
+    env = env_settings()
+    names = {"api_key": "PATSNAP_API_KEY", "client_id": "PATSNAP_CLIENT_ID",
+             "client_secret": "PATSNAP_CLIENT_SECRET"}  # fmt: skip
+    found = [name for field, name in names.items() if env[field] is not None]
+    return f" (set: {', '.join(found)})" if found else " (none of them is set)"
+

@@ -35,6 +35,8 @@ Every exception the SDK raises hangs under :class:`FtoError`::
     │   └── TaskExpiredError                 the platform no longer knows the task (AI67: 8 h)
     ├── TaskTimeoutError (TimeoutError)      a task did not finish before its deadline
     ├── BatchAbortedError                    a fatal error stopped a batch
+    ├── OverloadedError                      ``max_waiting`` callers already wait (retryable)
+    ├── DeadlineExceededError (TimeoutError) a ``screen`` call's deadline passed (retryable)
     ├── RecordedError                        an item's failure, as an earlier run journaled it
     └── UnknownSubmissionError               an earlier run died mid-submit; skipped by policy
 
@@ -68,6 +70,7 @@ __all__ = [
     "ClientExpiredError",
     "ConfigurationError",
     "ConnectError",
+    "DeadlineExceededError",
     "FileSpecError",
     "FtoError",
     "IllegalRequestError",
@@ -76,6 +79,7 @@ __all__ = [
     "InvalidRequestError",
     "MalformedResponseError",
     "NotThePlatformError",
+    "OverloadedError",
     "PathNotFoundError",
     "PermissionDeniedError",
     "PlatformUnreachableError",
@@ -404,6 +408,34 @@ class BatchAbortedError(FtoError):
         super().__init__(f"batch stopped by a fatal error ({cause}); {left} items not attempted")
         self.cause = cause
         self.not_attempted = not_attempted
+
+
+class OverloadedError(FtoError):
+    """``FtoClient(max_waiting=N)``: N questions already wait for their answers, so this
+    call was refused at once, with no call made. Try again after ``retry_after`` seconds
+    (an estimate from the learned task durations); a web app answers 429."""
+
+    retryable = True
+
+    def __init__(self, waiting: int, retry_after: float) -> None:
+        super().__init__(
+            f"overloaded: {waiting} questions already wait; retry in {retry_after:.0f} s"
+        )
+        self.waiting = waiting
+        self.retry_after = retry_after
+
+
+class DeadlineExceededError(FtoError, TimeoutError):
+    """A :meth:`~fto_async.FtoClient.screen` call's deadline (``timeout``) passed. A task
+    already paid is still polled while the client is open and its report goes to the
+    client's cache: calling again later costs no second task."""
+
+    retryable = True
+
+    def __init__(self, timeout: float, task_id: str | None = None) -> None:
+        super().__init__(f"no answer within the {timeout:g} s deadline")
+        self.timeout = timeout
+        self.task_id = task_id
 
 
 class RecordedError(FtoError):

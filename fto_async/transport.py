@@ -104,6 +104,8 @@ class TransportStats:
         ambiguous_submits: submits retried after a failure that may have created a task
             on the platform anyway (67200100, 5xx, timeouts, dropped connections; see
             :func:`~fto_async.errors.may_have_created_task`).
+        waiting: callers of :meth:`FtoClient.screen <fto_async.FtoClient.screen>`
+            waiting for their answers now (``FtoClient.screen_stats`` has more).
     """
 
     calls: int = 0
@@ -114,6 +116,7 @@ class TransportStats:
     refresh_resends: int = 0
     by_code: Counter[int] = attrs.field(factory=Counter)
     ambiguous_submits: int = 0
+    waiting: int = 0
 
 
 BeforeSend = Callable[[], Awaitable[None]]

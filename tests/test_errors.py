@@ -337,6 +337,8 @@ def _samples() -> list[FtoError]:
         BatchAbortedError(cause, not_attempted=7),
         RecordedError("boom", error_type="BusyError"),
         UnknownSubmissionError("maybe created"),
+        errors.OverloadedError(4, 2.5),
+        errors.DeadlineExceededError(0.5, "t-1"),
     ]
 
 

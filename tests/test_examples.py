@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import csv
 import json
 import os
 import runpy
 import sys
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
@@ -53,7 +55,8 @@ def test_example_catalog_is_the_bundled_sample():
     assert (EXAMPLES / "catalog.csv").read_bytes() == bundled.read_bytes()
 
 
-@pytest.mark.parametrize("name", ["screen_catalog.py", "web_app.py", "pipeline_step.py"])
+@pytest.mark.parametrize("name", ["screen_catalog.py", "web_app.py", "pipeline_step.py",
+                                  "csv_pipeline.py", "fastapi_app.py"])
 def test_examples_say_how_to_run_them(name):
     """Each example's docstring explains how to run it against fto-async emulator."""
     doc = load(name)["__doc__"]
@@ -151,3 +154,80 @@ async def test_pipeline_step_from_a_file(emu, env, tmp_path, capsys):
     (line,) = capsys.readouterr().out.splitlines()
     assert code == 0
     assert json.loads(line)["id"] == "a"
+
+
+# -- the FastAPI app (examples/fastapi_app.py) ---------------------------------------------
+
+fastapi = pytest.importorskip("fastapi")
+httpx = pytest.importorskip("httpx")
+
+
+@asynccontextmanager
+async def fastapi_app(monkeypatch: pytest.MonkeyPatch, **env: str) -> AsyncIterator[Any]:
+    """The example's app, its lifespan entered, and an HTTP client talking to it."""
+    for name, value in {"FTO_TIME_SCALE": SCALE, **env}.items():
+        monkeypatch.setenv(name, value)
+    app = load("fastapi_app.py")["app"]
+    async with app.router.lifespan_context(app), httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=app), base_url="http://app"
+    ) as http:
+        yield app, http
+
+
+def lamp(i: int) -> dict[str, Any]:
+    return {"url": f"https://example.com/lamp-{i}.png", "country": ["US"], "lang": "en"}
+
+
+async def test_fastapi_app_shares_tasks_and_answers_records(emu, env, monkeypatch):
+    async with fastapi_app(monkeypatch) as (_, http):
+        answers = await asyncio.gather(*(http.post("/screen", json=lamp(i % 2))
+                                         for i in range(6)))  # fmt: skip
+        bad = await http.post("/screen", json={"url": "not a url"})
+    assert [a.status_code for a in answers] == [200] * 6
+    assert {a.json()["status"] for a in answers} == {"done"}
+    assert "report" not in answers[0].json()
+    assert emu.stats.count("/ai/image-search/submit", 0) == 2  # 6 requests, 2 questions
+    assert bad.status_code == 400
+
+
+async def test_fastapi_app_overload_is_429_and_quota_is_503(emu, env, monkeypatch):
+    async with fastapi_app(monkeypatch, MAX_WAITING="1") as (_, http):
+        answers = await asyncio.gather(http.post("/screen", json=lamp(1)),
+                                       http.post("/screen", json=lamp(2)))  # fmt: skip
+        assert sorted(a.status_code for a in answers) == [200, 429]
+        refused = next(a for a in answers if a.status_code == 429)
+        assert int(refused.headers["retry-after"]) >= 1
+        emu.reconfigure(balance=0)
+        spent = await http.post("/screen", json=lamp(3))
+    assert spent.status_code == 503
+
+
+async def test_fastapi_app_deadline_is_504(env, monkeypatch):
+    async with Emulator(EmulatorConfig(time_scale=0.001, qps=None, hang_rate=1.0,
+                                       hang_seconds=60)) as hanging:  # fmt: skip
+        monkeypatch.setenv("PATSNAP_BASE_URL", hanging.base_url)
+        async with fastapi_app(monkeypatch, SCREEN_DEADLINE="0.3") as (_, http):
+            started = asyncio.get_running_loop().time()
+            answer = await http.post("/screen", json=lamp(1))
+            took = asyncio.get_running_loop().time() - started
+    assert answer.status_code == 504
+    assert took < 2
+
+
+async def test_csv_pipeline(emu, env, tmp_path):
+    """examples/csv_pipeline.py: a CSV of URLs and local files in, one record per row out;
+    the local image is uploaded once."""
+    (tmp_path / "lamp.png").write_bytes(PNG)
+    src = tmp_path / "in.csv"
+    src.write_text("sku,image_url,image_path,country\n"
+                   "A,https://example.com/a.png,,US\n"
+                   f"B,,{tmp_path / 'lamp.png'},US\n"
+                   f"C,,{tmp_path / 'lamp.png'},US\n", encoding="utf-8")  # fmt: skip
+    dst = tmp_path / "out.csv"
+    await load("csv_pipeline.py")["main"](src, dst, float(SCALE))
+    with dst.open(newline="", encoding="utf-8") as handle:
+        rows = {r["key"]: r for r in csv.DictReader(handle)}
+    assert sorted(rows) == ["A", "B", "C"]
+    assert {r["status"] for r in rows.values()} == {"done"}
+    assert rows["B"]["task_id"] == rows["C"]["task_id"]  # equal files share one task
+    assert emu.stats.count("/image-search/image-upload", 0) == 1

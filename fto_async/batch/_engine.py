@@ -29,7 +29,7 @@ from ..polling import PendingTask, PollScheduler
 from ._journaling import _Counters, _Journaling, bind_provenance
 from ._sharing import _Group, _Recent, _Sharing, provenance_of
 from ._stream import _END, _pairs, _pump
-from ._values import BatchClient, Item, Items, Outcome, Progress, TaskIds, _Options
+from ._values import BatchClient, Item, Items, LocalImage, Outcome, Progress, TaskIds, _Options
 
 __all__: list[str] = []
 
@@ -308,11 +308,15 @@ class _Batch(_Sharing):
                 if self.dedupe:
                     self.groups[fingerprint] = group
             self.counters.submitting += 1
-            submits.create_task(self._submit(key, request, group))
+            local = value.local if isinstance(value, Item) else None  # Item.from_path
+            submits.create_task(self._submit(key, request, group, local))
 
     # -- submitting (continued) -------------------------------------------------------
 
-    async def _submit(self, key: Any, request: Request, group: _Group | None = None) -> None:
+    async def _submit(
+        self, key: Any, request: Request, group: _Group | None = None,
+        local: LocalImage | None = None,
+    ) -> None:
         journaling = self.journaling
         me = asyncio.current_task()
         assert me is not None
@@ -333,6 +337,9 @@ class _Batch(_Sharing):
         try:
             while True:
                 try:
+                    if local is not None:  # upload the local image now, once per digest
+                        request = await local.resolve(self.client, request)
+                        local = None
                     with _otel.use_span(span):  # the submit's HTTP spans are its children
                         task_id = await self.client.submit(request, before_send=before_send)
                     break

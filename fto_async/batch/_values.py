@@ -10,19 +10,30 @@ options, checked once by ``_Options.of``. Nothing here runs a batch.
 from __future__ import annotations
 
 import asyncio
+import json
+import os
 import time
 from collections.abc import AsyncIterable, Awaitable, Callable, Iterable
+from pathlib import Path
 from typing import Any, Literal, Protocol, TypeAlias, TypedDict
 
 import attrs
 
+from .. import _serde
 from .. import _validate as v
 from ..cache import ReportCache  # at run time too: get_type_hints resolves BatchOptions
 from ..config import ClientConfig, PollConfig
 from ..errors import FtoError, InvalidRequestError
-from ..journal import Journal  # at run time, so get_type_hints resolves BatchOptions
+from ..fingerprint import image_digest, request_fingerprint
+from ..journal import (  # at run time, so get_type_hints resolves BatchOptions
+    FollowUpRow,
+    ItemState,
+    Journal,
+    JournalRow,
+)
 from ..models import (
     ImageSearchReport,
+    ImageSearchRequest,
     OneVsOneReport,
     Report,
     Request,
@@ -158,6 +169,22 @@ class FollowUp:
 
 
 @attrs.frozen
+class LocalImage:
+    """A local image behind an :class:`Item`: uploaded by :meth:`resolve` at submit time."""
+
+    path: Path
+    digest: str
+
+    async def resolve(self, client: object, request: Request) -> Request:
+        """``request`` with the URL of this image, uploaded once per client and digest."""
+        upload = getattr(client, "upload_once", None)
+        if upload is None:
+            raise InvalidRequestError("item", "a local image needs an FtoClient to upload it")
+        url: str = await upload(self.path, self.digest)
+        return attrs.evolve(request, url=url)
+
+
+@attrs.frozen
 class Item:
     """One input item: its key, its request and, optionally, its fingerprint.
 
@@ -176,6 +203,28 @@ class Item:
     key: Any
     request: Request
     fingerprint: str | None = None
+    #: A local image to upload before the submit (:meth:`from_path`); ``None``: none.
+    local: LocalImage | None = attrs.field(default=None, kw_only=True, eq=False, repr=False)
+
+    @classmethod
+    def from_path(cls, key: Any, path: str | os.PathLike[str], **filters: Any) -> Item:
+        """An image-search item for a local JPG/PNG, uploaded (P010) only if the batch
+        submits it: not when the journal or the cache answers it, or an equal item's
+        task does. Its fingerprint is the file's SHA-256, so a rerun (journal, cache)
+        knows it without uploading; a client uploads each content hash once while its
+        URL is valid. ``filters`` are the other :class:`~fto_async.ImageSearchRequest`
+        fields (``country``, ``lang``, ...).
+
+        Raises:
+            InvalidRequestError: not a readable JPG/PNG of at most 4 MiB, or a bad filter
+                (checked now: no call).
+        """
+        data, _ = v.read_image_file("path", path)
+        digest = image_digest(data)
+        placeholder = f"https://local.invalid/{digest.removeprefix('sha256:')}"
+        request = ImageSearchRequest(url=placeholder, **filters)
+        fingerprint = request_fingerprint(request, image_sha256=digest)
+        return cls(key, request, fingerprint, local=LocalImage(Path(path), digest))
 
 
 Items: TypeAlias = (
@@ -284,6 +333,63 @@ class Outcome:
     def highest_risk(self) -> RiskLevel | None:
         """The report's highest risk level, if any."""
         return self.report.highest_risk if self.report is not None else None
+
+    def to_record(self) -> dict[str, Any]:
+        """The flat, JSON-safe record of this outcome: the fields of a row of the CLI's
+        JSONL and CSV outputs (``key``, ``line`` (``None``), ``task_id``, ``status``,
+        ``highest_risk``, ``high_risk_countries``, ``middle_risk_countries``, ``error``,
+        ``report``, ``follow_ups``).
+
+        The one record rule (:mod:`fto_async.outputs._record`) reads journal rows; this
+        outcome is put in that shape and handed to it. It is imported here, when called,
+        not with this module: the outputs sit above the core (they import the journal,
+        and their package loads the writers: CSV, XLSX, HTML), so ``import fto_async``
+        never loads them.
+        """
+        from ..outputs._record import record_from_journal  # lazily: see the docstring
+
+        record = record_from_journal(_as_row(self), follow_ups=_follow_up_rows(self))
+        record["key"] = self.key if isinstance(self.key, str | int) else str(self.key)
+        record["line"] = None
+        return record
+
+
+def _as_row(outcome: Outcome) -> JournalRow:
+    """The journal row an outcome would leave (what the record rule reads)."""
+    if outcome.report is not None and outcome.error is None:
+        state = ItemState.DONE
+    elif outcome.error is not None:
+        state = ItemState.FAILED
+    else:
+        state = ItemState.SUBMITTED
+    now = outcome.completed_at
+    kind = None if outcome.request is None else type(outcome.request).__name__
+    return JournalRow(
+        key=str(outcome.key), seq=0, state=state, task_id=outcome.task_id, kind=kind,
+        attempts=0, error=None if outcome.error is None else str(outcome.error),
+        error_type=None if outcome.error is None else type(outcome.error).__name__,
+        created_at=now, updated_at=now, submitted_at=outcome.submitted_at,
+        completed_at=now, request_json=json.dumps(
+            {} if outcome.request is None
+            else _serde.unstructure(_serde.CONVERTER, outcome.request)),
+        report_json=None if outcome.report is None else json.dumps(dict(outcome.report.raw)),
+    )  # fmt: skip
+
+
+def _follow_up_rows(outcome: Outcome) -> list[FollowUpRow]:
+    rows = []
+    for fu in outcome.follow_ups:
+        state = (ItemState.DONE if fu.report is not None
+                 else ItemState.FAILED if fu.error is not None else ItemState.SUBMITTED)
+        rows.append(FollowUpRow(
+            key=str(outcome.key), patent_pn=fu.patent_pn, state=state, task_id=fu.task_id,
+            error=None if fu.error is None else str(fu.error),
+            error_type=None if fu.error is None else type(fu.error).__name__,
+            created_at=outcome.completed_at, updated_at=outcome.completed_at,
+            submitted_at=None,
+            report_json=None if fu.report is None else json.dumps(dict(fu.report.raw)),
+        ))  # fmt: skip
+    return rows
 
 
 @attrs.frozen

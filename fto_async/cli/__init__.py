@@ -19,7 +19,8 @@ Modules:
   (against the platform's usage statement);
 * ``_budget``: ``screen --max-calls`` (when to stop taking rows) and ``--dry-run``'s
   polls per task;
-* ``_common``, ``_paths``: exit codes, error lines, opening a journal; output clashes.
+* ``_common``, ``_paths``: exit codes, error lines, opening a journal; output clashes;
+* ``_pipes``: a catalog on stdin (``screen -``) and outputs that are streams (``--out -``).
 
 The records and their writers (JSONL, CSV, XLSX, HTML) are :mod:`fto_async.outputs`.
 """

@@ -23,6 +23,7 @@ from ._args import default_cache_path, patent_link
 from ._catalog import Catalog, CatalogError, check_defaults
 from ._common import say_error
 from ._paths import clash, is_sqlite, same_file, sqlite_files, writable_by_others
+from ._pipes import STDOUT, default_journal, is_dash, is_stream, spool_stdin
 
 __all__ = ["Job", "prepare"]
 
@@ -72,10 +73,16 @@ def prepare(args: argparse.Namespace) -> Job | None:
     except InvalidRequestError as exc:
         say_error(str(exc))
         return None
-    if not args.out.parent.is_dir():
+    pipes = default_cache_path(None).parent  # stdin catalogs, journals of streamed runs
+    if is_dash(args.catalog):
+        args.catalog = spool_stdin(pipes / "stdin")
+    streamed = is_stream(args.out)  # --out -, /dev/stdout, a FIFO: see cli._pipes
+    if is_dash(args.out):
+        args.out = STDOUT
+    if not streamed and not args.out.parent.is_dir():
         say_error(f"--out: the folder {args.out.parent} does not exist")
         return None
-    if not os.access(args.out.parent, os.W_OK):
+    if not streamed and not os.access(args.out.parent, os.W_OK):
         say_error(f"--out: the folder {args.out.parent} is not writable")
         return None
     if args.image_root is not None and not args.image_root.is_dir():
@@ -87,7 +94,9 @@ def prepare(args: argparse.Namespace) -> Job | None:
     except CatalogError as exc:
         say_error(str(exc))
         return None
-    journal = args.journal or args.out.with_name(args.out.name + ".journal.db")
+    journal = args.journal or (
+        default_journal(pipes / "journals", args.catalog) if streamed
+        else args.out.with_name(args.out.name + ".journal.db"))  # fmt: skip
     refused = _output_clash(catalog, args.out, journal, _report_files(args))
     if refused is not None:
         say_error(refused)
@@ -120,8 +129,8 @@ def prepare(args: argparse.Namespace) -> Job | None:
                 return None
     return Job(catalog, total, args.out, journal, unknown_policy=args.unknown,
                resume=resume_command(args.argv),
-               report=not args.no_report, follow_up=args.follow_up, cache=cache,
-               max_age=args.max_age, retry_failed=args.retry_failed,
+               report=not args.no_report and not streamed, follow_up=args.follow_up,
+               cache=cache, max_age=args.max_age, retry_failed=args.retry_failed,
                rescreen=getattr(args, "rescreen", False), patent_link=template)  # fmt: skip
 
 

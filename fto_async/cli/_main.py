@@ -104,9 +104,12 @@ def build_parser() -> argparse.ArgumentParser:
         "screen", help="screen a catalog (resumable)", description=_CATALOG_HELP,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )  # fmt: skip
-    screen.add_argument("catalog", metavar="CATALOG", type=Path)
-    screen.add_argument("--out", required=True, type=Path, help="results file (JSONL)")
-    screen.add_argument("--journal", type=Path, help="journal file (default OUT.journal.db)")
+    screen.add_argument("catalog", metavar="CATALOG", type=Path,
+                        help="CSV or JSONL catalog; - reads it from stdin")
+    screen.add_argument("--out", required=True, type=Path,
+                        help="results file (JSONL); - writes the records to stdout")
+    screen.add_argument("--journal", type=Path, help="journal file (default OUT.journal.db; "
+                        "for stdin or a stream, one in the user cache folder)")
     screen.add_argument("--country", help="authority codes, e.g. US,EU (rows may override)")
     screen.add_argument("--lang", default="en", help="report language: en or cn (default en)")
     screen.add_argument("--loc", help="Locarno codes, e.g. 14-02,06-01 (default: all)")

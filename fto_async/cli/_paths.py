@@ -8,6 +8,7 @@ resolved paths (symlinks followed) are equal.
 from __future__ import annotations
 
 import os
+import stat
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -44,8 +45,14 @@ def clash(
 
 
 def is_sqlite(path: Path) -> bool:
-    """Whether ``path`` is an existing SQLite file (a journal of another run, say)."""
+    """Whether ``path`` is an existing SQLite file (a journal of another run, say).
+
+    Only a regular file is opened: opening a FIFO or ``/dev/stdout`` for reading would
+    block for ever (no writer comes), and a pipe or a device is never a database.
+    """
     try:
+        if not stat.S_ISREG(path.stat().st_mode):
+            return False
         with path.open("rb") as handle:
             return handle.read(16) == b"SQLite format 3\x00"
     except OSError:

@@ -73,6 +73,7 @@ from ._common import (
 from ._display import ProgressView, Summary, render_sections, summary_sections
 from ._images import Images, readable, row_identity, stored_fingerprint, unreadable
 from ._job import Job
+from ._pipes import is_stream
 from ._results import CATALOG_META, Tally, screening_calls, write_output
 from ._signals import interrupts_during_rebuild, signal_handlers
 
@@ -541,7 +542,7 @@ def _cache_text(job: Job) -> str:
 
 def _print_summary(job: Job, summary: Summary) -> None:
     sections, footer = summary_sections(summary)
-    stream: TextIO = sys.stdout
+    stream: TextIO = sys.stderr if is_stream(job.out) else sys.stdout  # --out -: records only
     stream.write("\n")
     render_sections(sections, footer, stream, tty=job.tty)
 

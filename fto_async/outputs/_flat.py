@@ -12,6 +12,7 @@ import contextlib
 import csv
 import json
 import os
+import stat
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any, Final, TextIO
@@ -27,7 +28,15 @@ CSV_COLUMNS: Final = FLAT_COLUMNS
 
 @contextlib.contextmanager
 def atomic_write(out: Path) -> Iterator[TextIO]:
-    """A text handle on a temporary file that replaces ``out`` only if the block succeeds."""
+    """A text handle on a temporary file that replaces ``out`` only if the block succeeds.
+
+    An existing ``out`` that is not a regular file (a pipe, a FIFO, ``/dev/stdout``) is
+    written straight through: replacing it would unlink the pipe the reader holds.
+    """
+    if _is_stream(out):
+        with out.open("w", encoding="utf-8", newline="") as stream:
+            yield stream
+        return
     tmp = out.with_name(f".{out.name}.{os.getpid()}.tmp")
     try:
         with tmp.open("w", encoding="utf-8", newline="") as handle:
@@ -35,6 +44,13 @@ def atomic_write(out: Path) -> Iterator[TextIO]:
         os.replace(tmp, out)
     finally:
         tmp.unlink(missing_ok=True)
+
+
+def _is_stream(path: Path) -> bool:
+    try:
+        return not stat.S_ISREG(os.stat(path).st_mode)
+    except OSError:
+        return False  # not there yet: a regular file
 
 
 def write_jsonl(records: Iterable[dict[str, Any]], handle: TextIO) -> None:
