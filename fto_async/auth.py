@@ -19,6 +19,7 @@ from typing import Any, Protocol
 
 import attrs
 
+from .config import env_settings
 from .errors import (
     ApiError,
     AuthenticationError,
@@ -37,7 +38,9 @@ __all__ = [
     "StaticKeyAuth",
     "TokenAuth",
     "TokenFetcher",
+    "env_credentials",
     "parse_token_reply",
+    "resolve_credentials",
     "token_error",
 ]
 
@@ -256,3 +259,49 @@ def token_error(body: Mapping[str, Any], http_status: int) -> ApiError | None:
         return error_from_code(num, message, http_status=http_status)
     cls = ServerError if http_status >= 500 else AuthenticationError
     return cls(None, message, http_status=http_status)
+
+
+def resolve_credentials(
+    client_id: str | None, client_secret: str | None, api_key: str | None,
+    *, from_env: bool = False,
+) -> ClientCredentials | ApiKey:
+    """The credentials a client uses: ``api_key`` alone, or ``client_id`` with
+    ``client_secret``. ``from_env``: none were passed and the environment was read, so
+    the error names the variables looked for (and which are set, never their values).
+    """
+    if api_key is not None:
+        if client_id is not None or client_secret is not None:
+            raise ConfigurationError("pass either api_key or client_id/client_secret, not both")
+        return ApiKey(api_key)
+    if client_id is None or client_secret is None:
+        if from_env:
+            raise ConfigurationError(
+                "no credentials: none passed, and the environment has no PATSNAP_API_KEY "
+                "nor both PATSNAP_CLIENT_ID and PATSNAP_CLIENT_SECRET" + _found_in_env()
+            )
+        given, missing = (("client_id", "client_secret") if client_secret is None
+                          else ("client_secret", "client_id"))  # fmt: skip
+        raise ConfigurationError(
+            f"no credentials: {given} was passed without {missing}; pass both, or api_key"
+        )
+    return ClientCredentials(client_id, client_secret)
+
+
+def env_credentials() -> tuple[str | None, str | None, str | None]:
+    """The credentials ``from_env`` would read (an ``sk-`` key wins over a client id)."""
+    env = env_settings()
+    api_key = env["api_key"]
+    if isinstance(api_key, str):
+        return None, None, api_key
+    client_id, secret = env["client_id"], env["client_secret"]
+    return (client_id if isinstance(client_id, str) else None,
+            secret if isinstance(secret, str) else None, None)  # fmt: skip
+
+
+def _found_in_env() -> str:
+    """Which of the looked-for variables are set (names only, never values)."""
+    env = env_settings()
+    names = {"api_key": "PATSNAP_API_KEY", "client_id": "PATSNAP_CLIENT_ID",
+             "client_secret": "PATSNAP_CLIENT_SECRET"}  # fmt: skip
+    found = [name for field, name in names.items() if env[field] is not None]
+    return f" (set: {', '.join(found)})" if found else " (none of them is set)"

@@ -21,7 +21,7 @@ from ._observe import Observer
 from ._screen import ScreenHub, ScreenStats
 from ._statement import STATEMENT_PATH, UsageStatement, check_days
 from ._uploads import UploadLedger
-from .auth import ApiKey, ClientCredentials
+from .auth import ApiKey, ClientCredentials, env_credentials, resolve_credentials
 from .batch import BatchOptions, Item, Items, Outcome, TaskIds, screen_with_follow_ups
 from .cache import ReportCache
 from .config import ClientConfig, PollConfig, RetryConfig, env_settings
@@ -146,7 +146,7 @@ class FtoClient:
     ) -> None:
         from_env = client_id is None and client_secret is None and api_key is None
         if from_env:
-            client_id, client_secret, api_key = _env_credentials()
+            client_id, client_secret, api_key = env_credentials()
             if config is None:  # the rest of the environment too, as from_env() reads it
                 env = env_settings()
                 base_url = base_url if base_url is not None else _text(env["base_url"])
@@ -154,7 +154,9 @@ class FtoClient:
                 key_auth = key_auth if key_auth is not None else _text(env["key_auth"])
                 env_qps = env["qps"]
                 qps = qps if qps is not None or not isinstance(env_qps, float) else env_qps
-        self._credentials = _credentials(client_id, client_secret, api_key, from_env=from_env)
+        self._credentials = resolve_credentials(
+            client_id, client_secret, api_key, from_env=from_env
+        )
         if max_waiting is not None and (not isinstance(max_waiting, int) or max_waiting < 1):
             raise ConfigurationError(f"max_waiting must be a positive int, got {max_waiting!r}")
         #: The report cache :meth:`screen` and :meth:`screen_many` use (``None``: none).
@@ -733,48 +735,5 @@ def _require(value: object, cls: Any, field: str) -> None:
         raise InvalidRequestError(field, f"must be a {name}, got {type(value).__name__}")
 
 
-def _credentials(
-    client_id: str | None, client_secret: str | None, api_key: str | None,
-    *, from_env: bool = False,
-) -> ClientCredentials | ApiKey:
-    if api_key is not None:
-        if client_id is not None or client_secret is not None:
-            raise ConfigurationError("pass either api_key or client_id/client_secret, not both")
-        return ApiKey(api_key)
-    if client_id is None or client_secret is None:
-        if from_env:
-            raise ConfigurationError(
-                "no credentials: none passed, and the environment has no PATSNAP_API_KEY "
-                "nor both PATSNAP_CLIENT_ID and PATSNAP_CLIENT_SECRET" + _found_in_env()
-            )
-        given, missing = (("client_id", "client_secret") if client_secret is None
-                          else ("client_secret", "client_id"))  # fmt: skip
-        raise ConfigurationError(
-            f"no credentials: {given} was passed without {missing}; pass both, or api_key"
-        )
-    return ClientCredentials(client_id, client_secret)
-
-
-def _env_credentials() -> tuple[str | None, str | None, str | None]:
-    """The credentials ``from_env`` would read (an ``sk-`` key wins over a client id)."""
-    env = env_settings()
-    api_key = env["api_key"]
-    if isinstance(api_key, str):
-        return None, None, api_key
-    client_id, secret = env["client_id"], env["client_secret"]
-    return (client_id if isinstance(client_id, str) else None,
-            secret if isinstance(secret, str) else None, None)  # fmt: skip
-
-
 def _text(value: object) -> str | None:
     return value if isinstance(value, str) else None
-
-
-def _found_in_env() -> str:
-    """Which of the looked-for variables are set (names only, never values)."""
-    env = env_settings()
-    names = {"api_key": "PATSNAP_API_KEY", "client_id": "PATSNAP_CLIENT_ID",
-             "client_secret": "PATSNAP_CLIENT_SECRET"}  # fmt: skip
-    found = [name for field, name in names.items() if env[field] is not None]
-    return f" (set: {', '.join(found)})" if found else " (none of them is set)"
-
