@@ -4,7 +4,10 @@
 real one (an aiohttp session, created lazily); :class:`fto_async.testing.MockTransport`
 is a handler-style fake (httpx's ``MockTransport``) so client and batch tests need no
 server. Faults are raised as aiohttp raises them (``aiohttp.ClientError``,
-``TimeoutError``); the transport turns them into our errors in one place.
+``TimeoutError``); the transport turns them into our errors in one place. One is made
+more precise here: a timeout that expired before any connection existed is raised as
+:class:`NotConnectedTimeout`, since nothing can have reached the platform (a submit left
+so is never "maybe created a task").
 """
 
 from __future__ import annotations
@@ -24,7 +27,35 @@ from .errors import ResponseTooLargeError
 #: Bodies larger than this go as a stream (aiohttp's threshold for raw bytes, 1 MiB).
 _LARGE_BODY = 2**20
 
-__all__ = ["AiohttpSender", "FileField", "HttpAnswer", "HttpSender"]
+__all__ = ["AiohttpSender", "FileField", "HttpAnswer", "HttpSender", "NotConnectedTimeout"]
+
+
+class NotConnectedTimeout(TimeoutError):
+    """The request's time ran out before it had a connection: nothing was sent."""
+
+
+class _Connected:
+    """A request's trace context: whether aiohttp gave it a connection (new or reused)."""
+
+    __slots__ = ("yes",)
+
+    def __init__(self) -> None:
+        self.yes = False
+
+
+async def _connected(_session: object, ctx: Any, _params: object) -> None:
+    mark = ctx.trace_request_ctx
+    if isinstance(mark, _Connected):
+        mark.yes = True
+
+
+def _tracer() -> aiohttp.TraceConfig:
+    """aiohttp's own signals, as a request gets its connection (before any byte of it is
+    written): a timeout before them left nothing on the wire."""
+    config = aiohttp.TraceConfig()
+    config.on_connection_create_end.append(_connected)
+    config.on_connection_reuseconn.append(_connected)
+    return config
 
 
 @attrs.frozen
@@ -103,7 +134,8 @@ class AiohttpSender:
                 limit=self._limit, limit_per_host=self._limit, ssl=self._ssl
             )
             self._session = aiohttp.ClientSession(
-                connector=connector, headers={"User-Agent": self._user_agent}
+                connector=connector, headers={"User-Agent": self._user_agent},
+                trace_configs=[_tracer()],
             )
         return self._session
 
@@ -146,13 +178,23 @@ class AiohttpSender:
             # A workflow body carrying a base64 image goes as a stream (see above).
             kwargs["data"] = io.BytesIO(body) if len(body) > _LARGE_BODY else body
             headers = {**headers, "Content-Type": "application/json"}
-        async with self._open().post(
-            url, params=params, headers=headers, timeout=timeout, **kwargs
-        ) as resp:
-            if on_answer is not None:
-                on_answer()
-            body = await _read_body(resp, max_bytes, urlsplit(url).path)
-            return HttpAnswer(resp.status, resp.headers, body)
+        connected = _Connected()
+        try:
+            async with self._open().post(
+                url, params=params, headers=headers, timeout=timeout,
+                trace_request_ctx=connected, **kwargs,
+            ) as resp:
+                if on_answer is not None:
+                    on_answer()
+                body = await _read_body(resp, max_bytes, urlsplit(url).path)
+                return HttpAnswer(resp.status, resp.headers, body)
+        except TimeoutError as exc:
+            # Only our own session carries the tracer: a caller's session says nothing,
+            # and its timeouts stay ambiguous (the safe reading).
+            if self._owns_session and not connected.yes:
+                raise NotConnectedTimeout(f"no connection to {urlsplit(url).netloc} in "
+                                          "time") from exc  # fmt: skip
+            raise
 
     async def aclose(self) -> None:
         if self._session is not None and self._owns_session:

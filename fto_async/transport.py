@@ -36,7 +36,7 @@ import aiohttp
 import attrs
 
 from ._envelope import decode_answer, parse_retry_after
-from ._http import AiohttpSender, FileField, HttpSender
+from ._http import AiohttpSender, FileField, HttpSender, NotConnectedTimeout
 from ._observe import Attempt, Observer
 from ._reach import Reachability
 from .auth import ApiKey, Authenticator, ClientCredentials, StaticKeyAuth, TokenAuth, token_error
@@ -199,6 +199,10 @@ class _translate_faults:
 
     def _error(self, exc: BaseException) -> TransportError:
         path = self.path
+        if isinstance(exc, NotConnectedTimeout):  # the time ran out before a connection
+            err: TransportError = ConnectError(f"{path}: no connection in time")
+            err.request_sent = False
+            return err
         if isinstance(exc, TimeoutError):
             return RequestTimeout(f"{path}: no answer in time")
         if isinstance(exc, aiohttp.ClientSSLError | aiohttp.ServerFingerprintMismatch):

@@ -12,10 +12,12 @@ them and the request timeout, with a wide margin for a loaded machine.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
+import socket
 import time
 from collections import Counter
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -60,6 +62,28 @@ async def black_hole() -> AsyncIterator[str]:
             writer.close()
         server.close()
         await server.wait_closed()
+
+
+@pytest.fixture
+def full_backlog() -> Iterator[str]:
+    """A port whose accept queue is full: a connect to it neither completes nor fails
+    (the SYN is dropped), so the request's time runs out before it has a connection."""
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen(0)
+    port = server.getsockname()[1]
+    fillers = []
+    for _ in range(4):
+        filler = socket.socket()
+        filler.setblocking(False)
+        with contextlib.suppress(BlockingIOError):
+            filler.connect(("127.0.0.1", port))
+        fillers.append(filler)
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        for sock in (*fillers, server):
+            sock.close()
 
 
 @pytest.fixture
@@ -112,6 +136,19 @@ async def test_a_refused_port_stops_the_batch_early(tmp_path, refused_port):
     assert stats.unconnected >= ATTEMPTS
     assert stats.ambiguous_submits == 0
     assert set(states) <= {ItemState.PENDING.value}, states  # never sent: the next run sends
+
+
+async def test_a_connect_that_never_completes_leaves_rows_pending(full_backlog, tmp_path):
+    """Time out before a connection exists: nothing left, so nothing is 'unknown' (a
+    loaded machine turns a refused port into this too); the batch still stops early."""
+    error, states, stats, took = await screen(full_backlog, tmp_path)
+    assert isinstance(error, BatchAbortedError), error
+    assert isinstance(error.cause, PlatformUnreachableError), error.cause
+    assert took < BOUND
+    assert stats.answered == 0
+    assert stats.unanswered == 0
+    assert stats.unconnected >= ATTEMPTS
+    assert set(states) == {ItemState.PENDING.value}, states
 
 
 async def test_a_black_hole_stops_the_batch_early(black_hole, tmp_path):
