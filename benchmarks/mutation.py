@@ -39,7 +39,7 @@ ROOT = Path(__file__).resolve().parent.parent
 MODULES: dict[str, tuple[str, list[str]]] = {
     "fingerprint": ("fto_async/fingerprint.py",
                     ["tests/test_fingerprint.py", "tests/test_mutants.py"]),
-    "cells": ("fto_async/_cells.py", ["tests/report/test_exports.py"]),
+    "cells": ("fto_async/_cells.py", ["tests/outputs/test_exports.py"]),
     "errors": ("fto_async/errors.py", ["tests/test_errors.py", "tests/test_mutants.py"]),
     "cache": ("fto_async/cache.py", ["tests/test_cache.py"]),
     "journal": ("fto_async/journal.py",

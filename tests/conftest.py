@@ -1,4 +1,5 @@
-"""Fixtures for every test: nothing writes to the real user cache folder; a refused port.
+"""Fixtures for every test: nothing writes to the real user cache folder; a refused port;
+the CLI tests' fast emulator (``emu``) and the ``PATSNAP_*`` variables aimed at it (``env``).
 
 Under ``CI=true`` (``.ci/run`` sets it) a skipped test fails the run with its reason: a
 test that cannot run there means a tool CI should have installed is missing. The only
@@ -8,11 +9,12 @@ exceptions are the node ids in :data:`CI_ALLOWED_SKIPS` (empty: none is allowed)
 from __future__ import annotations
 
 import os
-from collections.abc import Generator
+from collections.abc import AsyncIterator, Generator
 from pathlib import Path
 
 import pytest
 
+from fto_async.emulator import Emulator, EmulatorConfig
 from tests._ports import refused_port  # noqa: F401 - a fixture for every test
 
 #: Node ids that may skip under CI=true, each with a reason in a comment. Keep it empty.
@@ -44,3 +46,20 @@ def _private_cache_home(monkeypatch: pytest.MonkeyPatch, tmp_path_factory: pytes
     home = tmp_path_factory.mktemp("xdg-cache")
     monkeypatch.setenv("XDG_CACHE_HOME", str(home))
     return home
+
+
+@pytest.fixture
+async def emu() -> AsyncIterator[Emulator]:
+    """An emulator 1000x faster than real time, without a QPS limit."""
+    async with Emulator(EmulatorConfig(time_scale=0.001, qps=None)) as emulator:
+        yield emulator
+
+
+@pytest.fixture
+def env(monkeypatch: pytest.MonkeyPatch, emu: Emulator) -> None:
+    """PATSNAP_* variables pointing at the emulator's demo account."""
+    for name in ("PATSNAP_CLIENT_ID", "PATSNAP_CLIENT_SECRET"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("PATSNAP_API_KEY", "sk-demo")
+    monkeypatch.setenv("PATSNAP_BASE_URL", emu.base_url)
+    monkeypatch.setenv("PATSNAP_QPS", "500")

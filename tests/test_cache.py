@@ -16,8 +16,8 @@ import pytest
 
 from fto_async import ReportCache
 from fto_async.journal import ItemState, Journal
+from tests._batch import image, running
 from tests._shared import SUBMIT, collect
-from tests.test_batch import image, running
 
 
 class Clock:

@@ -9,10 +9,8 @@ import pytest
 
 from fto_async import AuthenticationError, ConfigurationError, FtoClient, ImageSearchRequest
 from fto_async.testing import MockResponse, MockTransport
+from tests._cli import FAST, catalog, cli, good_rows, records
 from tests.client._support import running
-from tests.test_cli import FAST, catalog, cli, emu, env, good_rows, records
-
-__all__ = ["emu", "env"]  # the fixtures, re-used from test_cli
 
 REQUEST = ImageSearchRequest(url="https://a.example/a.png", country=["US"], lang="en")
 

@@ -7,11 +7,9 @@ import pytest
 
 from fto_async import InvalidRequestError, WorkflowRequest
 from fto_async.models import SimpleLegalStatus
+from tests._cli import FAST, catalog, cli, records
 from tests._shared import png_of_size
 from tests.client._support import running
-from tests.test_cli import FAST, catalog, cli, emu, env, records
-
-__all__ = ["emu", "env"]  # the fixtures, re-used from test_cli
 
 LIMIT = 4_194_304
 

@@ -19,10 +19,8 @@ from fto_async import (
 from fto_async.journal import ItemState, Journal
 from fto_async.models import TASK_KINDS
 from fto_async.testing import MockResponse, MockTransport
+from tests._cli import FAST, catalog, cli, good_rows, records
 from tests.client._support import FAST_OPTIONS, running
-from tests.test_cli import FAST, catalog, cli, emu, env, good_rows, records
-
-__all__ = ["emu", "env"]  # the fixtures, re-used from test_cli
 
 ENCODINGS = [(1, "running", "RUNNING"), (2, "success", "Success"), (3, "failed", "FAILED")]
 

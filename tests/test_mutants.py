@@ -19,8 +19,8 @@ from fto_async.cli._args import default_cache_path
 from fto_async.fingerprint import request_fingerprint
 from fto_async.journal import InvalidTransitionError, ItemState, Journal
 from fto_async.report import write_html
-from tests.report.conftest import XSS_IMG, XSS_SCRIPT
-from tests.test_cli import catalog, cli, emu, env  # noqa: F401 - fixtures
+from tests._cli import catalog, cli
+from tests.outputs.conftest import XSS_IMG, XSS_SCRIPT
 
 URL = "https://example.com/a.png"
 S = ItemState
@@ -264,7 +264,7 @@ def test_patent_numbers_and_task_ids_from_the_platform_are_escaped(tmp_path: Pat
 
 @pytest.mark.parametrize("link", ["hard", "symbolic"])
 async def test_cache_naming_the_journal_by_a_link_is_refused(
-    emu, env, tmp_path, capsys, link  # noqa: F811
+    emu, env, tmp_path, capsys, link
 ):
     """A hard link (or symlink) to the journal given as --cache is the journal: refused
     before any call, the journal left as it was (no ``reports`` table written into it)."""

@@ -17,8 +17,8 @@ from fto_async import (
     OverloadedError,
     ReportCache,
 )
+from tests._batch import emulator, image, make_client, running, workflow
 from tests._shared import SUBMIT, collect
-from tests.test_batch import emulator, image, make_client, running, workflow
 
 
 async def test_sixty_callers_twenty_questions_make_twenty_submits() -> None:
@@ -151,7 +151,7 @@ async def test_to_record_is_the_outputs_record(tmp_path: Path) -> None:
     (the one record rule), JSON-safe, for done and failed outcomes alike."""
     from fto_async.journal import Journal
     from fto_async.outputs._record import record_from_journal
-    from tests.test_batch import refused_image
+    from tests._batch import refused_image
 
     items = [("ok", image(1)), ("bad", refused_image(2))]
     async with running() as (_, client), await Journal.open(tmp_path / "j.db") as journal:

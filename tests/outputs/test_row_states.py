@@ -30,7 +30,7 @@ from fto_async.models import normalize_score
 from fto_async.outputs import STATUSES, write_html
 from fto_async.outputs._cards import card
 from fto_async.outputs._record import INVALID_TYPE, invalid_body
-from tests.test_cli import FAST, catalog, cli, emu, env, records  # noqa: F401 - fixtures
+from tests._cli import FAST, catalog, cli, records
 
 _REPORT = {"task_status": 2, "report": {"comparisons": [], "high_risk_country": [],
                                         "middle_risk_country": []}}  # fmt: skip
@@ -238,7 +238,7 @@ def test_the_report_reads_an_ai67_score_as_the_model_does(raw):
 # -- the same agreement on a journal the command wrote (the emulator, two runs) ----------
 
 
-async def test_two_real_runs_agree_in_every_output(emu, env, tmp_path, capsys):  # noqa: F811
+async def test_two_real_runs_agree_in_every_output(emu, env, tmp_path, capsys):
     """Run 1 screens six rows (one shares another's task, one is invalid); run 2 drops a
     row, changes one, and adds one the report cache answers. The screen's own JSONL, the
     exports, the report and status then list the same rows with the same status."""

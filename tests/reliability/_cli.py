@@ -1,7 +1,7 @@
 """Helpers of the reliability suites that run the ``fto-async`` command in-process.
 
 ``main()`` runs its own event loop, so it runs in a worker thread while the emulator
-serves on the test's loop (as in tests/test_cli.py).
+serves on the test's loop (as in tests/cli/test_cli.py).
 """
 
 from __future__ import annotations

@@ -16,10 +16,10 @@ from fto_async.cli._display import Summary, summary_sections
 from fto_async.cli._results import write_output
 from fto_async.errors import may_have_created_task
 from fto_async.journal import Journal
+from tests._cli import cli
 from tests._shared import API_KEY, SUBMIT, collect
 from tests.client._support import base_url, handcrafted, image_request, make_client, running
 from tests.reliability._support import request
-from tests.test_cli import cli
 
 
 async def test_calls_used_counts_only_answered_calls():

@@ -11,9 +11,9 @@ import pytest
 from fto_async import ImageSearchRequest, InvalidRequestError, _validate
 from fto_async.cli import main
 from fto_async.cli._catalog import Catalog, Defaults
+from tests._cli import cli
 from tests._shared import API_KEY
 from tests.client._support import running
-from tests.test_cli import cli
 
 HUGE_URL = "https://example.com/" + "a" * (20 * 1024 * 1024)
 

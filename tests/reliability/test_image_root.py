@@ -11,9 +11,9 @@ from pathlib import Path
 import pytest
 
 from fto_async.cli._catalog import Catalog, Defaults
+from tests._cli import cli
 from tests._shared import API_KEY, PNG
 from tests.client._support import running
-from tests.test_cli import cli
 
 
 @pytest.fixture

@@ -15,9 +15,9 @@ import pytest
 
 from fto_async import InvalidRequestError, _validate
 from fto_async.cli._catalog import Catalog, Defaults
+from tests._cli import cli
 from tests._shared import API_KEY, PNG
 from tests.client._support import running
-from tests.test_cli import cli
 
 pytestmark = pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="named pipes are POSIX")
 

@@ -17,7 +17,7 @@ import pytest
 
 from fto_async.cli import main
 from fto_async.journal import Journal
-from tests.report.conftest import product_png
+from tests.outputs.conftest import product_png
 
 from ._cli import point_at, write_catalog
 

@@ -13,9 +13,9 @@ import pytest
 
 from fto_async import ImageSearchRequest, InvalidRequestError, OneVsOneRequest
 from fto_async.cli._catalog import PLACEHOLDER_URL
+from tests._cli import FAST, catalog, cli, records
 from tests._shared import PNG
 from tests.reliability._support import emulator, make_client
-from tests.test_cli import FAST, catalog, cli, emu, env, records  # noqa: F401 - fixtures
 
 UPLOAD = "/ai/image-upload"
 
@@ -33,7 +33,7 @@ async def _first_run(tmp_path: Path, *extra: str) -> Path:
 
 
 async def test_an_undecodable_cache_entry_is_not_answered_with_the_placeholder(
-    emu, env, tmp_path  # noqa: F811
+    emu, env, tmp_path
 ):
     """A cache entry of another shape: the row is uploaded and screened, never the stand-in."""
     cache = tmp_path / "cache.db"
@@ -48,7 +48,7 @@ async def test_an_undecodable_cache_entry_is_not_answered_with_the_placeholder(
 
 
 async def test_an_undecodable_journal_record_is_not_answered_with_the_placeholder(
-    emu, env, tmp_path  # noqa: F811
+    emu, env, tmp_path
 ):
     """A done journal row whose report cannot be read: uploaded and screened again."""
     path = await _first_run(tmp_path, "--no-cache")

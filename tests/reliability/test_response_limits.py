@@ -21,9 +21,9 @@ from fto_async import (
 from fto_async.emulator import Emulator, EmulatorConfig
 from fto_async.errors import may_have_created_task
 from fto_async.journal import ItemState, Journal
+from tests._cli import cli, good_rows
 from tests._shared import API_KEY, REPORT, SUBMIT, collect
 from tests.client._support import base_url, envelope, handcrafted, image_request, make_client
-from tests.test_cli import cli, good_rows
 from tests.test_models import sample_report
 
 LIMIT = 256 * 1024

@@ -34,9 +34,9 @@ from fto_async import (
     RetryConfig,
 )
 from fto_async.journal import ItemState, Journal
+from tests._cli import cli
 from tests._shared import API_KEY, collect
 from tests.reliability._support import request
-from tests.test_cli import cli
 
 ROWS = 300
 AFTER, ATTEMPTS, TIMEOUT = 0.5, 5, 0.3

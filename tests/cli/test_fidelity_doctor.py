@@ -9,9 +9,7 @@ import socket
 import pytest
 
 from fto_async.emulator import Emulator, EmulatorConfig
-from tests.test_cli import cli, emu, env
-
-__all__ = ["emu", "env"]  # the fixtures, re-used from test_cli
+from tests._cli import cli
 
 
 def _doctor_json(capsys: pytest.CaptureFixture[str]) -> dict[str, dict[str, object]]:

@@ -16,62 +16,24 @@ import shutil
 import signal
 import sys
 import tempfile
-from collections.abc import AsyncIterator
-from pathlib import Path
-from typing import Any
 
 import pytest
 
 from fto_async.cli import main
-from fto_async.emulator import Emulator, EmulatorConfig
 from fto_async.journal import Journal
 from fto_async.outputs._record import FLAT_COLUMNS
+from tests._cli import (
+    FAST,
+    SAMPLE,
+    SAMPLE_BAD,
+    SAMPLE_DUPLICATES,
+    SAMPLE_ROWS,
+    catalog,
+    cli,
+    good_rows,
+    records,
+)
 from tests._shared import PNG, png_of_size
-
-ROOT = Path(__file__).resolve().parent.parent
-SAMPLE = ROOT / "fto_async" / "data" / "sample_catalog.csv"
-SAMPLE_ROWS, SAMPLE_BAD = 45, 3
-SAMPLE_DUPLICATES = 4  # rows of the sample that repeat another row's image and options
-FAST = ["--time-scale", "0.001"]
-
-
-@pytest.fixture
-async def emu() -> AsyncIterator[Emulator]:
-    """An emulator 1000x faster than real time, without a QPS limit."""
-    async with Emulator(EmulatorConfig(time_scale=0.001, qps=None)) as emulator:
-        yield emulator
-
-
-@pytest.fixture
-def env(monkeypatch: pytest.MonkeyPatch, emu: Emulator) -> None:
-    """PATSNAP_* variables pointing at the emulator's demo account."""
-    for name in ("PATSNAP_CLIENT_ID", "PATSNAP_CLIENT_SECRET"):
-        monkeypatch.delenv(name, raising=False)
-    monkeypatch.setenv("PATSNAP_API_KEY", "sk-demo")
-    monkeypatch.setenv("PATSNAP_BASE_URL", emu.base_url)
-    monkeypatch.setenv("PATSNAP_QPS", "500")
-
-
-async def cli(*args: str) -> int:
-    """Run ``fto-async ARGS`` in a worker thread; return its exit code."""
-    return await asyncio.to_thread(main, list(args))
-
-
-def records(path: Path) -> list[dict[str, Any]]:
-    """The JSON objects of a JSONL file."""
-    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()]
-
-
-def catalog(tmp_path: Path, rows: list[str], header: str = "sku,image_url,country") -> Path:
-    """Write a small CSV catalog."""
-    path = tmp_path / "catalog.csv"
-    path.write_text("\n".join([header, *rows]) + "\n", encoding="utf-8")
-    return path
-
-
-def good_rows(n: int) -> list[str]:
-    """``n`` valid rows with distinct images."""
-    return [f"K{i},https://example.com/p{i}.png,US" for i in range(n)]
 
 
 async def test_full_run_then_rerun_pays_nothing_twice(emu, env, tmp_path, capsys):

@@ -15,7 +15,7 @@ from PIL import Image
 
 from fto_async.journal import Journal
 from fto_async.outputs import Product, write_html
-from tests.report.conftest import XSS_IMG, XSS_SCRIPT, expected_risk, product_png
+from tests.outputs.conftest import XSS_IMG, XSS_SCRIPT, expected_risk, product_png
 
 
 def _cards(html: str) -> list[tuple[str, str]]:

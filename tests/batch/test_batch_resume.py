@@ -22,9 +22,8 @@ from fto_async import (
     RetryConfig,
 )
 from fto_async.journal import ItemState, Journal
+from tests._batch import emulator, image, make_client, running
 from tests._shared import REPORT, SUBMIT, collect, credentials
-
-from .test_batch import emulator, image, make_client, running
 
 
 async def _journal_with(path: Path, client: FtoClient, key: str, *states: str,

@@ -22,8 +22,7 @@ from fto_async import (
     WorkflowRequest,
 )
 from tests._shared import API_KEY, CLIENT_SECRET, REPORT, WORKFLOW_RESULT
-
-from ._support import emulator, image_request, make_client
+from tests.client._support import emulator, image_request, make_client
 
 SCALE = 0.001  # the emulator of _support runs 1000x faster than real time
 POLL = PollConfig().scaled(SCALE)

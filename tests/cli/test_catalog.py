@@ -292,7 +292,7 @@ def test_parse_list():
 
 def test_sample_catalog_has_three_bad_rows():
     """The bundled sample catalog is valid except for its three deliberate bad rows."""
-    path = Path(__file__).parent.parent / "fto_async" / "data" / "sample_catalog.csv"
+    path = Path(__file__).parents[2] / "fto_async" / "data" / "sample_catalog.csv"
     catalog = Catalog(path, US)
     assert catalog.scan() >= 35
     reasons = [reason.split(":")[0] for _, _, reason in bad_rows(catalog)]

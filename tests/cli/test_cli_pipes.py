@@ -17,7 +17,7 @@ import pytest
 from fto_async.cli._pipes import spool_stdin
 from fto_async.emulator import Emulator, EmulatorConfig
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 CSV = "sku,image_url,country\nA,https://example.com/a.png,US\nB,https://example.com/b.png,US\n"
 JSONL = '{"sku": "C", "image_url": "https://example.com/c.png", "country": "US"}\n'
 

@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 
 from fto_async.cli._args import default_cache_path, parse_duration
+from tests._cli import FAST, catalog, cli, records
 from tests._shared import PNG, png_of_size
-from tests.test_cli import FAST, catalog, cli, emu, env, records  # noqa: F401 - fixtures
 
 UPLOAD = "/image-search/image-upload"
 
@@ -43,7 +43,7 @@ def run_numbers(text: str) -> dict[str, int]:
             "calls": int(summary[4]), "uploads": int(summary[5])}  # fmt: skip
 
 
-async def test_dry_run_matches_the_real_run(emu, env, tmp_path, capsys):  # noqa: F811
+async def test_dry_run_matches_the_real_run(emu, env, tmp_path, capsys):
     """The dry run's submits, uploads, distinct requests and cache hits are the real run's,
     on a cold cache and again on a half-warm one."""
     path = mixed_catalog(tmp_path)
@@ -71,7 +71,7 @@ async def test_dry_run_matches_the_real_run(emu, env, tmp_path, capsys):  # noqa
         assert [r["status"] for r in records(tmp_path / out)] == ["done"] * 12
 
 
-async def test_second_run_costs_no_call(emu, env, tmp_path, capsys):  # noqa: F811
+async def test_second_run_costs_no_call(emu, env, tmp_path, capsys):
     """A new run (new output, new journal) of the same catalog is answered by the cache."""
     path = mixed_catalog(tmp_path)
     assert await cli("screen", str(path), "--out", str(tmp_path / "a.jsonl"), *FAST) == 0
@@ -87,7 +87,7 @@ async def test_second_run_costs_no_call(emu, env, tmp_path, capsys):  # noqa: F8
     assert [r["report"] for r in second] == [r["report"] for r in first]
 
 
-async def test_default_cache_lives_in_xdg_cache_home(emu, env, tmp_path):  # noqa: F811
+async def test_default_cache_lives_in_xdg_cache_home(emu, env, tmp_path):
     """The default cache file is under $XDG_CACHE_HOME/fto-async (the conftest's temp folder)."""
     path = catalog(tmp_path, ["K1,https://example.com/1.png,US"])
     assert await cli("screen", str(path), "--out", str(tmp_path / "r.jsonl"), *FAST) == 0
@@ -97,7 +97,7 @@ async def test_default_cache_lives_in_xdg_cache_home(emu, env, tmp_path):  # noq
     assert str(expected).startswith(str(Path.home() / ".cache")) is False
 
 
-async def test_no_cache_and_max_age(emu, env, tmp_path, capsys):  # noqa: F811
+async def test_no_cache_and_max_age(emu, env, tmp_path, capsys):
     """--no-cache submits again and writes no cache; a report past --max-age is a miss."""
     path = catalog(tmp_path, ["K1,https://example.com/1.png,US", "K2,https://example.com/2.png,US"])
     cache = tmp_path / "c.db"
@@ -141,7 +141,7 @@ def test_default_cache_is_one_file_per_platform(scheme):
 
 
 
-async def test_an_expired_upload_url_is_not_reused(emu, env, tmp_path, monkeypatch):  # noqa: F811
+async def test_an_expired_upload_url_is_not_reused(emu, env, tmp_path, monkeypatch):
     """An upload URL is reused only while its ``expire`` leaves the margin; past it the
     file is uploaded again (here every URL is treated as too old)."""
     from fto_async.cli import _images
@@ -158,7 +158,7 @@ async def test_an_expired_upload_url_is_not_reused(emu, env, tmp_path, monkeypat
     assert emu.stats.count(UPLOAD, 0) == 4
 
 
-async def test_a_cache_file_that_is_no_database_exits_2(emu, env, tmp_path, capsys):  # noqa: F811
+async def test_a_cache_file_that_is_no_database_exits_2(emu, env, tmp_path, capsys):
     """--cache pointing at a file that is not a database says so, suggests --no-cache,
     exits 2 and calls nothing."""
     bad = tmp_path / "bad.db"
@@ -172,7 +172,7 @@ async def test_a_cache_file_that_is_no_database_exits_2(emu, env, tmp_path, caps
     assert emu.stats.count() == 0
 
 
-async def test_the_cache_is_never_the_journal_or_the_output(emu, env, tmp_path, capsys):  # noqa: F811
+async def test_the_cache_is_never_the_journal_or_the_output(emu, env, tmp_path, capsys):
     """--cache naming the journal, the output or the catalog is refused before any call."""
     path = catalog(tmp_path, ["K1,https://example.com/1.png,US"])
     out = tmp_path / "r.jsonl"

@@ -21,7 +21,7 @@ from fto_async.outputs import _cards as _report_cards
 from fto_async.outputs import _html as report
 from fto_async.outputs._cards import ENCODER
 from fto_async.outputs._thumbs import ThumbCache, cache_path
-from tests.report.conftest import product_png
+from tests.outputs.conftest import product_png
 
 _SRC = re.compile(r'<div class="frame"><img src="(data:image/[^"]+)"')
 

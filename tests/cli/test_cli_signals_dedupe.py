@@ -1,6 +1,6 @@
 """Ctrl-C in a catalog that repeats itself: shared rows resume without a submit of their own.
 
-Same processes as tests/test_cli_signals.py: the emulator and the command run as
+Same processes as tests/cli/test_cli_signals.py: the emulator and the command run as
 subprocesses; 150 rows ask about 50 images (each image under three SKUs, far apart).
 """
 
@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.test_cli_signals import (
+from tests.cli.test_cli_signals import (
     SCREEN,
     emulator,  # noqa: F401 - fixture
     finish,

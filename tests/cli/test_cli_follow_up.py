@@ -8,10 +8,8 @@ import tempfile
 from typing import Any
 
 from fto_async.emulator._state import STATE_KEY
+from tests._cli import FAST, catalog, cli, good_rows, records
 from tests._shared import png_of_size
-from tests.test_cli import FAST, catalog, cli, emu, env, good_rows, records
-
-__all__ = ["emu", "env"]  # the fixtures, re-used from test_cli
 
 UPLOAD = "/image-search/image-upload"
 

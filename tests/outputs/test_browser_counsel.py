@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 from PIL import Image
 
-from tests.report._browser import launch, unavailable
+from tests.outputs._browser import launch, unavailable
 
 ARTIFACTS = Path(__file__).resolve().parents[1] / "artifacts"
 WIDTHS = (1400, 1024, 390)

@@ -8,11 +8,9 @@ import logging
 
 from fto_async import FollowUp, ImageSearchRequest, OneVsOneRequest, WorkflowRequest
 from fto_async.cli._images import UPLOAD_NOTICE
+from tests._cli import FAST, catalog, cli, good_rows, records
 from tests._shared import png_of_size
 from tests.client._support import running
-from tests.test_cli import FAST, catalog, cli, emu, env, good_rows, records
-
-__all__ = ["emu", "env"]  # the fixtures, re-used from test_cli
 
 UPLOAD = "/image-search/image-upload"
 

@@ -12,8 +12,8 @@ from fto_async.batch import RECENT_REPORTS, Item
 from fto_async.errors import RateLimitedError
 from fto_async.fingerprint import image_digest, request_fingerprint
 from fto_async.journal import ItemState, Journal
+from tests._batch import emulator, image, make_client, refused_image, running
 from tests._shared import PNG, SUBMIT, collect
-from tests.test_batch import emulator, image, make_client, refused_image, running
 
 
 class Delivered:

@@ -12,8 +12,8 @@ from urllib.parse import urlsplit
 import pytest
 from PIL import Image
 
-from tests.report._browser import launch, unavailable
-from tests.report.conftest import XSS_IMG, XSS_KEY, XSS_SCRIPT, expected_risk
+from tests.outputs._browser import launch, unavailable
+from tests.outputs.conftest import XSS_IMG, XSS_KEY, XSS_SCRIPT, expected_risk
 
 ARTIFACTS = Path(__file__).resolve().parent.parent / "artifacts"
 
