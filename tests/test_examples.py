@@ -26,13 +26,6 @@ SCALE = "0.001"
 
 
 @pytest.fixture
-async def emu() -> AsyncIterator[Emulator]:
-    """An emulator 1000x faster than real time, without a QPS limit."""
-    async with Emulator(EmulatorConfig(time_scale=0.001, qps=None)) as emulator:
-        yield emulator
-
-
-@pytest.fixture
 def env(monkeypatch: pytest.MonkeyPatch, emu: Emulator) -> dict[str, str]:
     """PATSNAP_* variables pointing at the emulator's demo account."""
     values = {"PATSNAP_API_KEY": "sk-demo", "PATSNAP_BASE_URL": emu.base_url,

@@ -9,23 +9,16 @@ import stat
 import subprocess
 import sys
 import threading
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
 
 from fto_async.cli._pipes import spool_stdin
-from fto_async.emulator import Emulator, EmulatorConfig
+from fto_async.emulator import Emulator
 
 ROOT = Path(__file__).resolve().parents[2]
 CSV = "sku,image_url,country\nA,https://example.com/a.png,US\nB,https://example.com/b.png,US\n"
 JSONL = '{"sku": "C", "image_url": "https://example.com/c.png", "country": "US"}\n'
-
-
-@pytest.fixture
-async def emu() -> AsyncIterator[Emulator]:
-    async with Emulator(EmulatorConfig(time_scale=0.001, qps=None)) as emulator:
-        yield emulator
 
 
 def child_env(emu: Emulator, tmp_path: Path) -> dict[str, str]:

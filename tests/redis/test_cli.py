@@ -3,21 +3,14 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
 
 from fto_async.cli import main
-from fto_async.emulator import Emulator, EmulatorConfig
+from fto_async.emulator import Emulator
 
 from ._support import RedisServer, free_port, require_redis_server
-
-
-@pytest.fixture
-async def emu() -> AsyncIterator[Emulator]:
-    async with Emulator(EmulatorConfig(time_scale=0.001, qps=None)) as emulator:
-        yield emulator
 
 
 def catalog(tmp_path: Path) -> Path:

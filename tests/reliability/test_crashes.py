@@ -20,13 +20,6 @@ from tests._shared import CLIENT_ID, CLIENT_SECRET, PNG
 from tests.reliability._cli import FAST, cli, point_at, records, write_catalog
 
 
-@pytest.fixture
-async def emu() -> AsyncIterator[Emulator]:
-    """An emulator 1000x faster than real time, without a QPS limit."""
-    async with Emulator(EmulatorConfig(time_scale=0.001, qps=None)) as emulator:
-        yield emulator
-
-
 def rows(n: int) -> list[str]:
     """``n`` valid catalog rows with distinct images."""
     return [f"K{i},https://example.com/p{i}.png,US" for i in range(n)]

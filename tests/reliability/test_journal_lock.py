@@ -6,12 +6,11 @@ from __future__ import annotations
 import asyncio
 import os
 import sys
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
-from fto_async.emulator import Emulator, EmulatorConfig
 from fto_async.journal import Journal, JournalLockedError
 from tests.reliability._cli import FAST, cli, point_at, write_catalog
 
@@ -26,13 +25,6 @@ async def hold(path):
 
 asyncio.run(hold(sys.argv[1]))
 """
-
-
-@pytest.fixture
-async def emu() -> AsyncIterator[Emulator]:
-    """An emulator 1000x faster than real time, without a QPS limit."""
-    async with Emulator(EmulatorConfig(time_scale=0.001, qps=None)) as emulator:
-        yield emulator
 
 
 def symlink(path: Path) -> Path:

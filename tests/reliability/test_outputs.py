@@ -5,21 +5,13 @@ is written; so does ``export --out`` naming the journal."""
 from __future__ import annotations
 
 import os
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
-from fto_async.emulator import Emulator, EmulatorConfig
 from tests._shared import PNG
 from tests.reliability._cli import FAST, cli, point_at, records, write_catalog
-
-
-@pytest.fixture
-async def emu() -> AsyncIterator[Emulator]:
-    """An emulator 1000x faster than real time, without a QPS limit."""
-    async with Emulator(EmulatorConfig(time_scale=0.001, qps=None)) as emulator:
-        yield emulator
 
 
 def snapshot(folder: Path) -> dict[str, bytes]:

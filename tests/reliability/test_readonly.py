@@ -10,21 +10,14 @@ import os
 import re
 import sqlite3
 import stat
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from fto_async.emulator import Emulator, EmulatorConfig
+from fto_async.emulator import Emulator
 from fto_async.journal import Journal, NotAJournalError
 from tests.reliability._cli import FAST, cli, point_at, records, write_catalog
-
-
-@pytest.fixture
-async def emu() -> AsyncIterator[Emulator]:
-    """An emulator 1000x faster than real time, without a QPS limit."""
-    async with Emulator(EmulatorConfig(time_scale=0.001, qps=None)) as emulator:
-        yield emulator
 
 
 def snapshot(folder: Path) -> dict[str, tuple[bytes, int]]:

@@ -7,23 +7,12 @@ import contextlib
 import sqlite3
 import struct
 import zlib
-from collections.abc import AsyncIterator
-
-import pytest
 
 from fto_async import ImageSearchRequest
-from fto_async.emulator import Emulator, EmulatorConfig
 from fto_async.journal import ItemState, Journal
 from tests._shared import collect
 from tests.reliability._cli import FAST, cli, point_at, records, write_catalog
 from tests.reliability._support import make_client
-
-
-@pytest.fixture
-async def emu() -> AsyncIterator[Emulator]:
-    """An emulator 1000x faster than real time, without a QPS limit."""
-    async with Emulator(EmulatorConfig(time_scale=0.001, qps=None)) as emulator:
-        yield emulator
 
 
 def png(gray: int) -> bytes:

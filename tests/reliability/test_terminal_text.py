@@ -4,13 +4,11 @@ escape sequences are shown, never executed, in terminal (rich) and plain modes a
 from __future__ import annotations
 
 import io
-from collections.abc import AsyncIterator
 
 import pytest
 
 from fto_async.batch import Progress
 from fto_async.cli._display import ProgressView, Section, clean, render_sections
-from fto_async.emulator import Emulator, EmulatorConfig
 from tests.reliability._cli import FAST, cli, point_at, write_catalog
 
 #: Outside text that a terminal would act on: markup, OSC title, clear screen, bell, C1
@@ -55,13 +53,6 @@ def test_tables_and_messages_never_read_markup_or_run_escapes(tty):
     assert "[link=https://evil.example]click[/link]" in out
     assert "\\x1b]0;owned\\x07" in out
     assert "[bold red]loud" in out
-
-
-@pytest.fixture
-async def emu() -> AsyncIterator[Emulator]:
-    """An emulator 1000x faster than real time, without a QPS limit."""
-    async with Emulator(EmulatorConfig(time_scale=0.001, qps=None)) as emulator:
-        yield emulator
 
 
 async def test_a_hostile_catalog_is_shown_as_text(emu, monkeypatch, tmp_path, capsys):
