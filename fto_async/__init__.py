@@ -50,7 +50,9 @@ The package, one job per module (imports run one way, downwards: ``cli/`` -> ``c
     _journal_ledger  the journal's call ledger: calls by run, day, path and result (own table)
     _statement     the platform's usage statement (client_secret in the body only)
     cache          ReportCache: reports by fingerprint, with their provenance
-    client         FtoClient: one method per endpoint; builds batches and pollers
+    client         FtoClient: options, lifecycle, any kind of task; builds batches, pollers
+    _endpoints     FtoClient's per-endpoint methods (a mixin) and the submit/poll/wait
+                   wire helpers and body checks they share
     _screen        FtoClient.screen: single flight across callers, max_waiting, deadlines
     _uploads       the P010 URLs a client uploaded, renewed before they expire
     testing        MockTransport, for tests with no server
