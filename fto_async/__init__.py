@@ -48,6 +48,8 @@ The package, one job per module (imports run one way, downwards: ``cli/`` -> ``c
     _journal_rows  the journal's states, ONE transition table, rows and file format
     _journal_follow_ups  the journal's follow-ups table (a part of Journal)
     _journal_ledger  the journal's call ledger: calls by run, day, path and result (own table)
+    _journal_store  the journal's storage: opening the file, the group-commit writer
+                   thread, the paged row stream (a part of Journal, over _sqlite)
     _statement     the platform's usage statement (client_secret in the body only)
     cache          ReportCache: reports by fingerprint, with their provenance
     client         FtoClient: options, lifecycle, any kind of task; builds batches, pollers

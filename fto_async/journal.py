@@ -81,8 +81,6 @@ The journal must never receive credentials, tokens or URLs carrying ``apikey=``.
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import heapq
 import json
 import os
 import sqlite3
@@ -100,37 +98,24 @@ from ._journal_rows import (  # the rows, states and file format; re-exported
     _ALLOWED,
     _COLUMNS,
     _DURATIONS_KEY,
-    _FU_DROP,
-    _FU_RETIRE,
-    _FU_UPSERT,
-    _HISTORY_INSERT,
     _KINDS,
-    _LAZY_DELAY,
     _MAX_QUEUED,
-    _META_UPSERT,
-    _ORDER,
     _S,
-    _STAMP,
-    _UPSERT,
     FollowUpRow,
     InvalidTransitionError,
     ItemState,
     JournalLockedError,
     JournalRow,
     NotAJournalError,
-    _check_journal,
     _dumps,
     _FuRec,
-    _locked,
-    _migrate,
     _Rec,
     _to_row,
 )
+from ._journal_store import _Retire, _Store  # opening, the writer, the row stream
 
 if sys.platform != "win32":
     import fcntl
-
-_Retire = tuple[float, str, str | None, str | None]  # replaced_at, key, patent_pn, patent_pn
 
 __all__ = [
     "FollowUpRow",
@@ -142,7 +127,7 @@ __all__ = [
     "NotAJournalError",
 ]
 
-class Journal(_FollowUps, _Ledger):
+class Journal(_FollowUps, _Ledger, _Store):
     """The durable record of a batch's items; the module docstring gives the contract.
 
     Open it with ``async with Journal(path)`` or ``await Journal.open(path)`` (``async with``
@@ -217,25 +202,6 @@ class Journal(_FollowUps, _Ledger):
         self = cls(path, readonly=readonly)
         await self._open()
         return self
-
-    async def _open(self) -> None:
-        loop = asyncio.get_running_loop()
-        if self._readonly:
-            try:
-                self._setup_readonly()
-            except BaseException:
-                await self._release()
-                raise
-            self._state = "open"
-            return
-        try:
-            self._lock_fd = _sqlite.lock(self.path, _locked)
-            await loop.run_in_executor(self._executor, self._setup)
-        except BaseException:
-            await self._release()
-            raise
-        self._state = "open"
-        self._writer = loop.create_task(self._run_writer(), name=f"journal:{self.path}")
 
     @staticmethod
     def is_held(path: str | os.PathLike[str]) -> bool:
@@ -527,127 +493,3 @@ class Journal(_FollowUps, _Ledger):
         self._has_work.set()
         if durable or len(self._dirty) >= _MAX_QUEUED:
             await self._commit_wait()
-
-    async def _run_writer(self) -> None:
-        loop = asyncio.get_running_loop()
-        try:
-            while not (self._stopping and not self._dirty and not self._meta
-                       and not self._history and not self._stamps
-                       and not self._fu_dirty and not self._fu_retire):
-                await self._has_work.wait()
-                if not self._urgent.is_set():
-                    with contextlib.suppress(TimeoutError):
-                        async with asyncio.timeout(_LAZY_DELAY):
-                            await self._urgent.wait()
-                self._has_work.clear()
-                self._urgent.clear()
-                rows, meta, waiters = self._dirty, self._meta, self._waiters
-                self._dirty, self._meta, self._waiters, self._inflight = {}, {}, [], rows
-                history, stamps, retire = self._history, self._stamps, self._fu_retire
-                self._history, self._stamps, self._fu_retire = [], {}, []
-                self._writing = (history, [(run, key) for key, run in stamps.items()], retire)
-                fu_rows, self._fu_dirty = self._fu_dirty, {}
-                self._fu_inflight = fu_rows
-                try:
-                    if rows or meta or history or stamps or fu_rows or retire:
-                        batch = ([*rows.values()], [*meta.items()], [*fu_rows.values()])
-                        await loop.run_in_executor(self._executor, self._write, *batch)
-                        self.commits += 1
-                except Exception as exc:  # disk full, I/O error: the batch is not kept
-                    self._broken = exc
-                    self._dirty = rows | self._dirty  # reads keep showing what was asked
-                    self._history[:0] = history
-                    self._fu_retire[:0] = retire
-                    self._fu_dirty = fu_rows | self._fu_dirty
-                    self._waiters[:0] = waiters
-                    return
-                finally:
-                    self._inflight = {}
-                    self._fu_inflight = {}
-                for waiter in waiters:
-                    if not waiter.done():
-                        waiter.set_result(None)
-        finally:  # a writer that is gone fails its waiters, and every later write
-            if not self._stopping or self._broken is not None:
-                self._broken = self._broken or RuntimeError("the journal writer stopped")
-                error = RuntimeError(f"journal commit failed: {self._broken!r}")
-                error.__cause__ = self._broken
-                for waiter in self._waiters:
-                    if not waiter.done():
-                        waiter.set_exception(error)
-
-    def _setup_readonly(self) -> None:
-        self._rdb = db = _sqlite.connect_read_only(self.path, uri=True)
-        _version, columns = _check_journal(db, self.path)
-        if not columns:
-            raise NotAJournalError(f"{str(self.path)!r} is not an fto-async journal (empty)")
-        self._columns = columns
-        listed = ", ".join(name if name in columns else f"NULL AS {name}" for name in _Rec._fields)
-        self._select = f"SELECT {listed} FROM items"  # noqa: S608 - names of _Rec
-        for state, count in db.execute("SELECT state, COUNT(*) FROM items GROUP BY state"):
-            self._counts[ItemState(state)] = count
-
-    def _setup(self) -> None:  # in the writer thread
-        # The file (created private by _lock; SQLite gives -wal and -shm the same mode)
-        # is checked by a reader first: a file that is not a journal is left untouched.
-        probe = _sqlite.connect_read_only(self.path, uri=True)
-        try:
-            _check_journal(probe, self.path)
-        finally:
-            probe.close()
-        self._wdb = db = _sqlite.connect(self.path, wal=True, what="journal")
-        with _sqlite.transaction(db, "BEGIN IMMEDIATE"):
-            self.recovered_unknown = _migrate(db, self.path)
-        self.commits += 1
-        self._rdb = _sqlite.connect_read_only(self.path)
-        for state, count in self._rdb.execute("SELECT state, COUNT(*) FROM items GROUP BY state"):
-            self._counts[ItemState(state)] = count
-
-    def _write(  # in the writer thread
-        self, rows: list[_Rec], meta: list[tuple[str, str]], fu_rows: list[_FuRec]
-    ) -> None:
-        assert self._wdb is not None
-        history, stamps, retire = self._writing
-        _sqlite.write_batch(self._wdb, [
-            (_HISTORY_INSERT, history), (_UPSERT, rows), (_STAMP, stamps),
-            (_META_UPSERT, meta), (_FU_UPSERT, fu_rows),
-            (_FU_RETIRE, retire), (_FU_DROP, [entry[1:] for entry in retire]),
-        ])  # fmt: skip
-
-    def _stream(
-        self, wanted: frozenset[ItemState] | None, since_run: int | None = None
-    ) -> Iterator[JournalRow]:
-        overlay = self._inflight | self._dirty
-        mine = [rec for rec in overlay.values() if wanted is None or rec.state in wanted]
-        query = self._select
-        params: tuple[Any, ...] = tuple(wanted or ())
-        where = []
-        if wanted is not None:
-            where.append(f"state IN ({', '.join('?' * len(wanted))})")
-        if since_run is not None and "run" in self._columns:
-            where.append("run >= ?")
-            params += (since_run,)
-            mine = []  # queued rows carry no stamp: only committed rows are filtered
-        if where:
-            query += " WHERE " + " AND ".join(where)
-        cursor = self._reader.execute(query + " ORDER BY seq, key", params)
-        try:
-            pages = iter(lambda: cursor.fetchmany(512), [])
-            stored = (r for page in pages for r in map(_Rec._make, page) if r.key not in overlay)
-            for rec in heapq.merge(stored, sorted(mine, key=_ORDER), key=_ORDER):
-                yield _to_row(rec)
-        finally:
-            with contextlib.suppress(sqlite3.Error):
-                cursor.close()
-
-    async def _release(self) -> None:
-        if self._rdb is not None:
-            self._rdb.close()
-            self._rdb = None
-        if self._wdb is not None:
-            wdb, self._wdb = self._wdb, None
-            await asyncio.get_running_loop().run_in_executor(self._executor, wdb.close)
-        self._executor.shutdown(wait=False)
-        if self._lock_fd is not None:
-            os.close(self._lock_fd)  # releases the flock
-            self._lock_fd = None
