@@ -30,11 +30,14 @@ The package, one job per module (imports run one way, downwards: ``cli/`` -> ``c
     _envelope      reading a platform answer
     _http          one POST (aiohttp); testing.MockTransport is its handler-style fake
     ratelimit      the local rate gate: paced, never over the limit, adaptive
+    redisgate      RedisRateGate: the same gate with its state in Redis, for many processes
+    _gate_scripts  its two Lua scripts (run atomically on the Redis server)
     retry          what is retried, how long to wait, the retry budget
     hooks          Hooks (on_call, on_retry, on_poll, on_result) and their events
     _otel          OpenTelemetry through the API only (the otel extra), no-ops without it
     _observe       fans each call, poll and task out to hooks, _otel and the call ledger
     transport      the single place a call goes out: gate -> auth -> HTTP -> envelope
+    _reach         is the platform there at all: unreachable or not-the-platform, early
     polling/       polling: learnt durations (_durations), the scheduler of many pending
                    tasks (_scheduler), one task: wait_for_task and TaskPoller (_poller)
     batch/         screen_many and friends over any iterable: __init__ (entry points),
