@@ -40,15 +40,19 @@ MODULES: dict[str, tuple[list[str], list[str]]] = {
     "fingerprint": (["fto_async/fingerprint.py"],
                     ["tests/test_fingerprint.py", "tests/test_mutants.py"]),
     "cells": (["fto_async/outputs/_cells.py"], ["tests/outputs/test_exports.py"]),
-    "errors": (["fto_async/errors.py"], ["tests/test_errors.py", "tests/test_mutants.py"]),
-    "cache": (["fto_async/cache.py"], ["tests/test_cache.py", "tests/test_mutants.py"]),
+    "errors": (["fto_async/errors.py"],
+               ["tests/test_errors.py", "tests/test_mutants.py", "tests/test_errors_mutants.py"]),
+    "cache": (["fto_async/cache.py"],
+              ["tests/test_cache.py", "tests/test_mutants.py", "tests/test_cache_mutants.py",
+               "tests/reliability/test_answer_provenance.py"]),
     "journal_rows": (["fto_async/_journal_rows.py"],
                      ["tests/test_journal.py", "tests/test_journal_follow_ups.py",
-                      "tests/test_mutants.py", "tests/reliability/test_journal_lock.py",
+                      "tests/test_mutants.py", "tests/test_journal_mutants.py",
+                      "tests/reliability/test_journal_lock.py",
                       "tests/reliability/test_readonly.py"]),
     "journal": (["fto_async/journal.py", "fto_async/_journal_follow_ups.py"],
                 ["tests/test_journal.py", "tests/test_journal_follow_ups.py",
-                 "tests/test_mutants.py"]),
+                 "tests/test_mutants.py", "tests/test_journal_mutants.py"]),
     "ratelimit": (["fto_async/ratelimit.py"],
                   ["tests/test_ratelimit.py", "tests/test_ratelimit_budget.py"]),
     "redisgate": (["fto_async/redisgate.py"],
@@ -111,7 +115,7 @@ def run(module: str, jobs: int, only: list[str]) -> dict[str, Any]:
 #: The tests that judge the journal's transition table (the table-only tests first, so a
 #: killed mutant stops in seconds).
 TABLE_TESTS = ["tests/test_mutants.py", "tests/test_journal.py",
-               "tests/test_journal_follow_ups.py"]  # fmt: skip
+               "tests/test_journal_follow_ups.py", "tests/test_journal_mutants.py"]  # fmt: skip
 _TABLE = re.compile(r"(?ms)^_TRANSITIONS: .*? = \{\n.*?^\}  # fmt: skip\n")
 
 
