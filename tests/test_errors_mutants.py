@@ -8,6 +8,7 @@ Each case here pins them for one class, so a constructor that drops one fails.
 from __future__ import annotations
 
 import pickle
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -15,52 +16,61 @@ import pytest
 from fto_async import errors as e
 
 CAUSE = e.AuthenticationError(None, "bad secret", http_status=401)
-CASES: list[tuple[e.FtoError, str, dict[str, Any]]] = [
-    (e.BatchAbortedError(CAUSE, not_attempted=7),
+#: Each error is built inside its test (mutation testing maps the tests that call a
+#: constructor; an error built at import would be built once, by the unmutated code).
+CASES: list[tuple[Callable[[], e.FtoError], str, dict[str, Any]]] = [
+    (lambda: e.BatchAbortedError(CAUSE, not_attempted=7),
      "batch stopped by a fatal error ([HTTP 401] bad secret); 7 items not attempted",
      {"cause": CAUSE, "not_attempted": 7}),
-    (e.BatchAbortedError(CAUSE, not_attempted=None),
+    (lambda: e.BatchAbortedError(CAUSE, not_attempted=None),
      "batch stopped by a fatal error ([HTTP 401] bad secret); an unknown number of items"
      " not attempted", {"not_attempted": None}),
-    (e.BatchAbortedError(CAUSE, not_attempted=0),
+    (lambda: e.BatchAbortedError(CAUSE, not_attempted=0),
      "batch stopped by a fatal error ([HTTP 401] bad secret); 0 items not attempted",
      {"not_attempted": 0}),
-    (e.BudgetExhaustedError("max_calls 5 spent", budget="max_calls"), "max_calls 5 spent",
+    (lambda: e.BudgetExhaustedError("max_calls 5 spent", budget="max_calls"), "max_calls 5 spent",
      {"budget": "max_calls"}),
-    (e.MalformedResponseError("not JSON", http_status=200), "not JSON", {"http_status": 200}),
-    (e.PlatformUnreachableError("refused", url="https://p.example"), "refused",
+    (lambda: e.MalformedResponseError("not JSON", http_status=200), "not JSON",
+     {"http_status": 200}),
+    (lambda: e.PlatformUnreachableError("refused", url="https://p.example"), "refused",
      {"url": "https://p.example", "request_sent": False}),
-    (e.PlatformUnreachableError("cut", url="https://p.example", request_sent=True), "cut",
+    (lambda: e.PlatformUnreachableError("cut", url="https://p.example", request_sent=True), "cut",
      {"request_sent": True}),
-    (e.ResponseDecodeError("no task_id", raw={"a": 1}), "no task_id", {"raw": {"a": 1}}),
-    (e.SharedGateError("redis down", url="redis://h:6379/0"), "redis down",
+    (lambda: e.ResponseDecodeError("no task_id", raw={"a": 1}), "no task_id", {"raw": {"a": 1}}),
+    (lambda: e.SharedGateError("redis down", url="redis://h:6379/0"), "redis down",
      {"url": "redis://h:6379/0"}),
-    (e.TaskFailedError("t-1"), "task t-1 failed on the platform (task_status 3)",
+    (lambda: e.TaskFailedError("t-1"), "task t-1 failed on the platform (task_status 3)",
      {"task_id": "t-1"}),
-    (e.TaskExpiredError("t-2"), "task t-2 is unknown to the platform or expired (valid 8 h)",
-     {"task_id": "t-2"}),
-    (e.TaskExpiredError("t-3", "68300004"),
+    (lambda: e.TaskExpiredError("t-2"),
+     "task t-2 is unknown to the platform or expired (valid 8 h)", {"task_id": "t-2"}),
+    (lambda: e.TaskExpiredError("t-3", "68300004"),
      "task t-3 is unknown to the platform or expired (valid 8 h): 68300004",
      {"task_id": "t-3"}),
-    (e.TaskTimeoutError("t-4", 12.345), "task t-4 not finished after 12.3 s",
+    (lambda: e.TaskTimeoutError("t-4", 12.345), "task t-4 not finished after 12.3 s",
      {"task_id": "t-4", "waited": 12.345}),
-    (e.RecordedError("boom", error_type="TaskFailedError"),
+    (lambda: e.RecordedError("boom", error_type="TaskFailedError"),
      "TaskFailedError (recorded by an earlier run): boom", {"error_type": "TaskFailedError"}),
-    (e.RecordedError("boom", error_type=None), "error (recorded by an earlier run): boom",
+    (lambda: e.RecordedError("boom", error_type=None), "error (recorded by an earlier run): boom",
      {"error_type": None}),
-    (e.ValidationError(None, "bad field", details=[{"field": "url"}], request_id="r-1"),
+    (lambda: e.ValidationError(None, "bad field", details=[{"field": "url"}], request_id="r-1"),
      "[HTTP 422] bad field (request id r-1)",
      {"code": None, "http_status": 422, "request_id": "r-1", "details": [{"field": "url"}]}),
-    (e.ValidationError(67200005, "bad field", http_status=400),
+    (lambda: e.ValidationError(67200005, "bad field", http_status=400),
      "[67200005] bad field", {"code": 67200005, "http_status": 400, "details": []}),
+    (lambda: e.OverloadedError(3, 12.4), "overloaded: 3 questions already wait; retry in 12 s",
+     {"waiting": 3, "retry_after": 12.4}),
+    (lambda: e.DeadlineExceededError(2.5, "t-5"), "no answer within the 2.5 s deadline",
+     {"timeout": 2.5, "task_id": "t-5"}),
+    (lambda: e.DeadlineExceededError(30), "no answer within the 30 s deadline",
+     {"task_id": None}),
 ]  # fmt: skip
 
 
-@pytest.mark.parametrize(("err", "message", "attributes"), CASES,
-                         ids=lambda v: type(v).__name__ if isinstance(v, e.FtoError) else "")
+@pytest.mark.parametrize(("build", "message", "attributes"), CASES)
 def test_each_error_says_and_carries_what_it_was_given(
-    err: e.FtoError, message: str, attributes: dict[str, Any]
+    build: Callable[[], e.FtoError], message: str, attributes: dict[str, Any]
 ) -> None:
+    err = build()
     def plain(value: Any) -> Any:  # an exception compares by identity: by type and text
         return (type(value), str(value)) if isinstance(value, BaseException) else value
 
