@@ -9,11 +9,15 @@ same 1,000-call run gives the same windows to the microsecond, idle or beside a 
 loop). Work handed to a thread (``run_in_executor``, ``asyncio.to_thread``: the
 journal's SQLite writes, ``getaddrinfo``) takes no virtual time: while any is pending
 the loop waits for it in real time and does not jump.
+
+An ``async def`` test runs on it with the :func:`virtual` decorator (its fixtures
+must then be sync ones), or it calls :func:`run_virtual` itself.
 """
 
 from __future__ import annotations
 
 import asyncio
+import functools
 import selectors
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
@@ -63,3 +67,17 @@ def run_virtual(main: Callable[[], Awaitable[T]]) -> T:
     """Run ``main()`` to completion on a fresh virtual-time loop."""
     with asyncio.Runner(loop_factory=VirtualTimeLoop) as runner:
         return runner.run(main())  # type: ignore[arg-type]
+
+
+def virtual(test: Callable[..., Awaitable[None]]) -> Callable[..., None]:
+    """Run an ``async def`` test on a fresh virtual-time loop (its fixtures must be sync)::
+
+        @virtual
+        async def test_times_out(tmp_path): ...
+    """
+
+    @functools.wraps(test)
+    def run(*args: Any, **kwargs: Any) -> None:
+        run_virtual(lambda: test(*args, **kwargs))
+
+    return run

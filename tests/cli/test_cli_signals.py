@@ -1,8 +1,14 @@
 """Interrupting ``fto-async screen`` (SIGINT, twice, SIGKILL) loses nothing and pays little twice.
 
 Both the emulator and the command run as subprocesses, the way a user runs them. The
-emulator is slowed so that a submit takes ~0.3 s and a task ~1 s, at 40 calls per second:
-a run of 150 rows takes about 8 s, long enough to interrupt it in the middle.
+emulator is slowed so that a submit takes ~0.3 s and a task ~1 s; the interrupted runs
+send 40 calls per second, so a run of 150 rows would take about 8 s, long enough to
+interrupt it in the middle, and the runs that complete send 120 (the emulator's limit).
+
+No wall-clock bound judges a stop: on a loaded machine a process may take seconds to
+start or to exit. A stop is judged by what happened: exit code 130, its message, and
+fewer tasks created than rows (the run did not go on to the end). A stop that hangs
+still fails: :func:`finish` kills the process after its timeout, and the code is not 130.
 """
 
 from __future__ import annotations
@@ -21,9 +27,10 @@ import aiohttp
 import pytest
 
 ROWS = 150
-EMULATOR = ["--port", "0", "--qps", "40", "--time-scale", "0.06", "--task-duration", "16",
+EMULATOR = ["--port", "0", "--qps", "120", "--time-scale", "0.06", "--task-duration", "16",
             "--seed", "3"]  # fmt: skip
-SCREEN = ["--qps", "40", "--time-scale", "0.06"]
+SCREEN = ["--qps", "40", "--time-scale", "0.06"]  # a run to interrupt
+FINISH = ["--qps", "120", "--time-scale", "0.06"]  # a run to complete
 CLI = [sys.executable, "-c", "from fto_async.cli import main; raise SystemExit(main())"]
 
 pytestmark = pytest.mark.slow
@@ -93,18 +100,25 @@ async def finish(proc: asyncio.subprocess.Process, timeout: float) -> tuple[int,
     return proc.returncode, out.decode(), err.decode()
 
 
-async def run(args: list[str], base_url: str, timeout: float = 40) -> tuple[int, str, str]:
+async def run(args: list[str], base_url: str, timeout: float = 120) -> tuple[int, str, str]:
     """Run ``fto-async ARGS`` to its end."""
     return await finish(await start(args, base_url), timeout)
 
 
 async def until_submits(base_url: str, proc: asyncio.subprocess.Process, more_than: int) -> None:
-    """Wait until the emulator has created more than ``more_than`` tasks."""
-    deadline = time.monotonic() + 20
+    """Wait until the emulator has created more than ``more_than`` tasks (a guard of 120 s
+    against a stalled run: the command's start alone takes seconds on a loaded machine)."""
+    deadline = time.monotonic() + 120
     while (await stats(base_url))["tasks_created"] <= more_than:
         assert proc.returncode is None, "the run ended before it could be interrupted"
         assert time.monotonic() < deadline, "no progress"
         await asyncio.sleep(0.05)
+
+
+def finishing(screen: list[str]) -> list[str]:
+    """``screen`` with :data:`FINISH`'s options instead of :data:`SCREEN`'s."""
+    assert screen[-len(SCREEN):] == SCREEN
+    return [*screen[:-len(SCREEN)], *FINISH]
 
 
 def output_keys(out: Path) -> list[str]:
@@ -121,8 +135,9 @@ def unknown_count(status: str) -> int:
 async def complete_and_check(
     emulator: str, catalog: Path, out: Path, screen: list[str]
 ) -> dict[str, Any]:
-    """Rerun to completion; check one done line per row; return the emulator's stats."""
-    code, _out, err = await run(screen, emulator)
+    """Rerun to completion (at the emulator's full rate); check one done line per row;
+    return the emulator's stats."""
+    code, _out, err = await run(finishing(screen), emulator)
     assert code == 0, err
     assert output_keys(out) == [f"SKU-{i:03d}" for i in range(ROWS)]
     assert out.read_text().count('"status": "done"') == ROWS
@@ -138,9 +153,7 @@ async def test_sigint_stops_gracefully_and_the_rerun_submits_nothing_twice(
     proc = await start(screen, emulator)
     await until_submits(emulator, proc, 20)
     proc.send_signal(signal.SIGINT)
-    started = time.monotonic()
-    code, _stdout, err = await finish(proc, 15)
-    assert time.monotonic() - started < 5
+    code, _stdout, err = await finish(proc, 60)
     assert code == 130, err
     assert "stopping: waiting for" in err
     assert "Resume with the same command" in err
@@ -155,10 +168,9 @@ async def test_sigint_stops_gracefully_and_the_rerun_submits_nothing_twice(
     proc.send_signal(signal.SIGINT)
     await asyncio.sleep(0.05)
     proc.send_signal(signal.SIGINT)
-    started = time.monotonic()
-    code, _stdout, err = await finish(proc, 15)
-    assert time.monotonic() - started < 5
+    code, _stdout, err = await finish(proc, 60)
     assert code == 130, err
+    assert (await stats(emulator))["tasks_created"] < ROWS
     code, status, _err = await run(["status", str(out) + ".journal.db"], emulator)
     assert code == 0
     unknown = unknown_count(status)
@@ -176,7 +188,7 @@ async def test_sigkill_loses_nothing(emulator, catalog, tmp_path):
     proc = await start(screen, emulator)
     await until_submits(emulator, proc, 30)
     proc.kill()
-    await finish(proc, 10)
+    await finish(proc, 60)
 
     code, status, err = await run(["status", str(out) + ".journal.db"], emulator)
     assert code == 0, err

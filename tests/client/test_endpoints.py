@@ -24,6 +24,7 @@ from fto_async import (
     WorkflowRequest,
 )
 from tests._shared import API_KEY, CLIENT_SECRET, JPEG, PNG, REPORT, SUBMIT, UPLOAD, WORKFLOW
+from tests._vtime import run_virtual
 
 from ._support import base_url, emulator, envelope, handcrafted, image_request, make_client, running
 
@@ -112,20 +113,26 @@ async def test_submit_refuses_a_non_request_without_a_call() -> None:
 # -- workflow ----------------------------------------------------------------------------
 
 
-async def test_workflow_round_trip() -> None:
-    """submit_workflow returns the top-level task_id; get/wait_workflow read its result."""
+def test_workflow_round_trip() -> None:
+    """submit_workflow returns the top-level task_id; get/wait_workflow read its result.
+    On the virtual clock: the first read comes before the task's 0.1 s are up, however
+    loaded the machine."""
     request = WorkflowRequest(url="https://img.example/cup.png", country=["US"],
                               simple_legal_status="1")
-    async with running(emu_config={"task_duration": 100}) as (emu, client):
-        task_id = await client.submit_workflow(request)
-        assert emu.stats.submits[0].kind == "workflow"
-        first = await client.get_workflow_report(task_id)
-        assert isinstance(first, WorkflowReport)
-        assert first.task_status is TaskStatus.RUNNING
-        report = await client.wait_workflow(task_id)
-        assert isinstance(report, WorkflowReport)
-        assert report.succeeded
-        assert report.report is not None
+
+    async def main() -> None:
+        async with running(emu_config={"task_duration": 100}) as (emu, client):
+            task_id = await client.submit_workflow(request)
+            assert emu.stats.submits[0].kind == "workflow"
+            first = await client.get_workflow_report(task_id)
+            assert isinstance(first, WorkflowReport)
+            assert first.task_status is TaskStatus.RUNNING
+            report = await client.wait_workflow(task_id)
+            assert isinstance(report, WorkflowReport)
+            assert report.succeeded
+            assert report.report is not None
+
+    run_virtual(main)
 
 
 async def test_workflow_from_image_bytes() -> None:

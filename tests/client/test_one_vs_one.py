@@ -15,6 +15,7 @@ from fto_async import (
     TaskStatus,
 )
 from fto_async.models import normalize_score
+from tests._vtime import run_virtual
 
 from ._support import running
 
@@ -28,29 +29,35 @@ def one_v_one(patent: str = "USD1055174S1", lang: str | None = "en") -> OneVsOne
     return OneVsOneRequest(patent, URL, report_lang=lang)
 
 
-async def test_1v1_round_trip() -> None:
-    """submit_1v1 creates a task; wait_1v1 returns a report that compares the patent."""
-    async with running(emu_config={"task_duration": 50}) as (emu, client):
-        task_id = await client.submit_1v1(one_v_one())
-        assert [(s.task_id, s.kind) for s in emu.stats.submits] == [(task_id, "one-vs-one")]
-        first = await client.get_1v1_report(task_id)
-        assert isinstance(first, OneVsOneReport)
-        assert first.task_status is TaskStatus.RUNNING
-        report = await client.wait_1v1(task_id)
-        assert report.succeeded
-        assert report.task_id == task_id
-        assert report.user_image == URL
-        assert report.country == ("US",)
-        [comparison] = report.comparisons
-        assert comparison.patent_pn == "USD1055174S1"
-        assert comparison.patent_image_url is not None
-        assert "img_id" not in comparison.raw
-        assert comparison.score is not None
-        assert 0 <= comparison.score <= 1
-        assert report.highest_risk is comparison.risk_level
-        assert (comparison.risk_level is RiskLevel.HIGH) == ("US" in report.high_risk_country)
-        assert emu.stats.count(CREATE, 0) == 1
-        assert emu.stats.count(QUERY, 0) >= 2
+def test_1v1_round_trip() -> None:
+    """submit_1v1 creates a task; wait_1v1 returns a report that compares the patent.
+    On the virtual clock: the first read comes before the task is done, however loaded
+    the machine."""
+
+    async def main() -> None:
+        async with running(emu_config={"task_duration": 50}) as (emu, client):
+            task_id = await client.submit_1v1(one_v_one())
+            assert [(s.task_id, s.kind) for s in emu.stats.submits] == [(task_id, "one-vs-one")]
+            first = await client.get_1v1_report(task_id)
+            assert isinstance(first, OneVsOneReport)
+            assert first.task_status is TaskStatus.RUNNING
+            report = await client.wait_1v1(task_id)
+            assert report.succeeded
+            assert report.task_id == task_id
+            assert report.user_image == URL
+            assert report.country == ("US",)
+            [comparison] = report.comparisons
+            assert comparison.patent_pn == "USD1055174S1"
+            assert comparison.patent_image_url is not None
+            assert "img_id" not in comparison.raw
+            assert comparison.score is not None
+            assert 0 <= comparison.score <= 1
+            assert report.highest_risk is comparison.risk_level
+            assert (comparison.risk_level is RiskLevel.HIGH) == ("US" in report.high_risk_country)
+            assert emu.stats.count(CREATE, 0) == 1
+            assert emu.stats.count(QUERY, 0) >= 2
+
+    run_virtual(main)
 
 
 async def test_1v1_report_is_deterministic_and_language_follows_request() -> None:

@@ -1,8 +1,10 @@
 """One client process of the shared-gate tests and benchmark (run with sys.executable).
 
 Sends ``--calls`` image-search submits to ``--base-url`` through a client whose gate is
-shared through ``--redis-url`` (or local with ``--redis-url none``), then prints one JSON
-line: calls admitted by the gate, answers by code, budget refusals, wall and CPU time.
+shared through ``--redis-url`` (or local with ``--redis-url none``). It prints one JSON
+line per grant (``{"event": "grant", "at": ...}``: the time the gate granted the call, in
+Redis's clock, so the grants of every process share one clock) and then one last line:
+calls admitted by the gate, answers by code, budget refusals, wall and CPU time.
 """
 
 from __future__ import annotations
@@ -12,6 +14,9 @@ import asyncio
 import json
 import sys
 import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
 
 from fto_async import (
     BudgetExhaustedError,
@@ -33,6 +38,8 @@ async def main() -> None:
     p.add_argument("--calls", type=int, required=True)
     p.add_argument("--daily-limit", type=int)
     p.add_argument("--start-at", type=float, default=0.0)
+    p.add_argument("--wait-go", action="store_true",
+                   help='print {"event": "ready"}, then start at a line on stdin')
     p.add_argument("--name", default="w")
     p.add_argument("--headroom", type=float, default=0.96)
     args = p.parse_args()
@@ -61,10 +68,14 @@ async def main() -> None:
             return
         latencies.append(time.perf_counter() - t0)
 
+    if args.wait_go:  # the caller starts every process at once, whatever their import took
+        print(json.dumps({"event": "ready", "name": args.name}), flush=True)
+        await asyncio.to_thread(sys.stdin.readline)
     delay = args.start_at - time.time()
     if delay > 0:
         await asyncio.sleep(delay)
     async with client:
+        record_grants(client.gate)
         print(json.dumps({"event": "started", "name": args.name}), flush=True)
         cpu0, t0 = time.process_time(), time.perf_counter()
         await asyncio.gather(*(one(i) for i in range(args.calls)))
@@ -83,6 +94,23 @@ async def main() -> None:
             "cpu": cpu,
             "latency": sum(latencies) / len(latencies) if latencies else None,
         }), flush=True)
+
+
+def record_grants(gate: Any) -> None:
+    """Print each call's grant time (``Permit.sent_at``) as the gate hands it out.
+
+    A grant is the gate's decision, taken on Redis's clock: unlike the arrival times at the
+    emulator, it does not bunch when a loaded machine delays a process or a socket read.
+    """
+    slot = gate.slot
+
+    @asynccontextmanager
+    async def recorded(path: str, *, priority: bool = False) -> AsyncIterator[Any]:
+        async with slot(path, priority=priority) as permit:
+            print(json.dumps({"event": "grant", "at": permit.sent_at}), flush=True)
+            yield permit
+
+    gate.slot = recorded
 
 
 if __name__ == "__main__":

@@ -6,7 +6,12 @@ ends the batch with :class:`PlatformUnreachableError` (or :class:`NotThePlatform
 after ``unreachable_after`` seconds and ``unreachable_attempts`` attempts without an
 answer, instead of trying every row; rows never sent stay ``pending`` for the next run.
 The thresholds here are small (0.5 s, 5 attempts) and every bound below is derived from
-them and the request timeout, with a wide margin for a loaded machine.
+them and the request timeout, with a wide margin.
+
+The batch tests run on the virtual clock (tests/_vtime.py): a timeout fires after its
+0.3 s of loop time, never because a loaded machine was slow to run the local HTML server
+(on the real clock that turned "not the platform" into "unreachable" in parallel runs),
+and the times judged are loop times.
 """
 
 from __future__ import annotations
@@ -36,6 +41,7 @@ from fto_async import (
 from fto_async.journal import ItemState, Journal
 from tests._cli import cli
 from tests._shared import API_KEY, collect
+from tests._vtime import virtual
 from tests.reliability._support import request
 
 ROWS = 300
@@ -45,7 +51,7 @@ AFTER, ATTEMPTS, TIMEOUT = 0.5, 5, 0.3
 BOUND = 20.0
 
 
-@pytest.fixture
+@contextlib.asynccontextmanager
 async def black_hole() -> AsyncIterator[str]:
     """A server that accepts connections and never answers; yields its URL."""
     held: list[asyncio.StreamWriter] = []
@@ -86,7 +92,7 @@ def full_backlog() -> Iterator[str]:
             sock.close()
 
 
-@pytest.fixture
+@contextlib.asynccontextmanager
 async def html_server() -> AsyncIterator[tuple[str, Counter[str]]]:
     """A server answering 200 with an HTML page to everything; yields URL and hits."""
     hits: Counter[str] = Counter()
@@ -114,16 +120,19 @@ def client(url: str, **options: Any) -> FtoClient:
 
 
 async def screen(url: str, tmp_path: Path) -> tuple[BaseException | None, Counter[str], Any, float]:
-    """Screen ROWS rows into a journal; return the error, the journal states, stats, time."""
-    started = time.monotonic()
+    """Screen ROWS rows into a journal; return the error, the journal states, stats, and
+    the loop time it took."""
+    loop = asyncio.get_running_loop()
+    started = loop.time()
     async with await Journal.open(tmp_path / "j.db") as journal, client(url) as c:
         items = [(f"k{i}", request(i)) for i in range(ROWS)]
         _outcomes, error = await asyncio.wait_for(collect(c.screen_many(items, journal=journal)),
                                                   BOUND * 3)  # fmt: skip
         states = Counter(str(row.state) for row in journal.rows())
-        return error, states, c.stats, time.monotonic() - started
+        return error, states, c.stats, loop.time() - started
 
 
+@virtual
 async def test_a_refused_port_stops_the_batch_early(tmp_path, refused_port):
     """Connection refused everywhere: a fatal PlatformUnreachableError, rows left pending."""
     url = f"http://127.0.0.1:{refused_port}"
@@ -138,6 +147,7 @@ async def test_a_refused_port_stops_the_batch_early(tmp_path, refused_port):
     assert set(states) <= {ItemState.PENDING.value}, states  # never sent: the next run sends
 
 
+@virtual
 async def test_a_connect_that_never_completes_leaves_rows_pending(full_backlog, tmp_path):
     """Time out before a connection exists: nothing left, so nothing is 'unknown' (a
     loaded machine turns a refused port into this too); the batch still stops early."""
@@ -151,9 +161,11 @@ async def test_a_connect_that_never_completes_leaves_rows_pending(full_backlog, 
     assert set(states) == {ItemState.PENDING.value}, states
 
 
-async def test_a_black_hole_stops_the_batch_early(black_hole, tmp_path):
+@virtual
+async def test_a_black_hole_stops_the_batch_early(tmp_path):
     """A server that never answers: fatal after the thresholds, not after every row."""
-    error, states, stats, took = await screen(black_hole, tmp_path)
+    async with black_hole() as url:
+        error, states, stats, took = await screen(url, tmp_path)
     assert isinstance(error, BatchAbortedError), error
     assert isinstance(error.cause, PlatformUnreachableError), error.cause
     assert took < BOUND
@@ -164,10 +176,11 @@ async def test_a_black_hole_stops_the_batch_early(black_hole, tmp_path):
     assert states[ItemState.PENDING.value] > ROWS // 2
 
 
-async def test_an_html_server_stops_the_batch_and_leaves_rows_pending(html_server, tmp_path):
+@virtual
+async def test_an_html_server_stops_the_batch_and_leaves_rows_pending(tmp_path):
     """HTML to everything: NotThePlatformError; no row is 'unknown' or failed."""
-    url, hits = html_server
-    error, states, stats, took = await screen(url, tmp_path)
+    async with html_server() as (url, hits):
+        error, states, stats, took = await screen(url, tmp_path)
     assert isinstance(error, BatchAbortedError), error
     assert isinstance(error.cause, NotThePlatformError), error.cause
     assert took < BOUND
@@ -230,6 +243,7 @@ async def test_cli_exits_3_saying_which_url_cannot_be_reached(
     assert {json.loads(line)["status"] for line in out.read_text().splitlines()} == {"pending"}
 
 
+@virtual
 async def test_html_5xx_pages_stop_the_batch_but_stay_ambiguous(tmp_path):
     """HTML 502 pages only: NotThePlatformError, but a submit answered 502 may have reached a
     platform behind the gateway, so its row is 'unknown', never silently 'pending'."""
@@ -252,12 +266,14 @@ async def test_html_5xx_pages_stop_the_batch_but_stay_ambiguous(tmp_path):
     assert states[ItemState.PENDING.value] + states[ItemState.UNKNOWN.value] == ROWS
 
 
+@virtual
 async def test_oauth_token_requests_count_too(tmp_path, refused_port):
     """With client credentials the first attempts are token requests: they feed the same
     counter (and ``unconnected``), so a refused port stops the batch the same way."""
     url = f"http://127.0.0.1:{refused_port}"
     config = ClientConfig(unreachable_after=AFTER, unreachable_attempts=ATTEMPTS)
-    started = time.monotonic()
+    loop = asyncio.get_running_loop()
+    started = loop.time()
     async with FtoClient(client_id="id", client_secret="secret", base_url=url, config=config,
                          retry=RetryConfig(base=0.05, cap=0.2)) as c:  # fmt: skip
         rows = [request(i) for i in range(20_000)]
@@ -267,4 +283,4 @@ async def test_oauth_token_requests_count_too(tmp_path, refused_port):
         assert "/oauth/token" in str(error.cause)
         assert c.stats.unconnected == c.stats.token_requests >= ATTEMPTS
         assert c.stats.answered == 0
-    assert time.monotonic() - started < BOUND
+    assert loop.time() - started < BOUND
