@@ -18,6 +18,7 @@ from . import _serde, _validate
 from . import batch as _batch
 from ._kinds import KINDS, UPLOAD_PATH, report_class, request_kind
 from ._observe import Observer
+from ._reserve import PollReserve
 from ._screen import ScreenHub, ScreenStats
 from ._statement import STATEMENT_PATH, UsageStatement, check_days
 from ._uploads import UploadLedger
@@ -222,6 +223,8 @@ class FtoClient:
         )
         self._screens = ScreenHub(self._run_one, self.durations, max_waiting,
                                   self._transport.stats)  # fmt: skip
+        #: Under ``max_calls``/``daily_limit``: the calls kept to read paid tasks (_reserve).
+        self.poll_reserve = PollReserve(self._transport.gate, self.durations)
 
     @classmethod
     def from_env(

@@ -305,12 +305,13 @@ async def test_opt_in_fallback_paces_locally(
 
 async def test_turnstile_is_cancellation_safe() -> None:
     """A waiter cancelled while queued, or just as it is handed the place, leaks nothing."""
+    from fto_async._lanes import POLL
     from fto_async.redisgate import _Turnstile
 
     t = _Turnstile(1)
     await t.acquire()
     queued = asyncio.create_task(t.acquire())
-    handed = asyncio.create_task(t.acquire(priority=True))
+    handed = asyncio.create_task(t.acquire(POLL))
     await asyncio.sleep(0)
     queued.cancel()
     t.release()  # hands the place to the priority waiter...
