@@ -131,7 +131,8 @@ def test_redis_gate_turnstile_serves_the_same_order() -> None:
         tasks = [asyncio.create_task(one(n, lane)) for n, lane in
                  (("new", NEW), ("started", STARTED), ("poll", POLL))]  # fmt: skip
         await asyncio.sleep(0)
-        assert t.better_waiting(NEW) and not t.better_waiting(POLL)
+        assert t.better_waiting(NEW)
+        assert not t.better_waiting(POLL)
         t.release()
         await asyncio.gather(*tasks)
         return order

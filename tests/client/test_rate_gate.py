@@ -106,7 +106,8 @@ async def test_max_calls_budget_stops_a_batch_within_that_many_calls() -> None:
         submitted = emu.stats.attempts["/ai/image-search/submit"]
     assert isinstance(caught.value.cause, BudgetExhaustedError)
     assert c.gate.remaining_calls == 100 - sent  # type: ignore[attr-defined]
-    assert c.poll_reserve.open == 0 and c.poll_reserve.refused == 1
+    assert c.poll_reserve.open == 0
+    assert c.poll_reserve.refused == 1
     assert sum(o.task_id is not None for o in outcomes) == submitted
     assert all(o.ok for o in outcomes if o.task_id is not None)  # no paid task stranded
     not_attempted = caught.value.not_attempted or 0
