@@ -193,3 +193,40 @@ def test_a_batch_sends_each_submit_right_after_its_upload(tmp_path: Path) -> Non
     # while about 25 uploads still wait (FIFO: after all 30 uploads, past 7.5 s).
     assert submits[0] <= 0.5 + 2 * step + 1e-6, submits[0]
     assert sum(u > submits[0] for u in uploads) >= 20
+
+
+def test_a_resend_is_sent_as_started_work() -> None:
+    """A call whose first attempt went out and failed (a retryable 502) is sent again as
+    started work; a caller's own class (started) is kept."""
+    from fto_async._lanes import current_class as cls
+
+    async def main() -> list[tuple[str, int]]:
+        seen: list[tuple[str, int]] = []
+        failed: set[str] = set()
+
+        class Recording(RateGate):
+            def slot(self, path: str, *, priority: bool = False):  # type: ignore[no-untyped-def]
+                seen.append((path, POLL if priority else cls()))
+                return super().slot(path, priority=priority)
+
+        def handler(request: MockRequest) -> MockResponse:
+            assert request.json is not None
+            url = request.json["url"]
+            if url not in failed:
+                failed.add(url)
+                return MockResponse.json({}, status=502)
+            return MockResponse.ok({"task_id": "t"})
+
+        from fto_async import ImageSearchRequest
+
+        async with FtoClient(api_key="sk-test", transport=MockTransport(handler),
+                             gate=Recording(RateConfig(qps=100)),
+                             retry=RetryConfig.for_testing()) as client:  # fmt: skip
+            await client.submit_image_search(
+                ImageSearchRequest(url="https://img.example/a.png", country=["US"], lang="en"))
+            with work_class(STARTED):
+                await client.submit_image_search(
+                    ImageSearchRequest(url="https://img.example/b.png", country=["US"], lang="en"))
+        return [lane for _, lane in seen]
+
+    assert run_virtual(main) == [NEW, STARTED, STARTED, STARTED]

@@ -76,3 +76,54 @@ async def test_thirty_screens_on_a_small_daily_limit_read_every_paid_task() -> N
     assert len(read) + len(refused) == 30
     assert all(o.task_id is None for o in refused)  # refused before any call
     assert {o.task_id for o in read} == {rec.task_id for rec in emu.stats.submits}
+
+
+async def test_tasks_handed_over_hold_their_polls_until_read() -> None:
+    """``wait_many`` over 3 paid task ids: the reserve counts 3 open tasks while they are
+    polled, and none once they are read."""
+    from fto_async import FtoClient
+    from fto_async.config import RetryConfig
+    from fto_async.testing import MockRequest, MockResponse, MockTransport
+
+    seen: list[int] = []
+    clients: list[FtoClient] = []
+
+    def handler(request: MockRequest) -> MockResponse:
+        assert request.json is not None
+        seen.append(clients[0].poll_reserve.open)
+        return MockResponse.ok({"task_id": request.json["task_id"], "task_status": 2,
+                                "report": {"country": ["US"], "comparisons": []}})  # fmt: skip
+
+    async with FtoClient(api_key="sk-test", transport=MockTransport(handler), max_calls=50,
+                         retry=RetryConfig.for_testing()) as client:  # fmt: skip
+        clients.append(client)
+        outcomes = [o async for o in client.wait_many([("a", "t1"), ("b", "t2"), ("c", "t3")])]
+        assert all(o.ok for o in outcomes)
+        assert client.poll_reserve.open == 0
+    assert max(seen) == 3
+
+
+async def test_follow_ups_hold_the_reserve_while_polled_and_give_it_back() -> None:
+    """Under a budget, each 1-vs-1 follow-up claims a task's polls before its submit and
+    gives them back once read: nothing is left held."""
+    from fto_async import FollowUp
+    from tests.batch.test_followup import emulator as fu_emulator
+    from tests.batch.test_followup import items
+    from tests.batch.test_followup import make_client as fu_client
+
+    async with fu_emulator(seed=3) as emu, fu_client(emu, max_calls=10_000) as client:
+        claimed: list[str] = []
+
+        class Recording(PollReserve):
+            async def claim(self, kind: str, cost: int) -> None:
+                await super().claim(kind, cost)
+                claimed.append(kind)
+
+        reserve = client.poll_reserve = Recording(client.gate, client.durations)
+        outcomes = [o async for o in client.screen_many(items(4), follow_up=FollowUp(top=2))]
+        assert all(o.ok for o in outcomes)
+        follow_ups = sum(len(o.follow_ups) for o in outcomes)
+        assert follow_ups > 0
+        assert claimed.count("one_vs_one") == follow_ups  # one claim per 1-vs-1 task
+        assert claimed.count("image_search") == 4
+        assert reserve.open == 0  # every claim given back
