@@ -230,3 +230,40 @@ def test_a_resend_is_sent_as_started_work() -> None:
         return [lane for _, lane in seen]
 
     assert run_virtual(main) == [NEW, STARTED, STARTED, STARTED]
+
+
+def test_screen_keeps_the_class_its_caller_set() -> None:
+    """``client.screen`` sends a new question's submit as new work, and as started work
+    when its caller marked it so (``screen_image`` after its upload): the flight inherits
+    the caller's class; its polls go first either way."""
+    from fto_async import ImageSearchRequest
+    from fto_async._lanes import current_class as cls
+
+    async def main() -> list[tuple[str, int]]:
+        seen: list[tuple[str, int]] = []
+
+        class Recording(RateGate):
+            def slot(self, path: str, *, priority: bool = False):  # type: ignore[no-untyped-def]
+                seen.append((path.rsplit("/", 1)[-1], POLL if priority else cls()))
+                return super().slot(path, priority=priority)
+
+        def handler(request: MockRequest) -> MockResponse:
+            assert request.json is not None
+            if request.path.endswith("/submit"):
+                return MockResponse.ok({"task_id": request.json["url"][-5:]})
+            return MockResponse.ok({"task_id": request.json["task_id"], "task_status": 2,
+                                    "report": {"country": ["US"], "comparisons": []}})  # fmt: skip
+
+        async with FtoClient(api_key="sk-test", transport=MockTransport(handler),
+                             gate=Recording(RateConfig(qps=100)),
+                             retry=RetryConfig.for_testing()) as client:  # fmt: skip
+            ask = ImageSearchRequest(url="https://img.example/a.png", country=["US"], lang="en")
+            assert (await client.screen(ask)).ok
+            with work_class(STARTED):
+                ask = ImageSearchRequest(url="https://img.example/b.png", country=["US"],
+                                         lang="en")  # fmt: skip
+                assert (await client.screen(ask)).ok
+        return seen
+
+    assert run_virtual(main) == [("submit", NEW), ("report", POLL),
+                                 ("submit", STARTED), ("report", POLL)]  # fmt: skip
