@@ -32,6 +32,9 @@ The package, one job per module (imports run one way, downwards: ``cli/`` -> ``c
     ratelimit      the local rate gate: paced, never over the limit, adaptive
     redisgate      RedisRateGate: the same gate with its state in Redis, for many processes
     _gate_scripts  its two Lua scripts (run atomically on the Redis server)
+    _lanes         the classes of work a gate admits (due polls, started work, new work),
+                   their order, and work_class() to mark a task's calls
+    _reserve       the poll reserve: under a call budget, calls kept to read paid tasks
     retry          what is retried, how long to wait, the retry budget
     hooks          Hooks (on_call, on_retry, on_poll, on_result) and their events
     _otel          OpenTelemetry through the API only (the otel extra), no-ops without it

@@ -18,6 +18,7 @@ from ._endpoints import MAX_REPORT_LIST as MAX_REPORT_LIST  # re-exported
 from ._endpoints import _Endpoints, _require, _text
 from ._kinds import KINDS, report_class, request_kind
 from ._observe import Observer
+from ._reserve import PollReserve
 from ._screen import ScreenHub, ScreenStats
 from ._uploads import UploadLedger
 from .auth import ApiKey, env_credentials, resolve_credentials
@@ -196,6 +197,8 @@ class FtoClient(_Endpoints):
         )
         self._screens = ScreenHub(self._run_one, self.durations, max_waiting,
                                   self._transport.stats)  # fmt: skip
+        #: Under ``max_calls``/``daily_limit``: the calls kept to read paid tasks (_reserve).
+        self.poll_reserve = PollReserve(self._transport.gate, self.durations)
 
     @classmethod
     def from_env(

@@ -4,8 +4,9 @@ Every business call of one client passes :meth:`RateGate.slot`, which
 
 1. checks the call budgets (``max_calls``, ``daily_limit``) and refuses with
    :class:`~fto_async.errors.BudgetExhaustedError` before anything is sent;
-2. waits in one queue of two lanes: a caller with ``priority=True`` (a due poll) goes
-   before every waiting caller without it (submits), FIFO within a lane. A dispatcher
+2. waits in one queue of three lanes (:mod:`fto_async._lanes`): due polls
+   (``priority=True``), then the next step of work already started, then new work (the
+   class a caller set with ``work_class``), FIFO within a lane. A dispatcher
    admits waiters in that order, as many at once as both bounds allow: an in-flight
    place (a counter sized by Little's law, see :class:`~fto_async.config.RateConfig`)
    and the pacer, an :class:`aiolimiter.AsyncLimiter` that drains at ``rate`` calls
@@ -14,11 +15,11 @@ Every business call of one client passes :meth:`RateGate.slot`, which
    drained enough). Thousands of callers never park on the limiter.
 
 The lanes only change the order of admissions: there is still one pacer, one leaky
-bucket, so the bound below holds for every mix of priorities. Priority takes at most
-3 admissions in 4 while the other lane waits (then one of its calls goes), so due polls
-never stall submits: a priority call waits at most two pacing steps (``1 / rate``
-seconds each) for the calls ahead of its lane, a submit at the head of its lane at most
-four.
+bucket, so the bound below holds for every mix of classes. Polls and started work take
+at most 3 admissions in 4 while new work waits, and polls at most 3 in 4 of theirs while
+started work waits, so no class stalls another: at the head of its lane a poll waits at
+most two pacing steps (``1 / rate`` seconds each) for the calls ahead of it, a started
+step at most four, a new call at most three.
 
 Why not ``AsyncLimiter(Q, 1)``: it lets Q calls pass at once after an idle spell and
 Q more over the next second, so one sliding window can hold almost 2Q. A leaky bucket
@@ -54,12 +55,12 @@ from typing import Protocol
 
 from aiolimiter import AsyncLimiter
 
+from ._lanes import NEW, POLL, LaneQueue, current_class
 from .config import RateConfig
 from .errors import BudgetExhaustedError
 
 __all__ = ["Permit", "RateGate", "RateGateProtocol"]
 
-_PRIORITY_RUN = 3  # priority calls admitted in a row while others wait: then one other
 _DECREASE = 0.7
 _PROBE = 0.05  # of the ceiling, per second, above the last throttled rate
 
@@ -124,7 +125,9 @@ class RateGateProtocol(Protocol):
     def slot(self, path: str, *, priority: bool = False) -> AbstractAsyncContextManager[Permit]:
         """Wait for the right to send one call; hold it while the call is in flight.
 
-        ``priority=True`` (due polls) is admitted before any waiting call without it.
+        ``priority=True`` (due polls) is admitted before any waiting call without it;
+        without it, the class set with :func:`fto_async._lanes.work_class` (new work
+        unless set) orders the call.
         """
 
     def on_throttled(self, permit: Permit) -> None:
@@ -141,7 +144,7 @@ class RateGateProtocol(Protocol):
 class _Admits(Protocol):
     """Private: what :class:`_Slot` calls on a gate (this one, or the Redis one)."""
 
-    async def _enter(self, path: str, priority: bool) -> Permit: ...
+    async def _enter(self, path: str, lane: int) -> Permit: ...
 
     def _exit(self) -> None: ...
 
@@ -151,15 +154,16 @@ class _Slot:
     generator-based one on this hot path); shared by :class:`RateGate` and
     :class:`~fto_async.redisgate.RedisRateGate`."""
 
-    __slots__ = ("_gate", "_path", "_priority")
+    __slots__ = ("_gate", "_lane", "_path")
 
     def __init__(self, gate: _Admits, path: str, priority: bool) -> None:
         self._gate = gate
         self._path = path
-        self._priority = priority
+        # Read here, in the caller's task: the class its calls are sent in.
+        self._lane = POLL if priority else current_class()
 
     async def __aenter__(self) -> Permit:
-        return await self._gate._enter(self._path, self._priority)
+        return await self._gate._enter(self._path, self._lane)
 
     async def __aexit__(self, *exc: object) -> None:
         self._gate._exit()
@@ -204,18 +208,15 @@ class RateGate:
         self._endpoint_pacers: dict[str, _Pacer] = {}
         self._busy = 0  # calls holding an in-flight place
         self._started = False
-        # The admission queue, priority lane first: the dispatcher admits waiters in
-        # that order, as many as the pacer and the in-flight bound allow right now.
-        self._lanes: tuple[deque[asyncio.Future[None]], deque[asyncio.Future[None]]] = (
-            deque(), deque()
-        )
+        # The admission queue, one lane per class of work: the dispatcher admits
+        # waiters in its order, as many as the pacer and the in-flight bound allow now.
+        self._queue = LaneQueue()
         self._timer: asyncio.TimerHandle | None = None
         # Waiters the dispatcher gave a place to that have not resumed yet: each takes
         # (and counts) its call in its own step, so a caller cancelled in between never
         # held a counted call, and the budgets wait for these before refusing anyone.
         self._reserved = 0
         self._budget_blocked = False  # the dispatcher waits for the reserved ones
-        self._run = 0  # priority admissions in a row while the other lane waited
         #: Calls admitted so far (every attempt counts: the platform counts them too).
         self.calls = 0
         #: 67200002 answers reported through :meth:`on_throttled`.
@@ -234,26 +235,28 @@ class RateGate:
             path: the endpoint path.
             priority: admit this call before every waiting call without priority (the
                 poll scheduler sets it for due polls, so they never queue behind
-                seconds of submits). The pace and the window bound are unchanged.
+                seconds of submits). Without it, the call goes in the class the
+                calling task set with :func:`fto_async._lanes.work_class` (new work
+                unless set). The pace and the window bound are unchanged.
 
         Raises:
             BudgetExhaustedError: the call would exceed ``max_calls`` or ``daily_limit``.
         """
         return _Slot(self, path, priority)
 
-    async def _enter(self, path: str, priority: bool = False) -> Permit:
+    async def _enter(self, path: str, lane: int = NEW) -> Permit:
         if self._pacer is None:
             self._pacer = _Pacer(self._rate, self._credit)
         self._check_budgets()
         extra = self._endpoint_pacer(path) if self.config.endpoint_qps else None
         if extra is not None:
             await extra.acquire()
-        lanes = self._lanes
-        if not lanes[0] and not lanes[1] and self._budget_left() and self._take():
+        queue = self._queue
+        if not queue and self._budget_left() and self._take():
             pass  # admitted at once
         else:
             waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-            lanes[0 if priority else 1].append(waiter)
+            queue.push(lane, waiter)
             self._dispatch()
             try:
                 await waiter
@@ -301,11 +304,12 @@ class RateGate:
             self._timer = None
         self._budget_blocked = False
         pacer = self._pacer
-        while (lane := self._next_lane()) is not None:
+        queue = self._queue
+        while (lane := queue.head()) is not None:
             try:
                 self._check_budgets()
             except BudgetExhaustedError as exc:
-                lane.popleft().set_exception(exc)
+                queue.lanes[lane].popleft().set_exception(exc)
                 continue
             if not self._budget_left():
                 # The last calls of a budget are reserved: each is taken when its
@@ -322,24 +326,11 @@ class RateGate:
                     self._timer = asyncio.get_running_loop().call_later(delay, self._dispatch)
                 return
             self._reserved += 1
-            self._run = self._run + 1 if lane is self._lanes[0] and self._lanes[1] else 0
-            lane.popleft().set_result(None)
-
-    def _next_lane(self) -> deque[asyncio.Future[None]] | None:
-        """The lane to admit from next: priority first, but after ``_PRIORITY_RUN``
-        priority admissions in a row while the other lane waited, one of the other's
-        (cancelled waiters at the heads are dropped)."""
-        for lane in self._lanes:
-            while lane and lane[0].done():
-                lane.popleft()
-        first, other = self._lanes
-        if first and (not other or self._run < _PRIORITY_RUN):
-            return first
-        return other or first or None
+            queue.pop(lane).set_result(None)
 
     def _exit(self) -> None:
         self._busy -= 1
-        if self._lanes[0] or self._lanes[1]:
+        if self._queue:
             self._dispatch()
 
     def _endpoint_pacer(self, path: str) -> _Pacer | None:
@@ -453,13 +444,13 @@ class RateGate:
 
     def _redispatch(self) -> None:
         """The pace changed: recompute when the next waiter can go."""
-        if self._lanes[0] or self._lanes[1]:
+        if self._queue:
             with contextlib.suppress(RuntimeError):  # no running loop: nothing waits
                 self._dispatch()
 
     def __repr__(self) -> str:
         return (
             f"<RateGate qps={self.config.qps} rate={self._rate:.2f}/s calls={self.calls} "
-            f"in_flight={self.in_flight} waiting={len(self._lanes[0]) + len(self._lanes[1])} "
+            f"in_flight={self.in_flight} waiting={len(self._queue)} "
             f"throttled={self.throttled}>"
         )

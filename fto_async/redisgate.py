@@ -32,7 +32,11 @@ Round trips: a grant may lie up to ``horizon`` (0.25 s, at least two intervals) 
 ``now``: the script reserves it and the caller sleeps the difference locally, then
 sends. In each process only one waiter talks to Redis at a time (the *head*), and it keeps
 that role until its grant is due, so each process holds at most one grant ahead; the
-others queue locally, due polls (``priority=True``) ahead of the rest. Up to
+others queue locally in the local gate's three classes and order (due polls, then
+work already started, then new work; :mod:`fto_async._lanes`). Across processes the
+order is Redis's grant order: classes are per process, since a shared queue would cost
+a round trip per waiter, and each process holds at most one grant ahead, so its own
+order decides which of its calls uses it. Up to
 ``horizon * rate`` processes (9 at ``qps = 40``) thus each get every grant in one round
 trip; a waiter refused because the horizon is full is told how long to wait (no tight
 loop), so a process never asks more than about once per interval.
@@ -67,16 +71,15 @@ leaves at most one reserved, unused grant behind.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import hashlib
 import logging
 import random
-from collections import deque
 from typing import TYPE_CHECKING, Any, Final
 
 import attrs
 
 from ._gate_scripts import ACQUIRE_LUA, THROTTLE_LUA
+from ._lanes import NEW, LaneQueue
 from .config import RateConfig, redact_url_credentials
 from .errors import BudgetExhaustedError, ConfigurationError, SharedGateError
 from .ratelimit import Permit, RateGate, _credit, _Pacer, _Slot
@@ -115,49 +118,43 @@ def account_key(account: str, prefix: str = "") -> str:
 
 
 class _Turnstile:
-    """Private: a counting semaphore whose priority waiters are served first (FIFO
-    within each class); cancellation-safe."""
+    """Private: a counting semaphore whose waiters are served by class of work, in the
+    local gate's order (:class:`fto_async._lanes.LaneQueue`); cancellation-safe."""
 
-    __slots__ = ("_free", "_normal", "_priority", "capacity")
+    __slots__ = ("_free", "_queue", "capacity")
 
     def __init__(self, capacity: int) -> None:
         self.capacity = capacity
         self._free = capacity
-        self._normal: deque[asyncio.Future[None]] = deque()
-        self._priority: deque[asyncio.Future[None]] = deque()
+        self._queue = LaneQueue()
 
-    async def acquire(self, priority: bool = False, *, front: bool = False) -> None:
-        if self._free > 0 and not self._normal and not self._priority:
+    async def acquire(self, lane: int = NEW, *, front: bool = False) -> None:
+        if self._free > 0 and not self._queue:
             self._free -= 1
             return
         fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        queue = self._priority if priority else self._normal
-        if front:
-            queue.appendleft(fut)
-        else:
-            queue.append(fut)
+        self._queue.push(lane, fut, front=front)
         try:
             await fut
         except asyncio.CancelledError:
             if fut.done() and not fut.cancelled():
                 self.release()  # handed the place just as we were cancelled: pass it on
             else:
-                with contextlib.suppress(ValueError):  # release() may have dropped it
-                    queue.remove(fut)
+                self._queue.remove(lane, fut)  # release() may have dropped it
             raise
 
     def release(self) -> None:
-        for queue in (self._priority, self._normal):
-            while queue:
-                fut = queue.popleft()
-                if not fut.done():
-                    fut.set_result(None)
-                    return
+        queue = self._queue
+        while (lane := queue.head()) is not None:
+            fut = queue.pop(lane)
+            if not fut.done():
+                fut.set_result(None)
+                return
         self._free += 1
 
-    @property
-    def priority_waiting(self) -> bool:
-        return any(not f.done() for f in self._priority)
+    def better_waiting(self, lane: int) -> bool:
+        """Whether a waiter of a better class than ``lane`` waits."""
+        return self._queue.better_waiting(lane)
 
     @property
     def in_use(self) -> int:
@@ -263,8 +260,9 @@ class RedisRateGate:
         """Wait for the right to send one call to ``path``; hold it while in flight.
 
         Use as ``async with gate.slot(path) as permit:``. ``priority=True`` (a due poll)
-        goes ahead of this process's waiting normal calls; across processes it takes
-        the same shared budget.
+        goes ahead of this process's waiting calls, then the class set with
+        :func:`fto_async._lanes.work_class` orders the rest (as in the local gate);
+        across processes every class takes the same shared budget.
 
         Raises:
             BudgetExhaustedError: the call would exceed ``max_calls`` or ``daily_limit``.
@@ -275,17 +273,17 @@ class RedisRateGate:
     def _exit(self) -> None:
         self._in_flight.release()
 
-    async def _enter(self, path: str, priority: bool) -> Permit:
+    async def _enter(self, path: str, lane: int) -> Permit:
         if self._closed:
             raise RuntimeError("this gate is closed")
-        await self._in_flight.acquire(priority)
+        await self._in_flight.acquire(lane)
         try:
             await self._reserve_call()
             try:
                 limit = self.config.endpoint_qps.get(path)
                 if limit is not None:
                     await self._endpoint_pacer(path, limit).acquire()
-                permit = await self._admit(path, priority)
+                permit = await self._admit(path, lane)
             finally:
                 self._reserved -= 1
                 if self._reserved_freed is not None:
@@ -325,9 +323,9 @@ class RedisRateGate:
             pacer = self._endpoint_pacers[path] = _Pacer(rate, _credit(limit, rate))
         return pacer
 
-    async def _admit(self, path: str, priority: bool) -> Permit:
+    async def _admit(self, path: str, lane: int) -> Permit:
         loop = asyncio.get_running_loop()
-        await self._head.acquire(priority)
+        await self._head.acquire(lane)
         held = True
         try:
             while True:
@@ -357,11 +355,12 @@ class RedisRateGate:
                     break
                 _announce(wait_or_at)
                 await asyncio.sleep(wait_or_at)
-                if not priority and self._head.priority_waiting:
-                    # A due poll arrived meanwhile: let it ask first, then ask again.
+                if self._head.better_waiting(lane):
+                    # A better class arrived meanwhile (a due poll, say): let it ask
+                    # first, then ask again from the front of this class.
                     held = False
                     self._head.release()
-                    await self._head.acquire(front=True)
+                    await self._head.acquire(lane, front=True)
                     held = True
             # The head keeps its role until its grant is due: each process holds at most
             # one grant ahead, so a grant is rarely refused (one round trip per call).

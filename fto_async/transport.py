@@ -30,6 +30,7 @@ import time
 import warnings
 from collections import Counter
 from collections.abc import Awaitable, Callable, Mapping
+from contextlib import nullcontext
 from typing import Any
 
 import aiohttp
@@ -37,6 +38,7 @@ import attrs
 
 from ._envelope import decode_answer, parse_retry_after
 from ._http import AiohttpSender, FileField, HttpSender, NotConnectedTimeout
+from ._lanes import NEW, STARTED, current_class, work_class
 from ._observe import Attempt, Observer
 from ._reach import Reachability
 from .auth import ApiKey, Authenticator, ClientCredentials, StaticKeyAuth, TokenAuth, token_error
@@ -375,9 +377,13 @@ class Transport:
     ) -> Any:
         """:meth:`_send_once`, reported to the observer (a span, hooks, the ledger)."""
         attempt = self.observer.attempt(path, sends[0])
+        # A resend (an attempt went out before) is work already started: at the gate it
+        # goes before new items' first calls (fto_async._lanes).
+        again = work_class(STARTED) if sends[0] and current_class() == NEW else nullcontext()
         try:
-            data = await self._send_once(path, payload, files, used, before_send, priority,
-                                         attempt)  # fmt: skip
+            with again:
+                data = await self._send_once(path, payload, files, used, before_send,
+                                             priority, attempt)  # fmt: skip
         except BaseException as exc:
             attempt.end(exc)
             raise

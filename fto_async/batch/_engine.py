@@ -1,7 +1,10 @@
 """The engine of a batch: flow control.
 
-It admits submits (slots, room among pending tasks), runs the poll scheduler, and stops
-on a fatal error or gracefully on the ``stop`` event. Counting belongs to
+It admits submits (slots, room among pending tasks, the client's poll reserve under a
+call budget: :mod:`fto_async._reserve`), runs the poll scheduler, and stops on a fatal
+error or gracefully on the ``stop`` event. A submit after its item's upload, or tried
+again, is sent as work already started (:mod:`fto_async._lanes`): the gate admits it
+before new items' first calls. Counting belongs to
 :class:`~fto_async.batch._journaling._Counters`, the journal policy to
 :mod:`fto_async.batch._journaling`, sharing to :mod:`fto_async.batch._sharing`, and the
 pump that hands outcomes to the caller to :mod:`fto_async.batch._stream`.
@@ -21,6 +24,7 @@ import attrs
 
 from .. import _otel
 from .._kinds import request_kind
+from .._lanes import STARTED, work_class
 from .._observe import observer_of
 from ..errors import BatchAbortedError, FtoError, InvalidRequestError
 from ..fingerprint import request_fingerprint
@@ -99,6 +103,10 @@ class _Batch(_Sharing):
         self.observer = observer_of(client)  # task spans, on_result hooks
         self.requests = 0  # distinct requests submitted (the batch span's count)
         self.open_spans: set[Any] = set()  # task spans started here and not ended yet
+        # The client's poll reserve (None: a client without one), and the tasks of this
+        # batch that hold a part of it, each given back when the task is delivered.
+        self.reserve = getattr(client, "poll_reserve", None)
+        self.held: set[PendingTask] = set()
 
     # -- progress -------------------------------------------------------------------
 
@@ -173,6 +181,10 @@ class _Batch(_Sharing):
                     watcher.cancel()
         finally:
             progress_done.set()
+            if self.reserve is not None:  # not read here (a stop): not polled by us
+                for _ in range(len(self.held)):
+                    self.reserve.release()
+                self.held.clear()
             if self.journaling is not None:
                 with contextlib.suppress(Exception):  # a hint: never fail a batch over it
                     await self.journaling.journal.save_durations(
@@ -290,6 +302,7 @@ class _Batch(_Sharing):
                 if found is not None:
                     if shareable is None or not await self._resume_shared(found, shareable):
                         self._track(found, shareable, request)
+                        self._hold(found)
                         self.scheduler.add(found)
                     continue
             if fingerprint is not None:
@@ -313,6 +326,12 @@ class _Batch(_Sharing):
 
     # -- submitting (continued) -------------------------------------------------------
 
+    def _hold(self, task: PendingTask) -> None:
+        """A task paid already (resumed, handed over) keeps its polls in the reserve."""
+        if self.reserve is not None:
+            self.reserve.hold()
+            self.held.add(task)
+
     async def _submit(
         self, key: Any, request: Request, group: _Group | None = None,
         local: LocalImage | None = None,
@@ -333,14 +352,25 @@ class _Batch(_Sharing):
                     await journaling.sending(key)
 
         self.requests += 1
-        span = self._task_started(request_kind(request))  # submit to result
+        kind = request_kind(request)
+        span = self._task_started(kind)  # submit to result
+        claimed = False  # holds a part of the client's poll reserve
+        started = False  # a call of this item went out: its next ones are started work
         try:
             while True:
                 try:
+                    if self.reserve is not None and not claimed:
+                        # Under a call budget: a new task only while the calls left
+                        # also read the tasks already paid (waits, or refuses).
+                        await self.reserve.claim(kind, 1 + (local is not None))
+                        claimed = True
                     if local is not None:  # upload the local image now, once per digest
                         request = await local.resolve(self.client, request)
                         local = None
-                    with _otel.use_span(span):  # the submit's HTTP spans are its children
+                        started = True
+                    # the submit's HTTP spans are children of the task span
+                    with _otel.use_span(span), work_class(STARTED) if started \
+                            else contextlib.nullcontext():
                         task_id = await self.client.submit(request, before_send=before_send)
                     break
                 except asyncio.CancelledError:
@@ -354,6 +384,7 @@ class _Batch(_Sharing):
                         self.stop_for(exc)
                     if self._retry_group(group, exc):
                         sent = False  # its row is `pending` again: the retry journals anew
+                        started = True
                         self.unsent.add(me)
                         continue
                     self._task_ended(span, key, None, None, exc, 0)
@@ -362,6 +393,10 @@ class _Batch(_Sharing):
                     await self._fail_group(group, exc)
                     return
             if not self.poll_after_submit:
+                if claimed:  # not polled by this batch
+                    claimed = False
+                    assert self.reserve is not None
+                    self.reserve.release()
                 self._task_ended(span, key, task_id, None, None, 0)
                 span = None
                 await self.emit(Outcome(key, request, task_id, None, None))
@@ -376,11 +411,18 @@ class _Batch(_Sharing):
                         member.journaled = True
                         await journaling.shared(member.key, task_id)
             loop = asyncio.get_running_loop()
-            self.scheduler.add(PendingTask(
-                key, task_id, request_kind(request), request, submitted_at=loop.time(), span=span
-            ))  # fmt: skip
+            pending = PendingTask(
+                key, task_id, kind, request, submitted_at=loop.time(), span=span
+            )  # fmt: skip
+            if claimed:
+                claimed = False
+                self.held.add(pending)  # given back when delivered
+            self.scheduler.add(pending)
             span = None  # the scheduler's now: ended when delivered
         finally:
+            if claimed:  # no task to poll (failed, cancelled)
+                assert self.reserve is not None
+                self.reserve.release()
             if span is not None:  # cancelled (a stop): no result to tell
                 self._end_open(span)
             self.unsent.discard(me)
@@ -408,7 +450,9 @@ class _Batch(_Sharing):
             if self.fatal is not None:
                 self.counters.not_attempted += 1
                 continue
-            self.scheduler.add(PendingTask(key, task_id, kind, submitted_wall=None))
+            task = PendingTask(key, task_id, kind, submitted_wall=None)
+            self._hold(task)
+            self.scheduler.add(task)
 
     # -- polling --------------------------------------------------------------------
 
@@ -424,6 +468,10 @@ class _Batch(_Sharing):
     async def _deliver(
         self, task: PendingTask, report: ImageSearchReport | None, error: FtoError | None
     ) -> None:
+        if task in self.held:  # read (or given up): its reserved polls come back
+            self.held.discard(task)
+            assert self.reserve is not None
+            self.reserve.release(task.polls)
         if error is not None and error.fatal and not self.polls_aborted:
             self.stop_for(error)
             self.polls_aborted = True

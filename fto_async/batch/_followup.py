@@ -49,6 +49,7 @@ from typing import Any, Final, Protocol, Unpack
 import attrs
 
 from .. import _otel
+from .._lanes import STARTED, work_class
 from .._observe import observer_of
 from ..errors import (
     BatchAbortedError,
@@ -382,9 +383,15 @@ class _Stage:
         if self.fatal is not None:
             return self._ended(FollowUpResult(pn, None, None, self.fatal))
         self.counts.running += 1
+        reserve = getattr(self.client, "poll_reserve", None)
+        claimed = False  # holds a part of the client's poll reserve (handed to _poll)
         try:
             try:
-                request = OneVsOneRequest(pn, await image_url(), self.spec.report_lang)
+                with work_class(STARTED):  # the item was screened: its next step
+                    request = OneVsOneRequest(pn, await image_url(), self.spec.report_lang)
+                if reserve is not None:  # under a call budget: the polls of paid tasks first
+                    await reserve.claim("one_vs_one", 1)
+                    claimed = True
             except FtoError as exc:  # a bad patent number, an upload that failed
                 if exc.fatal:
                     self._stop_for(exc)
@@ -398,7 +405,7 @@ class _Stage:
                 await journal.mark_follow_up(key, pn, ItemState.SUBMITTING)
             span = self.observer.task_started("one_vs_one")
             try:
-                with _otel.use_span(span):
+                with _otel.use_span(span), work_class(STARTED):
                     task_id = await self.client.submit_1v1(request)
             except BaseException as exc:
                 error = exc if isinstance(exc, FtoError) else None
@@ -412,8 +419,12 @@ class _Stage:
                 return self._ended(FollowUpResult(pn, None, None, error))
             if journal is not None:
                 await journal.mark_follow_up(key, pn, ItemState.SUBMITTED, task_id=task_id)
-            return await self._poll(key, pn, task_id, time.time(), span)
+            claimed = False  # _poll gives it back
+            return await self._poll(key, pn, task_id, time.time(), span, held=True)
         finally:
+            if claimed:  # no task to poll
+                assert reserve is not None
+                reserve.release()
             self.counts.running -= 1
 
     async def _submit_failed(self, key: str, pn: str, exc: FtoError) -> None:
@@ -437,7 +448,21 @@ class _Stage:
 
     async def _poll(
         self, key: str, pn: str, task_id: str, submitted_wall: float | None,
-        span: Any = None,
+        span: Any = None, *, held: bool = False,
+    ) -> FollowUpResult | None:
+        reserve = getattr(self.client, "poll_reserve", None)
+        if reserve is not None and not held:
+            reserve.hold()  # a paid task to read: keep its polls
+        polls = [0]  # the polls the task needed, once read
+        try:
+            return await self._poll_held(key, pn, task_id, submitted_wall, span, polls)
+        finally:
+            if reserve is not None:
+                reserve.release(polls[0])
+
+    async def _poll_held(
+        self, key: str, pn: str, task_id: str, submitted_wall: float | None, span: Any,
+        polls: list[int],
     ) -> FollowUpResult | None:
         if self.stopping:
             return None
@@ -447,12 +472,16 @@ class _Stage:
         done: asyncio.Future[tuple[ImageSearchReport | None, FtoError | None]]
         done = loop.create_future()
         age = None if submitted_wall is None else max(0.0, time.time() - submitted_wall)
-        self.scheduler.add(PendingTask(
+        task = PendingTask(
             (key, pn), task_id, "one_vs_one", done,
             submitted_at=None if age is None else loop.time() - age,
             submitted_wall=submitted_wall, span=span,
-        ))  # fmt: skip
-        report, error = await done
+        )  # fmt: skip
+        self.scheduler.add(task)
+        try:
+            report, error = await done
+        finally:
+            polls[0] = task.polls
         if error is _STOPPED:
             return None
         await self._record(key, pn, report, error)

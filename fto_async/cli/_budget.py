@@ -1,22 +1,23 @@
 """``screen --max-calls N`` (or ``PATSNAP_MAX_CALLS``): a run that never spends more than N.
 
-Two layers. The client's rate gate holds the hard ceiling (``RateConfig.max_calls``): a
-call past N is refused before it is sent. Above it, :class:`CallBudget` decides when the
-run stops taking new rows: a new row is read only while
+Three layers. The client's rate gate holds the hard ceiling (``RateConfig.max_calls``):
+a call past N is refused before it is sent. The client's poll reserve
+(:mod:`fto_async._reserve`, the library's rule) starts a new task only while the calls
+left also read the tasks already paid. Above both, :class:`CallBudget` decides when the
+run stops taking new rows, by that same rule (:meth:`~fto_async._reserve.PollReserve.fits`)
+with its own count of open items: a new row is read only while
 
-    calls used + its own cost + polls reserved for every open item <= N
+    its own cost + polls reserved for every open item and for its own <= calls left
 
 where an open item is one handed to the batch and not ended yet (paid or about to be),
 its cost is a submit (and an upload for a local image), and the polls reserved per task
-come from the learnt task durations: ``POLLS_KNOWN`` once the durations of the kind are
-known (the scheduler aims one poll at the learnt quantile; one spare), else
-``POLLS_UNKNOWN`` (scouting), and never fewer than one more than the most polls a task
-of this run has needed. A reserve is an estimate, not a bound: a task that needs more
-polls than reserved can still meet the gate's ceiling, and is then polled by the next
-run (the message says how many). While items are open, a row that does not fit waits for
-them to end (their reserve comes back); when nothing is open and it still does not fit,
-the run stops reading: the tasks already paid are polled within N, and the rest stays
-``pending`` for the next run (exit code 4, with the resume command). N counts the calls
+are the reserve's (learnt durations; see :mod:`fto_async._reserve`). A reserve is an
+estimate, not a bound: a task that needs more polls than reserved can still meet the
+gate's ceiling, and is then polled by the next run (the message says how many). While
+items are open, a row that does not fit waits for them to end (their reserve comes
+back); when nothing is open and it still does not fit, the run stops reading: the tasks
+already paid are polled within N, and the rest stays ``pending`` for the next run (exit
+code 4, with the resume command). N counts the calls
 to business paths (uploads included); ``/oauth/token`` requests, which the platform
 does not bill, are not counted. Strictly private.
 """
@@ -24,9 +25,9 @@ does not bill, are not counted. Strictly private.
 from __future__ import annotations
 
 import asyncio
-import math
 
 from .._kinds import KINDS
+from .._reserve import POLLS_KNOWN, POLLS_UNKNOWN
 from ..client import FtoClient
 from ..config import DEFAULT_WORKFLOW_RESULT_PATH
 from ..journal import Journal
@@ -34,8 +35,6 @@ from ..polling import TaskDurations
 
 __all__ = ["POLLS_KNOWN", "POLLS_UNKNOWN", "CallBudget", "budget_spent", "polls_per_task"]
 
-POLLS_KNOWN = 2.0  #: polls reserved per task once its kind's durations are known
-POLLS_UNKNOWN = 6.0  #: polls reserved per task while they are not (scouting)
 _WAKE = 0.02  #: seconds between looks while a row waits for open items to end
 _LEDGER_MIN = 5  #: submits the ledger must hold before its polls per task are believed
 _SUBMITS = frozenset(k.submit_path for k in KINDS.values() if k.name != "one_vs_one")
@@ -64,7 +63,7 @@ def polls_per_task(journal: Journal | None) -> tuple[float, str]:
 class CallBudget:
     """The ``--max-calls`` budget of one run (see the module docstring)."""
 
-    __slots__ = ("client", "ended", "limit", "most_polls", "opened", "stopped")
+    __slots__ = ("client", "ended", "limit", "opened", "stopped")
 
     def __init__(self, client: FtoClient, limit: int) -> None:
         self.client = client
@@ -72,28 +71,32 @@ class CallBudget:
         self.opened = 0  # items handed to the batch
         self.ended = 0  # outcomes received
         self.stopped = False  # a row did not fit: the run reads no new rows
-        self.most_polls = 0  # the most polls a task of this run needed
 
     def ended_one(self, polls: int) -> None:
-        """An outcome came back, after ``polls`` polls in this run."""
+        """An outcome came back, after ``polls`` polls in this run (the client's
+        reserve has counted them already, as its task was read)."""
         self.ended += 1
-        self.most_polls = max(self.most_polls, polls)
+        reserve = self.client.poll_reserve
+        reserve.most_polls = max(reserve.most_polls, polls)
 
     @property
     def used(self) -> int:
         """Calls that passed the gate in this run (the gate's own count)."""
         return self.client.stats.calls
 
+    @property
+    def most_polls(self) -> int:
+        """The most polls a task read by this client needed."""
+        return self.client.poll_reserve.most_polls
+
     def polls_per_task(self, kind: str) -> float:
-        base = POLLS_KNOWN if self.client.durations.known(kind) else POLLS_UNKNOWN
-        return max(base, self.most_polls + 1.0)
+        """Polls reserved per task of ``kind`` (the client's reserve's rule)."""
+        return self.client.poll_reserve.polls_per_task(kind)
 
     def fits(self, kind: str, cost: int) -> bool:
         """Whether a new row costing ``cost`` calls (and its polls) fits now."""
-        per_task = self.polls_per_task(kind)
         open_items = max(0, self.opened - self.ended)
-        reserve = math.ceil((open_items + 1) * per_task)
-        return self.used + cost + reserve <= self.limit
+        return self.client.poll_reserve.fits(kind, cost, open_items)
 
     async def admit(self, kind: str, cost: int) -> bool:
         """Wait until a new row fits; ``False`` (for good) when it cannot."""

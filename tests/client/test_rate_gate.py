@@ -76,9 +76,12 @@ def test_over_configured_qps_finishes_with_bounded_rejects() -> None:
     run_virtual(main)
 
 
-async def test_max_calls_budget_stops_a_batch_at_exactly_that_many_calls() -> None:
-    """A budget of 100 calls lets exactly 100 reach the platform, then the batch aborts; every
-    item gets one outcome or is counted as not attempted, and no poll that was sent is lost."""
+async def test_max_calls_budget_stops_a_batch_within_that_many_calls() -> None:
+    """A budget of 100 calls: the batch stops submitting while the calls left are kept to
+    read the tasks it paid for (the poll reserve), so at most 100 calls reach the platform,
+    fewer than one more task's need are left unused, every paid task is read, and every item
+    gets one outcome or is counted as not attempted. (The gate itself spends a budget
+    exactly: tests/test_ratelimit_budget.py, tests/test_mutants.py.)"""
     poll = PollConfig(interval=0.01, min_interval=0.0, initial_estimate=0.01)
     async with (
         Emulator(EmulatorConfig(qps=None, time_scale=0.001)) as emu,
@@ -95,12 +98,18 @@ async def test_max_calls_budget_stops_a_batch_at_exactly_that_many_calls() -> No
             await run()
         # Counted on arrival, so a call whose handler is still running counts too; and the
         # batch waits for every poll it sent, so nothing is still on the wire.
-        assert emu.stats.attempts.total() == 100
+        sent = emu.stats.attempts.total()
+        assert 100 - c.poll_reserve.needed("image_search", 1, 0) < sent <= 100
         assert emu.stats.in_flight == 0
-        assert sum(emu.stats.calls.values()) == 100
+        assert sum(emu.stats.calls.values()) == sent
+        assert c.stats.calls == sent
+        submitted = emu.stats.attempts["/ai/image-search/submit"]
     assert isinstance(caught.value.cause, BudgetExhaustedError)
-    assert c.stats.calls == 100
-    assert c.gate.remaining_calls == 0  # type: ignore[attr-defined]
+    assert c.gate.remaining_calls == 100 - sent  # type: ignore[attr-defined]
+    assert c.poll_reserve.open == 0
+    assert c.poll_reserve.refused == 1
+    assert sum(o.task_id is not None for o in outcomes) == submitted
+    assert all(o.ok for o in outcomes if o.task_id is not None)  # no paid task stranded
     not_attempted = caught.value.not_attempted or 0
     keys = [o.key for o in outcomes]
     assert len(keys) == len(set(keys))

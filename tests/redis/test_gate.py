@@ -5,6 +5,7 @@ has its own connections); tests/redis/test_processes.py runs real processes."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import sys
 import time
@@ -85,6 +86,27 @@ async def test_priority_waiters_go_first(redis_url: str) -> None:
     await g.aclose()
     assert order.index("poll") <= order.index("n7") - 3
     assert order.index("poll") <= 5
+
+
+async def test_started_work_goes_before_new_work(redis_url: str) -> None:
+    """Within a process, the next step of started work (work_class(STARTED)) is admitted
+    before waiting new work, and a due poll before both (the local gate's order)."""
+    from fto_async._lanes import STARTED, work_class
+
+    g = gate(redis_url, qps=20)
+    order: list[str] = []
+
+    async def one(name: str, started: bool = False, priority: bool = False) -> None:
+        with work_class(STARTED) if started else contextlib.nullcontext():
+            async with g.slot(PATH, priority=priority):
+                order.append(name)
+
+    new = [asyncio.create_task(one(f"n{i}")) for i in range(10)]
+    await asyncio.sleep(0.12)  # a few new calls are through, the rest wait
+    await asyncio.gather(one("started", started=True), one("poll", priority=True), *new)
+    await g.aclose()
+    assert order.index("poll") < order.index("started") <= 6
+    assert order.index("started") <= order.index("n9") - 3
 
 
 async def test_throttle_in_one_gate_slows_all_then_recovers(redis_url: str) -> None:
@@ -305,12 +327,13 @@ async def test_opt_in_fallback_paces_locally(
 
 async def test_turnstile_is_cancellation_safe() -> None:
     """A waiter cancelled while queued, or just as it is handed the place, leaks nothing."""
+    from fto_async._lanes import POLL
     from fto_async.redisgate import _Turnstile
 
     t = _Turnstile(1)
     await t.acquire()
     queued = asyncio.create_task(t.acquire())
-    handed = asyncio.create_task(t.acquire(priority=True))
+    handed = asyncio.create_task(t.acquire(POLL))
     await asyncio.sleep(0)
     queued.cancel()
     t.release()  # hands the place to the priority waiter...
