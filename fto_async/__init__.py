@@ -53,6 +53,7 @@ The package, one job per module (imports run one way, downwards: ``cli/`` -> ``c
     client         FtoClient: one method per endpoint; builds batches and pollers
     _screen        FtoClient.screen: single flight across callers, max_waiting, deadlines
     _uploads       the P010 URLs a client uploaded, renewed before they expire
+    _views         FtoClient.with_options: a view with its own timeout and max_retries
     testing        MockTransport, for tests with no server
     outputs/       the one record rule (journal row -> flat record, one status word, the
                    last run's row set) and its writers: JSONL, CSV, XLSX, the HTML report

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import copy
 from collections.abc import AsyncIterator, Mapping, Sequence
 from os import PathLike
 from pathlib import Path
@@ -21,6 +20,7 @@ from ._observe import Observer
 from ._screen import ScreenHub, ScreenStats
 from ._statement import STATEMENT_PATH, UsageStatement, check_days
 from ._uploads import UploadLedger
+from ._views import UNSET, Unset, with_options
 from .auth import ApiKey, ClientCredentials, env_credentials, resolve_credentials
 from .batch import BatchOptions, Item, Items, Outcome, TaskIds, screen_with_follow_ups
 from .cache import ReportCache
@@ -48,7 +48,7 @@ from .models import (
 from .polling import TaskDurations, TaskPoller, poll_priority, wait_for_task
 from .ratelimit import RateGateProtocol
 from .redisgate import RedisRateGate
-from .retry import RetryHook
+from .retry import RetryHook, retries_limited
 from .transport import BeforeSend, FileField, HttpSender, Transport, TransportStats
 
 __all__ = ["FtoClient"]
@@ -162,6 +162,7 @@ class FtoClient:
         #: The report cache :meth:`screen` and :meth:`screen_many` use (``None``: none).
         self.cache = cache
         self._deadline: float | None = None  # with_options(timeout=...): each screen call's
+        self._max_retries: int | None = None  # with_options(max_retries=...): every call's
         self._view_of: FtoClient | None = None
         self._by_digest: dict[str, asyncio.Future[str]] = {}  # upload_once: digest -> URL
         cfg = config or ClientConfig()
@@ -397,7 +398,7 @@ class FtoClient:
             got = type(image).__name__
             raise InvalidRequestError("image", f"must be a path or bytes, got {got}")
         field = FileField("image", name or f"image.{kind.ext}", data, kind.mime)
-        answer = await self._transport.call(UPLOAD_PATH, files=(field,))
+        answer = await self._call(UPLOAD_PATH, files=(field,))
         uploaded = _serde.structure(self._converter, answer, UploadedImage)
         source = None if isinstance(image, bytes) else Path(image)
         self._uploads.remember(uploaded.url, uploaded.expire, source)
@@ -429,7 +430,7 @@ class FtoClient:
                 "time_start": time_start, "time_end": time_end}  # fmt: skip
         if isinstance(creds, ClientCredentials):
             body["client_secret"] = creds.client_secret  # in the body only; never logged
-        return UsageStatement.from_data(await self._transport.call(STATEMENT_PATH, body))
+        return UsageStatement.from_data(await self._call(STATEMENT_PATH, body))
 
     # -- any kind of task -----------------------------------------------------------
 
@@ -508,21 +509,40 @@ class FtoClient:
         if self.closed:
             raise RuntimeError("the client is closed")
         deadline = self._deadline if timeout is None else timeout
-        return await self._screens.screen(request, key=key, timeout=deadline, cache=self.cache)
+        with retries_limited(self._max_retries):  # the flight's task inherits the limit
+            return await self._screens.screen(request, key=key, timeout=deadline,
+                                              cache=self.cache)  # fmt: skip
 
-    def with_options(self, *, timeout: float | None = None) -> FtoClient:
-        """A view of this client whose :meth:`screen` calls have a deadline of ``timeout``
-        seconds each; it shares the pool, the gate, the cache, the durations and the
-        flights (closing the view closes nothing)."""
-        view = copy.copy(self)
-        view._deadline = timeout
-        view._view_of = self._view_of or self
-        return view
+    def with_options(
+        self, *, timeout: float | Unset | None = UNSET, max_retries: int | Unset | None = UNSET
+    ) -> FtoClient:
+        """A view of this client with other per-call options; it shares the pool, the
+        gate, the cache, the durations and the flights (closing the view closes nothing).
+        An option not given keeps this client's (or view's) value.
+
+        Args:
+            timeout: seconds for each :meth:`screen` call in all, retries and polls
+                included (``None``: no deadline).
+            max_retries: retries per call, for every call of the view (``0``: a
+                retryable error surfaces at once; ``None``: ``RetryConfig.max_attempts``).
+                A flight of :meth:`screen` runs with the options of the caller who
+                started it; callers who join it share its calls.
+
+        Raises:
+            ConfigurationError: a negative or non-int ``max_retries``.
+        """
+        return with_options(self, timeout=timeout, max_retries=max_retries)
 
     @property
     def screen_stats(self) -> ScreenStats:
         """Counters of :meth:`screen`: waiting callers, questions in flight, refusals."""
         return self._screens.stats
+
+    async def _call(self, path: str, payload: Mapping[str, Any] | None = None,
+                    **options: Any) -> Any:
+        """:meth:`Transport.call` with this view's ``max_retries`` (see :meth:`with_options`)."""
+        with retries_limited(self._max_retries):
+            return await self._transport.call(path, payload, **options)
 
     def _run_one(self, items: list[Item], cache: ReportCache | None) -> AsyncIterator[Outcome]:
         return _batch.screen_many(self, items, cache=cache, count_remaining=False)
@@ -638,7 +658,7 @@ class FtoClient:
             request = attrs.evolve(request, url=(await self.upload_image(source)).url)
         body = _serde.unstructure(self._converter, request)
         _refuse_placeholder(body)
-        answer = await self._transport.call(path, body, before_send=before_send)
+        answer = await self._call(path, body, before_send=before_send)
         task_id = answer.get("task_id") if isinstance(answer, Mapping) else None
         if not isinstance(task_id, str) or not task_id:
             raise ResponseDecodeError(f"{path}: the answer holds no task_id", raw=answer)
@@ -652,7 +672,7 @@ class FtoClient:
         # Polls are for tasks already paid for: they go before queued submits (unless
         # the batch's PollConfig.order is "makespan").
         try:
-            answer = await self._transport.call(
+            answer = await self._call(
                 path, {"task_id": task_id}, before_send=before_send, priority=poll_priority()
             )
             report = await _structure_report(self._converter, answer, cls)
