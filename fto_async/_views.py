@@ -10,12 +10,9 @@ from __future__ import annotations
 
 import copy
 import enum
-from typing import TYPE_CHECKING, Final, Literal, TypeAlias
+from typing import Any, Final, Literal, Protocol, TypeAlias, TypeVar
 
 from .errors import ConfigurationError
-
-if TYPE_CHECKING:
-    from .client import FtoClient
 
 __all__ = ["UNSET", "Unset", "with_options"]
 
@@ -32,12 +29,23 @@ UNSET: Final = _Unset.UNSET
 Unset: TypeAlias = Literal[_Unset.UNSET]
 
 
+class _Viewable(Protocol):
+    """What a view changes of a client (its per-call options); never imports the client."""
+
+    _deadline: float | None
+    _max_retries: int | None
+    _view_of: Any
+
+
+_C = TypeVar("_C", bound=_Viewable)
+
+
 def with_options(
-    client: FtoClient,
+    client: _C,
     *,
     timeout: float | Unset | None = UNSET,
     max_retries: int | Unset | None = UNSET,
-) -> FtoClient:
+) -> _C:
     """The view of ``client`` documented on :meth:`FtoClient.with_options`."""
     if max_retries is not UNSET and max_retries is not None and (
         type(max_retries) is not int or max_retries < 0
