@@ -52,6 +52,7 @@ The package, one job per module (imports run one way, downwards: ``cli/`` -> ``c
     cache          ReportCache: reports by fingerprint, with their provenance
     client         FtoClient: one method per endpoint; builds batches and pollers
     _screen        FtoClient.screen: single flight across callers, max_waiting, deadlines
+    _screen_image  FtoClient.screen_image: a local image's question (upload once, or base64)
     _uploads       the P010 URLs a client uploaded, renewed before they expire
     _views         FtoClient.with_options: a view with its own timeout and max_retries
     testing        MockTransport, for tests with no server

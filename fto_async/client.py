@@ -18,6 +18,7 @@ from . import batch as _batch
 from ._kinds import KINDS, UPLOAD_PATH, report_class, request_kind
 from ._observe import Observer
 from ._screen import ScreenHub, ScreenStats
+from ._screen_image import ImageKind, image_question
 from ._statement import STATEMENT_PATH, UsageStatement, check_days
 from ._uploads import UploadLedger
 from ._views import UNSET, Unset, with_options
@@ -404,21 +405,22 @@ class FtoClient:
         self._uploads.remember(uploaded.url, uploaded.expire, source)
         return uploaded
 
-    async def upload_once(self, path: str | PathLike[str], digest: str) -> str:
-        """The P010 URL of a local image whose content hash is ``digest``: uploaded on
-        the first call, reused by later ones while the URL is valid (concurrent callers
-        share one upload). :meth:`fto_async.batch.Item.from_path` items use it."""
+    async def upload_once(self, path: str | PathLike[str] | bytes, digest: str) -> str:
+        """The P010 URL of a local image (a path or its bytes) whose content hash is
+        ``digest``: uploaded on the first call, reused by later ones while the URL is
+        valid, 10 minutes' margin (concurrent callers share one upload).
+        :meth:`fto_async.batch.Item.from_path` items and :meth:`screen_image` use it."""
         pending = self._by_digest.get(digest)
         if pending is not None and pending.done() and (
             pending.cancelled() or pending.exception() is not None
-            or self._uploads.stale(pending.result()) is not None
+            or self._uploads.expiring(pending.result())
         ):  # fmt: skip
             pending = None  # failed, or about to expire: upload again
         if pending is None:
             pending = self._by_digest[digest] = asyncio.ensure_future(self._upload_url(path))
         return await asyncio.shield(pending)
 
-    async def _upload_url(self, path: str | PathLike[str]) -> str:
+    async def _upload_url(self, path: str | PathLike[str] | bytes) -> str:
         return (await self.upload_image(path)).url
 
     async def usage_statement(self, time_start: str, time_end: str) -> UsageStatement:
@@ -512,6 +514,44 @@ class FtoClient:
         with retries_limited(self._max_retries):  # the flight's task inherits the limit
             return await self._screens.screen(request, key=key, timeout=deadline,
                                               cache=self.cache)  # fmt: skip
+
+    async def screen_image(
+        self,
+        image: bytes | str | PathLike[str],
+        *,
+        kind: ImageKind = "image_search",
+        key: Any = None,
+        timeout: float | None = None,
+        **filters: Any,
+    ) -> Outcome:
+        """Screen a local image (its bytes, or a path); see :meth:`screen` for sharing,
+        the cache, deadlines and ``max_waiting``.
+
+        The image is checked first (a PNG or JPEG of at most 4 MiB that decodes; no call
+        otherwise). For ``image_search`` it is uploaded (P010) only if a task must be
+        submitted, once per content hash per client, and its URL is reused while valid
+        (9 h, renewed 10 minutes before); concurrent calls with the same image upload
+        once. For ``workflow`` it is sent as ``target_image_base64``: no upload and no
+        public URL. See :mod:`fto_async._screen_image`.
+
+        Args:
+            image: PNG/JPEG bytes or the path of a local file (read once).
+            kind: ``"image_search"`` (default) or ``"workflow"``.
+            key, timeout: as for :meth:`screen`.
+            filters: the request's other fields (``country``, ``lang``, ``loc_items``, ...).
+
+        Raises:
+            InvalidRequestError: a bad image, kind or filter (no call made).
+            OverloadedError, DeadlineExceededError: as for :meth:`screen`.
+        """
+        if self.closed:
+            raise RuntimeError("the client is closed")
+        request, fingerprint, local = await image_question(image, kind, filters)
+        deadline = self._deadline if timeout is None else timeout
+        with retries_limited(self._max_retries):
+            return await self._screens.screen(request, key=key, timeout=deadline,
+                                              cache=self.cache, fingerprint=fingerprint,
+                                              local=local)  # fmt: skip
 
     def with_options(
         self, *, timeout: float | Unset | None = UNSET, max_retries: int | Unset | None = UNSET
