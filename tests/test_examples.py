@@ -49,7 +49,8 @@ def test_example_catalog_is_the_bundled_sample():
 
 
 @pytest.mark.parametrize("name", ["screen_catalog.py", "web_app.py", "pipeline_step.py",
-                                  "csv_pipeline.py", "fastapi_app.py"])
+                                  "csv_pipeline.py", "fastapi_app.py", "pandas_pipeline.py",
+                                  "airflow_step.py"])
 def test_examples_say_how_to_run_them(name):
     """Each example's docstring explains how to run it against fto-async emulator."""
     doc = load(name)["__doc__"]
@@ -224,3 +225,88 @@ async def test_csv_pipeline(emu, env, tmp_path):
     assert {r["status"] for r in rows.values()} == {"done"}
     assert rows["B"]["task_id"] == rows["C"]["task_id"]  # equal files share one task
     assert emu.stats.count("/image-search/image-upload", 0) == 1
+
+
+# -- the pandas pipeline (examples/pandas_pipeline.py) -------------------------------------
+
+
+async def test_pandas_pipeline(emu, env, tmp_path):
+    """A DataFrame of products in, a DataFrame of results out, in the input's order: URLs
+    and local files screened, equal files sharing one upload and one task, a bad row
+    'invalid' with no call."""
+    pd = pytest.importorskip("pandas")
+    from fto_async import FtoClient, PollConfig
+
+    (tmp_path / "lamp.png").write_bytes(PNG)
+    products = pd.DataFrame({
+        "sku": ["A", "B", "C", "D"],
+        "image_url": ["https://example.com/a.png", None, None, "https://example.com/d.png"],
+        "image_path": [None, str(tmp_path / "lamp.png"), str(tmp_path / "lamp.png"), None],
+        "country": ["US", "US,EU", "US,EU", "usa"],
+    })  # fmt: skip
+    module = load("pandas_pipeline.py")
+    async with FtoClient(poll=PollConfig().scaled(float(SCALE))) as client:
+        results = await module["screen_frame"](client, products)
+    assert list(results["sku"]) == ["A", "B", "C", "D"]
+    assert list(results["status"]) == ["done", "done", "done", "invalid"]
+    assert results.loc[1, "task_id"] == results.loc[2, "task_id"]  # one task for B and C
+    assert results.loc[3, "error"].startswith("country")
+    assert "report" not in results.columns
+    assert emu.stats.count("/image-search/image-upload", 0) == 1
+    assert len(emu.stats.submits) == 2
+
+
+async def test_pandas_pipeline_main_reads_and_writes_csv(emu, env, tmp_path):
+    pd = pytest.importorskip("pandas")
+    src, dst = tmp_path / "in.csv", tmp_path / "out.csv"
+    src.write_text("sku,image_url,country\nA,https://example.com/a.png,US\n")
+    await load("pandas_pipeline.py")["main"](src, dst, float(SCALE))
+    out = pd.read_csv(dst)
+    assert list(out["status"]) == ["done"]
+
+
+# -- the Airflow-style step (examples/airflow_step.py) -------------------------------------
+
+
+def step_catalog(tmp_path: Path) -> Path:
+    src = tmp_path / "catalog.csv"
+    src.write_text("sku,image_url,country\n"
+                   "A,https://example.com/a.png,US\n"
+                   "B,https://example.com/b.png,US\n"
+                   "BAD,https://example.com/x.png,usa\n", encoding="utf-8")  # fmt: skip
+    return src
+
+
+async def test_airflow_step_returns_the_summary_and_lets_invalid_rows_through(
+    emu, env, tmp_path
+):
+    """fail_on='failed' (the step's default): two done rows and an invalid one pass, the
+    summary comes back; fail_on='invalid' fails the step, not worth a retry."""
+    module = load("airflow_step.py")
+    step, failed = module["screen_step"], module["StepFailed"]
+    out = tmp_path / "out.jsonl"
+    summary = await asyncio.to_thread(step, step_catalog(tmp_path), out,
+                                      extra=["--time-scale", SCALE], timeout=60)  # fmt: skip
+    assert summary["exit_code"] == 0
+    assert summary["status"]["done"] == 2
+    assert summary["status"]["invalid"] == 1
+    assert len(out.read_text().splitlines()) == 3
+    with pytest.raises(failed) as caught:
+        await asyncio.to_thread(step, step_catalog(tmp_path), out, fail_on="invalid",
+                                extra=["--time-scale", SCALE], timeout=60)  # fmt: skip
+    assert caught.value.code == 1
+    assert not caught.value.retry
+    assert caught.value.summary["status"]["invalid"] == 1
+    assert len(emu.stats.submits) == 2  # the second run resumed: nothing paid twice
+
+
+async def test_airflow_step_a_spent_quota_is_worth_a_retry(emu, env, tmp_path):
+    module = load("airflow_step.py")
+    emu.reconfigure(balance=0)
+    with pytest.raises(module["StepFailed"]) as caught:
+        await asyncio.to_thread(module["screen_step"], step_catalog(tmp_path),
+                                tmp_path / "out.jsonl", extra=["--time-scale", SCALE],
+                                timeout=60)  # fmt: skip
+    assert caught.value.code == 3
+    assert caught.value.retry
+    assert caught.value.summary["reason"].startswith("fatal platform error")
