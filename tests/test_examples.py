@@ -208,6 +208,98 @@ async def test_fastapi_app_deadline_is_504(env, monkeypatch):
     assert took < 2
 
 
+async def test_fastapi_app_lifespan_owns_the_client(emu, env, monkeypatch):
+    """The client is created at startup, shared by every request, closed at shutdown."""
+    async with fastapi_app(monkeypatch) as (app, http):
+        client = app.state.fto
+        assert (await http.post("/screen", json=lamp(1))).status_code == 200
+        assert app.state.fto is client
+        assert not client.closed
+    assert client.closed
+
+
+def asgi_post(path: str, body: dict[str, Any]) -> dict[str, Any]:
+    """An ASGI HTTP scope for a JSON POST (what uvicorn hands the app)."""
+    return {"type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1",
+            "method": "POST", "scheme": "http", "path": path, "raw_path": path.encode(),
+            "query_string": b"", "root_path": "", "client": ("127.0.0.1", 5000),
+            "server": ("app", 80),
+            "headers": [(b"host", b"app"), (b"content-type", b"application/json"),
+                        (b"content-length", str(len(json.dumps(body))).encode())]}
+
+
+async def test_fastapi_app_a_disconnected_caller_stops_waiting_the_task_is_kept(
+    env, monkeypatch, tmp_path
+):
+    """The caller hangs up while its task runs: the handler stops waiting at once (499),
+    the task is polled to its end and cached, so asking again costs no second task."""
+    async with Emulator(EmulatorConfig(time_scale=0.001, qps=None,
+                                       task_duration=1000.0)) as slow:  # 1 s tasks
+        monkeypatch.setenv("PATSNAP_BASE_URL", slow.base_url)
+        async with fastapi_app(monkeypatch, FTO_CACHE=str(tmp_path / "c.db")) as (app, http):
+            body = lamp(7)
+            inbox = [{"type": "http.request", "body": json.dumps(body).encode(),
+                      "more_body": False}]  # fmt: skip
+            hang_up = asyncio.Event()
+            sent: list[dict[str, Any]] = []
+
+            async def receive() -> dict[str, Any]:
+                if inbox:
+                    return inbox.pop(0)
+                await hang_up.wait()  # what uvicorn does once the body is read
+                return {"type": "http.disconnect"}
+
+            async def send(message: dict[str, Any]) -> None:
+                sent.append(message)
+
+            handler = asyncio.create_task(app(asgi_post("/screen", body), receive, send))
+            async with asyncio.timeout(10):
+                while not slow.stats.submits:  # the task is paid for
+                    await asyncio.sleep(0.005)
+            hang_up.set()
+            async with asyncio.timeout(0.5):  # stops waiting at once, not after 1 s
+                await handler
+            assert app.state.fto.screen_stats.in_flight == 1  # the task goes on
+            async with asyncio.timeout(15):
+                while app.state.fto.screen_stats.in_flight:
+                    await asyncio.sleep(0.01)
+            again = await http.post("/screen", json=body)
+    starts = [m for m in sent if m["type"] == "http.response.start"]
+    assert [m["status"] for m in starts] == [499]
+    assert again.status_code == 200
+    assert again.json()["status"] == "done", again.json()["error"]
+    assert len(slow.stats.submits) == 1  # the second caller got the cached report
+
+
+async def test_fastapi_app_202_then_get_the_result_by_token(emu, env, monkeypatch):
+    """POST /tasks answers 202 with a Location holding the continuation token; GET on it
+    answers 202 + Retry-After while the task runs, then 200 and the record."""
+    async with fastapi_app(monkeypatch) as (_, http):
+        started = await http.post("/tasks", json={"kind": "workflow", "country": ["US"],
+                                                  "url": "https://example.com/w.png"})
+        assert started.status_code == 202
+        location = started.headers["location"]
+        assert started.json()["poll"] == location
+        assert int(started.headers["retry-after"]) >= 1
+        statuses = []
+        async with asyncio.timeout(10):
+            while True:
+                answer = await http.get(location)
+                statuses.append(answer.status_code)
+                if answer.status_code != 202:
+                    break
+                assert int(answer.headers["retry-after"]) >= 1
+                await asyncio.sleep(0.005)
+        bad = await http.get("/tasks/not-a-token")
+    assert statuses[-1] == 200
+    assert set(statuses[:-1]) <= {202}
+    record = answer.json()
+    assert record["status"] == "done", record
+    assert record["task_id"] == started.json()["task_id"]
+    assert bad.status_code == 400
+    assert emu.stats.count("/api/mcp/submit-workflow", 0) == 1
+
+
 async def test_csv_pipeline(emu, env, tmp_path):
     """examples/csv_pipeline.py: a CSV of URLs and local files in, one record per row out;
     the local image is uploaded once."""
