@@ -83,7 +83,8 @@ async def load(
     cache = None if mode == "naive" or args.no_cache else ReportCache(
         Path(folder.name) / "reports.db")
     async with FtoClient(api_key=KEY, base_url=url, qps=rate, max_waiting=max_waiting,
-                         poll=PollConfig().scaled(args.scale), cache=cache) as client:
+                         poll=PollConfig(initial_estimate=args.seed).scaled(args.scale),
+                         cache=cache) as client:  # fmt: skip
 
         async def one(request: ImageSearchRequest, delay: float) -> None:
             nonlocal errors
@@ -135,6 +136,9 @@ def main() -> None:
     parser.add_argument("--max-waiting", type=int, default=50)
     parser.add_argument("--arrival-rate", type=float, default=0.0,
                         help="requests per platform second (0: all at once)")
+    parser.add_argument("--seed", type=float, default=None, metavar="SECONDS",
+                        help="seed the client's task durations (PollConfig.initial_estimate"
+                             ", no scouting), as a client already running for a while")
     parser.add_argument("--no-cache", action="store_true",
                         help="screen runs without a report cache")
     args = parser.parse_args()
@@ -164,6 +168,7 @@ def main() -> None:
               file=sys.stderr)
     arrival = (f"Poisson arrivals at {args.arrival_rate:g}/s" if args.arrival_rate
                else "all at once")
+    arrival += f", durations seeded at {args.seed:g} s" if args.seed else ", cold client"
     print(table(
         f"Web load: {args.calls} screen calls ({arrival}), {args.duplicates:.0%} "
         f"duplicates, Q={args.qps:g}/s, tasks ~30 s, time scale {args.scale:g}",
