@@ -62,7 +62,9 @@ The package, one job per module (imports run one way, downwards: ``cli/`` -> ``c
     _endpoints     FtoClient's per-endpoint methods (a mixin) and the submit/poll/wait
                    wire helpers and body checks they share
     _screen        FtoClient.screen: single flight across callers, max_waiting, deadlines
+    _screen_image  FtoClient.screen_image: a local image's question (upload once, or base64)
     _uploads       the P010 URLs a client uploaded, renewed before they expire
+    _views         FtoClient.with_options: a view with its own timeout and max_retries
     testing        MockTransport, for tests with no server
     outputs/       the one record rule (journal row -> flat record, one status word, the
                    last run's row set) and its writers: JSONL, CSV, XLSX, the HTML report

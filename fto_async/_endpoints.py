@@ -42,6 +42,7 @@ from .models import (
     WorkflowRequest,
 )
 from .polling import poll_priority, wait_for_task
+from .retry import retries_limited
 from .transport import BeforeSend, FileField, Transport
 
 __all__: list[str] = []
@@ -67,6 +68,7 @@ class _Endpoints:
     _observer: Observer
     _uploads: UploadLedger
     _by_digest: dict[str, asyncio.Future[str]]
+    _max_retries: int | None
 
     # -- image search (AI39 current) ------------------------------------------------
 
@@ -153,27 +155,28 @@ class _Endpoints:
             got = type(image).__name__
             raise InvalidRequestError("image", f"must be a path or bytes, got {got}")
         field = FileField("image", name or f"image.{kind.ext}", data, kind.mime)
-        answer = await self._transport.call(UPLOAD_PATH, files=(field,))
+        answer = await self._call(UPLOAD_PATH, files=(field,))
         uploaded = _serde.structure(self._converter, answer, UploadedImage)
         source = None if isinstance(image, bytes) else Path(image)
         self._uploads.remember(uploaded.url, uploaded.expire, source)
         return uploaded
 
-    async def upload_once(self, path: str | PathLike[str], digest: str) -> str:
-        """The P010 URL of a local image whose content hash is ``digest``: uploaded on
-        the first call, reused by later ones while the URL is valid (concurrent callers
-        share one upload). :meth:`fto_async.batch.Item.from_path` items use it."""
+    async def upload_once(self, path: str | PathLike[str] | bytes, digest: str) -> str:
+        """The P010 URL of a local image (a path or its bytes) whose content hash is
+        ``digest``: uploaded on the first call, reused by later ones while the URL is
+        valid, 10 minutes' margin (concurrent callers share one upload).
+        :meth:`fto_async.batch.Item.from_path` items and :meth:`screen_image` use it."""
         pending = self._by_digest.get(digest)
         if pending is not None and pending.done() and (
             pending.cancelled() or pending.exception() is not None
-            or self._uploads.stale(pending.result()) is not None
+            or self._uploads.expiring(pending.result())
         ):  # fmt: skip
             pending = None  # failed, or about to expire: upload again
         if pending is None:
             pending = self._by_digest[digest] = asyncio.ensure_future(self._upload_url(path))
         return await asyncio.shield(pending)
 
-    async def _upload_url(self, path: str | PathLike[str]) -> str:
+    async def _upload_url(self, path: str | PathLike[str] | bytes) -> str:
         return (await self.upload_image(path)).url
 
     async def usage_statement(self, time_start: str, time_end: str) -> UsageStatement:
@@ -185,7 +188,7 @@ class _Endpoints:
                 "time_start": time_start, "time_end": time_end}  # fmt: skip
         if isinstance(creds, ClientCredentials):
             body["client_secret"] = creds.client_secret  # in the body only; never logged
-        return UsageStatement.from_data(await self._transport.call(STATEMENT_PATH, body))
+        return UsageStatement.from_data(await self._call(STATEMENT_PATH, body))
 
     # -- 1-vs-1 infringement detection (AI67) ---------------------------------------
 
@@ -231,6 +234,13 @@ class _Endpoints:
 
     # -- shared plumbing ------------------------------------------------------------
 
+    async def _call(
+        self, path: str, payload: Mapping[str, Any] | None = None, **options: Any
+    ) -> Any:
+        """:meth:`Transport.call` with this view's ``max_retries`` (see ``with_options``)."""
+        with retries_limited(self._max_retries):
+            return await self._transport.call(path, payload, **options)
+
     async def _submit(
         self,
         path: str,
@@ -243,7 +253,7 @@ class _Endpoints:
             request = attrs.evolve(request, url=(await self.upload_image(source)).url)
         body = _serde.unstructure(self._converter, request)
         _refuse_placeholder(body)
-        answer = await self._transport.call(path, body, before_send=before_send)
+        answer = await self._call(path, body, before_send=before_send)
         task_id = answer.get("task_id") if isinstance(answer, Mapping) else None
         if not isinstance(task_id, str) or not task_id:
             raise ResponseDecodeError(f"{path}: the answer holds no task_id", raw=answer)
@@ -257,7 +267,7 @@ class _Endpoints:
         # Polls are for tasks already paid for: they go before queued submits (unless
         # the batch's PollConfig.order is "makespan").
         try:
-            answer = await self._transport.call(
+            answer = await self._call(
                 path, {"task_id": task_id}, before_send=before_send, priority=poll_priority()
             )
             report = await _structure_report(self._converter, answer, cls)

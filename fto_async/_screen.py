@@ -28,7 +28,7 @@ from typing import Any
 import attrs
 
 from ._kinds import request_kind
-from .batch import Item, Outcome
+from .batch import Item, LocalImage, Outcome
 from .cache import ReportCache
 from .errors import BatchAbortedError, DeadlineExceededError, OverloadedError
 from .fingerprint import request_fingerprint
@@ -95,14 +95,19 @@ class ScreenHub:
         key: Any,
         timeout: float | None,
         cache: ReportCache | None,
+        fingerprint: str | None = None,
+        local: LocalImage | None = None,
     ) -> Outcome:
-        fingerprint = request_fingerprint(request)  # InvalidRequestError: no call made
+        """Answer ``request`` (``fingerprint`` and ``local``: a local image's question,
+        from :func:`fto_async._screen_image.image_question`)."""
+        if fingerprint is None:
+            fingerprint = request_fingerprint(request)  # InvalidRequestError: no call made
         flight = self._flights.get(fingerprint)
         if flight is None:
             if self._max_waiting is not None and len(self._flights) >= self._max_waiting:
                 self.stats.refused += 1
                 raise OverloadedError(len(self._flights), self._retry_after())
-            flight = self._start(fingerprint, request, cache)
+            flight = self._start(fingerprint, request, cache, local)
         else:
             self.stats.joined += 1
         self.stats.waiting += 1
@@ -120,8 +125,11 @@ class ScreenHub:
             self._traffic.waiting = self.stats.waiting
         return attrs.evolve(outcome, key=key)
 
-    def _start(self, fingerprint: str, request: Request, cache: ReportCache | None) -> _Flight:
-        task = asyncio.create_task(self._one(fingerprint, request, cache))
+    def _start(
+        self, fingerprint: str, request: Request, cache: ReportCache | None,
+        local: LocalImage | None,
+    ) -> _Flight:
+        task = asyncio.create_task(self._one(fingerprint, request, cache, local))
         flight = _Flight(task, time.monotonic(), request_kind(request))
         self._flights[fingerprint] = flight
         self.stats.flights += 1
@@ -137,8 +145,12 @@ class ScreenHub:
         task.add_done_callback(done)
         return flight
 
-    async def _one(self, fingerprint: str, request: Request, cache: ReportCache | None) -> Outcome:
-        outcomes = self._run([Item(fingerprint, request, fingerprint=fingerprint)], cache)
+    async def _one(
+        self, fingerprint: str, request: Request, cache: ReportCache | None,
+        local: LocalImage | None,
+    ) -> Outcome:
+        item = Item(fingerprint, request, fingerprint=fingerprint, local=local)
+        outcomes = self._run([item], cache)
         try:
             async for outcome in outcomes:
                 return outcome

@@ -51,5 +51,10 @@ class UploadLedger:
         expires, source = entry
         return source if self._clock() >= expires - margin else None
 
+    def expiring(self, url: str, margin: float = UPLOAD_MARGIN) -> bool:
+        """True when ``url`` is not ours or expires within ``margin`` (not to be reused)."""
+        entry = self._entries.get(url)
+        return entry is None or self._clock() >= entry[0] - margin
+
     def __len__(self) -> int:
         return len(self._entries)

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import asyncio
-import copy
 from collections.abc import AsyncIterator, Mapping, Sequence
+from os import PathLike
 from types import TracebackType
 from typing import Any, Self, Unpack
 from urllib.parse import urlsplit
@@ -20,7 +20,9 @@ from ._kinds import KINDS, report_class, request_kind
 from ._observe import Observer
 from ._reserve import PollReserve
 from ._screen import ScreenHub, ScreenStats
+from ._screen_image import ImageKind, image_question
 from ._uploads import UploadLedger
+from ._views import UNSET, Unset, with_options
 from .auth import ApiKey, env_credentials, resolve_credentials
 from .batch import BatchOptions, Item, Items, Outcome, TaskIds, screen_with_follow_ups
 from .cache import ReportCache
@@ -31,7 +33,7 @@ from .models import ImageSearchReport, Request, TaskKind
 from .polling import TaskDurations, TaskPoller
 from .ratelimit import RateGateProtocol
 from .redisgate import RedisRateGate
-from .retry import RetryHook
+from .retry import RetryHook, retries_limited
 from .transport import BeforeSend, HttpSender, Transport, TransportStats
 
 __all__ = ["FtoClient"]
@@ -137,6 +139,7 @@ class FtoClient(_Endpoints):
         #: The report cache :meth:`screen` and :meth:`screen_many` use (``None``: none).
         self.cache = cache
         self._deadline: float | None = None  # with_options(timeout=...): each screen call's
+        self._max_retries: int | None = None  # with_options(max_retries=...): every call's
         self._view_of: FtoClient | None = None
         self._by_digest: dict[str, asyncio.Future[str]] = {}  # upload_once: digest -> URL
         cfg = config or ClientConfig()
@@ -366,16 +369,67 @@ class FtoClient(_Endpoints):
         if self.closed:
             raise RuntimeError("the client is closed")
         deadline = self._deadline if timeout is None else timeout
-        return await self._screens.screen(request, key=key, timeout=deadline, cache=self.cache)
+        with retries_limited(self._max_retries):  # the flight's task inherits the limit
+            return await self._screens.screen(request, key=key, timeout=deadline,
+                                              cache=self.cache)  # fmt: skip
 
-    def with_options(self, *, timeout: float | None = None) -> FtoClient:
-        """A view of this client whose :meth:`screen` calls have a deadline of ``timeout``
-        seconds each; it shares the pool, the gate, the cache, the durations and the
-        flights (closing the view closes nothing)."""
-        view = copy.copy(self)
-        view._deadline = timeout
-        view._view_of = self._view_of or self
-        return view
+    async def screen_image(
+        self,
+        image: bytes | str | PathLike[str],
+        *,
+        kind: ImageKind = "image_search",
+        key: Any = None,
+        timeout: float | None = None,
+        **filters: Any,
+    ) -> Outcome:
+        """Screen a local image (its bytes, or a path); see :meth:`screen` for sharing,
+        the cache, deadlines and ``max_waiting``.
+
+        The image is checked first (a PNG or JPEG of at most 4 MiB that decodes; no call
+        otherwise). For ``image_search`` it is uploaded (P010) only if a task must be
+        submitted, once per content hash per client, and its URL is reused while valid
+        (9 h, renewed 10 minutes before); concurrent calls with the same image upload
+        once. For ``workflow`` it is sent as ``target_image_base64``: no upload and no
+        public URL. See :mod:`fto_async._screen_image`.
+
+        Args:
+            image: PNG/JPEG bytes or the path of a local file (read once).
+            kind: ``"image_search"`` (default) or ``"workflow"``.
+            key, timeout: as for :meth:`screen`.
+            filters: the request's other fields (``country``, ``lang``, ``loc_items``, ...).
+
+        Raises:
+            InvalidRequestError: a bad image, kind or filter (no call made).
+            OverloadedError, DeadlineExceededError: as for :meth:`screen`.
+        """
+        if self.closed:
+            raise RuntimeError("the client is closed")
+        request, fingerprint, local = await image_question(image, kind, filters)
+        deadline = self._deadline if timeout is None else timeout
+        with retries_limited(self._max_retries):
+            return await self._screens.screen(request, key=key, timeout=deadline,
+                                              cache=self.cache, fingerprint=fingerprint,
+                                              local=local)  # fmt: skip
+
+    def with_options(
+        self, *, timeout: float | Unset | None = UNSET, max_retries: int | Unset | None = UNSET
+    ) -> FtoClient:
+        """A view of this client with other per-call options; it shares the pool, the
+        gate, the cache, the durations and the flights (closing the view closes nothing).
+        An option not given keeps this client's (or view's) value.
+
+        Args:
+            timeout: seconds for each :meth:`screen` call in all, retries and polls
+                included (``None``: no deadline).
+            max_retries: retries per call, for every call of the view (``0``: a
+                retryable error surfaces at once; ``None``: ``RetryConfig.max_attempts``).
+                A flight of :meth:`screen` runs with the options of the caller who
+                started it; callers who join it share its calls.
+
+        Raises:
+            ConfigurationError: a negative or non-int ``max_retries``.
+        """
+        return with_options(self, timeout=timeout, max_retries=max_retries)
 
     @property
     def screen_stats(self) -> ScreenStats:

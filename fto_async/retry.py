@@ -19,9 +19,11 @@ All options are documented on :class:`~fto_async.config.RetryConfig`.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import random
-from collections.abc import Awaitable, Callable, Generator, Sequence
+from collections.abc import Awaitable, Callable, Generator, Iterator, Sequence
+from contextvars import ContextVar
 from typing import Any, ParamSpec, TypeVar
 
 import attrs
@@ -30,7 +32,7 @@ import backoff
 from .config import RetryConfig
 from .errors import FtoError, RequestTimeout
 
-__all__ = ["RetryBudget", "RetryEvent", "RetryHook", "RetryPolicy"]
+__all__ = ["RetryBudget", "RetryEvent", "RetryHook", "RetryPolicy", "retries_limited"]
 
 P = ParamSpec("P")
 T = TypeVar("T")
@@ -62,6 +64,26 @@ class RetryEvent:
 
 
 RetryHook = Callable[[RetryEvent], None]
+
+#: Retries allowed to the calls of the current context (``None``: the policy's own).
+_MAX_RETRIES: ContextVar[int | None] = ContextVar("fto_max_retries", default=None)
+
+
+@contextlib.contextmanager
+def retries_limited(max_retries: int | None) -> Iterator[None]:
+    """Calls made inside the block (and in tasks it starts) retry at most ``max_retries``
+    times, whatever :attr:`~fto_async.config.RetryConfig.max_attempts` says (the budget
+    and ``max_time`` still apply); ``0``: a retryable error surfaces at once. ``None``
+    changes nothing (an enclosing block's limit stays). ``FtoClient.with_options`` uses it.
+    """
+    if max_retries is None:
+        yield
+        return
+    token = _MAX_RETRIES.set(max_retries)
+    try:
+        yield
+    finally:
+        _MAX_RETRIES.reset(token)
 
 
 class RetryBudget:
@@ -180,7 +202,7 @@ class RetryPolicy:
         retrying = backoff.on_exception(
             self._waits,
             FtoError,
-            max_tries=self.config.max_attempts,
+            max_tries=self._max_attempts,
             max_time=self.config.max_time,
             jitter=None,  # the wait generator applies the jitter itself
             giveup=self._giveup,
@@ -193,13 +215,18 @@ class RetryPolicy:
             try:
                 result = await attempt(*args, **kwargs)
             except FtoError as exc:
-                if not exc.retryable or self.config.max_attempts <= 1:
+                if not exc.retryable or self._max_attempts() <= 1:
                     raise
                 return await retrying(*args, _first=[exc], **kwargs)
             self.budget.refund(self.config.success_refund)
             return result
 
         return call
+
+    def _max_attempts(self) -> int:
+        """Attempts per call: the context's :func:`retries_limited`, else the config's."""
+        limit = _MAX_RETRIES.get()
+        return self.config.max_attempts if limit is None else limit + 1
 
     def __repr__(self) -> str:
         return f"<RetryPolicy retries={self.retries} budget={self.budget.tokens}>"

@@ -49,7 +49,8 @@ def test_example_catalog_is_the_bundled_sample():
 
 
 @pytest.mark.parametrize("name", ["screen_catalog.py", "web_app.py", "pipeline_step.py",
-                                  "csv_pipeline.py", "fastapi_app.py"])
+                                  "csv_pipeline.py", "fastapi_app.py", "pandas_pipeline.py",
+                                  "airflow_step.py"])
 def test_examples_say_how_to_run_them(name):
     """Each example's docstring explains how to run it against fto-async emulator."""
     doc = load(name)["__doc__"]
@@ -207,6 +208,98 @@ async def test_fastapi_app_deadline_is_504(env, monkeypatch):
     assert took < 2
 
 
+async def test_fastapi_app_lifespan_owns_the_client(emu, env, monkeypatch):
+    """The client is created at startup, shared by every request, closed at shutdown."""
+    async with fastapi_app(monkeypatch) as (app, http):
+        client = app.state.fto
+        assert (await http.post("/screen", json=lamp(1))).status_code == 200
+        assert app.state.fto is client
+        assert not client.closed
+    assert client.closed
+
+
+def asgi_post(path: str, body: dict[str, Any]) -> dict[str, Any]:
+    """An ASGI HTTP scope for a JSON POST (what uvicorn hands the app)."""
+    return {"type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1",
+            "method": "POST", "scheme": "http", "path": path, "raw_path": path.encode(),
+            "query_string": b"", "root_path": "", "client": ("127.0.0.1", 5000),
+            "server": ("app", 80),
+            "headers": [(b"host", b"app"), (b"content-type", b"application/json"),
+                        (b"content-length", str(len(json.dumps(body))).encode())]}
+
+
+async def test_fastapi_app_a_disconnected_caller_stops_waiting_the_task_is_kept(
+    env, monkeypatch, tmp_path
+):
+    """The caller hangs up while its task runs: the handler stops waiting at once (499),
+    the task is polled to its end and cached, so asking again costs no second task."""
+    async with Emulator(EmulatorConfig(time_scale=0.001, qps=None,
+                                       task_duration=1000.0)) as slow:  # 1 s tasks
+        monkeypatch.setenv("PATSNAP_BASE_URL", slow.base_url)
+        async with fastapi_app(monkeypatch, FTO_CACHE=str(tmp_path / "c.db")) as (app, http):
+            body = lamp(7)
+            inbox = [{"type": "http.request", "body": json.dumps(body).encode(),
+                      "more_body": False}]  # fmt: skip
+            hang_up = asyncio.Event()
+            sent: list[dict[str, Any]] = []
+
+            async def receive() -> dict[str, Any]:
+                if inbox:
+                    return inbox.pop(0)
+                await hang_up.wait()  # what uvicorn does once the body is read
+                return {"type": "http.disconnect"}
+
+            async def send(message: dict[str, Any]) -> None:
+                sent.append(message)
+
+            handler = asyncio.create_task(app(asgi_post("/screen", body), receive, send))
+            async with asyncio.timeout(10):
+                while not slow.stats.submits:  # the task is paid for
+                    await asyncio.sleep(0.005)
+            hang_up.set()
+            async with asyncio.timeout(0.5):  # stops waiting at once, not after 1 s
+                await handler
+            assert app.state.fto.screen_stats.in_flight == 1  # the task goes on
+            async with asyncio.timeout(15):
+                while app.state.fto.screen_stats.in_flight:
+                    await asyncio.sleep(0.01)
+            again = await http.post("/screen", json=body)
+    starts = [m for m in sent if m["type"] == "http.response.start"]
+    assert [m["status"] for m in starts] == [499]
+    assert again.status_code == 200
+    assert again.json()["status"] == "done", again.json()["error"]
+    assert len(slow.stats.submits) == 1  # the second caller got the cached report
+
+
+async def test_fastapi_app_202_then_get_the_result_by_token(emu, env, monkeypatch):
+    """POST /tasks answers 202 with a Location holding the continuation token; GET on it
+    answers 202 + Retry-After while the task runs, then 200 and the record."""
+    async with fastapi_app(monkeypatch) as (_, http):
+        started = await http.post("/tasks", json={"kind": "workflow", "country": ["US"],
+                                                  "url": "https://example.com/w.png"})
+        assert started.status_code == 202
+        location = started.headers["location"]
+        assert started.json()["poll"] == location
+        assert int(started.headers["retry-after"]) >= 1
+        statuses = []
+        async with asyncio.timeout(10):
+            while True:
+                answer = await http.get(location)
+                statuses.append(answer.status_code)
+                if answer.status_code != 202:
+                    break
+                assert int(answer.headers["retry-after"]) >= 1
+                await asyncio.sleep(0.005)
+        bad = await http.get("/tasks/not-a-token")
+    assert statuses[-1] == 200
+    assert set(statuses[:-1]) <= {202}
+    record = answer.json()
+    assert record["status"] == "done", record
+    assert record["task_id"] == started.json()["task_id"]
+    assert bad.status_code == 400
+    assert emu.stats.count("/api/mcp/submit-workflow", 0) == 1
+
+
 async def test_csv_pipeline(emu, env, tmp_path):
     """examples/csv_pipeline.py: a CSV of URLs and local files in, one record per row out;
     the local image is uploaded once."""
@@ -224,3 +317,88 @@ async def test_csv_pipeline(emu, env, tmp_path):
     assert {r["status"] for r in rows.values()} == {"done"}
     assert rows["B"]["task_id"] == rows["C"]["task_id"]  # equal files share one task
     assert emu.stats.count("/image-search/image-upload", 0) == 1
+
+
+# -- the pandas pipeline (examples/pandas_pipeline.py) -------------------------------------
+
+
+async def test_pandas_pipeline(emu, env, tmp_path):
+    """A DataFrame of products in, a DataFrame of results out, in the input's order: URLs
+    and local files screened, equal files sharing one upload and one task, a bad row
+    'invalid' with no call."""
+    pd = pytest.importorskip("pandas")
+    from fto_async import FtoClient, PollConfig
+
+    (tmp_path / "lamp.png").write_bytes(PNG)
+    products = pd.DataFrame({
+        "sku": ["A", "B", "C", "D"],
+        "image_url": ["https://example.com/a.png", None, None, "https://example.com/d.png"],
+        "image_path": [None, str(tmp_path / "lamp.png"), str(tmp_path / "lamp.png"), None],
+        "country": ["US", "US,EU", "US,EU", "usa"],
+    })  # fmt: skip
+    module = load("pandas_pipeline.py")
+    async with FtoClient(poll=PollConfig().scaled(float(SCALE))) as client:
+        results = await module["screen_frame"](client, products)
+    assert list(results["sku"]) == ["A", "B", "C", "D"]
+    assert list(results["status"]) == ["done", "done", "done", "invalid"]
+    assert results.loc[1, "task_id"] == results.loc[2, "task_id"]  # one task for B and C
+    assert results.loc[3, "error"].startswith("country")
+    assert "report" not in results.columns
+    assert emu.stats.count("/image-search/image-upload", 0) == 1
+    assert len(emu.stats.submits) == 2
+
+
+async def test_pandas_pipeline_main_reads_and_writes_csv(emu, env, tmp_path):
+    pd = pytest.importorskip("pandas")
+    src, dst = tmp_path / "in.csv", tmp_path / "out.csv"
+    src.write_text("sku,image_url,country\nA,https://example.com/a.png,US\n")
+    await load("pandas_pipeline.py")["main"](src, dst, float(SCALE))
+    out = pd.read_csv(dst)
+    assert list(out["status"]) == ["done"]
+
+
+# -- the Airflow-style step (examples/airflow_step.py) -------------------------------------
+
+
+def step_catalog(tmp_path: Path) -> Path:
+    src = tmp_path / "catalog.csv"
+    src.write_text("sku,image_url,country\n"
+                   "A,https://example.com/a.png,US\n"
+                   "B,https://example.com/b.png,US\n"
+                   "BAD,https://example.com/x.png,usa\n", encoding="utf-8")  # fmt: skip
+    return src
+
+
+async def test_airflow_step_returns_the_summary_and_lets_invalid_rows_through(
+    emu, env, tmp_path
+):
+    """fail_on='failed' (the step's default): two done rows and an invalid one pass, the
+    summary comes back; fail_on='invalid' fails the step, not worth a retry."""
+    module = load("airflow_step.py")
+    step, failed = module["screen_step"], module["StepFailed"]
+    out = tmp_path / "out.jsonl"
+    summary = await asyncio.to_thread(step, step_catalog(tmp_path), out,
+                                      extra=["--time-scale", SCALE], timeout=60)  # fmt: skip
+    assert summary["exit_code"] == 0
+    assert summary["status"]["done"] == 2
+    assert summary["status"]["invalid"] == 1
+    assert len(out.read_text().splitlines()) == 3
+    with pytest.raises(failed) as caught:
+        await asyncio.to_thread(step, step_catalog(tmp_path), out, fail_on="invalid",
+                                extra=["--time-scale", SCALE], timeout=60)  # fmt: skip
+    assert caught.value.code == 1
+    assert not caught.value.retry
+    assert caught.value.summary["status"]["invalid"] == 1
+    assert len(emu.stats.submits) == 2  # the second run resumed: nothing paid twice
+
+
+async def test_airflow_step_a_spent_quota_is_worth_a_retry(emu, env, tmp_path):
+    module = load("airflow_step.py")
+    emu.reconfigure(balance=0)
+    with pytest.raises(module["StepFailed"]) as caught:
+        await asyncio.to_thread(module["screen_step"], step_catalog(tmp_path),
+                                tmp_path / "out.jsonl", extra=["--time-scale", SCALE],
+                                timeout=60)  # fmt: skip
+    assert caught.value.code == 3
+    assert caught.value.retry
+    assert caught.value.summary["reason"].startswith("fatal platform error")

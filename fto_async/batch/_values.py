@@ -170,17 +170,21 @@ class FollowUp:
 
 @attrs.frozen
 class LocalImage:
-    """A local image behind an :class:`Item`: uploaded by :meth:`resolve` at submit time."""
+    """A local image behind an :class:`Item`: uploaded by :meth:`resolve` at submit time.
 
-    path: Path
+    ``data``, when given, holds the image's bytes (those ``digest`` hashes): they are
+    uploaded, not the file read again (``FtoClient.screen_image``)."""
+
+    path: Path | None
     digest: str
+    data: bytes | None = attrs.field(default=None, repr=False)
 
     async def resolve(self, client: object, request: Request) -> Request:
         """``request`` with the URL of this image, uploaded once per client and digest."""
         upload = getattr(client, "upload_once", None)
         if upload is None:
             raise InvalidRequestError("item", "a local image needs an FtoClient to upload it")
-        url: str = await upload(self.path, self.digest)
+        url: str = await upload(self.data if self.data is not None else self.path, self.digest)
         return attrs.evolve(request, url=url)
 
 

@@ -20,7 +20,9 @@ Modules:
 * ``_budget``: ``screen --max-calls`` (when to stop taking rows) and ``--dry-run``'s
   polls per task;
 * ``_common``, ``_paths``: exit codes, error lines, opening a journal; output clashes;
-* ``_pipes``: a catalog on stdin (``screen -``) and outputs that are streams (``--out -``).
+* ``_pipes``: a catalog on stdin (``screen -``) and outputs that are streams (``--out -``);
+* ``_machine``: what a run tells machines: ``--fail-on`` (the exit code) and
+  ``--summary-json``.
 
 The records and their writers (JSONL, CSV, XLSX, HTML) are :mod:`fto_async.outputs`.
 """

@@ -27,10 +27,11 @@ from ..fingerprint import request_fingerprint
 from ..journal import ItemState
 from ..outputs._record import INVALID_TYPE
 from ._budget import polls_per_task
-from ._common import EXIT_OK, EXIT_USAGE, open_journal, say_error
+from ._common import EXIT_OK, EXIT_ROWS, EXIT_USAGE, open_journal, say_error
 from ._display import Section, clean, format_duration, render_sections
 from ._images import CACHE_SLACK, row_identity, stored_fingerprint
 from ._job import Job
+from ._machine import SUMMARY_VERSION, write_summary_json
 
 __all__ = ["dry_run"]
 
@@ -170,8 +171,21 @@ async def dry_run(job: Job, args: argparse.Namespace) -> int:
     render_sections(sections, footer, sys.stdout)
     # Invalid rows are counted above, not a failure: a dry run fails only on a bad
     # command line, catalog or configuration (EXIT_USAGE), so an orchestrator's step
-    # that checks a catalog does not fail on rows a real run would skip anyway.
-    return EXIT_OK
+    # that checks a catalog does not fail on rows a real run would skip anyway; unless
+    # it asks to with --fail-on invalid (cli._machine).
+    code = EXIT_ROWS if args.fail_on == "invalid" and count["invalid"] else EXIT_OK
+    if job.summary_json is not None:
+        record = {"version": SUMMARY_VERSION, "exit_code": code, "dry_run": True,
+                  "fail_on": args.fail_on or "never", "rows": count["rows"],
+                  "invalid": count["invalid"], "distinct": len(distinct),
+                  "from_cache": count["cached"], "to_submit": count["submits"],
+                  "calls_needed": calls}  # fmt: skip
+        try:
+            write_summary_json(job.summary_json, record)
+        except OSError as exc:
+            say_error(f"cannot write --summary-json {job.summary_json}: {exc.strerror or exc}")
+            return EXIT_USAGE
+    return code
 
 
 def _cache_line(job: Job) -> str:

@@ -22,6 +22,7 @@ from ..errors import ConfigurationError, InvalidRequestError
 from ._args import default_cache_path, patent_link
 from ._catalog import Catalog, CatalogError, check_defaults
 from ._common import say_error
+from ._machine import FailOn
 from ._paths import clash, is_sqlite, same_file, sqlite_files, writable_by_others
 from ._pipes import STDOUT, default_journal, is_dash, is_stream, spool_stdin
 
@@ -48,6 +49,8 @@ class Job:
             earlier result moves to the journal's history, and the report cache is not
             read (its reports are still written).
         patent_link: the patent link template (``--patent-link``/``FTO_PATENT_LINK``).
+        fail_on: which rows make the exit code 1 (``--fail-on``, see :mod:`._machine`).
+        summary_json: where to write the summary for machines (``--summary-json``).
     """
 
     catalog: Catalog
@@ -65,6 +68,8 @@ class Job:
     retry_failed: bool = False
     rescreen: bool = False
     patent_link: str | None = None
+    fail_on: FailOn = "invalid"
+    summary_json: Path | None = None
 
 
 def prepare(args: argparse.Namespace) -> Job | None:
@@ -98,6 +103,12 @@ def prepare(args: argparse.Namespace) -> Job | None:
         default_journal(pipes / "journals", args.catalog) if streamed
         else args.out.with_name(args.out.name + ".journal.db"))  # fmt: skip
     refused = _output_clash(catalog, args.out, journal, _report_files(args))
+    summary_json: Path | None = getattr(args, "summary_json", None)
+    if refused is None and summary_json is not None:  # another output: never an input
+        refused = clash(("--summary-json", summary_json), [
+            ("the catalog", catalog.path), ("--out", args.out), ("the journal", journal),
+            *_report_files(args),
+        ])  # fmt: skip
     if refused is not None:
         say_error(refused)
         return None
@@ -122,7 +133,8 @@ def prepare(args: argparse.Namespace) -> Job | None:
             say_error(f"--cache: {unsafe} (or run with --no-cache)")
             return None
         others = {"the catalog": args.catalog, "--out": args.out, "the journal": journal,
-                  **dict(_report_files(args))}
+                  **dict(_report_files(args)),
+                  **({"--summary-json": summary_json} if summary_json else {})}
         for name, other in others.items():  # same file: by inode, as for the other outputs
             if same_file(cache.expanduser(), Path(other).expanduser()):
                 say_error(f"--cache: {cache} is {name}; give the cache a file of its own")
@@ -131,7 +143,9 @@ def prepare(args: argparse.Namespace) -> Job | None:
                resume=resume_command(args.argv),
                report=not args.no_report and not streamed, follow_up=args.follow_up,
                cache=cache, max_age=args.max_age, retry_failed=args.retry_failed,
-               rescreen=getattr(args, "rescreen", False), patent_link=template)  # fmt: skip
+               rescreen=getattr(args, "rescreen", False), patent_link=template,
+               fail_on=getattr(args, "fail_on", None) or "invalid",
+               summary_json=summary_json)  # fmt: skip
 
 
 def resume_command(argv: list[str]) -> str:

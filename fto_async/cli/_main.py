@@ -60,6 +60,7 @@ from ._doctor import add_doctor_command
 from ._dryrun import dry_run
 from ._export import cmd_export
 from ._job import prepare
+from ._machine import FAIL_ON
 from ._report import add_report_command
 from ._screen import run_screen
 from ._status import cmd_status
@@ -161,6 +162,14 @@ def build_parser() -> argparse.ArgumentParser:
                              "history, and the outputs say what is new since it)")
     screen.add_argument("--patent-link", type=patent_link_arg, metavar="TEMPLATE",
                         help=_LINK_HELP)
+    screen.add_argument("--fail-on", choices=FAIL_ON, default=None,
+                        help="which rows make the exit code 1: invalid (default: any row "
+                             "not done), failed (failed or unfinished rows; invalid ones "
+                             "alone exit 0) or never; a dry run fails only with invalid. "
+                             "Codes 2, 3, 4 and 130 keep their meaning")
+    screen.add_argument("--summary-json", type=Path, metavar="PATH",
+                        help="also write the end-of-run summary to PATH as JSON (exit "
+                             "code, rows by status and risk, calls, cache hits, outputs)")
     screen.set_defaults(func=_cmd_screen)
 
     status = commands.add_parser("status", help="show a journal's progress")

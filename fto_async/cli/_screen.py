@@ -63,8 +63,6 @@ from ._catalog import PLACEHOLDER_URL, CatalogError, Row
 from ._common import (
     EXIT_BUDGET,
     EXIT_FATAL,
-    EXIT_OK,
-    EXIT_ROWS,
     EXIT_STOPPED,
     EXIT_USAGE,
     open_journal,
@@ -73,6 +71,7 @@ from ._common import (
 from ._display import ProgressView, Summary, render_sections, summary_sections
 from ._images import Images, readable, row_identity, stored_fingerprint, unreadable
 from ._job import Job
+from ._machine import rows_exit, stop_reason, summary_record, write_summary_json
 from ._pipes import is_stream
 from ._results import CATALOG_META, Tally, screening_calls, write_output
 from ._signals import interrupts_during_rebuild, signal_handlers
@@ -469,7 +468,7 @@ async def run_screen(job: Job, make_client: Callable[[], FtoClient]) -> int:
         return EXIT_USAGE
     latest = view.latest
     stats = client.stats
-    _print_summary(job, Summary(
+    summary = Summary(
         tally=tally, calls=stats.answered, retries=client.retries,
         unconnected=stats.unconnected, unanswered=stats.unanswered,
         ambiguous=client.stats.ambiguous_submits,
@@ -481,10 +480,20 @@ async def run_screen(job: Job, make_client: Callable[[], FtoClient]) -> int:
         distinct=len(run.distinct), from_cache=latest.from_cache if latest else 0,
         shared=latest.shared if latest else 0,
         cache=_cache_text(job),
-    ))  # fmt: skip
+    )  # fmt: skip
+    _print_summary(job, summary)
     if report is not None:
         sys.stdout.write(f"report:            {report}\n")
-    return _exit_code(job, run, tally, hard)
+    code = _exit_code(job, run, tally, hard)
+    if job.summary_json is not None:  # --summary-json: for machines
+        try:
+            write_summary_json(job.summary_json, summary_record(
+                summary, exit_code=code, fail_on=job.fail_on, report=report,
+                reason=stop_reason(code, run.fatal)))  # fmt: skip
+        except OSError as exc:
+            say_error(f"cannot write --summary-json {job.summary_json}: {exc.strerror or exc}")
+            return EXIT_USAGE
+    return code
 
 
 def _write_report(job: Job, calls: int | None, calls_run: int | None) -> Path | None:
@@ -574,4 +583,4 @@ def _exit_code(job: Job, run: _Run, tally: Tally, hard: bool) -> int:
         error = run.unsent_error
         say_error(f"{run.unsent} rows could not be sent ({type(error).__name__}: {error}); "
                   f"they stay pending: rerun the same command to retry:\n  {job.resume}")
-    return EXIT_OK if tally.status["done"] == tally.rows else EXIT_ROWS
+    return rows_exit(tally, job.fail_on)  # --fail-on (cli._machine)

@@ -13,6 +13,7 @@ from fto_async import (
     ConfigurationError,
     DeadlineExceededError,
     FtoClient,
+    FtoError,
     InvalidRequestError,
     OverloadedError,
     ReportCache,
@@ -214,3 +215,45 @@ def test_item_from_path_refuses_a_bad_file_with_no_call(tmp_path: Path) -> None:
         Item.from_path("x", tmp_path / "x.png", country=["US"], lang="en")
     with pytest.raises(InvalidRequestError):
         Item.from_path("y", tmp_path / "missing.png", country=["US"], lang="en")
+
+
+# -- with_options(max_retries=...) -----------------------------------------------------
+
+
+async def test_max_retries_zero_surfaces_a_retryable_error_at_once() -> None:
+    """A view with max_retries=0 sends one attempt and raises the retryable error; the
+    client itself retries as its RetryConfig says; both share one transport."""
+    async with emulator(service_error_rate=1.0) as emu, make_client(emu) as client:
+        once = client.with_options(max_retries=0)
+        with pytest.raises(FtoError) as caught:
+            await once.submit_image_search(image(1))
+        assert caught.value.retryable
+        assert client.stats.calls == 1
+        assert once.stats is client.stats
+        assert once.gate is client.gate
+        with pytest.raises(FtoError):
+            await client.submit_image_search(image(1))
+        assert client.stats.calls == 1 + 5  # RetryConfig.for_testing(): 5 attempts
+        outcome = await once.screen(image(2))  # screen's flight inherits the limit
+        assert client.stats.calls == 6 + 1
+        assert outcome.error is not None
+        assert outcome.error.retryable
+        two = once.with_options(max_retries=2)
+        with pytest.raises(FtoError):
+            await two.get_image_search_report("t-1")
+        assert client.stats.calls == 7 + 3
+
+
+async def test_with_options_keeps_what_it_is_not_given() -> None:
+    """Chained views keep the options not given; bad values are typed errors."""
+    async with emulator(hang_rate=1.0, hang_seconds=60) as emu, make_client(emu) as client:
+        view = client.with_options(timeout=0.2).with_options(max_retries=0)
+        with pytest.raises(DeadlineExceededError):
+            await view.screen(image(1))
+        assert view.with_options(timeout=None)._deadline is None
+        for bad in (-1, 1.5, "2", True):
+            with pytest.raises(ConfigurationError):
+                client.with_options(max_retries=bad)  # type: ignore[arg-type]
+        for bad_timeout in (0, -1.0, "5"):
+            with pytest.raises(ConfigurationError):
+                client.with_options(timeout=bad_timeout)  # type: ignore[arg-type]
