@@ -49,7 +49,10 @@ The package, one job per module (imports run one way, downwards: ``cli/`` -> ``c
     _journal_follow_ups  the journal's follow-ups table (a part of Journal)
     _journal_ledger  the journal's call ledger: calls by run, day, path and result (own table)
     _statement     the platform's usage statement (client_secret in the body only)
-    cache          ReportCache: reports by fingerprint, with their provenance
+    cache          ReportCache: reports by fingerprint, with their provenance; the
+                   AnswerCache protocol and the freshness rule every cache applies
+    rediscache     RedisReportCache: the cache in Redis, with single flight across
+                   processes (a lease per question, task ids shared)
     client         FtoClient: one method per endpoint; builds batches and pollers
     _screen        FtoClient.screen: single flight across callers, max_waiting, deadlines
     _uploads       the P010 URLs a client uploaded, renewed before they expire
@@ -111,6 +114,7 @@ from .errors import (
     ResponseTooLargeError,
     ServerError,
     ServiceError,
+    SharedCacheError,
     SharedGateError,
     TaskExpiredError,
     TaskFailedError,
@@ -146,6 +150,7 @@ from .models import (
 )
 from .polling import TaskDurations, TaskPoller
 from .ratelimit import RateGate
+from .rediscache import RedisReportCache
 from .redisgate import RedisRateGate
 from .retry import RetryEvent
 from .transport import TransportStats
@@ -210,6 +215,7 @@ __all__ = [
     "RateLimitedError",
     "RecordedError",
     "RedisRateGate",
+    "RedisReportCache",
     "Report",
     "ReportCache",
     "RequestTimeout",
@@ -221,6 +227,7 @@ __all__ = [
     "RiskLevel",
     "ServerError",
     "ServiceError",
+    "SharedCacheError",
     "SharedGateError",
     "SimpleLegalStatus",
     "TLSError",

@@ -29,7 +29,7 @@ import attrs
 
 from ._kinds import request_kind
 from .batch import Item, Outcome
-from .cache import ReportCache
+from .cache import AnswerCache
 from .errors import BatchAbortedError, DeadlineExceededError, OverloadedError
 from .fingerprint import request_fingerprint
 from .models import Request, TaskKind
@@ -42,7 +42,7 @@ __all__ = ["ScreenHub", "ScreenStats"]
 DEFAULT_RETRY_AFTER = 5.0
 
 #: Runs a one-item batch: ``(items, cache) -> outcomes`` (the client's ``screen_many``).
-Runner = Callable[[list[Item], ReportCache | None], AsyncIterator[Outcome]]
+Runner = Callable[[list[Item], AnswerCache | None], AsyncIterator[Outcome]]
 
 
 @attrs.define
@@ -94,7 +94,7 @@ class ScreenHub:
         *,
         key: Any,
         timeout: float | None,
-        cache: ReportCache | None,
+        cache: AnswerCache | None,
     ) -> Outcome:
         fingerprint = request_fingerprint(request)  # InvalidRequestError: no call made
         flight = self._flights.get(fingerprint)
@@ -120,7 +120,7 @@ class ScreenHub:
             self._traffic.waiting = self.stats.waiting
         return attrs.evolve(outcome, key=key)
 
-    def _start(self, fingerprint: str, request: Request, cache: ReportCache | None) -> _Flight:
+    def _start(self, fingerprint: str, request: Request, cache: AnswerCache | None) -> _Flight:
         task = asyncio.create_task(self._one(fingerprint, request, cache))
         flight = _Flight(task, time.monotonic(), request_kind(request))
         self._flights[fingerprint] = flight
@@ -137,7 +137,7 @@ class ScreenHub:
         task.add_done_callback(done)
         return flight
 
-    async def _one(self, fingerprint: str, request: Request, cache: ReportCache | None) -> Outcome:
+    async def _one(self, fingerprint: str, request: Request, cache: AnswerCache | None) -> Outcome:
         outcomes = self._run([Item(fingerprint, request, fingerprint=fingerprint)], cache)
         try:
             async for outcome in outcomes:

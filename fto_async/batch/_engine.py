@@ -15,6 +15,7 @@ import logging
 import time
 from collections import OrderedDict
 from collections.abc import AsyncIterator, Awaitable, Callable
+from functools import partial
 from typing import Any
 
 import attrs
@@ -22,6 +23,7 @@ import attrs
 from .. import _otel
 from .._kinds import request_kind
 from .._observe import observer_of
+from ..cache import submit_once
 from ..errors import BatchAbortedError, FtoError, InvalidRequestError
 from ..fingerprint import request_fingerprint
 from ..models import ImageSearchReport, Request, TaskKind
@@ -341,7 +343,11 @@ class _Batch(_Sharing):
                         request = await local.resolve(self.client, request)
                         local = None
                     with _otel.use_span(span):  # the submit's HTTP spans are its children
-                        task_id = await self.client.submit(request, before_send=before_send)
+                        shared = group.fingerprint if group and self.dedupe else None
+                        send = partial(self.client.submit, request, before_send=before_send)
+                        # once across processes too, if the cache keeps single flight
+                        task_id = await submit_once(self.cache, shared, request_kind(request),
+                                                    send, provenance_of(self.client))
                     break
                 except asyncio.CancelledError:
                     if not sent and self.fatal is not None:
