@@ -372,8 +372,8 @@ class _Batch(_Sharing):
                 span = None
                 await self.emit(Outcome(key, request, task_id, None, None))
                 return
-            if journaling is not None:
-                await journaling.submitted(key, task_id)
+            if journaling is not None:  # not sent: another process's task (shared)
+                await (journaling.submitted if sent else journaling.shared)(key, task_id)
             if group is not None:
                 group.task_id = task_id
                 self.by_task[task_id] = group
