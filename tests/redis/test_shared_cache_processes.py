@@ -82,9 +82,11 @@ async def test_three_processes_pay_once_per_distinct_question(redis_url, tmp_pat
         assert len((tmp_path / f"out{i}.jsonl").read_text().splitlines()) == 12
 
 
-async def test_a_killed_holder_leaves_nothing_locked(redis_url):
-    """A process SIGKILLed mid-submit while holding the lease: a waiting process takes the
-    question over once the lease expires, and completes it with one task."""
+@pytest.mark.parametrize("waiting", [True, False], ids=["waiter-first", "killed-at-once"])
+async def test_a_killed_holder_leaves_nothing_locked(redis_url, waiting):
+    """A process SIGKILLed mid-submit while holding the lease (before its first renewal, or
+    later while another waits): another process takes the question over once the lease
+    expires, and completes it with one task."""
     lease_ttl = 1.0
     async with Emulator(EmulatorConfig(time_scale=0.001, qps=None)) as emu:
         request = ImageSearchRequest(url="https://img.example/k.png", country=["US"], lang="en")
@@ -96,17 +98,20 @@ async def test_a_killed_holder_leaves_nothing_locked(redis_url):
         )  # fmt: skip
         assert holder.stdout is not None
         assert await asyncio.wait_for(holder.stdout.readline(), 30) == b"holding\n"
+        if not waiting:  # killed before it renewed the lease even once
+            holder.send_signal(signal.SIGKILL)
         cache = RedisReportCache(redis_url, lease_ttl=lease_ttl)
         async with FtoClient(api_key="sk-demo", base_url=emu.base_url, qps=500, cache=cache,
                              poll=PollConfig().scaled(0.001)) as client:  # fmt: skip
-            waiting = asyncio.create_task(client.screen(request))
+            screening = asyncio.create_task(client.screen(request))
             await asyncio.sleep(0.5)
-            assert not waiting.done()  # it waits for the holder's task id
+            assert not screening.done()  # it waits for the holder's task id
             assert emu.stats.submits == []
-            holder.send_signal(signal.SIGKILL)
+            if waiting:
+                holder.send_signal(signal.SIGKILL)
             await holder.wait()
             killed = time.monotonic()
-            outcome = await asyncio.wait_for(waiting, 20)
+            outcome = await asyncio.wait_for(screening, 20)
             took = time.monotonic() - killed
         await cache.aclose()
         assert outcome.ok, outcome.error
