@@ -57,7 +57,10 @@ The package, one job per module (imports run one way, downwards: ``cli/`` -> ``c
     _journal_store  the journal's storage: opening the file, the group-commit writer
                    thread, the paged row stream (a part of Journal, over _sqlite)
     _statement     the platform's usage statement (client_secret in the body only)
-    cache          ReportCache: reports by fingerprint, with their provenance
+    cache          ReportCache: reports by fingerprint, with their provenance; the
+                   AnswerCache protocol and the freshness rule every cache applies
+    rediscache     RedisReportCache: the cache in Redis, with single flight across
+                   processes (a lease per question, task ids shared)
     client         FtoClient: options, lifecycle, any kind of task; builds batches, pollers
     _endpoints     FtoClient's per-endpoint methods (a mixin) and the submit/poll/wait
                    wire helpers and body checks they share
@@ -123,6 +126,7 @@ from .errors import (
     ResponseTooLargeError,
     ServerError,
     ServiceError,
+    SharedCacheError,
     SharedGateError,
     TaskExpiredError,
     TaskFailedError,
@@ -158,6 +162,7 @@ from .models import (
 )
 from .polling import TaskDurations, TaskPoller
 from .ratelimit import RateGate
+from .rediscache import RedisReportCache
 from .redisgate import RedisRateGate
 from .retry import RetryEvent
 from .transport import TransportStats
@@ -222,6 +227,7 @@ __all__ = [
     "RateLimitedError",
     "RecordedError",
     "RedisRateGate",
+    "RedisReportCache",
     "Report",
     "ReportCache",
     "RequestTimeout",
@@ -233,6 +239,7 @@ __all__ = [
     "RiskLevel",
     "ServerError",
     "ServiceError",
+    "SharedCacheError",
     "SharedGateError",
     "SimpleLegalStatus",
     "TLSError",

@@ -29,7 +29,7 @@ import attrs
 
 from ._kinds import request_kind
 from .batch import Item, LocalImage, Outcome
-from .cache import ReportCache
+from .cache import AnswerCache
 from .errors import BatchAbortedError, DeadlineExceededError, OverloadedError
 from .fingerprint import request_fingerprint
 from .models import Request, TaskKind
@@ -42,7 +42,7 @@ __all__ = ["ScreenHub", "ScreenStats"]
 DEFAULT_RETRY_AFTER = 5.0
 
 #: Runs a one-item batch: ``(items, cache) -> outcomes`` (the client's ``screen_many``).
-Runner = Callable[[list[Item], ReportCache | None], AsyncIterator[Outcome]]
+Runner = Callable[[list[Item], AnswerCache | None], AsyncIterator[Outcome]]
 
 
 @attrs.define
@@ -94,7 +94,7 @@ class ScreenHub:
         *,
         key: Any,
         timeout: float | None,
-        cache: ReportCache | None,
+        cache: AnswerCache | None,
         fingerprint: str | None = None,
         local: LocalImage | None = None,
     ) -> Outcome:
@@ -126,7 +126,7 @@ class ScreenHub:
         return attrs.evolve(outcome, key=key)
 
     def _start(
-        self, fingerprint: str, request: Request, cache: ReportCache | None,
+        self, fingerprint: str, request: Request, cache: AnswerCache | None,
         local: LocalImage | None,
     ) -> _Flight:
         task = asyncio.create_task(self._one(fingerprint, request, cache, local))
@@ -146,7 +146,7 @@ class ScreenHub:
         return flight
 
     async def _one(
-        self, fingerprint: str, request: Request, cache: ReportCache | None,
+        self, fingerprint: str, request: Request, cache: AnswerCache | None,
         local: LocalImage | None,
     ) -> Outcome:
         item = Item(fingerprint, request, fingerprint=fingerprint, local=local)

@@ -41,16 +41,17 @@ import json
 import os
 import sqlite3
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from datetime import timedelta
 from pathlib import Path
-from typing import Any, Final, Self
+from typing import Any, Final, Protocol, Self, runtime_checkable
 
 import attrs
 
 from . import _otel, _sqlite
 
-__all__ = ["DEFAULT_MAX_AGE", "CachedReport", "ReportCache"]
+__all__ = ["DEFAULT_MAX_AGE", "AnswerCache", "CachedReport", "ReportCache", "SharedFlight",
+           "dump_report", "is_fresh", "load_report", "submit_once"]  # fmt: skip
 
 #: How old a cached report may be before it is a miss (7 days).
 DEFAULT_MAX_AGE: Final = timedelta(days=7)
@@ -97,15 +98,82 @@ _Put = tuple[str, str, str, str, str, float, str | None]
 
 
 def _from_put(put: _Put) -> CachedReport | None:
-    try:
-        report = json.loads(put[4], parse_constant=_refuse)
-    except ValueError:
+    report = load_report(put[4])
+    if report is None:
         return None
     return CachedReport(put[0], put[3], report, put[5], put[6], put[1], put[2])
 
 
+def load_report(text: str | bytes) -> Any:
+    """Stored JSON read back, or ``None`` if it is not JSON (NaN and Infinity included:
+    never a report). Every cache reads its entries through this rule."""
+    try:
+        return json.loads(text, parse_constant=_refuse)
+    except (ValueError, TypeError, RecursionError):
+        return None
+
+
+def dump_report(report: Any) -> str:
+    """The JSON text a cache stores (compact, UTF-8, no NaN): :func:`load_report` reads it."""
+    return json.dumps(report, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
+
+
+def is_fresh(created_at: float, now: float, max_age: float) -> bool:
+    """Whether an entry stored at ``created_at`` (epoch seconds) answers at ``now`` under
+    ``max_age`` seconds: not older, and not stamped ahead of this clock by more than a
+    few minutes (a clock jump). The one rule every cache applies."""
+    return now - max_age <= created_at <= now + _FUTURE_SLACK
+
+
 def _refuse(name: str) -> Any:
     raise ValueError(name)  # NaN/Infinity: never a report
+
+
+class AnswerCache(Protocol):
+    """What a batch, :meth:`FtoClient.screen <fto_async.FtoClient.screen>` and the follow-up
+    stage need of a report cache: :class:`ReportCache` (a SQLite file) and
+    :class:`~fto_async.rediscache.RedisReportCache` (Redis, shared by replicas) are two.
+    Entries are keyed by ``fingerprint``, ``platform`` and ``account`` (see
+    :meth:`ReportCache.get` and :meth:`ReportCache.put`, whose signatures these are)."""
+
+    async def get(
+        self, fingerprint: str, *, max_age: float | None = None, platform: str = "",
+        account: str = "",
+    ) -> CachedReport | None: ...
+
+    async def put(
+        self, fingerprint: str, kind: str, report: dict[str, Any], task_id: str | None,
+        *, platform: str = "", account: str = "",
+    ) -> None: ...
+
+    async def aclose(self) -> None: ...
+
+
+Submit = Callable[[], Awaitable[str]]
+
+
+@runtime_checkable
+class SharedFlight(Protocol):
+    """A cache that also keeps single flight across processes: a question is submitted by
+    one process at a time, the others take its task id
+    (:meth:`~fto_async.rediscache.RedisReportCache.submit_once`)."""
+
+    async def submit_once(
+        self, fingerprint: str, kind: str, submit: Submit, *, platform: str, account: str
+    ) -> str: ...
+
+
+async def submit_once(
+    cache: object, fingerprint: str | None, kind: str, submit: Submit,
+    provenance: tuple[str, str],
+) -> str:
+    """``submit()``, through ``cache``'s single flight when it keeps one
+    (:class:`SharedFlight`) and the question has a fingerprint; the task id to poll."""
+    if fingerprint is None or not isinstance(cache, SharedFlight):
+        return await submit()
+    platform, account = provenance
+    return await cache.submit_once(fingerprint, kind, submit, platform=platform,
+                                   account=account)  # fmt: skip
 
 
 def _seconds(value: timedelta | float) -> float:
@@ -184,7 +252,7 @@ class ReportCache:
         put = self._queued.get(key) or self._writing.get(key)
         found: CachedReport | None
         if put is not None:  # not committed yet, but ours
-            found = _from_put(put) if oldest <= put[5] <= newest else None
+            found = _from_put(put) if is_fresh(put[5], now, limit) else None
         else:
             try:
                 found = await self._run(self._get, key, oldest, newest)
@@ -207,7 +275,7 @@ class ReportCache:
         the other puts of the moment (see :meth:`flush`)."""
         if self._state != "open":
             raise RuntimeError(f"report cache {str(self.path)!r} is closed")
-        text = json.dumps(report, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
+        text = dump_report(report)
         self._queued[(fingerprint, platform, account)] = (
             fingerprint, platform, account, kind, text, self.clock(), task_id
         )

@@ -6,7 +6,7 @@ import asyncio
 from collections.abc import AsyncIterator, Mapping, Sequence
 from os import PathLike
 from types import TracebackType
-from typing import Any, Self, Unpack
+from typing import Any, Literal, Self, Unpack
 from urllib.parse import urlsplit
 
 import aiohttp
@@ -25,13 +25,14 @@ from ._uploads import UploadLedger
 from ._views import UNSET, Unset, with_options
 from .auth import ApiKey, env_credentials, resolve_credentials
 from .batch import BatchOptions, Item, Items, Outcome, TaskIds, screen_with_follow_ups
-from .cache import ReportCache
+from .cache import AnswerCache
 from .config import ClientConfig, PollConfig, RetryConfig, env_settings
 from .errors import ConfigurationError, FtoError
 from .hooks import Hooks
 from .models import ImageSearchReport, Request, TaskKind
 from .polling import TaskDurations, TaskPoller
 from .ratelimit import RateGateProtocol
+from .rediscache import own_cache
 from .redisgate import RedisRateGate
 from .retry import RetryHook, retries_limited
 from .transport import BeforeSend, HttpSender, Transport, TransportStats
@@ -83,7 +84,10 @@ class FtoClient(_Endpoints):
         hooks: a :class:`~fto_async.hooks.Hooks`: callables told of every call, retry,
             poll and result (sync or async; one that raises never breaks a call).
         cache: a :class:`~fto_async.cache.ReportCache` for :meth:`screen`, and for
-            :meth:`screen_many` when it is given no ``cache=``.
+            :meth:`screen_many` when it is given no ``cache=``; a
+            :class:`~fto_async.rediscache.RedisReportCache`, or ``"redis"`` for one on
+            ``redis_url`` (closed with the client), shares answers and submits with
+            every process of the account.
         max_waiting: at most this many distinct questions answered by :meth:`screen` at
             once; one more raises :class:`~fto_async.errors.OverloadedError` at once.
 
@@ -118,7 +122,7 @@ class FtoClient(_Endpoints):
         durations: TaskDurations | None = None,
         key_auth: str | None = None,
         hooks: Hooks | None = None,
-        cache: ReportCache | None = None,
+        cache: AnswerCache | Literal["redis"] | None = None,
         max_waiting: int | None = None,
     ) -> None:
         from_env = client_id is None and client_secret is None and api_key is None
@@ -136,8 +140,6 @@ class FtoClient(_Endpoints):
         )
         if max_waiting is not None and (not isinstance(max_waiting, int) or max_waiting < 1):
             raise ConfigurationError(f"max_waiting must be a positive int, got {max_waiting!r}")
-        #: The report cache :meth:`screen` and :meth:`screen_many` use (``None``: none).
-        self.cache = cache
         self._deadline: float | None = None  # with_options(timeout=...): each screen call's
         self._max_retries: int | None = None  # with_options(max_retries=...): every call's
         self._view_of: FtoClient | None = None
@@ -177,6 +179,8 @@ class FtoClient(_Endpoints):
         self._converter = _serde.CONVERTER
         #: P010 URLs this client uploaded: renewed before a submit when about to expire.
         self._uploads = UploadLedger()
+        #: The report cache :meth:`screen` and :meth:`screen_many` use (``None``: none).
+        self.cache, self._owned_cache = own_cache(cache, self.config.rate)
         self._owned_gate: RedisRateGate | None = None
         if gate is None and self.config.rate.redis_url:
             gate = self._owned_gate = RedisRateGate(
@@ -248,6 +252,8 @@ class FtoClient(_Endpoints):
         await self._transport.aclose()
         if self._owned_gate is not None:
             await self._owned_gate.aclose()
+        if self._owned_cache is not None:
+            await self._owned_cache.aclose()
 
     @property
     def closed(self) -> bool:
@@ -436,7 +442,7 @@ class FtoClient(_Endpoints):
         """Counters of :meth:`screen`: waiting callers, questions in flight, refusals."""
         return self._screens.stats
 
-    def _run_one(self, items: list[Item], cache: ReportCache | None) -> AsyncIterator[Outcome]:
+    def _run_one(self, items: list[Item], cache: AnswerCache | None) -> AsyncIterator[Outcome]:
         return _batch.screen_many(self, items, cache=cache, count_remaining=False)
 
     # -- batches (see fto_async.batch) ----------------------------------------------

@@ -31,6 +31,7 @@ Every exception the SDK raises hangs under :class:`FtoError`::
     │       └── InsufficientBalanceError     67200005
     ├── BudgetExhaustedError                 a client-side call budget is spent (fatal)
     ├── SharedGateError                      the shared rate gate's Redis is unusable (fatal)
+    │   └── SharedCacheError                 the shared report cache's Redis is unusable
     ├── TaskFailedError                      the task ended with task_status 3
     │   └── TaskExpiredError                 the platform no longer knows the task (AI67: 8 h)
     ├── TaskTimeoutError (TimeoutError)      a task did not finish before its deadline
@@ -91,6 +92,7 @@ __all__ = [
     "ResponseTooLargeError",
     "ServerError",
     "ServiceError",
+    "SharedCacheError",
     "SharedGateError",
     "TLSError",
     "TaskExpiredError",
@@ -364,6 +366,11 @@ class SharedGateError(FtoError):
     def __init__(self, message: str, *, url: str) -> None:
         super().__init__(message)
         self.url = url
+
+
+class SharedCacheError(SharedGateError):
+    """The shared report cache (:class:`~fto_async.rediscache.RedisReportCache`) could not
+    reach Redis to share a submit; it was not sent. Check the Redis URL (shown redacted)."""
 
 
 class TaskFailedError(FtoError):

@@ -87,7 +87,7 @@ from .ratelimit import Permit, RateGate, _credit, _Pacer, _Slot
 if TYPE_CHECKING:
     from redis.asyncio import Redis
 
-__all__ = ["LONG_WAIT", "RedisRateGate", "account_key"]
+__all__ = ["LONG_WAIT", "RedisRateGate", "account_key", "connect"]
 
 log = logging.getLogger("fto_async.redisgate")
 
@@ -177,6 +177,23 @@ def _import_redis() -> Any:
     return redis_asyncio
 
 
+def connect(url: str) -> Any:
+    """A redis-py asyncio client for ``url`` as the shared gate and cache use it: short
+    socket timeouts, text replies, no retries inside redis-py (the callers decide).
+
+    Raises:
+        ConfigurationError: the ``redis`` extra is not installed.
+    """
+    redis_asyncio = _import_redis()
+    from redis.asyncio.retry import Retry
+    from redis.backoff import NoBackoff
+
+    return redis_asyncio.Redis.from_url(
+        url, socket_connect_timeout=1.0, socket_timeout=2.0, retry=Retry(NoBackoff(), 0),
+        decode_responses=True,
+    )
+
+
 class RedisRateGate:
     """Paces every call of one account, across processes and hosts, through Redis.
 
@@ -203,23 +220,13 @@ class RedisRateGate:
     def __init__(self, config: RateConfig, *, account: str) -> None:
         if not config.redis_url:
             raise ConfigurationError("RedisRateGate needs config.redis_url")
-        redis_asyncio = _import_redis()
-        from redis.asyncio.retry import Retry
-        from redis.backoff import NoBackoff
-
         self.config = config
         self._url_shown = redact_url_credentials(config.redis_url)
         self._secrets = _url_secrets(config.redis_url)
         stem = account_key(account, config.redis_prefix)
         self._keys = (stem + ":gate", stem + ":log")
         # The gate retries by itself (fail closed, with backoff): no retries inside redis-py.
-        self._redis: Redis = redis_asyncio.Redis.from_url(
-            config.redis_url,
-            socket_connect_timeout=1.0,
-            socket_timeout=2.0,
-            retry=Retry(NoBackoff(), 0),
-            decode_responses=True,
-        )
+        self._redis: Redis = connect(config.redis_url)
         self._acquire_script = self._redis.register_script(ACQUIRE_LUA)
         self._throttle_script = self._redis.register_script(THROTTLE_LUA)
         qps = config.qps

@@ -18,6 +18,7 @@ import logging
 import time
 from collections import OrderedDict
 from collections.abc import AsyncIterator, Awaitable, Callable
+from functools import partial
 from typing import Any
 
 import attrs
@@ -26,6 +27,7 @@ from .. import _otel
 from .._kinds import request_kind
 from .._lanes import STARTED, work_class
 from .._observe import observer_of
+from ..cache import submit_once
 from ..errors import BatchAbortedError, FtoError, InvalidRequestError
 from ..fingerprint import request_fingerprint
 from ..models import ImageSearchReport, Request, TaskKind
@@ -371,7 +373,11 @@ class _Batch(_Sharing):
                     # the submit's HTTP spans are children of the task span
                     with _otel.use_span(span), work_class(STARTED) if started \
                             else contextlib.nullcontext():
-                        task_id = await self.client.submit(request, before_send=before_send)
+                        shared = group.fingerprint if group and self.dedupe else None
+                        send = partial(self.client.submit, request, before_send=before_send)
+                        # once across processes too, if the cache keeps single flight
+                        task_id = await submit_once(self.cache, shared, request_kind(request),
+                                                    send, provenance_of(self.client))
                     break
                 except asyncio.CancelledError:
                     if not sent and self.fatal is not None:
@@ -401,8 +407,8 @@ class _Batch(_Sharing):
                 span = None
                 await self.emit(Outcome(key, request, task_id, None, None))
                 return
-            if journaling is not None:
-                await journaling.submitted(key, task_id)
+            if journaling is not None:  # not sent: another process's task (shared)
+                await (journaling.submitted if sent else journaling.shared)(key, task_id)
             if group is not None:
                 group.task_id = task_id
                 self.by_task[task_id] = group

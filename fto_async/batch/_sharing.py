@@ -20,7 +20,7 @@ from typing import Any, Final
 import attrs
 
 from .._kinds import request_kind
-from ..cache import ReportCache
+from ..cache import AnswerCache
 from ..errors import FtoError, may_have_created_task
 from ..models import ImageSearchReport, Request, TaskKind
 from ..polling import PendingTask, PollScheduler
@@ -88,7 +88,7 @@ class _Sharing:
     fatal: FtoError | None
     stopping: bool
     dedupe: bool
-    cache: ReportCache | None
+    cache: AnswerCache | None
     groups: dict[str, _Group]  # fingerprint -> its group pending here
     by_task: dict[str, _Group]  # task id -> its group, while polled
     recent: OrderedDict[str, _Recent]  # LRU, RECENT_TASKS

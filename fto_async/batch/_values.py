@@ -21,7 +21,7 @@ import attrs
 
 from .. import _serde
 from .. import _validate as v
-from ..cache import ReportCache  # at run time too: get_type_hints resolves BatchOptions
+from ..cache import AnswerCache  # at run time too: get_type_hints resolves BatchOptions
 from ..config import ClientConfig, PollConfig
 from ..errors import FtoError, InvalidRequestError
 from ..fingerprint import image_digest, request_fingerprint
@@ -480,7 +480,7 @@ class BatchOptions(TypedDict, total=False):
     fingerprint: Fingerprinter | None
     follow_up: FollowUp | None
     dedupe: bool
-    cache: ReportCache | None
+    cache: AnswerCache | None
 
 
 @attrs.frozen(kw_only=True)
@@ -501,7 +501,7 @@ class _Options:
     fingerprint: Fingerprinter | None = None
     follow_up: FollowUp | None = None
     dedupe: bool = True
-    cache: ReportCache | None = None
+    cache: AnswerCache | None = None
 
     @classmethod
     def of(cls, options: BatchOptions) -> _Options:

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Final
 
 from .. import _validate
-from ..cache import ReportCache
+from ..cache import AnswerCache
 from ..client import FtoClient
 from ..errors import FtoError, InvalidRequestError
 from ..fingerprint import image_digest, request_fingerprint, wire_fingerprint
@@ -105,7 +105,7 @@ class Images:
     def __init__(
         self,
         client: FtoClient,
-        cache: ReportCache | None,
+        cache: AnswerCache | None,
         max_age: float,
         follow_up: bool,
         notice: Callable[[str], None] | None = None,

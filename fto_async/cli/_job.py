@@ -43,6 +43,8 @@ class Job:
         follow_up: 1-vs-1 follow-ups of each row's riskiest matches (``--follow-up``).
         cache: the report cache file (``None``: no cache). max_age: seconds a cached
             report stays good.
+        shared_cache: the Redis URL of a shared report cache (``--shared-cache``; then
+            ``cache`` is ``None``); never shown.
         retry_failed: submit again rows whose task failed in an earlier run
             (``--retry-failed``; rows refused as invalid are retried once fixed anyway).
         rescreen: screen every row again, done rows included (``--rescreen``): their
@@ -64,6 +66,7 @@ class Job:
     follow_up: FollowUp | None = None
     cache: Path | None = None
     max_age: float = 7 * 86400.0
+    shared_cache: str | None = attrs.field(default=None, repr=False)
 
     retry_failed: bool = False
     rescreen: bool = False
@@ -118,7 +121,10 @@ def prepare(args: argparse.Namespace) -> Job | None:
         say_error(str(exc))
         return None
     cache: Path | None = None
-    if not args.no_cache:
+    shared = _shared_cache(args)
+    if shared is False:
+        return None
+    if not args.no_cache and shared is None:
         try:
             base_url = args.base_url or str(env_settings().get("base_url") or "") or None
         except ConfigurationError as exc:
@@ -143,9 +149,30 @@ def prepare(args: argparse.Namespace) -> Job | None:
                resume=resume_command(args.argv),
                report=not args.no_report and not streamed, follow_up=args.follow_up,
                cache=cache, max_age=args.max_age, retry_failed=args.retry_failed,
+               shared_cache=shared,
                rescreen=getattr(args, "rescreen", False), patent_link=template,
                fail_on=getattr(args, "fail_on", None) or "invalid",
                summary_json=summary_json)  # fmt: skip
+
+
+def _shared_cache(args: argparse.Namespace) -> str | Literal[False] | None:
+    """``--shared-cache``'s Redis URL (``None``: not asked), or ``False`` after saying why
+    it cannot be used."""
+    if not getattr(args, "shared_cache", False):
+        return None
+    if args.no_cache:
+        say_error("--shared-cache and --no-cache contradict each other: choose one")
+        return False
+    try:
+        url = args.redis_url or env_settings().get("redis_url")
+    except ConfigurationError as exc:
+        say_error(str(exc))
+        return False
+    if not isinstance(url, str) or not url:
+        say_error("--shared-cache keeps the cache in Redis: give --redis-url (or set "
+                  "PATSNAP_REDIS_URL)")
+        return False
+    return url
 
 
 def resume_command(argv: list[str]) -> str:

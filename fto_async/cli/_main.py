@@ -145,6 +145,10 @@ def build_parser() -> argparse.ArgumentParser:
                              f"(default {DEFAULT_MAX_AGE})")
     screen.add_argument("--no-cache", action="store_true",
                         help="neither read nor write the report cache")
+    screen.add_argument("--shared-cache", action="store_true",
+                        help="keep the report cache in Redis (--redis-url) instead of a "
+                             "file: processes screening overlapping catalogs pay once per "
+                             "distinct question")
     screen.add_argument("--unknown", choices=("resubmit", "skip"), default="resubmit",
                         help="rows an earlier run may have submitted before it died "
                              "(default resubmit)")

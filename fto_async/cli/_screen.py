@@ -40,8 +40,9 @@ import attrs
 
 from ..batch import Item, screen_many, screen_with_follow_ups
 from ..batch._journaling import provenance_mismatch
-from ..cache import ReportCache
+from ..cache import AnswerCache, ReportCache
 from ..client import FtoClient
+from ..config import redact_url_credentials
 from ..errors import (
     AuthenticationError,
     BatchAbortedError,
@@ -53,6 +54,7 @@ from ..errors import (
     PlatformUnreachableError,
     QuotaExceededError,
     ResponseDecodeError,
+    SharedCacheError,
 )
 from ..journal import ItemState, Journal, JournalRow
 from ..models import ImageSearchRequest, Request, WorkflowRequest
@@ -109,7 +111,7 @@ class _Run:
 
     def __init__(
         self, job: Job, client: FtoClient, journal: Journal, view: ProgressView,
-        cache: ReportCache | None = None,
+        cache: AnswerCache | None = None,
     ) -> None:
         self.job = job
         self.cache = cache
@@ -521,11 +523,32 @@ def _notes(run: _Run) -> list[tuple[str, str]]:
     return notes
 
 
-async def _open_cache(job: Job) -> ReportCache | Literal[False] | None:
+async def _open_shared_cache(job: Job, url: str) -> AnswerCache | Literal[False]:
+    """``--shared-cache``: the cache in Redis, or ``False`` after saying why not (the URL
+    redacted)."""
+    from ..rediscache import RedisReportCache
+
+    try:
+        cache = RedisReportCache(url, max_age=0.0 if job.rescreen else job.max_age)
+    except ConfigurationError as exc:
+        say_error(f"--shared-cache: {exc}")
+        return False
+    try:
+        await cache.ping()
+    except SharedCacheError as exc:
+        await cache.aclose()
+        say_error(f"{exc} (or run without --shared-cache)")
+        return False
+    return cache
+
+
+async def _open_cache(job: Job) -> AnswerCache | Literal[False] | None:
     """The run's report cache (``None``: off), or ``False`` after saying why it cannot open.
 
     ``--rescreen`` opens it with a max age of 0: no report is read from it, new ones are
     written."""
+    if job.shared_cache is not None:
+        return await _open_shared_cache(job, job.shared_cache)
     if job.cache is None:
         return None
     cache = ReportCache(job.cache, max_age=0.0 if job.rescreen else job.max_age)
@@ -541,6 +564,9 @@ async def _open_cache(job: Job) -> ReportCache | Literal[False] | None:
 
 
 def _cache_text(job: Job) -> str:
+    if job.shared_cache is not None:
+        shown = redact_url_credentials(job.shared_cache)
+        return f"Redis {shown} (shared; reports younger than {job.max_age:g} s reused)"
     if job.cache is None:
         return "off (--no-cache)"
     if job.rescreen:
