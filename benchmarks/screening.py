@@ -1,6 +1,8 @@
 """Batch screening benchmark: screen_many against naive designs, same emulator.
 
 Run:  python benchmarks/screening.py            # every regime, about 8 minutes
+      python benchmarks/screening.py --regime catalog --virtual   # both poll orders,
+                                                   # virtual clock: exact, load-proof
       python benchmarks/screening.py --regime catalog|long|small|ten
       python benchmarks/screening.py --threads    # also the thread pool (long regime)
       python benchmarks/screening.py --memory     # 100,000 items, peak RSS growth
@@ -287,6 +289,51 @@ def compare(regime: str, n: int, qps: float, scale: float, median: float, *,
     print()
 
 
+def virtual_orders(regime: str, n: int, qps: float, median: float, submit: float = 5.0,
+                   seed: int = 7) -> None:
+    """The SDK alone, both poll orders, on a virtual clock (``tests/_vtime.py``): the
+    emulator runs in this process at time scale 1, so every timestamp is exact and the
+    machine's load changes nothing (CPU time is not measured: it takes no virtual time)."""
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+    from fto_async.emulator import Emulator, EmulatorConfig
+    from tests._vtime import run_virtual
+
+    async def one(order: str) -> tuple[dict[str, Any], dict[str, Any]]:
+        config = EmulatorConfig(qps=qps, time_scale=1.0, task_duration=median,
+                                task_duration_sigma=SIGMA, seed=seed, submit_latency=submit)
+        async with Emulator(config) as emu, FtoClient(
+            api_key=KEY, base_url=emu.base_url, qps=qps, poll=PollConfig(order=order)
+        ) as client:
+            loop = asyncio.get_running_loop()
+            t0, first, done = loop.time(), None, 0
+            async for outcome in client.screen_many(
+                ImageSearchRequest(**body(i)) for i in range(n)
+            ):
+                done += outcome.ok
+                first = loop.time() - t0 if first is None else first
+            wall = loop.time() - t0
+            stats = emu.stats.snapshot()
+        assert done == n, f"only {done} of {n} succeeded"
+        stats["business_calls"] = sum(sum(c.values()) for c in stats["calls"].values())
+        stats["rejects"] = sum(c.get("67200002", 0) for c in stats["calls"].values())
+        return {"wall": wall, "first": first, "cpu": None}, stats
+
+    bound = 2 * n / qps + median
+    rows = []
+    for order in ("results", "makespan"):
+        t0 = time.monotonic()
+        result, stats = run_virtual(lambda order=order: one(order))  # type: ignore[misc]
+        rows.append(row(f"fto_async, order={order!r}", result, stats, n, bound, median, None,
+                        qps))
+        print(f"  {regime}/{order}: {result['wall']:.1f} s virtual "
+              f"({time.monotonic() - t0:.0f} s real)", file=sys.stderr)
+    print(table(
+        f"{regime} on a virtual clock: {n} items, Q={qps:g}/s, median task {median:g} s, "
+        f"submit {submit:g} s, emulator seed {seed} (bound 2N/Q + median = {bound:.1f} s)",
+        HEADER[:-2], [r[:-2] for r in rows],
+    ))
+
+
 def small_batches(qps: float = 40.0, median: float = 2.0) -> None:
     """Cold start: batches of 1, 20 and 300, 2 s tasks, submit 0.3 s, no time scaling."""
     rows = []
@@ -345,6 +392,8 @@ def main() -> None:
     parser.add_argument("--regime", choices=["small", "ten", "catalog", "long", "all"],
                         default="all")
     parser.add_argument("--threads", action="store_true", help="also run the thread pool")
+    parser.add_argument("--virtual", action="store_true",
+                        help="catalog or long: the SDK's two poll orders on a virtual clock")
     parser.add_argument("--memory", action="store_true", help="run the memory benchmark only")
     parser.add_argument("--memory-items", type=int, default=100_000)
     args = parser.parse_args()
@@ -362,6 +411,12 @@ def main() -> None:
     if args.regime in ("ten", "all"):
         compare("300 items, 10 s tasks", 300, 40, 1.0, 10.0, submit=0.3)
         compare("300 items, 10 s tasks, fair naive", 300, 40, 1.0, 10.0, submit=0.3, fair=True)
+    if args.virtual:
+        if args.regime in ("catalog", "all"):
+            virtual_orders("catalog", 5000, args.qps, 30.0)
+        if args.regime in ("long", "all"):
+            virtual_orders("long tasks", 800, args.qps, 60.0)
+        return
     if args.regime in ("catalog", "all"):
         compare("catalog", 5000, args.qps, args.scale, 30.0)
     if args.regime in ("long", "all"):

@@ -252,6 +252,13 @@ def _one_of(*choices: str) -> Any:
     return check
 
 
+def _optional_non_negative(
+    _inst: object, attribute: attrs.Attribute[Any], v: float | None
+) -> None:
+    if v is not None and not _number(attribute, v) >= 0:
+        raise ConfigurationError(f"{attribute.alias} must be >= 0 or None, got {v!r}")
+
+
 def _optional_positive(_inst: object, attribute: attrs.Attribute[Any], v: float | None) -> None:
     if v is not None and not _number(attribute, v) > 0:
         raise ConfigurationError(f"{attribute.alias} must be > 0 or None, got {v!r}")
@@ -277,8 +284,13 @@ class PollConfig:
         interval: seconds between polls of a task whose age is unknown (``wait_*`` on a
             bare task id; the platform recommends 2-5 s).
         min_interval: seconds; no task is ever polled sooner than this after its submit
-            or its last poll (2, the platform's lower bound).
-        max_interval: seconds; the longest gap between two polls of a slow task.
+            or its last poll. Unset (the default): 2 s (the platform's lower bound)
+            after a submit and for tasks of a kind not learnt yet; between two polls of
+            a learnt kind, a quarter of its median, within 0.5-2 s (tasks of a 2 s
+            median are not re-polled a whole median later).
+        max_interval: seconds; the longest gap between two polls of a slow task. Unset
+            (the default): 30 s, or twice the learnt median of its kind if longer (the
+            re-polls of 2-minute tasks are not capped at 30 s). Set, it is a ceiling.
         timeout: seconds a ``wait_*`` call (or a batch, per task) waits before giving a
             ``TaskTimeoutError`` (``None``: forever).
         initial_estimate: seconds; a seed for the learned durations: the first poll
@@ -308,8 +320,12 @@ class PollConfig:
     """
 
     interval: float = attrs.field(default=3.0, validator=_positive)
-    min_interval: float = attrs.field(default=2.0, validator=_non_negative)
-    max_interval: float = attrs.field(default=30.0, validator=_positive)
+    min_interval_set: float | None = attrs.field(
+        default=None, alias="min_interval", validator=_optional_non_negative
+    )
+    max_interval_set: float | None = attrs.field(
+        default=None, alias="max_interval", validator=_optional_positive
+    )
     timeout: float | None = 1800.0
     seed_estimate: float | None = attrs.field(
         default=None, alias="initial_estimate", validator=_optional_positive
@@ -319,6 +335,21 @@ class PollConfig:
     scouts: int = attrs.field(default=4, validator=_int_at_least(1))
     calls_per_task: float = attrs.field(default=2.2, validator=_positive)
     order: str = attrs.field(default="results", validator=_one_of("results", "makespan"))
+    #: Private: the factor :meth:`scaled` applied (the unset intervals' 2 s and 30 s).
+    time_scale: float = attrs.field(default=1.0, validator=_positive)
+
+    @property
+    def min_interval(self) -> float:
+        """Seconds: ``min_interval`` as set, else 2 s (scaled): the floor after a submit."""
+        found = self.min_interval_set
+        return 2.0 * self.time_scale if found is None else found
+
+    @property
+    def max_interval(self) -> float:
+        """Seconds: ``max_interval`` as set, else 30 s (scaled): the unset ceiling's
+        least value (see the class docstring)."""
+        found = self.max_interval_set
+        return 30.0 * self.time_scale if found is None else found
 
     @property
     def initial_estimate(self) -> float:
@@ -331,8 +362,9 @@ class PollConfig:
         return attrs.evolve(
             self,
             interval=self.interval * factor,
-            min_interval=self.min_interval * factor,
-            max_interval=self.max_interval * factor,
+            min_interval=None if self.min_interval_set is None else self.min_interval * factor,
+            max_interval=None if self.max_interval_set is None else self.max_interval * factor,
+            time_scale=self.time_scale * factor,
             timeout=None if self.timeout is None else self.timeout * factor,
             initial_estimate=None if seed is None else seed * factor,
         )

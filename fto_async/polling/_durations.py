@@ -7,6 +7,7 @@ import itertools
 import math
 from collections import Counter, deque
 from collections.abc import Iterable, Mapping
+from statistics import NormalDist
 from typing import Any
 
 from ..config import PollConfig
@@ -24,6 +25,9 @@ _SA_GAIN = 0.03  # stochastic approximation of the first-poll age: the least gai
 _SA_START = 0.5  # ...and the gain of the k-th answer before that: 0.5 / (k + 4)
 _SA_AFTER = 32  # finished tasks before a first poll steers the budget
 _TRUSTED = 64  # finished tasks after which a task older than all is an outlier
+_NORMAL = NormalDist()
+_QUARTER = 0.25  # unset min_interval: a quarter of the learnt median between polls...
+_TWICE = 2.0  # ...and unset max_interval: twice it (at least the 30 s default)
 
 
 class _DurationEstimator:
@@ -43,7 +47,7 @@ class _DurationEstimator:
         self._cells: list[tuple[float, float, float]] = []  # (lo, hi, mass), the estimate
         self._fresh = 0  # observations since the last refresh
         self._live: dict[str, float] = {}  # task id -> age it was last seen running at
-        self._quantiles: dict[float, float | None] = {}
+        self._quantiles: dict[tuple[float, bool], float | None] = {}
         #: Finished tasks observed (a censored one does not count).
         self.finished = 0
         #: log of the first-poll age, tracked from the first polls' own answers (see
@@ -110,11 +114,16 @@ class _DurationEstimator:
 
     # -- reading --------------------------------------------------------------------
 
-    def quantile(self, q: float, running: Iterable[float] = ()) -> float | None:
+    def quantile(
+        self, q: float, running: Iterable[float] = (), *, inside: bool = False
+    ) -> float | None:
         """Seconds by which a fraction ``q`` of tasks are done (``None``: not known yet).
 
         ``running`` are ages of tasks still running (counted as censored there; only
         for the cold-start decision, never cached). Without finished tasks: the seed.
+        ``inside``: read the age inside the estimator's cell (log-linear in the cell's
+        mass) rather than at its right end; for the first polls of a cold cohort, whose
+        cells are the wide gaps between scout polls.
         """
         censored = [(age, math.inf) for age in running]
         if not self.known:
@@ -122,11 +131,12 @@ class _DurationEstimator:
         if censored:
             live = [(age, math.inf) for age in self._live.values()]
             everything = [*self._sample, *live, *censored]
-            return _quantile(_turnbull(everything, self._current()), q)
+            return _quantile(_turnbull(everything, self._current()), q, inside=inside)
         cells = self._current()
-        if q not in self._quantiles:
-            self._quantiles[q] = _quantile(cells, q)
-        return self._quantiles[q]
+        key = (q, inside)
+        if key not in self._quantiles:
+            self._quantiles[key] = _quantile(cells, q, inside=inside)
+        return self._quantiles[key]
 
     def conditional(self, age: float, q: float) -> float | None:
         """The age by which a fraction ``q`` of the tasks still running at ``age`` are
@@ -141,6 +151,19 @@ class _DurationEstimator:
         target = min(below + (1.0 - below) * q, 1.0 - beyond - 1e-9)
         found = _quantile(cells, target)
         return None if found is None or found <= age else found
+
+    def fitted(self, age: float, q: float) -> float | None:
+        """:meth:`conditional` from a lognormal fitted to the estimate's quartiles (read
+        inside their cells; ``None``: not known yet). While few tasks have finished,
+        the estimate's upper tail is the few tasks seen: the conditional quantile there
+        is clamped at the last one seen done and re-polls would step 15% at a time."""
+        low, mid, high = (self.quantile(p, inside=True) for p in (0.25, 0.5, 0.75))
+        if low is None or mid is None or high is None or not 0 < low < high:
+            return None
+        sigma = math.log(high / low) / (2 * _NORMAL.inv_cdf(0.75))
+        below = _NORMAL.cdf(math.log(max(age, 1e-9) / mid) / sigma)
+        target = min(below + (1.0 - below) * q, 1.0 - 1e-6)
+        return float(mid * math.exp(sigma * _NORMAL.inv_cdf(target)))
 
     # -- persistence ----------------------------------------------------------------
 
@@ -227,17 +250,27 @@ def _cdf_at(cells: list[tuple[float, float, float]], points: list[float]) -> lis
     return out
 
 
-def _quantile(cells: list[tuple[float, float, float]], q: float) -> float | None:
+def _quantile(
+    cells: list[tuple[float, float, float]], q: float, *, inside: bool = False
+) -> float | None:
     """The right end of the cell where the estimate reaches ``q`` (``None``: past all
     finished tasks). The NPMLE says how much mass a cell holds, not where in it; its
     right end is the one age by which ``q`` is surely reached (biased up by at most a
     cell, which is narrow where polls are dense). First polls do not inherit the bias:
-    their age is tuned from their own answers (:meth:`_DurationEstimator.first_answer`)."""
+    their age is tuned from their own answers (:meth:`_DurationEstimator.first_answer`).
+    ``inside``: the age within the cell where the mass reaches ``q``, spread log-linearly
+    over the cell as :func:`_cdf` does (a cold cohort's cells are a scout gap wide: up to
+    doubling, so the right end would aim its first polls far too late)."""
     run = 0.0
-    for _lo, hi, m in cells:
+    for lo, hi, m in cells:
+        if run + m >= q - 1e-9:
+            if not math.isfinite(hi):
+                return None
+            if not inside:
+                return hi
+            f = min(1.0, max(0.0, (q - run) / m))
+            return hi * f if lo <= 0.0 else lo * (hi / lo) ** f
         run += m
-        if run >= q - 1e-9:
-            return hi if math.isfinite(hi) else None
     return None
 
 
@@ -332,8 +365,26 @@ class TaskDurations:
         return f"<TaskDurations seed={self.seed} finished={{{kinds}}}>"
 
 
-def _scout_gap(config: PollConfig, age: float) -> float:
-    return min(config.max_interval, max(config.min_interval, _SCOUT_GROWTH * age))
+def _scout_gap(config: PollConfig, age: float, growth: float = _SCOUT_GROWTH) -> float:
+    """A scout's gap: ``growth`` of its age, within ``[min_interval, max_interval]``
+    (unset: 2-30 s, nothing being learnt yet)."""
+    return min(config.max_interval, max(config.min_interval, growth * age))
+
+
+def gap_bounds(durations: TaskDurations, kind: str, config: PollConfig) -> tuple[float, float]:
+    """Private: the least and the longest gap between two polls of a task of ``kind``:
+    ``min_interval`` and ``max_interval`` when set; unset, they follow the learnt median
+    (a quarter of it within 0.5-2 s; twice it, at least 30 s; both scaled)."""
+    low, high = config.min_interval, config.max_interval
+    unset_low, unset_high = config.min_interval_set is None, config.max_interval_set is None
+    if unset_low or unset_high:
+        est = durations.estimator(kind)
+        median = est.quantile(0.5, inside=True) if est.known else None
+        if median is not None and unset_low:
+            low = min(low, max(0.25 * low, _QUARTER * median))
+        if median is not None and unset_high:
+            high = max(high, _TWICE * median)
+    return low, high
 
 
 def first_age(
@@ -354,7 +405,7 @@ def first_age(
     n = est.finished
     base = config.quantile if q is None else q
     q = 1.0 - (1.0 - base) * n / (n + _CAUTION) if n else base
-    value = est.quantile(q)
+    value = est.quantile(q, inside=True)
     if value is None and est.known:  # more than 1 - q of the tasks run past all seen done
         value = est.longest() * _BEYOND_GROWTH
     return None if value is None else max(config.min_interval, value)
@@ -366,7 +417,8 @@ def next_age(
     """Private: the age at which to poll again a task found running at ``age``: when a
     fraction ``q`` (default ``config.quantile``) of those still running are done.
 
-    Never sooner than ``min_interval`` after ``age`` nor later than ``max_interval``.
+    Never sooner than the least gap after ``age`` nor later than the longest
+    (:func:`gap_bounds`).
     """
     est = durations.estimator(kind)
     if not est.known:
@@ -374,9 +426,15 @@ def next_age(
             return age + _scout_gap(config, age)
         target = max(age * config.backoff, max(config.min_interval, est.seed))
     else:
-        found = est.conditional(age, config.quantile if q is None else q)
+        q = config.quantile if q is None else q
+        found = est.conditional(age, q)
+        if est.finished < _TRUSTED:  # the upper tail is a few tasks: extrapolate it
+            fit = est.fitted(age, q)
+            if fit is not None:
+                found = max(found or 0.0, fit)
         if found is None:  # older than every finished task: an outlier, or little data
             found = age * (_BEYOND_GROWTH if est.finished >= _TRUSTED else config.backoff)
         # The upper tail is known from few tasks: never step less than 15% of the age.
         target = max(found, age * _BEYOND_GROWTH)
-    return age + min(config.max_interval, max(config.min_interval, target - age))
+    low, high = gap_bounds(durations, kind, config)
+    return age + min(high, max(low, target - age))

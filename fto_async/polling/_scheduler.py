@@ -19,7 +19,15 @@ import attrs
 from ..config import PollConfig
 from ..errors import FtoError, TaskFailedError, TaskTimeoutError
 from ..models import ImageSearchReport, TaskKind, TaskStatus
-from ._durations import _SA_AFTER, TaskDurations, _scout_gap, first_age, next_age
+from ._durations import (
+    _SA_AFTER,
+    _SCOUT_GROWTH,
+    TaskDurations,
+    _scout_gap,
+    first_age,
+    gap_bounds,
+    next_age,
+)
 
 __all__ = ["Deliver", "Fetch", "PendingTask", "PollScheduler", "poll_priority"]
 
@@ -37,6 +45,9 @@ _EARLY = 0.8  # a first poll is queued at 0.8x the quantile age, then re-checked
 _DITHER = 0.06  # first polls spread over up to +-6% of the quantile age
 _WARM_LEVEL = 0.7  # scouting ends once this quantile is known (3 of 4 scouts ended)
 _SCOUT_TOLERANCE = 0.05  # scouting ends when running scouts are within 5% of the age
+_SCOUT_GROWTH_MAX = 1.0  # a scout's gap: at most its age (doubling)
+_SCOUT_POLLS = 4.0  # a scout's polls, times its gap's fraction of its age (about)
+_SCOUT_SHARE = 0.1  # the calls per task of the cohort that the scouts take (about)
 _SA_LATE = 1.05  # a first poll later than 5% past its aim says nothing about the aim
 _SPREAD = 0.05  # first polls always spread over at least +-5% of their age
 _RESERVE = 0.05  # calls per task kept for scouting and the tail: q = 1 / (B - 1 - reserve)
@@ -241,11 +252,21 @@ class PollScheduler:
         # running; one seen running younger than the candidate quantile may yet end
         # past it (only the tasks still at risk there tell), so wait for it.
         running = [s.last_age for s in self._scouts.get(kind, ()) if s.polls]
-        found = est.quantile(min(self.config.quantile, _WARM_LEVEL), running)
+        found = est.quantile(min(self.config.quantile, _WARM_LEVEL), running, inside=True)
         if found is None or any(age < found * (1.0 - _SCOUT_TOLERANCE) for age in running):
             return False
         self._warm.add(kind)
         return True
+
+    def _scout_growth(self, kind: str) -> float:
+        """A scout's gap, as a fraction of its age: the scouts' polls are paid by the
+        cohort they warm (the tasks of the kind waiting), so they take about
+        ``_SCOUT_SHARE`` calls per task of it: 10% of the age for a cohort of 1,600
+        tasks or more (fine scouting is cheap there), up to doubling (a cohort of 160 or
+        fewer). Four scouts out of step still sample the ages 4 times as finely."""
+        cohort = len(self._parked.get(kind, ())) + len(self._scouts.get(kind, ()))
+        want = _SCOUT_POLLS * self.config.scouts / (_SCOUT_SHARE * max(1, cohort))
+        return min(_SCOUT_GROWTH_MAX, max(_SCOUT_GROWTH, want))
 
     def _after_scouting(self, task: PendingTask, now: float) -> None:
         """A task of a cold kind finished or was polled: release or promote waiters."""
@@ -471,7 +492,7 @@ class PollScheduler:
         cfg = self.config
         kind = task.kind
         if task.scout and not self._is_warm(kind):
-            gap = _scout_gap(cfg, age)
+            gap = _scout_gap(cfg, age, self._scout_growth(kind))
             if task.phase and gap * (1.0 - task.phase) >= cfg.min_interval:  # once
                 gap, task.phase = gap * (1.0 - task.phase), 0.0  # out of step with the rest
             target = age + gap
@@ -487,7 +508,8 @@ class PollScheduler:
         due = now + (target - age)
         if cfg.timeout is not None and task.submitted_at is not None:
             due = min(due, task.submitted_at + cfg.timeout)  # one last poll at the deadline
-        self._push(max(due, now + cfg.min_interval), task)
+        low = cfg.min_interval if task.scout else gap_bounds(self.durations, kind, cfg)[0]
+        self._push(max(due, now + low), task)
 
     async def _finish(
         self, task: PendingTask, report: ImageSearchReport | None, error: FtoError | None
