@@ -21,12 +21,24 @@ turns such a run into one fatal error, early:
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Callable
 
 from .errors import NotThePlatformError, PlatformUnreachableError, TransportError
 
-__all__ = ["Reachability"]
+__all__ = ["Reachability", "loop_time"]
+
+
+def loop_time() -> float:
+    """The running event loop's clock: the one aiohttp's timeouts count on (outside a
+    loop, ``time.monotonic()``, which a default loop's clock equals). The time an attempt
+    started and the time since the first unanswered one are read on it, so "0.5 s without
+    an answer" means the same seconds as the request timeout that produced it."""
+    try:
+        return asyncio.get_running_loop().time()
+    except RuntimeError:
+        return time.monotonic()
 
 
 class Reachability:
@@ -37,7 +49,7 @@ class Reachability:
         after: seconds, ``ClientConfig.unreachable_after``.
         attempts: ``ClientConfig.unreachable_attempts``.
         not_platform_after: ``ClientConfig.not_platform_after``.
-        clock: monotonic seconds (injectable for tests).
+        clock: seconds, :func:`loop_time` (injectable for tests).
     """
 
     __slots__ = ("_after", "_attempts", "_clock", "_failures", "_non_json", "_not_platform",
@@ -50,7 +62,7 @@ class Reachability:
         after: float,
         attempts: int,
         not_platform_after: int,
-        clock: Callable[[], float] = time.monotonic,
+        clock: Callable[[], float] = loop_time,
     ) -> None:
         self.url = url
         self._after = after

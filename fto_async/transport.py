@@ -40,7 +40,7 @@ from ._envelope import decode_answer, parse_retry_after
 from ._http import AiohttpSender, FileField, HttpSender, NotConnectedTimeout
 from ._lanes import NEW, STARTED, current_class, work_class
 from ._observe import Attempt, Observer
-from ._reach import Reachability
+from ._reach import Reachability, loop_time
 from .auth import ApiKey, Authenticator, ClientCredentials, StaticKeyAuth, TokenAuth, token_error
 from .config import ClientConfig
 from .errors import (
@@ -164,7 +164,7 @@ class _translate_faults:
         self.stats = stats
         self.reach = reach
         self.business = business  # False for token requests: not calls, not in by_code
-        self.started = time.monotonic()
+        self.started = loop_time()  # the clock Reachability reads
         self.answered = False
         self.attempt: Attempt | None = None  # told of the answer (the call ledger)
 

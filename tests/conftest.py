@@ -1,6 +1,10 @@
 """Fixtures for every test: nothing writes to the real user cache folder; a refused port;
 the CLI tests' fast emulator (``emu``) and the ``PATSNAP_*`` variables aimed at it (``env``).
 
+Tests marked ``untraced`` run with coverage's tracer paused (fuzzing and long replays:
+they check what any input does, not which lines run, and the tracer made them 2-3x
+slower); every line they reach is also reached by a behaviour test.
+
 Under ``CI=true`` (``.ci/run`` sets it) a skipped test fails the run with its reason: a
 test that cannot run there means a tool CI should have installed is missing. The only
 exceptions are the node ids in :data:`CI_ALLOWED_SKIPS` (empty: none is allowed).
@@ -12,6 +16,7 @@ import os
 from collections.abc import AsyncIterator, Generator
 from pathlib import Path
 
+import coverage
 import pytest
 
 from fto_async.emulator import Emulator, EmulatorConfig
@@ -36,6 +41,21 @@ def pytest_runtest_makereport(
         reason = report.longrepr[2] if isinstance(report.longrepr, tuple) else report.longrepr
         report.outcome = "failed"
         report.longrepr = f"skipped under CI=true, which allows no skip: {reason}"
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_call(item: pytest.Item) -> Generator[None, None, None]:
+    """Pause coverage around an ``untraced`` test (pytest-cov's own ``no_cover`` marker
+    breaks ``--no-cov`` runs)."""
+    cov = coverage.Coverage.current() if item.get_closest_marker("untraced") else None
+    if cov is None:
+        yield
+        return
+    cov.stop()
+    try:
+        yield
+    finally:
+        cov.start()
 
 
 @pytest.fixture(autouse=True)

@@ -258,6 +258,7 @@ def _decode_or_decode_error(data: Any, cls: type[Any]) -> Any:
     return None
 
 
+@pytest.mark.untraced  # fuzzing: what any input does, not which lines run
 @FUZZ
 @given(st.one_of(json_values, shaped_objects), st.sampled_from(TARGETS))
 def test_arbitrary_json_only_raises_decode_errors(data, cls):
@@ -299,6 +300,7 @@ def mutated_samples(draw: st.DrawFn) -> dict[str, Any]:
     return data
 
 
+@pytest.mark.untraced  # fuzzing: what any input does, not which lines run
 @FUZZ
 @given(mutated_samples(), st.sampled_from([ImageSearchReport, WorkflowReport]))
 def test_mutated_sample_only_raises_decode_errors(data, cls):
@@ -306,6 +308,7 @@ def test_mutated_sample_only_raises_decode_errors(data, cls):
     _decode_or_decode_error(data, cls)
 
 
+@pytest.mark.untraced  # fuzzing: what any input does, not which lines run
 @FUZZ
 @given(mutated_samples())
 def test_mutated_report_section_only_raises_decode_errors(data):

@@ -57,6 +57,7 @@ def lognormal(seed: int, n: int, median: float, sigma: float) -> list[float]:
     return [median * math.exp(rng.gauss(0.0, sigma)) for _ in range(n)]
 
 
+@pytest.mark.untraced  # a 5,000-task replay: its lines are covered by the shorter tests
 def test_no_upward_ratchet_over_5000_tasks() -> None:
     """With current-status answers, first polls all made at one age cannot lower the
     estimate: it used to creep up (first polls drifting from the 0.87 towards the

@@ -61,6 +61,11 @@ from fto_async.errors import (
 from tests._shared import API_KEY
 from tests.test_serde import requests as valid_requests
 
+# Fuzzing checks what any input does, not which lines run: untraced by coverage (the
+# tracer made this module 3x slower, a third of the suite's CPU), the lines are covered
+# by the behaviour tests.
+pytestmark = pytest.mark.untraced
+
 CLIENT = FtoClient(api_key=API_KEY)  # never opened: only its converter is used
 CONV = CLIENT._converter
 QUICK = settings(max_examples=100, deadline=None,

@@ -197,6 +197,7 @@ def endless() -> Iterator[ImageSearchRequest]:
         i += 1
 
 
+@pytest.mark.untraced  # a 2,800-call soak for memory: its lines are covered by the behaviour tests
 @pytest.mark.slow
 async def test_soak_memory_stays_flat_at_the_qps_limit() -> None:
     """Screening an endless generator at the QPS limit for SOAK_CALLS calls: RSS grows

@@ -271,7 +271,9 @@ async def test_oauth_token_requests_count_too(tmp_path, refused_port):
     """With client credentials the first attempts are token requests: they feed the same
     counter (and ``unconnected``), so a refused port stops the batch the same way."""
     url = f"http://127.0.0.1:{refused_port}"
-    config = ClientConfig(unreachable_after=AFTER, unreachable_attempts=ATTEMPTS)
+    # A refused connect takes no loop time here: the only time that passes is the
+    # retries' backoff (0.05 s, then up to 0.2 s), so the threshold sits below it.
+    config = ClientConfig(unreachable_after=0.1, unreachable_attempts=ATTEMPTS)
     loop = asyncio.get_running_loop()
     started = loop.time()
     async with FtoClient(client_id="id", client_secret="secret", base_url=url, config=config,
@@ -284,3 +286,22 @@ async def test_oauth_token_requests_count_too(tmp_path, refused_port):
         assert c.stats.unconnected == c.stats.token_requests >= ATTEMPTS
         assert c.stats.answered == 0
     assert loop.time() - started < BOUND
+
+
+@virtual
+async def test_unreachable_after_counts_the_loops_seconds():
+    """``unreachable_after`` is counted on the event loop's clock, the one the request
+    timeouts run on: 5 s of loop time without an answer is past 1 s, however little real
+    time it took (on the real clock a virtual or fast loop tried far more rows first)."""
+    from fto_async._reach import Reachability
+    from fto_async.transport import _translate_faults
+
+    reach = Reachability("http://x", after=1.0, attempts=1, not_platform_after=3)
+
+    async def attempt_with_no_answer() -> None:
+        async with _translate_faults("/ai/image-search/submit", None, reach):
+            await asyncio.sleep(5.0)  # no real time on the virtual loop
+            raise TimeoutError
+
+    with pytest.raises(PlatformUnreachableError):
+        await attempt_with_no_answer()
