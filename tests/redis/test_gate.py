@@ -64,8 +64,10 @@ async def test_gates_share_one_paced_budget(redis_url: str) -> None:
         evals = int(r.info("commandstats")["cmdstat_evalsha"]["calls"])
     for g in gates:
         await g.aclose()
-    assert max_in_window(sent) <= 49  # the proof's bound, in Redis's clock
-    assert max_in_window(times) <= 50  # and as the callers saw it
+    # The proof's bound, in Redis's clock, where the gate makes it. (The callers' own
+    # clock adds each caller's scheduling delay: under load a resumed caller reads the
+    # time late, and 51 of them once fell in one second of *their* clock.)
+    assert max_in_window(sent) <= 49
     rate = (len(times) - 1) / (max(times) - min(times))
     assert rate >= 0.9 * 50
     assert evals <= 150 * 1.1
