@@ -271,9 +271,9 @@ async def test_oauth_token_requests_count_too(tmp_path, refused_port):
     """With client credentials the first attempts are token requests: they feed the same
     counter (and ``unconnected``), so a refused port stops the batch the same way."""
     url = f"http://127.0.0.1:{refused_port}"
-    # A refused connect takes no loop time here: the only time that passes is the
-    # retries' backoff (0.05 s, then up to 0.2 s), so the threshold sits below it.
-    config = ClientConfig(unreachable_after=0.1, unreachable_attempts=ATTEMPTS)
+    # A refused connect takes no loop time here (only the retries' backoff passes it),
+    # so the attempts alone decide; unreachable_after is the black hole test's.
+    config = ClientConfig(unreachable_after=0.0, unreachable_attempts=ATTEMPTS)
     loop = asyncio.get_running_loop()
     started = loop.time()
     async with FtoClient(client_id="id", client_secret="secret", base_url=url, config=config,
