@@ -346,6 +346,7 @@ def _field(values: st.SearchStrategy[Any]) -> st.SearchStrategy[Any]:
     return st.one_of(st.just(_ABSENT), values)
 
 
+@pytest.mark.untraced  # fuzzing: what any input does, not which lines run
 @settings(max_examples=400, suppress_health_check=[HealthCheck.too_slow], deadline=None)
 @given(
     http_status=_HTTP,
@@ -372,6 +373,7 @@ def test_any_envelope_returns_or_raises_fto_error(
         assert retry is None or 0 <= retry < float("inf")
 
 
+@pytest.mark.untraced  # fuzzing: what any input does, not which lines run
 @settings(max_examples=300, deadline=None)
 @given(http_status=_HTTP, body=st.one_of(st.binary(max_size=64), st.text(max_size=40).map(
     str.encode)))

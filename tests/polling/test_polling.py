@@ -551,6 +551,7 @@ def test_seed_is_used_until_tasks_finish() -> None:
     assert all(polls == [pytest.approx(12.0)] for polls in platform.polls.values())
 
 
+@pytest.mark.untraced  # a long replay: its lines are covered by the shorter tests
 def test_stable_lognormal_durations_cost_at_most_2_2_calls_per_task() -> None:
     """Stable durations (lognormal, sigma 0.3), cold start included: polls + 1 submit
     stay <= 2.2 per task over the whole batch, tail included."""
