@@ -43,7 +43,7 @@ MODULES: dict[str, tuple[list[str], list[str]]] = {
     "errors": (["fto_async/errors.py"],
                ["tests/test_errors.py", "tests/test_mutants.py", "tests/test_errors_mutants.py"]),
     "cache": (["fto_async/cache.py"],
-              ["tests/test_cache.py", "tests/test_mutants.py", "tests/test_cache_mutants.py",
+              ["tests/test_cache.py", "tests/test_mutants.py",
                "tests/reliability/test_answer_provenance.py"]),
     "journal_rows": (["fto_async/_journal_rows.py"],
                      ["tests/test_journal.py", "tests/test_journal_follow_ups.py",
