@@ -32,6 +32,8 @@ The package, one job per module (imports run one way, downwards: ``cli/`` -> ``c
     ratelimit      the local rate gate: paced, never over the limit, adaptive
     redisgate      RedisRateGate: the same gate with its state in Redis, for many processes
     _gate_scripts  its two Lua scripts (run atomically on the Redis server)
+    _redis         Redis plumbing of the gate and the cache: connect, the account's key
+                   stem, a URL's secrets
     _lanes         the classes of work a gate admits (due polls, started work, new work),
                    their order, and work_class() to mark a task's calls
     _reserve       the poll reserve: under a call budget, calls kept to read paid tasks

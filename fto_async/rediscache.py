@@ -17,7 +17,7 @@ a miss. A value is served only if it says it answers the fingerprint, platform a
 asked (hashes of them are also in its key): a value copied under another key, one that is
 not JSON, or one of another shape is a miss (counted in ``poisoned``), never an answer.
 
-Keys (the gate's namespace rule, :func:`~fto_async.redisgate.account_key`: one Redis
+Keys (the gate's namespace rule, :func:`~fto_async._redis.account_key`: one Redis
 Cluster slot per account, ``prefix`` first)::
 
     {prefix}fto:{<account>}:answer:<platform hash>:<fingerprint hash>   a report (TTL ``ttl``)
@@ -60,6 +60,7 @@ from collections.abc import Callable
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any, Final, Self
 
+from ._redis import account_key, connect, url_secrets
 from .cache import (
     DEFAULT_MAX_AGE,
     AnswerCache,
@@ -71,7 +72,6 @@ from .cache import (
 )
 from .config import RateConfig, redact_url_credentials
 from .errors import ConfigurationError, SharedCacheError
-from .redisgate import _url_secrets, account_key, connect
 
 if TYPE_CHECKING:
     from redis.asyncio import Redis
@@ -160,7 +160,7 @@ class RedisReportCache:
         self.clock = clock
         #: The URL with its password redacted.
         self.url = redact_url_credentials(redis_url)
-        self._secrets = _url_secrets(redis_url)
+        self._secrets = url_secrets(redis_url)
         self._redis: Redis = connect(redis_url)
         from redis.exceptions import RedisError
 

@@ -53,15 +53,16 @@ together.
 
 Failure: if Redis cannot be reached at the first call, the gate raises
 :class:`~fto_async.errors.SharedGateError` (fatal), naming the URL with its password
-redacted. If Redis is lost later, calls wait and the gate reconnects with backoff: no
-call is ever sent without a grant (a grant whose reply was lost is counted but unused,
-which errs on the safe side). With ``redis_fallback=True`` the gate instead paces
-locally at ``qps / expected_processes`` (a warning is logged) until Redis answers again.
-If Redis restarts and loses its state, the first process that was running before and
-reconnects pauses the account for one second (the gateway's window may still hold calls
-from before), and every such process adds its own calls of the day back to the shared
-counter (a process that started after the restart adds nothing; one that died takes
-its count with it).
+redacted (a refusal at once; timeouts after 10 s of them, as a loaded machine can be
+slower than the 1 s connect timeout). If Redis is lost later, calls wait and the gate
+reconnects with backoff: no call is ever sent without a grant (a grant whose reply was
+lost is counted but unused, which errs on the safe side). With ``redis_fallback=True``
+the gate instead paces locally at ``qps / expected_processes`` (a warning is logged)
+until Redis answers again. If Redis restarts and loses its state, the first process that
+was running before and reconnects pauses the account for one second (the gateway's
+window may still hold calls from before), and every such process adds its own calls of
+the day back to the shared counter (a process that started after the restart adds
+nothing; one that died takes its count with it).
 
 Nothing outlives a killed process: there are no locks or leases, only the hash (48 h TTL,
 renewed by every grant) and the success log (10 s TTL); a process killed with SIGKILL
@@ -71,7 +72,6 @@ leaves at most one reserved, unused grant behind.
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import logging
 import random
 from typing import TYPE_CHECKING, Any, Final
@@ -80,6 +80,8 @@ import attrs
 
 from ._gate_scripts import ACQUIRE_LUA, THROTTLE_LUA
 from ._lanes import NEW, LaneQueue
+from ._redis import account_key as account_key  # re-exported: the key rule's old home
+from ._redis import connect, url_secrets
 from .config import RateConfig, redact_url_credentials
 from .errors import BudgetExhaustedError, ConfigurationError, SharedGateError
 from .ratelimit import Permit, RateGate, _credit, _Pacer, _Slot
@@ -94,6 +96,8 @@ log = logging.getLogger("fto_async.redisgate")
 _HORIZON = 0.25  # seconds: how far ahead of now a grant may be reserved (at least 2 T)
 _BACKOFF_BASE = 0.05
 _BACKOFF_CAP = 2.0
+#: Seconds the first call waits out Redis timeouts before SharedGateError (not refusals).
+_FIRST_PATIENCE = 10.0
 
 
 #: Seconds: a single wait of the gate longer than this is announced (a warning) first.
@@ -103,18 +107,6 @@ LONG_WAIT: Final = 60.0
 def _announce(wait: float) -> None:
     if wait > LONG_WAIT:
         log.warning("shared rate gate: waiting %.0f s for the account's next call slot", wait)
-
-
-def account_key(account: str, prefix: str = "") -> str:
-    """The Redis key stem of one account: ``{prefix}fto:{<account>}``.
-
-    The braces are a Redis Cluster hash tag: every key of one account lands in one slot.
-    ``account`` is an identity that is not a secret (see ``account_id`` on the credential
-    classes); an ``sk-`` key must never be passed here.
-    """
-    if account.startswith("sk-"):
-        account = "sk:" + hashlib.sha256(account.encode()).hexdigest()[:32]
-    return f"{prefix}fto:{{{account}}}"
 
 
 class _Turnstile:
@@ -167,33 +159,6 @@ class _LocalPermit(Permit):
     __slots__ = ()
 
 
-def _import_redis() -> Any:
-    try:
-        import redis.asyncio as redis_asyncio
-    except ImportError:  # pragma: no cover - exercised where the extra is missing
-        raise ConfigurationError(
-            "redis_url needs the 'redis' extra: pip install 'fto-async[redis]'"
-        ) from None
-    return redis_asyncio
-
-
-def connect(url: str) -> Any:
-    """A redis-py asyncio client for ``url`` as the shared gate and cache use it: short
-    socket timeouts, text replies, no retries inside redis-py (the callers decide).
-
-    Raises:
-        ConfigurationError: the ``redis`` extra is not installed.
-    """
-    redis_asyncio = _import_redis()
-    from redis.asyncio.retry import Retry
-    from redis.backoff import NoBackoff
-
-    return redis_asyncio.Redis.from_url(
-        url, socket_connect_timeout=1.0, socket_timeout=2.0, retry=Retry(NoBackoff(), 0),
-        decode_responses=True,
-    )
-
-
 class RedisRateGate:
     """Paces every call of one account, across processes and hosts, through Redis.
 
@@ -222,7 +187,7 @@ class RedisRateGate:
             raise ConfigurationError("RedisRateGate needs config.redis_url")
         self.config = config
         self._url_shown = redact_url_credentials(config.redis_url)
-        self._secrets = _url_secrets(config.redis_url)
+        self._secrets = url_secrets(config.redis_url)
         stem = account_key(account, config.redis_prefix)
         self._keys = (stem + ":gate", stem + ":log")
         # The gate retries by itself (fail closed, with backoff): no retries inside redis-py.
@@ -247,6 +212,7 @@ class RedisRateGate:
         self._ok = 0  # successes not yet reported to the shared log
         self._shared_today = 0  # the shared count at the last reply
         self._connected = False
+        self._first_timeout: float | None = None  # loop time of the first call's timeout
         self._failures = 0
         self._fallback: RateGate | None = None
         self._fallback_until = 0.0
@@ -343,7 +309,9 @@ class RedisRateGate:
                     reply = await self._acquire_script(keys=self._keys, args=self._args(ok))
                 except Exception as exc:  # classified below
                     self._ok += ok
-                    if not self._is_connection_error(exc) or not self._connected:
+                    if not self._is_connection_error(exc) or (
+                        not self._connected and not self._patient(exc, loop.time())
+                    ):
                         raise self._gate_error(exc) from None
                     if self.config.redis_fallback:
                         self._start_fallback(exc)
@@ -431,6 +399,18 @@ class RedisRateGate:
         return isinstance(
             exc, RedisConnectionError | RedisTimeoutError | ReadOnlyError | OSError
         )
+
+    def _patient(self, exc: Exception, now: float) -> bool:
+        """Before Redis ever answered: wait out a timeout for up to ``_FIRST_PATIENCE``
+        seconds (a loaded machine can take longer than the 1 s connect timeout), but fail
+        at once on anything else (refused, unknown host, a wrong password: a wrong URL)."""
+        from redis.exceptions import TimeoutError as RedisTimeoutError
+
+        if not isinstance(exc, RedisTimeoutError | TimeoutError):
+            return False
+        if self._first_timeout is None:
+            self._first_timeout = now
+        return now - self._first_timeout < _FIRST_PATIENCE
 
     def _scrub(self, text: str) -> str:
         for secret in self._secrets:
@@ -588,14 +568,3 @@ class RedisRateGate:
             f"<RedisRateGate {self._url_shown} qps={self.config.qps} rate={self.rate:.2f}/s "
             f"calls={self.calls} in_flight={self.in_flight} throttled={self.throttled}>"
         )
-
-
-def _url_secrets(url: str) -> tuple[str, ...]:
-    from urllib.parse import parse_qs, unquote, urlsplit
-
-    parts = urlsplit(url)
-    found = [s for s in (parts.password, unquote(parts.password or "")) if s]
-    for name, values in parse_qs(parts.query).items():
-        if name.lower() == "password":
-            found.extend(v for v in values if v)
-    return tuple(sorted(set(found), key=len, reverse=True))

@@ -223,6 +223,46 @@ async def test_unreachable_at_first_call_is_a_typed_error_without_password() -> 
     assert "hunter2" not in repr(g)
 
 
+class _TimesOut:
+    """Wraps the gate's script: the first ``times`` calls time out as redis-py does."""
+
+    def __init__(self, script: object, times: float) -> None:
+        self.script, self.times, self.calls = script, times, 0
+
+    async def __call__(self, **kwargs: object) -> object:
+        from redis.exceptions import TimeoutError as RedisTimeoutError
+
+        self.calls += 1
+        if self.calls <= self.times:
+            raise RedisTimeoutError("Timeout connecting to server")
+        return await self.script(**kwargs)  # type: ignore[operator]
+
+
+async def test_a_slow_first_connect_is_waited_out(redis_url: str) -> None:
+    """A timeout before Redis ever answered (a loaded machine, slower than the 1 s connect
+    timeout) is waited out, not a fatal SharedGateError: the call is admitted."""
+    g = gate(redis_url, qps=10)
+    g._acquire_script = slow = _TimesOut(g._acquire_script, times=2)  # type: ignore[assignment]
+    await admit(g, [])
+    assert slow.calls == 3
+    await g.aclose()
+
+
+async def test_first_call_timeouts_end_in_shared_gate_error(
+    redis_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Timeouts that go on past the first call's patience are SharedGateError."""
+    monkeypatch.setattr("fto_async.redisgate._FIRST_PATIENCE", 0.3)
+    g = gate(redis_url, qps=10)
+    g._acquire_script = _TimesOut(g._acquire_script, times=float("inf"))  # type: ignore[assignment]
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    with pytest.raises(SharedGateError, match="cannot reach"):
+        await admit(g, [])
+    assert loop.time() - started >= 0.3
+    await g.aclose()
+
+
 async def test_wrong_password_is_a_typed_error(tmp_path: object) -> None:
     """A Redis that refuses the password gives SharedGateError, not a redis-py exception."""
     server = RedisServer(require_redis_server(), password="right-pass")

@@ -1,0 +1,62 @@
+"""Private: the Redis plumbing the shared rate gate (:mod:`fto_async.redisgate`) and the
+shared report cache (:mod:`fto_async.rediscache`) both use: one connection rule, one key
+namespace per account, and the secrets of a URL (to scrub from messages)."""
+
+from __future__ import annotations
+
+import hashlib
+from typing import Any
+
+from .errors import ConfigurationError
+
+__all__ = ["account_key", "connect", "url_secrets"]
+
+
+def account_key(account: str, prefix: str = "") -> str:
+    """The Redis key stem of one account: ``{prefix}fto:{<account>}``.
+
+    The braces are a Redis Cluster hash tag: every key of one account lands in one slot.
+    ``account`` is an identity that is not a secret (see ``account_id`` on the credential
+    classes); an ``sk-`` key must never be passed here.
+    """
+    if account.startswith("sk-"):
+        account = "sk:" + hashlib.sha256(account.encode()).hexdigest()[:32]
+    return f"{prefix}fto:{{{account}}}"
+
+
+def _import_redis() -> Any:
+    try:
+        import redis.asyncio as redis_asyncio
+    except ImportError:  # pragma: no cover - exercised where the extra is missing
+        raise ConfigurationError(
+            "redis_url needs the 'redis' extra: pip install 'fto-async[redis]'"
+        ) from None
+    return redis_asyncio
+
+
+def connect(url: str) -> Any:
+    """A redis-py asyncio client for ``url`` as the shared gate and cache use it: short
+    socket timeouts, text replies, no retries inside redis-py (the callers decide).
+
+    Raises:
+        ConfigurationError: the ``redis`` extra is not installed.
+    """
+    redis_asyncio = _import_redis()
+    from redis.asyncio.retry import Retry
+    from redis.backoff import NoBackoff
+
+    return redis_asyncio.Redis.from_url(
+        url, socket_connect_timeout=1.0, socket_timeout=2.0, retry=Retry(NoBackoff(), 0),
+        decode_responses=True,
+    )
+
+
+def url_secrets(url: str) -> tuple[str, ...]:
+    from urllib.parse import parse_qs, unquote, urlsplit
+
+    parts = urlsplit(url)
+    found = [s for s in (parts.password, unquote(parts.password or "")) if s]
+    for name, values in parse_qs(parts.query).items():
+        if name.lower() == "password":
+            found.extend(v for v in values if v)
+    return tuple(sorted(set(found), key=len, reverse=True))
