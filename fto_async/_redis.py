@@ -4,12 +4,44 @@ namespace per account, and the secrets of a URL (to scrub from messages)."""
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
-from typing import Any
+from collections.abc import Awaitable, Callable
+from typing import Any, Final, TypeVar
 
 from .errors import ConfigurationError
 
-__all__ = ["account_key", "connect", "url_secrets"]
+__all__ = ["FIRST_PATIENCE", "account_key", "connect", "first_answer", "is_timeout",
+           "url_secrets"]
+
+T = TypeVar("T")
+
+#: Seconds of timeouts waited out before Redis first answers (a loaded machine can be
+#: slower than the 1 s connect timeout); a refusal or a wrong password fails at once.
+FIRST_PATIENCE: Final = 10.0
+
+
+def is_timeout(exc: BaseException) -> bool:
+    """A redis-py (or asyncio) timeout: Redis may be there, only slow to answer."""
+    from redis.exceptions import TimeoutError as RedisTimeoutError
+
+    return isinstance(exc, RedisTimeoutError | TimeoutError)
+
+
+async def first_answer(call: Callable[[], Awaitable[T]], patience: float = FIRST_PATIENCE) -> T:
+    """``await call()``, waiting out timeouts for ``patience`` seconds (then the last one
+    is raised); any other error is raised at once."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + patience
+    pause = 0.05
+    while True:
+        try:
+            return await call()
+        except Exception as exc:
+            if not is_timeout(exc) or loop.time() + pause >= deadline:
+                raise
+        await asyncio.sleep(pause)
+        pause = min(pause * 2, 1.0)
 
 
 def account_key(account: str, prefix: str = "") -> str:

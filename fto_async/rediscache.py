@@ -60,7 +60,7 @@ from collections.abc import Callable
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any, Final, Self
 
-from ._redis import account_key, connect, url_secrets
+from ._redis import account_key, connect, first_answer, url_secrets
 from .cache import (
     DEFAULT_MAX_AGE,
     AnswerCache,
@@ -286,7 +286,7 @@ class RedisReportCache:
             SharedCacheError: it does not (the URL redacted).
         """
         try:
-            await self._redis.ping()
+            await first_answer(self._redis.ping)  # a slow machine's timeouts waited out
         except self._lost as exc:  # any redis-py failure means unusable
             raise self._error(exc) from None
 

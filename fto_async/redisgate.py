@@ -78,10 +78,11 @@ from typing import TYPE_CHECKING, Any, Final
 
 import attrs
 
+from . import _redis
 from ._gate_scripts import ACQUIRE_LUA, THROTTLE_LUA
 from ._lanes import NEW, LaneQueue
 from ._redis import account_key as account_key  # re-exported: the key rule's old home
-from ._redis import connect, url_secrets
+from ._redis import connect, is_timeout, url_secrets
 from .config import RateConfig, redact_url_credentials
 from .errors import BudgetExhaustedError, ConfigurationError, SharedGateError
 from .ratelimit import Permit, RateGate, _credit, _Pacer, _Slot
@@ -96,8 +97,6 @@ log = logging.getLogger("fto_async.redisgate")
 _HORIZON = 0.25  # seconds: how far ahead of now a grant may be reserved (at least 2 T)
 _BACKOFF_BASE = 0.05
 _BACKOFF_CAP = 2.0
-#: Seconds the first call waits out Redis timeouts before SharedGateError (not refusals).
-_FIRST_PATIENCE = 10.0
 
 
 #: Seconds: a single wait of the gate longer than this is announced (a warning) first.
@@ -401,16 +400,13 @@ class RedisRateGate:
         )
 
     def _patient(self, exc: Exception, now: float) -> bool:
-        """Before Redis ever answered: wait out a timeout for up to ``_FIRST_PATIENCE``
-        seconds (a loaded machine can take longer than the 1 s connect timeout), but fail
-        at once on anything else (refused, unknown host, a wrong password: a wrong URL)."""
-        from redis.exceptions import TimeoutError as RedisTimeoutError
-
-        if not isinstance(exc, RedisTimeoutError | TimeoutError):
+        """Before Redis ever answered: wait out timeouts for ``FIRST_PATIENCE`` seconds,
+        but fail at once on anything else (refused, unknown host, a wrong password)."""
+        if not is_timeout(exc):
             return False
         if self._first_timeout is None:
             self._first_timeout = now
-        return now - self._first_timeout < _FIRST_PATIENCE
+        return now - self._first_timeout < _redis.FIRST_PATIENCE
 
     def _scrub(self, text: str) -> str:
         for secret in self._secrets:

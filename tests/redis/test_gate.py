@@ -252,7 +252,7 @@ async def test_first_call_timeouts_end_in_shared_gate_error(
     redis_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Timeouts that go on past the first call's patience are SharedGateError."""
-    monkeypatch.setattr("fto_async.redisgate._FIRST_PATIENCE", 0.3)
+    monkeypatch.setattr("fto_async._redis.FIRST_PATIENCE", 0.3)
     g = gate(redis_url, qps=10)
     g._acquire_script = _TimesOut(g._acquire_script, times=float("inf"))  # type: ignore[assignment]
     loop = asyncio.get_running_loop()

@@ -284,3 +284,22 @@ async def test_no_secret_reaches_redis(tmp_path):
         assert "redis-pw-77" not in text
     finally:
         server.stop()
+
+
+async def test_ping_waits_out_a_slow_first_connect(redis_url):
+    """The CLI's check of --shared-cache: timeouts (a loaded machine, slower than the 1 s
+    connect timeout) are waited out, a refusal is not (the test above)."""
+    from redis.exceptions import TimeoutError as RedisTimeoutError
+
+    async with RedisReportCache(redis_url) as cache:
+        real, calls = cache._redis.ping, []
+
+        async def slow_ping() -> Any:
+            calls.append(1)
+            if len(calls) <= 2:
+                raise RedisTimeoutError("Timeout connecting to server")
+            return await real()
+
+        cache._redis.ping = slow_ping
+        await cache.ping()
+        assert len(calls) == 3
