@@ -53,8 +53,14 @@ async def admit(g: RedisRateGate, times: list[float], sent: list[float] | None =
 
 
 async def test_gates_share_one_paced_budget(redis_url: str) -> None:
-    """Three gates of one account together stay under qps in every 1-s window, near 0.96 Q,
-    with one Redis round trip per admitted call."""
+    """Three gates of one account together stay under qps in every 1-s window, about as
+    fast as one gate alone on this machine right now (the baseline, measured first: under
+    load every rate drops), with one Redis round trip per admitted call."""
+    alone = gate(redis_url, qps=50, redis_prefix="alone:")
+    alone_sent: list[float] = []
+    await asyncio.gather(*(admit(alone, [], alone_sent) for _ in range(60)))
+    await alone.aclose()
+    baseline = (len(alone_sent) - 1) / (max(alone_sent) - min(alone_sent))
     gates = [gate(redis_url, qps=50) for _ in range(3)]
     times: list[float] = []
     sent: list[float] = []
@@ -68,8 +74,9 @@ async def test_gates_share_one_paced_budget(redis_url: str) -> None:
     # clock adds each caller's scheduling delay: under load a resumed caller reads the
     # time late, and 51 of them once fell in one second of *their* clock.)
     assert max_in_window(sent) <= 49
-    rate = (len(times) - 1) / (max(times) - min(times))
-    assert rate >= 0.9 * 50
+    rate = (len(sent) - 1) / (max(sent) - min(sent))
+    assert rate >= 0.85 * baseline, (rate, baseline)
+    assert baseline >= 0.5 * 50  # the baseline itself is a paced gate, not a stalled one
     assert evals <= 150 * 1.1
 
 

@@ -14,6 +14,7 @@ where the test is about its 67200002 answers.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import signal
 import time
@@ -73,6 +74,17 @@ class Worker:
             else:
                 self.result = event
 
+    async def kill(self) -> None:
+        """Stop the process if it still runs, and reap it and its pipes."""
+        if self.proc.returncode is None:
+            self.proc.kill()
+        await self.proc.wait()
+        self._reader.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await self._reader
+        if self.proc.stdin is not None:
+            self.proc.stdin.close()
+
     async def wait(self, timeout: float = 40) -> dict[str, Any]:
         await asyncio.wait_for(self.proc.wait(), timeout)
         await self._reader
@@ -98,7 +110,12 @@ async def spawn(n: int, base_url: str, redis_url: str | None, *, qps: float, cal
         )
         workers.append(Worker(proc))
     if start:
-        await go(workers)
+        try:
+            await go(workers)
+        except BaseException:  # one failed to start: leave no process or pipe behind
+            for w in workers:
+                await w.kill()
+            raise
     return workers
 
 
