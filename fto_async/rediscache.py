@@ -38,6 +38,8 @@ Single flight (:meth:`RedisReportCache.submit_once`, used by every batch before 
 * a holder whose submit fails (or is cancelled) deletes its lease: a waiter takes it and
   asks the question itself; a holder killed mid-submit (SIGKILL) stops renewing, so its
   lease expires after at most ``lease_ttl`` and a waiter takes over: nothing stays locked;
+* a task that ends in failure is forgotten (:meth:`RedisReportCache.forget`, by every
+  process that polled it): the next asker submits afresh, never gets the old failure;
 * a flight value that cannot be checked (garbled, another question's) is replaced (one
   process wins the replacement) and never followed.
 
@@ -379,6 +381,22 @@ class RedisReportCache:
         except self._lost as exc:  # waiters take over after lease_ttl
             self._failed(exc)
         return task_id
+
+    async def forget(
+        self, fingerprint: str, task_id: str, *, platform: str, account: str
+    ) -> None:
+        """Stop handing out ``task_id`` for ``fingerprint``: it ended in failure, so the next
+        asker submits afresh instead of being given the old failure. A Redis failure is
+        counted in ``errors`` (the id then lives out ``task_ttl``)."""
+        self._check_open()
+        key = self._key("flight", fingerprint, platform, account)
+        try:
+            text = await self._redis.get(key)
+            value = None if text is None else load_report(text)
+            if isinstance(value, dict) and value.get("task_id") == task_id:
+                await self._release(keys=[key], args=[text])  # only if still that value
+        except self._lost as exc:  # any redis-py failure
+            self._failed(exc)
 
     async def _keep(self, key: str, lease: str) -> None:
         """Renew the lease every ``lease_ttl / 3`` while the submit runs."""

@@ -27,8 +27,8 @@ from .. import _otel
 from .._kinds import request_kind
 from .._lanes import STARTED, work_class
 from .._observe import observer_of
-from ..cache import submit_once
-from ..errors import BatchAbortedError, FtoError, InvalidRequestError
+from ..cache import forget_failed, submit_once
+from ..errors import BatchAbortedError, FtoError, InvalidRequestError, TaskFailedError
 from ..fingerprint import request_fingerprint
 from ..models import ImageSearchReport, Request, TaskKind
 from ..polling import PendingTask, PollScheduler
@@ -502,6 +502,10 @@ class _Batch(_Sharing):
                                      task.task_id, platform=platform,
                                      account=account)  # fmt: skip
             self._remember(group.fingerprint, outcome)
+        elif group is not None and isinstance(error, TaskFailedError) and self.dedupe:
+            # never hand this failed task to the next asker (another process, a retry)
+            await forget_failed(self.cache, group.fingerprint, task.task_id,
+                                provenance_of(self.client))  # fmt: skip
         await self.emit(outcome)
         if group is None:
             return

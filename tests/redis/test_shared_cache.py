@@ -284,3 +284,21 @@ async def test_no_secret_reaches_redis(tmp_path):
         assert "redis-pw-77" not in text
     finally:
         server.stop()
+
+
+async def test_a_failed_task_is_not_followed_by_the_next_asker(redis_url):
+    """A task that ended in failure is never handed to a later asker: another process (or
+    a retry) asking the same question submits afresh and gets its own answer, not the
+    old failure for the rest of task_ttl."""
+    async with emulator(fail_rate=1.0) as emu:
+        async with make_client(emu, cache=RedisReportCache(redis_url)) as first:
+            failed = await first.screen(image(1))
+            assert not failed.ok
+            await first.cache.aclose()
+        emu.reconfigure(fail_rate=0.0)
+        async with make_client(emu, cache=RedisReportCache(redis_url)) as second:
+            again = await second.screen(image(1))
+            await second.cache.aclose()
+        assert again.ok, again.error
+        assert again.task_id != failed.task_id
+        assert len(emu.stats.submits) == 2
