@@ -325,15 +325,18 @@ class RedisReportCache:
                 text = None if won else await self._redis.get(key)
                 if not won and text is not None:
                     value = self._checked(text, fingerprint, platform, account)
+                    submitted = value is not None and value.get("state") == "submitted"
                     if value is None or value.get("kind") != kind or (
-                        value.get("state") == "submitted"
-                        and not is_fresh(value["at"], self.clock(), self.max_age)
-                    ):  # unusable or too old for us: replace it (one process wins)
+                        value.get("state") != "submitting" and not submitted
+                    ) or (submitted and (
+                        not isinstance(value.get("task_id"), str) or not value["task_id"]
+                        or not is_fresh(value["at"], self.clock(), self.max_age)
+                    )):  # unusable (waiting on it could last for ever) or too old for us:
+                        # replace it (one process wins)
                         won = bool(await self._swap(keys=[key],
                                                     args=[text, lease, self._ms(self.lease_ttl)]))
                         self.takeovers += won
-                    elif value.get("state") == "submitted" and isinstance(
-                            value.get("task_id"), str) and value["task_id"]:  # fmt: skip
+                    elif submitted:
                         self.followed += 1
                         return str(value["task_id"])
             except self._lost as exc:  # any redis-py failure: wait, then fail

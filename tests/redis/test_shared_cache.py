@@ -216,7 +216,8 @@ async def test_a_live_holder_keeps_its_lease_past_the_ttl(redis_url):
         assert submits == 1
 
 
-@pytest.mark.parametrize("poison", ["other fingerprint's task", "garbage", "other kind"])
+@pytest.mark.parametrize("poison", ["other fingerprint's task", "garbage", "other kind",
+                                    "submitted without a task id", "an unknown state"])
 async def test_a_poisoned_flight_is_never_followed(redis_url, poison):
     """A task id under the flight key that does not check out is replaced, not polled."""
     async with RedisReportCache(redis_url) as cache:
@@ -229,6 +230,11 @@ async def test_a_poisoned_flight_is_never_followed(redis_url, poison):
             "garbage": "{{{",
             "other kind": json.dumps({**about, "kind": "workflow", "at": time.time(),
                                       "state": "submitted", "task_id": "evil"}),
+            "submitted without a task id": json.dumps({**about, "kind": "image_search",
+                                                       "at": time.time(), "state": "submitted",
+                                                       "task_id": ""}),
+            "an unknown state": json.dumps({**about, "kind": "image_search", "at": time.time(),
+                                            "state": "queued", "task_id": "evil"}),
         }[poison]
         with redis.Redis.from_url(redis_url) as r:
             r.set(key, value)  # no TTL: it would block forever if waited on
@@ -236,8 +242,8 @@ async def test_a_poisoned_flight_is_never_followed(redis_url, poison):
         async def ok() -> str:
             return "task-mine"
 
-        assert await cache.submit_once("fp", "image_search", ok, platform=PLATFORM,
-                                       account=ACCOUNT) == "task-mine"  # fmt: skip
+        assert await asyncio.wait_for(cache.submit_once(
+            "fp", "image_search", ok, platform=PLATFORM, account=ACCOUNT), 5) == "task-mine"
         assert cache.takeovers == 1
 
 
