@@ -88,6 +88,7 @@ DEFAULT_LEASE_TTL: Final = 15.0
 DEFAULT_TASK_TTL: Final = 3600.0
 _WAIT_FIRST, _WAIT_MAX = 0.02, 0.25  # seconds between looks at a held lease
 _VERSION: Final = 1
+_LONGEST: Final = 100 * 365 * 86400.0  # seconds: the longest expiry set (Redis refuses inf)
 
 # Compare-and-act on the whole value: only the holder of this exact lease acts.
 _RENEW: Final = ("if redis.call('GET', KEYS[1]) == ARGV[1] then "
@@ -272,7 +273,7 @@ class RedisReportCache:
         text = dump_report(value)
         try:
             await self._redis.set(self._key("answer", fingerprint, platform, account), text,
-                                  px=int(self.ttl * 1000))  # fmt: skip
+                                  px=self._ms(self.ttl))  # fmt: skip
         except self._lost as exc:  # any redis-py failure: the report is lost
             self._failed(exc)
             return
@@ -415,7 +416,7 @@ class RedisReportCache:
 
     @staticmethod
     def _ms(seconds: float) -> int:
-        return max(1, int(seconds * 1000))
+        return max(1, int(min(seconds, _LONGEST) * 1000))  # inf: "for ever", as Redis can
 
     def _check_open(self) -> None:
         if self._state != "open":

@@ -308,3 +308,20 @@ async def test_a_failed_task_is_not_followed_by_the_next_asker(redis_url):
         assert again.ok, again.error
         assert again.task_id != failed.task_id
         assert len(emu.stats.submits) == 2
+
+
+@pytest.mark.parametrize("max_age", [float("inf"), 1e17])
+async def test_a_huge_max_age_still_stores_every_answer(redis_url, max_age):
+    """max_age "for ever" (inf, or --max-age 99999999999d) keeps reports as long as Redis
+    can: every paid answer is stored and served, none lost to an expiry Redis refuses
+    (inf crashed the batch after paying; 1e17 s was refused by Redis, every report lost)."""
+    async with emulator() as emu:
+        async with make_client(emu, cache=RedisReportCache(redis_url, max_age=max_age)) as a:
+            done = [o async for o in a.screen_many([image(1), image(2)])]
+            assert all(o.ok for o in done)
+            assert a.cache.puts == 2
+            assert a.cache.errors == 0
+            again = [o async for o in a.screen_many([image(1), image(2)])]
+            await a.cache.aclose()
+        assert all(o.from_cache for o in again)
+        assert len(emu.stats.submits) == 2
