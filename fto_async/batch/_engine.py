@@ -28,7 +28,13 @@ from .._kinds import request_kind
 from .._lanes import STARTED, work_class
 from .._observe import observer_of
 from ..cache import forget_failed, submit_once
-from ..errors import BatchAbortedError, FtoError, InvalidRequestError, TaskFailedError
+from ..errors import (
+    BatchAbortedError,
+    FtoError,
+    InvalidRequestError,
+    ResponseDecodeError,
+    TaskFailedError,
+)
 from ..fingerprint import request_fingerprint
 from ..models import ImageSearchReport, Request, TaskKind
 from ..polling import PendingTask, PollScheduler
@@ -378,6 +384,13 @@ class _Batch(_Sharing):
                         # once across processes too, if the cache keeps single flight
                         task_id = await submit_once(self.cache, shared, request_kind(request),
                                                     send, provenance_of(self.client))
+                    other = self.by_task.get(task_id)
+                    if group is not None and other is not None and (
+                            other.fingerprint != group.fingerprint):  # fmt: skip
+                        # a replayed answer: its report answers the other question only
+                        raise ResponseDecodeError(
+                            f"the platform gave task {task_id!r} to another request of this "
+                            "batch too: its report cannot answer this one", raw=None)
                     break
                 except asyncio.CancelledError:
                     if not sent and self.fatal is not None:
