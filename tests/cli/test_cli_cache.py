@@ -197,3 +197,21 @@ async def test_rescreen_of_local_images_uploads_and_screens_them_again(emu, env,
     assert [r["status"] for r in records(out)] == ["done"] * 12
     assert len(emu.stats.submits) - submits == 6
     assert emu.stats.count(UPLOAD, 0) - uploads == 2
+
+
+async def test_dry_run_of_a_rescreen_counts_what_the_rescreen_pays(emu, env, tmp_path, capsys):
+    """--dry-run --rescreen predicts the rescreen's submits and uploads (every distinct
+    question again); before, it counted the journal's done rows as finished and the
+    cache's reports as hits: about 0 calls for a run that pays for every question."""
+    path = mixed_catalog(tmp_path)
+    args = ["screen", str(path), "--out", str(tmp_path / "r.jsonl"), "--cache",
+            str(tmp_path / "cache.db")]  # fmt: skip
+    assert await cli(*args, *FAST) == 0
+    capsys.readouterr()
+    assert await cli(*args, "--rescreen", "--dry-run") == 0
+    dry = dry_numbers(capsys.readouterr().out)
+    submits, uploads = len(emu.stats.submits), emu.stats.count(UPLOAD, 0)
+    assert await cli(*args, *FAST, "--rescreen") == 0
+    assert dry["submits"] == len(emu.stats.submits) - submits == 6
+    assert dry["uploads"] == emu.stats.count(UPLOAD, 0) - uploads == 2
+    assert dry["cached"] == 0
