@@ -18,7 +18,6 @@ import logging
 import time
 from collections import OrderedDict
 from collections.abc import AsyncIterator, Awaitable, Callable
-from functools import partial
 from typing import Any
 
 import attrs
@@ -372,15 +371,21 @@ class _Batch(_Sharing):
                         # also read the tasks already paid (waits, or refuses).
                         await self.reserve.claim(kind, 1 + (local is not None))
                         claimed = True
-                    if local is not None:  # upload the local image now, once per digest
-                        request = await local.resolve(self.client, request)
-                        local = None
-                        started = True
+
+                    async def send() -> str:
+                        nonlocal request, local, started
+                        if local is not None:  # upload the local image now, once per
+                            # digest, and only if this process submits (not a follower)
+                            request = await local.resolve(self.client, request)
+                            local = None
+                            started = True
+                        with work_class(STARTED) if started else contextlib.nullcontext():
+                            return await self.client.submit(request, before_send=before_send)
+
                     # the submit's HTTP spans are children of the task span
                     with _otel.use_span(span), work_class(STARTED) if started \
                             else contextlib.nullcontext():
                         shared = group.fingerprint if group and self.dedupe else None
-                        send = partial(self.client.submit, request, before_send=before_send)
                         # once across processes too, if the cache keeps single flight
                         task_id = await submit_once(self.cache, shared, request_kind(request),
                                                     send, provenance_of(self.client))

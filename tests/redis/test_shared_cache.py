@@ -325,3 +325,21 @@ async def test_a_huge_max_age_still_stores_every_answer(redis_url, max_age):
             await a.cache.aclose()
         assert all(o.from_cache for o in again)
         assert len(emu.stats.submits) == 2
+
+
+async def test_a_shared_task_costs_the_followers_no_upload(redis_url):
+    """Three replicas screening one local image at once: one upload and one submit in
+    all; the replicas that follow the shared task upload nothing (an upload is a call)."""
+    from tests._shared import PNG
+
+    async with emulator() as emu:
+        clients = [make_client(emu, cache=RedisReportCache(redis_url)) for _ in range(3)]
+        outcomes = await asyncio.gather(*(
+            c.screen_image(PNG, country=["US"], lang="en") for c in clients))  # fmt: skip
+        for client in clients:
+            await client.cache.aclose()
+            await client.aclose()
+        assert all(o.ok for o in outcomes)
+        assert len({o.task_id for o in outcomes}) == 1
+        assert len(emu.stats.submits) == 1
+        assert emu.stats.count("/image-search/image-upload", 0) == 1
