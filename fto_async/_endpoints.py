@@ -179,6 +179,15 @@ class _Endpoints:
         return await asyncio.shield(pending)
 
     async def _upload_url(self, path: str | PathLike[str] | bytes, digest: str) -> str:
+        url = await self._upload_checked(path, digest)
+        for other, known in self._by_digest.items():  # a replayed answer: another image's
+            if other != digest and known.done() and not known.cancelled() and \
+                    known.exception() is None and known.result() == url:
+                raise ResponseDecodeError("the upload was answered with the URL of another "
+                                          "image: not used", raw=None)  # fmt: skip
+        return url
+
+    async def _upload_checked(self, path: str | PathLike[str] | bytes, digest: str) -> str:
         if isinstance(path, bytes):
             return (await self.upload_image(path)).url
         # The bytes read now are the ones uploaded, and they must be those ``digest``
