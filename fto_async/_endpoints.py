@@ -31,6 +31,7 @@ from .errors import (
     ResponseDecodeError,
     TaskExpiredError,
 )
+from .fingerprint import image_digest
 from .models import (
     ImageSearchReport,
     ImageSearchRequest,
@@ -173,11 +174,29 @@ class _Endpoints:
         ):  # fmt: skip
             pending = None  # failed, or about to expire: upload again
         if pending is None:
-            pending = self._by_digest[digest] = asyncio.ensure_future(self._upload_url(path))
+            pending = self._by_digest[digest] = asyncio.ensure_future(
+                self._upload_url(path, digest))
         return await asyncio.shield(pending)
 
-    async def _upload_url(self, path: str | PathLike[str] | bytes) -> str:
-        return (await self.upload_image(path)).url
+    async def _upload_url(self, path: str | PathLike[str] | bytes, digest: str) -> str:
+        url = await self._upload_checked(path, digest)
+        for other, known in self._by_digest.items():  # a replayed answer: another image's
+            if other != digest and known.done() and not known.cancelled() and \
+                    known.exception() is None and known.result() == url:
+                raise ResponseDecodeError("the upload was answered with the URL of another "
+                                          "image: not used", raw=None)  # fmt: skip
+        return url
+
+    async def _upload_checked(self, path: str | PathLike[str] | bytes, digest: str) -> str:
+        if isinstance(path, bytes):
+            return (await self.upload_image(path)).url
+        # The bytes read now are the ones uploaded, and they must be those ``digest``
+        # hashes: a file rewritten since would have its answer filed under the old image.
+        data, _ = await asyncio.to_thread(_validate.read_image_file, "image", Path(path))
+        if image_digest(data) != digest:
+            raise InvalidRequestError("image", f"{Path(path).name} changed since it was read "
+                                               "(its content hash differs): not uploaded")
+        return (await self.upload_image(data, filename=Path(path).name)).url
 
     async def usage_statement(self, time_start: str, time_end: str) -> UsageStatement:
         """The platform's usage statement from ``time_start`` to ``time_end``

@@ -51,7 +51,7 @@ import attrs
 from . import _otel, _sqlite
 
 __all__ = ["DEFAULT_MAX_AGE", "AnswerCache", "CachedReport", "ReportCache", "SharedFlight",
-           "dump_report", "is_fresh", "load_report", "submit_once"]  # fmt: skip
+           "dump_report", "forget_failed", "is_fresh", "load_report", "submit_once"]  # fmt: skip
 
 #: How old a cached report may be before it is a miss (7 days).
 DEFAULT_MAX_AGE: Final = timedelta(days=7)
@@ -161,6 +161,20 @@ class SharedFlight(Protocol):
     async def submit_once(
         self, fingerprint: str, kind: str, submit: Submit, *, platform: str, account: str
     ) -> str: ...
+
+    async def forget(
+        self, fingerprint: str, task_id: str, *, platform: str, account: str
+    ) -> None: ...
+
+
+async def forget_failed(
+    cache: object, fingerprint: str, task_id: str, provenance: tuple[str, str]
+) -> None:
+    """Stop ``cache``'s single flight handing out ``task_id`` (a failed task) for
+    ``fingerprint``, when it keeps one."""
+    if isinstance(cache, SharedFlight):
+        platform, account = provenance
+        await cache.forget(fingerprint, task_id, platform=platform, account=account)
 
 
 async def submit_once(

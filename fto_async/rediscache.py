@@ -38,6 +38,8 @@ Single flight (:meth:`RedisReportCache.submit_once`, used by every batch before 
 * a holder whose submit fails (or is cancelled) deletes its lease: a waiter takes it and
   asks the question itself; a holder killed mid-submit (SIGKILL) stops renewing, so its
   lease expires after at most ``lease_ttl`` and a waiter takes over: nothing stays locked;
+* a task that ends in failure is forgotten (:meth:`RedisReportCache.forget`, by every
+  process that polled it): the next asker submits afresh, never gets the old failure;
 * a flight value that cannot be checked (garbled, another question's) is replaced (one
   process wins the replacement) and never followed.
 
@@ -86,6 +88,7 @@ DEFAULT_LEASE_TTL: Final = 15.0
 DEFAULT_TASK_TTL: Final = 3600.0
 _WAIT_FIRST, _WAIT_MAX = 0.02, 0.25  # seconds between looks at a held lease
 _VERSION: Final = 1
+_LONGEST: Final = 100 * 365 * 86400.0  # seconds: the longest expiry set (Redis refuses inf)
 
 # Compare-and-act on the whole value: only the holder of this exact lease acts.
 _RENEW: Final = ("if redis.call('GET', KEYS[1]) == ARGV[1] then "
@@ -270,7 +273,7 @@ class RedisReportCache:
         text = dump_report(value)
         try:
             await self._redis.set(self._key("answer", fingerprint, platform, account), text,
-                                  px=int(self.ttl * 1000))  # fmt: skip
+                                  px=self._ms(self.ttl))  # fmt: skip
         except self._lost as exc:  # any redis-py failure: the report is lost
             self._failed(exc)
             return
@@ -323,15 +326,18 @@ class RedisReportCache:
                 text = None if won else await self._redis.get(key)
                 if not won and text is not None:
                     value = self._checked(text, fingerprint, platform, account)
+                    submitted = value is not None and value.get("state") == "submitted"
                     if value is None or value.get("kind") != kind or (
-                        value.get("state") == "submitted"
-                        and not is_fresh(value["at"], self.clock(), self.max_age)
-                    ):  # unusable or too old for us: replace it (one process wins)
+                        value.get("state") != "submitting" and not submitted
+                    ) or (submitted and (
+                        not isinstance(value.get("task_id"), str) or not value["task_id"]
+                        or not is_fresh(value["at"], self.clock(), self.max_age)
+                    )):  # unusable (waiting on it could last for ever) or too old for us:
+                        # replace it (one process wins)
                         won = bool(await self._swap(keys=[key],
                                                     args=[text, lease, self._ms(self.lease_ttl)]))
                         self.takeovers += won
-                    elif value.get("state") == "submitted" and isinstance(
-                            value.get("task_id"), str) and value["task_id"]:  # fmt: skip
+                    elif submitted:
                         self.followed += 1
                         return str(value["task_id"])
             except self._lost as exc:  # any redis-py failure: wait, then fail
@@ -380,6 +386,22 @@ class RedisReportCache:
             self._failed(exc)
         return task_id
 
+    async def forget(
+        self, fingerprint: str, task_id: str, *, platform: str, account: str
+    ) -> None:
+        """Stop handing out ``task_id`` for ``fingerprint``: it ended in failure, so the next
+        asker submits afresh instead of being given the old failure. A Redis failure is
+        counted in ``errors`` (the id then lives out ``task_ttl``)."""
+        self._check_open()
+        key = self._key("flight", fingerprint, platform, account)
+        try:
+            text = await self._redis.get(key)
+            value = None if text is None else load_report(text)
+            if isinstance(value, dict) and value.get("task_id") == task_id:
+                await self._release(keys=[key], args=[text])  # only if still that value
+        except self._lost as exc:  # any redis-py failure
+            self._failed(exc)
+
     async def _keep(self, key: str, lease: str) -> None:
         """Renew the lease every ``lease_ttl / 3`` while the submit runs."""
         while True:
@@ -394,7 +416,7 @@ class RedisReportCache:
 
     @staticmethod
     def _ms(seconds: float) -> int:
-        return max(1, int(seconds * 1000))
+        return max(1, int(min(seconds, _LONGEST) * 1000))  # inf: "for ever", as Redis can
 
     def _check_open(self) -> None:
         if self._state != "open":

@@ -18,7 +18,6 @@ import logging
 import time
 from collections import OrderedDict
 from collections.abc import AsyncIterator, Awaitable, Callable
-from functools import partial
 from typing import Any
 
 import attrs
@@ -27,8 +26,14 @@ from .. import _otel
 from .._kinds import request_kind
 from .._lanes import STARTED, work_class
 from .._observe import observer_of
-from ..cache import submit_once
-from ..errors import BatchAbortedError, FtoError, InvalidRequestError
+from ..cache import forget_failed, submit_once
+from ..errors import (
+    BatchAbortedError,
+    FtoError,
+    InvalidRequestError,
+    ResponseDecodeError,
+    TaskFailedError,
+)
 from ..fingerprint import request_fingerprint
 from ..models import ImageSearchReport, Request, TaskKind
 from ..polling import PendingTask, PollScheduler
@@ -366,18 +371,31 @@ class _Batch(_Sharing):
                         # also read the tasks already paid (waits, or refuses).
                         await self.reserve.claim(kind, 1 + (local is not None))
                         claimed = True
-                    if local is not None:  # upload the local image now, once per digest
-                        request = await local.resolve(self.client, request)
-                        local = None
-                        started = True
+
+                    async def send() -> str:
+                        nonlocal request, local, started
+                        if local is not None:  # upload the local image now, once per
+                            # digest, and only if this process submits (not a follower)
+                            request = await local.resolve(self.client, request)
+                            local = None
+                            started = True
+                        with work_class(STARTED) if started else contextlib.nullcontext():
+                            return await self.client.submit(request, before_send=before_send)
+
                     # the submit's HTTP spans are children of the task span
                     with _otel.use_span(span), work_class(STARTED) if started \
                             else contextlib.nullcontext():
                         shared = group.fingerprint if group and self.dedupe else None
-                        send = partial(self.client.submit, request, before_send=before_send)
                         # once across processes too, if the cache keeps single flight
                         task_id = await submit_once(self.cache, shared, request_kind(request),
                                                     send, provenance_of(self.client))
+                    other = self.by_task.get(task_id)
+                    if group is not None and other is not None and (
+                            other.fingerprint != group.fingerprint):  # fmt: skip
+                        # a replayed answer: its report answers the other question only
+                        raise ResponseDecodeError(
+                            f"the platform gave task {task_id!r} to another request of this "
+                            "batch too: its report cannot answer this one", raw=None)
                     break
                 except asyncio.CancelledError:
                     if not sent and self.fatal is not None:
@@ -502,6 +520,10 @@ class _Batch(_Sharing):
                                      task.task_id, platform=platform,
                                      account=account)  # fmt: skip
             self._remember(group.fingerprint, outcome)
+        elif group is not None and isinstance(error, TaskFailedError) and self.dedupe:
+            # never hand this failed task to the next asker (another process, a retry)
+            await forget_failed(self.cache, group.fingerprint, task.task_id,
+                                provenance_of(self.client))  # fmt: skip
         await self.emit(outcome)
         if group is None:
             return

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+import time
 from collections import Counter
 
 from ..auth import ApiKey
@@ -62,6 +63,11 @@ async def dry_run(job: Job, args: argparse.Namespace) -> int:
     cache = (ReportCache(job.cache, max_age=job.max_age)
              if job.cache is not None and job.cache.is_file() else None)  # fmt: skip
     platform, account = _provenance_from_env()  # the cache answers only these
+    # --rescreen reads no report from the cache, and screens again every result from
+    # before it began (an unfinished one's start is in the journal), as the run does
+    max_age = 0.0 if job.rescreen else job.max_age
+    begun = journal.get_meta("rescreen_since") if journal is not None else None
+    rescreen_since = float(begun) if begun else time.time()
     count: Counter[str] = Counter()
     seen: set[str] = set()  # fingerprints answered in this run (as the batch shares them)
     distinct: set[str] = set()  # every good row's fingerprint
@@ -84,6 +90,10 @@ async def dry_run(job: Job, args: argparse.Namespace) -> int:
                     ItemState.PENDING and stored_fingerprint(row, jrow) not in (
                         None, request_fingerprint(row.request)):
                 count["changed"] += 1  # the run screens it again
+                jrow = None
+            if job.rescreen and jrow is not None and jrow.state in (
+                    ItemState.DONE, ItemState.FAILED) and (
+                    jrow.completed_at or jrow.updated_at) < rescreen_since:  # fmt: skip
                 jrow = None
             action = plan(jrow, unknown_policy=job.unknown_policy)  # as the run reads it
             try:
@@ -115,7 +125,7 @@ async def dry_run(job: Job, args: argparse.Namespace) -> int:
             if action == "poll":
                 continue
             if cache is not None and await cache.get(
-                fingerprint, max_age=job.max_age - CACHE_SLACK, platform=platform,
+                fingerprint, max_age=max_age - CACHE_SLACK, platform=platform,
                 account=account,
             ):
                 count["cached"] += 1

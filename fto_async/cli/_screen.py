@@ -140,8 +140,9 @@ class _Run:
         self.run_no = 0  #: this run's number (the call ledger's)
         self.recorded: Counter[tuple[str, str, int]] = Counter()  # calls in the ledger
         self.recorded_at = time.monotonic()
-        self.images = Images(
-            client, cache, job.max_age, job.follow_up is not None, notice=self.view.log
+        self.images = Images(  # --rescreen reads no report (as _open_cache): none here
+            client, cache, 0.0 if job.rescreen else job.max_age, job.follow_up is not None,
+            notice=self.view.log,
         )
         # The report's thumbnails of local images are made while the platform works.
         self.warmer: Warmer | None = None

@@ -322,3 +322,40 @@ async def test_past_the_report_window_the_cache_answers(tmp_path: Path) -> None:
     later = [o for o in outcomes if str(o.key).startswith("b")]
     assert all(o.shared_with == "a" + str(o.key)[1:] for o in later)
     assert polls == sum(o.polls for o in outcomes if str(o.key).startswith("a"))
+
+
+async def test_one_task_id_for_two_questions_answers_neither_with_the_other(
+    tmp_path: Path,
+) -> None:
+    """A gateway that replays the first submit's answer gives two different questions one
+    task id: its report answers one of them only. The other item fails (typed), and no
+    report is filed under a question it does not answer."""
+    from fto_async import FtoError, ReportCache
+
+    async with (
+        emulator() as emu,
+        ReportCache(tmp_path / "c.db") as cache,
+        make_client(emu, cache=cache) as client,
+    ):
+        real = client.submit
+        own: dict[str, str] = {}  # fingerprint -> the task id its own submit created
+        replay: list[str] = []
+
+        async def replaying(request: Any, **options: Any) -> str:
+            task_id = await real(request, **options)
+            own[request_fingerprint(request)] = task_id
+            replay.append(task_id)
+            return replay[0]
+
+        client.submit = replaying  # type: ignore[method-assign]
+        outcomes, _ = await collect(client.screen_many([("a", image(1)), ("b", image(2))]))
+        provenance = client.provenance
+        for outcome in outcomes:
+            fingerprint = request_fingerprint(outcome.request)
+            if outcome.ok:
+                assert outcome.task_id == own[fingerprint], outcome.key
+            else:
+                assert isinstance(outcome.error, FtoError)
+            hit = await cache.get(fingerprint, platform=provenance[0], account=provenance[1])
+            assert hit is None or hit.task_id == own[fingerprint], outcome.key
+        assert sum(o.ok for o in outcomes) == 1

@@ -181,3 +181,37 @@ async def test_the_cache_is_never_the_journal_or_the_output(emu, env, tmp_path, 
         assert "--cache:" in capsys.readouterr().err
     assert emu.stats.count() == 0
     assert not (tmp_path / "r.jsonl.journal.db").exists()
+
+
+async def test_rescreen_of_local_images_uploads_and_screens_them_again(emu, env, tmp_path):
+    """--rescreen reads no report from the cache, so an image_path row is uploaded and
+    submitted again; before, the image lookup (at --max-age) found the cached report and
+    sent the stand-in URL, which the client refuses: every local image row failed."""
+    path = mixed_catalog(tmp_path)
+    out = tmp_path / "r.jsonl"
+    cache = tmp_path / "cache.db"
+    args = ["screen", str(path), "--out", str(out), "--cache", str(cache), *FAST]
+    assert await cli(*args) == 0
+    submits, uploads = len(emu.stats.submits), emu.stats.count(UPLOAD, 0)
+    assert await cli(*args, "--rescreen") == 0
+    assert [r["status"] for r in records(out)] == ["done"] * 12
+    assert len(emu.stats.submits) - submits == 6
+    assert emu.stats.count(UPLOAD, 0) - uploads == 2
+
+
+async def test_dry_run_of_a_rescreen_counts_what_the_rescreen_pays(emu, env, tmp_path, capsys):
+    """--dry-run --rescreen predicts the rescreen's submits and uploads (every distinct
+    question again); before, it counted the journal's done rows as finished and the
+    cache's reports as hits: about 0 calls for a run that pays for every question."""
+    path = mixed_catalog(tmp_path)
+    args = ["screen", str(path), "--out", str(tmp_path / "r.jsonl"), "--cache",
+            str(tmp_path / "cache.db")]  # fmt: skip
+    assert await cli(*args, *FAST) == 0
+    capsys.readouterr()
+    assert await cli(*args, "--rescreen", "--dry-run") == 0
+    dry = dry_numbers(capsys.readouterr().out)
+    submits, uploads = len(emu.stats.submits), emu.stats.count(UPLOAD, 0)
+    assert await cli(*args, *FAST, "--rescreen") == 0
+    assert dry["submits"] == len(emu.stats.submits) - submits == 6
+    assert dry["uploads"] == emu.stats.count(UPLOAD, 0) - uploads == 2
+    assert dry["cached"] == 0

@@ -207,6 +207,34 @@ async def test_item_from_path_uploads_each_content_once_and_only_when_submitted(
     assert not any("local.invalid" in url for url in submitted)  # real upload URLs sent
 
 
+async def test_item_from_path_never_uploads_a_file_changed_since_it_was_read(
+    tmp_path: Path,
+) -> None:
+    """A file rewritten between Item.from_path and the submit is refused (no upload, no
+    task): the answer for the new bytes would be stored under the old bytes' fingerprint
+    and served to whoever asks about the old image."""
+    from fto_async._kinds import UPLOAD_PATH
+    from fto_async.batch import Item
+    from tests._shared import PNG, png_of_size
+
+    path = tmp_path / "a.png"
+    path.write_bytes(PNG)
+    item = Item.from_path("a", path, country=["US"], lang="en")
+    path.write_bytes(png_of_size(200))  # another design, same name
+    async with (
+        emulator() as emu,
+        ReportCache(tmp_path / "c.db") as cache,
+        make_client(emu, cache=cache) as client,
+    ):
+        (outcome,), _ = await collect(client.screen_many([item]))
+        assert isinstance(outcome.error, InvalidRequestError)
+        assert "changed" in str(outcome.error)
+        assert await cache.get(item.fingerprint or "", platform=client.provenance[0],
+                               account=client.provenance[1]) is None  # fmt: skip
+    assert emu.stats.count(UPLOAD_PATH, 0) == 0
+    assert emu.stats.count(SUBMIT, 0) == 0
+
+
 def test_item_from_path_refuses_a_bad_file_with_no_call(tmp_path: Path) -> None:
     from fto_async.batch import Item
 

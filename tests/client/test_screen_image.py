@@ -95,3 +95,32 @@ async def test_bad_input_is_a_typed_error_with_zero_calls(image, kind, filters, 
         assert client.stats.calls == 0
     assert caught.value.field == field
     assert emu.stats.count(UPLOAD, 0) == 0
+
+
+async def test_an_upload_url_given_to_two_images_answers_neither_wrongly(
+    tmp_path: Path,
+) -> None:
+    """A gateway that replays the first upload's answer gives a second image the first
+    one's URL: screening it would file the first image's answer under the second's
+    fingerprint. The second image is refused (typed, no submit), nothing cached for it."""
+    from fto_async import FtoError
+
+    async with (
+        emulator() as emu,
+        ReportCache(tmp_path / "c.db") as cache,
+        make_client(emu, cache=cache) as client,
+    ):
+        real = client.upload_image
+        first: list[object] = []
+
+        async def replaying(image: object, **options: object) -> object:
+            uploaded = await real(image, **options)  # type: ignore[arg-type]
+            first.append(uploaded)
+            return first[0]
+
+        client.upload_image = replaying  # type: ignore[assignment,method-assign]
+        a = await client.screen_image(PNG, country=["US"], lang="en")
+        b = await client.screen_image(png_of_size(200), country=["US"], lang="en")
+    assert a.ok
+    assert isinstance(b.error, FtoError)
+    assert emu.stats.count(SUBMIT, 0) == 1
