@@ -196,8 +196,11 @@ FAULTS = [
         hits=lambda emu, _c: emu.stats.count(code=502) + emu.stats.count(code=200),
     ),
     Fault("http_5xx", {"http_5xx_rate": 0.1}, hits=lambda emu, _c: emu.stats.count(code=503)),
-    Fault("busy_storm", side=busy_storm,
-          hits=lambda emu, _c: emu.stats.count(code=67200100)),
+    # 12 attempts, up to 0.2 s apart: with full jitter, 8 attempts 0.1 s apart could all
+    # fall inside the 0.6 s storm (each busy with p = 0.5), and one item in a few dozen
+    # runs lost them all (P <= 0.5**12 per item now).
+    Fault("busy_storm", client={"retry": RetryConfig(base=0.01, cap=0.2, max_attempts=12)},
+          side=busy_storm, hits=lambda emu, _c: emu.stats.count(code=67200100)),
     Fault(
         "token_expiry", {"token_ttl": 1.0}, side=expire_tokens,
         hits=lambda _e, client: client.stats.by_code[67200003],
