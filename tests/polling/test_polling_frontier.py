@@ -182,24 +182,35 @@ def test_unset_intervals_follow_the_learnt_median() -> None:
 def test_warm_extremes_stay_near_the_budget(median: float) -> None:
     """Warm, sigma 0.5 at 2-minute medians (re-polls were capped at 30 s: 2.38 calls) and
     sigma 0.2 at 2 s medians (re-polls a whole median apart): calls stay under B + 0.03
-    and the mean overshoot near the frontier's (0.69 and 0.24 medians at 2.2)."""
+    and the mean overshoot near the frontier's (0.69 and 0.24 medians at 2.2); medians
+    of 3 seeds (one seed of 6 reads a conditional quantile at the right end of a wide
+    cell: 0.38 at 2 s)."""
     sigma, limit = (0.5, 0.95) if median > 60 else (0.2, 0.30)
-    platform = Platform()
     config = PollConfig()
 
-    async def main() -> float:
-        durations = TaskDurations()
-        await platform.batch(durations, config, lognormal(5, 256, median, sigma), 0.05, "w")
-        before = sum(map(len, platform.polls.values()))
-        await platform.batch(durations, config, lognormal(6, 300, median, sigma), 0.05, "m")
-        return 1 + (sum(map(len, platform.polls.values())) - before) / 300
+    def run(seed: int) -> tuple[float, float]:
+        platform = Platform()
 
-    calls = run_virtual(main)
-    ids = [t for t in platform.polls if t.startswith("m")]
-    over = [next(p for p in platform.polls[t] if p >= platform.ready[t]) - platform.ready[t]
-            for t in ids]
-    assert 2.1 <= calls <= config.calls_per_task + 0.03, calls
-    assert sum(over) / len(over) / median <= limit
+        async def main() -> float:
+            durations = TaskDurations()
+            await platform.batch(durations, config, lognormal(seed, 256, median, sigma), 0.05,
+                                 "w")
+            before = sum(map(len, platform.polls.values()))
+            await platform.batch(durations, config, lognormal(seed + 1, 300, median, sigma),
+                                 0.05, "m")
+            return 1 + (sum(map(len, platform.polls.values())) - before) / 300
+
+        calls = run_virtual(main)
+        ids = [t for t in platform.polls if t.startswith("m")]
+        over = [next(p for p in platform.polls[t] if p >= platform.ready[t]) - platform.ready[t]
+                for t in ids]
+        return calls, sum(over) / len(over) / median
+
+    runs = [run(seed) for seed in (5, 7, 9)]
+    calls = sorted(c for c, _ in runs)[1]
+    mean = sorted(m for _, m in runs)[1]
+    assert 2.1 <= calls <= config.calls_per_task + 0.03, runs
+    assert mean <= limit, runs
 
 
 def test_submission_never_stalls_behind_due_polls_under_the_default_order() -> None:
@@ -262,3 +273,28 @@ def test_submission_never_stalls_behind_due_polls_under_the_default_order() -> N
     # ... and polls still went first: about 3 of every 4 admissions meanwhile.
     before = sum(p <= max(submits) for p in polls)
     assert before >= 3 * (fresh - 1), before
+
+
+@pytest.mark.parametrize(("sigma", "median"), [(0.2, 10.0), (0.3, 30.0)])
+def test_a_short_warm_batch_spends_its_budget(sigma: float, median: float) -> None:
+    """Warm (after 256 finished tasks), a batch of only 300 spends calls_per_task within
+    0.03 (median of 5 seeds): the first polls aim at q = 1 / (B - 1) itself. With 0.05
+    of the budget kept back as a reserve (q = 1 / (B - 1.05)), such a batch spent 2.16
+    for 2.2 (2.20 now): the controller, slow on purpose, had not made it up yet."""
+    config = PollConfig()
+
+    def calls(seed: int) -> float:
+        platform = Platform()
+
+        async def main() -> float:
+            durations = TaskDurations()
+            await platform.batch(durations, config, lognormal(seed, 256, median, sigma),
+                                 0.05, "w")
+            scheduler = await platform.batch(
+                durations, config, lognormal(100 + seed, 300, median, sigma), 0.05, "m")
+            return 1.0 + scheduler.polls / 300
+
+        return run_virtual(main)
+
+    spent = sorted(calls(seed) for seed in range(5))
+    assert abs(spent[2] - config.calls_per_task) <= 0.03, spent
