@@ -307,8 +307,8 @@ class PollConfig:
         scouts: tasks of a kind polled from ``min_interval`` on, backing off by 10% of
             their age, while that kind's durations are unknown (4).
         calls_per_task: the calls per task (submit included) a batch spends: its
-            scheduler aims first polls at the quantile ``1 / (calls_per_task - 1.05)``
-            (0.87 for 2.2; ``quantile`` is then for single-task waits) and a controller
+            scheduler aims first polls at the quantile ``1 / (calls_per_task - 1)``
+            (0.83 for 2.2; ``quantile`` is then for single-task waits) and a controller
             holds the calls there; more calls, results sooner (see
             ``benchmarks/frontier.py``). In its tail (every submit done) the scheduler
             polls the last tasks more often while it stays under this target.

