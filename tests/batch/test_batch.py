@@ -268,8 +268,10 @@ async def test_eta_is_absent_without_total() -> None:
 
 
 def test_stable_durations_cost_about_two_calls_per_task() -> None:
-    """300 tasks of equal duration cost <= 2.2 calls each; submits and polls together never
-    send more than the gate's bound into any 1-second window, and none is refused."""
+    """300 tasks of equal duration, cold, cost at most the budget (2.2 calls each) + 0.05,
+    issue 24's cold goal (the budget steers: warm, the calls aim at it exactly); submits
+    and polls together never send more than the gate's bound into any 1-second window,
+    and none is refused."""
     n, qps = 300, 150
 
     async def main() -> None:
@@ -281,7 +283,7 @@ def test_stable_durations_cost_about_two_calls_per_task() -> None:
             assert all(o.ok for o in outcomes)
             assert len(outcomes) == n
             per_task = client.stats.calls / n
-            assert per_task <= 2.2, per_task
+            assert per_task <= 2.2 + 0.05, per_task
             assert sum(emu.stats.polls_by_task.values()) / n <= 1.2
             # On a virtual clock calls arrive when the gate admits them: its bound (a
             # bucket of 1.25 draining 0.96 * qps per second) holds at the gateway.
