@@ -14,7 +14,9 @@ KEY = "sk-LOGSECRET"
 
 def _platform(request: MockRequest) -> MockResponse:
     if request.path.endswith("/submit"):
-        return MockResponse.ok({"task_id": f"t-{request.json['url'][-6:-4]}"})
+        # one task per image (".../07.png?sig=..." -> "t-07"): one id for two questions
+        # is a replayed answer, refused since the batch binds task ids to questions
+        return MockResponse.ok({"task_id": f"t-{request.json['url'].rsplit('/', 1)[1][:2]}"})
     return MockResponse.ok({"task_id": request.json["task_id"], "task_status": 2})
 
 
