@@ -102,15 +102,17 @@ def _by_path(emu: Any) -> dict[str, int]:
 
 
 async def test_a_429_storm_on_every_path_fails_no_row():
-    """With a quarter of all calls (token included) answered a bare 429, image searches with
-    follow-ups, uploads and workflow tasks all end without an error."""
-    async with running("oauth", {"http_429_rate": 0.25, "token_ttl": 2.0, "seed": 3},
+    """With a third of all calls (token included) answered a bare 429, image searches with
+    follow-ups, uploads and workflow tasks all end without an error. (The storm must strike
+    every path: at a quarter, the 13 1-vs-1 submits of two follow-ups per item all passed
+    unhit in about one run in 40.)"""
+    async with running("oauth", {"http_429_rate": 0.35, "token_ttl": 2.0, "seed": 3},
                        **PATIENT) as (emu, client):  # fmt: skip
         uploads = [await client.upload_image(png_of_size(200 + i)) for i in range(16)]
         items = [ImageSearchRequest(url=u.url, country=["US", "EU"], lang="en") for u in uploads]
         items += [ImageSearchRequest(url=f"https://a.example/{i}.png", country=["US"],
                                      lang="en") for i in range(24)]  # fmt: skip
-        outcomes = [o async for o in client.screen_many(items, follow_up=FollowUp(top=2))]
+        outcomes = [o async for o in client.screen_many(items, follow_up=FollowUp(top=3))]
         assert len(outcomes) == len(items)
         assert [o.error for o in outcomes if o.error is not None] == []
         assert [f.error for o in outcomes for f in o.follow_ups if f.error is not None] == []
@@ -119,7 +121,7 @@ async def test_a_429_storm_on_every_path_fails_no_row():
         done = [o async for o in client.screen_many(flows)]
         assert [o.error for o in done if o.error is not None] == []
         hits = _by_path(emu)
-        assert all(hits[path] > 0 for path in hits), hits
+        assert all(hits[path] > 0 for path in hits), (hits, {p: emu.stats.count(p) for p in hits})
         assert client.stats.by_code[67200002] >= sum(hits.values()) - hits[TOKEN]
 
 
