@@ -7,6 +7,7 @@ Modules:
 * ``_job``: a ``screen`` command checked before any call (:class:`~._job.Job`);
 * ``_screen``: one screening run (catalog -> journal -> batch -> output), its summary;
 * ``_images``: a row's identity (fingerprint, image digest), uploads and their reuse;
+* ``_caches``: the run's report cache (the file, Redis with ``--shared-cache``, or none);
 * ``_signals``: Ctrl-C and SIGTERM during a run and during the output's rebuild;
 * ``_dryrun``: ``screen --dry-run``, counting the calls a run would make;
 * ``_status``, ``_export``, ``_demo``: the ``status``, ``export`` and ``demo`` commands;

@@ -34,15 +34,14 @@ import time
 from collections import Counter
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Final, Literal, TextIO
+from typing import TYPE_CHECKING, Final, TextIO
 
 import attrs
 
 from ..batch import Item, screen_many, screen_with_follow_ups
 from ..batch._journaling import provenance_mismatch
-from ..cache import AnswerCache, ReportCache
+from ..cache import AnswerCache
 from ..client import FtoClient
-from ..config import redact_url_credentials
 from ..errors import (
     AuthenticationError,
     BatchAbortedError,
@@ -54,13 +53,13 @@ from ..errors import (
     PlatformUnreachableError,
     QuotaExceededError,
     ResponseDecodeError,
-    SharedCacheError,
 )
 from ..journal import ItemState, Journal, JournalRow
 from ..models import ImageSearchRequest, Request, WorkflowRequest
 from ..outputs import last_run
 from ..outputs._record import INVALID_TYPE, invalid_body
 from ._budget import CallBudget, budget_spent
+from ._caches import cache_text, open_cache
 from ._catalog import PLACEHOLDER_URL, CatalogError, Row
 from ._common import (
     EXIT_BUDGET,
@@ -140,7 +139,7 @@ class _Run:
         self.run_no = 0  #: this run's number (the call ledger's)
         self.recorded: Counter[tuple[str, str, int]] = Counter()  # calls in the ledger
         self.recorded_at = time.monotonic()
-        self.images = Images(  # --rescreen reads no report (as _open_cache): none here
+        self.images = Images(  # --rescreen reads no report (as open_cache): none here
             client, cache, 0.0 if job.rescreen else job.max_age, job.follow_up is not None,
             notice=self.view.log,
         )
@@ -384,7 +383,7 @@ async def run_screen(job: Job, make_client: Callable[[], FtoClient]) -> int:
             say_error("set PATSNAP_API_KEY, or PATSNAP_CLIENT_ID and PATSNAP_CLIENT_SECRET "
                  "(and PATSNAP_BASE_URL / PATSNAP_QPS if needed)")  # fmt: skip
         return EXIT_USAGE
-    cache = await _open_cache(job)
+    cache = await open_cache(job)
     if cache is False:
         await client.aclose()
         return EXIT_USAGE
@@ -482,7 +481,7 @@ async def run_screen(job: Job, make_client: Callable[[], FtoClient]) -> int:
         notes=_notes(run),
         distinct=len(run.distinct), from_cache=latest.from_cache if latest else 0,
         shared=latest.shared if latest else 0,
-        cache=_cache_text(job),
+        cache=cache_text(job),
     )  # fmt: skip
     _print_summary(job, summary)
     if report is not None:
@@ -523,58 +522,6 @@ def _notes(run: _Run) -> list[tuple[str, str]]:
                       "(delete the journal to screen them again)"))
     return notes
 
-
-async def _open_shared_cache(job: Job, url: str) -> AnswerCache | Literal[False]:
-    """``--shared-cache``: the cache in Redis, or ``False`` after saying why not (the URL
-    redacted)."""
-    from ..rediscache import RedisReportCache
-
-    try:
-        cache = RedisReportCache(url, max_age=0.0 if job.rescreen else job.max_age)
-    except ConfigurationError as exc:
-        say_error(f"--shared-cache: {exc}")
-        return False
-    try:
-        await cache.ping()
-    except SharedCacheError as exc:
-        await cache.aclose()
-        say_error(f"{exc} (or run without --shared-cache)")
-        return False
-    return cache
-
-
-async def _open_cache(job: Job) -> AnswerCache | Literal[False] | None:
-    """The run's report cache (``None``: off), or ``False`` after saying why it cannot open.
-
-    ``--rescreen`` opens it with a max age of 0: no report is read from it, new ones are
-    written."""
-    if job.shared_cache is not None:
-        return await _open_shared_cache(job, job.shared_cache)
-    if job.cache is None:
-        return None
-    cache = ReportCache(job.cache, max_age=0.0 if job.rescreen else job.max_age)
-    try:
-        await cache.get("v1:probe")  # creates the file and its table, or fails now
-        if cache.last_error is not None:
-            raise cache.last_error
-    except (OSError, sqlite3.Error, RuntimeError) as exc:
-        await cache.aclose()
-        say_error(f"cannot open the report cache {job.cache}: {exc} (or run with --no-cache)")
-        return False
-    return cache
-
-
-def _cache_text(job: Job) -> str:
-    if job.shared_cache is not None:
-        shown = redact_url_credentials(job.shared_cache)
-        return f"Redis {shown} (shared; reports younger than {job.max_age:g} s reused)"
-    if job.cache is None:
-        return "off (--no-cache)"
-    if job.rescreen:
-        return f"{job.cache} (not read: --rescreen; new reports written)"
-    days = job.max_age / 86400
-    age = f"{days:g} d" if days >= 1 else f"{job.max_age / 3600:g} h"
-    return f"{job.cache} (reports younger than {age} reused)"
 
 def _print_summary(job: Job, summary: Summary) -> None:
     sections, footer = summary_sections(summary)
