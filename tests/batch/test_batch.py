@@ -284,7 +284,7 @@ def test_stable_durations_cost_about_two_calls_per_task() -> None:
             assert len(outcomes) == n
             per_task = client.stats.calls / n
             assert per_task <= 2.2 + 0.05, per_task
-            assert sum(emu.stats.polls_by_task.values()) / n <= 1.2
+            assert sum(emu.stats.polls_by_task.values()) / n <= 1.2 + 0.05  # B - 1 submit
             # On a virtual clock calls arrive when the gate admits them: its bound (a
             # bucket of 1.25 draining 0.96 * qps per second) holds at the gateway.
             assert emu.stats.max_attempts_in_window(CLIENT_ID) <= math.floor(1.25 + 0.96 * qps)
