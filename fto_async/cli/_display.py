@@ -257,22 +257,24 @@ def render_sections(
 ) -> None:
     """Print tables then ``label: value`` lines: ``rich`` on a terminal, plain text otherwise."""
     tty = _isatty(stream) if tty is None else tty
+    footer = [(clean(label), clean(value)) for label, value in footer]
+    width = max((len(label) for label, _ in footer), default=0)  # labels align, tty or not
     if tty:
         console = Console(file=stream)
         for section in sections:
-            table = Table(title=Text(clean(section.title)), title_justify="left",
-                          title_style="bold")  # fmt: skip
+            title = clean(section.title)
+            table = Table(title=Text(title), title_justify="left", title_style="bold",
+                          min_width=len(title))  # a title never wraps over a narrow table
             for header in section.headers:
                 table.add_column(Text(clean(header)), overflow="fold")
             for row in section.rows:
                 table.add_row(*(Text(clean(cell)) for cell in row))
             console.print(table)
         for label, value in footer:
-            console.print(Text.assemble((f"{clean(label)}:", "bold"), " ", clean(value)),
+            console.print(Text.assemble((f"{label + ':':<{width + 1}}", "bold"), " ", value),
                           highlight=False)  # fmt: skip
         return
     lines: list[str] = []
-    footer = [(clean(label), clean(value)) for label, value in footer]
     for section in sections:
         lines.append(clean(section.title))
         cells_by_row = [[clean(c) for c in section.headers],
@@ -282,7 +284,6 @@ def render_sections(
             cells = [cell.ljust(width) for cell, width in zip(row, widths, strict=True)]
             lines.append("  " + "  ".join(cells).rstrip())
         lines.append("")
-    width = max((len(label) for label, _ in footer), default=0)
     lines += [f"{label + ':':<{width + 1}} {value}" for label, value in footer]
     stream.write("\n".join(lines) + "\n")
     stream.flush()

@@ -401,3 +401,23 @@ def test_progress_and_tables_render_on_terminals_and_logs(tty):
     assert "Rows by result" in text
     assert "high risk" in text
     assert "calls used" in text
+
+
+@pytest.mark.parametrize("tty", [True, False])
+def test_summary_labels_align_and_a_long_title_does_not_wrap(tty):
+    """On a terminal as in a log, the summary's values start in one column, and a table's
+    title wider than its columns stays on one line."""
+    from fto_async.cli._display import Section, render_sections
+
+    title = "Follow-ups (1-vs-1 on the riskiest matches)"
+    stream = io.StringIO()
+    render_sections([Section(title, ["result", "patents"], [["done", "10"]])],
+                    [("retries", "0"), ("ambiguous submits", "0 retried"), ("report", "r.html")],
+                    stream, tty=tty)  # fmt: skip
+    lines = stream.getvalue().splitlines()
+    assert title in lines
+    footer = [line for line in lines if line.split(":")[0] in ("retries", "ambiguous submits",
+                                                               "report")]  # fmt: skip
+    assert len(footer) == 3
+    assert len({line.index(value) for line, value in zip(footer, ["0", "0 retried", "r.html"],
+                                                         strict=True)}) == 1
