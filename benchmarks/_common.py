@@ -71,3 +71,20 @@ def _fmt(value: object) -> str:
     if isinstance(value, float):
         return f"{value:.3f}" if abs(value) < 100 else f"{value:.1f}"
     return str(value)
+
+
+def image_sequence(n: int, duplicate_share: float, seed: int) -> list[int]:
+    """``n`` image numbers; ``duplicate_share`` of them repeat an earlier one (seeded)."""
+    import random
+
+    rng = random.Random(seed)
+    images: list[int] = []
+    out = []
+    for _ in range(n):
+        if images and rng.random() < duplicate_share:
+            image = rng.choice(images)
+        else:
+            image = len(images)
+            images.append(image)
+        out.append(image)
+    return out

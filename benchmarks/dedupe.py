@@ -23,14 +23,13 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import random
 import sys
 import tempfile
 import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import admin, emulator_process, table
+from _common import admin, emulator_process, image_sequence, table
 
 from fto_async import FtoClient, ImageSearchRequest, PollConfig, ReportCache
 from fto_async.fingerprint import request_fingerprint
@@ -42,19 +41,9 @@ def catalog(
     rows: int, duplicate_share: float, seed: int = 12
 ) -> list[tuple[str, ImageSearchRequest]]:
     """``rows`` keyed requests; ``duplicate_share`` of them repeat an earlier image."""
-    rng = random.Random(seed)
-    images: list[int] = []
-    out = []
-    for r in range(rows):
-        if images and rng.random() < duplicate_share:
-            image = rng.choice(images)
-        else:
-            image = len(images)
-            images.append(image)
-        request = ImageSearchRequest(url=f"https://example.com/img-{image}.png",
-                                     country=["US", "EU"], lang="en")
-        out.append((f"SKU-{r:05d}", request))
-    return out
+    return [(f"SKU-{r:05d}", ImageSearchRequest(url=f"https://example.com/img-{image}.png",
+                                                country=["US", "EU"], lang="en"))
+            for r, image in enumerate(image_sequence(rows, duplicate_share, seed))]  # fmt: skip
 
 
 def calls_by_path(url: str) -> dict[str, int]:

@@ -37,7 +37,7 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import admin, emulator_process, table
+from _common import admin, emulator_process, image_sequence, table
 
 from fto_async import FtoClient, ImageSearchRequest, OverloadedError, PollConfig, ReportCache
 
@@ -47,18 +47,9 @@ SUBMIT = "/ai/image-search/submit"
 
 def requests(calls: int, duplicate_share: float, seed: int = 22) -> list[ImageSearchRequest]:
     """``calls`` requests; ``duplicate_share`` of them repeat another request's image."""
-    rng = random.Random(seed)
-    images: list[int] = []
-    out = []
-    for _ in range(calls):
-        if images and rng.random() < duplicate_share:
-            image = rng.choice(images)
-        else:
-            image = len(images)
-            images.append(image)
-        out.append(ImageSearchRequest(url=f"https://example.com/web-{image}.png",
-                                      country=["US", "EU"], lang="en"))  # fmt: skip
-    return out
+    return [ImageSearchRequest(url=f"https://example.com/web-{image}.png",
+                               country=["US", "EU"], lang="en")
+            for image in image_sequence(calls, duplicate_share, seed)]  # fmt: skip
 
 
 def quantile(values: list[float], q: float) -> float:
