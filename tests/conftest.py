@@ -47,15 +47,21 @@ def pytest_runtest_makereport(
 def pytest_runtest_call(item: pytest.Item) -> Generator[None, None, None]:
     """Pause coverage around an ``untraced`` test (pytest-cov's own ``no_cover`` marker
     breaks ``--no-cov`` runs)."""
-    cov = coverage.Coverage.current() if item.get_closest_marker("untraced") else None
-    if cov is None:
+    if not item.get_closest_marker("untraced"):
         yield
         return
-    cov.stop()
+    # Every measurement, not only the newest: an xdist worker is a subprocess, so
+    # coverage's subprocess patch measures it too, and stopping pytest-cov's measurement
+    # alone resumes that one (the tracer stayed on, and the marker saved nothing).
+    paused: list[coverage.Coverage] = []
+    while (cov := coverage.Coverage.current()) is not None:
+        cov.stop()
+        paused.append(cov)
     try:
         yield
     finally:
-        cov.start()
+        for cov in reversed(paused):
+            cov.start()
 
 
 @pytest.fixture(autouse=True)

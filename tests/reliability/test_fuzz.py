@@ -28,6 +28,7 @@ Runtime about 15 s.
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import itertools
 import json
 import math
@@ -95,10 +96,12 @@ def field_names(cls: type) -> list[str]:
         f.name for f in attrs.fields(cls)})
 
 
+@functools.cache  # built once per class: a strategy built inside a test is built per example
 def shaped(cls: type) -> st.SearchStrategy[Any]:
-    """Objects keyed by ``cls``'s field names (and its nested classes'), any values."""
+    """Any JSON, or objects keyed by ``cls``'s field names (and its nested classes'), any
+    values."""
     keys = st.sampled_from(field_names(cls))
-    return st.recursive(
+    return json_values | st.recursive(
         st.dictionaries(keys, json_values, max_size=10),
         lambda children: st.dictionaries(keys, children | st.lists(children, max_size=3),
                                          max_size=10),
@@ -135,7 +138,7 @@ def decodes_or_decode_error(data: Any, cls: type) -> None:
 @given(data=st.data())
 def test_any_json_decodes_or_raises_decode_error(cls: type, data: st.DataObject) -> None:
     """Arbitrary JSON or objects shaped like the class decode, or raise ResponseDecodeError."""
-    value = data.draw(json_values | shaped(cls))
+    value = data.draw(shaped(cls))
     decodes_or_decode_error(value, cls)
 
 
@@ -144,7 +147,7 @@ def test_any_json_decodes_or_raises_decode_error(cls: type, data: st.DataObject)
 @given(data=st.data())
 def test_decode_report_raises_only_decode_errors(kind: str, data: st.DataObject) -> None:
     """client.decode_report (the journal's resume path) returns a report or raises an FtoError."""
-    value = data.draw(json_values | shaped(models.ImageSearchReport))
+    value = data.draw(shaped(models.ImageSearchReport))
     report, error = attempt(CLIENT.decode_report, value, kind)
     if error is None:
         assert report.raw is value
@@ -204,6 +207,13 @@ def test_constructors_refuse_odd_values_with_invalid_request_error(
         assert json.dumps(_serde.unstructure(CONV, made), allow_nan=False)
 
 
+@functools.cache
+def keyed_by_fields(cls: type) -> st.SearchStrategy[Any]:
+    """Any JSON, or objects keyed by ``cls``'s own field names."""
+    names = [f.name for f in attrs.fields(cls)]
+    return json_values | st.dictionaries(st.sampled_from(names), json_values)
+
+
 @pytest.mark.parametrize("cls", [ImageSearchRequest, WorkflowRequest, LocItem],
                          ids=["ImageSearchRequest", "WorkflowRequest", "LocItem"])
 @QUICK
@@ -212,8 +222,7 @@ def test_structuring_any_json_into_a_request_raises_only_decode_errors(
     cls: type, data: st.DataObject
 ) -> None:
     """The converter builds requests through their constructors: bad JSON is a decode error."""
-    names = [f.name for f in attrs.fields(cls)]
-    value = data.draw(json_values | st.dictionaries(st.sampled_from(names), json_values))
+    value = data.draw(keyed_by_fields(cls))
     made, error = attempt(_serde.structure, CONV, value, cls)
     if error is None:
         assert isinstance(made, cls)
