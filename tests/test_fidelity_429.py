@@ -101,6 +101,7 @@ def _by_path(emu: Any) -> dict[str, int]:
             (TOKEN, SUBMIT, REPORT, UPLOAD, WORKFLOW, WORKFLOW_RESULT, ONE_V_ONE)}  # fmt: skip
 
 
+@pytest.mark.untraced  # a storm judged by its outcomes (lines: the behaviour tests)
 async def test_a_429_storm_on_every_path_fails_no_row():
     """With a third of all calls (token included) answered a bare 429, image searches with
     follow-ups, uploads and workflow tasks all end without an error. (The storm must strike

@@ -239,6 +239,7 @@ async def test_group_commit(path: Path) -> None:
     assert raw(path, "SELECT COUNT(*) FROM items WHERE state = 'submitted'") == [(2000,)]
 
 
+@pytest.mark.untraced  # a long replay judged by its figures (lines: the shorter tests)
 async def test_throughput_figure(path: Path) -> None:
     """300 workers running 6,000 items end to end: every item ends done, and durable writes
     are grouped (commits near 2 per worker item, not one per write); prints writes/s."""

@@ -267,6 +267,7 @@ async def test_eta_is_absent_without_total() -> None:
     assert all(p.eta is None and p.total is None for p in snapshots)
 
 
+@pytest.mark.untraced  # a long replay judged by its figures (lines: the shorter tests)
 def test_stable_durations_cost_about_two_calls_per_task() -> None:
     """300 tasks of equal duration, cold, cost at most the budget (2.2 calls each) + 0.05,
     issue 24's cold goal (the budget steers: warm, the calls aim at it exactly); submits

@@ -25,6 +25,7 @@ def requests(n: int) -> list[ImageSearchRequest]:
     return [ImageSearchRequest(f"https://example.com/g{i}.png", ["US"], "en") for i in range(n)]
 
 
+@pytest.mark.untraced  # a storm judged by its outcomes (lines: the behaviour tests)
 def test_many_concurrent_callers_stay_under_the_limit_at_the_gateway() -> None:
     """1,000 submits fired at once: no 1-second window of calls arriving at the emulator
     (refused ones included) holds more than the gate's bound, and none is refused."""

@@ -5,15 +5,18 @@ from __future__ import annotations
 import asyncio
 import io
 import json
+from collections.abc import AsyncIterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
 import pytest
+import pytest_asyncio
 from PIL import Image, ImageDraw
 
 from fto_async.cli import main
 from fto_async.emulator import Emulator, EmulatorConfig
+from tests.outputs._browser import launch, unavailable
 
 XSS_IMG = '<img src=x onerror="window.__pwned=1">'
 XSS_SCRIPT = "<script>window.__pwned=2</script>"
@@ -155,3 +158,29 @@ def rescreened(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
         "records": [json.loads(x) for x in out.read_text("utf-8").splitlines()],
         "first_html": folder / "first.html", "rescreen_tasks": ran["rescreen_tasks"],
     }
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="module")
+async def chromium() -> AsyncIterator[Any]:
+    """One headless Chromium per test module and worker (a launch costs about a second of
+    CPU). Its tests run on the module's event loop: ``pytestmark =
+    pytest.mark.asyncio(loop_scope="module")``."""
+    try:
+        from playwright.async_api import async_playwright
+    except ImportError:
+        unavailable("the playwright package is not installed (pip install -e '.[test]')")
+    async with async_playwright() as playwright:
+        browser = await launch(playwright)
+        try:
+            yield browser
+        finally:
+            await browser.close()
+
+
+@pytest_asyncio.fixture(loop_scope="module")
+async def browser(chromium: Any) -> AsyncIterator[Any]:
+    """The module's Chromium for one test: each page it opens has a context of its own
+    (storage, routes), and every context is closed when the test ends."""
+    yield chromium
+    for context in list(chromium.contexts):
+        await context.close()

@@ -4,18 +4,20 @@ from __future__ import annotations
 
 import asyncio
 import io
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
 import pytest
+import pytest_asyncio
 from PIL import Image
 
-from tests.outputs._browser import launch, unavailable
 from tests.outputs.conftest import XSS_IMG, XSS_KEY, XSS_SCRIPT, expected_risk
 
 ARTIFACTS = Path(__file__).resolve().parent.parent / "artifacts"
+
+# One Chromium per module (tests/outputs/conftest.py), so the tests share its event loop.
+pytestmark = pytest.mark.asyncio(loop_scope="module")
 
 
 def _png() -> bytes:
@@ -49,36 +51,27 @@ class Opened:
             "article.card:not([hidden])", "els => els.map(e => e.dataset.key)")
 
 
-@pytest.fixture
-async def opened(screened: dict[str, Any]) -> AsyncIterator[Opened]:
+@pytest_asyncio.fixture(loop_scope="module")
+async def opened(browser: Any, screened: dict[str, Any]) -> Opened:
     """The screened run's report in headless Chromium; image requests get a small PNG."""
-    try:
-        from playwright.async_api import async_playwright
-    except ImportError:
-        unavailable("the playwright package is not installed (pip install -e '.[test]')")
     png = _png()
-    async with async_playwright() as playwright:
-        browser = await launch(playwright)
-        try:
-            page = await browser.new_page(viewport={"width": 1440, "height": 1000})
-            seen = Opened(page)
+    page = await browser.new_page(viewport={"width": 1440, "height": 1000})
+    seen = Opened(page)
 
-            async def route(route: Any) -> None:
-                url = route.request.url
-                if url.startswith("file:"):
-                    await route.continue_()
-                    return
-                seen.requests.append(url)
-                await route.fulfill(status=200, content_type="image/png", body=png)
+    async def route(route: Any) -> None:
+        url = route.request.url
+        if url.startswith("file:"):
+            await route.continue_()
+            return
+        seen.requests.append(url)
+        await route.fulfill(status=200, content_type="image/png", body=png)
 
-            await page.route("**/*", route)
-            page.on("console", lambda msg: msg.type in ("error", "warning")
-                    and seen.problems.append(f"{msg.type}: {msg.text}"))
-            page.on("pageerror", lambda exc: seen.problems.append(f"pageerror: {exc}"))
-            await page.goto(screened["html"].as_uri())
-            yield seen
-        finally:
-            await browser.close()
+    await page.route("**/*", route)
+    page.on("console", lambda msg: msg.type in ("error", "warning")
+            and seen.problems.append(f"{msg.type}: {msg.text}"))
+    page.on("pageerror", lambda exc: seen.problems.append(f"pageerror: {exc}"))
+    await page.goto(screened["html"].as_uri())
+    return seen
 
 
 async def test_one_card_per_row_with_its_risk(opened, screened):
@@ -192,14 +185,10 @@ async def test_screenshot_artifact(opened):
     assert opened.problems == []
 
 
-async def test_filters_work_while_the_cards_are_still_arriving(screened):
+async def test_filters_work_while_the_cards_are_still_arriving(browser, screened):
     """The page is served in two parts, the second held back: a filter chosen while the
     document is still loading hides the cards parsed so far, and once the rest arrives,
     every card (the late ones too) follows it."""
-    try:
-        from playwright.async_api import async_playwright
-    except ImportError:
-        unavailable("the playwright package is not installed (pip install -e '.[test]')")
     from aiohttp import web
 
     html = screened["html"].read_bytes()
@@ -224,37 +213,34 @@ async def test_filters_work_while_the_cards_are_still_arriving(screened):
     port = runner.addresses[0][1]
     png = _png()
     records = screened["records"]
+    context = await browser.new_context()
     try:
-        async with async_playwright() as playwright:
-            browser = await launch(playwright)
-            try:
-                page = await browser.new_page()
+        page = await context.new_page()
 
-                async def route(route: Any) -> None:
-                    if route.request.url.startswith("http://127.0.0.1"):
-                        await route.continue_()
-                    else:
-                        await route.fulfill(status=200, content_type="image/png", body=png)
+        async def route(route: Any) -> None:
+            if route.request.url.startswith("http://127.0.0.1"):
+                await route.continue_()
+            else:
+                await route.fulfill(status=200, content_type="image/png", body=png)
 
-                await page.route("**/*", route)
-                await page.goto(f"http://127.0.0.1:{port}/report.html", wait_until="commit")
-                await page.wait_for_selector("article.card")
-                await page.uncheck("input[name=risk][value=high]")
-                state = await page.evaluate("""() => [document.readyState,
-                    [...document.querySelectorAll('article.card')].map(
-                        c => [c.dataset.risk, c.hidden])]""")
-                assert state[0] == "loading"
-                assert state[1] == [["high", True]]  # the one card parsed so far
-                held.set()
-                await page.wait_for_load_state("domcontentloaded")
-                cards = await page.evaluate("""() => [...document.querySelectorAll(
-                    'article.card')].map(c => [c.dataset.risk, c.hidden])""")
-                assert len(cards) == len(records)
-                assert all(hidden == (risk == "high") for risk, hidden in cards)
-                high = sum(expected_risk(r) == "high" for r in records)
-                assert await page.inner_text("#shown") == str(len(records) - high)
-            finally:
-                await browser.close()
+        await page.route("**/*", route)
+        await page.goto(f"http://127.0.0.1:{port}/report.html", wait_until="commit")
+        await page.wait_for_selector("article.card")
+        await page.uncheck("input[name=risk][value=high]")
+        state = await page.evaluate("""() => [document.readyState,
+            [...document.querySelectorAll('article.card')].map(
+                c => [c.dataset.risk, c.hidden])]""")
+        assert state[0] == "loading"
+        assert state[1] == [["high", True]]  # the one card parsed so far
+        held.set()
+        await page.wait_for_load_state("domcontentloaded")
+        cards = await page.evaluate("""() => [...document.querySelectorAll(
+            'article.card')].map(c => [c.dataset.risk, c.hidden])""")
+        assert len(cards) == len(records)
+        assert all(hidden == (risk == "high") for risk, hidden in cards)
+        high = sum(expected_risk(r) == "high" for r in records)
+        assert await page.inner_text("#shown") == str(len(records) - high)
     finally:
         held.set()
+        await context.close()
         await runner.cleanup()

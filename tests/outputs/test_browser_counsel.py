@@ -9,38 +9,23 @@ from __future__ import annotations
 import io
 import re
 import shutil
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 from PIL import Image
 
-from tests.outputs._browser import launch, unavailable
-
 ARTIFACTS = Path(__file__).resolve().parents[1] / "artifacts"
 WIDTHS = (1400, 1024, 390)
+
+# One Chromium per module (tests/outputs/conftest.py), so the tests share its event loop.
+pytestmark = pytest.mark.asyncio(loop_scope="module")
 
 
 def _png() -> bytes:
     out = io.BytesIO()
     Image.new("RGB", (120, 120), (200, 210, 220)).save(out, "PNG")
     return out.getvalue()
-
-
-@pytest.fixture
-async def browser() -> AsyncIterator[Any]:
-    """A headless Chromium; every http(s) request is answered with a small PNG."""
-    try:
-        from playwright.async_api import async_playwright
-    except ImportError:
-        unavailable("the playwright package is not installed (pip install -e '.[test]')")
-    async with async_playwright() as playwright:
-        chromium = await launch(playwright)
-        try:
-            yield chromium
-        finally:
-            await chromium.close()
 
 
 async def _open(browser: Any, path: Path, width: int, problems: list[str],

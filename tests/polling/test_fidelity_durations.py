@@ -4,6 +4,8 @@ that to workflow tasks of 300 s, which start from their own cold start."""
 
 from __future__ import annotations
 
+import pytest
+
 from fto_async import FtoClient, ImageSearchRequest, PollConfig, RetryConfig, WorkflowRequest
 from fto_async.emulator import Emulator, EmulatorConfig
 from tests._vtime import run_virtual
@@ -11,6 +13,7 @@ from tests._vtime import run_virtual
 SCALE = 0.001  # 30 s image-search tasks take 30 ms, 300 s workflow tasks 300 ms
 
 
+@pytest.mark.untraced  # a long replay judged by its figures (lines: the shorter tests)
 def test_workflow_tasks_learn_their_minutes_apart_from_image_search() -> None:
     """After an image-search batch (30 s tasks), a workflow batch (300 s, string statuses)
     ends without error; each kind's median is its own; workflow polls stay few.

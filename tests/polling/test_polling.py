@@ -150,6 +150,7 @@ def test_stable_durations_converge_to_one_poll_per_task() -> None:
     assert all(platform.delivered[t][1] is None for t in ids)
 
 
+@pytest.mark.untraced  # a long replay judged by its figures (lines: the shorter tests)
 @pytest.mark.parametrize("sigma", [0.3, 0.6])
 def test_lognormal_first_poll_hit_rate_at_least_quantile(sigma: float) -> None:
     """With lognormal durations, about q of first polls find the task done, and the

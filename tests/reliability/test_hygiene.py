@@ -123,6 +123,7 @@ async def run_scenario(scenario: str, tmp_path: Path) -> None:
             await journal.aclose()
 
 
+@pytest.mark.untraced  # judged by what is left behind (lines: the batch tests)
 @pytest.mark.parametrize("scenario", ["completes", "fatal", "cancelled", "break"])
 async def test_batch_leaves_no_warning_task_or_descriptor(scenario: str, tmp_path: Path) -> None:
     """Once everything is closed: no warning, no loop error, no task, no extra fd or thread."""
