@@ -12,7 +12,10 @@ exceptions are the node ids in :data:`CI_ALLOWED_SKIPS` (empty: none is allowed)
 
 from __future__ import annotations
 
+import contextlib
+import importlib
 import os
+import pkgutil
 from collections.abc import AsyncIterator, Generator
 from pathlib import Path
 
@@ -43,6 +46,46 @@ def pytest_runtest_makereport(
         report.longrepr = f"skipped under CI=true, which allows no skip: {reason}"
 
 
+def _pause_coverage() -> list[coverage.Coverage]:
+    """Stop every coverage measurement in this process; return them, newest first.
+
+    Every one, not only the newest: an xdist worker is a subprocess, so coverage's
+    subprocess patch measures it too, and stopping pytest-cov's measurement alone resumed
+    that one (the tracer stayed on)."""
+    paused: list[coverage.Coverage] = []
+    while (cov := coverage.Coverage.current()) is not None:
+        cov.stop()
+        paused.append(cov)
+    return paused
+
+
+def _resume_coverage(paused: list[coverage.Coverage]) -> None:
+    for cov in reversed(paused):
+        cov.start()
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_collection(session: pytest.Session) -> Generator[None, None, None]:
+    """Collect with coverage paused, once every module of the package is imported while
+    measured (so their module-level lines count as they would in any test). Collection
+    runs no test: tracing it only doubled the cost of rewriting the test modules'
+    asserts, in every xdist worker."""
+    if coverage.Coverage.current() is None:
+        yield
+        return
+    import fto_async
+
+    for module in pkgutil.walk_packages(fto_async.__path__, "fto_async."):
+        if not module.name.endswith("__main__"):
+            with contextlib.suppress(ImportError):  # an optional extra not installed
+                importlib.import_module(module.name)
+    paused = _pause_coverage()
+    try:
+        yield
+    finally:
+        _resume_coverage(paused)
+
+
 @pytest.hookimpl(hookwrapper=True)
 def pytest_runtest_call(item: pytest.Item) -> Generator[None, None, None]:
     """Pause coverage around an ``untraced`` test (pytest-cov's own ``no_cover`` marker
@@ -50,18 +93,16 @@ def pytest_runtest_call(item: pytest.Item) -> Generator[None, None, None]:
     if not item.get_closest_marker("untraced"):
         yield
         return
-    # Every measurement, not only the newest: an xdist worker is a subprocess, so
-    # coverage's subprocess patch measures it too, and stopping pytest-cov's measurement
-    # alone resumes that one (the tracer stayed on, and the marker saved nothing).
-    paused: list[coverage.Coverage] = []
-    while (cov := coverage.Coverage.current()) is not None:
-        cov.stop()
-        paused.append(cov)
+    paused = _pause_coverage()
+    # The processes it starts are not measured either (coverage's subprocess patch
+    # measures a Python process that finds this variable in its environment).
+    process_config = os.environ.pop("COVERAGE_PROCESS_CONFIG", None)
     try:
         yield
     finally:
-        for cov in reversed(paused):
-            cov.start()
+        if process_config is not None:
+            os.environ["COVERAGE_PROCESS_CONFIG"] = process_config
+        _resume_coverage(paused)
 
 
 @pytest.fixture(autouse=True)

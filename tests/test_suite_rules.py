@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 
 import coverage
@@ -15,6 +16,7 @@ def test_an_untraced_test_runs_with_no_tracer() -> None:
     pausing only the newest left the other one tracing."""
     assert coverage.Coverage.current() is None
     assert sys.gettrace() is None
+    assert "COVERAGE_PROCESS_CONFIG" not in os.environ  # nor the processes it starts
 
 
 def test_a_traced_test_is_measured(request: pytest.FixtureRequest) -> None:
