@@ -134,6 +134,24 @@ def test_the_memory_of_successes_stays_bounded() -> None:
     assert run_virtual(main) <= 4 * 10 + 16
 
 
+def test_a_gate_that_does_not_adapt_ignores_successes() -> None:
+    """With ``adaptive=False`` the pace stays at the configured rate and the gate keeps no
+    memory of successes."""
+
+    async def main() -> tuple[float, int]:
+        gate = RateGate(RateConfig(qps=10, adaptive=False))
+        loop = asyncio.get_running_loop()
+        before = gate.rate
+        for _ in range(100):
+            gate.on_success(Permit("/p", loop.time()))
+        assert gate.rate == before
+        return gate.rate, len(gate._successes)
+
+    rate, remembered = run_virtual(main)
+    assert remembered == 0
+    assert rate == pytest.approx(10 * 0.96)
+
+
 def test_throttle_never_drops_below_the_floor() -> None:
     """With no recent success the rate drops to qps * min_rate_fraction, not to zero."""
 
