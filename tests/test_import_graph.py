@@ -9,6 +9,7 @@ at module level, under ``if TYPE_CHECKING:`` and inside functions. A cycle hidde
 from __future__ import annotations
 
 import ast
+import functools
 from graphlib import CycleError, TopologicalSorter
 from pathlib import Path
 
@@ -52,7 +53,12 @@ def imported_modules(path: Path) -> set[str]:
 
 
 MODULES = {module_name(p): p for p in sorted(PACKAGE.rglob("*.py"))}
-GRAPH = {name: imported_modules(path) for name, path in MODULES.items()}
+
+
+@functools.cache  # parsed on first use: in the one xdist worker that runs these tests
+def graph() -> dict[str, set[str]]:
+    """Each module of the package and the package modules it imports."""
+    return {name: imported_modules(path) for name, path in MODULES.items()}
 
 
 def _is_within(module: str, package: str) -> bool:
@@ -62,31 +68,31 @@ def _is_within(module: str, package: str) -> bool:
 def test_the_graph_is_found() -> None:
     """The parse sees the known edges (the test is not vacuous)."""
     assert "fto_async.client" in MODULES
-    assert "fto_async.batch" in GRAPH["fto_async.client"]
-    assert "fto_async.journal" in GRAPH["fto_async.batch._values"]  # a TYPE_CHECKING one once
-    assert any(_is_within(m, "fto_async.emulator") for m in GRAPH["fto_async.cli._main"])
+    assert "fto_async.batch" in graph()["fto_async.client"]
+    assert "fto_async.journal" in graph()["fto_async.batch._values"]  # a TYPE_CHECKING one once
+    assert any(_is_within(m, "fto_async.emulator") for m in graph()["fto_async.cli._main"])
 
 
 def test_no_import_cycle() -> None:
     """No module imports itself through others, counting every import in the file (a
     package's ``__init__`` counts as a module that imports what it re-exports)."""
     try:
-        tuple(TopologicalSorter(GRAPH).static_order())
+        tuple(TopologicalSorter(graph()).static_order())
     except CycleError as exc:
         pytest.fail(f"import cycle: {' -> '.join(exc.args[1])}")
 
 
 def test_the_cycle_check_can_fail() -> None:
     """A TYPE_CHECKING import back from a module the package imports is a cycle."""
-    graph = {name: set(deps) for name, deps in GRAPH.items()}
-    graph["fto_async.journal"].add("fto_async.batch")  # batch imports journal
+    edited = {name: set(deps) for name, deps in graph().items()}
+    edited["fto_async.journal"].add("fto_async.batch")  # batch imports journal
     with pytest.raises(CycleError):
-        tuple(TopologicalSorter(graph).static_order())
+        tuple(TopologicalSorter(edited).static_order())
 
 
 def test_core_never_imports_the_cli() -> None:
     """No module outside fto_async.cli imports fto_async.cli."""
-    for name, deps in GRAPH.items():
+    for name, deps in graph().items():
         if _is_within(name, "fto_async.cli"):
             continue
         bad = sorted(m for m in deps if _is_within(m, "fto_async.cli"))
@@ -95,7 +101,7 @@ def test_core_never_imports_the_cli() -> None:
 
 def test_only_the_cli_imports_the_emulator() -> None:
     """Outside the emulator itself, only fto_async.cli imports fto_async.emulator."""
-    for name, deps in GRAPH.items():
+    for name, deps in graph().items():
         if _is_within(name, "fto_async.emulator") or _is_within(name, "fto_async.cli"):
             continue
         bad = sorted(m for m in deps if _is_within(m, "fto_async.emulator"))
@@ -104,7 +110,7 @@ def test_only_the_cli_imports_the_emulator() -> None:
 
 def test_the_emulator_imports_no_client_code() -> None:
     """The emulator stands alone: it imports no SDK module (it plays the platform)."""
-    for name, deps in GRAPH.items():
+    for name, deps in graph().items():
         if _is_within(name, "fto_async.emulator"):
             outside = sorted(m for m in deps if not _is_within(m, "fto_async.emulator"))
             assert not outside, f"{name} imports {outside}"
@@ -117,7 +123,7 @@ _OUTPUTS_USERS = ("fto_async.cli", "fto_async.report")
 
 def test_core_never_imports_the_outputs() -> None:
     """Only the command line imports fto_async.outputs (the writers sit above the core)."""
-    for name, deps in GRAPH.items():
+    for name, deps in graph().items():
         if _is_within(name, "fto_async.outputs") or any(_is_within(name, u)
                                                         for u in _OUTPUTS_USERS):
             continue
@@ -139,12 +145,12 @@ def test_the_core_imports_the_outputs_only_lazily() -> None:
         top = [node for node in tree.body if isinstance(node, ast.ImportFrom)
                and (node.module or "").endswith(target.rsplit(".", 2)[-1])]  # fmt: skip
         assert not top, f"{name} imports {target} at module level"
-        assert target in GRAPH[name]
+        assert target in graph()[name]
 
 
 def test_the_outputs_import_no_cli() -> None:
     """The writers know no command line: the CLI hands them records or a journal."""
-    for name, deps in GRAPH.items():
+    for name, deps in graph().items():
         if _is_within(name, "fto_async.outputs"):
             bad = sorted(m for m in deps if _is_within(m, "fto_async.cli"))
             assert not bad, f"{name} imports {bad}"

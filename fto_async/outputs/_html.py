@@ -49,10 +49,9 @@ import tempfile
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
-from typing import IO, Any, TypeAlias, TypeVar
+from typing import IO, TYPE_CHECKING, Any, TypeAlias, TypeVar
 
 import attrs
-import jinja2
 from markupsafe import Markup
 
 from ..journal import ItemState, Journal, JournalRow
@@ -69,6 +68,9 @@ from ._cards import (
 from ._matches import compare
 from ._record import previous_result, run_filter
 from ._thumbs import ThumbCache
+
+if TYPE_CHECKING:  # Jinja2 is imported when a report is written (a faster CLI start)
+    import jinja2
 
 __all__ = ["HtmlReport", "Product", "write_html"]
 
@@ -218,6 +220,8 @@ def _visible_bidi(value: object) -> object:
 
 @functools.cache
 def _environment() -> jinja2.Environment:
+    import jinja2
+
     return jinja2.Environment(
         loader=jinja2.PackageLoader("fto_async.outputs", "templates"),
         autoescape=True, trim_blocks=True, lstrip_blocks=True,
@@ -228,6 +232,8 @@ def _environment() -> jinja2.Environment:
 @functools.cache
 def _assets() -> tuple[Markup, Markup, str]:
     """The inline style and script, and the Content-Security-Policy that allows them."""
+    import jinja2
+
     loader = jinja2.PackageLoader("fto_async.outputs", "templates")
     env = _environment()
     css = loader.get_source(env, "report.css")[0]

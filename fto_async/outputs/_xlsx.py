@@ -24,11 +24,12 @@ from __future__ import annotations
 import os
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 
-import xlsxwriter
-from xlsxwriter.format import Format
-from xlsxwriter.worksheet import Worksheet
+if TYPE_CHECKING:  # XlsxWriter is imported when a workbook is written (a faster CLI start)
+    import xlsxwriter
+    from xlsxwriter.format import Format
+    from xlsxwriter.worksheet import Worksheet
 
 from ..models import normalize_score
 from ._cells import cell_text
@@ -170,6 +171,8 @@ def write_xlsx(
     options = {"constant_memory": True, "strings_to_formulas": False,
                "strings_to_urls": False, "strings_to_numbers": False, "tmpdir": str(tmp.parent)}
     try:
+        import xlsxwriter
+
         book = xlsxwriter.Workbook(str(tmp), options)
         header = book.add_format({"bold": True, "bg_color": "#1D2330", "font_color": "#FFFFFF",
                                   "border": 0, "text_wrap": True})  # fmt: skip
