@@ -27,6 +27,7 @@ from fto_async.errors import (
 )
 from fto_async.retry import RetryBudget, RetryPolicy
 from tests._shared import REPORT, SUBMIT
+from tests._vtime import virtual
 
 from ._support import base_url, emulator, envelope, handcrafted, image_request, make_client, running
 
@@ -98,6 +99,7 @@ def _flip_after_first(emu: Any, field: str, events: list[RetryEvent]) -> Any:
         ("busy_rate", BusyError, {}),
     ],
 )
+@virtual  # a 0.2 s timeout on the real clock timed out the good retry on a loaded machine
 async def test_transient_fault_is_retried_and_succeeds(
     field: str, error: type[FtoError], extra: dict[str, Any]
 ) -> None:
