@@ -1,9 +1,11 @@
 """Fixtures for every test: nothing writes to the real user cache folder; a refused port;
 the CLI tests' fast emulator (``emu``) and the ``PATSNAP_*`` variables aimed at it (``env``).
 
-Tests marked ``untraced`` run with coverage's tracer paused (fuzzing and long replays:
-they check what any input does, not which lines run, and the tracer made them 2-3x
-slower); every line they reach is also reached by a behaviour test.
+Tests marked ``untraced`` run with coverage's tracer paused, and so do the processes they
+start (fuzzing, fault storms and long replays: they are judged by what they find, not by
+which lines run, and the tracer made them 1.5-3x slower); every line they reach is also
+reached by a traced test (docs/development.md says how to check). The collection runs
+untraced too, once the package is imported while measured.
 
 Under ``CI=true`` (``.ci/run`` sets it) a skipped test fails the run with its reason: a
 test that cannot run there means a tool CI should have installed is missing. The only
