@@ -3,27 +3,20 @@
 from __future__ import annotations
 
 import asyncio
-import io
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
 import pytest
 import pytest_asyncio
-from PIL import Image
 
+from tests.outputs._browser import answer_images, watch_problems
 from tests.outputs.conftest import XSS_IMG, XSS_KEY, XSS_SCRIPT, expected_risk
 
 ARTIFACTS = Path(__file__).resolve().parent.parent / "artifacts"
 
 # One Chromium per module (tests/outputs/conftest.py), so the tests share its event loop.
 pytestmark = pytest.mark.asyncio(loop_scope="module")
-
-
-def _png() -> bytes:
-    out = io.BytesIO()
-    Image.new("RGB", (120, 120), (200, 210, 220)).save(out, "PNG")
-    return out.getvalue()
 
 
 def _image_urls(records: list[dict[str, Any]]) -> set[str]:
@@ -54,22 +47,10 @@ class Opened:
 @pytest_asyncio.fixture(loop_scope="module")
 async def opened(browser: Any, screened: dict[str, Any]) -> Opened:
     """The screened run's report in headless Chromium; image requests get a small PNG."""
-    png = _png()
     page = await browser.new_page(viewport={"width": 1440, "height": 1000})
     seen = Opened(page)
-
-    async def route(route: Any) -> None:
-        url = route.request.url
-        if url.startswith("file:"):
-            await route.continue_()
-            return
-        seen.requests.append(url)
-        await route.fulfill(status=200, content_type="image/png", body=png)
-
-    await page.route("**/*", route)
-    page.on("console", lambda msg: msg.type in ("error", "warning")
-            and seen.problems.append(f"{msg.type}: {msg.text}"))
-    page.on("pageerror", lambda exc: seen.problems.append(f"pageerror: {exc}"))
+    await answer_images(page, seen=seen.requests)
+    watch_problems(page, seen.problems)
     await page.goto(screened["html"].as_uri())
     return seen
 
@@ -211,19 +192,11 @@ async def test_filters_work_while_the_cards_are_still_arriving(browser, screened
     site = web.TCPSite(runner, "127.0.0.1", 0)
     await site.start()
     port = runner.addresses[0][1]
-    png = _png()
     records = screened["records"]
     context = await browser.new_context()
     try:
         page = await context.new_page()
-
-        async def route(route: Any) -> None:
-            if route.request.url.startswith("http://127.0.0.1"):
-                await route.continue_()
-            else:
-                await route.fulfill(status=200, content_type="image/png", body=png)
-
-        await page.route("**/*", route)
+        await answer_images(page, own="http://127.0.0.1")
         await page.goto(f"http://127.0.0.1:{port}/report.html", wait_until="commit")
         await page.wait_for_selector("article.card")
         await page.uncheck("input[name=risk][value=high]")

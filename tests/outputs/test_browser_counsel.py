@@ -6,14 +6,14 @@ A screenshot per width is kept under the pytest tmp dir and copied to tests/arti
 
 from __future__ import annotations
 
-import io
 import re
 import shutil
 from pathlib import Path
 from typing import Any
 
 import pytest
-from PIL import Image
+
+from tests.outputs._browser import answer_images, watch_problems
 
 ARTIFACTS = Path(__file__).resolve().parents[1] / "artifacts"
 WIDTHS = (1400, 1024, 390)
@@ -22,27 +22,11 @@ WIDTHS = (1400, 1024, 390)
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 
 
-def _png() -> bytes:
-    out = io.BytesIO()
-    Image.new("RGB", (120, 120), (200, 210, 220)).save(out, "PNG")
-    return out.getvalue()
-
-
 async def _open(browser: Any, path: Path, width: int, problems: list[str],
                 hash_: str = "") -> Any:  # fmt: skip
     page = await browser.new_page(viewport={"width": width, "height": 900})
-    png = _png()
-
-    async def route(route: Any) -> None:
-        if route.request.url.startswith("file:"):
-            await route.continue_()
-        else:
-            await route.fulfill(status=200, content_type="image/png", body=png)
-
-    await page.route("**/*", route)
-    page.on("console", lambda msg: msg.type in ("error", "warning")
-            and problems.append(f"{msg.type}: {msg.text}"))
-    page.on("pageerror", lambda exc: problems.append(f"pageerror: {exc}"))
+    await answer_images(page)
+    watch_problems(page, problems)
     await page.goto(path.as_uri() + hash_)
     return page
 

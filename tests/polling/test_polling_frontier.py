@@ -79,7 +79,7 @@ def test_no_upward_ratchet_over_5000_tasks() -> None:
     assert hits <= min(q, config.quantile) + 0.04, (hits, q)
 
 
-# 2.2 is traced (it reaches the tail-room fallback); 2.5 is the same replay again.
+# 2.2 stays traced (one warm replay measured); 2.5 is the same replay again.
 @pytest.mark.parametrize("budget", [2.2, pytest.param(2.5, marks=pytest.mark.untraced)])
 def test_calls_follow_the_budget_warm(budget: float) -> None:
     """Warm (after 256 finished tasks), a batch spends calls_per_task within 0.03:
@@ -278,7 +278,7 @@ def test_submission_never_stalls_behind_due_polls_under_the_default_order() -> N
     assert before >= 3 * (fresh - 1), before
 
 
-# (0.2, 10) is traced; (0.3, 30) is the same replay again.
+# (0.2, 10) stays traced (it reaches the early tail polls); (0.3, 30) is the same replay.
 @pytest.mark.parametrize(
     ("sigma", "median"), [(0.2, 10.0), pytest.param(0.3, 30.0, marks=pytest.mark.untraced)])
 def test_a_short_warm_batch_spends_its_budget(sigma: float, median: float) -> None:
