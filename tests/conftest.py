@@ -25,6 +25,7 @@ import coverage
 import pytest
 
 from fto_async.emulator import Emulator, EmulatorConfig
+from tests import _rewrite_cache
 from tests._ports import refused_port  # noqa: F401 - a fixture for every test
 
 #: Node ids that may skip under CI=true, each with a reason in a comment. Keep it empty.
@@ -64,6 +65,24 @@ def _pause_coverage() -> list[coverage.Coverage]:
 def _resume_coverage(paused: list[coverage.Coverage]) -> None:
     for cov in reversed(paused):
         cov.start()
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_sessionstart(session: pytest.Session) -> None:
+    """In the xdist controller, before the workers start: rewrite the test modules'
+    asserts once, into pytest's cache, instead of once in every worker
+    (tests/_rewrite_cache.py). Only for a run of whole folders (the README's command)."""
+    config = session.config
+    if hasattr(config, "workerinput") or not getattr(config.option, "numprocesses", None):
+        return
+    folders = [config.invocation_params.dir / arg for arg in config.args]
+    if not all(folder.is_dir() for folder in folders):
+        return
+    paused = _pause_coverage()
+    try:
+        _rewrite_cache.warm(config, _rewrite_cache.test_modules(config, folders))
+    finally:
+        _resume_coverage(paused)
 
 
 @pytest.hookimpl(hookwrapper=True)
