@@ -152,13 +152,13 @@ async def test_pipeline_step_from_a_file(emu, env, tmp_path, capsys):
 
 # -- the FastAPI app (examples/fastapi_app.py) ---------------------------------------------
 
-fastapi = pytest.importorskip("fastapi")
-httpx = pytest.importorskip("httpx")
-
-
 @asynccontextmanager
 async def fastapi_app(monkeypatch: pytest.MonkeyPatch, **env: str) -> AsyncIterator[Any]:
-    """The example's app, its lifespan entered, and an HTTP client talking to it."""
+    """The example's app, its lifespan entered, and an HTTP client talking to it. FastAPI
+    and httpx are imported here, not at the module's top: every xdist worker collects
+    this module, and only one runs these tests (0.2 s of imports each)."""
+    pytest.importorskip("fastapi")
+    httpx = pytest.importorskip("httpx")
     for name, value in {"FTO_TIME_SCALE": SCALE, **env}.items():
         monkeypatch.setenv(name, value)
     app = load("fastapi_app.py")["app"]

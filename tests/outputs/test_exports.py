@@ -11,7 +11,6 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-import openpyxl
 import pytest
 
 from fto_async.cli import main
@@ -19,12 +18,13 @@ from fto_async.emulator import Emulator, EmulatorConfig
 from fto_async.outputs import CSV_COLUMNS, write_csv
 from fto_async.outputs._cells import cell_text
 from fto_async.outputs._xlsx import DESIGN_COLUMNS, ROW_COLUMNS, write_xlsx
+from tests.outputs._xlsx import load_workbook
 
 DANGEROUS = ["=HYPERLINK(\"http://evil\",\"x\")", "+1+2", "-3+4", "@SUM(A1)", "\t=1", "\r=1"]
 
 
 def _sheet(path: Path, name: str) -> list[dict[str, Any]]:
-    book = openpyxl.load_workbook(path, read_only=True)
+    book = load_workbook(path, read_only=True)
     rows = list(book[name].iter_rows(values_only=True))
     book.close()
     header = rows[0]
@@ -66,7 +66,7 @@ def test_xlsx_writes_formulas_as_strings(tmp_path):
                for n, text in enumerate(DANGEROUS, start=2)]
     path = tmp_path / "x.xlsx"
     assert write_xlsx(records, path) == len(DANGEROUS)
-    book = openpyxl.load_workbook(path)
+    book = load_workbook(path)
     sheet = book["Rows"]
     keys = [sheet.cell(row=n, column=1) for n in range(2, len(DANGEROUS) + 2)]
     # XlsxWriter stores a CR as the XML escape _x000D_, which openpyxl does not decode.

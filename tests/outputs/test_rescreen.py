@@ -7,13 +7,13 @@ import csv
 import io
 import json
 
-import openpyxl
 import pytest
 
 from fto_async.cli import main
 from fto_async.outputs._links import check_template, patent_url, template_from_env
 from fto_async.outputs._record import FLAT_COLUMNS, live_only
 from fto_async.outputs._xlsx import ROW_COLUMNS
+from tests.outputs._xlsx import load_workbook
 
 GOOGLE = "https://patents.google.com/patent/"
 
@@ -102,7 +102,7 @@ def test_csv_xlsx_and_jsonl_share_one_column_set(rescreened, tmp_path):
             assert row["highest_risk"] == "none"
     path = tmp_path / "r.xlsx"
     assert main(["export", str(rescreened["journal"]), "--format", "xlsx", "--out", str(path)]) == 0
-    book = openpyxl.load_workbook(path)
+    book = load_workbook(path)
     sheet = book["Rows"]
     header = [c.value for c in sheet[1]]
     assert header == list(FLAT_COLUMNS)

@@ -19,7 +19,6 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-import openpyxl
 import pytest
 
 from fto_async.cli import main
@@ -31,6 +30,7 @@ from fto_async.outputs import STATUSES, write_html
 from fto_async.outputs._cards import card
 from fto_async.outputs._record import INVALID_TYPE, invalid_body
 from tests._cli import FAST, catalog, cli, records
+from tests.outputs._xlsx import load_workbook
 
 _REPORT = {"task_status": 2, "report": {"comparisons": [], "high_risk_country": [],
                                         "middle_risk_country": []}}  # fmt: skip
@@ -122,7 +122,7 @@ def _csv(journal: Path, capsys: pytest.CaptureFixture[str], *extra: str) -> dict
 def _xlsx(journal: Path, tmp_path: Path, *extra: str) -> dict[str, str]:
     out = tmp_path / "results.xlsx"
     assert main(["export", str(journal), "--format", "xlsx", "--out", str(out), *extra]) == 0
-    book = openpyxl.load_workbook(out, read_only=True)
+    book = load_workbook(out, read_only=True)
     rows = list(book["Rows"].iter_rows(values_only=True))
     book.close()
     header = list(rows[0])
