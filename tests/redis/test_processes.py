@@ -237,24 +237,30 @@ async def test_redis_restart_mid_run_leaves_no_call_uncounted(
 
 
 async def test_killed_process_leaves_nothing_stuck(redis_url: str) -> None:
-    """A process killed with SIGKILL mid-run: the survivor has the whole rate within 1 s,
-    and no 1-s window of grants ever holds more than Q."""
+    """One of three processes killed with SIGKILL mid-run: within 1 s the two survivors
+    share the whole rate, and no 1-s window of grants ever holds more than Q.
+
+    Two survivors, not one: a process holds at most one grant ahead (redisgate's round
+    trips), so a lone process on a loaded machine, woken late for each grant, falls short
+    of the whole rate whatever the victim left behind (0.65 of the pair's rate, seen in a
+    full parallel run); two of them cover each other's late wake-ups, as the pair before
+    the kill does."""
     async with emulator(qps=None) as emu:
-        victim, survivor = await spawn(2, emu.base_url, redis_url, qps=40, calls=130)
-        await asyncio.gather(victim.started.wait(), survivor.started.wait())
+        victim, *survivors = await spawn(3, emu.base_url, redis_url, qps=40, calls=90)
+        await asyncio.gather(victim.started.wait(), *(w.started.wait() for w in survivors))
         await asyncio.sleep(1.0)
         victim.proc.send_signal(signal.SIGKILL)
         await victim.proc.wait()
         killed_at = time.time()  # the grants' clock: Redis's TIME on this machine
-        await survivor.wait()
-        times = grants([victim, survivor])
+        for w in survivors:
+            await w.wait()
+        times = grants([victim, *survivors])
         before = [t for t in times if t <= killed_at]
         later = [t for t in times if t > killed_at + 1.0]
         assert len(later) > 40
-        # The survivor takes the whole rate: well above its half share of the pair's
-        # rate before the kill (stuck behind the victim's leftovers it would stay near
-        # 0.5 or below).
-        assert span_rate(later) >= 0.65 * span_rate(before)
+        # The survivors take the whole rate: stuck behind the victim's share they would
+        # stay near 2/3 of the rate before the kill.
+        assert span_rate(later) >= 0.85 * span_rate(before)
         assert max_in_window(times) <= 40
         assert len(emu.stats.attempt_times[KEY]) == len(times)
 
