@@ -15,13 +15,14 @@ before.
 from __future__ import annotations
 
 import fnmatch
-import os
 import subprocess
 import sys
 from collections.abc import Iterable
 from pathlib import Path
 from types import SimpleNamespace
 from typing import TYPE_CHECKING
+
+from tests._shared import unmeasured_env
 
 if TYPE_CHECKING:
     import pytest
@@ -97,8 +98,7 @@ def warm(config: pytest.Config, paths: list[Path]) -> int:
     todo = stale(paths)
     half = len(todo) // 2
     # Not measured by coverage's subprocess patch: it runs no code of the package.
-    env = {k: v for k, v in os.environ.items() if not k.startswith("COVERAGE_PROCESS_")}
     with subprocess.Popen([sys.executable, "-c", _CHILD, *map(str, todo[:half])],  # noqa: S603
-                          cwd=Path(__file__).parent.parent, env=env):
+                          cwd=Path(__file__).parent.parent, env=unmeasured_env()):
         _rewrite(config, fns, todo[half:])
     return len(todo)

@@ -8,6 +8,7 @@ path in the package fails the tests instead of agreeing with them.
 from __future__ import annotations
 
 import asyncio
+import os
 import zlib
 from collections.abc import AsyncIterator
 from typing import Any
@@ -20,6 +21,13 @@ WORKFLOW = "/api/mcp/submit-workflow"
 WORKFLOW_RESULT = "/api/mcp/workflow-result"
 UPLOAD = "/image-search/image-upload"
 TOKEN = "/oauth/token"
+
+def unmeasured_env() -> dict[str, str]:
+    """This process's environment without coverage's subprocess variables: a Python
+    process started with it is not measured (for processes whose lines in-process tests
+    reach anyway: measuring one costs about 0.3 s of CPU, and its calls run slower)."""
+    return {k: v for k, v in os.environ.items() if not k.startswith("COVERAGE_PROCESS_")}
+
 
 #: The emulator's demo account, in both schemes.
 CLIENT_ID = "demo-client"

@@ -97,6 +97,40 @@ async def test_priority_waiters_go_first(redis_url: str) -> None:
     assert order.index("poll") <= 5
 
 
+async def test_a_due_poll_passes_a_head_refused_for_a_full_horizon(redis_url: str) -> None:
+    """Other processes hold every grant of the horizon, so this gate's head is refused and
+    told to wait; a due poll arriving during that wait asks first, from the front, and the
+    refused call follows it (redisgate's head hand-over; only real processes reached it
+    before)."""
+    qps = 2.0  # T = 0.52 s; the horizon, 2 T, holds the others' grants at +T and +2T, and
+    # the refused head waits about T for room (the poll arrives 0.05 s into that wait)
+    others = [gate(redis_url, qps=qps) for _ in range(3)]
+    mine = gate(redis_url, qps=qps)
+    order: list[str] = []
+
+    async def one(g: RedisRateGate, name: str, priority: bool = False) -> None:
+        async with g.slot(PATH, priority=priority):
+            order.append(name)
+
+    held = [asyncio.create_task(one(g, f"other{i}")) for i, g in enumerate(others)]
+    with redis.Redis.from_url(redis_url, decode_responses=True) as r:
+        for _ in range(500):  # until the others' grants fill the horizon (Redis's clock)
+            seconds, micros = r.time()
+            if float(r.hget(f"{account_key('acct')}:gate", "tat") or 0) > (
+                    seconds + micros / 1e6 + 2.2 / qps):
+                break
+            await asyncio.sleep(0.01)
+        else:
+            raise AssertionError("the other gates never filled the horizon")
+    refused = asyncio.create_task(one(mine, "refused"))
+    await asyncio.sleep(0.05)  # its head asked, was refused, and waits
+    await asyncio.gather(one(mine, "poll", priority=True), refused, *held)
+    for g in [*others, mine]:
+        await g.aclose()
+    assert order.index("poll") < order.index("refused")
+    assert sorted(order) == ["other0", "other1", "other2", "poll", "refused"]
+
+
 async def test_started_work_goes_before_new_work(redis_url: str) -> None:
     """Within a process, the next step of started work (work_class(STARTED)) is admitted
     before waiting new work, and a due poll before both (the local gate's order)."""
