@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import os
 import sqlite3
 import subprocess
 import sys
@@ -17,7 +16,7 @@ import pytest
 from fto_async import ReportCache
 from fto_async.journal import ItemState, Journal
 from tests._batch import image, running
-from tests._shared import SUBMIT, collect
+from tests._shared import SUBMIT, collect, unmeasured_env
 
 
 class Clock:
@@ -147,7 +146,7 @@ _WORKER = textwrap.dedent("""
 def test_two_processes_share_one_file(tmp_path: Path) -> None:
     """Two real processes writing and reading one cache at once lose nothing, fail nothing."""
     path = tmp_path / "shared.db"
-    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+    env = {**unmeasured_env(), "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
     procs = [
         subprocess.Popen(  # noqa: S603 - our own worker script
             [sys.executable, "-c", _WORKER, str(path), me, "300"],

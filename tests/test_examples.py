@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import csv
 import json
-import os
 import runpy
 import sys
 from collections.abc import AsyncIterator
@@ -18,7 +17,7 @@ import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
 from fto_async.emulator import Emulator, EmulatorConfig
-from tests._shared import PNG
+from tests._shared import PNG, unmeasured_env
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLES = ROOT / "examples"
@@ -120,7 +119,7 @@ async def test_pipeline_step_subprocess(emu, env):
     proc = await asyncio.create_subprocess_exec(
         sys.executable, str(EXAMPLES / "pipeline_step.py"), "--time-scale", SCALE,
         stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE, env={**os.environ, **env},
+        stderr=asyncio.subprocess.PIPE, env={**unmeasured_env(), **env},
     )
     try:
         out, err = await asyncio.wait_for(proc.communicate(stdin), 30)

@@ -23,6 +23,7 @@ from fto_async.journal import (
     Journal,
     JournalLockedError,
 )
+from tests._shared import unmeasured_env
 
 S = ItemState
 HELPER = Path(__file__).with_name("_journal_crash.py")
@@ -284,7 +285,7 @@ async def test_crash_keeps_every_acknowledged_item(path: Path) -> None:
     """SIGKILL mid-run loses nothing acknowledged, leaves a sound file and only valid states."""
     proc = subprocess.Popen(  # noqa: S603 - our own helper script
         [sys.executable, str(HELPER), str(path)],
-        stdout=subprocess.PIPE,
+        stdout=subprocess.PIPE, env=unmeasured_env(),
         cwd=Path(__file__).parent.parent,
         text=True,
     )

@@ -10,7 +10,7 @@ import sys
 import pytest
 
 from fto_async.emulator._reports import ReportInputs, build_result
-from tests._shared import REPORT, SUBMIT
+from tests._shared import REPORT, SUBMIT, unmeasured_env
 
 from ._helpers import call, image_body, wait_done
 
@@ -126,7 +126,7 @@ async def test_publish_route_makes_a_rescreen_find_new_designs(session, emu):
 def test_publish_options_are_in_the_help():
     """``python -m fto_async.emulator --help`` documents the publication control."""
     out = subprocess.run(
-        [sys.executable, "-m", "fto_async.emulator", "--help"],
+        [sys.executable, "-m", "fto_async.emulator", "--help"], env=unmeasured_env(),
         capture_output=True, text=True, check=True,
     ).stdout
     assert "--publish-share" in out

@@ -4,7 +4,6 @@ record of every created task is the judge."""
 from __future__ import annotations
 
 import asyncio
-import os
 import random
 import signal
 import sys
@@ -24,6 +23,7 @@ from fto_async import (
 )
 from fto_async.client import provenance
 from fto_async.emulator import Emulator, EmulatorConfig
+from tests._shared import unmeasured_env
 
 pytestmark = pytest.mark.slow
 
@@ -32,7 +32,7 @@ SCALE = 0.05  # 5 s submits take 250 ms, tasks ~1.5 s: the processes overlap
 
 
 def _env(emu: Emulator) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items()
+    env = {k: v for k, v in unmeasured_env().items()
            if k not in ("PATSNAP_CLIENT_ID", "PATSNAP_CLIENT_SECRET", "PATSNAP_REDIS_URL")}
     env.update(PATSNAP_API_KEY="sk-demo", PATSNAP_BASE_URL=emu.base_url, PATSNAP_QPS="200",
                PYTHONPATH=str(Path(__file__).parents[2]))  # fmt: skip
@@ -94,7 +94,7 @@ async def test_a_killed_holder_leaves_nothing_locked(redis_url, waiting):
         holder = await asyncio.create_subprocess_exec(
             sys.executable, str(HOLDER), redis_url, request_fingerprint(request), platform,
             account, str(lease_ttl), stdout=asyncio.subprocess.PIPE,
-            env={**os.environ, "PYTHONPATH": str(Path(__file__).parents[2])},
+            env={**unmeasured_env(), "PYTHONPATH": str(Path(__file__).parents[2])},
         )  # fmt: skip
         assert holder.stdout is not None
         assert await asyncio.wait_for(holder.stdout.readline(), 30) == b"holding\n"

@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from fto_async.journal import Journal, JournalLockedError
+from tests._shared import unmeasured_env
 from tests.reliability._cli import FAST, cli, point_at, write_catalog
 
 HOLDER = """
@@ -42,7 +43,7 @@ def hard_link(path: Path) -> Path:
 async def hold(path: Path) -> asyncio.subprocess.Process:
     """Start a process that holds the journal at ``path`` until its stdin closes."""
     proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-c", HOLDER, str(path),
+        sys.executable, "-c", HOLDER, str(path), env=unmeasured_env(),
         stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
     )  # fmt: skip
     assert proc.stdout is not None
