@@ -18,6 +18,7 @@ from fto_async import (
 )
 from fto_async._envelope import decode_answer
 from tests._shared import png_of_size
+from tests._vtime import virtual
 from tests.client._support import FAST_OPTIONS, base_url, envelope, handcrafted, running
 
 SUBMIT, REPORT = "/ai/image-search/submit", "/ai/image-search/report"
@@ -74,6 +75,7 @@ async def test_a_429_on_the_token_path_is_retried_not_an_auth_failure(body):
     assert seen["token"] == 3
 
 
+@virtual  # each throttle pauses the gate for about a second
 async def test_a_429_slows_the_shared_rate_like_67200002():
     """Each 429 reaches the gate's adaptive feedback: its throttle count and the pace drop."""
     calls = {"n": 0}
@@ -102,6 +104,7 @@ def _by_path(emu: Any) -> dict[str, int]:
 
 
 @pytest.mark.untraced  # a storm judged by its outcomes (lines: the behaviour tests)
+@virtual  # the gate's pauses after each throttle are seconds of waiting
 async def test_a_429_storm_on_every_path_fails_no_row():
     """With a third of all calls (token included) answered a bare 429, image searches with
     follow-ups, uploads and workflow tasks all end without an error. (The storm must strike
