@@ -19,7 +19,7 @@ from fto_async.cli._args import default_cache_path
 from fto_async.fingerprint import request_fingerprint
 from fto_async.journal import InvalidTransitionError, ItemState, Journal
 from fto_async.report import write_html
-from tests._cli import catalog, cli
+from tests._cli import FAST, catalog, cli
 from tests.outputs.conftest import XSS_IMG, XSS_SCRIPT
 
 URL = "https://example.com/a.png"
@@ -270,14 +270,14 @@ async def test_cache_naming_the_journal_by_a_link_is_refused(
     before any call, the journal left as it was (no ``reports`` table written into it)."""
     path = catalog(tmp_path, ["K1,https://example.com/1.png,US"])
     out = tmp_path / "r.jsonl"
-    assert await cli("screen", str(path), "--out", str(out), "--no-cache") == 0
+    assert await cli("screen", str(path), "--out", str(out), "--no-cache", *FAST) == 0
     journal = tmp_path / "r.jsonl.journal.db"
     before = journal.read_bytes()
     calls = emu.stats.count()
     alias = tmp_path / "alias.db"
     (os.link if link == "hard" else os.symlink)(journal, alias)
     capsys.readouterr()
-    assert await cli("screen", str(path), "--out", str(out), "--cache", str(alias)) == 2
+    assert await cli("screen", str(path), "--out", str(out), "--cache", str(alias), *FAST) == 2
     assert "--cache:" in capsys.readouterr().err
     assert emu.stats.count() == calls
     assert journal.read_bytes() == before
