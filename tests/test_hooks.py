@@ -20,6 +20,7 @@ from fto_async import (
     RetryEvent,
 )
 from fto_async.testing import MockRequest, MockResponse, MockTransport
+from tests._vtime import virtual
 
 SUBMIT = "/ai/image-search/submit"
 REPORT = "/ai/image-search/report"
@@ -65,6 +66,7 @@ def _client(hooks: Hooks, platform: Platform | None = None) -> FtoClient:
     )  # fmt: skip
 
 
+@virtual
 async def test_sync_hooks_see_calls_retries_polls_and_results() -> None:
     """Every attempt, retry, poll and task end reaches its hook, in order."""
     seen: list[Any] = []
@@ -89,6 +91,7 @@ async def test_sync_hooks_see_calls_retries_polls_and_results() -> None:
     assert results == [ResultEvent(None, task_id, report, None, 0)]
 
 
+@virtual  # the batch's first polls wait a learned-duration guess of real seconds
 async def test_async_hooks_run_and_a_batch_tells_each_result() -> None:
     """Async hooks are awaited as tasks; a batch tells on_result once per item."""
     results: list[ResultEvent] = []
@@ -110,6 +113,7 @@ async def test_async_hooks_run_and_a_batch_tells_each_result() -> None:
     assert len(calls) == 1 + 3 + 6  # one busy submit, 3 submits, 2 polls each
 
 
+@virtual
 async def test_a_raising_hook_never_breaks_a_call_and_is_logged_once(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
