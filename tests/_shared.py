@@ -22,6 +22,7 @@ WORKFLOW_RESULT = "/api/mcp/workflow-result"
 UPLOAD = "/image-search/image-upload"
 TOKEN = "/oauth/token"
 
+
 def unmeasured_env() -> dict[str, str]:
     """This process's environment without coverage's subprocess variables: a Python
     process started with it is not measured (for processes whose lines in-process tests
