@@ -75,12 +75,15 @@ def pytest_sessionstart(session: pytest.Session) -> None:
     config = session.config
     if hasattr(config, "workerinput") or not getattr(config.option, "numprocesses", None):
         return
-    folders = [config.invocation_params.dir / arg for arg in config.args]
+    folders = [(config.invocation_params.dir / arg).resolve() for arg in config.args]
     if not all(folder.is_dir() for folder in folders):
         return
+    tests = _rewrite_cache.TESTS  # never a folder outside the suite's (a venv, say)
+    roots = {folder if folder.is_relative_to(tests) else tests for folder in folders
+             if folder.is_relative_to(tests) or tests.is_relative_to(folder)}
     paused = _pause_coverage()
     try:
-        _rewrite_cache.warm(config, _rewrite_cache.test_modules(config, folders))
+        _rewrite_cache.warm(config, _rewrite_cache.rewritten_modules(config, roots))
     finally:
         _resume_coverage(paused)
 

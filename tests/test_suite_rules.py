@@ -33,38 +33,79 @@ def test_a_traced_test_is_measured(request: pytest.FixtureRequest) -> None:
     assert sys.gettrace() is not None
 
 
-def test_the_controller_rewrites_each_test_module_once_as_pytest_would(
-        tmp_path: Path, pytestconfig: pytest.Config) -> None:
-    """The cache the xdist controller fills (tests/_rewrite_cache.py) is the one pytest
-    reads: after ``warm``, no module is stale, and each cached code object is the one
-    pytest's own rewrite makes (half of them written by the forked child)."""
+def _suite(folder: Path, modules: int) -> None:
+    """``modules`` test modules, a conftest and a helper pytest does not rewrite."""
+    names = [f"test_{n:02d}.py" for n in range(modules)] + ["conftest.py"]
+    for name in names:
+        (folder / name).write_text(f"def test_x():\n    assert {name!r} == 'no'\n")
+    (folder / "helper.py").write_text("X = 1\n")
+
+
+def _cached_as_pytest_would(module: Path, config: pytest.Config) -> bool:
     from _pytest.assertion.rewrite import _read_pyc, _rewrite_test
 
-    for name in ("test_a.py", "test_b.py", "conftest.py", "test_c.py"):
-        (tmp_path / name).write_text(f"def test_x():\n    assert {name!r} == 'no'\n")
-    (tmp_path / "helper.py").write_text("X = 1\n")  # not rewritten by pytest
-    modules = _rewrite_cache.test_modules(pytestconfig, [tmp_path])
-    assert [m.name for m in modules] == ["conftest.py", "test_a.py", "test_b.py", "test_c.py"]
-    assert _rewrite_cache.stale(modules) == modules
+    pyc = _rewrite_cache.pyc_path(module)
+    assert pyc is not None
+    cached = _read_pyc(module, pyc)
+    return cached is not None and cached == _rewrite_test(module, config)[1]
 
+
+@pytest.mark.parametrize("modules", [3, 20], ids=["alone", "with-a-child"])
+def test_the_controller_rewrites_each_test_module_once_as_pytest_would(
+        tmp_path: Path, pytestconfig: pytest.Config, modules: int) -> None:
+    """The cache the xdist controller fills (tests/_rewrite_cache.py) is the one pytest
+    reads: after ``warm``, no module is stale, and each cached code object is the one
+    pytest's own rewrite makes (with many modules, half of them written by a child
+    process)."""
+    _suite(tmp_path, modules)
+    found = _rewrite_cache.rewritten_modules(pytestconfig, [tmp_path, tmp_path])
+    assert [m.name for m in found] == sorted(
+        ["conftest.py", *(f"test_{n:02d}.py" for n in range(modules))])
+    assert _rewrite_cache.stale(found) == found
     with pytest.MonkeyPatch.context() as mp:
         mp.setattr(sys, "dont_write_bytecode", False)
-        assert _rewrite_cache.warm(pytestconfig, modules) == 4
-        assert _rewrite_cache.warm(pytestconfig, modules) == 0  # nothing left to do
-    assert _rewrite_cache.stale(modules) == []
-    for module in modules:
-        pyc = _rewrite_cache.pyc_path(module)
-        assert pyc is not None
-        cached = _read_pyc(module, pyc)
-        assert cached is not None
-        assert cached == _rewrite_test(module, pytestconfig)[1]
+        assert _rewrite_cache.warm(pytestconfig, found) == modules + 1
+        assert _rewrite_cache.warm(pytestconfig, found) == 0  # nothing left to do
+    assert _rewrite_cache.stale(found) == []
+    assert all(_cached_as_pytest_would(module, pytestconfig) for module in found)
 
 
-def test_no_cache_is_written_where_bytecode_is_not(tmp_path: Path,
-                                                   pytestconfig: pytest.Config) -> None:
-    (tmp_path / "test_a.py").write_text("def test_x():\n    assert 1\n")
-    modules = _rewrite_cache.test_modules(pytestconfig, [tmp_path])
+def test_a_pycache_prefix_is_honoured_by_the_child_too(tmp_path: Path,
+                                                      pytestconfig: pytest.Config) -> None:
+    """Under ``PYTHONPYCACHEPREFIX`` the cache lies deep under the prefix: its folders are
+    made, and the child writes there too."""
+    suite = tmp_path / "suite"
+    suite.mkdir()
+    _suite(suite, 20)
+    found = _rewrite_cache.rewritten_modules(pytestconfig, [suite])
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(sys, "dont_write_bytecode", False)
+        mp.setattr(sys, "pycache_prefix", str(tmp_path / "prefix"))
+        assert _rewrite_cache.warm(pytestconfig, found) == 21
+        assert _rewrite_cache.stale(found) == []
+        assert all(str(_rewrite_cache.pyc_path(m)).startswith(str(tmp_path / "prefix"))
+                   for m in found)
+    assert not (suite / "__pycache__").exists()
+
+
+def test_nothing_is_written_where_pytest_would_not_write(tmp_path: Path,
+                                                         pytestconfig: pytest.Config) -> None:
+    """No cache without bytecode, nor where the cache folder cannot be made (a file stands
+    in its place), nor for a module that does not compile (its worker's import reports
+    it); none of them stops the others."""
+    _suite(tmp_path, 2)
+    found = _rewrite_cache.rewritten_modules(pytestconfig, [tmp_path])
     with pytest.MonkeyPatch.context() as mp:
         mp.setattr(sys, "dont_write_bytecode", True)
-        assert _rewrite_cache.warm(pytestconfig, modules) == 0
+        assert _rewrite_cache.warm(pytestconfig, found) == 0
     assert not (tmp_path / "__pycache__").exists()
+    (tmp_path / "test_00.py").write_text("def test_x(:\n")
+    blocked = tmp_path / "blocked"
+    blocked.mkdir()
+    (blocked / "test_b.py").write_text("def test_b():\n    assert True\n")
+    (blocked / "__pycache__").write_text("not a folder")
+    found += _rewrite_cache.rewritten_modules(pytestconfig, [blocked])
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(sys, "dont_write_bytecode", False)
+        assert _rewrite_cache.warm(pytestconfig, found) == 2  # conftest.py, test_01.py
+    assert [m.name for m in _rewrite_cache.stale(found)] == ["test_00.py", "test_b.py"]

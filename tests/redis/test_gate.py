@@ -9,6 +9,8 @@ import contextlib
 import logging
 import sys
 import time
+from collections.abc import Callable
+from typing import Any
 
 import pytest
 import redis
@@ -102,28 +104,44 @@ async def test_a_due_poll_passes_a_head_refused_for_a_full_horizon(redis_url: st
     told to wait; a due poll arriving during that wait asks first, from the front, and the
     refused call follows it (redisgate's head hand-over; only real processes reached it
     before)."""
-    qps = 2.0  # T = 0.52 s; the horizon, 2 T, holds the others' grants at +T and +2T, and
-    # the refused head waits about T for room (the poll arrives 0.05 s into that wait)
+    qps = 1.5  # T = 0.69 s; the horizon, 2 T, holds the others' grants at +T and +2T, and
+    # the refused head waits about T for room: the poll has that long to arrive
     others = [gate(redis_url, qps=qps) for _ in range(3)]
     mine = gate(redis_url, qps=qps)
     order: list[str] = []
+    replies: list[int] = []  # the status of each of mine's requests (0: wait, 1: granted)
+    script = mine._acquire_script
+
+    async def recording(**kwargs: Any) -> Any:
+        reply = await script(**kwargs)
+        replies.append(int(reply[0]))
+        return reply
+
+    mine._acquire_script = recording
 
     async def one(g: RedisRateGate, name: str, priority: bool = False) -> None:
         async with g.slot(PATH, priority=priority):
             order.append(name)
 
+    async def until(condition: Callable[[], bool], what: str) -> None:
+        for _ in range(500):
+            if condition():
+                return
+            await asyncio.sleep(0.01)
+        raise AssertionError(what)
+
     held = [asyncio.create_task(one(g, f"other{i}")) for i, g in enumerate(others)]
     with redis.Redis.from_url(redis_url, decode_responses=True) as r:
-        for _ in range(500):  # until the others' grants fill the horizon (Redis's clock)
+
+        def horizon_full() -> bool:  # in Redis's clock
             seconds, micros = r.time()
-            if float(r.hget(f"{account_key('acct')}:gate", "tat") or 0) > (
-                    seconds + micros / 1e6 + 2.2 / qps):
-                break
-            await asyncio.sleep(0.01)
-        else:
-            raise AssertionError("the other gates never filled the horizon")
+            tat = float(r.hget(f"{account_key('acct')}:gate", "tat") or 0)
+            return tat > seconds + micros / 1e6 + 2.2 / qps
+
+        await until(horizon_full, "the other gates never filled the horizon")
     refused = asyncio.create_task(one(mine, "refused"))
-    await asyncio.sleep(0.05)  # its head asked, was refused, and waits
+    await until(lambda: bool(replies), "this gate's head never asked")
+    assert replies[0] == 0, "the head was granted at once: the horizon had room again"
     await asyncio.gather(one(mine, "poll", priority=True), refused, *held)
     for g in [*others, mine]:
         await g.aclose()
