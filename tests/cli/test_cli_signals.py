@@ -26,6 +26,8 @@ from typing import Any
 import aiohttp
 import pytest
 
+from tests._shared import unmeasured_env
+
 ROWS = 150
 EMULATOR = ["--port", "0", "--qps", "120", "--time-scale", "0.06", "--task-duration", "16",
             "--seed", "3"]  # fmt: skip
@@ -42,7 +44,8 @@ async def emulator() -> AsyncIterator[str]:
     proc = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "fto_async.emulator", *EMULATOR,
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.DEVNULL,
-        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        # Not measured: it is killed at the end, and a killed process saves no coverage.
+        env={**unmeasured_env(), "PYTHONUNBUFFERED": "1"},
     )
     try:
         assert proc.stdout is not None
@@ -66,9 +69,11 @@ def catalog(tmp_path: Path) -> Path:
     return path
 
 
-def environment(base_url: str) -> dict[str, str]:
-    """The command's environment: the emulator's demo account."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("PATSNAP_")}
+def environment(base_url: str, *, measured: bool = True) -> dict[str, str]:
+    """The command's environment: the emulator's demo account (and, unless
+    ``measured``, no coverage measurement)."""
+    env = {k: v for k, v in (os.environ if measured else unmeasured_env()).items()
+           if not k.startswith("PATSNAP_")}
     return {**env, "PATSNAP_API_KEY": "sk-demo", "PATSNAP_BASE_URL": base_url,
             "PYTHONUNBUFFERED": "1"}
 
@@ -80,11 +85,13 @@ async def stats(base_url: str) -> dict[str, Any]:
         return dict(await resp.json())
 
 
-async def start(args: list[str], base_url: str) -> asyncio.subprocess.Process:
-    """Start ``fto-async ARGS`` with its output in pipes."""
+async def start(args: list[str], base_url: str, *, measured: bool = True
+                ) -> asyncio.subprocess.Process:  # fmt: skip
+    """Start ``fto-async ARGS`` with its output in pipes (unmeasured by coverage when it
+    is to be killed: a killed process saves no coverage)."""
     return await asyncio.create_subprocess_exec(
         *CLI, *args, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
-        env=environment(base_url),
+        env=environment(base_url, measured=measured),
     )
 
 
@@ -185,7 +192,7 @@ async def test_sigkill_loses_nothing(emulator, catalog, tmp_path):
     """After SIGKILL every row still gets its line; duplicates are at most the unknown rows."""
     out = tmp_path / "results.jsonl"
     screen = ["screen", str(catalog), "--out", str(out), *SCREEN]
-    proc = await start(screen, emulator)
+    proc = await start(screen, emulator, measured=False)
     await until_submits(emulator, proc, 30)
     proc.kill()
     await finish(proc, 60)
