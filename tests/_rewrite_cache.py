@@ -94,14 +94,14 @@ def stale(paths: Iterable[Path]) -> list[Path]:
 
 def _writable(path: Path) -> bool:
     """Whether the cache folder of ``path`` exists or can be made, and takes files."""
-    folder = pyc_path(path)
-    if folder is None:
+    pyc = pyc_path(path)
+    if pyc is None:
         return False
     try:
-        folder.parent.mkdir(parents=True, exist_ok=True)
+        pyc.parent.mkdir(parents=True, exist_ok=True)
     except OSError:
         return False
-    return os.access(folder.parent, os.W_OK)
+    return os.access(pyc.parent, os.W_OK)
 
 
 def rewrite(config: pytest.Config | None, paths: Iterable[Path]) -> int:

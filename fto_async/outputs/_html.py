@@ -232,10 +232,9 @@ def _environment() -> jinja2.Environment:
 @functools.cache
 def _assets() -> tuple[Markup, Markup, str]:
     """The inline style and script, and the Content-Security-Policy that allows them."""
-    import jinja2
-
-    loader = jinja2.PackageLoader("fto_async.outputs", "templates")
     env = _environment()
+    loader = env.loader  # the environment's own PackageLoader: one place names the templates
+    assert loader is not None
     css = loader.get_source(env, "report.css")[0]
     js = loader.get_source(env, "report.js")[0]
 
